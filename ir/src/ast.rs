@@ -1,0 +1,483 @@
+//! The cascade IR: ranks, tensors and Extended Einsums stored in flat arenas with typed ids.
+//!
+//! A [`Cascade`] is plain data. Every name is interned once: ranks in `ranks`, tensors in
+//! `tensors`, expression nodes in `exprs` (children before parents) and Einsums in `einsums`
+//! (Initialization section first, then the Extended Einsums section, each in program order).
+//! Ids index those vectors, so walking a cascade is a loop over slices.
+//!
+//! # Semantics (EDGE, as interpreted by `eval`, `passes`, the rewriter and code generation)
+//!
+//! * Index variables are the lowercase names of ranks: rank `M1` is iterated by `m1`.
+//!   A rank may be split (`split M -> M1 M0`): `m = m1*M0 + m0`, `|M| = |M1|·|M0|`.
+//! * An Einsum's iteration space is every rank whose variable appears in its output or operands.
+//!   Ranks that appear in operands but not in the output are reduced: by the explicit
+//!   [`Reduction`] if present, else by `+` (Einstein convention).
+//! * Every point of every tensor is either *present* (holds a value, possibly `-inf` or 0) or
+//!   *absent*. Inputs are present everywhere. Points removed by a filter are absent. An Einsum
+//!   whose right-hand side is the bare literal `0` leaves its points absent: 0 is every tensor's
+//!   fill value, as in the paper's `RD[0,p] = 0`.
+//! * Merge ops decide which points of a binary map are computed ([`Merge`]); a reduction combines
+//!   the present points only, and a fiber with no present point yields an absent result.
+//! * `-inf` is a value. `exp(x - c)` is 0 whenever `x = -inf`, whatever `c` (also `c = -inf`),
+//!   and `0 / 0` is 0, so a row whose scores are all `-inf` produces zeros, never NaN.
+//! * A rank is iterative when some Einsum writes a tensor at `r+1`. Iterative state tensors have
+//!   extent `|R|+1` along that rank; Einsums whose space includes the rank run once per value
+//!   `r = 0, 1, …` until the stop condition holds; Einsums that read the final state run after.
+
+use std::fmt;
+
+/// Index of a rank in [`Cascade::ranks`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RankId(pub u32);
+
+/// Index of a tensor in [`Cascade::tensors`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TensorId(pub u32);
+
+/// Index of an Einsum in [`Cascade::einsums`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EinsumId(pub u32);
+
+/// Index of an expression node in [`Cascade::exprs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ExprId(pub u32);
+
+macro_rules! id_index {
+    ($($id:ident),*) => {$(
+        impl $id {
+            /// The position in the owning arena.
+            pub fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+    )*};
+}
+id_index!(RankId, TensorId, EinsumId, ExprId);
+
+/// A whole cascade: declarations, Einsums, outputs and the optional stopping condition.
+///
+/// **Invariant:** `exprs` lists children before parents; every id stored anywhere in the
+/// cascade indexes the corresponding arena. `verify` checks the semantic invariants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cascade {
+    pub name: String,
+    pub ranks: Vec<Rank>,
+    pub tensors: Vec<Tensor>,
+    pub exprs: Vec<Expr>,
+    pub einsums: Vec<Einsum>,
+    pub outputs: Vec<TensorId>,
+    pub stop: Option<Compare>,
+}
+
+/// A declared rank (`M`), possibly the outer or inner part of a split, or a size parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rank {
+    /// Uppercase name as written (`M1`); its index variable is the lowercase name (`m1`).
+    pub name: String,
+    /// `Some((outer, inner))` when this rank is split: `r = outer*|inner| + inner`.
+    pub split: Option<(RankId, RankId)>,
+    /// A parameter (`param W`) has a size but is never iterated.
+    pub is_param: bool,
+}
+
+/// How a tensor enters the cascade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TensorKind {
+    Input,
+    Intermediate,
+}
+
+/// A declared or inferred tensor with the rank of each of its dimensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tensor {
+    pub name: String,
+    pub kind: TensorKind,
+    /// The rank of each dimension, in order. Empty for scalars.
+    pub ranks: Vec<RankId>,
+}
+
+/// Which section an Einsum belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Section {
+    /// Runs once before everything else (`init`).
+    Init,
+    /// The Extended Einsums, run in order (per iteration for iterative ranks).
+    Body,
+}
+
+/// One Extended Einsum: `output = reduction? value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Einsum {
+    pub section: Section,
+    pub output: Access,
+    /// Explicit reduction written as `max(m) …`; `None` means `+` over the leftover ranks.
+    pub reduction: Option<Reduction>,
+    pub value: ExprId,
+}
+
+/// An explicit reduce action over named ranks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reduction {
+    pub op: ReduceOp,
+    pub ranks: Vec<RankId>,
+}
+
+/// Reduce compute ops. The merge of a reduction is always `∪` (present points only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    Sum,
+    Max,
+    Min,
+    Prod,
+}
+
+/// A tensor access `T[i0, i1 : filter, …]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Access {
+    pub tensor: TensorId,
+    pub indices: Vec<IndexExpr>,
+    /// Filters attached to index positions (`m : m <= p`); the operand is absent where any
+    /// condition is false. Sorted by position; a position may carry several conditions.
+    pub filters: Vec<Filter>,
+}
+
+/// A filter on one index position of an access: all `conds` must hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    pub position: usize,
+    pub conds: Vec<Compare>,
+}
+
+/// An affine comparison of index expressions (`p - m < W`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compare {
+    pub lhs: IndexExpr,
+    pub op: CompareOp,
+    pub rhs: IndexExpr,
+}
+
+/// Comparison operators of filters and stopping conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CompareOp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+/// Integer index arithmetic: `m`, `m1+1`, `0`, `M1`, `m1*M0+m0`, `p - m`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum IndexExpr {
+    /// The index variable of a rank (`m1`).
+    Var(RankId),
+    /// The size of a rank or parameter (`M1`, `W`).
+    Size(RankId),
+    /// An integer literal.
+    Lit(i64),
+    Add(Box<IndexExpr>, Box<IndexExpr>),
+    Sub(Box<IndexExpr>, Box<IndexExpr>),
+    Mul(Box<IndexExpr>, Box<IndexExpr>),
+}
+
+/// An expression node of an Einsum's right-hand side.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    Access(Access),
+    Const(Constant),
+    Unary(UnaryOp, ExprId),
+    Binary {
+        op: BinaryOp,
+        merge: Merge,
+        lhs: ExprId,
+        rhs: ExprId,
+    },
+}
+
+/// Constants a map action may use.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Constant {
+    Num(f64),
+    NegInf,
+    /// `1/sqrt(E)`: the reciprocal square root of a rank's size.
+    InvSqrtSize(RankId),
+}
+
+/// Unary user functions of map actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    Exp,
+    Neg,
+    Recip,
+    Sqrt,
+    Sigmoid,
+    Softplus,
+    Relu,
+    /// `elu(x) + 1`, the linear-attention feature map.
+    Elu1,
+    Tanh,
+}
+
+/// Binary compute ops of map actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+    /// `exp(lhs - rhs)` as one action (FuseMax's sub-then-exp).
+    SubExp,
+}
+
+/// Merge ops: which points of a binary map are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Merge {
+    /// `∩` (`{&}`): both operands present.
+    Intersect,
+    /// `∪` (`{|}`): either present; a lone operand passes through (`a + ∅ = a`, `∅ - b = -b`,
+    /// `max(a, ∅) = a`, `a × ∅ = a`).
+    Union,
+    /// `←` (`{<-}`): where the right operand is present; an absent left operand counts as 0.
+    Right,
+    /// `1` (`{1}`): every point of the iteration space; absent operands count as 0.
+    All,
+}
+
+impl BinaryOp {
+    /// The merge an op gets when the source does not write one.
+    pub fn default_merge(self) -> Merge {
+        match self {
+            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Max | BinaryOp::Min => Merge::Union,
+            BinaryOp::Mul | BinaryOp::SubExp => Merge::Intersect,
+            BinaryOp::Div => Merge::Right,
+        }
+    }
+}
+
+impl Cascade {
+    pub fn rank(&self, id: RankId) -> &Rank {
+        &self.ranks[id.index()]
+    }
+
+    pub fn tensor(&self, id: TensorId) -> &Tensor {
+        &self.tensors[id.index()]
+    }
+
+    pub fn expr(&self, id: ExprId) -> &Expr {
+        &self.exprs[id.index()]
+    }
+
+    pub fn einsum(&self, id: EinsumId) -> &Einsum {
+        &self.einsums[id.index()]
+    }
+
+    pub fn rank_by_name(&self, name: &str) -> Option<RankId> {
+        self.ranks.iter().position(|r| r.name == name).map(|i| RankId(i as u32))
+    }
+
+    pub fn tensor_by_name(&self, name: &str) -> Option<TensorId> {
+        self.tensors.iter().position(|t| t.name == name).map(|i| TensorId(i as u32))
+    }
+
+    /// The index variable that iterates a rank (`m1` for `M1`).
+    pub fn var_name(&self, id: RankId) -> String {
+        self.rank(id).name.to_lowercase()
+    }
+
+    /// Ids of all Einsums, in program order.
+    pub fn einsum_ids(&self) -> impl Iterator<Item = EinsumId> + '_ {
+        (0..self.einsums.len()).map(|i| EinsumId(i as u32))
+    }
+
+    /// Ranks written as `r+k` (k ≠ 0) in some Einsum output: the iterative ranks, sorted.
+    pub fn iterative_ranks(&self) -> Vec<RankId> {
+        let mut found = Vec::new();
+        for e in &self.einsums {
+            for idx in &e.output.indices {
+                if let Some(rank) = idx.shifted_var() {
+                    if !found.contains(&rank) {
+                        found.push(rank);
+                    }
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// Every access in the expression tree rooted at `root`, left to right.
+    pub fn accesses(&self, root: ExprId) -> Vec<&Access> {
+        let mut out = Vec::new();
+        self.collect_accesses(root, &mut out);
+        out
+    }
+
+    fn collect_accesses<'a>(&'a self, id: ExprId, out: &mut Vec<&'a Access>) {
+        match self.expr(id) {
+            Expr::Access(a) => out.push(a),
+            Expr::Const(_) => {}
+            Expr::Unary(_, arg) => self.collect_accesses(*arg, out),
+            Expr::Binary { lhs, rhs, .. } => {
+                self.collect_accesses(*lhs, out);
+                self.collect_accesses(*rhs, out);
+            }
+        }
+    }
+
+    /// The index variables an Einsum iterates over (output, operands and filters), sorted.
+    pub fn iteration_space(&self, id: EinsumId) -> Vec<RankId> {
+        let e = self.einsum(id);
+        let mut vars = Vec::new();
+        e.output.collect_vars(&mut vars);
+        for a in self.accesses(e.value) {
+            a.collect_vars(&mut vars);
+        }
+        vars.sort();
+        vars.dedup();
+        vars
+    }
+
+    /// The ranks an Einsum reduces: in its space but not in its output, sorted.
+    pub fn reduced_ranks(&self, id: EinsumId) -> Vec<RankId> {
+        let mut out_vars = Vec::new();
+        self.einsum(id).output.collect_vars(&mut out_vars);
+        self.iteration_space(id)
+            .into_iter()
+            .filter(|r| !out_vars.contains(r))
+            .collect()
+    }
+
+    /// The reduce op of an Einsum (explicit or the implicit `+`), if it reduces anything.
+    pub fn reduce_op(&self, id: EinsumId) -> Option<ReduceOp> {
+        let e = self.einsum(id);
+        match &e.reduction {
+            Some(r) => Some(r.op),
+            None if !self.reduced_ranks(id).is_empty() => Some(ReduceOp::Sum),
+            None => None,
+        }
+    }
+}
+
+impl Access {
+    /// Index variables used by this access, including in its filters.
+    pub fn collect_vars(&self, out: &mut Vec<RankId>) {
+        for idx in &self.indices {
+            idx.collect_vars(out);
+        }
+        for f in &self.filters {
+            for c in &f.conds {
+                c.lhs.collect_vars(out);
+                c.rhs.collect_vars(out);
+            }
+        }
+    }
+}
+
+impl IndexExpr {
+    /// Pushes every `Var` in this expression.
+    pub fn collect_vars(&self, out: &mut Vec<RankId>) {
+        match self {
+            IndexExpr::Var(r) => {
+                if !out.contains(r) {
+                    out.push(*r);
+                }
+            }
+            IndexExpr::Size(_) | IndexExpr::Lit(_) => {}
+            IndexExpr::Add(a, b) | IndexExpr::Sub(a, b) | IndexExpr::Mul(a, b) => {
+                a.collect_vars(out);
+                b.collect_vars(out);
+            }
+        }
+    }
+
+    /// `Some(r)` when this is `r + k` or `r - k` with a literal `k ≠ 0`.
+    pub fn shifted_var(&self) -> Option<RankId> {
+        match self {
+            IndexExpr::Add(a, b) | IndexExpr::Sub(a, b) => match (&**a, &**b) {
+                (IndexExpr::Var(r), IndexExpr::Lit(k)) if *k != 0 => Some(*r),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Evaluates the expression with `var` giving each variable's value and `size` each size.
+    pub fn eval(&self, var: &impl Fn(RankId) -> i64, size: &impl Fn(RankId) -> i64) -> i64 {
+        match self {
+            IndexExpr::Var(r) => var(*r),
+            IndexExpr::Size(r) => size(*r),
+            IndexExpr::Lit(k) => *k,
+            IndexExpr::Add(a, b) => a.eval(var, size) + b.eval(var, size),
+            IndexExpr::Sub(a, b) => a.eval(var, size) - b.eval(var, size),
+            IndexExpr::Mul(a, b) => a.eval(var, size) * b.eval(var, size),
+        }
+    }
+}
+
+impl Compare {
+    pub fn holds(&self, var: &impl Fn(RankId) -> i64, size: &impl Fn(RankId) -> i64) -> bool {
+        let (l, r) = (self.lhs.eval(var, size), self.rhs.eval(var, size));
+        match self.op {
+            CompareOp::Lt => l < r,
+            CompareOp::Le => l <= r,
+            CompareOp::Gt => l > r,
+            CompareOp::Ge => l >= r,
+            CompareOp::Eq => l == r,
+            CompareOp::Ne => l != r,
+        }
+    }
+}
+
+impl fmt::Display for ReduceOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Max => "max",
+            ReduceOp::Min => "min",
+            ReduceOp::Prod => "prod",
+        })
+    }
+}
+
+impl fmt::Display for UnaryOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UnaryOp::Exp => "exp",
+            UnaryOp::Neg => "neg",
+            UnaryOp::Recip => "recip",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Softplus => "softplus",
+            UnaryOp::Relu => "relu",
+            UnaryOp::Elu1 => "elu1",
+            UnaryOp::Tanh => "tanh",
+        })
+    }
+}
+
+impl fmt::Display for CompareOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CompareOp::Lt => "<",
+            CompareOp::Le => "<=",
+            CompareOp::Gt => ">",
+            CompareOp::Ge => ">=",
+            CompareOp::Eq => "==",
+            CompareOp::Ne => "!=",
+        })
+    }
+}
+
+impl fmt::Display for Merge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Merge::Intersect => "&",
+            Merge::Union => "|",
+            Merge::Right => "<-",
+            Merge::All => "1",
+        })
+    }
+}

@@ -1,0 +1,14 @@
+//! cascade-ir: attention algorithms as Extended Einsum cascades.
+//!
+//! The IR ([`ast`]), its text format ([`dsl`]), validation ([`verify`]), a reference
+//! interpreter ([`eval`]), pass analysis ([`passes`]) and the attention library ([`library`]).
+//! This crate knows no hardware: costs reach it as data chosen by the caller.
+
+pub mod ast;
+pub mod dsl;
+pub mod library;
+pub mod ops;
+pub mod shape;
+
+pub use ast::*;
+pub use shape::{Shape, ShapeError, ShapeSpec};
