@@ -6,8 +6,11 @@
 
 pub mod ast;
 pub mod dsl;
+pub mod eval;
 pub mod library;
 pub mod ops;
+pub mod passes;
+pub mod reference;
 pub mod shape;
 
 pub use ast::*;
