@@ -9,6 +9,7 @@ pub mod dsl;
 pub mod library;
 pub mod ops;
 pub mod shape;
+pub mod verify;
 
 pub use ast::*;
 pub use shape::{Shape, ShapeError, ShapeSpec};
