@@ -12,6 +12,7 @@ pub mod ops;
 pub mod passes;
 pub mod reference;
 pub mod shape;
+pub mod verify;
 
 pub use ast::*;
 pub use shape::{Shape, ShapeError, ShapeSpec};
