@@ -507,7 +507,7 @@ impl fmt::Display for PassReport {
         }
         writeln!(f, "op totals:")?;
         for (k, p) in &self.totals {
-            writeln!(f, "  {k:<5}  {}", p.display_with(&self.rank_names))?;
+            writeln!(f, "  {:<5}  {}", k.name(), p.display_with(&self.rank_names))?;
         }
         Ok(())
     }
