@@ -121,4 +121,6 @@ pub fn check(source: &str, path: &str) -> Result<Parsed, Diagnostics> {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
