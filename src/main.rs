@@ -5,7 +5,9 @@
 //! 0 ok, 1 user error (diagnostics on stderr), 2 internal error.
 
 mod cmd_check;
+mod cmd_eval;
 mod cmd_list;
+mod cmd_passes;
 mod cmd_show;
 mod load;
 mod output;
@@ -35,6 +37,10 @@ enum Command {
     Show(cmd_show::Args),
     /// Parse and verify a cascade, then print it normalised.
     Check(cmd_check::Args),
+    /// Count the passes a cascade needs over a rank, with barriers, footprints and op counts.
+    Passes(cmd_passes::Args),
+    /// Run the reference interpreter on seeded random inputs and check it against the direct reference.
+    Eval(cmd_eval::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -43,6 +49,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List(args) => cmd_list::run(args, format),
         Command::Show(args) => cmd_show::run(args, format),
         Command::Check(args) => cmd_check::run(args, format),
+        Command::Passes(args) => cmd_passes::run(args, format),
+        Command::Eval(args) => cmd_eval::run(args, format),
     }
 }
 

@@ -1,3 +1,5 @@
 //! End-to-end tests of the `cascade` binary, one module per boundary.
 
+mod eval;
+mod passes;
 mod tidy;
