@@ -230,3 +230,28 @@ output Z
     assert_eq!(points(&ev, "Z"), [Some(3.0)]);
     assert_eq!(points(&ev, "R"), [None, Some(1.0), Some(3.0)]);
 }
+
+#[test]
+fn einsums_among_the_loop_run_before_or_after_it_by_what_they_read() {
+    // S reads no loop state, so it runs before the loop that uses it; Z reads the final state,
+    // so it runs after the loop although it is written between loop Einsums.
+    let src = "
+cascade order
+ranks K
+input A[K] C
+init
+R[0] = 0
+T[0] = 0
+einsums
+R[k+1] = R[k] + A[k]
+S      = C * 2
+Z      = R[K]
+T[k+1] = T[k] + A[k] * S
+stop k >= K
+output Z T
+";
+    let ev = run(src, "K=2", &[("A", vec![1.0, 2.0]), ("C", vec![3.0])]).expect("evaluates");
+    assert_eq!(points(&ev, "S"), [Some(6.0)]);
+    assert_eq!(points(&ev, "Z"), [Some(3.0)]);
+    assert_eq!(points(&ev, "T"), [None, Some(6.0), Some(18.0)]);
+}
