@@ -59,7 +59,7 @@ fn node(id: EinsumId) -> NodeIndex {
 }
 
 /// `Some((r, k))` for an index `r + k` (`r - k` gives `-k`), `Some((r, 0))` for `r`.
-fn offset(idx: &IndexExpr) -> Option<(RankId, i64)> {
+pub(crate) fn offset(idx: &IndexExpr) -> Option<(RankId, i64)> {
     match idx {
         IndexExpr::Var(r) => Some((*r, 0)),
         IndexExpr::Add(a, b) => match (&**a, &**b) {
