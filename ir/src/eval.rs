@@ -117,17 +117,28 @@ pub enum EvalError {
     },
     #[error("iterative rank {rank} has no stop condition: add `stop {var} >= {rank}`")]
     MissingStop { rank: String, var: String },
+    #[error(
+        "the tensors up to {tensor} hold more than {limit} points in all; evaluate a smaller shape"
+    )]
+    TooLarge { tensor: String, limit: usize },
     #[error("the cascade has several iterative ranks ({ranks}); the interpreter supports one")]
     SeveralIterativeRanks { ranks: String },
 }
 
+/// The most tensor points one evaluation may hold (8 GiB of f64 values), so that a large
+/// shape is an error rather than an allocation failure.
+pub const MAX_POINTS: usize = 1 << 30;
+
 /// Evaluates `cascade` on `inputs` (one array per input tensor, dims in declaration order).
+///
+/// `cascade` must pass `verify` and `shape` must be resolved for it; anything wrong with the
+/// inputs, the index arithmetic or the stop condition is an [`EvalError`].
 pub fn evaluate<T: Float>(
     cascade: &Cascade,
     shape: &Shape,
     inputs: &BTreeMap<String, ArrayD<T>>,
 ) -> Result<Evaluation<T>, EvalError> {
-    let mut store = Store::new(cascade, shape);
+    let mut store = Store::new(cascade, shape)?;
     store.load_inputs(cascade, inputs)?;
     for step in plan(cascade)? {
         match step {
@@ -264,8 +275,9 @@ struct Store<T> {
 }
 
 impl<T: Float> Store<T> {
-    fn new(cascade: &Cascade, shape: &Shape) -> Store<T> {
+    fn new(cascade: &Cascade, shape: &Shape) -> Result<Store<T>, EvalError> {
         let n = cascade.tensors.len();
+        let mut total = 0usize;
         let mut store = Store {
             values: Vec::with_capacity(n),
             present: Vec::with_capacity(n),
@@ -275,7 +287,17 @@ impl<T: Float> Store<T> {
         };
         for (i, tensor) in cascade.tensors.iter().enumerate() {
             let extents = tensor_extents(cascade, shape, TensorId(i as u32));
-            let len = extents.iter().product();
+            let len = extents
+                .iter()
+                .try_fold(1usize, |acc, e| acc.checked_mul(*e));
+            total = len.and_then(|l| total.checked_add(l)).unwrap_or(usize::MAX);
+            if total > MAX_POINTS {
+                return Err(EvalError::TooLarge {
+                    tensor: tensor.name.clone(),
+                    limit: MAX_POINTS,
+                });
+            }
+            let len = len.unwrap_or(0);
             let mut strides = vec![1i64; extents.len()];
             for d in (0..extents.len().saturating_sub(1)).rev() {
                 strides[d] = strides[d + 1] * extents[d + 1] as i64;
@@ -287,7 +309,7 @@ impl<T: Float> Store<T> {
             store.strides.push(strides);
             store.all_present.push(input);
         }
-        store
+        Ok(store)
     }
 
     fn load_inputs(

@@ -255,3 +255,17 @@ output Z T
     assert_eq!(points(&ev, "Z"), [Some(3.0)]);
     assert_eq!(points(&ev, "T"), [None, Some(6.0), Some(18.0)]);
 }
+
+#[test]
+fn shapes_beyond_the_point_limit_are_an_error_not_an_allocation_failure() {
+    let c = parse("cascade big\nranks I J\ninput A[I]\nB[i,j] = A[i]\noutput B\n");
+    let shape = Shape::resolve(&c, &"I=65536,J=65536".parse().expect("spec")).expect("shape");
+    let err = evaluate::<f64>(&c, &shape, &BTreeMap::new()).expect_err("too large");
+    assert_eq!(
+        err,
+        EvalError::TooLarge {
+            tensor: "B".into(),
+            limit: cascade_ir::eval::MAX_POINTS
+        }
+    );
+}
