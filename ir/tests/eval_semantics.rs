@@ -269,3 +269,17 @@ fn shapes_beyond_the_point_limit_are_an_error_not_an_allocation_failure() {
         }
     );
 }
+
+#[test]
+fn products_of_index_variables_are_rejected_by_name() {
+    let src = "cascade square\nranks I\ninput A[I]\nB[i] = A[i*i : i*i < I]\noutput B\n";
+    let err = run(src, "I=4", &[("A", vec![1.0, 2.0, 3.0, 4.0])]).expect_err("not affine");
+    assert_eq!(
+        err,
+        EvalError::NonAffineIndex {
+            einsum: "Einsum 1 (writing B)".into(),
+            tensor: "A".into(),
+            position: 0
+        }
+    );
+}
