@@ -840,8 +840,17 @@ impl<T: Float> Kernel<T> {
                 pres[k * row..][..row].fill(true);
             }
         }
+        // Whether a node's current row is present at every point (constants always are).
+        let mut dense: Vec<bool> = self
+            .nodes
+            .iter()
+            .map(|n| matches!(n, Node::Const(_)))
+            .collect();
         loop {
             for (k, node) in self.nodes.iter().enumerate() {
+                if !matches!(node, Node::Const(_)) {
+                    dense[k] = false;
+                }
                 let (done_v, rest_v) = vals.split_at_mut(k * row);
                 let (done_p, rest_p) = pres.split_at_mut(k * row);
                 let (v, p) = (&mut rest_v[..row], &mut rest_p[..row]);
@@ -860,6 +869,25 @@ impl<T: Float> Kernel<T> {
                                 *x = src_v[(base + step * i as i64) as usize];
                             }
                             p.fill(true);
+                            dense[k] = true;
+                            continue;
+                        }
+                        if filters.is_empty() && load_checks[k].is_empty() && step == 0 {
+                            // A broadcast along the innermost loop: one point for the whole row.
+                            let o = base as usize;
+                            v.fill(src_v[o]);
+                            p.fill(*all_present || src_p[o]);
+                            dense[k] = *all_present || src_p[o];
+                            continue;
+                        }
+                        if filters.is_empty() && load_checks[k].is_empty() {
+                            let mut all = true;
+                            for (i, (x, q)) in v.iter_mut().zip(p.iter_mut()).enumerate() {
+                                let o = (base + step * i as i64) as usize;
+                                (*x, *q) = (src_v[o], src_p[o]);
+                                all &= src_p[o];
+                            }
+                            dense[k] = all;
                             continue;
                         }
                         for i in 0..row {
@@ -894,6 +922,7 @@ impl<T: Float> Kernel<T> {
                     }
                     Node::Const(_) | Node::Absent => {}
                     Node::Unary(op, a) => {
+                        dense[k] = dense[*a];
                         let (av, ap) = (&done_v[a * row..][..row], &done_p[a * row..][..row]);
                         for i in 0..row {
                             (v[i], p[i]) = if ap[i] {
@@ -906,6 +935,18 @@ impl<T: Float> Kernel<T> {
                     Node::Binary(op, merge, a, b) => {
                         let (av, ap) = (&done_v[a * row..][..row], &done_p[a * row..][..row]);
                         let (bv, bp) = (&done_v[b * row..][..row], &done_p[b * row..][..row]);
+                        if dense[*a] && dense[*b] {
+                            // Both rows fully present: no merge to decide, one op per point.
+                            let pairs = v.iter_mut().zip(av.iter().zip(bv));
+                            match op {
+                                BinaryOp::Add => pairs.for_each(|(o, (x, y))| *o = *x + *y),
+                                BinaryOp::Mul => pairs.for_each(|(o, (x, y))| *o = *x * *y),
+                                _ => pairs.for_each(|(o, (x, y))| *o = compute(*op, *x, *y)),
+                            }
+                            p.fill(true);
+                            dense[k] = true;
+                            continue;
+                        }
                         for i in 0..row {
                             (v[i], p[i]) = binary(*op, *merge, (av[i], ap[i]), (bv[i], bp[i]));
                         }
@@ -914,6 +955,23 @@ impl<T: Float> Kernel<T> {
             }
             let (root_v, root_p) = (&vals[(n_nodes - 1) * row..], &pres[(n_nodes - 1) * row..]);
             let (base, step) = (cur[self.out_offset], inner_step[self.out_offset]);
+            if dense[n_nodes - 1] && out_checks.is_empty() && self.reduce == Some(ReduceOp::Sum) {
+                // The common case of a sum whose row is fully present.
+                for (i, x) in root_v[..row].iter().enumerate() {
+                    let o = (base + step * i as i64) as usize;
+                    let acc = if out_present[o] {
+                        out_values[o]
+                    } else {
+                        T::zero()
+                    };
+                    out_values[o] = acc + *x;
+                    out_present[o] = true;
+                }
+                if !advance(&outer, &mut idx, &mut cur, &self.sizes, &self.strides) {
+                    return Ok(());
+                }
+                continue;
+            }
             for i in 0..row {
                 for &ch in out_checks {
                     let check = &self.out_checks[ch];
