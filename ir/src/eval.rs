@@ -11,6 +11,8 @@
 //!   sub-then-exp, 1 for `×` and `÷`, the present operand itself for `max`/`min`
 //!   (so `∅ - b = -b`, `∅ / b = 1/b`, `exp(a - ∅) = exp(a)`).
 //! * `←` and `1` count an absent operand as 0 (`←` first requires the right operand present).
+//! * The `-inf` rule of sub-then-exp also holds for `exp((a - b))` written as two actions:
+//!   it is 0 wherever `a` is `-inf`, so rewriting one form into the other keeps NaN out.
 //! * Absent output points read as 0 in [`TensorValue::values`]; [`TensorValue::present`] says
 //!   which points hold a value.
 //! * Iterative ranks: body Einsums whose space includes the iterative rank `R` form one loop run
@@ -483,6 +485,9 @@ enum Node<T> {
     /// The bare literal `0` right-hand side: every point stays absent.
     Absent,
     Unary(UnaryOp, usize),
+    /// `exp(a - b)` written as an `exp` of a subtraction (slot of the subtraction, slot of `a`):
+    /// 0 wherever `a` is `-inf`, like the fused sub-then-exp.
+    ExpOfSub(usize, usize),
     Binary(BinaryOp, Merge, usize, usize),
 }
 
@@ -604,6 +609,14 @@ impl<T: Float> Kernel<T> {
                 }
                 Expr::Const(_) if bare_zero => Node::Absent,
                 Expr::Const(c) => Node::Const(constant(*c, shape)),
+                Expr::Unary(UnaryOp::Exp, arg) => match cascade.expr(*arg) {
+                    Expr::Binary {
+                        op: BinaryOp::Sub,
+                        lhs,
+                        ..
+                    } => Node::ExpOfSub(slot(*arg, &ids), slot(*lhs, &ids)),
+                    _ => Node::Unary(UnaryOp::Exp, slot(*arg, &ids)),
+                },
                 Expr::Unary(op, arg) => Node::Unary(*op, slot(*arg, &ids)),
                 Expr::Binary {
                     op,
@@ -929,6 +942,18 @@ impl<T: Float> Kernel<T> {
                                 (unary(*op, av[i]), true)
                             } else {
                                 (T::zero(), false)
+                            };
+                        }
+                    }
+                    Node::ExpOfSub(a, x) => {
+                        dense[k] = dense[*a];
+                        let (av, ap) = (&done_v[a * row..][..row], &done_p[a * row..][..row]);
+                        let (xv, xp) = (&done_v[x * row..][..row], &done_p[x * row..][..row]);
+                        for i in 0..row {
+                            (v[i], p[i]) = match (ap[i], xp[i] && xv[i] == T::neg_infinity()) {
+                                (false, _) => (T::zero(), false),
+                                (true, true) => (T::zero(), true),
+                                (true, false) => (av[i].exp(), true),
                             };
                         }
                     }

@@ -112,12 +112,15 @@ N[i] = -inf
 Z[i] = exp(N[i] - N[i])
 D[i] = Z[i] / Z[i]
 G[i] = exp(N[i] - A[i])
+H[i] = exp((N[i] - N[i]))
 output D
 ";
     let ev = run(src, "I=2", &[("A", vec![f64::NEG_INFINITY, 1.0])]).expect("evaluates");
     assert_eq!(points(&ev, "Z"), [Some(0.0), Some(0.0)]);
     assert_eq!(points(&ev, "D"), [Some(0.0), Some(0.0)]);
     assert_eq!(points(&ev, "G"), [Some(0.0), Some(0.0)]);
+    // The same rule for an `exp` of a subtraction written as two actions.
+    assert_eq!(points(&ev, "H"), [Some(0.0), Some(0.0)]);
 }
 
 #[test]
