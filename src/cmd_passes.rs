@@ -91,12 +91,10 @@ fn to_json(
     let ops = |ops: &BTreeMap<cascade_ir::ops::OpKind, cascade_ir::passes::Polynomial>| -> Value {
         ops.iter()
             .map(|(k, p)| {
-                let value = match shape {
-                    Some(shape) => {
-                        json!({ "polynomial": p.display(c).to_string(), "count": p.eval(shape) })
-                    }
-                    None => json!(p.display(c).to_string()),
-                };
+                let value = json!({
+                    "polynomial": p.display(c).to_string(),
+                    "count": shape.map(|s| p.eval(s)),
+                });
                 (k.name().to_string(), value)
             })
             .collect::<serde_json::Map<_, _>>()
