@@ -275,11 +275,17 @@ impl Cascade {
     }
 
     pub fn rank_by_name(&self, name: &str) -> Option<RankId> {
-        self.ranks.iter().position(|r| r.name == name).map(|i| RankId(i as u32))
+        self.ranks
+            .iter()
+            .position(|r| r.name == name)
+            .map(|i| RankId(i as u32))
     }
 
     pub fn tensor_by_name(&self, name: &str) -> Option<TensorId> {
-        self.tensors.iter().position(|t| t.name == name).map(|i| TensorId(i as u32))
+        self.tensors
+            .iter()
+            .position(|t| t.name == name)
+            .map(|i| TensorId(i as u32))
     }
 
     /// The index variable that iterates a rank (`m1` for `M1`).

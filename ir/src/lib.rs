@@ -8,6 +8,7 @@ pub mod ast;
 pub mod dsl;
 pub mod library;
 pub mod ops;
+pub mod rewrite;
 pub mod shape;
 
 pub use ast::*;
