@@ -303,10 +303,10 @@ impl Cascade {
         let mut found = Vec::new();
         for e in &self.einsums {
             for idx in &e.output.indices {
-                if let Some(rank) = idx.shifted_var() {
-                    if !found.contains(&rank) {
-                        found.push(rank);
-                    }
+                if let Some(rank) = idx.shifted_var()
+                    && !found.contains(&rank)
+                {
+                    found.push(rank);
                 }
             }
         }

@@ -6,10 +6,14 @@
 
 pub mod ast;
 pub mod dsl;
+pub mod eval;
 pub mod library;
 pub mod ops;
+pub mod passes;
+pub mod reference;
 pub mod rewrite;
 pub mod shape;
+pub mod verify;
 
 pub use ast::*;
 pub use shape::{Shape, ShapeError, ShapeSpec};
