@@ -304,6 +304,22 @@ impl<'a> Lower<'a> {
         self.sorted(out)
     }
 
+    /// The dimensions of node `i`'s tensor: its free variables under the split, plus the
+    /// dimensions of the fold state it reads (a `(state i)` leaf only knows `i`).
+    fn node_dims(
+        &mut self,
+        i: usize,
+        env: &Option<String>,
+        ctx: Option<usize>,
+    ) -> Result<Vec<String>, RewriteError> {
+        let vars = self.fv[i].clone();
+        let mut dims = self.dims(&vars, env)?;
+        if let Some(f) = ctx {
+            dims.extend(self.folds[f].dims.iter().cloned());
+        }
+        self.sorted(dims)
+    }
+
     fn fresh(&mut self, hint: Option<&str>, prefix: &str) -> String {
         if let Some(h) = hint {
             if self.used.insert(h.to_string()) {
@@ -517,8 +533,7 @@ impl<'a> Lower<'a> {
                 } else {
                     self.operand(*x, &env, ctx)?
                 };
-                let vars = self.fv[i].clone();
-                let dims = self.dims(&vars, &env)?;
+                let dims = self.node_dims(i, &env, ctx)?;
                 let reduction = (op != ReduceOp::Sum).then(|| Reduction {
                     op,
                     ranks: vec![rank],
@@ -536,8 +551,7 @@ impl<'a> Lower<'a> {
             }
             _ => {
                 let value = self.map_expr(id, &env, ctx)?;
-                let vars = self.fv[i].clone();
-                let dims = self.dims(&vars, &env)?;
+                let dims = self.node_dims(i, &env, ctx)?;
                 self.einsum(id, &env, "T", dims, None, value)?
             }
         };

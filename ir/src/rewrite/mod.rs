@@ -323,3 +323,6 @@ pub fn op_totals(cascade: &Cascade, sizes: &Sizes) -> BTreeMap<OpKind, f64> {
     }
     total
 }
+
+#[cfg(test)]
+mod tests;
