@@ -55,6 +55,343 @@ const ALL: RuleSets = RuleSets {
     iterative: true,
 };
 
+// ---------------------------------------------------------------------------------------------
+// Rule soundness: both sides of every rule, instantiated with random tensors, evaluate equally.
+
+use egg::{ENodeOrVar, Id, PatternAst};
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::lang::Cx;
+use super::lift::Builder;
+use crate::eval;
+use crate::shape::Shape;
+
+/// How a pattern variable is instantiated.
+#[derive(Debug, Clone, Copy)]
+enum Bind {
+    /// A rank variable.
+    Rank(&'static str),
+    /// An input tensor over these index variables, with values drawn from `Values`.
+    Input(&'static str, &'static [&'static str], Values),
+}
+
+/// The value domain of an input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Values {
+    /// Finite values in [-2, 2].
+    Finite,
+    /// Scores: finite, single `-inf` points and whole rows of `-inf` along the first variable.
+    Scores,
+    /// Values in [0.5, 2]: the rule's domain excludes zero running sums.
+    Positive,
+}
+
+use Bind::{Input, Rank};
+use Values::{Finite, Positive, Scores};
+
+/// The instantiation of each rule (by base name) used by its soundness test.
+fn bindings(rule: &str) -> Option<Vec<(&'static str, Bind)>> {
+    let m = ("?m", Rank("m"));
+    Some(match rule {
+        "split-sum" | "split-max" => vec![m, ("?x", Input("X", &["m", "p"], Scores))],
+        "split-closed" => vec![m, ("?x", Input("X", &["p"], Finite))],
+        // sqrt and recip are pushed structurally; their own domain is positive.
+        "split-push-sqrt" | "split-push-recip" => {
+            vec![m, ("?a", Input("A", &["m", "p"], Positive))]
+        }
+        r if r.starts_with("split-push-") => {
+            vec![
+                m,
+                ("?a", Input("A", &["m", "p"], Scores)),
+                ("?b", Input("B", &["m"], Finite)),
+            ]
+        }
+        "defer-div-sum" => vec![
+            m,
+            ("?a", Input("A", &["m", "p"], Finite)),
+            ("?d", Input("D", &["p"], Finite)),
+            ("?v", Input("V", &["f", "m"], Finite)),
+        ],
+        "defer-div-sum-bare" => {
+            vec![
+                m,
+                ("?a", Input("A", &["m", "p"], Finite)),
+                ("?d", Input("D", &["p"], Finite)),
+            ]
+        }
+        "defer-mul-sum" => {
+            vec![
+                m,
+                ("?d", Input("D", &["p"], Finite)),
+                ("?a", Input("A", &["m", "p"], Finite)),
+            ]
+        }
+        "exp-local-max" | "exp-local-max-rev" | "exp-local-max-bare" | "exp-local-max-bare-rev" => {
+            vec![
+                ("?j", Rank("m")),
+                ("?x", Input("X", &["m", "p"], Scores)),
+                ("?c", Input("C", &["p"], Finite)),
+                ("?v", Input("V", &["f", "m"], Finite)),
+            ]
+        }
+        "assoc-contract" => vec![
+            m,
+            ("?e", Rank("e")),
+            ("?a", Input("A", &["e", "p"], Finite)),
+            ("?b", Input("B", &["e", "m"], Finite)),
+            ("?c", Input("C", &["f", "m"], Finite)),
+        ],
+        "rescale-fold-exp" => vec![
+            ("?i", Rank("m")),
+            ("?y", Input("Y", &["m", "p"], Scores)),
+            ("?w", Input("W", &["f", "m"], Finite)),
+        ],
+        "rescale-fold-lin" => vec![
+            ("?i", Rank("k")),
+            ("?y", Input("Y", &["k", "p"], Positive)),
+            ("?w", Input("W", &["k", "p"], Finite)),
+        ],
+        _ => return None,
+    })
+}
+
+/// Builds the term of a pattern with its variables bound.
+fn instantiate(ast: &PatternAst<Cx>, binds: &[(&str, Bind)], b: &mut Builder) -> Id {
+    let mut ids: Vec<Id> = Vec::new();
+    for node in ast.as_ref() {
+        let id = match node {
+            ENodeOrVar::Var(v) => {
+                let name = v.to_string();
+                let (_, bind) = binds
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .unwrap_or_else(|| panic!("no binding for {name}"));
+                match bind {
+                    Rank(r) => b.name(r),
+                    Input(t, vars, _) => {
+                        let mut children = vec![b.name(t)];
+                        children.extend(vars.iter().map(|v| b.name(v)));
+                        b.add(Cx::At(children.into_boxed_slice()))
+                    }
+                }
+            }
+            ENodeOrVar::ENode(n) => b.add(egg::Language::map_children(n.clone(), |c| {
+                ids[usize::from(c)]
+            })),
+        };
+        ids.push(id);
+    }
+    *ids.last().expect("non-empty pattern")
+}
+
+/// Lowers one side to a cascade over the bound inputs.
+fn side_cascade(ast: &PatternAst<Cx>, binds: &[(&str, Bind)], out_vars: &[String]) -> Cascade {
+    let mut b = Builder::default();
+    let root = instantiate(ast, binds, &mut b);
+    let expr = reorder(&b, root);
+    let mut ranks: Vec<String> = Vec::new();
+    for (_, bind) in binds {
+        let vars: Vec<&str> = match bind {
+            Rank(r) => vec![*r],
+            Input(_, vars, _) => vars.to_vec(),
+        };
+        for v in vars {
+            let r = v.to_uppercase();
+            if !ranks.contains(&r) {
+                ranks.push(r);
+            }
+        }
+    }
+    let sig = Signature {
+        name: "side".into(),
+        ranks: ranks.into_iter().map(|r| (r, false)).collect(),
+        inputs: binds
+            .iter()
+            .filter_map(|(_, bind)| match bind {
+                Input(t, vars, _) => Some((
+                    t.to_string(),
+                    vars.iter().map(|v| v.to_uppercase()).collect(),
+                )),
+                Rank(_) => None,
+            })
+            .collect(),
+        output: ("OUT".into(), out_vars.to_vec()),
+    };
+    let names = vec![None; expr.as_ref().len()];
+    lower(&expr, &names, &sig).unwrap_or_else(|e| panic!("lowering {expr}: {e}"))
+}
+
+fn reorder(b: &Builder, root: Id) -> RecExpr<Cx> {
+    let nodes = b.expr.as_ref()[..=usize::from(root)].to_vec();
+    nodes.into()
+}
+
+/// The free variables of the left-hand side, in sorted order: the output's index variables.
+fn free_vars(ast: &PatternAst<Cx>, binds: &[(&str, Bind)]) -> Vec<String> {
+    let mut b = Builder::default();
+    let root = instantiate(ast, binds, &mut b);
+    let expr = reorder(&b, root);
+    let mut g = lang::CxGraph::default();
+    let id = g.add_expr(&expr);
+    g[id].data.vars.iter().cloned().collect()
+}
+
+/// Random inputs for `cascade`'s inputs with the domains of the bindings.
+fn inputs(
+    cascade: &Cascade,
+    shape: &Shape,
+    binds: &[(&str, Bind)],
+    seed: u64,
+) -> BTreeMap<String, ndarray::ArrayD<f64>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = BTreeMap::new();
+    for t in cascade
+        .tensors
+        .iter()
+        .filter(|t| t.kind == crate::ast::TensorKind::Input)
+    {
+        let dims: Vec<usize> = t.ranks.iter().map(|r| shape.size(*r) as usize).collect();
+        let values = binds
+            .iter()
+            .find_map(|(_, b)| match b {
+                Input(n, _, v) if *n == t.name => Some(*v),
+                _ => None,
+            })
+            .expect("bound input");
+        let mut a = ndarray::ArrayD::from_shape_simple_fn(ndarray::IxDyn(&dims), || match values {
+            Positive => rng.random_range(0.5..2.0),
+            _ => rng.random_range(-2.0..2.0),
+        });
+        if values == Scores && !dims.is_empty() {
+            // Single -inf points, and one fiber along the first dimension masked whole.
+            for x in a.iter_mut() {
+                if rng.random_range(0..6) == 0 {
+                    *x = f64::NEG_INFINITY;
+                }
+            }
+            if dims.len() > 1 {
+                let col = rng.random_range(0..dims[1]);
+                for mut lane in a.lanes_mut(ndarray::Axis(0)).into_iter().skip(col).take(1) {
+                    lane.fill(f64::NEG_INFINITY);
+                }
+            }
+        }
+        out.insert(t.name.clone(), a);
+    }
+    out
+}
+
+fn close(a: f64, b: f64) -> bool {
+    if a.is_infinite() || b.is_infinite() {
+        return a == b;
+    }
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// Evaluates both sides of rule `name` at the given rank sizes and input seed.
+fn check_rule(
+    rw: &egg::Rewrite<Cx, lang::Scope>,
+    sizes_by_rank: &BTreeMap<String, i64>,
+    tile: i64,
+    seed: u64,
+) {
+    let base = rw.name.as_str();
+    let binds = bindings(base).unwrap_or_else(|| panic!("rule {base} has no soundness binding"));
+    let (Some(lhs), Some(rhs)) = rules::sides(rw) else {
+        panic!("rule {base} is not pattern-based")
+    };
+    let out_vars = free_vars(lhs, &binds);
+    let left = side_cascade(lhs, &binds, &out_vars);
+    let right = side_cascade(rhs, &binds, &out_vars);
+    let spec = |c: &Cascade| {
+        let mut spec = ShapeSpec::default();
+        for r in &c.ranks {
+            if let Some(n) = sizes_by_rank.get(&r.name) {
+                spec.sizes.insert(r.name.clone(), *n);
+            }
+            if let Some((_, inner)) = r.split {
+                spec.sizes.insert(c.rank(inner).name.clone(), tile);
+            }
+        }
+        spec
+    };
+    let (ls, rs) = (spec(&left), spec(&right));
+    let lshape = Shape::resolve(&left, &ls).unwrap_or_else(|e| panic!("{base}: lhs shape: {e:?}"));
+    let rshape = Shape::resolve(&right, &rs).unwrap_or_else(|e| panic!("{base}: rhs shape: {e:?}"));
+    let li = inputs(&left, &lshape, &binds, seed);
+    let ri = inputs(&right, &rshape, &binds, seed);
+    assert_eq!(li, ri, "{base}: both sides read the same inputs");
+    let lv = eval::evaluate(&left, &lshape, &li)
+        .unwrap_or_else(|e| panic!("{base} lhs: {e}\n{}", dsl::print(&left)));
+    let rv = eval::evaluate(&right, &rshape, &ri)
+        .unwrap_or_else(|e| panic!("{base} rhs: {e}\n{}", dsl::print(&right)));
+    let (lo, ro) = (
+        lv.output().expect("lhs output"),
+        rv.output().expect("rhs output"),
+    );
+    assert_eq!(
+        lo.present,
+        ro.present,
+        "{base}: presence differs\nlhs:\n{}\nrhs:\n{}",
+        dsl::print(&left),
+        dsl::print(&right)
+    );
+    for (a, b) in lo.values.iter().zip(ro.values.iter()) {
+        assert!(!a.is_nan() && !b.is_nan(), "{base}: NaN ({a} vs {b})");
+        assert!(
+            close(*a, *b),
+            "{base}: {a} vs {b} at sizes {sizes_by_rank:?} tile {tile} seed {seed}\nlhs:\n{}\nrhs:\n{}",
+            dsl::print(&left),
+            dsl::print(&right)
+        );
+    }
+}
+
+const ALL_RULES: RuleSets = RuleSets {
+    deferral: true,
+    iterative: true,
+};
+
+fn base_rules() -> Vec<egg::Rewrite<Cx, lang::Scope>> {
+    rules::all(ALL_RULES)
+        .into_iter()
+        .filter(|r| !r.name.as_str().contains('/'))
+        .collect()
+}
+
+#[test]
+fn every_rule_has_a_soundness_binding() {
+    for rw in rules::all(ALL_RULES) {
+        let base = rw
+            .name
+            .as_str()
+            .split('/')
+            .next()
+            .expect("name")
+            .to_string();
+        assert!(
+            bindings(&base).is_some(),
+            "rule {base} has no soundness test binding"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Every rule, at random sizes (1..=4 per rank, tiles 1..=3) and random inputs.
+    #[test]
+    fn rules_are_sound(m1 in 1i64..=3, tile in 1i64..=3, e in 1i64..=3, f in 1i64..=3, p in 1i64..=3, k in 1i64..=4, seed in any::<u64>()) {
+        let sizes: BTreeMap<String, i64> = [("M", m1 * tile), ("E", e), ("F", f), ("P", p), ("K", k)]
+            .into_iter().map(|(n, s)| (n.to_string(), s)).collect();
+        for rw in base_rules() {
+            check_rule(&rw, &sizes, tile, seed);
+        }
+    }
+}
+
 #[test]
 fn debug_attention() {
     let c = library("attention_3pass");
@@ -64,52 +401,4 @@ fn debug_attention() {
     )
     .unwrap();
     println!("{}", dsl::print(&r.cascade));
-    println!(
-        "{:?} {} nodes {} iters; {:?} -> {:?}",
-        r.stop, r.egraph_nodes, r.iterations, r.before, r.after
-    );
-    let _ = BTreeMap::<String, f64>::new();
-}
-
-#[test]
-fn debug_others() {
-    let nodefer = RuleSets {
-        deferral: true,
-        iterative: false,
-    };
-    let c = library("attention_3pass");
-    let r = rewrite(
-        &c,
-        &config(passes_objective("M"), nodefer, attention_sizes(), &["M"]),
-    )
-    .unwrap();
-    println!("{}\n{:?} {:?}", dsl::print(&r.cascade), r.before, r.after);
-    let ops = Objective::Cost(Rc::new(OpWeights::flops()));
-    let c = library("pedagogical_1");
-    let r = rewrite(&c, &config(ops.clone(), ALL, sizes(&[("K", 1024)]), &["K"])).unwrap();
-    println!("{}\n{:?} {:?}", dsl::print(&r.cascade), r.before, r.after);
-    let r = rewrite(
-        &c,
-        &config(
-            passes_objective("K"),
-            RuleSets {
-                deferral: false,
-                iterative: true,
-            },
-            sizes(&[("K", 1024)]),
-            &["K"],
-        ),
-    )
-    .unwrap();
-    println!("{}\n{:?} {:?}", dsl::print(&r.cascade), r.before, r.after);
-    let c = library("linear_attention");
-    let r = rewrite(&c, &config(ops.clone(), ALL, attention_sizes(), &["M"])).unwrap();
-    println!("{}\n{:?} {:?}", dsl::print(&r.cascade), r.before, r.after);
-    let c = library("sigmoid_attention");
-    let r = rewrite(
-        &c,
-        &config(passes_objective("M"), ALL, attention_sizes(), &["M"]),
-    )
-    .unwrap();
-    println!("{}\n{:?} {:?}", dsl::print(&r.cascade), r.before, r.after);
 }
