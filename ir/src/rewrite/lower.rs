@@ -218,11 +218,10 @@ impl<'a> Lower<'a> {
             .ranks
             .iter()
             .position(|r| r.name.to_lowercase() == parent)
+            && (last == "1" || last == "0")
         {
-            if last == "1" || last == "0" {
-                self.ensure_split(RankId(p as u32))?;
-                return self.rank_of_var(var);
-            }
+            self.ensure_split(RankId(p as u32))?;
+            return self.rank_of_var(var);
         }
         Err(self.err(format!(
             "the index variable {var}, which names no declared rank"
@@ -295,11 +294,11 @@ impl<'a> Lower<'a> {
         env: &Option<String>,
     ) -> Result<Vec<String>, RewriteError> {
         let mut out: BTreeSet<String> = vars.clone();
-        if let Some(m) = env {
-            if out.remove(m) {
-                out.insert(outer_name(m));
-                out.insert(inner_name(m));
-            }
+        if let Some(m) = env
+            && out.remove(m)
+        {
+            out.insert(outer_name(m));
+            out.insert(inner_name(m));
         }
         self.sorted(out)
     }
@@ -321,10 +320,10 @@ impl<'a> Lower<'a> {
     }
 
     fn fresh(&mut self, hint: Option<&str>, prefix: &str) -> String {
-        if let Some(h) = hint {
-            if self.used.insert(h.to_string()) {
-                return h.to_string();
-            }
+        if let Some(h) = hint
+            && self.used.insert(h.to_string())
+        {
+            return h.to_string();
         }
         loop {
             let name = format!("{prefix}{}", self.counter);

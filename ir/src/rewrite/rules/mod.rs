@@ -36,8 +36,7 @@ pub mod reduction;
 pub mod rescale;
 
 use egg::{
-    Applier, ConditionalApplier, ENodeOrVar, Id, Language, Pattern, PatternAst, RecExpr, Rewrite,
-    Searcher, Subst, Var,
+    ConditionalApplier, ENodeOrVar, Id, Language, Pattern, PatternAst, RecExpr, Rewrite, Subst, Var,
 };
 
 use super::lang::{Cx, CxGraph, Scope, facts};
@@ -163,12 +162,11 @@ fn commuted(ast: &PatternAst<Cx>) -> Vec<PatternAst<Cx>> {
         let mut expr: RecExpr<ENodeOrVar<Cx>> = RecExpr::default();
         for (i, node) in nodes.iter().enumerate() {
             let mut node = node.clone();
-            if let Some(bit) = flippable.iter().position(|f| *f == i) {
-                if mask & (1 << bit) != 0 {
-                    if let ENodeOrVar::ENode(n) = &mut node {
-                        n.children_mut().swap(0, 1);
-                    }
-                }
+            if let Some(bit) = flippable.iter().position(|f| *f == i)
+                && mask & (1 << bit) != 0
+                && let ENodeOrVar::ENode(n) = &mut node
+            {
+                n.children_mut().swap(0, 1);
             }
             expr.add(node);
         }
