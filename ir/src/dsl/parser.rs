@@ -936,8 +936,8 @@ impl Parser {
         let hint = "indices are index expressions separated by commas, each optionally filtered: `K[e, m : m <= p]`";
         if self.eat(&Tok::LBrack) {
             while !self.eat(&Tok::RBrack) {
-                if !indices.is_empty() {
-                    self.expect(Tok::Comma, hint)?;
+                if !indices.is_empty() && !self.eat(&Tok::Comma) {
+                    return Err(self.unexpected("`,` or `]`", hint));
                 }
                 indices.push(self.index()?);
                 if self.eat(&Tok::Colon) {
