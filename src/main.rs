@@ -6,6 +6,7 @@
 
 mod cmd_check;
 mod cmd_list;
+mod cmd_rewrite;
 mod cmd_show;
 mod load;
 mod output;
@@ -35,6 +36,8 @@ enum Command {
     Show(cmd_show::Args),
     /// Parse and verify a cascade, then print it normalised.
     Check(cmd_check::Args),
+    /// Derive a cheaper equivalent cascade by equality saturation.
+    Rewrite(cmd_rewrite::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -43,6 +46,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List(args) => cmd_list::run(args, format),
         Command::Show(args) => cmd_show::run(args, format),
         Command::Check(args) => cmd_check::run(args, format),
+        Command::Rewrite(args) => cmd_rewrite::run(args, format),
     }
 }
 
