@@ -392,13 +392,115 @@ proptest! {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Round trip: cascade -> expression -> cascade, printed through the DSL, interpreter-equal.
+
+/// Library cascades the rewriter takes, and why it refuses the others.
+fn liftable() -> (Vec<&'static str>, Vec<&'static str>) {
+    let (mut ok, mut refused) = (Vec::new(), Vec::new());
+    for name in crate::library::names() {
+        match lift(&library(name)) {
+            Ok(_) => ok.push(name),
+            Err(RewriteError::Unsupported { .. }) => refused.push(name),
+            Err(e) => panic!("{name}: {e}"),
+        }
+    }
+    (ok, refused)
+}
+
 #[test]
-fn debug_attention() {
-    let c = library("attention_3pass");
-    let r = rewrite(
-        &c,
-        &config(passes_objective("M"), ALL, attention_sizes(), &["M"]),
-    )
-    .unwrap();
-    println!("{}", dsl::print(&r.cascade));
+fn refused_library_cascades_are_iterative_split_or_filtered() {
+    let (_, refused) = liftable();
+    for name in refused {
+        let c = library(name);
+        let filtered = c
+            .exprs
+            .iter()
+            .any(|e| matches!(e, crate::ast::Expr::Access(a) if !a.filters.is_empty()));
+        let split = c.ranks.iter().any(|r| r.split.is_some());
+        assert!(
+            !c.iterative_ranks().is_empty() || split || filtered,
+            "{name} was refused"
+        );
+    }
+}
+
+#[test]
+fn round_trip_through_the_dsl_is_interpreter_equal() {
+    let (ok, _) = liftable();
+    assert!(ok.len() >= 6, "{ok:?}");
+    for name in ok {
+        let original = library(name);
+        let lifted = lift(&original).expect("lifts");
+        let lowered = lower(&lifted.expr, &lifted.names, &lifted.signature).expect("lowers");
+        let text = dsl::print(&lowered);
+        let reparsed = dsl::check(&text, name)
+            .unwrap_or_else(|d| panic!("{name}: {d:?}\n{text}"))
+            .cascade;
+        assert_eq!(
+            lift(&reparsed).expect("lifts again").expr.to_string(),
+            lifted.expr.to_string(),
+            "{name}"
+        );
+        let mut spec = ShapeSpec::default();
+        for (rank, n) in [("E", 3), ("F", 2), ("M", 5), ("P", 4), ("K", 6), ("W", 2)] {
+            if original.rank_by_name(rank).is_some() {
+                spec.sizes.insert(rank.to_string(), n);
+            }
+        }
+        let shape = Shape::resolve(&original, &spec).expect("shape");
+        let shape2 = Shape::resolve(&reparsed, &spec).expect("shape");
+        let inputs = crate::reference::random_inputs(&original, &shape, 11);
+        let a = eval::evaluate(&original, &shape, &inputs).expect("original evaluates");
+        let b = eval::evaluate(&reparsed, &shape2, &inputs).expect("round trip evaluates");
+        let (a, b) = (a.output().expect("output"), b.output().expect("output"));
+        assert_eq!(a.present, b.present, "{name}");
+        for (x, y) in a.values.iter().zip(b.values.iter()) {
+            assert!(close(*x, *y), "{name}: {x} vs {y}");
+        }
+    }
+}
+
+/// What extraction minimises (passes of the term) agrees with the pass analysis of the
+/// lowered cascade, for the inputs and the derived cascades.
+#[test]
+fn term_passes_agree_with_pass_analysis() {
+    let cases: [(&str, RuleSets, &str); 4] = [
+        ("attention_3pass", ALL_RULES, "M"),
+        (
+            "attention_3pass",
+            RuleSets {
+                deferral: true,
+                iterative: false,
+            },
+            "M",
+        ),
+        (
+            "pedagogical_1",
+            RuleSets {
+                deferral: false,
+                iterative: true,
+            },
+            "K",
+        ),
+        ("sigmoid_attention", ALL_RULES, "M"),
+    ];
+    for (name, rules, rank) in cases {
+        let c = library(name);
+        let sizes = sizes(&[("E", 64), ("F", 64), ("M", 4096), ("P", 4096), ("K", 1024)]);
+        let mut spec = ShapeSpec::default();
+        for r in &c.ranks {
+            spec.sizes.insert(r.name.clone(), sizes.sizes[&r.name]);
+        }
+        let r =
+            rewrite(&c, &config(passes_objective(rank), rules, spec, &[rank])).expect("rewrites");
+        let term: RecExpr<Cx> = r.term.parse().expect("term parses");
+        assert_eq!(extract::term_passes(&term, rank), r.after.passes, "{name}");
+        let input = lift(&c).expect("lifts").expr;
+        assert_eq!(
+            extract::term_passes(&input, rank),
+            r.before.passes,
+            "{name}"
+        );
+    }
 }
