@@ -39,21 +39,12 @@ pub(crate) fn config(
     }
 }
 
-pub(crate) fn attention_sizes() -> ShapeSpec {
-    sizes(&[("E", 64), ("F", 64), ("M", 4096), ("P", 4096)])
-}
-
 pub(crate) fn passes_objective(rank: &str) -> Objective {
     Objective::Passes {
         rank: rank.into(),
         cost: Rc::new(OpWeights::flops()),
     }
 }
-
-const ALL: RuleSets = RuleSets {
-    deferral: true,
-    iterative: true,
-};
 
 // ---------------------------------------------------------------------------------------------
 // Rule soundness: both sides of every rule, instantiated with random tensors, evaluate equally.
