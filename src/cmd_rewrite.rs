@@ -1,8 +1,10 @@
 //! `cascade rewrite FILE|NAME`: equality saturation; prints the cheapest equivalent cascade.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::fs;
-use std::rc::Rc;
+use std::io::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cascade_ir::ShapeSpec;
@@ -105,7 +107,7 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
     if !(args.limit_time > 0.0 && args.limit_time.is_finite()) {
         return Err(UserError::message("--limit-time must be a positive number of seconds").into());
     }
-    let weights = Rc::new(OpWeights::flops());
+    let weights = Arc::new(OpWeights::flops());
     let objective = match args.objective {
         ObjectiveArg::Passes => Objective::Passes {
             rank: rank.clone(),
@@ -157,9 +159,10 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
             }),
         })),
         Format::Text => {
+            let mut out = String::new();
             if args.out.is_none() {
-                print!("{text}");
-                println!();
+                out.push_str(&text);
+                out.push('\n');
             }
             let show = |m: &BTreeMap<OpKind, f64>| {
                 m.iter()
@@ -167,25 +170,32 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            println!(
+            let _ = writeln!(
+                out,
                 "passes over {rank}: {} -> {}",
                 result.before.passes, result.after.passes
             );
-            println!("ops before: {}", show(&result.before.ops));
-            println!("ops after:  {}", show(&result.after.ops));
-            println!(
+            let _ = writeln!(out, "ops before: {}", show(&result.before.ops));
+            let _ = writeln!(out, "ops after:  {}", show(&result.after.ops));
+            let _ = writeln!(
+                out,
                 "stop: {} after {} iterations, {} e-nodes",
                 result.stop, result.iterations, result.egraph_nodes
             );
             if let Some(path) = &args.out {
-                println!("wrote {path}");
+                let _ = writeln!(out, "wrote {path}");
             }
             if let Some(steps) = &result.explanation {
-                println!("explanation ({} steps):", steps.len());
+                let _ = writeln!(out, "explanation ({} steps):", steps.len());
                 for (i, s) in steps.iter().enumerate() {
                     let dir = if s.forward { "" } else { " (backward)" };
-                    println!("  {:>3}. {}{dir}", i + 1, s.rule);
+                    let _ = writeln!(out, "  {:>3}. {}{dir}", i + 1, s.rule);
                 }
+            }
+            // A closed pipe (`| head`) is not an error of the rewrite.
+            match std::io::stdout().lock().write_all(out.as_bytes()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+                _ => {}
             }
         }
     }

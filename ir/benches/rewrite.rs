@@ -2,7 +2,7 @@
 //!
 //! Run with `cargo bench -p cascade-ir --bench rewrite`; medians go to bench/RESULTS.md.
 
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cascade_ir::ShapeSpec;
@@ -56,7 +56,7 @@ const ALL: RuleSets = RuleSets {
 fn attention_3pass_to_1pass() -> usize {
     let objective = Objective::Passes {
         rank: "M".into(),
-        cost: Rc::new(OpWeights::flops()),
+        cost: Arc::new(OpWeights::flops()),
     };
     run("attention_3pass", objective, ALL, "M")
 }
@@ -66,7 +66,7 @@ fn attention_3pass_to_1pass() -> usize {
 fn attention_3pass_to_2pass() -> usize {
     let objective = Objective::Passes {
         rank: "M".into(),
-        cost: Rc::new(OpWeights::flops()),
+        cost: Arc::new(OpWeights::flops()),
     };
     run(
         "attention_3pass",
@@ -84,7 +84,7 @@ fn attention_3pass_to_2pass() -> usize {
 fn linear_attention_reassociate() -> usize {
     run(
         "linear_attention",
-        Objective::Cost(Rc::new(OpWeights::flops())),
+        Objective::Cost(Arc::new(OpWeights::flops())),
         ALL,
         "M",
     )

@@ -4,7 +4,7 @@
 //! interpreter-equal to the direct reference); snapshot tests only record the printed cascades.
 
 use std::collections::{BTreeMap, HashMap};
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cascade_ir::ast::{Cascade, Constant, Expr, ExprId, IndexExpr, Section, TensorId, TensorKind};
@@ -36,12 +36,12 @@ const ALL: RuleSets = RuleSets {
 fn by_passes(rank: &str) -> Objective {
     Objective::Passes {
         rank: rank.into(),
-        cost: Rc::new(OpWeights::flops()),
+        cost: Arc::new(OpWeights::flops()),
     }
 }
 
 fn by_ops() -> Objective {
-    Objective::Cost(Rc::new(OpWeights::flops()))
+    Objective::Cost(Arc::new(OpWeights::flops()))
 }
 
 fn config(
@@ -525,4 +525,139 @@ fn extracted_cascades() {
     for (label, text) in report {
         insta::assert_snapshot!(label, text);
     }
+}
+
+#[test]
+fn masked_attention_also_becomes_one_pass() {
+    let r = derive(
+        "attention_masked_3pass",
+        &config(by_passes("M"), ALL, ATTENTION, "M"),
+    );
+    assert_eq!((r.before.passes, passes_over(&r.cascade, "M")), (3, 1));
+    let form = reference::Form::Softmax {
+        causal: false,
+        window: false,
+        bias: true,
+    };
+    for seed in 0..3 {
+        let err = max_error_vs_reference(&r.cascade, form, SMALL, seed);
+        assert!(err < 1e-10, "seed {seed}: error {err}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The `cascade rewrite` command.
+
+fn cascade(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the cascade binary runs")
+}
+
+#[test]
+fn cli_rewrite_prints_cascade_passes_ops_and_stop_reason() {
+    let out = cascade(&[
+        "rewrite",
+        "attention_3pass",
+        "--objective",
+        "passes",
+        "--explain",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let printed = &text[..text.find("\npasses over").expect("summary")];
+    let parsed = dsl::check(printed, "stdout")
+        .expect("the printed cascade verifies")
+        .cascade;
+    assert!(same_structure(&parsed, &load("attention_1pass")));
+    assert!(text.contains("passes over M: 3 -> 1"), "{text}");
+    assert!(text.contains("ops before: mac 2147483648"), "{text}");
+    assert!(text.contains("stop: saturated"), "{text}");
+    assert!(text.contains(". rescale-fold-exp"), "{text}");
+}
+
+#[test]
+fn cli_rewrite_writes_out_file_and_honours_switches() {
+    let dir = std::env::temp_dir().join(format!("cascade-rewrite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("two_pass.cascade");
+    let path_str = path.to_str().expect("utf-8 path");
+    let out = cascade(&[
+        "rewrite",
+        "attention_3pass",
+        "--objective",
+        "passes",
+        "--no-iterative",
+        "--out",
+        path_str,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(&path).expect("written");
+    let parsed = dsl::check(&written, path_str).expect("verifies").cascade;
+    assert!(
+        same_structure(&parsed, &load("attention_2pass_deferred")),
+        "{written}"
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(
+        text.contains("passes over M: 3 -> 2") && !text.contains("cascade attention_3pass"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cli_rewrite_node_limit_and_json() {
+    let out = cascade(&[
+        "--format",
+        "json",
+        "rewrite",
+        "attention_3pass",
+        "--objective",
+        "ops",
+        "--limit-nodes",
+        "20",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        v["stop"]
+            .as_str()
+            .expect("stop")
+            .starts_with("e-node limit"),
+        "{v}"
+    );
+    assert_eq!(v["passes"]["before"], 3);
+}
+
+#[test]
+fn cli_rewrite_refuses_unsupported_input_with_exit_1() {
+    let out = cascade(&["rewrite", "attention_window_3pass", "--objective", "passes"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).expect("utf-8");
+    assert!(err.contains("does not support the filter on K"), "{err}");
+    let out = cascade(&[
+        "rewrite",
+        "attention_3pass",
+        "--objective",
+        "passes",
+        "--rank",
+        "X",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
 }

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use egg::{Id, Language, RecExpr};
 
@@ -17,7 +18,7 @@ use crate::ops::OpKind;
 
 /// Prices ops of each kind. The ir crate knows no hardware: a scheduler implements this for
 /// its units; [`OpWeights`] is the plain per-kind table.
-pub trait CostModel: fmt::Debug {
+pub trait CostModel: fmt::Debug + Send + Sync {
     /// The cost of `count` ops of `kind`.
     fn op_cost(&self, kind: OpKind, count: f64) -> f64;
 }
@@ -52,10 +53,10 @@ pub enum Objective {
     /// Fewest passes over `rank` (a rank name, `M`), then the cheapest by `cost`.
     Passes {
         rank: String,
-        cost: Rc<dyn CostModel>,
+        cost: Arc<dyn CostModel>,
     },
     /// The cheapest by `cost` (`OpWeights::flops()` for the `ops` objective).
-    Cost(Rc<dyn CostModel>),
+    Cost(Arc<dyn CostModel>),
 }
 
 impl Objective {
@@ -258,7 +259,7 @@ pub fn term_passes(expr: &RecExpr<Cx>, rank: &str) -> u32 {
     let ones = |_: &str| 1.0;
     let objective = Objective::Passes {
         rank: rank.to_string(),
-        cost: Rc::new(OpWeights::flops()),
+        cost: Arc::new(OpWeights::flops()),
     };
     let _ = rank_vars;
     let mdep = |id: Id| {

@@ -325,9 +325,13 @@ impl<'a> Lower<'a> {
         {
             return h.to_string();
         }
+        // Multi-letter prefixes say what the tensor is (`RM`, `LM`): try them bare first.
+        if prefix.len() > 1 && self.used.insert(prefix.to_string()) {
+            return prefix.to_string();
+        }
         loop {
-            let name = format!("{prefix}{}", self.counter);
             self.counter += 1;
+            let name = format!("{prefix}{}", self.counter);
             if self.used.insert(name.clone()) {
                 return name;
             }
@@ -504,15 +508,21 @@ impl<'a> Lower<'a> {
                 self.fold_access(f, At::Prev)?
             }
             Cx::Fold([v, a, b]) => {
-                let f = self.fold(*v, *a, *b, &env)?;
+                let hint = self
+                    .names
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .map(|n| format!("R{n}"));
+                let f = self.fold(*v, *a, *b, &env, hint)?;
                 self.fold_access(f, At::Final)?
             }
             Cx::Scan([v, a, b]) => {
-                let f = self.fold(*v, *a, *b, &env)?;
+                let f = self.fold(*v, *a, *b, &env, None)?;
                 self.fold_access(f, At::Next)?
             }
             Cx::ScanPrev([v, a, b]) => {
-                let f = self.fold(*v, *a, *b, &env)?;
+                let f = self.fold(*v, *a, *b, &env, None)?;
                 self.fold_access(f, At::Prev)?
             }
             Cx::Sum([r, x]) | Cx::RMax([r, x]) | Cx::RMin([r, x]) | Cx::RProd([r, x]) => {
@@ -537,7 +547,11 @@ impl<'a> Lower<'a> {
                     op,
                     ranks: vec![rank],
                 });
+                // Reductions over the inner rank of a split are per tile: local.
+                let local = self.order(&rv).1 == 2;
                 let prefix = match op {
+                    ReduceOp::Sum if local => "SL",
+                    ReduceOp::Max if local => "LM",
                     ReduceOp::Sum => "S",
                     ReduceOp::Max => "MX",
                     ReduceOp::Min => "MN",
@@ -638,6 +652,7 @@ impl<'a> Lower<'a> {
         init: Id,
         step: Id,
         env: &Option<String>,
+        hint: Option<String>,
     ) -> Result<usize, RewriteError> {
         let key = (
             usize::from(v),
@@ -664,7 +679,13 @@ impl<'a> Lower<'a> {
         vars.extend(self.fv[usize::from(init)].iter().cloned());
         vars.insert(var.clone());
         let dims = self.dims(&vars, env)?;
-        let name = self.fresh(None, "R");
+        // A running max (`RM`), a running sum (`RS`), or the reduction it replaces (`RSD`).
+        let prefix = match &self.expr[step] {
+            Cx::Max(_) => "RM",
+            Cx::Add(_) => "RS",
+            _ => "R",
+        };
+        let name = self.fresh(hint.as_deref(), prefix);
         let tensor = self.new_tensor(name, &dims)?;
         let f = self.folds.len();
         self.folds.push(Fold {

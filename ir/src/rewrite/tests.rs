@@ -1,7 +1,7 @@
 //! Tests of the rewriter: round trips, rule soundness and the required derivations.
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
@@ -42,7 +42,7 @@ pub(crate) fn config(
 pub(crate) fn passes_objective(rank: &str) -> Objective {
     Objective::Passes {
         rank: rank.into(),
-        cost: Rc::new(OpWeights::flops()),
+        cost: Arc::new(OpWeights::flops()),
     }
 }
 
