@@ -661,3 +661,40 @@ fn cli_rewrite_refuses_unsupported_input_with_exit_1() {
     ]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// A caller's hardware: MACs are cheap (a fused unit), plain adds expensive.
+#[derive(Debug)]
+struct FusedMacHardware;
+
+impl cascade_ir::rewrite::CostModel for FusedMacHardware {
+    fn op_cost(&self, kind: OpKind, count: f64) -> f64 {
+        count
+            * match kind {
+                OpKind::Mac | OpKind::Mul => 1.0,
+                _ => 10.0,
+            }
+    }
+}
+
+#[test]
+fn the_caller_cost_model_decides() {
+    let flops = derive("pedagogical_1", &config(by_ops(), ALL, &[("K", 1024)], "K"));
+    assert!(same_structure(&flops.cascade, &load("pedagogical_2")));
+    // Two MACs per point beat one MAC and one add when adds cost 10.
+    let hw = Objective::Cost(std::sync::Arc::new(FusedMacHardware));
+    let r = derive("pedagogical_1", &config(hw, ALL, &[("K", 1024)], "K"));
+    assert!(
+        same_structure(&r.cascade, &load("pedagogical_1")),
+        "{}",
+        dsl::print(&r.cascade)
+    );
+    assert_eq!(r.after.cost, 2.0 * 1024.0);
+    // Sizes matter too: with M, P ≪ E, F linear attention keeps its query-key order.
+    let small = [("E", 4096), ("F", 4096), ("M", 4), ("P", 4)];
+    let r = derive("linear_attention", &config(by_ops(), ALL, &small, "M"));
+    assert!(
+        same_structure(&r.cascade, &load("linear_attention")),
+        "{}",
+        dsl::print(&r.cascade)
+    );
+}

@@ -231,10 +231,21 @@ fn candidate(
         None => &egraph[class].data.vars,
     };
     let points: f64 = space.iter().map(|v| size(v)).product();
+    let cost = objective.cost();
     let mut own: f64 = node_ops(node)
         .iter()
-        .map(|k| objective.cost().op_cost(*k, points))
+        .map(|k| cost.op_cost(*k, points))
         .sum();
+    // A sum of products is a multiply-accumulate, as `ops::point_ops` counts it: the sum turns
+    // the body's multiply into a MAC instead of adding its own add.
+    if let Cx::Sum([_, body]) = node
+        && matches!(
+            best.get(&egraph.find(*body)).map(|b| &b.node),
+            Some(Cx::Mul(_))
+        )
+    {
+        own = cost.op_cost(OpKind::Mac, points) - cost.op_cost(OpKind::Mul, points);
+    }
     if matches!(node, Cx::Split(_)) {
         // A split is free, but a direct form is preferred when one exists.
         own += 1e-6;
