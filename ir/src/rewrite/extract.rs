@@ -84,6 +84,30 @@ pub fn extract(
     objective: &Objective,
     size: &dyn Fn(&str) -> f64,
 ) -> Option<(RecExpr<Cx>, Vec<Id>)> {
+    let best = choose(egraph, objective, size);
+    let root = egraph.find(root);
+    best.get(&root)?;
+    let mut b = Builder::default();
+    let mut classes = Vec::new();
+    let mut memo = HashMap::new();
+    build(
+        egraph,
+        &best,
+        root,
+        &mut b,
+        &mut classes,
+        &mut memo,
+        &mut Vec::new(),
+    )?;
+    Some((b.expr, classes))
+}
+
+/// The best node of every class, by greedy fixpoint over the DAG costs.
+fn choose(
+    egraph: &CxGraph,
+    objective: &Objective,
+    size: &dyn Fn(&str) -> f64,
+) -> HashMap<Id, Best> {
     let rank_vars: Vec<String> = match objective {
         Objective::Passes { rank, .. } => {
             let v = rank.to_lowercase();
@@ -119,21 +143,7 @@ pub fn extract(
             break;
         }
     }
-    let root = egraph.find(root);
-    best.get(&root)?;
-    let mut b = Builder::default();
-    let mut classes = Vec::new();
-    let mut memo = HashMap::new();
-    build(
-        egraph,
-        &best,
-        root,
-        &mut b,
-        &mut classes,
-        &mut memo,
-        &mut Vec::new(),
-    )?;
-    Some((b.expr, classes))
+    best
 }
 
 fn build(
@@ -262,44 +272,13 @@ fn candidate(
 
 /// Passes over `rank` of a term, by the same rule extraction uses.
 pub fn term_passes(expr: &RecExpr<Cx>, rank: &str) -> u32 {
-    let v = rank.to_lowercase();
-    let rank_vars = [outer_name(&v), inner_name(&v), v];
     let mut g = CxGraph::default();
     let root = g.add_expr(expr);
     g.rebuild();
-    let ones = |_: &str| 1.0;
     let objective = Objective::Passes {
         rank: rank.to_string(),
         cost: Arc::new(OpWeights::flops()),
     };
-    let _ = rank_vars;
-    let mdep = |id: Id| {
-        let d = &g[id].data.vars;
-        d.iter().any(|x| {
-            x == &rank.to_lowercase()
-                || *x == outer_name(&rank.to_lowercase())
-                || *x == inner_name(&rank.to_lowercase())
-        })
-    };
-    // The e-graph of one term has one node per class; evaluate bottom-up in id order.
-    let mut best: HashMap<Id, Best> = HashMap::new();
-    let mut ids: Vec<Id> = g.classes().map(|c| c.id).collect();
-    ids.sort();
-    for _ in 0..ids.len() + 1 {
-        let mut changed = false;
-        for &class in &ids {
-            if best.contains_key(&class) {
-                continue;
-            }
-            let node = g[class].nodes[0].clone();
-            if let Some(c) = candidate(&g, class, &node, &best, &objective, &ones, &mdep) {
-                best.insert(class, c);
-                changed = true;
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
+    let best = choose(&g, &objective, &|_| 1.0);
     best.get(&g.find(root)).map_or(0, |b| b.passes)
 }

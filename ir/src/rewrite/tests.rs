@@ -599,6 +599,10 @@ proptest! {
         let mut cfg = config(objective, ALL_RULES, spec, &["M"]);
         cfg.limits.nodes = 20_000;
         let r = rewrite(&input, &cfg).expect("rewrites");
+        // What extraction minimised agrees with the pass analysis of the lowered cascades.
+        let term: RecExpr<Cx> = r.term.parse().expect("term parses");
+        prop_assert_eq!(extract::term_passes(&term, "M"), r.after.passes, "{}", dsl::print(&r.cascade));
+        prop_assert_eq!(extract::term_passes(&expr, "M"), r.before.passes, "{}", dsl::print(&input));
         let shape_of = |c: &Cascade| {
             let mut spec = sizes(&[("E", 2), ("F", 2), ("M", m1 * tile), ("P", 3)]);
             for rank in &c.ranks {
