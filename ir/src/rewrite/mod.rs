@@ -39,7 +39,8 @@ pub enum RewriteError {
     Extraction,
 }
 
-/// Bounds on saturation. Snapshot tests must not rely on `time`.
+/// Bounds on saturation: whichever is reached first stops it. Runs that stop on `iterations`,
+/// `nodes` or saturation are deterministic; a run cut by `time` may not be.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     pub iterations: usize,
@@ -69,8 +70,11 @@ pub struct RewriteConfig {
 pub enum Stop {
     /// No rule can add anything: every reachable equivalent form is in the e-graph.
     Saturated,
+    /// The iteration limit (the value) was reached.
     IterationLimit(usize),
+    /// The e-graph grew past the e-node limit; the value is its size when it stopped.
     NodeLimit(usize),
+    /// The time limit (the value) was reached; results may then differ from run to run.
     TimeLimit(Duration),
     Other(String),
 }
@@ -80,7 +84,7 @@ impl fmt::Display for Stop {
         match self {
             Stop::Saturated => f.write_str("saturated (no rule applies any more)"),
             Stop::IterationLimit(n) => write!(f, "iteration limit ({n} iterations)"),
-            Stop::NodeLimit(n) => write!(f, "e-node limit ({n} e-nodes)"),
+            Stop::NodeLimit(n) => write!(f, "e-node limit (stopped at {n} e-nodes)"),
             Stop::TimeLimit(t) => write!(f, "time limit ({:.1} s)", t.as_secs_f64()),
             Stop::Other(s) => write!(f, "stopped: {s}"),
         }

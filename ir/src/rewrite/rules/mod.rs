@@ -23,6 +23,13 @@
 //!   1e-9 relative in f64.
 //! * Rule sets compose by concatenation ([`all`]); callers switch topics off (deferral,
 //!   iterative rescaling) to ask for cascades without those transformations.
+//! * A rule states its domain when it is narrower than "all values": the exp rules hold for
+//!   `-inf` scores and fully masked rows (the interpreter's `e^(-inf - c) = 0`); deferral and
+//!   associativity are tested on finite values; `rescale-fold-lin` divides by running sums and
+//!   is exact only where none of them is 0 (tested on positive values, as FuseMax's Cascade 3).
+//! * Rules never look inside an index expression: a split is the let-binding `(split m x)`,
+//!   pushed through map ops by `split-push-*`, so every rule stays a plain pattern that egg can
+//!   explain step by step.
 //!
 //! Topics: [`reduction`] (rank splits and the index let-binding `split`), [`deferral`]
 //! (division and multiplication past a reduction), [`exp`] (local maxima of exp-shifted
