@@ -8,6 +8,7 @@ mod cmd_check;
 mod cmd_eval;
 mod cmd_list;
 mod cmd_passes;
+mod cmd_rewrite;
 mod cmd_show;
 mod load;
 mod output;
@@ -41,6 +42,8 @@ enum Command {
     Passes(cmd_passes::Args),
     /// Run the reference interpreter on seeded random inputs and check it against the direct reference.
     Eval(cmd_eval::Args),
+    /// Derive a cheaper equivalent cascade by equality saturation.
+    Rewrite(cmd_rewrite::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -51,6 +54,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check(args) => cmd_check::run(args, format),
         Command::Passes(args) => cmd_passes::run(args, format),
         Command::Eval(args) => cmd_eval::run(args, format),
+        Command::Rewrite(args) => cmd_rewrite::run(args, format),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod library;
 pub mod ops;
 pub mod passes;
 pub mod reference;
+pub mod rewrite;
 pub mod shape;
 pub mod verify;
 

@@ -3,4 +3,5 @@
 mod eval;
 mod parse;
 mod passes;
+mod rewrite;
 mod tidy;

@@ -1,0 +1,831 @@
+//! Expression → cascade: one Einsum per reduction, fold and map op, as the paper writes them.
+//!
+//! A map op that is the body of a reduction and has no other use is fused into the reduction's
+//! Einsum (`QK[m,p] = Q[e,p] * K[e,m]`); every other op gets its own Einsum named after the
+//! original tensor it computes when there is one. `(split m x)` lowers `x` with `m` replaced by
+//! `(m1, m0)` and copies split inputs in the Initialization section (`BK[e,m1,m0] =
+//! K[e, m1*M0+m0]`). A fold becomes a state tensor with one init and one step Einsum; its final
+//! value is read at `M1`, `(scan …)` at `m1+1` and `(state …)`/`(scan-prev …)` at `m1`.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use egg::{Id, Language, RecExpr};
+
+use super::RewriteError;
+use super::lang::{Cx, Lit, inner_name, is_map, outer_name};
+use super::lift::Signature;
+use crate::ast::{
+    Access, BinaryOp, Cascade, Compare, CompareOp, Constant, Einsum, Expr, ExprId, IndexExpr, Rank,
+    RankId, ReduceOp, Reduction, Section, Tensor, TensorId, TensorKind, UnaryOp,
+};
+
+/// Writes an expression back as a cascade with the interface `sig`.
+pub fn lower(
+    expr: &RecExpr<Cx>,
+    names: &[Option<String>],
+    sig: &Signature,
+) -> Result<Cascade, RewriteError> {
+    let mut l = Lower::new(expr, names, sig);
+    let root = Id::from(expr.as_ref().len() - 1);
+    let val = l.lower(root, None, None)?;
+    l.finish(val)
+}
+
+#[derive(Debug, Clone)]
+enum Val {
+    Const(Constant),
+    Access(TensorId, Vec<IndexExpr>),
+}
+
+#[derive(Debug, Clone)]
+struct Fold {
+    tensor: TensorId,
+    var: String,
+    dims: Vec<String>,
+}
+
+#[derive(Clone, Copy)]
+enum At {
+    Prev,
+    Next,
+    Final,
+}
+
+type Key = (usize, Option<String>, Option<usize>);
+
+struct Lower<'a> {
+    expr: &'a RecExpr<Cx>,
+    names: &'a [Option<String>],
+    sig: &'a Signature,
+    cascade: Cascade,
+    init: Vec<Einsum>,
+    body: Vec<Einsum>,
+    fv: Vec<BTreeSet<String>>,
+    state: Vec<bool>,
+    rank_name: Vec<Option<String>>,
+    uses: Vec<u32>,
+    memo: HashMap<Key, Val>,
+    folds: Vec<Fold>,
+    fold_keys: HashMap<(usize, usize, usize, Option<String>), usize>,
+    split_inputs: HashMap<(usize, String), Val>,
+    used: HashSet<String>,
+    counter: usize,
+    iterative: Option<String>,
+}
+
+impl<'a> Lower<'a> {
+    fn new(expr: &'a RecExpr<Cx>, names: &'a [Option<String>], sig: &'a Signature) -> Self {
+        let nodes = expr.as_ref();
+        let mut fv: Vec<BTreeSet<String>> = Vec::with_capacity(nodes.len());
+        let mut state = Vec::with_capacity(nodes.len());
+        let mut rank_name: Vec<Option<String>> = Vec::with_capacity(nodes.len());
+        let mut uses = vec![0u32; nodes.len()];
+        for node in nodes {
+            for c in node.children() {
+                uses[usize::from(*c)] += 1;
+            }
+            let rn = |id: &Id| rank_name[usize::from(*id)].clone().unwrap_or_default();
+            let un = |ids: &[Id]| {
+                let mut v = BTreeSet::new();
+                let mut s = false;
+                for id in ids {
+                    v.extend(fv[usize::from(*id)].iter().cloned());
+                    s |= state[usize::from(*id)];
+                }
+                (v, s)
+            };
+            let (r, v, s) = match node {
+                Cx::Name(s) => (Some(s.as_str().to_string()), BTreeSet::new(), false),
+                Cx::Outer(m) => (Some(outer_name(&rn(m))), BTreeSet::new(), false),
+                Cx::Inner(m) => (Some(inner_name(&rn(m))), BTreeSet::new(), false),
+                Cx::Lit(_) => (None, BTreeSet::new(), false),
+                Cx::At(ch) => (None, ch[1..].iter().map(rn).collect(), false),
+                Cx::Sum([r, x]) | Cx::RMax([r, x]) | Cx::RMin([r, x]) | Cx::RProd([r, x]) => {
+                    let (mut v, s) = un(&[*x]);
+                    v.remove(&rn(r));
+                    (None, v, s)
+                }
+                Cx::Split([m, x]) => {
+                    let (mut v, s) = un(&[*x]);
+                    let m = rn(m);
+                    if v.remove(&m) {
+                        v.insert(outer_name(&m));
+                        v.insert(inner_name(&m));
+                    }
+                    (None, v, s)
+                }
+                Cx::Fold([i, a, b]) => {
+                    let (mut v, _) = un(&[*a, *b]);
+                    v.remove(&rn(i));
+                    (None, v, false)
+                }
+                Cx::Scan([i, a, b]) | Cx::ScanPrev([i, a, b]) => {
+                    let (mut v, _) = un(&[*a, *b]);
+                    v.insert(rn(i));
+                    (None, v, false)
+                }
+                Cx::State(i) => (None, BTreeSet::from([rn(i)]), true),
+                other => {
+                    let (v, s) = un(other.children());
+                    (None, v, s)
+                }
+            };
+            rank_name.push(r);
+            fv.push(v);
+            state.push(s);
+        }
+        let ranks = sig
+            .ranks
+            .iter()
+            .map(|(n, p)| Rank {
+                name: n.clone(),
+                split: None,
+                is_param: *p,
+            })
+            .collect();
+        let tensors: Vec<Tensor> = Vec::new();
+        let mut l = Lower {
+            expr,
+            names,
+            sig,
+            cascade: Cascade {
+                name: sig.name.clone(),
+                ranks,
+                tensors,
+                exprs: Vec::new(),
+                einsums: Vec::new(),
+                outputs: Vec::new(),
+                stop: None,
+            },
+            init: Vec::new(),
+            body: Vec::new(),
+            fv,
+            state,
+            rank_name,
+            uses,
+            memo: HashMap::new(),
+            folds: Vec::new(),
+            fold_keys: HashMap::new(),
+            split_inputs: HashMap::new(),
+            used: HashSet::new(),
+            counter: 0,
+            iterative: None,
+        };
+        for (name, ranks) in &sig.inputs {
+            let ranks = ranks.iter().map(|r| l.rank_id_by_name(r)).collect();
+            l.used.insert(name.clone());
+            l.cascade.tensors.push(Tensor {
+                name: name.clone(),
+                kind: TensorKind::Input,
+                ranks,
+            });
+        }
+        l.used.insert(sig.output.0.clone());
+        l
+    }
+
+    fn err(&self, what: impl Into<String>) -> RewriteError {
+        RewriteError::Unsupported {
+            cascade: self.sig.name.clone(),
+            what: what.into(),
+        }
+    }
+
+    fn rank_id_by_name(&self, name: &str) -> RankId {
+        RankId(
+            self.cascade
+                .ranks
+                .iter()
+                .position(|r| r.name == name)
+                .expect("declared rank") as u32,
+        )
+    }
+
+    /// The rank iterated by variable `var`, declaring split ranks on first use.
+    fn rank_of_var(&mut self, var: &str) -> Result<RankId, RewriteError> {
+        if let Some(i) = self
+            .cascade
+            .ranks
+            .iter()
+            .position(|r| r.name.to_lowercase() == var)
+        {
+            return Ok(RankId(i as u32));
+        }
+        // A split sub-rank `m1`/`m0` of a declared rank `M`.
+        let (parent, last) = var.split_at(var.len().saturating_sub(1));
+        if let Some(p) = self
+            .cascade
+            .ranks
+            .iter()
+            .position(|r| r.name.to_lowercase() == parent)
+            && (last == "1" || last == "0")
+        {
+            self.ensure_split(RankId(p as u32))?;
+            return self.rank_of_var(var);
+        }
+        Err(self.err(format!(
+            "the index variable {var}, which names no declared rank"
+        )))
+    }
+
+    fn ensure_split(&mut self, parent: RankId) -> Result<(RankId, RankId), RewriteError> {
+        if let Some(s) = self.cascade.ranks[parent.index()].split {
+            return Ok(s);
+        }
+        let base = self.cascade.ranks[parent.index()].name.clone();
+        let mut ids = [RankId(0); 2];
+        for (k, suffix) in ["1", "0"].iter().enumerate() {
+            let name = format!("{base}{suffix}");
+            if self.cascade.ranks.iter().any(|r| r.name == name) {
+                return Err(self.err(format!("splitting {base}: rank {name} already exists")));
+            }
+            ids[k] = RankId(self.cascade.ranks.len() as u32);
+            self.cascade.ranks.push(Rank {
+                name,
+                split: None,
+                is_param: false,
+            });
+        }
+        self.cascade.ranks[parent.index()].split = Some((ids[0], ids[1]));
+        Ok((ids[0], ids[1]))
+    }
+
+    /// Sort key of an index variable: declaration order, sub-ranks right after their parent.
+    fn order(&self, var: &str) -> (usize, usize) {
+        let pos = |v: &str| {
+            self.cascade
+                .ranks
+                .iter()
+                .position(|r| r.name.to_lowercase() == v)
+        };
+        for (i, r) in self.cascade.ranks.iter().enumerate() {
+            if let Some((a, b)) = r.split {
+                if self.cascade.ranks[a.index()].name.to_lowercase() == var {
+                    return (i, 1);
+                }
+                if self.cascade.ranks[b.index()].name.to_lowercase() == var {
+                    return (i, 2);
+                }
+            }
+        }
+        (pos(var).unwrap_or(usize::MAX), 0)
+    }
+
+    fn sorted(
+        &mut self,
+        vars: impl IntoIterator<Item = String>,
+    ) -> Result<Vec<String>, RewriteError> {
+        let mut v: Vec<String> = vars
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for x in &v {
+            self.rank_of_var(x)?;
+        }
+        v.sort_by_key(|x| self.order(x));
+        Ok(v)
+    }
+
+    /// The free variables of node `id` under a split of `env`.
+    fn dims(
+        &mut self,
+        vars: &BTreeSet<String>,
+        env: &Option<String>,
+    ) -> Result<Vec<String>, RewriteError> {
+        let mut out: BTreeSet<String> = vars.clone();
+        if let Some(m) = env
+            && out.remove(m)
+        {
+            out.insert(outer_name(m));
+            out.insert(inner_name(m));
+        }
+        self.sorted(out)
+    }
+
+    /// The dimensions of node `i`'s tensor: its free variables under the split, plus the
+    /// dimensions of the fold state it reads (a `(state i)` leaf only knows `i`).
+    fn node_dims(
+        &mut self,
+        i: usize,
+        env: &Option<String>,
+        ctx: Option<usize>,
+    ) -> Result<Vec<String>, RewriteError> {
+        let vars = self.fv[i].clone();
+        let mut dims = self.dims(&vars, env)?;
+        if let Some(f) = ctx {
+            dims.extend(self.folds[f].dims.iter().cloned());
+        }
+        self.sorted(dims)
+    }
+
+    fn fresh(&mut self, hint: Option<&str>, prefix: &str) -> String {
+        if let Some(h) = hint
+            && self.used.insert(h.to_string())
+        {
+            return h.to_string();
+        }
+        // Multi-letter prefixes say what the tensor is (`RM`, `LM`): try them bare first.
+        if prefix.len() > 1 && self.used.insert(prefix.to_string()) {
+            return prefix.to_string();
+        }
+        loop {
+            self.counter += 1;
+            let name = format!("{prefix}{}", self.counter);
+            if self.used.insert(name.clone()) {
+                return name;
+            }
+        }
+    }
+
+    fn push_expr(&mut self, e: Expr) -> ExprId {
+        self.cascade.exprs.push(e);
+        ExprId(self.cascade.exprs.len() as u32 - 1)
+    }
+
+    fn var_index(&mut self, var: &str) -> Result<IndexExpr, RewriteError> {
+        Ok(IndexExpr::Var(self.rank_of_var(var)?))
+    }
+
+    fn val_expr(&mut self, val: Val) -> ExprId {
+        match val {
+            Val::Const(c) => self.push_expr(Expr::Const(c)),
+            Val::Access(tensor, indices) => self.push_expr(Expr::Access(Access {
+                tensor,
+                indices,
+                filters: Vec::new(),
+            })),
+        }
+    }
+
+    fn new_tensor(&mut self, name: String, dims: &[String]) -> Result<TensorId, RewriteError> {
+        let mut ranks = Vec::new();
+        for d in dims {
+            ranks.push(self.rank_of_var(d)?);
+        }
+        self.cascade.tensors.push(Tensor {
+            name,
+            kind: TensorKind::Intermediate,
+            ranks,
+        });
+        Ok(TensorId(self.cascade.tensors.len() as u32 - 1))
+    }
+
+    /// Adds a body Einsum writing a new tensor over `dims`; returns the access to it.
+    fn einsum(
+        &mut self,
+        id: Id,
+        env: &Option<String>,
+        prefix: &str,
+        dims: Vec<String>,
+        reduction: Option<Reduction>,
+        value: ExprId,
+    ) -> Result<Val, RewriteError> {
+        let hint = self
+            .names
+            .get(usize::from(id))
+            .cloned()
+            .flatten()
+            .map(|n| match env {
+                Some(_) => format!("B{n}"),
+                None => n,
+            });
+        let name = self.fresh(hint.as_deref(), prefix);
+        let tensor = self.new_tensor(name, &dims)?;
+        let mut indices = Vec::new();
+        for d in &dims {
+            indices.push(self.var_index(d)?);
+        }
+        self.body.push(Einsum {
+            section: Section::Body,
+            output: Access {
+                tensor,
+                indices: indices.clone(),
+                filters: Vec::new(),
+            },
+            reduction,
+            value,
+        });
+        Ok(Val::Access(tensor, indices))
+    }
+
+    fn operand(
+        &mut self,
+        id: Id,
+        env: &Option<String>,
+        ctx: Option<usize>,
+    ) -> Result<ExprId, RewriteError> {
+        let val = self.lower(id, env.clone(), ctx)?;
+        Ok(self.val_expr(val))
+    }
+
+    /// The expression of a map node whose operands are lowered separately.
+    fn map_expr(
+        &mut self,
+        id: Id,
+        env: &Option<String>,
+        ctx: Option<usize>,
+    ) -> Result<ExprId, RewriteError> {
+        let node = self.expr[id].clone();
+        let binary = |op| Some(op);
+        let bop = match &node {
+            Cx::Add(_) => binary(BinaryOp::Add),
+            Cx::Sub(_) => binary(BinaryOp::Sub),
+            Cx::Mul(_) => binary(BinaryOp::Mul),
+            Cx::Div(_) => binary(BinaryOp::Div),
+            Cx::Max(_) => binary(BinaryOp::Max),
+            Cx::Min(_) => binary(BinaryOp::Min),
+            Cx::SubExp(_) => binary(BinaryOp::SubExp),
+            _ => None,
+        };
+        if let Some(op) = bop {
+            let [a, b] = [node.children()[0], node.children()[1]];
+            let lhs = self.operand(a, env, ctx)?;
+            let rhs = self.operand(b, env, ctx)?;
+            return Ok(self.push_expr(Expr::Binary {
+                op,
+                merge: op.default_merge(),
+                lhs,
+                rhs,
+            }));
+        }
+        let uop = match &node {
+            Cx::Exp(_) => UnaryOp::Exp,
+            Cx::Neg(_) => UnaryOp::Neg,
+            Cx::Recip(_) => UnaryOp::Recip,
+            Cx::Sqrt(_) => UnaryOp::Sqrt,
+            Cx::Sigmoid(_) => UnaryOp::Sigmoid,
+            Cx::Softplus(_) => UnaryOp::Softplus,
+            Cx::Relu(_) => UnaryOp::Relu,
+            Cx::Elu1(_) => UnaryOp::Elu1,
+            Cx::Tanh(_) => UnaryOp::Tanh,
+            other => return Err(self.err(format!("`{other}` where a map op was expected"))),
+        };
+        let arg = self.operand(node.children()[0], env, ctx)?;
+        Ok(self.push_expr(Expr::Unary(uop, arg)))
+    }
+
+    fn lower(
+        &mut self,
+        id: Id,
+        env: Option<String>,
+        ctx: Option<usize>,
+    ) -> Result<Val, RewriteError> {
+        let i = usize::from(id);
+        let env = env.filter(|m| self.fv[i].contains(m));
+        let ctx = ctx.filter(|_| self.state[i]);
+        let key = (i, env.clone(), ctx);
+        if let Some(v) = self.memo.get(&key) {
+            return Ok(v.clone());
+        }
+        let node = self.expr[id].clone();
+        let val = match &node {
+            Cx::Lit(lit) => Val::Const(match lit {
+                Lit::Num(bits) => Constant::Num(f64::from_bits(*bits)),
+                Lit::NegInf => Constant::NegInf,
+                Lit::InvSqrt(r) => {
+                    let r = r.as_str().to_string();
+                    match self.cascade.ranks.iter().position(|x| x.name == r) {
+                        Some(p) => Constant::InvSqrtSize(RankId(p as u32)),
+                        None => return Err(self.err(format!("1/sqrt of undeclared rank {r}"))),
+                    }
+                }
+            }),
+            Cx::At(children) => self.access(children, &env)?,
+            Cx::Split([m, x]) => {
+                if env.is_some() {
+                    return Err(self.err("a split nested in another split"));
+                }
+                let m = self.rank_name[usize::from(*m)].clone().unwrap_or_default();
+                let parent = self.rank_of_var(&m)?;
+                self.ensure_split(parent)?;
+                self.lower(*x, Some(m), ctx)?
+            }
+            Cx::State(_) => {
+                let Some(f) = ctx else {
+                    return Err(self.err("a fold state outside its fold"));
+                };
+                self.fold_access(f, At::Prev)?
+            }
+            Cx::Fold([v, a, b]) => {
+                let hint = self
+                    .names
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .map(|n| format!("R{n}"));
+                let f = self.fold(*v, *a, *b, &env, hint)?;
+                self.fold_access(f, At::Final)?
+            }
+            Cx::Scan([v, a, b]) => {
+                let f = self.fold(*v, *a, *b, &env, None)?;
+                self.fold_access(f, At::Next)?
+            }
+            Cx::ScanPrev([v, a, b]) => {
+                let f = self.fold(*v, *a, *b, &env, None)?;
+                self.fold_access(f, At::Prev)?
+            }
+            Cx::Sum([r, x]) | Cx::RMax([r, x]) | Cx::RMin([r, x]) | Cx::RProd([r, x]) => {
+                let op = match node {
+                    Cx::Sum(_) => ReduceOp::Sum,
+                    Cx::RMax(_) => ReduceOp::Max,
+                    Cx::RMin(_) => ReduceOp::Min,
+                    _ => ReduceOp::Prod,
+                };
+                let rv = self.rank_name[usize::from(*r)].clone().unwrap_or_default();
+                if env.as_deref() == Some(rv.as_str()) {
+                    return Err(self.err(format!("a reduction over {rv} inside the split of {rv}")));
+                }
+                let rank = self.rank_of_var(&rv)?;
+                let body = if is_map(&self.expr[*x]) && self.uses[usize::from(*x)] == 1 {
+                    self.map_expr(*x, &env, ctx)?
+                } else {
+                    self.operand(*x, &env, ctx)?
+                };
+                let dims = self.node_dims(i, &env, ctx)?;
+                let reduction = (op != ReduceOp::Sum).then(|| Reduction {
+                    op,
+                    ranks: vec![rank],
+                });
+                // Reductions over the inner rank of a split are per tile: local.
+                let local = self.order(&rv).1 == 2;
+                let prefix = match op {
+                    ReduceOp::Sum if local => "SL",
+                    ReduceOp::Max if local => "LM",
+                    ReduceOp::Sum => "S",
+                    ReduceOp::Max => "MX",
+                    ReduceOp::Min => "MN",
+                    ReduceOp::Prod => "PR",
+                };
+                self.einsum(id, &env, prefix, dims, reduction, body)?
+            }
+            Cx::Name(_) | Cx::Outer(_) | Cx::Inner(_) => {
+                return Err(self.err("a rank variable used as a value"));
+            }
+            _ => {
+                let value = self.map_expr(id, &env, ctx)?;
+                let dims = self.node_dims(i, &env, ctx)?;
+                self.einsum(id, &env, "T", dims, None, value)?
+            }
+        };
+        self.memo.insert(key, val.clone());
+        Ok(val)
+    }
+
+    fn access(&mut self, children: &[Id], env: &Option<String>) -> Result<Val, RewriteError> {
+        let tname = self.rank_name[usize::from(children[0])]
+            .clone()
+            .unwrap_or_default();
+        let Some(t) = self
+            .cascade
+            .tensors
+            .iter()
+            .position(|x| x.name == tname && x.kind == TensorKind::Input)
+        else {
+            return Err(self.err(format!("an access to {tname}, which is not an input")));
+        };
+        let vars: Vec<String> = children[1..]
+            .iter()
+            .map(|c| self.rank_name[usize::from(*c)].clone().unwrap_or_default())
+            .collect();
+        let mut indices = Vec::new();
+        for v in &vars {
+            indices.push(self.var_index(v)?);
+        }
+        let Some(m) = env else {
+            return Ok(Val::Access(TensorId(t as u32), indices));
+        };
+        let key = (t, m.clone());
+        if let Some(v) = self.split_inputs.get(&key) {
+            return Ok(v.clone());
+        }
+        // BK[e,m1,m0] = K[e, m1*M0+m0] in the init section.
+        let parent = self.rank_of_var(m)?;
+        let (outer, inner) = self.ensure_split(parent)?;
+        let mut src = Vec::new();
+        let mut out_dims = Vec::new();
+        for v in &vars {
+            if v == m {
+                src.push(IndexExpr::Add(
+                    Box::new(IndexExpr::Mul(
+                        Box::new(IndexExpr::Var(outer)),
+                        Box::new(IndexExpr::Size(inner)),
+                    )),
+                    Box::new(IndexExpr::Var(inner)),
+                ));
+                out_dims.push(outer_name(m));
+                out_dims.push(inner_name(m));
+            } else {
+                src.push(self.var_index(v)?);
+                out_dims.push(v.clone());
+            }
+        }
+        let name = self.fresh(Some(&format!("B{tname}")), "B");
+        let tensor = self.new_tensor(name, &out_dims)?;
+        let mut out_idx = Vec::new();
+        for d in &out_dims {
+            out_idx.push(self.var_index(d)?);
+        }
+        let value = self.push_expr(Expr::Access(Access {
+            tensor: TensorId(t as u32),
+            indices: src,
+            filters: Vec::new(),
+        }));
+        self.init.push(Einsum {
+            section: Section::Init,
+            output: Access {
+                tensor,
+                indices: out_idx.clone(),
+                filters: Vec::new(),
+            },
+            reduction: None,
+            value,
+        });
+        let val = Val::Access(tensor, out_idx);
+        self.split_inputs.insert(key, val.clone());
+        Ok(val)
+    }
+
+    fn fold(
+        &mut self,
+        v: Id,
+        init: Id,
+        step: Id,
+        env: &Option<String>,
+        hint: Option<String>,
+    ) -> Result<usize, RewriteError> {
+        let key = (
+            usize::from(v),
+            usize::from(init),
+            usize::from(step),
+            env.clone(),
+        );
+        if let Some(f) = self.fold_keys.get(&key) {
+            return Ok(*f);
+        }
+        let var = self.rank_name[usize::from(v)].clone().unwrap_or_default();
+        match &self.iterative {
+            Some(other) if *other != var => {
+                return Err(self.err(format!("folds over two ranks ({other} and {var})")));
+            }
+            _ => self.iterative = Some(var.clone()),
+        }
+        let init_val = match &self.expr[init] {
+            Cx::Lit(Lit::Num(bits)) => Constant::Num(f64::from_bits(*bits)),
+            Cx::Lit(Lit::NegInf) => Constant::NegInf,
+            _ => return Err(self.err("a fold whose initial value is not a constant")),
+        };
+        let mut vars = self.fv[usize::from(step)].clone();
+        vars.extend(self.fv[usize::from(init)].iter().cloned());
+        vars.insert(var.clone());
+        let dims = self.dims(&vars, env)?;
+        // A running max (`RM`), a running sum (`RS`), or the reduction it replaces (`RSD`).
+        let prefix = match &self.expr[step] {
+            Cx::Max(_) => "RM",
+            Cx::Add(_) => "RS",
+            _ => "R",
+        };
+        let name = self.fresh(hint.as_deref(), prefix);
+        let tensor = self.new_tensor(name, &dims)?;
+        let f = self.folds.len();
+        self.folds.push(Fold {
+            tensor,
+            var: var.clone(),
+            dims: dims.clone(),
+        });
+        self.fold_keys.insert(key, f);
+        // S[0, …] = init.
+        let mut idx0 = Vec::new();
+        for d in &dims {
+            idx0.push(if *d == var {
+                IndexExpr::Lit(0)
+            } else {
+                self.var_index(d)?
+            });
+        }
+        let value = self.push_expr(Expr::Const(init_val));
+        self.init.push(Einsum {
+            section: Section::Init,
+            output: Access {
+                tensor,
+                indices: idx0,
+                filters: Vec::new(),
+            },
+            reduction: None,
+            value,
+        });
+        // S[i+1, …] = step.
+        let value = if is_map(&self.expr[step]) {
+            self.map_expr(step, env, Some(f))?
+        } else {
+            self.operand(step, env, Some(f))?
+        };
+        let Val::Access(_, idx) = self.fold_access(f, At::Next)? else {
+            unreachable!("fold access")
+        };
+        self.body.push(Einsum {
+            section: Section::Body,
+            output: Access {
+                tensor,
+                indices: idx,
+                filters: Vec::new(),
+            },
+            reduction: None,
+            value,
+        });
+        Ok(f)
+    }
+
+    fn fold_access(&mut self, f: usize, at: At) -> Result<Val, RewriteError> {
+        let Fold { tensor, var, dims } = self.folds[f].clone();
+        let rank = self.rank_of_var(&var)?;
+        let mut indices = Vec::new();
+        for d in &dims {
+            indices.push(if *d == var {
+                match at {
+                    At::Prev => IndexExpr::Var(rank),
+                    At::Next => {
+                        IndexExpr::Add(Box::new(IndexExpr::Var(rank)), Box::new(IndexExpr::Lit(1)))
+                    }
+                    At::Final => IndexExpr::Size(rank),
+                }
+            } else {
+                self.var_index(d)?
+            });
+        }
+        Ok(Val::Access(tensor, indices))
+    }
+
+    fn finish(mut self, val: Val) -> Result<Cascade, RewriteError> {
+        let (out_name, out_vars) = self.sig.output.clone();
+        let mut out_idx = Vec::new();
+        for v in &out_vars {
+            out_idx.push(self.var_index(v)?);
+        }
+        // Rename the last Einsum's tensor to the output when it is the root's own tensor.
+        let renamable = match (&val, self.body.last()) {
+            (Val::Access(t, idx), Some(last)) => {
+                last.output.tensor == *t
+                    && idx.iter().all(|x| matches!(x, IndexExpr::Var(_)))
+                    && self.body.iter().filter(|e| e.output.tensor == *t).count() == 1
+                    && idx.len() == out_idx.len()
+            }
+            _ => false,
+        };
+        let output = if renamable {
+            let Val::Access(t, _) = val else {
+                unreachable!("checked above")
+            };
+            self.cascade.tensors[t.index()].name = out_name;
+            let ranks: Vec<RankId> = out_idx
+                .iter()
+                .map(|x| match x {
+                    IndexExpr::Var(r) => *r,
+                    _ => unreachable!("plain output variables"),
+                })
+                .collect();
+            self.cascade.tensors[t.index()].ranks = ranks;
+            self.body.last_mut().expect("checked above").output.indices = out_idx;
+            t
+        } else {
+            let value = self.val_expr(val);
+            let ranks = out_idx
+                .iter()
+                .map(|x| match x {
+                    IndexExpr::Var(r) => *r,
+                    _ => unreachable!("plain output variables"),
+                })
+                .collect();
+            self.cascade.tensors.push(Tensor {
+                name: out_name,
+                kind: TensorKind::Intermediate,
+                ranks,
+            });
+            let t = TensorId(self.cascade.tensors.len() as u32 - 1);
+            self.body.push(Einsum {
+                section: Section::Body,
+                output: Access {
+                    tensor: t,
+                    indices: out_idx,
+                    filters: Vec::new(),
+                },
+                reduction: None,
+                value,
+            });
+            t
+        };
+        self.cascade.outputs = vec![output];
+        if let Some(var) = self.iterative.clone() {
+            let r = self.rank_of_var(&var)?;
+            self.cascade.stop = Some(Compare {
+                lhs: IndexExpr::Var(r),
+                op: CompareOp::Ge,
+                rhs: IndexExpr::Size(r),
+            });
+        }
+        let mut einsums = std::mem::take(&mut self.init);
+        einsums.append(&mut self.body);
+        self.cascade.einsums = einsums;
+        Ok(self.cascade)
+    }
+}

@@ -1,0 +1,327 @@
+//! Equality saturation over cascades: derive cheaper equivalent cascades with `egg`.
+//!
+//! [`rewrite`] lifts a cascade into one expression ([`lift`]), saturates an e-graph with the
+//! rules of [`rules`] under explicit limits, extracts the best term for the caller's
+//! [`Objective`] ([`extract`]) and lowers it back into a cascade ([`lower`]). From the 3-pass
+//! softmax attention it derives the 2-pass cascade with deferred division and the 1-pass
+//! cascade with a running max (FuseMax's Cascade 5), from general facts only.
+
+pub mod extract;
+pub mod lang;
+pub mod lift;
+pub mod lower;
+pub mod rules;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use egg::{BackoffScheduler, RecExpr, Runner};
+
+pub use extract::{CostModel, Objective, OpWeights};
+use lang::{Cx, Scope, inner_name, outer_name};
+pub use lift::{Lifted, Signature, lift};
+pub use lower::lower;
+pub use rules::RuleSets;
+
+use crate::ast::{Cascade, RankId};
+use crate::ops::{OpKind, point_ops};
+use crate::shape::ShapeSpec;
+
+/// Why the rewriter cannot take a cascade.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RewriteError {
+    #[error("cascade {cascade}: the rewriter does not support {what}")]
+    Unsupported { cascade: String, what: String },
+    #[error("rank {rank} has no size: add {rank}=N to the shape used for costs")]
+    MissingSize { rank: String },
+    #[error("no term could be extracted for the output (the e-graph has no acyclic choice)")]
+    Extraction,
+}
+
+/// Bounds on saturation: whichever is reached first stops it. Runs that stop on `iterations`,
+/// `nodes` or saturation are deterministic; a run cut by `time` may not be.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub iterations: usize,
+    pub nodes: usize,
+    pub time: Duration,
+}
+
+/// Everything the caller decides about one rewrite.
+#[derive(Debug, Clone)]
+pub struct RewriteConfig {
+    pub objective: Objective,
+    /// Which topics of rules run (deferral, iterative rescaling).
+    pub rules: RuleSets,
+    /// Rank sizes for costs, by rank name (`M=4096`); every declared rank needs one.
+    pub sizes: ShapeSpec,
+    /// Size of the inner rank `M0` of a split introduced by the rewriter.
+    pub tile: i64,
+    /// Ranks the rewriter may split into tiles and fold over (`M`).
+    pub split_ranks: Vec<String>,
+    pub limits: Limits,
+    /// Record the chain of rules from the input to the result (slower).
+    pub explain: bool,
+}
+
+/// Why saturation stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stop {
+    /// No rule can add anything: every reachable equivalent form is in the e-graph.
+    Saturated,
+    /// The iteration limit (the value) was reached.
+    IterationLimit(usize),
+    /// The e-graph grew past the e-node limit; the value is its size when it stopped.
+    NodeLimit(usize),
+    /// The time limit (the value) was reached; results may then differ from run to run.
+    TimeLimit(Duration),
+    Other(String),
+}
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stop::Saturated => f.write_str("saturated (no rule applies any more)"),
+            Stop::IterationLimit(n) => write!(f, "iteration limit ({n} iterations)"),
+            Stop::NodeLimit(n) => write!(f, "e-node limit (stopped at {n} e-nodes)"),
+            Stop::TimeLimit(t) => write!(f, "time limit ({:.1} s)", t.as_secs_f64()),
+            Stop::Other(s) => write!(f, "stopped: {s}"),
+        }
+    }
+}
+
+/// Passes and op counts of one cascade.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metrics {
+    /// Passes over the objective's rank (or the first declared rank for cost objectives).
+    pub passes: u32,
+    /// Ops of each kind over the whole cascade at the configured sizes.
+    pub ops: BTreeMap<OpKind, f64>,
+    /// The objective's cost of the cascade's term.
+    pub cost: f64,
+}
+
+/// One step of an explanation: a rule applied forward or backward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub rule: String,
+    pub forward: bool,
+    /// The whole term after the step, as an s-expression.
+    pub term: String,
+}
+
+/// The result of [`rewrite`].
+#[derive(Debug, Clone)]
+pub struct Rewritten {
+    pub cascade: Cascade,
+    pub before: Metrics,
+    pub after: Metrics,
+    pub stop: Stop,
+    pub iterations: usize,
+    pub egraph_nodes: usize,
+    pub egraph_classes: usize,
+    pub elapsed: Duration,
+    /// The extracted term as an s-expression.
+    pub term: String,
+    /// The chain of rules from the input to the extracted term, when asked for.
+    pub explanation: Option<Vec<Step>>,
+}
+
+/// Derives the cheapest equivalent of `cascade` that the rules reach within the limits.
+pub fn rewrite(cascade: &Cascade, config: &RewriteConfig) -> Result<Rewritten, RewriteError> {
+    let start = Instant::now();
+    let lifted = lift(cascade)?;
+    let sizes = Sizes::new(cascade, config)?;
+    let size = |v: &str| sizes.of_var(v);
+    let mut split = BTreeSet::new();
+    let mut fold = BTreeSet::new();
+    for r in &config.split_ranks {
+        let v = r.to_lowercase();
+        fold.insert(outer_name(&v));
+        fold.insert(v.clone());
+        split.insert(v);
+    }
+    let rules = rules::all(config.rules);
+    let mut runner = Runner::<Cx, Scope>::new(Scope { split, fold })
+        .with_iter_limit(config.limits.iterations)
+        .with_node_limit(config.limits.nodes)
+        .with_time_limit(config.limits.time)
+        .with_scheduler(BackoffScheduler::default());
+    if config.explain {
+        runner = runner.with_explanations_enabled();
+    }
+    let mut runner = runner.with_expr(&lifted.expr).run(&rules);
+    let root = runner.roots[0];
+    let (expr, classes) = extract::extract(&runner.egraph, root, &config.objective, &size)
+        .ok_or(RewriteError::Extraction)?;
+    // Names of the original tensors, by e-class, for readable output.
+    let mut class_names: BTreeMap<egg::Id, String> = BTreeMap::new();
+    for (i, name) in lifted.names.iter().enumerate() {
+        if let Some(name) = name {
+            let id = runner.egraph.lookup_expr(&sub_expr(&lifted.expr, i));
+            if let Some(id) = id {
+                class_names
+                    .entry(runner.egraph.find(id))
+                    .or_insert_with(|| name.clone());
+            }
+        }
+    }
+    let names: Vec<Option<String>> = classes
+        .iter()
+        .map(|c| class_names.get(&runner.egraph.find(*c)).cloned())
+        .collect();
+    let out = lower(&expr, &names, &lifted.signature)?;
+    let pass_rank = pass_rank(cascade, config);
+    let before = metrics(cascade, &pass_rank, &sizes, config)?;
+    let after = metrics(&out, &pass_rank, &sizes, config)?;
+    let explanation = config.explain.then(|| {
+        let mut ex = runner.explain_equivalence(&lifted.expr, &expr);
+        ex.get_flat_strings()
+            .into_iter()
+            .skip(1)
+            .map(|s| step(&s))
+            .collect()
+    });
+    let report = runner.report();
+    Ok(Rewritten {
+        cascade: out,
+        before,
+        after,
+        stop: match report.stop_reason {
+            egg::StopReason::Saturated => Stop::Saturated,
+            egg::StopReason::IterationLimit(n) => Stop::IterationLimit(n),
+            egg::StopReason::NodeLimit(n) => Stop::NodeLimit(n),
+            egg::StopReason::TimeLimit(s) => Stop::TimeLimit(Duration::from_secs_f64(s)),
+            egg::StopReason::Other(s) => Stop::Other(s),
+        },
+        iterations: report.iterations,
+        egraph_nodes: report.egraph_nodes,
+        egraph_classes: report.egraph_classes,
+        elapsed: start.elapsed(),
+        term: expr.to_string(),
+        explanation,
+    })
+}
+
+/// The sub-expression of `expr` rooted at node `i`.
+fn sub_expr(expr: &RecExpr<Cx>, i: usize) -> RecExpr<Cx> {
+    let nodes = expr.as_ref()[..=i].to_vec();
+    let full: RecExpr<Cx> = nodes.into();
+    full
+}
+
+/// One flat explanation line: the rule is written as `(Rewrite=> name …)` or `(Rewrite<= name …)`.
+fn step(line: &str) -> Step {
+    for (tag, forward) in [("(Rewrite=> ", true), ("(Rewrite<= ", false)] {
+        if let Some(pos) = line.find(tag) {
+            let rest = &line[pos + tag.len()..];
+            let rule = rest
+                .split(|c: char| c.is_whitespace() || c == ')')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            return Step {
+                rule,
+                forward,
+                term: line.to_string(),
+            };
+        }
+    }
+    Step {
+        rule: "?".into(),
+        forward: true,
+        term: line.to_string(),
+    }
+}
+
+/// The rank whose passes are reported: the objective's, else `M`, else the first rank.
+fn pass_rank(cascade: &Cascade, config: &RewriteConfig) -> String {
+    match &config.objective {
+        Objective::Passes { rank, .. } => rank.clone(),
+        Objective::Cost(_) => config
+            .split_ranks
+            .first()
+            .cloned()
+            .or_else(|| {
+                cascade
+                    .ranks
+                    .iter()
+                    .find(|r| !r.is_param)
+                    .map(|r| r.name.clone())
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// Rank sizes by index variable, with split sub-ranks derived from the tile.
+#[derive(Debug, Clone)]
+pub struct Sizes {
+    by_var: BTreeMap<String, f64>,
+}
+
+impl Sizes {
+    pub fn new(cascade: &Cascade, config: &RewriteConfig) -> Result<Sizes, RewriteError> {
+        let mut by_var = BTreeMap::new();
+        for r in &cascade.ranks {
+            let Some(&n) = config.sizes.sizes.get(&r.name) else {
+                return Err(RewriteError::MissingSize {
+                    rank: r.name.clone(),
+                });
+            };
+            let v = r.name.to_lowercase();
+            let tile = config.tile.clamp(1, n.max(1));
+            by_var.insert(outer_name(&v), (n as f64 / tile as f64).ceil());
+            by_var.insert(inner_name(&v), tile as f64);
+            by_var.insert(v, n as f64);
+        }
+        Ok(Sizes { by_var })
+    }
+
+    pub fn of_var(&self, v: &str) -> f64 {
+        self.by_var.get(v).copied().unwrap_or(1.0)
+    }
+
+    fn of_rank(&self, cascade: &Cascade, r: RankId) -> f64 {
+        self.of_var(&cascade.var_name(r))
+    }
+}
+
+fn metrics(
+    cascade: &Cascade,
+    pass_rank: &str,
+    sizes: &Sizes,
+    config: &RewriteConfig,
+) -> Result<Metrics, RewriteError> {
+    let ops = op_totals(cascade, sizes);
+    let cost = match &config.objective {
+        Objective::Passes { cost, .. } | Objective::Cost(cost) => {
+            ops.iter().map(|(k, n)| cost.op_cost(*k, *n)).sum()
+        }
+    };
+    // The pass analysis of the cascade is authoritative; the term-level count that extraction
+    // minimises (`extract::term_passes`) agrees with it, which the tests check.
+    let passes = cascade
+        .rank_by_name(pass_rank)
+        .map_or(0, |r| crate::passes::passes(cascade, r).passes);
+    Ok(Metrics { passes, ops, cost })
+}
+
+/// Ops of each kind over a whole cascade: per-point ops times the iteration space.
+pub fn op_totals(cascade: &Cascade, sizes: &Sizes) -> BTreeMap<OpKind, f64> {
+    let mut total = BTreeMap::new();
+    for id in cascade.einsum_ids() {
+        let points: f64 = cascade
+            .iteration_space(id)
+            .iter()
+            .map(|r| sizes.of_rank(cascade, *r))
+            .product();
+        for (kind, n) in point_ops(cascade, id) {
+            *total.entry(kind).or_insert(0.0) += f64::from(n) * points;
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests;

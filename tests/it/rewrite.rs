@@ -1,0 +1,763 @@
+//! Rewriting: the required derivations as equivalence goals, and snapshots of what is extracted.
+//!
+//! Goal tests state what the result must be (passes, structure up to naming, op counts,
+//! interpreter-equal to the direct reference); snapshot tests only record the printed cascades.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cascade_ir::ast::{Cascade, Constant, Expr, ExprId, IndexExpr, Section, TensorId, TensorKind};
+use cascade_ir::ops::OpKind;
+use cascade_ir::rewrite::{
+    Limits, Objective, OpWeights, RewriteConfig, Rewritten, RuleSets, Sizes, Stop, op_totals,
+    rewrite,
+};
+use cascade_ir::{ShapeSpec, dsl, eval, library, passes, reference, shape::Shape};
+
+fn load(name: &str) -> Cascade {
+    dsl::parse(library::source(name).expect("library cascade"), name)
+        .expect("parses")
+        .cascade
+}
+
+fn spec(pairs: &[(&str, i64)]) -> ShapeSpec {
+    ShapeSpec {
+        sizes: pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    }
+}
+
+const ATTENTION: &[(&str, i64)] = &[("E", 64), ("F", 64), ("M", 4096), ("P", 4096)];
+const ALL: RuleSets = RuleSets {
+    deferral: true,
+    iterative: true,
+};
+
+fn by_passes(rank: &str) -> Objective {
+    Objective::Passes {
+        rank: rank.into(),
+        cost: Arc::new(OpWeights::flops()),
+    }
+}
+
+fn by_ops() -> Objective {
+    Objective::Cost(Arc::new(OpWeights::flops()))
+}
+
+fn config(
+    objective: Objective,
+    rules: RuleSets,
+    sizes: &[(&str, i64)],
+    split: &str,
+) -> RewriteConfig {
+    RewriteConfig {
+        objective,
+        rules,
+        sizes: spec(sizes),
+        tile: 64,
+        split_ranks: vec![split.into()],
+        limits: Limits {
+            iterations: 30,
+            nodes: 200_000,
+            time: Duration::from_secs(600),
+        },
+        explain: false,
+    }
+}
+
+fn derive(name: &str, config: &RewriteConfig) -> Rewritten {
+    rewrite(&load(name), config).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn passes_over(c: &Cascade, rank: &str) -> u32 {
+    passes::passes(c, c.rank_by_name(rank).expect("rank")).passes
+}
+
+/// A name-free description of the tensor an access reads: inputs by name, intermediates by the
+/// structure of the Einsum that writes them (folds by init and step, `self` for their state).
+struct Structure<'a> {
+    c: &'a Cascade,
+    writers: HashMap<TensorId, Vec<usize>>,
+}
+
+impl<'a> Structure<'a> {
+    fn new(c: &'a Cascade) -> Self {
+        let mut writers: HashMap<TensorId, Vec<usize>> = HashMap::new();
+        for (i, e) in c.einsums.iter().enumerate() {
+            writers.entry(e.output.tensor).or_default().push(i);
+        }
+        Structure { c, writers }
+    }
+
+    fn index(&self, idx: &IndexExpr) -> String {
+        match idx {
+            IndexExpr::Var(r) => self.c.var_name(*r),
+            IndexExpr::Size(r) => self.c.rank(*r).name.clone(),
+            IndexExpr::Lit(k) => k.to_string(),
+            IndexExpr::Add(a, b) => format!("{}+{}", self.index(a), self.index(b)),
+            IndexExpr::Sub(a, b) => format!("{}-{}", self.index(a), self.index(b)),
+            IndexExpr::Mul(a, b) => format!("{}*{}", self.index(a), self.index(b)),
+        }
+    }
+
+    fn tensor(&self, t: TensorId, inside: &[TensorId]) -> String {
+        let tensor = self.c.tensor(t);
+        if tensor.kind == TensorKind::Input {
+            return tensor.name.clone();
+        }
+        if inside.contains(&t) {
+            return "self".into();
+        }
+        let mut inside = inside.to_vec();
+        inside.push(t);
+        let mut parts: Vec<String> = self.writers[&t]
+            .iter()
+            .map(|i| {
+                let e = &self.c.einsums[*i];
+                let out: Vec<String> = e.output.indices.iter().map(|x| self.index(x)).collect();
+                let red = e
+                    .reduction
+                    .as_ref()
+                    .map(|r| format!("{}", r.op))
+                    .unwrap_or_default();
+                let sec = if e.section == Section::Init {
+                    "init "
+                } else {
+                    ""
+                };
+                format!(
+                    "{sec}[{}]={red} {}",
+                    out.join(","),
+                    self.expr(e.value, &inside)
+                )
+            })
+            .collect();
+        parts.sort();
+        format!("{{{}}}", parts.join("; "))
+    }
+
+    fn expr(&self, id: ExprId, inside: &[TensorId]) -> String {
+        match self.c.expr(id) {
+            Expr::Access(a) => {
+                let idx: Vec<String> = a.indices.iter().map(|x| self.index(x)).collect();
+                format!("{}[{}]", self.tensor(a.tensor, inside), idx.join(","))
+            }
+            Expr::Const(Constant::Num(x)) => x.to_string(),
+            Expr::Const(c) => format!("{c:?}"),
+            Expr::Unary(op, a) => format!("{op}({})", self.expr(*a, inside)),
+            Expr::Binary {
+                op,
+                merge,
+                lhs,
+                rhs,
+            } => {
+                let mut args = [self.expr(*lhs, inside), self.expr(*rhs, inside)];
+                if matches!(
+                    op,
+                    cascade_ir::ast::BinaryOp::Add
+                        | cascade_ir::ast::BinaryOp::Mul
+                        | cascade_ir::ast::BinaryOp::Max
+                ) {
+                    args.sort();
+                }
+                format!("{op:?}{{{merge}}}({}, {})", args[0], args[1])
+            }
+        }
+    }
+
+    fn output(&self) -> String {
+        self.tensor(self.c.outputs[0], &[])
+    }
+}
+
+/// Whether two cascades are the same Einsums up to tensor names, Einsum order and the operand
+/// order of commutative ops.
+fn same_structure(a: &Cascade, b: &Cascade) -> bool {
+    a.einsums.len() == b.einsums.len() && Structure::new(a).output() == Structure::new(b).output()
+}
+
+/// Runs `c` on random inputs and compares its output with the direct reference of `form`.
+fn max_error_vs_reference(
+    c: &Cascade,
+    form: reference::Form,
+    sizes: &[(&str, i64)],
+    seed: u64,
+) -> f64 {
+    let mut s = spec(sizes);
+    for r in &c.ranks {
+        if let Some((_, inner)) = r.split {
+            s.sizes.insert(c.rank(inner).name.clone(), 3);
+        }
+    }
+    let shape = Shape::resolve(c, &s).expect("shape");
+    let inputs = reference::random_inputs(c, &shape, seed);
+    let got = eval::evaluate(c, &shape, &inputs).expect("evaluates");
+    let want = reference::compute(form, c, &shape, &inputs).expect("reference");
+    let out = got.output().expect("output");
+    out.values
+        .iter()
+        .zip(want.iter())
+        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+        .fold(0.0, f64::max)
+}
+
+const SMALL: &[(&str, i64)] = &[("E", 3), ("F", 2), ("M", 12), ("P", 5)];
+
+// ---------------------------------------------------------------------------------------------
+// Goals.
+
+#[test]
+fn result_1_attention_3pass_to_one_pass_cascade_5() {
+    let r = derive(
+        "attention_3pass",
+        &config(by_passes("M"), ALL, ATTENTION, "M"),
+    );
+    assert_eq!(passes_over(&load("attention_3pass"), "M"), 3);
+    assert_eq!(passes_over(&r.cascade, "M"), 1);
+    assert_eq!((r.before.passes, r.after.passes), (3, 1));
+    assert!(
+        same_structure(&r.cascade, &load("attention_1pass")),
+        "not Cascade 5:\n{}",
+        dsl::print(&r.cascade)
+    );
+    for seed in 0..4 {
+        let err = max_error_vs_reference(
+            &r.cascade,
+            reference::Form::Softmax {
+                causal: false,
+                window: false,
+                bias: false,
+            },
+            SMALL,
+            seed,
+        );
+        assert!(err < 1e-10, "seed {seed}: error {err}");
+    }
+    assert!(r.egraph_nodes < 200_000, "{} e-nodes", r.egraph_nodes);
+}
+
+#[test]
+fn result_2_without_iterative_ranks_gives_deferred_two_pass() {
+    let rules = RuleSets {
+        deferral: true,
+        iterative: false,
+    };
+    let cfg = config(by_passes("M"), rules, ATTENTION, "M");
+    let r = derive("attention_3pass", &cfg);
+    assert_eq!(passes_over(&r.cascade, "M"), 2);
+    assert!(r.cascade.iterative_ranks().is_empty());
+    assert!(
+        same_structure(&r.cascade, &load("attention_2pass_deferred")),
+        "{}",
+        dsl::print(&r.cascade)
+    );
+    let sizes = Sizes::new(&load("attention_3pass"), &cfg).expect("sizes");
+    // F·P divisions, not M·P.
+    assert_eq!(op_totals(&r.cascade, &sizes)[&OpKind::Div], 64.0 * 4096.0);
+    assert_eq!(
+        op_totals(&load("attention_3pass"), &sizes)[&OpKind::Div],
+        4096.0 * 4096.0
+    );
+    let err = max_error_vs_reference(
+        &r.cascade,
+        reference::Form::Softmax {
+            causal: false,
+            window: false,
+            bias: false,
+        },
+        SMALL,
+        7,
+    );
+    assert!(err < 1e-10, "error {err}");
+}
+
+#[test]
+fn result_3a_pedagogical_deferral_under_ops() {
+    let r = derive("pedagogical_1", &config(by_ops(), ALL, &[("K", 1024)], "K"));
+    assert!(
+        same_structure(&r.cascade, &load("pedagogical_2")),
+        "{}",
+        dsl::print(&r.cascade)
+    );
+    assert_eq!(passes_over(&r.cascade, "K"), 1);
+}
+
+#[test]
+fn result_3b_pedagogical_iterative_without_deferral() {
+    let rules = RuleSets {
+        deferral: false,
+        iterative: true,
+    };
+    let r = derive(
+        "pedagogical_1",
+        &config(by_passes("K"), rules, &[("K", 1024)], "K"),
+    );
+    assert_eq!(passes_over(&r.cascade, "K"), 1);
+    assert_eq!(
+        r.cascade.iterative_ranks(),
+        vec![r.cascade.rank_by_name("K").expect("K")]
+    );
+    // Cascade 3's running sum RY and running result RZ, rescaled by RY[k+1]/RY[k].
+    let text = dsl::print(&r.cascade);
+    assert!(text.contains("[k+1] / ") && text.contains("[K]"), "{text}");
+    for seed in 0..4 {
+        let err =
+            max_error_vs_reference(&r.cascade, reference::Form::Pedagogical, &[("K", 9)], seed);
+        assert!(err < 1e-9, "seed {seed}: error {err}");
+    }
+}
+
+#[test]
+fn result_4_linear_attention_reassociates() {
+    let cfg = config(by_ops(), ALL, ATTENTION, "M");
+    let r = derive("linear_attention", &cfg);
+    let sizes = Sizes::new(&load("linear_attention"), &cfg).expect("sizes");
+    let (e, f, m, p) = (64.0, 64.0, 4096.0, 4096.0);
+    assert_eq!(
+        op_totals(&load("linear_attention"), &sizes)[&OpKind::Mac],
+        m * p * e + m * p * f
+    );
+    // O(M·E·F): φ(K)·Vᵀ first, then φ(Q) times that.
+    assert_eq!(
+        op_totals(&r.cascade, &sizes)[&OpKind::Mac],
+        m * e * f + e * f * p
+    );
+    let err = max_error_vs_reference(&r.cascade, reference::Form::Linear, SMALL, 3);
+    assert!(err < 1e-10, "error {err}");
+}
+
+#[test]
+fn result_5_sigmoid_attention_stays_one_pass_without_rescaling() {
+    let r = derive(
+        "sigmoid_attention",
+        &config(by_passes("M"), ALL, ATTENTION, "M"),
+    );
+    assert_eq!(passes_over(&r.cascade, "M"), 1);
+    assert!(r.cascade.iterative_ranks().is_empty());
+    let ops = &r.after.ops;
+    assert!(
+        !ops.contains_key(&OpKind::Exp) && !ops.contains_key(&OpKind::Div),
+        "{ops:?}"
+    );
+    assert_eq!(r.after.ops, r.before.ops);
+    let err = max_error_vs_reference(&r.cascade, reference::Form::Sigmoid, SMALL, 5);
+    assert!(err < 1e-10, "error {err}");
+}
+
+#[test]
+fn rewriting_is_deterministic() {
+    let cfg = config(by_passes("M"), ALL, ATTENTION, "M");
+    let a = derive("attention_3pass", &cfg);
+    let b = derive("attention_3pass", &cfg);
+    assert_eq!(dsl::print(&a.cascade), dsl::print(&b.cascade));
+    assert_eq!(
+        (a.egraph_nodes, a.iterations, a.term),
+        (b.egraph_nodes, b.iterations, b.term)
+    );
+}
+
+#[test]
+fn node_limit_stops_early_with_a_valid_cascade() {
+    let mut cfg = config(by_passes("M"), ALL, ATTENTION, "M");
+    cfg.limits.nodes = 30;
+    let r = derive("attention_3pass", &cfg);
+    assert!(
+        matches!(r.stop, Stop::NodeLimit(n) if n >= 30),
+        "{:?}",
+        r.stop
+    );
+    let err = max_error_vs_reference(
+        &r.cascade,
+        reference::Form::Softmax {
+            causal: false,
+            window: false,
+            bias: false,
+        },
+        SMALL,
+        1,
+    );
+    assert!(err < 1e-10, "error {err}");
+}
+
+#[test]
+fn explanation_chains_general_rules() {
+    let mut cfg = config(by_passes("M"), ALL, ATTENTION, "M");
+    cfg.explain = true;
+    let r = derive("attention_3pass", &cfg);
+    let steps = r.explanation.expect("asked for");
+    let rules: Vec<&str> = steps
+        .iter()
+        .map(|s| s.rule.split('/').next().unwrap_or(""))
+        .collect();
+    for needed in [
+        "defer-div-sum",
+        "split-sum",
+        "split-max",
+        "exp-local-max",
+        "rescale-fold-exp",
+        "exp-local-max-rev",
+    ] {
+        assert!(
+            rules.iter().any(|r| r.starts_with(needed)),
+            "{needed} missing from {rules:?}"
+        );
+    }
+}
+
+#[test]
+fn unsupported_inputs_are_errors_not_panics() {
+    let cfg = config(by_passes("M"), ALL, ATTENTION, "M");
+    for name in ["attention_1pass", "attention_window_3pass", "pedagogical_3"] {
+        let err = rewrite(
+            &load(name),
+            &config(
+                by_passes("M"),
+                ALL,
+                &[
+                    ("E", 1),
+                    ("F", 1),
+                    ("M", 1),
+                    ("P", 1),
+                    ("K", 1),
+                    ("W", 1),
+                    ("M1", 1),
+                    ("M0", 1),
+                ],
+                "M",
+            ),
+        );
+        assert!(err.is_err(), "{name} should be refused");
+    }
+    let missing = rewrite(
+        &load("attention_3pass"),
+        &RewriteConfig {
+            sizes: spec(&[("E", 1)]),
+            ..cfg
+        },
+    );
+    assert!(missing.unwrap_err().to_string().contains("add F=N"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots of the extracted cascades (what the goals above accept, as text).
+
+/// Label, library cascade, objective, rule sets, sizes, split rank.
+type Case = (
+    &'static str,
+    &'static str,
+    Objective,
+    RuleSets,
+    &'static [(&'static str, i64)],
+    &'static str,
+);
+
+#[test]
+fn extracted_cascades() {
+    let cases: [Case; 6] = [
+        (
+            "result_1",
+            "attention_3pass",
+            by_passes("M"),
+            ALL,
+            ATTENTION,
+            "M",
+        ),
+        (
+            "result_2",
+            "attention_3pass",
+            by_passes("M"),
+            RuleSets {
+                deferral: true,
+                iterative: false,
+            },
+            ATTENTION,
+            "M",
+        ),
+        (
+            "result_3a",
+            "pedagogical_1",
+            by_ops(),
+            ALL,
+            &[("K", 1024)],
+            "K",
+        ),
+        (
+            "result_3b",
+            "pedagogical_1",
+            by_passes("K"),
+            RuleSets {
+                deferral: false,
+                iterative: true,
+            },
+            &[("K", 1024)],
+            "K",
+        ),
+        (
+            "result_4",
+            "linear_attention",
+            by_ops(),
+            ALL,
+            ATTENTION,
+            "M",
+        ),
+        (
+            "result_5",
+            "sigmoid_attention",
+            by_passes("M"),
+            ALL,
+            ATTENTION,
+            "M",
+        ),
+    ];
+    let mut report = BTreeMap::new();
+    for (label, name, objective, rules, sizes, split) in cases {
+        let r = derive(name, &config(objective, rules, sizes, split));
+        report.insert(
+            label,
+            format!(
+                "{}# passes {} -> {}\n",
+                dsl::print(&r.cascade),
+                r.before.passes,
+                r.after.passes
+            ),
+        );
+    }
+    for (label, text) in report {
+        insta::assert_snapshot!(label, text);
+    }
+}
+
+#[test]
+fn masked_attention_also_becomes_one_pass() {
+    let r = derive(
+        "attention_masked_3pass",
+        &config(by_passes("M"), ALL, ATTENTION, "M"),
+    );
+    assert_eq!((r.before.passes, passes_over(&r.cascade, "M")), (3, 1));
+    let form = reference::Form::Softmax {
+        causal: false,
+        window: false,
+        bias: true,
+    };
+    for seed in 0..3 {
+        let err = max_error_vs_reference(&r.cascade, form, SMALL, seed);
+        assert!(err < 1e-10, "seed {seed}: error {err}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The `cascade rewrite` command.
+
+fn cascade(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the cascade binary runs")
+}
+
+#[test]
+fn cli_rewrite_prints_cascade_passes_ops_and_stop_reason() {
+    let out = cascade(&[
+        "rewrite",
+        "attention_3pass",
+        "--objective",
+        "passes",
+        "--explain",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let printed = &text[..text.find("\npasses over").expect("summary")];
+    let parsed = dsl::check(printed, "stdout")
+        .expect("the printed cascade verifies")
+        .cascade;
+    assert!(same_structure(&parsed, &load("attention_1pass")));
+    assert!(text.contains("passes over M: 3 -> 1"), "{text}");
+    assert!(text.contains("ops before: mac 2147483648"), "{text}");
+    assert!(text.contains("stop: saturated"), "{text}");
+    assert!(text.contains(". rescale-fold-exp"), "{text}");
+}
+
+#[test]
+fn cli_rewrite_writes_out_file_and_honours_switches() {
+    let dir = std::env::temp_dir().join(format!("cascade-rewrite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("two_pass.cascade");
+    let path_str = path.to_str().expect("utf-8 path");
+    let out = cascade(&[
+        "rewrite",
+        "attention_3pass",
+        "--objective",
+        "passes",
+        "--no-iterative",
+        "--out",
+        path_str,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(&path).expect("written");
+    let parsed = dsl::check(&written, path_str).expect("verifies").cascade;
+    assert!(
+        same_structure(&parsed, &load("attention_2pass_deferred")),
+        "{written}"
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(
+        text.contains("passes over M: 3 -> 2") && !text.contains("cascade attention_3pass"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cli_rewrite_node_limit_and_json() {
+    let out = cascade(&[
+        "--format",
+        "json",
+        "rewrite",
+        "attention_3pass",
+        "--objective",
+        "ops",
+        "--limit-nodes",
+        "20",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        v["stop"]
+            .as_str()
+            .expect("stop")
+            .starts_with("e-node limit"),
+        "{v}"
+    );
+    assert_eq!(v["passes"]["before"], 3);
+}
+
+#[test]
+fn cli_rewrite_refuses_unsupported_input_with_exit_1() {
+    let out = cascade(&["rewrite", "attention_window_3pass", "--objective", "passes"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).expect("utf-8");
+    assert!(err.contains("does not support the filter on K"), "{err}");
+    let out = cascade(&[
+        "rewrite",
+        "attention_3pass",
+        "--objective",
+        "passes",
+        "--rank",
+        "X",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// A caller's hardware: MACs are cheap (a fused unit), plain adds expensive.
+#[derive(Debug)]
+struct FusedMacHardware;
+
+impl cascade_ir::rewrite::CostModel for FusedMacHardware {
+    fn op_cost(&self, kind: OpKind, count: f64) -> f64 {
+        count
+            * match kind {
+                OpKind::Mac | OpKind::Mul => 1.0,
+                _ => 10.0,
+            }
+    }
+}
+
+#[test]
+fn the_caller_cost_model_decides() {
+    let flops = derive("pedagogical_1", &config(by_ops(), ALL, &[("K", 1024)], "K"));
+    assert!(same_structure(&flops.cascade, &load("pedagogical_2")));
+    // Two MACs per point beat one MAC and one add when adds cost 10.
+    let hw = Objective::Cost(std::sync::Arc::new(FusedMacHardware));
+    let r = derive("pedagogical_1", &config(hw, ALL, &[("K", 1024)], "K"));
+    assert!(
+        same_structure(&r.cascade, &load("pedagogical_1")),
+        "{}",
+        dsl::print(&r.cascade)
+    );
+    assert_eq!(r.after.cost, 2.0 * 1024.0);
+    // Sizes matter too: with M, P ≪ E, F linear attention keeps its query-key order.
+    let small = [("E", 4096), ("F", 4096), ("M", 4), ("P", 4)];
+    let r = derive("linear_attention", &config(by_ops(), ALL, &small, "M"));
+    assert!(
+        same_structure(&r.cascade, &load("linear_attention")),
+        "{}",
+        dsl::print(&r.cascade)
+    );
+}
+
+/// Every library cascade the rewriter takes, under both objectives: the result verifies, prints
+/// and re-parses, and is interpreter-equal to the input.
+#[test]
+fn every_supported_library_cascade_rewrites_soundly() {
+    let mut rewritten = 0;
+    for name in library::names() {
+        let input = load(name);
+        let sizes: Vec<(&str, i64)> = [
+            ("E", 64),
+            ("F", 64),
+            ("M", 4096),
+            ("P", 4096),
+            ("K", 4096),
+            ("W", 16),
+        ]
+        .into_iter()
+        .filter(|(r, _)| input.rank_by_name(r).is_some())
+        .collect();
+        let rank = if input.rank_by_name("M").is_some() {
+            "M"
+        } else {
+            "K"
+        };
+        for objective in [by_passes(rank), by_ops()] {
+            let Ok(r) = rewrite(&input, &config(objective, ALL, &sizes, rank)) else {
+                continue;
+            };
+            rewritten += 1;
+            let text = dsl::print(&r.cascade);
+            let parsed = dsl::check(&text, name)
+                .unwrap_or_else(|d| panic!("{name}: {d:?}\n{text}"))
+                .cascade;
+            let small: Vec<(&str, i64)> =
+                [("E", 3), ("F", 2), ("M", 12), ("P", 5), ("K", 7), ("W", 3)]
+                    .into_iter()
+                    .filter(|(n, _)| input.rank_by_name(n).is_some())
+                    .collect();
+            let shape_of = |c: &Cascade| {
+                let mut s = spec(&small);
+                for rk in &c.ranks {
+                    if let Some((_, inner)) = rk.split {
+                        s.sizes.insert(c.rank(inner).name.clone(), 4);
+                    }
+                }
+                Shape::resolve(c, &s).expect("shape")
+            };
+            let (s1, s2) = (shape_of(&input), shape_of(&parsed));
+            let inputs = reference::random_inputs(&input, &s1, 21);
+            let a = eval::evaluate(&input, &s1, &inputs).expect("input evaluates");
+            let b = eval::evaluate(&parsed, &s2, &inputs).expect("result evaluates");
+            let (a, b) = (a.output().expect("output"), b.output().expect("output"));
+            assert_eq!(a.present, b.present, "{name}");
+            for (x, y) in a.values.iter().zip(b.values.iter()) {
+                assert!(
+                    (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+                    "{name}: {x} vs {y}\n{text}"
+                );
+            }
+        }
+    }
+    assert!(rewritten >= 14, "only {rewritten} rewrites ran");
+}
