@@ -6,6 +6,7 @@
 
 pub mod ast;
 pub mod dsl;
+pub mod graph;
 pub mod library;
 pub mod ops;
 pub mod shape;

@@ -45,6 +45,7 @@ pub use parser::RESERVED;
 pub use print::print;
 
 use crate::ast::Cascade;
+use crate::verify::Location;
 
 /// A parsed cascade and where each of its parts sits in the source.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,5 +83,44 @@ pub fn parse(source: &str, path: &str) -> Result<Parsed, Diagnostics> {
     parser::parse(source)
 }
 
+/// `verify` on a parsed cascade, with each problem turned into a diagnostic that points at its
+/// Einsum, access, tensor, rank or output through the source map.
+pub fn verify_diagnostics(parsed: &Parsed) -> Diagnostics {
+    let spans = &parsed.spans;
+    let errors = crate::verify::verify(&parsed.cascade);
+    let mut out: Vec<Diagnostic> = errors
+        .iter()
+        .map(|e| {
+            let span = match e.location() {
+                Location::Einsum { einsum, access } => access
+                    .and_then(|a| spans.accesses.get(einsum.index())?.get(a))
+                    .or(spans.einsums.get(einsum.index())),
+                Location::Tensor(t) => spans.tensors.get(t.index()),
+                Location::Rank(r) => spans.ranks.get(r.index()),
+                Location::Output(n) => spans.outputs.get(n),
+                Location::Cascade => None,
+            };
+            let span = span.cloned().unwrap_or(spans.header.clone());
+            Diagnostic::new(e.to_string(), span, e.label(), e.hint())
+        })
+        .collect();
+    out.sort_by_key(|d| d.span.start);
+    Diagnostics(out)
+}
+
+/// Parses and verifies: the cascade when both pass, else every parse error (or, when it
+/// parses, every verify error) as diagnostics.
+pub fn check(source: &str, path: &str) -> Result<Parsed, Diagnostics> {
+    let parsed = parse(source, path)?;
+    let diags = verify_diagnostics(&parsed);
+    if diags.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(diags)
+    }
+}
+
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

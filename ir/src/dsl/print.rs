@@ -52,35 +52,35 @@ fn declarations(c: &Cascade, out: &mut String) {
         c.ranks
             .iter()
             .position(|p| p.split.is_some_and(|(o, i)| o == r || i == r))
-            .map(|p| (RankId(p as u32), c.ranks[p].split.map(|(o, _)| o == r)))
+            .map(|p| RankId(p as u32))
     };
-    let mut kind = "";
+    let mut lines: Vec<(&str, String)> = Vec::new();
     for (i, rank) in c.ranks.iter().enumerate() {
         let id = RankId(i as u32);
-        if let Some((parent, is_outer)) = parent_of(id) {
-            if is_outer == Some(true) {
-                let (o, inner) = c.rank(parent).split.expect("parent is split");
-                let _ = write!(
-                    out,
-                    "\nsplit {} -> {} {}",
+        if let Some(parent) = parent_of(id) {
+            let (outer, inner) = c.rank(parent).split.expect("parent is split");
+            if outer == id {
+                let text = format!(
+                    "split {} -> {} {}",
                     c.rank(parent).name,
-                    c.rank(o).name,
+                    c.rank(outer).name,
                     c.rank(inner).name
                 );
+                lines.push(("split", text));
             }
-            kind = "split";
             continue;
         }
-        let this = if rank.is_param { "param" } else { "ranks" };
-        if this == kind {
-            out.push(' ');
-        } else {
-            let _ = write!(out, "\n{this} ");
-            kind = this;
+        let kind = if rank.is_param { "param" } else { "ranks" };
+        match lines.last_mut() {
+            Some((k, text)) if *k == kind => {
+                text.push(' ');
+                text.push_str(&rank.name);
+            }
+            _ => lines.push((kind, format!("{kind} {}", rank.name))),
         }
-        out.push_str(&rank.name);
     }
-    if !c.ranks.is_empty() {
+    for (_, text) in lines {
+        out.push_str(&text);
         out.push('\n');
     }
     let inputs: Vec<String> = c

@@ -207,3 +207,10 @@ fn spans_point_at_einsums_and_accesses() {
     assert_eq!(&src[p.spans.ranks[0].clone()], "M");
     assert_eq!(&src[p.spans.outputs[0].clone()], "X");
 }
+
+#[test]
+fn prints_pedagogical_3_normalised() {
+    let c = parse_ok(library::source("pedagogical_3").unwrap());
+    let expected = "cascade pedagogical_3\nranks K\ninput A[K] B[K]\n\ninit\nRY[0] = 0\nRZ[0] = 0\n\neinsums\nRY[k+1] = RY[k] + A[k] * B[k]\nRZ[k+1] = RZ[k] * RY[k+1] / RY[k] + RY[k+1] * A[k]\nZ       = RZ[K]\n\nstop k >= K\noutput Z\n";
+    assert_eq!(print(&c), expected);
+}
