@@ -4,9 +4,13 @@
 //! function; this file only registers them and maps results to exit codes:
 //! 0 ok, 1 user error (diagnostics on stderr), 2 internal error.
 
+mod arch_load;
 mod cmd_check;
+mod cmd_compare;
 mod cmd_list;
 mod cmd_show;
+mod cmd_simulate;
+mod cmd_sweep;
 mod load;
 mod output;
 
@@ -35,6 +39,12 @@ enum Command {
     Show(cmd_show::Args),
     /// Parse and verify a cascade, then print it normalised.
     Check(cmd_check::Args),
+    /// Schedule a cascade on an architecture and estimate cycles, energy and area.
+    Simulate(cmd_simulate::Args),
+    /// Compare an architecture with baselines over workload points (speedup, energy).
+    Compare(cmd_compare::Args),
+    /// Sweep the array size: latency against area, buffer sized per design.
+    Sweep(cmd_sweep::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -43,6 +53,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List(args) => cmd_list::run(args, format),
         Command::Show(args) => cmd_show::run(args, format),
         Command::Check(args) => cmd_check::run(args, format),
+        Command::Simulate(args) => cmd_simulate::run(args, format),
+        Command::Compare(args) => cmd_compare::run(args, format),
+        Command::Sweep(args) => cmd_sweep::run(args, format),
     }
 }
 

@@ -26,11 +26,16 @@ pub enum ConfigError {
 
 impl ConfigError {
     fn field(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-        ConfigError::Field { field: field.into(), problem: problem.into() }
+        ConfigError::Field {
+            field: field.into(),
+            problem: problem.into(),
+        }
     }
 
     fn syntax(err: &toml::de::Error) -> ConfigError {
-        ConfigError::Syntax { message: err.to_string().trim_end().to_string() }
+        ConfigError::Syntax {
+            message: err.to_string().trim_end().to_string(),
+        }
     }
 }
 
@@ -324,8 +329,18 @@ impl ArchSpec {
                 ));
             }
         }
-        let clock_mhz = positive_f64(raw.clock_mhz, "clock_mhz", "e.g. `clock_mhz = 940.0`", &mut errs);
-        let word_bits = positive_int(raw.word_bits, "word_bits", "e.g. `word_bits = 16`", &mut errs);
+        let clock_mhz = positive_f64(
+            raw.clock_mhz,
+            "clock_mhz",
+            "e.g. `clock_mhz = 940.0`",
+            &mut errs,
+        );
+        let word_bits = positive_int(
+            raw.word_bits,
+            "word_bits",
+            "e.g. `word_bits = 16`",
+            &mut errs,
+        );
         if let Some(bits) = word_bits {
             if bits % 8 != 0 {
                 errs.push(ConfigError::field(
@@ -354,17 +369,33 @@ impl ArchSpec {
         }
         let buffer_bytes = match raw.buffer {
             None => {
-                errs.push(ConfigError::field("buffer", "is missing; add `[buffer]` with `capacity_bytes`"));
+                errs.push(ConfigError::field(
+                    "buffer",
+                    "is missing; add `[buffer]` with `capacity_bytes`",
+                ));
                 None
             }
-            Some(b) => positive_int(b.capacity_bytes, "buffer.capacity_bytes", "e.g. 16777216 for 16 MiB", &mut errs),
+            Some(b) => positive_int(
+                b.capacity_bytes,
+                "buffer.capacity_bytes",
+                "e.g. 16777216 for 16 MiB",
+                &mut errs,
+            ),
         };
         let bandwidth = match raw.dram {
             None => {
-                errs.push(ConfigError::field("dram", "is missing; add `[dram]` with `bandwidth_gib_s`"));
+                errs.push(ConfigError::field(
+                    "dram",
+                    "is missing; add `[dram]` with `bandwidth_gib_s`",
+                ));
                 None
             }
-            Some(d) => positive_f64(d.bandwidth_gib_s, "dram.bandwidth_gib_s", "e.g. `bandwidth_gib_s = 400.0`", &mut errs),
+            Some(d) => positive_f64(
+                d.bandwidth_gib_s,
+                "dram.bandwidth_gib_s",
+                "e.g. `bandwidth_gib_s = 400.0`",
+                &mut errs,
+            ),
         };
         let find_unit = |field: &str, unit: &str, errs: &mut Vec<ConfigError>| -> Option<UnitId> {
             let found = units.iter().position(|u| u.name == unit).map(UnitId);
@@ -372,7 +403,10 @@ impl ArchSpec {
                 let known: Vec<&str> = units.iter().map(|u| u.name.as_str()).collect();
                 errs.push(ConfigError::field(
                     field,
-                    format!("names unit `{unit}`, which is not declared; declared units: {}", known.join(", ")),
+                    format!(
+                        "names unit `{unit}`, which is not declared; declared units: {}",
+                        known.join(", ")
+                    ),
                 ));
             }
             found
@@ -386,14 +420,22 @@ impl ArchSpec {
             Some(b) => {
                 match b.tile {
                     Some(t) => tile_unit = find_unit("binding.tile", &t, &mut errs),
-                    None => errs.push(ConfigError::field("binding.tile", "is missing; name the unit for tile Einsums")),
+                    None => errs.push(ConfigError::field(
+                        "binding.tile",
+                        "is missing; name the unit for tile Einsums",
+                    )),
                 }
                 match b.row {
                     Some(r) => row_unit = find_unit("binding.row", &r, &mut errs),
-                    None => errs.push(ConfigError::field("binding.row", "is missing; name the unit for per-query Einsums")),
+                    None => errs.push(ConfigError::field(
+                        "binding.row",
+                        "is missing; name the unit for per-query Einsums",
+                    )),
                 }
                 for (einsum, unit) in b.einsums.unwrap_or_default() {
-                    if let Some(id) = find_unit(&format!("binding.einsums.{einsum}"), &unit, &mut errs) {
+                    if let Some(id) =
+                        find_unit(&format!("binding.einsums.{einsum}"), &unit, &mut errs)
+                    {
                         explicit.insert(einsum, id);
                     }
                 }
@@ -417,23 +459,46 @@ impl ArchSpec {
                         None
                     }
                     None => {
-                        errs.push(ConfigError::field("pipeline.fusion", "is missing; use `fused` or `none`"));
+                        errs.push(ConfigError::field(
+                            "pipeline.fusion",
+                            "is missing; use `fused` or `none`",
+                        ));
                         None
                     }
                 };
                 interleave = p.interleave;
                 if interleave.is_none() {
-                    errs.push(ConfigError::field("pipeline.interleave", "is missing; use `true` or `false`"));
+                    errs.push(ConfigError::field(
+                        "pipeline.interleave",
+                        "is missing; use `true` or `false`",
+                    ));
                 }
             }
         }
         match (
-            name, cascade, clock_mhz, word_bits, buffer_bytes, bandwidth, tile_unit, row_unit,
-            fusion, interleave, costs,
+            name,
+            cascade,
+            clock_mhz,
+            word_bits,
+            buffer_bytes,
+            bandwidth,
+            tile_unit,
+            row_unit,
+            fusion,
+            interleave,
+            costs,
         ) {
             (
-                Some(name), Some(cascade), Some(clock_mhz), Some(word_bits), Some(buffer_bytes),
-                Some(bandwidth), Some(tile_unit), Some(row_unit), Some(fusion), Some(interleave),
+                Some(name),
+                Some(cascade),
+                Some(clock_mhz),
+                Some(word_bits),
+                Some(buffer_bytes),
+                Some(bandwidth),
+                Some(tile_unit),
+                Some(row_unit),
+                Some(fusion),
+                Some(interleave),
                 Some(costs),
             ) if errs.is_empty() => Ok(ArchSpec {
                 name,
@@ -565,7 +630,11 @@ impl ArchSpec {
 impl fmt::Display for ArchSpec {
     /// A stable one-screen summary.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "arch {} (cascade {}, costs {})", self.name, self.cascade, self.costs.name)?;
+        writeln!(
+            f,
+            "arch {} (cascade {}, costs {})",
+            self.name, self.cascade, self.costs.name
+        )?;
         writeln!(
             f,
             "  clock {} MHz, {}-bit words, buffer {} B, DRAM {:.1} GiB/s",
@@ -579,7 +648,11 @@ impl fmt::Display for ArchSpec {
                 .ops
                 .iter()
                 .map(|(k, o)| {
-                    let pipe = if o.pipeline == "alu" { String::new() } else { format!("@{}", o.pipeline) };
+                    let pipe = if o.pipeline == "alu" {
+                        String::new()
+                    } else {
+                        format!("@{}", o.pipeline)
+                    };
                     format!("{k}:{}{pipe}", o.cycles)
                 })
                 .collect();
@@ -589,7 +662,14 @@ impl fmt::Display for ArchSpec {
                 (false, true) => " [row]",
                 _ => "",
             };
-            writeln!(f, "  unit {} {}x{}{role}: {}", u.name, u.rows, u.cols, ops.join(" "))?;
+            writeln!(
+                f,
+                "  unit {} {}x{}{role}: {}",
+                u.name,
+                u.rows,
+                u.cols,
+                ops.join(" ")
+            )?;
         }
         write!(
             f,
@@ -610,28 +690,44 @@ fn required<T>(value: Option<T>, field: &str, fix: &str, errs: &mut Vec<ConfigEr
     value
 }
 
-fn positive_int(value: Option<i64>, field: &str, fix: &str, errs: &mut Vec<ConfigError>) -> Option<u64> {
+fn positive_int(
+    value: Option<i64>,
+    field: &str,
+    fix: &str,
+    errs: &mut Vec<ConfigError>,
+) -> Option<u64> {
     match value {
         None => {
             errs.push(ConfigError::field(field, format!("is missing; {fix}")));
             None
         }
         Some(v) if v <= 0 => {
-            errs.push(ConfigError::field(field, format!("is {v}; it must be at least 1 ({fix})")));
+            errs.push(ConfigError::field(
+                field,
+                format!("is {v}; it must be at least 1 ({fix})"),
+            ));
             None
         }
         Some(v) => Some(v as u64),
     }
 }
 
-fn positive_f64(value: Option<f64>, field: &str, fix: &str, errs: &mut Vec<ConfigError>) -> Option<f64> {
+fn positive_f64(
+    value: Option<f64>,
+    field: &str,
+    fix: &str,
+    errs: &mut Vec<ConfigError>,
+) -> Option<f64> {
     match value {
         None => {
             errs.push(ConfigError::field(field, format!("is missing; {fix}")));
             None
         }
         Some(v) if !(v.is_finite() && v > 0.0) => {
-            errs.push(ConfigError::field(field, format!("is {v}; it must be a positive number ({fix})")));
+            errs.push(ConfigError::field(
+                field,
+                format!("is {v}; it must be a positive number ({fix})"),
+            ));
             None
         }
         Some(v) => Some(v),
@@ -641,7 +737,10 @@ fn positive_f64(value: Option<f64>, field: &str, fix: &str, errs: &mut Vec<Confi
 fn non_negative_f64(value: f64, field: &str, errs: &mut Vec<ConfigError>) -> bool {
     let ok = value.is_finite() && value >= 0.0;
     if !ok {
-        errs.push(ConfigError::field(field, format!("is {value}; it must be a non-negative number")));
+        errs.push(ConfigError::field(
+            field,
+            format!("is {value}; it must be a non-negative number"),
+        ));
     }
     ok
 }
@@ -650,19 +749,30 @@ fn op_kind(name: &str) -> Option<OpKind> {
     OpKind::ALL.into_iter().find(|k| k.name() == name)
 }
 
-fn check_unit(name: &str, raw: RawUnit, costs: Option<&CostTable>, errs: &mut Vec<ConfigError>) -> Option<Unit> {
+fn check_unit(
+    name: &str,
+    raw: RawUnit,
+    costs: Option<&CostTable>,
+    errs: &mut Vec<ConfigError>,
+) -> Option<Unit> {
     let at = |f: &str| format!("units.{name}.{f}");
     let before = errs.len();
     let rows = positive_int(raw.rows, &at("rows"), "1 for a 1D array", errs);
     let cols = positive_int(raw.cols, &at("cols"), "the number of PEs per row", errs);
     let register_words = match raw.register_words {
         Some(v) if v < 0 => {
-            errs.push(ConfigError::field(at("register_words"), format!("is {v}; it must be 0 or more")));
+            errs.push(ConfigError::field(
+                at("register_words"),
+                format!("is {v}; it must be 0 or more"),
+            ));
             0
         }
         Some(v) => v as u64,
         None => {
-            errs.push(ConfigError::field(at("register_words"), "is missing; give the PE register-file size in words"));
+            errs.push(ConfigError::field(
+                at("register_words"),
+                "is missing; give the PE register-file size in words",
+            ));
             0
         }
     };
@@ -670,7 +780,10 @@ fn check_unit(name: &str, raw: RawUnit, costs: Option<&CostTable>, errs: &mut Ve
     for (c, n) in raw.components.unwrap_or_default() {
         let field = at(&format!("components.{c}"));
         if n < 0 {
-            errs.push(ConfigError::field(&field, format!("is {n}; a count must be 0 or more")));
+            errs.push(ConfigError::field(
+                &field,
+                format!("is {n}; a count must be 0 or more"),
+            ));
             continue;
         }
         if let Some(t) = costs {
@@ -678,7 +791,11 @@ fn check_unit(name: &str, raw: RawUnit, costs: Option<&CostTable>, errs: &mut Ve
                 let known: Vec<&str> = t.area_um2.keys().map(String::as_str).collect();
                 errs.push(ConfigError::field(
                     &field,
-                    format!("`{c}` has no area in cost table `{}`; known components: {}", t.name, known.join(", ")),
+                    format!(
+                        "`{c}` has no area in cost table `{}`; known components: {}",
+                        t.name,
+                        known.join(", ")
+                    ),
                 ));
             }
         }
@@ -693,15 +810,29 @@ fn check_unit(name: &str, raw: RawUnit, costs: Option<&CostTable>, errs: &mut Ve
         let field = at(&format!("ops.{op_name}"));
         let Some(kind) = op_kind(&op_name) else {
             let known: Vec<&str> = OpKind::ALL.iter().map(|k| k.name()).collect();
-            errs.push(ConfigError::field(&field, format!("`{op_name}` is not an op kind; use one of {}", known.join(", "))));
+            errs.push(ConfigError::field(
+                &field,
+                format!(
+                    "`{op_name}` is not an op kind; use one of {}",
+                    known.join(", ")
+                ),
+            ));
             continue;
         };
-        let cycles = positive_int(op.cycles, &format!("{field}.cycles"), "cycles per element", errs);
+        let cycles = positive_int(
+            op.cycles,
+            &format!("{field}.cycles"),
+            "cycles per element",
+            errs,
+        );
         let mut actions = BTreeMap::new();
         for (action, n) in op.actions.unwrap_or_default() {
             let afield = format!("{field}.actions.{action}");
             if n < 0 {
-                errs.push(ConfigError::field(&afield, format!("is {n}; a count must be 0 or more")));
+                errs.push(ConfigError::field(
+                    &afield,
+                    format!("is {n}; a count must be 0 or more"),
+                ));
                 continue;
             }
             if let Some(t) = costs {
@@ -709,14 +840,25 @@ fn check_unit(name: &str, raw: RawUnit, costs: Option<&CostTable>, errs: &mut Ve
                     let known: Vec<&str> = t.energy_pj.keys().map(String::as_str).collect();
                     errs.push(ConfigError::field(
                         &afield,
-                        format!("`{action}` has no energy in cost table `{}`; known actions: {}", t.name, known.join(", ")),
+                        format!(
+                            "`{action}` has no energy in cost table `{}`; known actions: {}",
+                            t.name,
+                            known.join(", ")
+                        ),
                     ));
                 }
             }
             actions.insert(action, n as u64);
         }
         if let Some(cycles) = cycles {
-            ops.insert(kind, OpImpl { cycles, actions, pipeline: op.pipeline.unwrap_or_else(|| "alu".into()) });
+            ops.insert(
+                kind,
+                OpImpl {
+                    cycles,
+                    actions,
+                    pipeline: op.pipeline.unwrap_or_else(|| "alu".into()),
+                },
+            );
         }
     }
     (errs.len() == before).then(|| Unit {
@@ -738,7 +880,10 @@ fn check_costs(raw: RawCosts, errs: &mut Vec<ConfigError>) -> Option<CostTable> 
     }
     for needed in ["register_read", "register_write"] {
         if !energy_pj.contains_key(needed) {
-            errs.push(ConfigError::field(format!("costs: energy_pj.{needed}"), "is missing; give the energy per access in pJ"));
+            errs.push(ConfigError::field(
+                format!("costs: energy_pj.{needed}"),
+                "is missing; give the energy per access in pJ",
+            ));
         }
     }
     let area_um2 = raw.area_um2.unwrap_or_default();
@@ -746,21 +891,41 @@ fn check_costs(raw: RawCosts, errs: &mut Vec<ConfigError>) -> Option<CostTable> 
         non_negative_f64(v, &format!("costs: area_um2.{k}"), errs);
     }
     if !area_um2.contains_key("register_word") {
-        errs.push(ConfigError::field("costs: area_um2.register_word", "is missing; give the area of one register word in µm²"));
+        errs.push(ConfigError::field(
+            "costs: area_um2.register_word",
+            "is missing; give the area of one register word in µm²",
+        ));
     }
     let Some(b) = raw.buffer else {
-        errs.push(ConfigError::field("costs: buffer", "is missing; add `[buffer]` with access energies"));
+        errs.push(ConfigError::field(
+            "costs: buffer",
+            "is missing; add `[buffer]` with access energies",
+        ));
         return None;
     };
     let Some(d) = raw.dram else {
-        errs.push(ConfigError::field("costs: dram", "is missing; add `[dram]` with `access_bits` and `access_pj`"));
+        errs.push(ConfigError::field(
+            "costs: dram",
+            "is missing; add `[dram]` with `access_bits` and `access_pj`",
+        ));
         return None;
     };
-    let buffer_access_bits = positive_int(b.access_bits, "costs: buffer.access_bits", "e.g. 64", errs);
+    let buffer_access_bits =
+        positive_int(b.access_bits, "costs: buffer.access_bits", "e.g. 64", errs);
     let buffer_read_pj = positive_f64(b.read_pj, "costs: buffer.read_pj", "pJ per access", errs);
     let buffer_write_pj = positive_f64(b.write_pj, "costs: buffer.write_pj", "pJ per access", errs);
-    let buffer_reference_bytes = positive_int(b.reference_bytes, "costs: buffer.reference_bytes", "the SRAM size the energies were characterised for", errs);
-    let buffer_reference_area_mm2 = positive_f64(b.reference_area_mm2, "costs: buffer.reference_area_mm2", "the area of that SRAM", errs);
+    let buffer_reference_bytes = positive_int(
+        b.reference_bytes,
+        "costs: buffer.reference_bytes",
+        "the SRAM size the energies were characterised for",
+        errs,
+    );
+    let buffer_reference_area_mm2 = positive_f64(
+        b.reference_area_mm2,
+        "costs: buffer.reference_area_mm2",
+        "the area of that SRAM",
+        errs,
+    );
     let dram_access_bits = positive_int(d.access_bits, "costs: dram.access_bits", "e.g. 64", errs);
     let dram_access_pj = positive_f64(d.access_pj, "costs: dram.access_pj", "pJ per access", errs);
     if errs.len() != before {

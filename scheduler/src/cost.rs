@@ -36,7 +36,14 @@ pub fn op_costs(arch: &ArchSpec) -> BTreeMap<String, BTreeMap<OpKind, OpCost>> {
                         .map(|(action, &n)| n as f64 * table.energy_pj(action).unwrap_or(0.0))
                         .sum();
                     let cycles = imp.cycles() as f64;
-                    (kind, OpCost { cycles, unit_cycles: cycles / unit.pes() as f64, energy_pj })
+                    (
+                        kind,
+                        OpCost {
+                            cycles,
+                            unit_cycles: cycles / unit.pes() as f64,
+                            energy_pj,
+                        },
+                    )
                 })
                 .collect();
             (unit.name().to_string(), ops)

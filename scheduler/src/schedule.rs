@@ -143,12 +143,21 @@ impl fmt::Display for Residency {
         match self {
             Residency::Register => write!(f, "registers"),
             Residency::Link => write!(f, "array link"),
-            Residency::Buffer { words_per_query } => write!(f, "buffer ({words_per_query} words/query)"),
+            Residency::Buffer { words_per_query } => {
+                write!(f, "buffer ({words_per_query} words/query)")
+            }
             Residency::Streamed { tile_words, times } => {
                 write!(f, "streamed ({tile_words}-word tiles, {times}x)")
             }
-            Residency::PassState { words_per_query, spill } => {
-                write!(f, "buffer across passes ({words_per_query} words/query, {:.1}% spilled)", spill * 100.0)
+            Residency::PassState {
+                words_per_query,
+                spill,
+            } => {
+                write!(
+                    f,
+                    "buffer across passes ({words_per_query} words/query, {:.1}% spilled)",
+                    spill * 100.0
+                )
             }
             Residency::Dram => write!(f, "DRAM"),
         }
@@ -228,15 +237,24 @@ impl Roles {
 }
 
 /// Schedules `cascade` on `arch` for `problem`.
-pub fn schedule(cascade: &Cascade, arch: &ArchSpec, problem: &Problem) -> Result<Outcome, ScheduleError> {
+pub fn schedule(
+    cascade: &Cascade,
+    arch: &ArchSpec,
+    problem: &Problem,
+) -> Result<Outcome, ScheduleError> {
     let tile_unit = arch.unit(arch.tile_unit());
     let roles = resolve_roles(cascade, problem, tile_unit.rows(), tile_unit.cols())?;
-    let body: Vec<EinsumId> =
-        cascade.einsum_ids().filter(|&id| cascade.einsum(id).section == Section::Body).collect();
+    let body: Vec<EinsumId> = cascade
+        .einsum_ids()
+        .filter(|&id| cascade.einsum(id).section == Section::Body)
+        .collect();
     let alias = layout_aliases(cascade);
     let src = |t: TensorId| alias.get(&t).copied().unwrap_or(t);
-    let writer: BTreeMap<TensorId, usize> =
-        body.iter().enumerate().map(|(i, &id)| (cascade.einsum(id).output.tensor, i)).collect();
+    let writer: BTreeMap<TensorId, usize> = body
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| (cascade.einsum(id).output.tensor, i))
+        .collect();
     let iterative: BTreeSet<TensorId> = body
         .iter()
         .map(|&id| &cascade.einsum(id).output)
@@ -295,7 +313,12 @@ pub fn schedule(cascade: &Cascade, arch: &ArchSpec, problem: &Problem) -> Result
     let dims = |t: TensorId| cascade.tensor(src(t)).ranks.clone();
     let mut pass = vec![0u32; body.len()];
     for x in 0..body.len() {
-        let mut p = deps[x].iter().filter(|&&d| d < x).map(|&d| pass[d]).max().unwrap_or(0);
+        let mut p = deps[x]
+            .iter()
+            .filter(|&&d| d < x)
+            .map(|&d| pass[d])
+            .max()
+            .unwrap_or(0);
         for (t, carried) in &reads[x] {
             if *carried {
                 continue;
@@ -330,12 +353,19 @@ pub fn schedule(cascade: &Cascade, arch: &ArchSpec, problem: &Problem) -> Result
         let unit = if let Some(u) = arch.explicit_binding(name) {
             if let Err(op) = arch.unit(u).cycles_per_point(&ops) {
                 return Ok(Outcome::Infeasible(Infeasible {
-                    reason: format!("{name} is bound to {} by the architecture, which has no {op} op", arch.unit(u).name()),
+                    reason: format!(
+                        "{name} is bound to {} by the architecture, which has no {op} op",
+                        arch.unit(u).name()
+                    ),
                 }));
             }
             u
         } else {
-            let preferred = if level == Level::Tile { arch.tile_unit() } else { arch.row_unit() };
+            let preferred = if level == Level::Tile {
+                arch.tile_unit()
+            } else {
+                arch.row_unit()
+            };
             if arch.unit(preferred).cycles_per_point(&ops).is_ok() {
                 preferred
             } else {
@@ -349,7 +379,10 @@ pub fn schedule(cascade: &Cascade, arch: &ArchSpec, problem: &Problem) -> Result
                         let op = arch.unit(preferred).cycles_per_point(&ops).err();
                         let op = op.map_or_else(String::new, |o| o.to_string());
                         return Ok(Outcome::Infeasible(Infeasible {
-                            reason: format!("no unit of {} executes `{op}`, which {name} needs", arch.name()),
+                            reason: format!(
+                                "no unit of {} executes `{op}`, which {name} needs",
+                                arch.name()
+                            ),
                         }));
                     }
                 }
@@ -365,7 +398,9 @@ pub fn schedule(cascade: &Cascade, arch: &ArchSpec, problem: &Problem) -> Result
         let e = cascade.einsum(id);
         let unit = arch.unit(units[i]);
         let ops = point_ops(cascade, id);
-        let cpp = unit.cycles_per_point(&ops).expect("binding checked the ops");
+        let cpp = unit
+            .cycles_per_point(&ops)
+            .expect("binding checked the ops");
         let has_r = roles.key_spatial.is_some_and(|r| spaces[i].contains(&r));
         let has_c = roles.query.is_some_and(|r| spaces[i].contains(&r));
         let others: u64 = spaces[i]
@@ -376,8 +411,16 @@ pub fn schedule(cascade: &Cascade, arch: &ArchSpec, problem: &Problem) -> Result
         let r_size = roles.key_spatial.map_or(1, size);
         let points = others * if has_r { r_size } else { 1 } * if has_c { roles.p } else { 1 };
         let steps = if unit.is_2d() {
-            let rows = if has_r { r_size.div_ceil(unit.rows()) } else { 1 };
-            let cols = if has_c { roles.p.div_ceil(unit.cols()) } else { 1 };
+            let rows = if has_r {
+                r_size.div_ceil(unit.rows())
+            } else {
+                1
+            };
+            let cols = if has_c {
+                roles.p.div_ceil(unit.cols())
+            } else {
+                1
+            };
             rows * cols * others
         } else {
             match (has_r, has_c) {
@@ -431,7 +474,9 @@ pub fn schedule(cascade: &Cascade, arch: &ArchSpec, problem: &Problem) -> Result
     for i in 0..body.len() {
         let new_phase = match arch.fusion() {
             Fusion::Fused => phase_members.is_empty(),
-            Fusion::None => phase_members.last().is_none_or(|ph| plans[ph[0]].unit != plans[i].unit),
+            Fusion::None => phase_members
+                .last()
+                .is_none_or(|ph| plans[ph[0]].unit != plans[i].unit),
         };
         if new_phase {
             phase_members.push(Vec::new());
@@ -476,14 +521,21 @@ fn is_iterated_rank(cascade: &Cascade, tensor: TensorId, rank: RankId) -> bool {
     cascade.einsums.iter().any(|e| {
         e.section == Section::Body
             && e.output.tensor == tensor
-            && e.output.indices.iter().any(|i| i.shifted_var() == Some(rank))
+            && e.output
+                .indices
+                .iter()
+                .any(|i| i.shifted_var() == Some(rank))
     })
 }
 
 /// Init Einsums that only re-index an input (`BK[e,m1,m0] = K[e, m1*M0+m0]`) are layouts of it.
 fn layout_aliases(cascade: &Cascade) -> BTreeMap<TensorId, TensorId> {
     let mut alias = BTreeMap::new();
-    for e in cascade.einsums.iter().filter(|e| e.section == Section::Init) {
+    for e in cascade
+        .einsums
+        .iter()
+        .filter(|e| e.section == Section::Init)
+    {
         if let Expr::Access(a) = cascade.expr(e.value) {
             if cascade.tensor(a.tensor).kind == TensorKind::Input {
                 alias.insert(e.output.tensor, a.tensor);
@@ -493,16 +545,31 @@ fn layout_aliases(cascade: &Cascade) -> BTreeMap<TensorId, TensorId> {
     alias
 }
 
-fn resolve_roles(cascade: &Cascade, problem: &Problem, rows: u64, cols: u64) -> Result<Roles, ScheduleError> {
+fn resolve_roles(
+    cascade: &Cascade,
+    problem: &Problem,
+    rows: u64,
+    cols: u64,
+) -> Result<Roles, ScheduleError> {
     let parent: BTreeMap<RankId, RankId> = cascade
         .ranks
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| r.split.map(|(a, b)| [(a, RankId(i as u32)), (b, RankId(i as u32))]))
+        .filter_map(|(i, r)| {
+            r.split
+                .map(|(a, b)| [(a, RankId(i as u32)), (b, RankId(i as u32))])
+        })
         .flatten()
         .collect();
     let base = |r: RankId| parent.get(&r).copied().unwrap_or(r);
-    let given = || problem.sizes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let given = || {
+        problem
+            .sizes
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let mut sizes = vec![0u64; cascade.ranks.len()];
     for (i, rank) in cascade.ranks.iter().enumerate() {
         if parent.contains_key(&RankId(i as u32)) {
@@ -511,7 +578,12 @@ fn resolve_roles(cascade: &Cascade, problem: &Problem, rows: u64, cols: u64) -> 
         let needed = !rank.is_param || param_used(cascade, RankId(i as u32));
         match problem.sizes.get(&rank.name) {
             Some(&s) => sizes[i] = s.max(1),
-            None if needed => return Err(ScheduleError::MissingSize { rank: rank.name.clone(), given: given() }),
+            None if needed => {
+                return Err(ScheduleError::MissingSize {
+                    rank: rank.name.clone(),
+                    given: given(),
+                });
+            }
             None => sizes[i] = 1,
         }
     }
@@ -520,7 +592,12 @@ fn resolve_roles(cascade: &Cascade, problem: &Problem, rows: u64, cols: u64) -> 
     for (i, rank) in cascade.ranks.iter().enumerate() {
         if let Some((outer, inner)) = rank.split {
             let whole = sizes[i];
-            let inner_size = problem.sizes.get(&cascade.rank(inner).name).copied().unwrap_or(rows).clamp(1, whole.max(1));
+            let inner_size = problem
+                .sizes
+                .get(&cascade.rank(inner).name)
+                .copied()
+                .unwrap_or(rows)
+                .clamp(1, whole.max(1));
             sizes[inner.index()] = inner_size;
             sizes[outer.index()] = whole.div_ceil(inner_size);
             key_parts.get_or_insert((RankId(i as u32), outer, inner));
@@ -528,9 +605,15 @@ fn resolve_roles(cascade: &Cascade, problem: &Problem, rows: u64, cols: u64) -> 
     }
     // Query: the largest rank of the outputs; key: the largest other non-parameter rank that an
     // Einsum iterates.
-    let out_ranks: BTreeSet<RankId> =
-        cascade.outputs.iter().flat_map(|&t| cascade.tensor(t).ranks.iter().map(|&r| base(r))).collect();
-    let query = out_ranks.iter().copied().max_by_key(|&r| (sizes[r.index()], std::cmp::Reverse(r)));
+    let out_ranks: BTreeSet<RankId> = cascade
+        .outputs
+        .iter()
+        .flat_map(|&t| cascade.tensor(t).ranks.iter().map(|&r| base(r)))
+        .collect();
+    let query = out_ranks
+        .iter()
+        .copied()
+        .max_by_key(|&r| (sizes[r.index()], std::cmp::Reverse(r)));
     let iterated: BTreeSet<RankId> = cascade
         .einsum_ids()
         .filter(|&id| cascade.einsum(id).section == Section::Body)
@@ -551,14 +634,30 @@ fn resolve_roles(cascade: &Cascade, problem: &Problem, rows: u64, cols: u64) -> 
     };
     let m = key.map_or(1, |k| sizes[k.index()]);
     let (m0, m_tiles) = if split {
-        (sizes[key_spatial.expect("split key").index()], sizes[key_temporal.expect("split key").index()])
+        (
+            sizes[key_spatial.expect("split key").index()],
+            sizes[key_temporal.expect("split key").index()],
+        )
     } else {
         let m0 = rows.min(m).max(1);
         (m0, m.div_ceil(m0))
     };
     let p = query.map_or(1, |q| sizes[q.index()]);
     let p0 = cols.min(p).max(1);
-    Ok(Roles { sizes, query, key, key_temporal, key_spatial, split, m, m0, m_tiles, p, p0, p_tiles: p.div_ceil(p0) })
+    Ok(Roles {
+        sizes,
+        query,
+        key,
+        key_temporal,
+        key_spatial,
+        split,
+        m,
+        m0,
+        m_tiles,
+        p,
+        p0,
+        p_tiles: p.div_ceil(p0),
+    })
 }
 
 fn param_used(cascade: &Cascade, rank: RankId) -> bool {
@@ -568,7 +667,9 @@ fn param_used(cascade: &Cascade, rank: RankId) -> bool {
                 IndexExpr::Size(s) => *s == r,
                 IndexExpr::Var(v) => *v == r,
                 IndexExpr::Lit(_) => false,
-                IndexExpr::Add(a, b) | IndexExpr::Sub(a, b) | IndexExpr::Mul(a, b) => walk(a, r) || walk(b, r),
+                IndexExpr::Add(a, b) | IndexExpr::Sub(a, b) | IndexExpr::Mul(a, b) => {
+                    walk(a, r) || walk(b, r)
+                }
             }
         }
         walk(e, rank)
@@ -577,7 +678,10 @@ fn param_used(cascade: &Cascade, rank: RankId) -> bool {
         let mut accesses = cascade.accesses(e.value);
         accesses.push(&e.output);
         accesses.iter().any(|a| {
-            a.indices.iter().any(uses) || a.filters.iter().any(|f| f.conds.iter().any(|c| uses(&c.lhs) || uses(&c.rhs)))
+            a.indices.iter().any(uses)
+                || a.filters
+                    .iter()
+                    .any(|f| f.conds.iter().any(|c| uses(&c.lhs) || uses(&c.rhs)))
         })
     })
 }
@@ -616,22 +720,49 @@ enum Role {
     Local,
 }
 
-fn plan_phase(ctx: &PhaseCtx<'_>, members: &[usize], plans: &mut [EinsumPlan]) -> Result<Phase, Infeasible> {
+fn plan_phase(
+    ctx: &PhaseCtx<'_>,
+    members: &[usize],
+    plans: &mut [EinsumPlan],
+) -> Result<Phase, Infeasible> {
     let (cascade, arch, roles) = (ctx.cascade, ctx.arch, ctx.roles);
     let src = |t: TensorId| ctx.alias.get(&t).copied().unwrap_or(t);
     let size = |r: RankId| roles.sizes[r.index()];
     let member: BTreeSet<usize> = members.iter().copied().collect();
-    let tensor_words = |t: TensorId| -> u64 { cascade.tensor(src(t)).ranks.iter().map(|&r| size(r)).product() };
-    let has_query = |t: TensorId| roles.query.is_some_and(|q| cascade.tensor(src(t)).ranks.contains(&q));
-    let has_key = |t: TensorId| {
-        cascade.tensor(src(t)).ranks.iter().any(|&r| Some(r) == roles.key || Some(r) == roles.key_temporal || Some(r) == roles.key_spatial)
+    let tensor_words = |t: TensorId| -> u64 {
+        cascade
+            .tensor(src(t))
+            .ranks
+            .iter()
+            .map(|&r| size(r))
+            .product()
     };
-    let has_barrier = |t: TensorId| cascade.tensor(src(t)).ranks.iter().any(|&r| roles.barrier(r));
+    let has_query = |t: TensorId| {
+        roles
+            .query
+            .is_some_and(|q| cascade.tensor(src(t)).ranks.contains(&q))
+    };
+    let has_key = |t: TensorId| {
+        cascade.tensor(src(t)).ranks.iter().any(|&r| {
+            Some(r) == roles.key || Some(r) == roles.key_temporal || Some(r) == roles.key_spatial
+        })
+    };
+    let has_barrier = |t: TensorId| {
+        cascade
+            .tensor(src(t))
+            .ranks
+            .iter()
+            .any(|&r| roles.barrier(r))
+    };
     let words_per_query = |t: TensorId| tensor_words(t) / roles.p.max(1);
     let iter_words = |t: TensorId| -> u64 {
         // One iteration's worth of a loop-carried tensor: drop the iterated rank.
         let ranks = &cascade.tensor(t).ranks;
-        ranks.iter().filter(|&&r| !is_iterated_rank(cascade, t, r)).map(|&r| size(r)).product()
+        ranks
+            .iter()
+            .filter(|&&r| !is_iterated_rank(cascade, t, r))
+            .map(|&r| size(r))
+            .product()
     };
 
     // Classify every tensor the phase touches.
@@ -639,7 +770,10 @@ fn plan_phase(ctx: &PhaseCtx<'_>, members: &[usize], plans: &mut [EinsumPlan]) -
     let mut reader_passes: BTreeMap<TensorId, BTreeSet<u32>> = BTreeMap::new();
     for &x in members {
         for (t, _) in &ctx.reads[x] {
-            reader_passes.entry(src(*t)).or_default().insert(ctx.pass[x]);
+            reader_passes
+                .entry(src(*t))
+                .or_default()
+                .insert(ctx.pass[x]);
         }
     }
     for &x in members {
@@ -647,7 +781,9 @@ fn plan_phase(ctx: &PhaseCtx<'_>, members: &[usize], plans: &mut [EinsumPlan]) -
             let t = src(*t);
             let producer = ctx.writer.get(&t).copied().filter(|w| member.contains(w));
             let role = match producer {
-                None if has_query(t) && has_key(t) && reader_passes[&t].len() == 1 => Role::TileInput,
+                None if has_query(t) && has_key(t) && reader_passes[&t].len() == 1 => {
+                    Role::TileInput
+                }
                 None if has_query(t) => Role::QueryInput,
                 None => Role::StreamInput,
                 Some(_) if ctx.iterative.contains(&t) && (*carried || has_query(t)) => Role::State,
@@ -690,26 +826,48 @@ fn plan_phase(ctx: &PhaseCtx<'_>, members: &[usize], plans: &mut [EinsumPlan]) -
         match role {
             Role::QueryInput if passes.len() > 1 && has_barrier(t) => {
                 let first = *passes.first().expect("read at least once");
-                crossing.push((t, words_per_query(t), first, *passes.last().expect("non-empty")));
+                crossing.push((
+                    t,
+                    words_per_query(t),
+                    first,
+                    *passes.last().expect("non-empty"),
+                ));
             }
             Role::QueryInput => resident_per_query += words_per_query(t),
             Role::StreamInput => {
-                stream_tile_words += if has_key(t) { tensor_words(t) / roles.m_tiles.max(1) } else { tensor_words(t) };
+                stream_tile_words += if has_key(t) {
+                    tensor_words(t) / roles.m_tiles.max(1)
+                } else {
+                    tensor_words(t)
+                };
             }
             Role::State => resident_per_query += iter_words(t) / roles.p.max(1),
             Role::Accumulator => resident_per_query += words_per_query(t),
             Role::PassState => {
                 let w = ctx.writer[&t];
-                crossing.push((t, words_per_query(t), ctx.pass[w], *passes.last().expect("read")));
+                crossing.push((
+                    t,
+                    words_per_query(t),
+                    ctx.pass[w],
+                    *passes.last().expect("read"),
+                ));
             }
-            Role::TileInput => stream_tile_words += tensor_words(t) / (roles.m_tiles * roles.p_tiles).max(1),
+            Role::TileInput => {
+                stream_tile_words += tensor_words(t) / (roles.m_tiles * roles.p_tiles).max(1)
+            }
             Role::Local => {}
         }
     }
     let max_pass = members.iter().map(|&x| ctx.pass[x]).max().unwrap_or(0);
     let min_pass = members.iter().map(|&x| ctx.pass[x]).min().unwrap_or(0);
     let crossing_per_query = (min_pass..max_pass)
-        .map(|b| crossing.iter().filter(|c| c.2 <= b && b < c.3).map(|c| c.1).sum::<u64>())
+        .map(|b| {
+            crossing
+                .iter()
+                .filter(|c| c.2 <= b && b < c.3)
+                .map(|c| c.1)
+                .sum::<u64>()
+        })
         .max()
         .unwrap_or(0);
 
@@ -726,7 +884,11 @@ fn plan_phase(ctx: &PhaseCtx<'_>, members: &[usize], plans: &mut [EinsumPlan]) -
     let avail = buffer - stream_tile_words;
     let need_tile = (resident_per_query + crossing_per_query) * p0;
     let (p1, spill) = if need_tile <= avail {
-        let p1 = if need_tile == 0 { roles.p_tiles } else { (avail / need_tile).clamp(1, roles.p_tiles.max(1)) };
+        let p1 = if need_tile == 0 {
+            roles.p_tiles
+        } else {
+            (avail / need_tile).clamp(1, roles.p_tiles.max(1))
+        };
         (p1, 0.0)
     } else if resident_per_query * p0 <= avail && crossing_per_query > 0 {
         let spill = (need_tile - avail) as f64 / (crossing_per_query * p0) as f64;
@@ -771,46 +933,80 @@ fn plan_phase(ctx: &PhaseCtx<'_>, members: &[usize], plans: &mut [EinsumPlan]) -
                 let read = words + spill * words * (passes - 1.0);
                 traffic.dram_read += read;
                 traffic.buffer_write += read;
-                Residency::PassState { words_per_query: words_per_query(t), spill }
+                Residency::PassState {
+                    words_per_query: words_per_query(t),
+                    spill,
+                }
             }
             Role::QueryInput => {
                 traffic.dram_read += words;
                 traffic.buffer_write += words;
-                Residency::Buffer { words_per_query: words_per_query(t) }
+                Residency::Buffer {
+                    words_per_query: words_per_query(t),
+                }
             }
             Role::StreamInput => {
                 let times = p2 * passes as u64;
                 traffic.dram_read += words * times as f64;
                 traffic.buffer_write += words * times as f64;
-                let tile = if has_key(t) { tensor_words(t) / roles.m_tiles.max(1) } else { tensor_words(t) };
-                Residency::Streamed { tile_words: tile, times }
+                let tile = if has_key(t) {
+                    tensor_words(t) / roles.m_tiles.max(1)
+                } else {
+                    tensor_words(t)
+                };
+                Residency::Streamed {
+                    tile_words: tile,
+                    times,
+                }
             }
             Role::State => {
                 // Swapped between the buffer and the row unit once per key tile.
                 let per_iter = iter_words(t) as f64 * roles.m_tiles as f64;
                 traffic.buffer_write += per_iter;
-                Residency::Buffer { words_per_query: iter_words(t) / roles.p.max(1) }
+                Residency::Buffer {
+                    words_per_query: iter_words(t) / roles.p.max(1),
+                }
             }
             Role::Accumulator => {
                 traffic.buffer_write += words * roles.m_tiles as f64;
-                Residency::Buffer { words_per_query: words_per_query(t) }
+                Residency::Buffer {
+                    words_per_query: words_per_query(t),
+                }
             }
             Role::PassState => {
-                let later = reader_passes[&t].iter().filter(|&&p| p > ctx.pass[ctx.writer[&t]]).count() as f64;
+                let later = reader_passes[&t]
+                    .iter()
+                    .filter(|&&p| p > ctx.pass[ctx.writer[&t]])
+                    .count() as f64;
                 traffic.dram_write += spill * words;
                 traffic.dram_read += spill * words * later;
                 traffic.buffer_write += words;
-                Residency::PassState { words_per_query: words_per_query(t), spill }
+                Residency::PassState {
+                    words_per_query: words_per_query(t),
+                    spill,
+                }
             }
             Role::TileInput => {
                 traffic.dram_read += words;
                 traffic.buffer_write += words;
-                Residency::Streamed { tile_words: tensor_words(t) / (roles.m_tiles * roles.p_tiles).max(1), times: 1 }
+                Residency::Streamed {
+                    tile_words: tensor_words(t) / (roles.m_tiles * roles.p_tiles).max(1),
+                    times: 1,
+                }
             }
             Role::Local => {
                 let w = ctx.writer[&t];
-                let same_unit = ctx.reads.iter().enumerate().filter(|(x, rs)| member.contains(x) && rs.iter().any(|(r, _)| src(*r) == t)).all(|(x, _)| plans[x].unit == plans[w].unit);
-                if same_unit { Residency::Register } else { Residency::Link }
+                let same_unit = ctx
+                    .reads
+                    .iter()
+                    .enumerate()
+                    .filter(|(x, rs)| member.contains(x) && rs.iter().any(|(r, _)| src(*r) == t))
+                    .all(|(x, _)| plans[x].unit == plans[w].unit);
+                if same_unit {
+                    Residency::Register
+                } else {
+                    Residency::Link
+                }
             }
         };
         placements.push((name, residency));
@@ -827,7 +1023,11 @@ fn plan_phase(ctx: &PhaseCtx<'_>, members: &[usize], plans: &mut [EinsumPlan]) -
                 }
                 Some(Role::State) => {
                     let per_iter = iter_words(t) as f64;
-                    traffic.buffer_read += if plans[x].per_key_tile { per_iter * roles.m_tiles as f64 } else { per_iter };
+                    traffic.buffer_read += if plans[x].per_key_tile {
+                        per_iter * roles.m_tiles as f64
+                    } else {
+                        per_iter
+                    };
                 }
                 Some(_) => traffic.buffer_read += tensor_words(t) as f64 * reread(x, *accessed),
                 None => {}
@@ -838,9 +1038,17 @@ fn plan_phase(ctx: &PhaseCtx<'_>, members: &[usize], plans: &mut [EinsumPlan]) -
     // Outputs of the phase: read by another phase or by the caller.
     for &w in members {
         let t = cascade.einsum(ctx.body[w]).output.tensor;
-        let read_elsewhere = ctx.reads.iter().enumerate().any(|(x, rs)| !member.contains(&x) && rs.iter().any(|(r, _)| *r == t));
+        let read_elsewhere = ctx
+            .reads
+            .iter()
+            .enumerate()
+            .any(|(x, rs)| !member.contains(&x) && rs.iter().any(|(r, _)| *r == t));
         if read_elsewhere || cascade.outputs.contains(&t) {
-            let words = if ctx.iterative.contains(&t) { iter_words(t) } else { tensor_words(t) } as f64;
+            let words = if ctx.iterative.contains(&t) {
+                iter_words(t)
+            } else {
+                tensor_words(t)
+            } as f64;
             traffic.dram_write += words;
             traffic.buffer_write += words;
             placements.push((cascade.tensor(t).name.clone(), Residency::Dram));
@@ -848,7 +1056,11 @@ fn plan_phase(ctx: &PhaseCtx<'_>, members: &[usize], plans: &mut [EinsumPlan]) -
     }
 
     // Epochs: a tile's work flows from unit to unit; each hop is one tile of lag.
-    let per_tile: Vec<usize> = members.iter().copied().filter(|&x| plans[x].per_key_tile).collect();
+    let per_tile: Vec<usize> = members
+        .iter()
+        .copied()
+        .filter(|&x| plans[x].per_key_tile)
+        .collect();
     let mut stage: BTreeMap<usize, u32> = BTreeMap::new();
     let mut drains: BTreeMap<usize, u64> = BTreeMap::new();
     let tile_unit = arch.tile_unit();
@@ -862,7 +1074,9 @@ fn plan_phase(ctx: &PhaseCtx<'_>, members: &[usize], plans: &mut [EinsumPlan]) -
                 // can be used again on that unit.
                 let drain = plans[dep].unit == tile_unit
                     && roles.split
-                    && roles.key_spatial.is_some_and(|r| ctx.reduced[dep].contains(&r));
+                    && roles
+                        .key_spatial
+                        .is_some_and(|r| ctx.reduced[dep].contains(&r));
                 d = d.max(dd + u64::from(drain));
             }
         }
@@ -870,26 +1084,45 @@ fn plan_phase(ctx: &PhaseCtx<'_>, members: &[usize], plans: &mut [EinsumPlan]) -
         drains.insert(x, d);
         plans[x].stage = s;
     }
-    let drain_count = per_tile.iter().filter(|&&x| plans[x].unit == tile_unit).map(|x| drains[x]).max().unwrap_or(0);
-    let stall_per_tile = if arch.interleave() { 0 } else { drain_count * arch.unit(tile_unit).rows() };
+    let drain_count = per_tile
+        .iter()
+        .filter(|&&x| plans[x].unit == tile_unit)
+        .map(|x| drains[x])
+        .max()
+        .unwrap_or(0);
+    let stall_per_tile = if arch.interleave() {
+        0
+    } else {
+        drain_count * arch.unit(tile_unit).rows()
+    };
     let stages = stage.values().copied().max().unwrap_or(0);
     let mut epochs = Vec::new();
     let mut unit_ids: Vec<UnitId> = per_tile.iter().map(|&x| plans[x].unit).collect();
     unit_ids.sort();
     unit_ids.dedup();
     for u in unit_ids {
-        let mut items: Vec<(u32, usize)> =
-            per_tile.iter().filter(|&&x| plans[x].unit == u).map(|&x| (plans[x].stage, x)).collect();
+        let mut items: Vec<(u32, usize)> = per_tile
+            .iter()
+            .filter(|&&x| plans[x].unit == u)
+            .map(|&x| (plans[x].stage, x))
+            .collect();
         items.sort_by_key(|&(s, x)| (s, x));
         let label = |x: usize| {
             let s = plans[x].stage;
-            if s == 0 { format!("{}[t]", plans[x].name) } else { format!("{}[t-{s}]", plans[x].name) }
+            if s == 0 {
+                format!("{}[t]", plans[x].name)
+            } else {
+                format!("{}[t-{s}]", plans[x].name)
+            }
         };
         let mut parts: Vec<String> = items.iter().map(|&(_, x)| label(x)).collect();
         let (lo, hi) = (items.first().map(|i| i.0), items.last().map(|i| i.0));
         if arch.interleave() && u == tile_unit && lo != hi {
             // Interleave the heaviest Einsum of the oldest tile with the first of the newest.
-            let oldest = items.iter().filter(|i| Some(i.0) == hi).max_by_key(|i| (plans[i.1].cycles, std::cmp::Reverse(i.1)));
+            let oldest = items
+                .iter()
+                .filter(|i| Some(i.0) == hi)
+                .max_by_key(|i| (plans[i.1].cycles, std::cmp::Reverse(i.1)));
             if let Some(&(_, heavy)) = oldest {
                 let pos = items.iter().position(|i| i.1 == heavy).expect("present");
                 let first = parts[0].clone();
@@ -900,12 +1133,23 @@ fn plan_phase(ctx: &PhaseCtx<'_>, members: &[usize], plans: &mut [EinsumPlan]) -
         epochs.push((u, parts.join(" → ")));
     }
 
-    let q = cascade.rank(roles.query.unwrap_or(RankId(0))).name.to_lowercase();
-    let kname = roles.key.map_or_else(|| "m".to_string(), |r| cascade.rank(r).name.to_lowercase());
+    let q = cascade
+        .rank(roles.query.unwrap_or(RankId(0)))
+        .name
+        .to_lowercase();
+    let kname = roles
+        .key
+        .map_or_else(|| "m".to_string(), |r| cascade.rank(r).name.to_lowercase());
     let (kt, ks) = if roles.split {
         (
-            cascade.rank(roles.key_temporal.expect("split")).name.to_lowercase(),
-            cascade.rank(roles.key_spatial.expect("split")).name.to_lowercase(),
+            cascade
+                .rank(roles.key_temporal.expect("split"))
+                .name
+                .to_lowercase(),
+            cascade
+                .rank(roles.key_spatial.expect("split"))
+                .name
+                .to_lowercase(),
         )
     } else {
         (format!("{kname}1"), format!("{kname}0"))
@@ -921,7 +1165,11 @@ fn plan_phase(ctx: &PhaseCtx<'_>, members: &[usize], plans: &mut [EinsumPlan]) -
     }
     loop_order.push(format!("par {q}0 in 0..{p0}"));
     loop_order.push(format!("par {ks} in 0..{}", roles.m0));
-    let once: Vec<String> = members.iter().filter(|&&x| !plans[x].per_key_tile).map(|&x| plans[x].name.clone()).collect();
+    let once: Vec<String> = members
+        .iter()
+        .filter(|&&x| !plans[x].per_key_tile)
+        .map(|&x| plans[x].name.clone())
+        .collect();
     if !once.is_empty() {
         loop_order.push(format!("then per query tile: {}", once.join(", ")));
     }
@@ -929,8 +1177,12 @@ fn plan_phase(ctx: &PhaseCtx<'_>, members: &[usize], plans: &mut [EinsumPlan]) -
     Ok(Phase {
         einsums: members.to_vec(),
         partition: Partition {
-            key_rank: roles.key.map_or_else(String::new, |r| cascade.rank(r).name.clone()),
-            query_rank: roles.query.map_or_else(String::new, |r| cascade.rank(r).name.clone()),
+            key_rank: roles
+                .key
+                .map_or_else(String::new, |r| cascade.rank(r).name.clone()),
+            query_rank: roles
+                .query
+                .map_or_else(String::new, |r| cascade.rank(r).name.clone()),
             split: roles.split,
             m: roles.m,
             m0: roles.m0,

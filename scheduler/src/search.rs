@@ -34,7 +34,11 @@ pub struct BufferDoubling {
 
 impl BufferDoubling {
     pub fn new(start: u64, max: u64) -> BufferDoubling {
-        BufferDoubling { next: Some(start.clamp(1, max.max(1))), max: max.max(1), stop: StopReason::Exhausted }
+        BufferDoubling {
+            next: Some(start.clamp(1, max.max(1))),
+            max: max.max(1),
+            stop: StopReason::Exhausted,
+        }
     }
 }
 

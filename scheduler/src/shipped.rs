@@ -5,14 +5,22 @@
 pub const ARCHS: &[(&str, &str)] = &[
     ("flat", include_str!("../../arch-configs/flat.toml")),
     ("fusemax", include_str!("../../arch-configs/fusemax.toml")),
-    ("fusemax-cascade-on-flat", include_str!("../../arch-configs/fusemax-cascade-on-flat.toml")),
-    ("fusemax-no-interleave", include_str!("../../arch-configs/fusemax-no-interleave.toml")),
+    (
+        "fusemax-cascade-on-flat",
+        include_str!("../../arch-configs/fusemax-cascade-on-flat.toml"),
+    ),
+    (
+        "fusemax-no-interleave",
+        include_str!("../../arch-configs/fusemax-no-interleave.toml"),
+    ),
     ("unfused", include_str!("../../arch-configs/unfused.toml")),
 ];
 
 /// Shipped cost tables: (name, TOML text).
-pub const COSTS: &[(&str, &str)] =
-    &[("accelergy-45nm", include_str!("../../arch-configs/costs/accelergy-45nm.toml"))];
+pub const COSTS: &[(&str, &str)] = &[(
+    "accelergy-45nm",
+    include_str!("../../arch-configs/costs/accelergy-45nm.toml"),
+)];
 
 /// The shipped workload set.
 pub const WORKLOADS: &str = include_str!("../../arch-configs/workloads/transformers.toml");

@@ -30,7 +30,9 @@ pub struct RawModel {
 
 impl RawWorkloads {
     pub fn from_toml(text: &str) -> Result<RawWorkloads, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Syntax { message: e.to_string().trim_end().to_string() })
+        toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            message: e.to_string().trim_end().to_string(),
+        })
     }
 }
 
@@ -72,19 +74,32 @@ impl Workloads {
         let positive = |v: Option<i64>, field: String, errs: &mut Vec<ConfigError>| match v {
             Some(v) if v > 0 => v as u64,
             Some(v) => {
-                errs.push(ConfigError::Field { field, problem: format!("is {v}; it must be at least 1") });
+                errs.push(ConfigError::Field {
+                    field,
+                    problem: format!("is {v}; it must be at least 1"),
+                });
                 0
             }
             None => {
-                errs.push(ConfigError::Field { field, problem: "is missing".into() });
+                errs.push(ConfigError::Field {
+                    field,
+                    problem: "is missing".into(),
+                });
                 0
             }
         };
         let batch = positive(raw.batch, "batch".into(), &mut errs);
-        let seq: Vec<u64> =
-            raw.seq.unwrap_or_default().into_iter().map(|s| positive(Some(s), "seq".into(), &mut errs)).collect();
+        let seq: Vec<u64> = raw
+            .seq
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| positive(Some(s), "seq".into(), &mut errs))
+            .collect();
         if seq.is_empty() {
-            errs.push(ConfigError::Field { field: "seq".into(), problem: "is empty; list sequence lengths".into() });
+            errs.push(ConfigError::Field {
+                field: "seq".into(),
+                problem: "is empty; list sequence lengths".into(),
+            });
         }
         let mut models = Vec::new();
         for (name, m) in raw.models.unwrap_or_default() {
@@ -100,9 +115,16 @@ impl Workloads {
             });
         }
         if models.is_empty() {
-            errs.push(ConfigError::Field { field: "models".into(), problem: "is empty; add `[models.NAME]`".into() });
+            errs.push(ConfigError::Field {
+                field: "models".into(),
+                problem: "is empty; add `[models.NAME]`".into(),
+            });
         }
-        if errs.is_empty() { Ok(Workloads { batch, seq, models }) } else { Err(errs) }
+        if errs.is_empty() {
+            Ok(Workloads { batch, seq, models })
+        } else {
+            Err(errs)
+        }
     }
 
     pub fn batch(&self) -> u64 {

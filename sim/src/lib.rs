@@ -7,6 +7,7 @@
 //! counts × the cost table; area is PEs × component areas plus the buffer. [`end_to_end`] adds the
 //! linear layers of a transformer layer on the tile unit at full utilisation.
 
+pub mod compare;
 pub mod sweep;
 
 use std::collections::BTreeMap;
@@ -121,10 +122,10 @@ pub fn simulate(schedule: &Schedule, arch: &ArchSpec) -> SimReport {
             *stall.entry(tile_unit).or_default() += phase_stall;
         }
         let occupied = |u: UnitId, b: f64| b + if u == tile_unit { phase_stall } else { 0.0 };
-        let (slowest, compute) = phase_busy
-            .iter()
-            .map(|(&u, &b)| (u, occupied(u, b)))
-            .fold((None, 0.0), |acc, (u, c)| if c > acc.1 { (Some(u), c) } else { acc });
+        let (slowest, compute) = phase_busy.iter().map(|(&u, &b)| (u, occupied(u, b))).fold(
+            (None, 0.0),
+            |acc, (u, c)| if c > acc.1 { (Some(u), c) } else { acc },
+        );
         for (&u, &b) in &phase_busy {
             *busy.entry(u).or_default() += b;
         }
@@ -133,7 +134,11 @@ pub fn simulate(schedule: &Schedule, arch: &ArchSpec) -> SimReport {
         let memory = words * word_bytes / arch.dram_bytes_per_cycle();
         memory_total += memory;
         // The pipeline fills once per phase: one epoch (a tile's work on the slowest unit) per stage.
-        let fill = if tiles > 0.0 { f64::from(phase.stages) * compute / tiles } else { 0.0 };
+        let fill = if tiles > 0.0 {
+            f64::from(phase.stages) * compute / tiles
+        } else {
+            0.0
+        };
         let phase_latency = compute.max(memory) + fill;
         latency += phase_latency;
         let bound = if memory > compute {
@@ -142,7 +147,11 @@ pub fn simulate(schedule: &Schedule, arch: &ArchSpec) -> SimReport {
             slowest.map_or_else(|| "none".to_string(), |u| arch.unit(u).name().to_string())
         };
         phases.push(PhaseReport {
-            einsums: phase.einsums.iter().map(|&i| schedule.einsums[i].name.clone()).collect(),
+            einsums: phase
+                .einsums
+                .iter()
+                .map(|&i| schedule.einsums[i].name.clone())
+                .collect(),
             compute_cycles: compute,
             memory_cycles: memory,
             fill_cycles: fill,
@@ -183,16 +192,21 @@ pub fn simulate(schedule: &Schedule, arch: &ArchSpec) -> SimReport {
     let table = arch.costs();
     let mut energy = Energy::default();
     let mut compute_by_action: BTreeMap<(String, String), f64> = BTreeMap::new();
-    let (reg_r, reg_w) =
-        (table.energy_pj("register_read").unwrap_or(0.0), table.energy_pj("register_write").unwrap_or(0.0));
+    let (reg_r, reg_w) = (
+        table.energy_pj("register_read").unwrap_or(0.0),
+        table.energy_pj("register_write").unwrap_or(0.0),
+    );
     for e in &schedule.einsums {
         let unit = arch.unit(e.unit).name().to_string();
         for (action, &count) in &e.actions {
             let pj = count as f64 * n * table.energy_pj(action).unwrap_or(0.0);
             energy.compute_pj += pj;
-            *compute_by_action.entry((unit.clone(), action.clone())).or_default() += pj;
+            *compute_by_action
+                .entry((unit.clone(), action.clone()))
+                .or_default() += pj;
         }
-        energy.register_pj += (e.register_reads as f64 * reg_r + e.register_writes as f64 * reg_w) * n;
+        energy.register_pj +=
+            (e.register_reads as f64 * reg_r + e.register_writes as f64 * reg_w) * n;
     }
     let (buf_r, buf_w) = table.buffer_word_pj(arch.buffer_bytes(), arch.word_bits());
     let dram_word = table.dram_word_pj(arch.word_bits());
@@ -202,7 +216,10 @@ pub fn simulate(schedule: &Schedule, arch: &ArchSpec) -> SimReport {
         energy.dram_pj += (t.dram_read + t.dram_write) * dram_word * n;
     }
     let tile_name = arch.unit(tile_unit).name().to_string();
-    let tile_mac = compute_by_action.get(&(tile_name, "mac".to_string())).copied().unwrap_or(0.0);
+    let tile_mac = compute_by_action
+        .get(&(tile_name, "mac".to_string()))
+        .copied()
+        .unwrap_or(0.0);
     let total = energy.total_pj();
     let linear = linear_layers(schedule, arch);
     SimReport {
@@ -258,7 +275,11 @@ pub fn area_mm2(arch: &ArchSpec) -> f64 {
 fn linear_layers(schedule: &Schedule, arch: &ArchSpec) -> (f64, f64) {
     let p = &schedule.problem;
     let rows = (p.batch * p.seq) as f64;
-    let (d, s, he) = (p.model_dim as f64, p.ffn_dim as f64, (p.heads * p.head_dim) as f64);
+    let (d, s, he) = (
+        p.model_dim as f64,
+        p.ffn_dim as f64,
+        (p.heads * p.head_dim) as f64,
+    );
     // (inner, outer) dimensions of each weight matrix.
     let matmuls = [(d, he), (d, he), (d, he), (he, d), (d, s), (s, d)];
     let unit = arch.unit(arch.tile_unit());

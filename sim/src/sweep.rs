@@ -44,7 +44,10 @@ pub fn design_point(
         match schedule(cascade, &arch, problem) {
             Ok(Outcome::Scheduled(s)) => {
                 let report = simulate(&s, &arch);
-                let row = report.units.iter().find(|u| u.name == arch.unit(arch.row_unit()).name());
+                let row = report
+                    .units
+                    .iter()
+                    .find(|u| u.name == arch.unit(arch.row_unit()).name());
                 let row_compute = row.map_or(0.0, |u| u.busy_cycles);
                 let grow = report.memory_cycles > row_compute;
                 best = Some(DesignPoint {
@@ -93,8 +96,9 @@ pub fn mark_pareto(points: &mut [DesignPoint]) {
     for (i, p) in points.iter_mut().enumerate() {
         let (a, l) = snapshot[i];
         p.pareto = p.infeasible.is_none()
-            && !snapshot.iter().enumerate().any(|(j, &(a2, l2))| {
-                j != i && a2 <= a && l2 <= l && (a2 < a || l2 < l)
-            });
+            && !snapshot
+                .iter()
+                .enumerate()
+                .any(|(j, &(a2, l2))| j != i && a2 <= a && l2 <= l && (a2 < a || l2 < l));
     }
 }
