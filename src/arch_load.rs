@@ -139,6 +139,27 @@ pub fn problems(
         .collect())
 }
 
+/// Adds the sizes of `--shape NAME=SIZE,…` (ranks the workload does not give, such as a window
+/// `W`) to every problem; they override the workload's sizes.
+pub fn add_shape(problems: &mut [Problem], shape: Option<&str>) -> anyhow::Result<()> {
+    let Some(shape) = shape else { return Ok(()) };
+    let spec: cascade_ir::ShapeSpec = shape
+        .parse()
+        .map_err(|e: cascade_ir::ShapeError| UserError::message(e.to_string()))?;
+    for (name, &size) in &spec.sizes {
+        if size < 1 {
+            return Err(UserError::message(format!(
+                "rank {name} has size {size} in --shape: sizes must be at least 1"
+            ))
+            .into());
+        }
+        for p in problems.iter_mut() {
+            p.sizes.insert(name.clone(), size as u64);
+        }
+    }
+    Ok(())
+}
+
 /// `1048576` → `1M`, `4096` → `4K`, others as numbers.
 pub fn seq_label(seq: u64) -> String {
     if seq >= 1 << 20 && seq % (1 << 20) == 0 {

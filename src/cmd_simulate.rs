@@ -26,6 +26,9 @@ pub struct Args {
     /// Workloads file instead of the shipped one.
     #[arg(long)]
     workloads: Option<String>,
+    /// Extra rank sizes the workload does not give, e.g. `W=256` for a window.
+    #[arg(long)]
+    shape: Option<String>,
     /// Print the table as CSV instead.
     #[arg(long)]
     csv: bool,
@@ -47,7 +50,8 @@ enum Row {
 pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
     let loaded = arch_load::arch_with_cascade(&args.arch, args.cascade.as_deref())?;
     let workloads = arch_load::workloads(args.workloads.as_deref())?;
-    let problems = arch_load::problems(&workloads, &args.workload, args.seq.as_deref())?;
+    let mut problems = arch_load::problems(&workloads, &args.workload, args.seq.as_deref())?;
+    arch_load::add_shape(&mut problems, args.shape.as_deref())?;
     let mut rows = Vec::new();
     for p in &problems {
         match schedule(&loaded.cascade, &loaded.arch, p) {

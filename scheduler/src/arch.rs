@@ -341,6 +341,7 @@ impl ArchSpec {
             "e.g. `word_bits = 16`",
             &mut errs,
         );
+        let word_bits = at_most(word_bits, 1024, "word_bits", &mut errs);
         if let Some(bits) = word_bits {
             if bits % 8 != 0 {
                 errs.push(ConfigError::field(
@@ -708,7 +709,34 @@ fn positive_int(
             ));
             None
         }
+        Some(v) if v as u64 > MAX_BUFFER => {
+            errs.push(ConfigError::field(
+                field,
+                format!("is {v}; the model accepts at most {MAX_BUFFER}"),
+            ));
+            None
+        }
         Some(v) => Some(v as u64),
+    }
+}
+
+/// Largest array side the model accepts (so PE counts and products stay countable).
+const MAX_DIM: u64 = 1 << 16;
+/// Largest cycle or action count per op, and register-file size.
+const MAX_COUNT: u64 = 1 << 20;
+/// Largest integer field otherwise (buffer bytes and the like: 1 PiB).
+const MAX_BUFFER: u64 = 1 << 50;
+
+fn at_most(value: Option<u64>, max: u64, field: &str, errs: &mut Vec<ConfigError>) -> Option<u64> {
+    match value {
+        Some(v) if v > max => {
+            errs.push(ConfigError::field(
+                field,
+                format!("is {v}; the model accepts at most {max}"),
+            ));
+            None
+        }
+        v => v,
     }
 }
 
@@ -758,12 +786,14 @@ fn check_unit(
     let at = |f: &str| format!("units.{name}.{f}");
     let before = errs.len();
     let rows = positive_int(raw.rows, &at("rows"), "1 for a 1D array", errs);
+    let rows = at_most(rows, MAX_DIM, &at("rows"), errs);
     let cols = positive_int(raw.cols, &at("cols"), "the number of PEs per row", errs);
+    let cols = at_most(cols, MAX_DIM, &at("cols"), errs);
     let register_words = match raw.register_words {
-        Some(v) if v < 0 => {
+        Some(v) if !(0..=MAX_COUNT as i64).contains(&v) => {
             errs.push(ConfigError::field(
                 at("register_words"),
-                format!("is {v}; it must be 0 or more"),
+                format!("is {v}; it must be between 0 and {MAX_COUNT}"),
             ));
             0
         }
@@ -779,10 +809,10 @@ fn check_unit(
     let mut components = BTreeMap::new();
     for (c, n) in raw.components.unwrap_or_default() {
         let field = at(&format!("components.{c}"));
-        if n < 0 {
+        if !(0..=MAX_COUNT as i64).contains(&n) {
             errs.push(ConfigError::field(
                 &field,
-                format!("is {n}; a count must be 0 or more"),
+                format!("is {n}; a count must be between 0 and {MAX_COUNT}"),
             ));
             continue;
         }
@@ -825,13 +855,14 @@ fn check_unit(
             "cycles per element",
             errs,
         );
+        let cycles = at_most(cycles, MAX_COUNT, &format!("{field}.cycles"), errs);
         let mut actions = BTreeMap::new();
         for (action, n) in op.actions.unwrap_or_default() {
             let afield = format!("{field}.actions.{action}");
-            if n < 0 {
+            if !(0..=MAX_COUNT as i64).contains(&n) {
                 errs.push(ConfigError::field(
                     &afield,
-                    format!("is {n}; a count must be 0 or more"),
+                    format!("is {n}; a count must be between 0 and {MAX_COUNT}"),
                 ));
                 continue;
             }

@@ -21,6 +21,10 @@ use crate::workload::Problem;
 pub enum ScheduleError {
     #[error("rank {rank} has no size: the workload gives {given}; add {rank}=N to the shape")]
     MissingSize { rank: String, given: String },
+    #[error(
+        "the problem {given} is too large to count: the product of all rank sizes must stay below 2^56"
+    )]
+    TooLarge { given: String },
 }
 
 /// Why a cascade cannot run on an architecture. A value, not an error.
@@ -220,6 +224,8 @@ struct Roles {
     key_temporal: Option<RankId>,
     key_spatial: Option<RankId>,
     split: bool,
+    /// Whether the spatial key rank can be spread over PEs: not when state is carried along it.
+    key_parallel: bool,
     m: u64,
     m0: u64,
     m_tiles: u64,
@@ -401,11 +407,13 @@ pub fn schedule(
         let cpp = unit
             .cycles_per_point(&ops)
             .expect("binding checked the ops");
-        let has_r = roles.key_spatial.is_some_and(|r| spaces[i].contains(&r));
+        // A key rank that carries state from one element to the next runs in time, not space.
+        let in_space = roles.key_spatial.is_some_and(|r| spaces[i].contains(&r));
+        let has_r = in_space && roles.key_parallel;
         let has_c = roles.query.is_some_and(|r| spaces[i].contains(&r));
         let others: u64 = spaces[i]
             .iter()
-            .filter(|&&r| Some(r) != roles.key_spatial && Some(r) != roles.query)
+            .filter(|&&r| (Some(r) != roles.key_spatial || !has_r) && Some(r) != roles.query)
             .map(|&r| size(r))
             .product();
         let r_size = roles.key_spatial.map_or(1, size);
@@ -433,7 +441,9 @@ pub fn schedule(
         for (kind, &count) in &ops {
             let imp = unit.op(*kind).expect("binding checked the ops");
             for (action, &n) in imp.actions() {
-                *actions.entry(action.clone()).or_insert(0) += points * u64::from(count) * n;
+                let add = points.saturating_mul(u64::from(count)).saturating_mul(n);
+                let slot = actions.entry(action.clone()).or_insert(0u64);
+                *slot = slot.saturating_add(add);
             }
         }
         let out_points: u64 = e
@@ -462,7 +472,7 @@ pub fn schedule(
             ops,
             points,
             cycles_per_point: cpp,
-            cycles: steps * cpp,
+            cycles: steps.saturating_mul(cpp),
             actions,
             register_reads: 0,
             register_writes: out_points,
@@ -644,6 +654,19 @@ fn resolve_roles(
     };
     let p = query.map_or(1, |q| sizes[q.index()]);
     let p0 = cols.min(p).max(1);
+    let key_parallel = key_spatial.is_none_or(|r| !cascade.iterative_ranks().contains(&r));
+    // Every count below is a product of rank sizes; refuse problems whose iteration space
+    // cannot be counted in 64 bits rather than overflow.
+    let total = cascade
+        .ranks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !parent.contains_key(&RankId(*i as u32)))
+        .try_fold(1u64, |acc, (i, _)| acc.checked_mul(sizes[i]))
+        .filter(|&t| t <= 1 << 56);
+    if total.is_none() {
+        return Err(ScheduleError::TooLarge { given: given() });
+    }
     Ok(Roles {
         sizes,
         query,
@@ -651,6 +674,7 @@ fn resolve_roles(
         key_temporal,
         key_spatial,
         split,
+        key_parallel,
         m,
         m0,
         m_tiles,
@@ -1154,17 +1178,31 @@ fn plan_phase(
     } else {
         (format!("{kname}1"), format!("{kname}0"))
     };
-    let mut loop_order = vec![format!("for {q}2 in 0..{p2}")];
+    let has_q = roles.query.is_some();
+    let mut loop_order = Vec::new();
+    if has_q {
+        loop_order.push(format!("for {q}2 in 0..{p2}"));
+    }
     if max_pass > min_pass {
-        loop_order.push(format!("for {q}1 in 0..{p1}"));
+        if has_q {
+            loop_order.push(format!("for {q}1 in 0..{p1}"));
+        }
         loop_order.push(format!("for pass in 0..{}", max_pass - min_pass + 1));
         loop_order.push(format!("for {kt} in 0..{}", roles.m_tiles));
     } else {
         loop_order.push(format!("for {kt} in 0..{}", roles.m_tiles));
-        loop_order.push(format!("for {q}1 in 0..{p1}"));
+        if has_q {
+            loop_order.push(format!("for {q}1 in 0..{p1}"));
+        }
     }
-    loop_order.push(format!("par {q}0 in 0..{p0}"));
-    loop_order.push(format!("par {ks} in 0..{}", roles.m0));
+    if has_q {
+        loop_order.push(format!("par {q}0 in 0..{p0}"));
+    }
+    if roles.key_parallel {
+        loop_order.push(format!("par {ks} in 0..{}", roles.m0));
+    } else {
+        loop_order.push(format!("for {ks} in 0..{}", roles.m0));
+    }
     let once: Vec<String> = members
         .iter()
         .filter(|&&x| !plans[x].per_key_tile)
