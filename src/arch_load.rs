@@ -61,7 +61,7 @@ pub fn arch_with_cascade(arg: &str, cascade: Option<&str>) -> anyhow::Result<Loa
     if !errs.is_empty() {
         return Err(config_error(
             &format!(
-                "architecture `{}` with cascade `{}`",
+                "{arg} (architecture `{}` running cascade `{}`)",
                 arch.name(),
                 cascade.name
             ),

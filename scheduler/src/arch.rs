@@ -351,6 +351,7 @@ impl ArchSpec {
             }
         }
         let mut units = Vec::new();
+        let declared: Vec<String> = raw.units.iter().flat_map(|u| u.keys().cloned()).collect();
         match raw.units {
             None => errs.push(ConfigError::field(
                 "units",
@@ -400,8 +401,9 @@ impl ArchSpec {
         };
         let find_unit = |field: &str, unit: &str, errs: &mut Vec<ConfigError>| -> Option<UnitId> {
             let found = units.iter().position(|u| u.name == unit).map(UnitId);
-            if found.is_none() {
-                let known: Vec<&str> = units.iter().map(|u| u.name.as_str()).collect();
+            // A declared unit with errors of its own has been reported already.
+            if found.is_none() && !declared.iter().any(|d| d == unit) {
+                let known: Vec<&str> = declared.iter().map(String::as_str).collect();
                 errs.push(ConfigError::field(
                     field,
                     format!(
