@@ -162,9 +162,9 @@ pub fn add_shape(problems: &mut [Problem], shape: Option<&str>) -> anyhow::Resul
 
 /// `1048576` → `1M`, `4096` → `4K`, others as numbers.
 pub fn seq_label(seq: u64) -> String {
-    if seq >= 1 << 20 && seq % (1 << 20) == 0 {
+    if seq >= 1 << 20 && seq.is_multiple_of(1 << 20) {
         format!("{}M", seq >> 20)
-    } else if seq >= 1 << 10 && seq % (1 << 10) == 0 {
+    } else if seq >= 1 << 10 && seq.is_multiple_of(1 << 10) {
         format!("{}K", seq >> 10)
     } else {
         seq.to_string()

@@ -321,13 +321,13 @@ impl ArchSpec {
             "name the library cascade it runs, e.g. `cascade = \"attention_1pass\"`",
             &mut errs,
         );
-        if let (Some(want), Some(table)) = (&raw.costs, &costs) {
-            if want != &table.name {
-                errs.push(ConfigError::field(
-                    "costs",
-                    format!("names cost table `{want}` but `{}` was given", table.name),
-                ));
-            }
+        if let (Some(want), Some(table)) = (&raw.costs, &costs)
+            && want != &table.name
+        {
+            errs.push(ConfigError::field(
+                "costs",
+                format!("names cost table `{want}` but `{}` was given", table.name),
+            ));
         }
         let clock_mhz = positive_f64(
             raw.clock_mhz,
@@ -342,13 +342,13 @@ impl ArchSpec {
             &mut errs,
         );
         let word_bits = at_most(word_bits, 1024, "word_bits", &mut errs);
-        if let Some(bits) = word_bits {
-            if bits % 8 != 0 {
-                errs.push(ConfigError::field(
-                    "word_bits",
-                    format!("is {bits}; use a whole number of bytes (8, 16, 32)"),
-                ));
-            }
+        if let Some(bits) = word_bits
+            && bits % 8 != 0
+        {
+            errs.push(ConfigError::field(
+                "word_bits",
+                format!("is {bits}; use a whole number of bytes (8, 16, 32)"),
+            ));
         }
         let mut units = Vec::new();
         let declared: Vec<String> = raw.units.iter().flat_map(|u| u.keys().cloned()).collect();
@@ -818,18 +818,18 @@ fn check_unit(
             ));
             continue;
         }
-        if let Some(t) = costs {
-            if t.area_um2(&c).is_none() {
-                let known: Vec<&str> = t.area_um2.keys().map(String::as_str).collect();
-                errs.push(ConfigError::field(
-                    &field,
-                    format!(
-                        "`{c}` has no area in cost table `{}`; known components: {}",
-                        t.name,
-                        known.join(", ")
-                    ),
-                ));
-            }
+        if let Some(t) = costs
+            && t.area_um2(&c).is_none()
+        {
+            let known: Vec<&str> = t.area_um2.keys().map(String::as_str).collect();
+            errs.push(ConfigError::field(
+                &field,
+                format!(
+                    "`{c}` has no area in cost table `{}`; known components: {}",
+                    t.name,
+                    known.join(", ")
+                ),
+            ));
         }
         components.insert(c, n as u64);
     }
@@ -868,18 +868,18 @@ fn check_unit(
                 ));
                 continue;
             }
-            if let Some(t) = costs {
-                if t.energy_pj(&action).is_none() {
-                    let known: Vec<&str> = t.energy_pj.keys().map(String::as_str).collect();
-                    errs.push(ConfigError::field(
-                        &afield,
-                        format!(
-                            "`{action}` has no energy in cost table `{}`; known actions: {}",
-                            t.name,
-                            known.join(", ")
-                        ),
-                    ));
-                }
+            if let Some(t) = costs
+                && t.energy_pj(&action).is_none()
+            {
+                let known: Vec<&str> = t.energy_pj.keys().map(String::as_str).collect();
+                errs.push(ConfigError::field(
+                    &afield,
+                    format!(
+                        "`{action}` has no energy in cost table `{}`; known actions: {}",
+                        t.name,
+                        known.join(", ")
+                    ),
+                ));
             }
             actions.insert(action, n as u64);
         }

@@ -546,10 +546,10 @@ fn layout_aliases(cascade: &Cascade) -> BTreeMap<TensorId, TensorId> {
         .iter()
         .filter(|e| e.section == Section::Init)
     {
-        if let Expr::Access(a) = cascade.expr(e.value) {
-            if cascade.tensor(a.tensor).kind == TensorKind::Input {
-                alias.insert(e.output.tensor, a.tensor);
-            }
+        if let Expr::Access(a) = cascade.expr(e.value)
+            && cascade.tensor(a.tensor).kind == TensorKind::Input
+        {
+            alias.insert(e.output.tensor, a.tensor);
         }
     }
     alias
@@ -908,11 +908,9 @@ fn plan_phase(
     let avail = buffer - stream_tile_words;
     let need_tile = (resident_per_query + crossing_per_query) * p0;
     let (p1, spill) = if need_tile <= avail {
-        let p1 = if need_tile == 0 {
-            roles.p_tiles
-        } else {
-            (avail / need_tile).clamp(1, roles.p_tiles.max(1))
-        };
+        let p1 = avail
+            .checked_div(need_tile)
+            .map_or(roles.p_tiles, |n| n.clamp(1, roles.p_tiles.max(1)));
         (p1, 0.0)
     } else if resident_per_query * p0 <= avail && crossing_per_query > 0 {
         let spill = (need_tile - avail) as f64 / (crossing_per_query * p0) as f64;
@@ -1040,10 +1038,8 @@ fn plan_phase(
         for (accessed, _) in &ctx.reads[x] {
             let t = src(*accessed);
             match roles_of.get(&t) {
-                Some(Role::Local) => {
-                    if plans[ctx.writer[&t]].unit == plans[x].unit {
-                        reg_reads += plans[x].points;
-                    }
+                Some(Role::Local) if plans[ctx.writer[&t]].unit == plans[x].unit => {
+                    reg_reads += plans[x].points;
                 }
                 Some(Role::State) => {
                     let per_iter = iter_words(t) as f64;
