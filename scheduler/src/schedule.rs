@@ -1038,9 +1038,11 @@ fn plan_phase(
         for (accessed, _) in &ctx.reads[x] {
             let t = src(*accessed);
             match roles_of.get(&t) {
+                // Same unit: a register read; another unit: passed over the array link.
                 Some(Role::Local) if plans[ctx.writer[&t]].unit == plans[x].unit => {
                     reg_reads += plans[x].points;
                 }
+                Some(Role::Local) => {}
                 Some(Role::State) => {
                     let per_iter = iter_words(t) as f64;
                     traffic.buffer_read += if plans[x].per_key_tile {
