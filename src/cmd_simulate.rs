@@ -235,6 +235,7 @@ fn print_detail(
         "pass",
         "ops/point",
         "cycles/point",
+        "cycles/tile",
         "share of unit",
     ]);
     for (e, share) in s.einsums.iter().zip(&r.einsums) {
@@ -246,6 +247,14 @@ fn print_detail(
             e.pass.to_string(),
             ops.join(", "),
             e.cycles_per_point.to_string(),
+            if e.per_key_tile {
+                format!(
+                    "{:.0}",
+                    e.cycles as f64 / s.phases[e.phase].partition.tiles() as f64
+                )
+            } else {
+                "once".to_string()
+            },
             format!("{:.1}%", share.share * 100.0),
         ]);
     }
