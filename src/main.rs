@@ -4,12 +4,16 @@
 //! function; this file only registers them and maps results to exit codes:
 //! 0 ok, 1 user error (diagnostics on stderr), 2 internal error.
 
+mod arch_load;
 mod cmd_check;
 mod cmd_eval;
+mod cmd_compare;
 mod cmd_list;
 mod cmd_passes;
 mod cmd_rewrite;
 mod cmd_show;
+mod cmd_simulate;
+mod cmd_sweep;
 mod load;
 mod output;
 
@@ -44,6 +48,12 @@ enum Command {
     Eval(cmd_eval::Args),
     /// Derive a cheaper equivalent cascade by equality saturation.
     Rewrite(cmd_rewrite::Args),
+    /// Schedule a cascade on an architecture and estimate cycles, energy and area.
+    Simulate(cmd_simulate::Args),
+    /// Compare an architecture with baselines over workload points (speedup, energy).
+    Compare(cmd_compare::Args),
+    /// Sweep the array size: latency against area, buffer sized per design.
+    Sweep(cmd_sweep::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -55,6 +65,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Passes(args) => cmd_passes::run(args, format),
         Command::Eval(args) => cmd_eval::run(args, format),
         Command::Rewrite(args) => cmd_rewrite::run(args, format),
+        Command::Simulate(args) => cmd_simulate::run(args, format),
+        Command::Compare(args) => cmd_compare::run(args, format),
+        Command::Sweep(args) => cmd_sweep::run(args, format),
     }
 }
 

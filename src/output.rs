@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 /// How a command prints its result (and its errors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    #[value(alias = "table")]
     Text,
     Json,
 }

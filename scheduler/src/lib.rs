@@ -1,1 +1,23 @@
-//! Scheduler: binds each Einsum of a cascade to a unit of a spatial array and pipelines it (issue 4).
+//! Scheduler: binds each Einsum of a cascade to a unit of a spatial array, partitions the key
+//! and query ranks, finds the passes, sizes the buffer and pipelines the work into epochs.
+//!
+//! Entry point: [`schedule`]`(&Cascade, &ArchSpec, &Problem) -> Result<Outcome, ScheduleError>`.
+//! An infeasible binding or buffer is an [`Outcome::Infeasible`] value with a reason. The
+//! architecture and workload descriptions ([`arch`], [`workload`]) are validated data; the
+//! shipped files are embedded in [`shipped`] so no caller needs the file system to use them.
+
+pub mod arch;
+pub mod cost;
+pub mod schedule;
+pub mod search;
+pub mod shipped;
+pub mod workload;
+
+pub use arch::{ArchSpec, ConfigError, CostTable, Fusion, RawArch, RawCosts, Unit, UnitId};
+pub use cost::{OpCost, op_costs};
+pub use schedule::{
+    EinsumPlan, Infeasible, Level, Outcome, Partition, Phase, Residency, Schedule, ScheduleError,
+    Traffic, schedule,
+};
+pub use search::{Search, StopReason};
+pub use workload::{Model, Problem, RawWorkloads, Workloads};

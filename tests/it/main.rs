@@ -4,4 +4,5 @@ mod eval;
 mod parse;
 mod passes;
 mod rewrite;
+mod sim;
 mod tidy;

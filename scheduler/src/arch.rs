@@ -1,0 +1,979 @@
+//! Architecture descriptions: raw TOML data, validated once into an [`ArchSpec`].
+//!
+//! An architecture file holds the structure (units, ops and their cycle costs, buffer, DRAM,
+//! clock, binding and pipelining policy); a separate cost table prices actions in pJ and
+//! components in µm², as Timeloop and Accelergy split them. Parsing is two steps: serde into the
+//! `Raw*` types (unknown fields rejected), then [`ArchSpec::new`] checks every invariant and
+//! returns all problems at once. After that the fields are private: the type is the proof.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use cascade_ir::ops::{OpKind, point_ops};
+use cascade_ir::{Cascade, Section};
+use serde::Deserialize;
+
+/// A problem in an architecture, cost or workload file, naming the field and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML text does not parse or does not match the schema (unknown field, wrong type).
+    #[error("{message}")]
+    Syntax { message: String },
+    /// A field has a value the model cannot use.
+    #[error("`{field}`: {problem}")]
+    Field { field: String, problem: String },
+}
+
+impl ConfigError {
+    fn field(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+        ConfigError::Field {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+
+    fn syntax(err: &toml::de::Error) -> ConfigError {
+        ConfigError::Syntax {
+            message: err.to_string().trim_end().to_string(),
+        }
+    }
+}
+
+/// `arch-configs/*.toml` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArch {
+    pub name: Option<String>,
+    /// The library cascade this architecture runs unless the caller picks another.
+    pub cascade: Option<String>,
+    /// The name of the cost table that prices this architecture.
+    pub costs: Option<String>,
+    pub clock_mhz: Option<f64>,
+    pub word_bits: Option<i64>,
+    pub units: Option<BTreeMap<String, RawUnit>>,
+    pub buffer: Option<RawBuffer>,
+    pub dram: Option<RawDram>,
+    pub binding: Option<RawBinding>,
+    pub pipeline: Option<RawPipeline>,
+}
+
+/// One compute unit: a `rows × cols` grid of PEs (`rows = 1` for a 1D array).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUnit {
+    pub rows: Option<i64>,
+    pub cols: Option<i64>,
+    pub register_words: Option<i64>,
+    /// Hardware blocks in each PE, by area-table name, for the area estimate.
+    pub components: Option<BTreeMap<String, i64>>,
+    /// The op kinds the PE executes, by `OpKind` name.
+    pub ops: Option<BTreeMap<String, RawOp>>,
+}
+
+/// How a PE executes one op kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOp {
+    /// Cycles the op occupies its functional unit per element.
+    pub cycles: Option<i64>,
+    /// Energy-table actions one op performs (`exp` as Taylor series: `{ mac = 6 }`).
+    pub actions: Option<BTreeMap<String, i64>>,
+    /// The functional unit that runs it; ops on different functional units overlap.
+    pub pipeline: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuffer {
+    pub capacity_bytes: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDram {
+    pub bandwidth_gib_s: Option<f64>,
+}
+
+/// Which unit an Einsum runs on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBinding {
+    /// Unit for Einsums that iterate the array tile (a key rank and the query rank).
+    pub tile: Option<String>,
+    /// Unit for per-query and other Einsums.
+    pub row: Option<String>,
+    /// Explicit bindings by the name of the tensor an Einsum writes.
+    pub einsums: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    /// `fused` (one pipelined phase) or `none` (one phase per run of Einsums on one unit).
+    pub fusion: Option<String>,
+    /// Whether the tile unit interleaves independent Einsums of different tiles cycle by cycle.
+    pub interleave: Option<bool>,
+}
+
+/// The per-action energy and per-component area table (`arch-configs/costs/*.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCosts {
+    pub name: Option<String>,
+    pub energy_pj: Option<BTreeMap<String, f64>>,
+    pub buffer: Option<RawBufferCost>,
+    pub dram: Option<RawDramCost>,
+    pub area_um2: Option<BTreeMap<String, f64>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBufferCost {
+    pub access_bits: Option<i64>,
+    pub read_pj: Option<f64>,
+    pub write_pj: Option<f64>,
+    pub reference_bytes: Option<i64>,
+    pub reference_area_mm2: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDramCost {
+    pub access_bits: Option<i64>,
+    pub access_pj: Option<f64>,
+}
+
+impl RawArch {
+    /// Parses the text of an architecture file.
+    pub fn from_toml(text: &str) -> Result<RawArch, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::syntax(&e))
+    }
+}
+
+impl RawCosts {
+    /// Parses the text of a cost table.
+    pub fn from_toml(text: &str) -> Result<RawCosts, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::syntax(&e))
+    }
+}
+
+/// Index of a unit in [`ArchSpec::units`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnitId(pub usize);
+
+/// How one op kind runs on a unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpImpl {
+    cycles: u64,
+    actions: BTreeMap<String, u64>,
+    pipeline: String,
+}
+
+impl OpImpl {
+    pub fn cycles(&self) -> u64 {
+        self.cycles
+    }
+    pub fn actions(&self) -> &BTreeMap<String, u64> {
+        &self.actions
+    }
+    /// The functional unit; ops on different functional units overlap per element.
+    pub fn pipeline(&self) -> &str {
+        &self.pipeline
+    }
+}
+
+/// A validated compute unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unit {
+    name: String,
+    rows: u64,
+    cols: u64,
+    register_words: u64,
+    components: BTreeMap<String, u64>,
+    ops: BTreeMap<OpKind, OpImpl>,
+}
+
+impl Unit {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+    pub fn cols(&self) -> u64 {
+        self.cols
+    }
+    pub fn pes(&self) -> u64 {
+        self.rows * self.cols
+    }
+    /// A 2D array has more than one row of PEs.
+    pub fn is_2d(&self) -> bool {
+        self.rows > 1
+    }
+    pub fn register_words(&self) -> u64 {
+        self.register_words
+    }
+    pub fn components(&self) -> &BTreeMap<String, u64> {
+        &self.components
+    }
+    pub fn op(&self, kind: OpKind) -> Option<&OpImpl> {
+        self.ops.get(&kind)
+    }
+    pub fn ops(&self) -> &BTreeMap<OpKind, OpImpl> {
+        &self.ops
+    }
+
+    /// Cycles per iteration-space point for the given op counts, or the first unsupported op.
+    /// Ops on the same functional unit add up; different functional units overlap, so the
+    /// slowest functional unit sets the throughput.
+    pub fn cycles_per_point(&self, ops: &BTreeMap<OpKind, u32>) -> Result<u64, OpKind> {
+        let mut per_pipe: BTreeMap<&str, u64> = BTreeMap::new();
+        for (&kind, &count) in ops {
+            let imp = self.ops.get(&kind).ok_or(kind)?;
+            *per_pipe.entry(imp.pipeline.as_str()).or_default() += imp.cycles * u64::from(count);
+        }
+        Ok(per_pipe.values().copied().max().unwrap_or(0))
+    }
+}
+
+/// Whether Einsums share one pipelined phase or run as phases through DRAM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fusion {
+    Fused,
+    None,
+}
+
+/// Energy and area prices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostTable {
+    name: String,
+    energy_pj: BTreeMap<String, f64>,
+    buffer_access_bits: u64,
+    buffer_read_pj: f64,
+    buffer_write_pj: f64,
+    buffer_reference_bytes: u64,
+    buffer_reference_area_mm2: f64,
+    dram_access_bits: u64,
+    dram_access_pj: f64,
+    area_um2: BTreeMap<String, f64>,
+}
+
+impl CostTable {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Energy of one action (`mac`, `register_read`, …).
+    pub fn energy_pj(&self, action: &str) -> Option<f64> {
+        self.energy_pj.get(action).copied()
+    }
+    pub fn area_um2(&self, component: &str) -> Option<f64> {
+        self.area_um2.get(component).copied()
+    }
+    /// Read and write energy per word for a buffer of `capacity` bytes. Per-access energy of an
+    /// SRAM grows with the length of its wires, so it scales with the square root of capacity
+    /// from the characterised reference size.
+    pub fn buffer_word_pj(&self, capacity_bytes: u64, word_bits: u64) -> (f64, f64) {
+        let words_per_access = (self.buffer_access_bits / word_bits).max(1) as f64;
+        let scale = (capacity_bytes as f64 / self.buffer_reference_bytes as f64).sqrt();
+        (
+            self.buffer_read_pj / words_per_access * scale,
+            self.buffer_write_pj / words_per_access * scale,
+        )
+    }
+    /// Buffer area, linear in capacity.
+    pub fn buffer_area_mm2(&self, capacity_bytes: u64) -> f64 {
+        self.buffer_reference_area_mm2 * capacity_bytes as f64 / self.buffer_reference_bytes as f64
+    }
+    pub fn dram_word_pj(&self, word_bits: u64) -> f64 {
+        self.dram_access_pj / (self.dram_access_bits / word_bits).max(1) as f64
+    }
+}
+
+/// A validated architecture with its cost table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchSpec {
+    name: String,
+    cascade: String,
+    clock_hz: f64,
+    word_bits: u64,
+    units: Vec<Unit>,
+    buffer_bytes: u64,
+    dram_bytes_per_s: f64,
+    tile_unit: UnitId,
+    row_unit: UnitId,
+    explicit: BTreeMap<String, UnitId>,
+    fusion: Fusion,
+    interleave: bool,
+    costs: CostTable,
+}
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+impl ArchSpec {
+    /// Validates an architecture against its cost table, returning every problem found.
+    pub fn new(raw: RawArch, costs: RawCosts) -> Result<ArchSpec, Vec<ConfigError>> {
+        let mut errs = Vec::new();
+        let costs = check_costs(costs, &mut errs);
+        let name = required(raw.name, "name", "add `name = \"my-arch\"`", &mut errs);
+        let cascade = required(
+            raw.cascade,
+            "cascade",
+            "name the library cascade it runs, e.g. `cascade = \"attention_1pass\"`",
+            &mut errs,
+        );
+        if let (Some(want), Some(table)) = (&raw.costs, &costs)
+            && want != &table.name
+        {
+            errs.push(ConfigError::field(
+                "costs",
+                format!("names cost table `{want}` but `{}` was given", table.name),
+            ));
+        }
+        let clock_mhz = positive_f64(
+            raw.clock_mhz,
+            "clock_mhz",
+            "e.g. `clock_mhz = 940.0`",
+            &mut errs,
+        );
+        let word_bits = positive_int(
+            raw.word_bits,
+            "word_bits",
+            "e.g. `word_bits = 16`",
+            &mut errs,
+        );
+        let word_bits = at_most(word_bits, 1024, "word_bits", &mut errs);
+        if let Some(bits) = word_bits
+            && bits % 8 != 0
+        {
+            errs.push(ConfigError::field(
+                "word_bits",
+                format!("is {bits}; use a whole number of bytes (8, 16, 32)"),
+            ));
+        }
+        let mut units = Vec::new();
+        let declared: Vec<String> = raw.units.iter().flat_map(|u| u.keys().cloned()).collect();
+        match raw.units {
+            None => errs.push(ConfigError::field(
+                "units",
+                "is missing; describe at least one unit under `[units.NAME]`",
+            )),
+            Some(raw_units) if raw_units.is_empty() => errs.push(ConfigError::field(
+                "units",
+                "is empty; describe at least one unit under `[units.NAME]`",
+            )),
+            Some(raw_units) => {
+                for (unit_name, unit) in raw_units {
+                    if let Some(u) = check_unit(&unit_name, unit, costs.as_ref(), &mut errs) {
+                        units.push(u);
+                    }
+                }
+            }
+        }
+        let buffer_bytes = match raw.buffer {
+            None => {
+                errs.push(ConfigError::field(
+                    "buffer",
+                    "is missing; add `[buffer]` with `capacity_bytes`",
+                ));
+                None
+            }
+            Some(b) => positive_int(
+                b.capacity_bytes,
+                "buffer.capacity_bytes",
+                "e.g. 16777216 for 16 MiB",
+                &mut errs,
+            ),
+        };
+        let bandwidth = match raw.dram {
+            None => {
+                errs.push(ConfigError::field(
+                    "dram",
+                    "is missing; add `[dram]` with `bandwidth_gib_s`",
+                ));
+                None
+            }
+            Some(d) => positive_f64(
+                d.bandwidth_gib_s,
+                "dram.bandwidth_gib_s",
+                "e.g. `bandwidth_gib_s = 400.0`",
+                &mut errs,
+            ),
+        };
+        let find_unit = |field: &str, unit: &str, errs: &mut Vec<ConfigError>| -> Option<UnitId> {
+            let found = units.iter().position(|u| u.name == unit).map(UnitId);
+            // A declared unit with errors of its own has been reported already.
+            if found.is_none() && !declared.iter().any(|d| d == unit) {
+                let known: Vec<&str> = declared.iter().map(String::as_str).collect();
+                errs.push(ConfigError::field(
+                    field,
+                    format!(
+                        "names unit `{unit}`, which is not declared; declared units: {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            found
+        };
+        let (mut tile_unit, mut row_unit, mut explicit) = (None, None, BTreeMap::new());
+        match raw.binding {
+            None => errs.push(ConfigError::field(
+                "binding",
+                "is missing; add `[binding]` with `tile = \"UNIT\"` and `row = \"UNIT\"`",
+            )),
+            Some(b) => {
+                match b.tile {
+                    Some(t) => tile_unit = find_unit("binding.tile", &t, &mut errs),
+                    None => errs.push(ConfigError::field(
+                        "binding.tile",
+                        "is missing; name the unit for tile Einsums",
+                    )),
+                }
+                match b.row {
+                    Some(r) => row_unit = find_unit("binding.row", &r, &mut errs),
+                    None => errs.push(ConfigError::field(
+                        "binding.row",
+                        "is missing; name the unit for per-query Einsums",
+                    )),
+                }
+                for (einsum, unit) in b.einsums.unwrap_or_default() {
+                    if let Some(id) =
+                        find_unit(&format!("binding.einsums.{einsum}"), &unit, &mut errs)
+                    {
+                        explicit.insert(einsum, id);
+                    }
+                }
+            }
+        }
+        let (mut fusion, mut interleave) = (None, None);
+        match raw.pipeline {
+            None => errs.push(ConfigError::field(
+                "pipeline",
+                "is missing; add `[pipeline]` with `fusion` and `interleave`",
+            )),
+            Some(p) => {
+                fusion = match p.fusion.as_deref() {
+                    Some("fused") => Some(Fusion::Fused),
+                    Some("none") => Some(Fusion::None),
+                    Some(other) => {
+                        errs.push(ConfigError::field(
+                            "pipeline.fusion",
+                            format!("is `{other}`; use `fused` or `none`"),
+                        ));
+                        None
+                    }
+                    None => {
+                        errs.push(ConfigError::field(
+                            "pipeline.fusion",
+                            "is missing; use `fused` or `none`",
+                        ));
+                        None
+                    }
+                };
+                interleave = p.interleave;
+                if interleave.is_none() {
+                    errs.push(ConfigError::field(
+                        "pipeline.interleave",
+                        "is missing; use `true` or `false`",
+                    ));
+                }
+            }
+        }
+        match (
+            name,
+            cascade,
+            clock_mhz,
+            word_bits,
+            buffer_bytes,
+            bandwidth,
+            tile_unit,
+            row_unit,
+            fusion,
+            interleave,
+            costs,
+        ) {
+            (
+                Some(name),
+                Some(cascade),
+                Some(clock_mhz),
+                Some(word_bits),
+                Some(buffer_bytes),
+                Some(bandwidth),
+                Some(tile_unit),
+                Some(row_unit),
+                Some(fusion),
+                Some(interleave),
+                Some(costs),
+            ) if errs.is_empty() => Ok(ArchSpec {
+                name,
+                cascade,
+                clock_hz: clock_mhz * 1e6,
+                word_bits,
+                units,
+                buffer_bytes,
+                dram_bytes_per_s: bandwidth * GIB,
+                tile_unit,
+                row_unit,
+                explicit,
+                fusion,
+                interleave,
+                costs,
+            }),
+            _ => Err(errs),
+        }
+    }
+
+    /// Checks the explicit bindings against a cascade: every named Einsum exists and its unit
+    /// supports all of its ops.
+    pub fn check_binding(&self, cascade: &Cascade) -> Vec<ConfigError> {
+        let mut errs = Vec::new();
+        for (einsum, &unit) in &self.explicit {
+            let field = format!("binding.einsums.{einsum}");
+            let found = cascade.einsum_ids().find(|&id| {
+                let e = cascade.einsum(id);
+                e.section == Section::Body && cascade.tensor(e.output.tensor).name == *einsum
+            });
+            let Some(id) = found else {
+                errs.push(ConfigError::field(
+                    field,
+                    format!("cascade `{}` has no Einsum writing `{einsum}`; remove the line or fix the name", cascade.name),
+                ));
+                continue;
+            };
+            let unit = self.unit(unit);
+            if let Err(op) = unit.cycles_per_point(&point_ops(cascade, id)) {
+                errs.push(ConfigError::field(
+                    field,
+                    format!(
+                        "binds `{einsum}` to `{}`, which has no `{op}` op; bind it to a unit with `ops.{op}` or add the op to `units.{}.ops`",
+                        unit.name, unit.name
+                    ),
+                ));
+            }
+        }
+        errs
+    }
+
+    /// A copy with a square `dim × dim` tile unit, a `dim`-wide row unit and another buffer.
+    /// Used by design-space sweeps; the per-PE description is kept.
+    pub fn resized(&self, dim: u64, buffer_bytes: u64) -> ArchSpec {
+        let mut arch = self.clone();
+        let (tile, row) = (self.tile_unit.0, self.row_unit.0);
+        let unit = &mut arch.units[tile];
+        if unit.rows > 1 {
+            unit.rows = dim;
+        }
+        unit.cols = dim;
+        if row != tile {
+            arch.units[row].cols = dim;
+        }
+        arch.buffer_bytes = buffer_bytes.max(1);
+        arch.name = format!("{}-{dim}x{dim}", self.name);
+        arch
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The library cascade this architecture runs by default.
+    pub fn cascade(&self) -> &str {
+        &self.cascade
+    }
+    pub fn clock_hz(&self) -> f64 {
+        self.clock_hz
+    }
+    pub fn word_bits(&self) -> u64 {
+        self.word_bits
+    }
+    pub fn word_bytes(&self) -> u64 {
+        self.word_bits / 8
+    }
+    pub fn units(&self) -> &[Unit] {
+        &self.units
+    }
+    pub fn unit(&self, id: UnitId) -> &Unit {
+        &self.units[id.0]
+    }
+    pub fn unit_ids(&self) -> impl Iterator<Item = UnitId> {
+        (0..self.units.len()).map(UnitId)
+    }
+    pub fn buffer_bytes(&self) -> u64 {
+        self.buffer_bytes
+    }
+    pub fn buffer_words(&self) -> u64 {
+        self.buffer_bytes / self.word_bytes()
+    }
+    pub fn dram_bytes_per_s(&self) -> f64 {
+        self.dram_bytes_per_s
+    }
+    /// DRAM bytes per clock cycle.
+    pub fn dram_bytes_per_cycle(&self) -> f64 {
+        self.dram_bytes_per_s / self.clock_hz
+    }
+    pub fn tile_unit(&self) -> UnitId {
+        self.tile_unit
+    }
+    pub fn row_unit(&self) -> UnitId {
+        self.row_unit
+    }
+    /// Explicit bindings by output tensor name.
+    pub fn explicit_binding(&self, einsum: &str) -> Option<UnitId> {
+        self.explicit.get(einsum).copied()
+    }
+    pub fn fusion(&self) -> Fusion {
+        self.fusion
+    }
+    pub fn interleave(&self) -> bool {
+        self.interleave
+    }
+    pub fn costs(&self) -> &CostTable {
+        &self.costs
+    }
+}
+
+impl fmt::Display for ArchSpec {
+    /// A stable one-screen summary.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "arch {} (cascade {}, costs {})",
+            self.name, self.cascade, self.costs.name
+        )?;
+        writeln!(
+            f,
+            "  clock {} MHz, {}-bit words, buffer {} B, DRAM {:.1} GiB/s",
+            self.clock_hz / 1e6,
+            self.word_bits,
+            self.buffer_bytes,
+            self.dram_bytes_per_s / GIB
+        )?;
+        for (i, u) in self.units.iter().enumerate() {
+            let ops: Vec<String> = u
+                .ops
+                .iter()
+                .map(|(k, o)| {
+                    let pipe = if o.pipeline == "alu" {
+                        String::new()
+                    } else {
+                        format!("@{}", o.pipeline)
+                    };
+                    format!("{k}:{}{pipe}", o.cycles)
+                })
+                .collect();
+            let role = match (UnitId(i) == self.tile_unit, UnitId(i) == self.row_unit) {
+                (true, true) => " [tile, row]",
+                (true, false) => " [tile]",
+                (false, true) => " [row]",
+                _ => "",
+            };
+            writeln!(
+                f,
+                "  unit {} {}x{}{role}: {}",
+                u.name,
+                u.rows,
+                u.cols,
+                ops.join(" ")
+            )?;
+        }
+        write!(
+            f,
+            "  pipeline {}, interleave {}",
+            match self.fusion {
+                Fusion::Fused => "fused",
+                Fusion::None => "none",
+            },
+            self.interleave
+        )
+    }
+}
+
+fn required<T>(value: Option<T>, field: &str, fix: &str, errs: &mut Vec<ConfigError>) -> Option<T> {
+    if value.is_none() {
+        errs.push(ConfigError::field(field, format!("is missing; {fix}")));
+    }
+    value
+}
+
+fn positive_int(
+    value: Option<i64>,
+    field: &str,
+    fix: &str,
+    errs: &mut Vec<ConfigError>,
+) -> Option<u64> {
+    match value {
+        None => {
+            errs.push(ConfigError::field(field, format!("is missing; {fix}")));
+            None
+        }
+        Some(v) if v <= 0 => {
+            errs.push(ConfigError::field(
+                field,
+                format!("is {v}; it must be at least 1 ({fix})"),
+            ));
+            None
+        }
+        Some(v) if v as u64 > MAX_BUFFER => {
+            errs.push(ConfigError::field(
+                field,
+                format!("is {v}; the model accepts at most {MAX_BUFFER}"),
+            ));
+            None
+        }
+        Some(v) => Some(v as u64),
+    }
+}
+
+/// Largest array side the model accepts (so PE counts and products stay countable).
+const MAX_DIM: u64 = 1 << 16;
+/// Largest cycle or action count per op, and register-file size.
+const MAX_COUNT: u64 = 1 << 20;
+/// Largest integer field otherwise (buffer bytes and the like: 1 PiB).
+const MAX_BUFFER: u64 = 1 << 50;
+
+fn at_most(value: Option<u64>, max: u64, field: &str, errs: &mut Vec<ConfigError>) -> Option<u64> {
+    match value {
+        Some(v) if v > max => {
+            errs.push(ConfigError::field(
+                field,
+                format!("is {v}; the model accepts at most {max}"),
+            ));
+            None
+        }
+        v => v,
+    }
+}
+
+fn positive_f64(
+    value: Option<f64>,
+    field: &str,
+    fix: &str,
+    errs: &mut Vec<ConfigError>,
+) -> Option<f64> {
+    match value {
+        None => {
+            errs.push(ConfigError::field(field, format!("is missing; {fix}")));
+            None
+        }
+        Some(v) if !(v.is_finite() && v > 0.0) => {
+            errs.push(ConfigError::field(
+                field,
+                format!("is {v}; it must be a positive number ({fix})"),
+            ));
+            None
+        }
+        Some(v) => Some(v),
+    }
+}
+
+fn non_negative_f64(value: f64, field: &str, errs: &mut Vec<ConfigError>) -> bool {
+    let ok = value.is_finite() && value >= 0.0;
+    if !ok {
+        errs.push(ConfigError::field(
+            field,
+            format!("is {value}; it must be a non-negative number"),
+        ));
+    }
+    ok
+}
+
+fn op_kind(name: &str) -> Option<OpKind> {
+    OpKind::ALL.into_iter().find(|k| k.name() == name)
+}
+
+fn check_unit(
+    name: &str,
+    raw: RawUnit,
+    costs: Option<&CostTable>,
+    errs: &mut Vec<ConfigError>,
+) -> Option<Unit> {
+    let at = |f: &str| format!("units.{name}.{f}");
+    let before = errs.len();
+    let rows = positive_int(raw.rows, &at("rows"), "1 for a 1D array", errs);
+    let rows = at_most(rows, MAX_DIM, &at("rows"), errs);
+    let cols = positive_int(raw.cols, &at("cols"), "the number of PEs per row", errs);
+    let cols = at_most(cols, MAX_DIM, &at("cols"), errs);
+    let register_words = match raw.register_words {
+        Some(v) if !(0..=MAX_COUNT as i64).contains(&v) => {
+            errs.push(ConfigError::field(
+                at("register_words"),
+                format!("is {v}; it must be between 0 and {MAX_COUNT}"),
+            ));
+            0
+        }
+        Some(v) => v as u64,
+        None => {
+            errs.push(ConfigError::field(
+                at("register_words"),
+                "is missing; give the PE register-file size in words",
+            ));
+            0
+        }
+    };
+    let mut components = BTreeMap::new();
+    for (c, n) in raw.components.unwrap_or_default() {
+        let field = at(&format!("components.{c}"));
+        if !(0..=MAX_COUNT as i64).contains(&n) {
+            errs.push(ConfigError::field(
+                &field,
+                format!("is {n}; a count must be between 0 and {MAX_COUNT}"),
+            ));
+            continue;
+        }
+        if let Some(t) = costs
+            && t.area_um2(&c).is_none()
+        {
+            let known: Vec<&str> = t.area_um2.keys().map(String::as_str).collect();
+            errs.push(ConfigError::field(
+                &field,
+                format!(
+                    "`{c}` has no area in cost table `{}`; known components: {}",
+                    t.name,
+                    known.join(", ")
+                ),
+            ));
+        }
+        components.insert(c, n as u64);
+    }
+    let mut ops = BTreeMap::new();
+    let raw_ops = raw.ops.unwrap_or_default();
+    if raw_ops.is_empty() {
+        errs.push(ConfigError::field(at("ops"), "is empty; list the op kinds the PEs execute, e.g. `ops.mac = { cycles = 1, actions = { mac = 1 } }`"));
+    }
+    for (op_name, op) in raw_ops {
+        let field = at(&format!("ops.{op_name}"));
+        let Some(kind) = op_kind(&op_name) else {
+            let known: Vec<&str> = OpKind::ALL.iter().map(|k| k.name()).collect();
+            errs.push(ConfigError::field(
+                &field,
+                format!(
+                    "`{op_name}` is not an op kind; use one of {}",
+                    known.join(", ")
+                ),
+            ));
+            continue;
+        };
+        let cycles = positive_int(
+            op.cycles,
+            &format!("{field}.cycles"),
+            "cycles per element",
+            errs,
+        );
+        let cycles = at_most(cycles, MAX_COUNT, &format!("{field}.cycles"), errs);
+        let mut actions = BTreeMap::new();
+        for (action, n) in op.actions.unwrap_or_default() {
+            let afield = format!("{field}.actions.{action}");
+            if !(0..=MAX_COUNT as i64).contains(&n) {
+                errs.push(ConfigError::field(
+                    &afield,
+                    format!("is {n}; a count must be between 0 and {MAX_COUNT}"),
+                ));
+                continue;
+            }
+            if let Some(t) = costs
+                && t.energy_pj(&action).is_none()
+            {
+                let known: Vec<&str> = t.energy_pj.keys().map(String::as_str).collect();
+                errs.push(ConfigError::field(
+                    &afield,
+                    format!(
+                        "`{action}` has no energy in cost table `{}`; known actions: {}",
+                        t.name,
+                        known.join(", ")
+                    ),
+                ));
+            }
+            actions.insert(action, n as u64);
+        }
+        if let Some(cycles) = cycles {
+            ops.insert(
+                kind,
+                OpImpl {
+                    cycles,
+                    actions,
+                    pipeline: op.pipeline.unwrap_or_else(|| "alu".into()),
+                },
+            );
+        }
+    }
+    (errs.len() == before).then(|| Unit {
+        name: name.to_string(),
+        rows: rows.unwrap_or(1),
+        cols: cols.unwrap_or(1),
+        register_words,
+        components,
+        ops,
+    })
+}
+
+fn check_costs(raw: RawCosts, errs: &mut Vec<ConfigError>) -> Option<CostTable> {
+    let before = errs.len();
+    let name = required(raw.name, "costs: name", "add `name = \"my-table\"`", errs);
+    let energy_pj = raw.energy_pj.unwrap_or_default();
+    for (k, &v) in &energy_pj {
+        non_negative_f64(v, &format!("costs: energy_pj.{k}"), errs);
+    }
+    for needed in ["register_read", "register_write"] {
+        if !energy_pj.contains_key(needed) {
+            errs.push(ConfigError::field(
+                format!("costs: energy_pj.{needed}"),
+                "is missing; give the energy per access in pJ",
+            ));
+        }
+    }
+    let area_um2 = raw.area_um2.unwrap_or_default();
+    for (k, &v) in &area_um2 {
+        non_negative_f64(v, &format!("costs: area_um2.{k}"), errs);
+    }
+    if !area_um2.contains_key("register_word") {
+        errs.push(ConfigError::field(
+            "costs: area_um2.register_word",
+            "is missing; give the area of one register word in µm²",
+        ));
+    }
+    let Some(b) = raw.buffer else {
+        errs.push(ConfigError::field(
+            "costs: buffer",
+            "is missing; add `[buffer]` with access energies",
+        ));
+        return None;
+    };
+    let Some(d) = raw.dram else {
+        errs.push(ConfigError::field(
+            "costs: dram",
+            "is missing; add `[dram]` with `access_bits` and `access_pj`",
+        ));
+        return None;
+    };
+    let buffer_access_bits =
+        positive_int(b.access_bits, "costs: buffer.access_bits", "e.g. 64", errs);
+    let buffer_read_pj = positive_f64(b.read_pj, "costs: buffer.read_pj", "pJ per access", errs);
+    let buffer_write_pj = positive_f64(b.write_pj, "costs: buffer.write_pj", "pJ per access", errs);
+    let buffer_reference_bytes = positive_int(
+        b.reference_bytes,
+        "costs: buffer.reference_bytes",
+        "the SRAM size the energies were characterised for",
+        errs,
+    );
+    let buffer_reference_area_mm2 = positive_f64(
+        b.reference_area_mm2,
+        "costs: buffer.reference_area_mm2",
+        "the area of that SRAM",
+        errs,
+    );
+    let dram_access_bits = positive_int(d.access_bits, "costs: dram.access_bits", "e.g. 64", errs);
+    let dram_access_pj = positive_f64(d.access_pj, "costs: dram.access_pj", "pJ per access", errs);
+    if errs.len() != before {
+        return None;
+    }
+    Some(CostTable {
+        name: name?,
+        energy_pj,
+        buffer_access_bits: buffer_access_bits?,
+        buffer_read_pj: buffer_read_pj?,
+        buffer_write_pj: buffer_write_pj?,
+        buffer_reference_bytes: buffer_reference_bytes?,
+        buffer_reference_area_mm2: buffer_reference_area_mm2?,
+        dram_access_bits: dram_access_bits?,
+        dram_access_pj: dram_access_pj?,
+        area_um2,
+    })
+}

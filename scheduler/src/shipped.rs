@@ -1,0 +1,67 @@
+//! The architecture, cost and workload files shipped in `arch-configs/`, embedded at build time
+//! so that `--arch fusemax` works from any directory.
+
+/// Shipped architectures: (name, TOML text), sorted by name.
+pub const ARCHS: &[(&str, &str)] = &[
+    ("flat", include_str!("../../arch-configs/flat.toml")),
+    ("fusemax", include_str!("../../arch-configs/fusemax.toml")),
+    (
+        "fusemax-cascade-on-flat",
+        include_str!("../../arch-configs/fusemax-cascade-on-flat.toml"),
+    ),
+    (
+        "fusemax-no-interleave",
+        include_str!("../../arch-configs/fusemax-no-interleave.toml"),
+    ),
+    ("unfused", include_str!("../../arch-configs/unfused.toml")),
+];
+
+/// Shipped cost tables: (name, TOML text).
+pub const COSTS: &[(&str, &str)] = &[(
+    "accelergy-45nm",
+    include_str!("../../arch-configs/costs/accelergy-45nm.toml"),
+)];
+
+/// The shipped workload set.
+pub const WORKLOADS: &str = include_str!("../../arch-configs/workloads/transformers.toml");
+
+/// A shipped architecture's text by name.
+pub fn arch(name: &str) -> Option<&'static str> {
+    ARCHS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+/// A shipped cost table's text by name.
+pub fn costs(name: &str) -> Option<&'static str> {
+    COSTS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+/// Parses and validates a shipped architecture with its cost table.
+pub fn load_arch(name: &str) -> Option<Result<crate::ArchSpec, Vec<crate::ConfigError>>> {
+    let text = arch(name)?;
+    Some(parse_arch(text, |table| costs(table).map(str::to_string)))
+}
+
+/// Parses an architecture's text, finding its cost table through `costs_text(name)`.
+pub fn parse_arch(
+    text: &str,
+    costs_text: impl FnOnce(&str) -> Option<String>,
+) -> Result<crate::ArchSpec, Vec<crate::ConfigError>> {
+    let raw = crate::RawArch::from_toml(text).map_err(|e| vec![e])?;
+    let table = raw.costs.clone().unwrap_or_else(|| COSTS[0].0.to_string());
+    let Some(costs) = costs_text(&table) else {
+        return Err(vec![crate::ConfigError::Field {
+            field: "costs".into(),
+            problem: format!(
+                "names cost table `{table}`, which was not found; shipped tables: {}",
+                COSTS.iter().map(|c| c.0).collect::<Vec<_>>().join(", ")
+            ),
+        }]);
+    };
+    let costs = crate::RawCosts::from_toml(&costs).map_err(|e| vec![e])?;
+    crate::ArchSpec::new(raw, costs)
+}
+
+/// The shipped workload set, validated.
+pub fn load_workloads() -> Result<crate::Workloads, Vec<crate::ConfigError>> {
+    crate::Workloads::new(crate::RawWorkloads::from_toml(WORKLOADS).map_err(|e| vec![e])?)
+}

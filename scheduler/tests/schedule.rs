@@ -1,0 +1,397 @@
+//! Scheduler tests: config validation, pass structure, binding, buffer sizing and infeasibility,
+//! checked against numbers derived by hand from the FuseMax reference (sections 4–6).
+
+use cascade_ir::Cascade;
+use cascade_ir::ops::OpKind;
+use cascade_scheduler::shipped::{self, parse_arch};
+use cascade_scheduler::{ArchSpec, Outcome, Problem, Residency, Schedule, op_costs, schedule};
+
+fn arch(name: &str) -> ArchSpec {
+    shipped::load_arch(name).expect("shipped").expect("valid")
+}
+
+fn library(name: &str) -> Cascade {
+    let src = cascade_ir::library::source(name).expect("library cascade");
+    cascade_ir::dsl::parse(src, name).expect("parses").cascade
+}
+
+fn problem(model: &str, seq: u64) -> Problem {
+    let w = shipped::load_workloads().expect("valid workloads");
+    let m = w.model(model).expect("model").clone();
+    w.problem(&m, seq)
+}
+
+fn scheduled(arch_name: &str, cascade: &str, model: &str, seq: u64) -> (Schedule, ArchSpec) {
+    let a = arch(arch_name);
+    match schedule(&library(cascade), &a, &problem(model, seq)).expect("sizes given") {
+        Outcome::Scheduled(s) => (*s, a),
+        Outcome::Infeasible(why) => panic!("{arch_name}/{cascade}: {why}"),
+    }
+}
+
+fn unit_of(s: &Schedule, a: &ArchSpec, einsum: &str) -> String {
+    let e = s
+        .einsums
+        .iter()
+        .find(|e| e.name == einsum)
+        .unwrap_or_else(|| panic!("no {einsum}"));
+    a.unit(e.unit).name().to_string()
+}
+
+/// Errors of an architecture text with the shipped cost table.
+fn arch_errors(text: &str) -> Vec<String> {
+    match parse_arch(text, |n| shipped::costs(n).map(str::to_string)) {
+        Ok(_) => Vec::new(),
+        Err(errs) => errs.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn every_shipped_architecture_validates() {
+    for (name, _) in shipped::ARCHS {
+        let a = arch(name);
+        assert_eq!(a.name(), *name);
+        assert!(a.check_binding(&library(a.cascade())).is_empty());
+    }
+    assert_eq!(shipped::load_workloads().unwrap().models().len(), 4);
+}
+
+#[test]
+fn passes_follow_the_cascade() {
+    // Reference section 3: 3-pass, 2-pass (deferred division and local maxima), 1-pass.
+    for (cascade, passes) in [
+        ("attention_3pass", 3),
+        ("attention_2pass_deferred", 2),
+        ("attention_2pass_localmax", 2),
+        ("attention_1pass", 1),
+    ] {
+        let (s, _) = scheduled("fusemax", cascade, "bert", 4096);
+        assert_eq!(s.phases[0].passes, passes, "{cascade}");
+    }
+}
+
+#[test]
+fn fusemax_binding_is_the_papers() {
+    // Reference section 5.
+    let (s, a) = scheduled("fusemax", "attention_1pass", "bert", 4096);
+    for e in ["BQK", "LM", "SLN", "SLD", "SLNV"] {
+        assert_eq!(unit_of(&s, &a, e), "array2d", "{e}");
+    }
+    for e in ["RM", "PRM", "SPD", "RD", "SPNV", "RNV", "AV"] {
+        assert_eq!(unit_of(&s, &a, e), "array1d", "{e}");
+    }
+    let epochs: Vec<&str> = s.phases[0].epochs.iter().map(|(_, t)| t.as_str()).collect();
+    assert!(
+        epochs
+            .iter()
+            .any(|t| t.starts_with("(SLNV[") && t.contains("| BQK[t])")),
+        "{epochs:?}"
+    );
+}
+
+#[test]
+fn flat_and_cascade_on_flat_bindings() {
+    // Reference section 6: FLAT runs QK and AV on the 2D array and the softmax on the 1D array;
+    // +Cascade puts only BQK and SLNV on the 2D array.
+    let (s, a) = scheduled("flat", "attention_3pass", "bert", 4096);
+    for (e, u) in [
+        ("QK", "array2d"),
+        ("AV", "array2d"),
+        ("GM", "array1d"),
+        ("SN", "array1d"),
+        ("SD", "array1d"),
+        ("A", "array1d"),
+    ] {
+        assert_eq!(unit_of(&s, &a, e), u, "{e}");
+    }
+    let (s, a) = scheduled("fusemax-cascade-on-flat", "attention_1pass", "bert", 4096);
+    let on_2d: Vec<&str> = s
+        .einsums
+        .iter()
+        .filter(|e| a.unit(e.unit).name() == "array2d")
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(on_2d, ["BQK", "SLNV"]);
+    // The unfused baseline: three phases (QK | softmax | AV).
+    let (s, _) = scheduled("unfused", "attention_3pass", "bert", 4096);
+    let phases: Vec<Vec<&str>> = s
+        .phases
+        .iter()
+        .map(|p| {
+            p.einsums
+                .iter()
+                .map(|&i| s.einsums[i].name.as_str())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        phases,
+        [vec!["QK"], vec!["GM", "SN", "SD", "A"], vec!["AV"]]
+    );
+}
+
+#[test]
+fn fusemax_tile_work_matches_the_op_costs() {
+    // Per 256×256 tile (reference section 4): 2D = BQK E + LM 1 + SLN 7 + SLD 1 + SLNV F;
+    // 1D = RM 1 + PRM 7 + SPD 1 + RD 1 + SPNV F + RNV F.
+    for (model, e) in [("bert", 64u64), ("xlm", 128)] {
+        let (s, a) = scheduled("fusemax", "attention_1pass", model, 16384);
+        let tiles = s.phases[0].partition.tiles();
+        let per_tile = |unit: &str| -> u64 {
+            s.einsums
+                .iter()
+                .filter(|x| x.per_key_tile && a.unit(x.unit).name() == unit)
+                .map(|x| x.cycles)
+                .sum::<u64>()
+                / tiles
+        };
+        assert_eq!(per_tile("array2d"), 2 * e + 9, "{model}");
+        assert_eq!(per_tile("array1d"), 2 * e + 10, "{model}");
+    }
+}
+
+#[test]
+fn fusemax_query_tiles_follow_the_buffer() {
+    // Reference section 5: per query Q (E), RM, RD (1 each), RNV (F); plus one BK and one BV
+    // tile. 16 MiB of 16-bit words, E = F = 64: P1 = floor((8 Mi − 2·256·64) / (130·256)) = 251.
+    let (s, _) = scheduled("fusemax", "attention_1pass", "bert", 1 << 20);
+    let part = &s.phases[0].partition;
+    assert_eq!((part.m0, part.m1, part.p0), (256, 4096, 256));
+    assert_eq!(part.p1, 251);
+    assert_eq!(part.p2, 4096u64.div_ceil(251));
+    let placements = &s.phases[0].placements;
+    let k = placements
+        .iter()
+        .find(|(n, _)| n == "K")
+        .map(|(_, r)| r.clone());
+    assert_eq!(
+        k,
+        Some(Residency::Streamed {
+            tile_words: 256 * 64,
+            times: 17
+        })
+    );
+    // K and V are re-streamed P2 times; Q is read once and the output written once.
+    let (m, e) = (1u64 << 20, 64u64);
+    let expected = (m * e * 2 * 17 + m * e) as f64;
+    assert_eq!(s.phases[0].traffic.dram_read, expected);
+}
+
+#[test]
+fn fusemax_never_spills_and_its_state_is_length_independent() {
+    let mut words = Vec::new();
+    for seq in [1u64 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20] {
+        let (s, _) = scheduled("fusemax", "attention_1pass", "xlm", seq);
+        assert_eq!(s.phases[0].spill, 0.0, "{seq}");
+        let per_query: u64 = s.phases[0]
+            .placements
+            .iter()
+            .filter_map(|(_, r)| match r {
+                Residency::Buffer { words_per_query } => Some(*words_per_query),
+                _ => None,
+            })
+            .sum();
+        words.push(per_query);
+    }
+    assert!(words.iter().all(|&w| w == 2 * 128 + 2), "{words:?}");
+}
+
+#[test]
+fn flat_spills_its_rows_at_long_sequences() {
+    for seq in [1u64 << 10, 1 << 12, 1 << 14] {
+        assert_eq!(
+            scheduled("flat", "attention_3pass", "bert", seq).0.phases[0].spill,
+            0.0
+        );
+    }
+    // At 256K a query tile needs 256 rows × (Q 64 + GM 1 + SD 1 + AV 64 + one QK row of 256K)
+    // words beside one K and one V tile, in 16 Mi words.
+    let (s, _) = scheduled("flat", "attention_3pass", "bert", 1 << 18);
+    let avail = (16u64 << 20) - 2 * 256 * 64;
+    let need = (130 + (1u64 << 18)) * 256;
+    let expected = (need - avail) as f64 / ((1u64 << 18) * 256) as f64;
+    assert!(
+        (s.phases[0].spill - expected).abs() < 1e-9,
+        "{} vs {expected}",
+        s.phases[0].spill
+    );
+}
+
+#[test]
+fn no_interleave_adds_one_drain_per_tile() {
+    let (s, _) = scheduled("fusemax-no-interleave", "attention_1pass", "bert", 4096);
+    assert_eq!(s.phases[0].stall_per_tile, 256);
+    let (s, _) = scheduled("fusemax", "attention_1pass", "bert", 4096);
+    assert_eq!(s.phases[0].stall_per_tile, 0);
+}
+
+#[test]
+fn infeasibility_is_a_value_with_a_reason() {
+    // No unit computes a sigmoid.
+    let a = arch("fusemax");
+    match schedule(&library("sigmoid_attention"), &a, &problem("bert", 4096)).unwrap() {
+        Outcome::Infeasible(why) => assert!(
+            why.reason.contains("`other`") && why.reason.contains('S'),
+            "{why}"
+        ),
+        Outcome::Scheduled(_) => panic!("sigmoid has no unit"),
+    }
+    // A buffer too small for one query tile.
+    let text = shipped::arch("fusemax")
+        .unwrap()
+        .replace("capacity_bytes = 16777216", "capacity_bytes = 65536");
+    let tiny = parse_arch(&text, |n| shipped::costs(n).map(str::to_string)).unwrap();
+    match schedule(&library("attention_1pass"), &tiny, &problem("bert", 4096)).unwrap() {
+        Outcome::Infeasible(why) => assert!(why.reason.contains("buffer"), "{why}"),
+        Outcome::Scheduled(_) => panic!("64 KiB cannot hold a query tile"),
+    }
+    // A rank without a size is the caller's error, not infeasibility.
+    let err = schedule(
+        &library("attention_window_3pass"),
+        &a,
+        &problem("bert", 4096),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("rank W has no size"), "{err}");
+}
+
+#[test]
+fn config_errors_name_the_field_and_the_fix() {
+    let base = shipped::arch("fusemax").unwrap();
+    let cases = [
+        (
+            base.replacen("rows = 256", "rows = 0", 1),
+            "`units.array2d.rows`: is 0",
+        ),
+        (
+            base.replace("bandwidth_gib_s = 400.0", "bandwidth_gib_s = -400.0"),
+            "`dram.bandwidth_gib_s`: is -400",
+        ),
+        (
+            base.replace("clock_mhz = 940.0", "clock_mhz = 940.0\nclock_ghz = 1.0"),
+            "unknown field `clock_ghz`",
+        ),
+        (
+            base.replace("tile = \"array2d\"", "tile = \"array3d\""),
+            "`binding.tile`: names unit `array3d`",
+        ),
+        (
+            base.replace(
+                "ops.exp = { cycles = 6, actions = { mac = 6 } }",
+                "ops.exp = { cycles = 6, actions = { taylor = 6 } }",
+            ),
+            "`taylor` has no energy",
+        ),
+    ];
+    for (text, expected) in cases {
+        let errs = arch_errors(&text);
+        assert!(
+            errs.iter().any(|e| e.contains(expected)),
+            "{expected}: {errs:?}"
+        );
+    }
+    // An Einsum bound to a unit without its op is caught against the cascade.
+    let text = base.replacen(
+        "[binding]\n",
+        "[binding]\neinsums = { AV = \"array2d\" }\n",
+        1,
+    );
+    let a = parse_arch(&text, |n| shipped::costs(n).map(str::to_string)).unwrap();
+    let errs: Vec<String> = a
+        .check_binding(&library("attention_1pass"))
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with("`binding.einsums.AV`") && errs[0].contains("no `div` op"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn op_costs_price_each_unit() {
+    let costs = op_costs(&arch("fusemax"));
+    let exp = costs["array2d"][&OpKind::Exp];
+    assert_eq!(exp.cycles, 6.0);
+    assert!((exp.energy_pj - 6.0 * 17.16).abs() < 1e-9);
+    assert!(!costs["array2d"].contains_key(&OpKind::Div));
+    let costs = op_costs(&arch("flat"));
+    let exp = costs["array1d"][&OpKind::Exp];
+    assert_eq!((exp.cycles, exp.unit_cycles), (1.0, 1.0 / 256.0));
+    assert!((exp.energy_pj - 94.65).abs() < 1e-9);
+}
+
+mod loader_properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn mutate(text: &str, edits: &[(usize, u8, u8)]) -> String {
+        let mut bytes = text.as_bytes().to_vec();
+        for &(pos, kind, byte) in edits {
+            if bytes.is_empty() {
+                break;
+            }
+            let i = pos % bytes.len();
+            match kind % 4 {
+                0 => bytes[i] = byte,
+                1 => {
+                    bytes.remove(i);
+                }
+                2 => bytes.insert(i, byte),
+                _ => {
+                    // Replace a digit run start with a sign or zero, the likeliest bad values.
+                    bytes[i] = if byte % 2 == 0 { b'-' } else { b'0' };
+                }
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn mutated_configs_never_panic(
+            which in 0usize..5,
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..6),
+        ) {
+            let (_, text) = shipped::ARCHS[which];
+            let mutated = mutate(text, &edits);
+            if let Ok(a) = parse_arch(&mutated, |n| shipped::costs(n).map(str::to_string)) {
+                // A valid architecture schedules or explains why not.
+                if let Some(c) = cascade_ir::library::source(a.cascade()) {
+                    let c = cascade_ir::dsl::parse(c, "x").unwrap().cascade;
+                    let _ = a.check_binding(&c);
+                    let _ = schedule(&c, &a, &problem("bert", 4096));
+                }
+            }
+        }
+
+        #[test]
+        fn numeric_fields_out_of_range_are_reported(value in -1000i64..=0) {
+            let text = shipped::arch("flat").unwrap().replacen("cols = 256", &format!("cols = {value}"), 1);
+            let errs = arch_errors(&text);
+            prop_assert!(errs.iter().any(|e| e.starts_with("`units.array2d.cols`")), "{:?}", errs);
+        }
+    }
+
+    #[test]
+    fn a_config_error_is_not_a_panic_for_missing_sections() {
+        let errs = arch_errors("name = \"x\"\n");
+        for field in [
+            "`cascade`",
+            "`clock_mhz`",
+            "`units`",
+            "`buffer`",
+            "`dram`",
+            "`binding`",
+            "`pipeline`",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.starts_with(field)),
+                "{field}: {errs:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Benchmarks of the analytical model: the paper's full comparison (5 configurations × 4 models
+//! × 6 lengths, attention and end to end) and a 10,000-point design sweep in parallel.
+
+use cascade_ir::Cascade;
+use cascade_scheduler::{ArchSpec, Problem, shipped};
+use cascade_sim::compare::{Config, compare};
+use cascade_sim::sweep::design_point;
+use rayon::prelude::*;
+
+fn main() {
+    divan::main();
+}
+
+fn load(name: &str) -> (ArchSpec, Cascade) {
+    let arch = shipped::load_arch(name).expect("shipped").expect("valid");
+    let src = cascade_ir::library::source(arch.cascade()).expect("library");
+    let cascade = cascade_ir::dsl::parse(src, "library")
+        .expect("parses")
+        .cascade;
+    (arch, cascade)
+}
+
+fn problems(seqs: &[u64]) -> Vec<Problem> {
+    let w = shipped::load_workloads().expect("valid");
+    w.models()
+        .iter()
+        .flat_map(|m| seqs.iter().map(|&s| w.problem(m, s)))
+        .collect()
+}
+
+/// FuseMax against the four other shipped configurations at all 24 points.
+#[divan::bench(sample_count = 20)]
+fn full_comparison(bencher: divan::Bencher) {
+    let subject = load("fusemax");
+    let others: Vec<_> = [
+        "flat",
+        "unfused",
+        "fusemax-cascade-on-flat",
+        "fusemax-no-interleave",
+    ]
+    .map(load)
+    .into();
+    let points = problems(shipped::load_workloads().unwrap().seq());
+    bencher.bench_local(|| {
+        let configs: Vec<Config<'_>> = others
+            .iter()
+            .map(|(a, c)| Config {
+                arch: a,
+                cascade: c,
+            })
+            .collect();
+        compare(
+            Config {
+                arch: &subject.0,
+                cascade: &subject.1,
+            },
+            &configs,
+            &points,
+        )
+    });
+}
+
+/// 10,000 design points: array sides 16..=515 × 4 models × 5 lengths, each sizing its buffer.
+#[divan::bench(sample_count = 3, sample_size = 1)]
+fn sweep_10000_points(bencher: divan::Bencher) {
+    let (arch, cascade) = load("fusemax");
+    let points = problems(&[1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 18]);
+    let jobs: Vec<(usize, u64)> = (0..points.len())
+        .flat_map(|p| (16..516).map(move |d| (p, d)))
+        .collect();
+    assert_eq!(jobs.len(), 10_000);
+    bencher.bench_local(|| {
+        jobs.par_iter()
+            .map(|&(p, d)| {
+                design_point(&arch, &cascade, &points[p], d, 64 << 10, 32 << 20).latency_s
+            })
+            .sum::<f64>()
+    });
+}

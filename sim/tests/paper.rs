@@ -1,0 +1,266 @@
+//! The FuseMax paper's results as targets for the analytical model (reference section 8).
+//!
+//! Where the model agrees with the paper the test holds it to 5%. Where it does not, the test
+//! states the band the model gives and the comment says why; nothing is tuned to hit a number.
+
+use cascade_ir::Cascade;
+use cascade_scheduler::{ArchSpec, Outcome, Problem, schedule, shipped};
+use cascade_sim::compare::{Comparison, Config, compare};
+use cascade_sim::{SimReport, simulate};
+
+struct Loaded {
+    arch: ArchSpec,
+    cascade: Cascade,
+}
+
+fn load(name: &str) -> Loaded {
+    let arch = shipped::load_arch(name).expect("shipped").expect("valid");
+    let src = cascade_ir::library::source(arch.cascade()).expect("library cascade");
+    let cascade = cascade_ir::dsl::parse(src, "library")
+        .expect("parses")
+        .cascade;
+    Loaded { arch, cascade }
+}
+
+fn problems() -> Vec<Problem> {
+    let w = shipped::load_workloads().expect("valid workloads");
+    w.models()
+        .iter()
+        .flat_map(|m| w.seq().iter().map(|&s| w.problem(m, s)))
+        .collect()
+}
+
+fn run(l: &Loaded, p: &Problem) -> SimReport {
+    match schedule(&l.cascade, &l.arch, p).expect("sizes") {
+        Outcome::Scheduled(s) => simulate(&s, &l.arch),
+        Outcome::Infeasible(why) => panic!("{}: {why}", l.arch.name()),
+    }
+}
+
+fn comparison(baselines: &[&str]) -> Comparison {
+    let subject = load("fusemax");
+    let bases: Vec<Loaded> = baselines.iter().map(|b| load(b)).collect();
+    let configs: Vec<Config<'_>> = bases
+        .iter()
+        .map(|b| Config {
+            arch: &b.arch,
+            cascade: &b.cascade,
+        })
+        .collect();
+    compare(
+        Config {
+            arch: &subject.arch,
+            cascade: &subject.cascade,
+        },
+        &configs,
+        &problems(),
+    )
+}
+
+fn within(value: f64, target: f64, rel: f64) -> bool {
+    (value - target).abs() <= rel * target
+}
+
+#[test]
+fn means_against_flat_match_the_paper_within_5_percent() {
+    let cmp = comparison(&["flat"]);
+    assert_eq!(cmp.rows.len(), 24);
+    let a = cmp.mean_attention[0].expect("all feasible");
+    let e = cmp.mean_end_to_end[0].expect("all feasible");
+    assert!(
+        within(a.speedup, 6.7, 0.05),
+        "attention speedup {}",
+        a.speedup
+    );
+    assert!(
+        within(a.energy, 0.79, 0.05),
+        "attention energy {}",
+        a.energy
+    );
+    assert!(
+        within(e.speedup, 5.3, 0.05),
+        "end-to-end speedup {}",
+        e.speedup
+    );
+    assert!(
+        within(e.energy, 0.83, 0.05),
+        "end-to-end energy {}",
+        e.energy
+    );
+}
+
+#[test]
+fn means_against_unfused_are_in_the_models_band() {
+    // The paper reports 10× / 77% (attention) and 7.6× / 82% (end to end). Our unfused baseline
+    // stages every phase boundary through the global buffer and DRAM and re-reads QK in each
+    // softmax pass once a row no longer fits, where the paper's unfused baseline uses searched
+    // (Timeloop-mapper) mappings per phase; so our unfused is slower and spends more energy on
+    // buffer and DRAM traffic: ~10.6× / ~66% and ~8.2× / ~74%.
+    let cmp = comparison(&["unfused"]);
+    let a = cmp.mean_attention[0].expect("all feasible");
+    let e = cmp.mean_end_to_end[0].expect("all feasible");
+    assert!(
+        within(a.speedup, 10.0, 0.10),
+        "attention speedup {}",
+        a.speedup
+    );
+    assert!(
+        (0.62..=0.70).contains(&a.energy),
+        "attention energy {}",
+        a.energy
+    );
+    assert!(
+        within(e.speedup, 7.6, 0.10),
+        "end-to-end speedup {}",
+        e.speedup
+    );
+    assert!(
+        (0.70..=0.77).contains(&e.energy),
+        "end-to-end energy {}",
+        e.energy
+    );
+}
+
+#[test]
+fn fusemax_utilisation_rises_with_length() {
+    let fusemax = load("fusemax");
+    for p in problems() {
+        let r = run(&fusemax, &p);
+        let util = |u: &str| {
+            r.units
+                .iter()
+                .find(|x| x.name == u)
+                .expect("unit")
+                .utilisation
+        };
+        let (two, one) = (util("array2d"), util("array1d"));
+        assert!(one > 0.99, "{} {}: 1D {one}", p.label, p.seq);
+        match p.seq {
+            1024 => assert!((0.88..=0.90).contains(&two), "{} 1K: 2D {two}", p.label),
+            1_048_576 => assert!(two >= 0.99, "{} 1M: 2D {two}", p.label),
+            _ => assert!(two > 0.96, "{} {}: 2D {two}", p.label, p.seq),
+        }
+        // FuseMax needs no spill at any length in 16 MiB.
+        assert_eq!(r.spill, 0.0);
+    }
+}
+
+#[test]
+fn fusemax_latency_matches_the_hand_formula() {
+    // Per 256-query tile, every key tile costs 2F+10 cycles on the 1D array (the bottleneck,
+    // reference section 4), plus F cycles of final division per query tile.
+    let fusemax = load("fusemax");
+    for p in problems() {
+        let (m, f) = (p.seq as f64, p.sizes["F"] as f64);
+        let per_query_tile = (m / 256.0) * (2.0 * f + 10.0) + f;
+        let expected = p.instances() as f64 * (p.seq as f64 / 256.0) * per_query_tile;
+        let r = run(&fusemax, &p);
+        // The pipeline fill adds a few epochs once per layer.
+        assert!(
+            within(r.latency_cycles, expected, 0.005),
+            "{} {}: {} vs {expected}",
+            p.label,
+            p.seq,
+            r.latency_cycles
+        );
+    }
+}
+
+#[test]
+fn flat_is_bound_by_its_1d_array_then_by_memory() {
+    let flat = load("flat");
+    for p in problems().into_iter().filter(|p| p.sizes["E"] == 64) {
+        let r = run(&flat, &p);
+        let two = r
+            .units
+            .iter()
+            .find(|u| u.name == "array2d")
+            .expect("unit")
+            .utilisation;
+        if p.seq <= 65536 {
+            // QK and AV take 2E/65536 cycles per score, the softmax 4/256: 2D busy 1/8 of the time.
+            assert!(within(two, 0.125, 0.01), "{} {}: 2D {two}", p.label, p.seq);
+            assert_eq!(r.phases[0].bound, "array1d");
+        } else {
+            // Rows of 256K keys no longer fit in 32 MiB and most of the scores spill. The paper
+            // calls FLAT memory-bound from 256K; in our model memory time reaches 98% of the 1D
+            // time at 256K and overtakes it at 1M (where the row state, not K/V, dominates).
+            assert!(r.spill > 0.5, "{} {}: spill {}", p.label, p.seq, r.spill);
+            assert!(
+                r.memory_cycles > 0.95 * r.latency_cycles,
+                "{} {}",
+                p.label,
+                p.seq
+            );
+            if p.seq >= 1 << 20 {
+                assert_eq!(r.phases[0].bound, "memory");
+            }
+        }
+    }
+}
+
+#[test]
+fn cascade_alone_on_flat_hardware() {
+    // The paper finds the 1-pass cascade alone on FLAT hardware slightly slower than FLAT
+    // (≈0.9×), charging 2 cycles per sub-then-exp there but 1 in FLAT's own softmax. Our model
+    // prices both alike — the subtract and the pipelined exp unit overlap per element — so the
+    // 1-pass cascade's 3 softmax ops per score beat FLAT's 4, and it never spills: ≈1.15×.
+    let cmp = comparison(&["flat", "fusemax-cascade-on-flat"]);
+    let vs_flat = cmp.mean_attention[0].expect("feasible").speedup;
+    let vs_cascade = cmp.mean_attention[1].expect("feasible").speedup;
+    let cascade_vs_flat = vs_flat / vs_cascade;
+    assert!(
+        (1.05..=1.25).contains(&cascade_vs_flat),
+        "+Cascade vs FLAT {cascade_vs_flat}"
+    );
+    // Without interleaving every tile drains the 256-deep array: FuseMax is ~2.6× faster.
+    let cmp = comparison(&["fusemax-no-interleave"]);
+    let gain = cmp.mean_attention[0].expect("feasible").speedup;
+    assert!((2.3..=2.9).contains(&gain), "interleaving gain {gain}");
+}
+
+#[test]
+fn fusemax_energy_is_mostly_2d_macs() {
+    // The paper reports ≥95% of FuseMax's energy in 2D-array MACs. We count one buffer access
+    // per operand word per tile (Q, BK, BV and the RM/RD/RNV state swapped per tile) at
+    // Accelergy's per-word SRAM energy, and one register access per PE operand: 5% and 2% of
+    // the total, which leaves 91–93% for the MACs.
+    let fusemax = load("fusemax");
+    for p in problems() {
+        let r = run(&fusemax, &p);
+        assert!(
+            (0.90..0.95).contains(&r.tile_mac_energy_share),
+            "{} {}: {}",
+            p.label,
+            p.seq,
+            r.tile_mac_energy_share
+        );
+    }
+}
+
+#[test]
+fn energy_is_action_counts_times_the_table() {
+    // BERT at 4K on FuseMax: the 2D MACs are E + 6 + F per score point (BQK, SLN's Taylor exp,
+    // SLNV) times M·P points per instance, at 17.16 pJ.
+    let fusemax = load("fusemax");
+    let w = shipped::load_workloads().unwrap();
+    let p = w.problem(w.model("bert").unwrap(), 4096);
+    let r = run(&fusemax, &p);
+    let macs = p.instances() as f64 * 4096.0 * 4096.0 * (64.0 + 6.0 + 64.0);
+    let got = r.compute_by_action[&("array2d".to_string(), "mac".to_string())];
+    assert!(within(got, macs * 17.16, 1e-9), "{got} vs {}", macs * 17.16);
+}
+
+#[test]
+fn area_follows_the_component_table() {
+    // FuseMax: 65,536 PEs of MAC + max + 10 register words, 256 PEs adding a divider, 16 MiB.
+    let fusemax = load("fusemax");
+    let pe = 1545.0 + 49.0 + 4256.0;
+    let expected = (65536.0 * pe + 256.0 * (pe + 23741.0)) / 1e6 + 94.0 / 2.0;
+    let got = cascade_sim::area_mm2(&fusemax.arch);
+    assert!(within(got, expected, 1e-9), "{got} vs {expected}");
+    // The paper's FuseMax is 6.4% smaller than FLAT; with FLAT's PEs given the same register
+    // file ours is ~9.5% smaller (the table has no FLAT-specific register-file area).
+    let ratio = got / cascade_sim::area_mm2(&load("flat").arch);
+    assert!((0.88..=0.94).contains(&ratio), "area ratio {ratio}");
+}

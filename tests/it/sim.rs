@@ -1,0 +1,336 @@
+//! Sim boundary: the shipped architecture files validate, broken ones name the field, and the
+//! `simulate`, `compare` and `sweep` commands produce the paper's comparison and the sweep files.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use cascade_scheduler::shipped;
+use serde_json::Value;
+
+/// Runs the built `cascade` binary from `dir`.
+fn cascade_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cascade"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the cascade binary runs")
+}
+
+fn cascade(args: &[&str]) -> Output {
+    cascade_in(Path::new(env!("CARGO_MANIFEST_DIR")), args)
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).expect("utf-8 stderr")
+}
+
+/// The only caller of the arch-loading API here: a shipped-format file's summary or its errors.
+fn check_arch(path: &Path) -> Result<String, Vec<String>> {
+    let text = fs::read_to_string(path).expect("readable");
+    let dir = path.parent().expect("in a folder").to_path_buf();
+    shipped::parse_arch(&text, |name| {
+        fs::read_to_string(dir.join("costs").join(format!("{name}.toml"))).ok()
+    })
+    .map(|a| a.to_string())
+    .map_err(|errs| errs.iter().map(ToString::to_string).collect())
+}
+
+#[test]
+fn shipped_architectures_validate_and_summarise() {
+    insta::glob!("../../arch-configs", "*.toml", |path| {
+        let summary = check_arch(path).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+        // The embedded copy is the file on disk.
+        let name = path.file_stem().unwrap().to_string_lossy();
+        assert_eq!(
+            shipped::arch(&name),
+            Some(fs::read_to_string(path).unwrap().as_str())
+        );
+        insta::assert_snapshot!(summary);
+    });
+}
+
+#[test]
+fn broken_architectures_name_the_field() {
+    insta::glob!("../data/arch-bad", "*.toml", |path| {
+        let rel = path
+            .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let out = cascade(&[
+            "simulate",
+            "--arch",
+            &rel,
+            "--workload",
+            "bert",
+            "--seq",
+            "1k",
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{rel}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains('`'), "{rel}: the message names a field: {err}");
+        insta::assert_snapshot!(
+            err.lines()
+                .map(str::trim_end)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    });
+}
+
+#[test]
+fn comparison_with_flat_and_unfused() {
+    // The README's main job: FuseMax against FLAT and Unfused over the 24 points.
+    let out = cascade(&[
+        "compare",
+        "--arch",
+        "fusemax",
+        "--vs",
+        "flat",
+        "--vs",
+        "unfused",
+        "--workload",
+        "all",
+        "--end-to-end",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mean = text
+        .lines()
+        .find(|l| l.starts_with("| mean"))
+        .expect("a mean row");
+    assert!(mean.contains("24 pts"), "{mean}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn comparison_with_the_ablations() {
+    let out = cascade(&[
+        "compare",
+        "--arch",
+        "fusemax",
+        "--vs",
+        "fusemax-cascade-on-flat",
+        "--vs",
+        "fusemax-no-interleave",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    insta::assert_snapshot!(stdout(&out));
+}
+
+#[test]
+fn comparison_json_has_every_point() {
+    let out = cascade(&[
+        "compare", "--arch", "fusemax", "--vs", "flat", "--format", "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let points = v["points"].as_array().expect("points");
+    assert_eq!(points.len(), 24);
+    let mean: f64 = points
+        .iter()
+        .map(|p| p["attention"][0]["speedup"].as_f64().unwrap())
+        .sum::<f64>()
+        / 24.0;
+    assert!((mean - v["mean_attention"][0]["speedup"].as_f64().unwrap()).abs() < 1e-9);
+}
+
+#[test]
+fn simulate_reports_units_and_phases() {
+    let out = cascade(&[
+        "simulate",
+        "--arch",
+        "fusemax",
+        "--workload",
+        "bert",
+        "--seq",
+        "1k,1M",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let points = v["points"].as_array().expect("points");
+    assert_eq!(points.len(), 2);
+    let util = |p: &Value, unit: &str| {
+        p["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == unit)
+            .unwrap()["utilisation"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!((util(&points[0], "array2d") - 0.889).abs() < 0.005);
+    assert!(util(&points[1], "array2d") > 0.99);
+    assert_eq!(points[1]["phases"][0]["p1"], 251);
+    assert_eq!(points[1]["phases"][0]["loop_order"][1], "for m1 in 0..4096");
+    // The share of each unit's busy time sums to one.
+    let share: f64 = points[0]["einsums"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["unit"] == "array2d")
+        .map(|e| e["share"].as_f64().unwrap())
+        .sum();
+    assert!((share - 1.0).abs() < 1e-9);
+}
+
+#[test]
+fn simulate_other_cascades_and_infeasible_ones() {
+    let out = cascade(&[
+        "simulate",
+        "--arch",
+        "fusemax",
+        "--cascade",
+        "sigmoid_attention",
+        "--workload",
+        "t5",
+        "--seq",
+        "4k",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("infeasible: no unit of fusemax executes `other`, which S needs"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cascade(&[
+        "simulate",
+        "--arch",
+        "flat",
+        "--cascade",
+        "attention_window_3pass",
+        "--workload",
+        "t5",
+        "--seq",
+        "4k",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("rank W has no size"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cascade(&[
+        "simulate",
+        "--arch",
+        "flat",
+        "--cascade",
+        "attention_window_3pass",
+        "--workload",
+        "t5",
+        "--seq",
+        "4k",
+        "--shape",
+        "W=512",
+        "--csv",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.starts_with("model,seq,latency_s,"), "{text}");
+    let detail = cascade(&[
+        "simulate",
+        "--arch",
+        "fusemax",
+        "--workload",
+        "bert",
+        "--seq",
+        "4k",
+        "--detail",
+    ]);
+    assert!(
+        stdout(&detail)
+            .contains("epoch on array2d: (SLNV[t-2] | BQK[t]) → LM[t] → SLN[t-2] → SLD[t-2]"),
+        "{}",
+        stdout(&detail)
+    );
+}
+
+#[test]
+fn shipped_names_work_from_any_directory() {
+    let dir = std::env::temp_dir();
+    let out = cascade_in(
+        &dir,
+        &[
+            "simulate",
+            "--arch",
+            "fusemax",
+            "--workload",
+            "xlm",
+            "--seq",
+            "1k",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cascade_in(&dir, &["simulate", "--arch", "no-such-arch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("fusemax, fusemax-cascade-on-flat"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn sweep_writes_the_pareto_csv_and_plot() {
+    let dir = std::env::temp_dir().join(format!("cascade-sweep-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let (csv_path, svg_path) = (dir.join("pareto.csv"), dir.join("pareto.svg"));
+    let out = cascade(&[
+        "sweep",
+        "--arch",
+        "fusemax",
+        "--pe-dim",
+        "16..512",
+        "--seq",
+        "256k",
+        "--out",
+        csv_path.to_str().unwrap(),
+        "--plot",
+        svg_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = fs::read_to_string(&csv_path).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 6, "{csv}");
+    let dims: Vec<u64> = rows.iter().map(|r| r[2].parse().unwrap()).collect();
+    assert_eq!(dims, [16, 32, 64, 128, 256, 512]);
+    let latency: Vec<f64> = rows.iter().map(|r| r[4].parse().unwrap()).collect();
+    let area: Vec<f64> = rows.iter().map(|r| r[6].parse().unwrap()).collect();
+    // Latency falls about as 1/PEs and area grows with them: every point is Pareto-optimal.
+    for k in 1..rows.len() {
+        let ratio = latency[k - 1] / latency[k];
+        assert!(
+            (3.0..=4.5).contains(&ratio),
+            "latency ratio {ratio} at {}",
+            dims[k]
+        );
+        assert!(area[k] > area[k - 1]);
+    }
+    assert!(rows.iter().all(|r| r[8] == "true"), "{csv}");
+    // The buffer stops growing once memory time no longer exceeds the 1D compute time.
+    let buffers: Vec<u64> = rows.iter().map(|r| r[3].parse().unwrap()).collect();
+    assert!(
+        buffers.iter().all(|&b| (64 << 10..=32 << 20).contains(&b)),
+        "{buffers:?}"
+    );
+    let svg = fs::read_to_string(&svg_path).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.contains("<circle"),
+        "an SVG with points"
+    );
+    fs::remove_dir_all(&dir).ok();
+}
