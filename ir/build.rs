@@ -12,11 +12,16 @@ fn main() {
         .filter(|n| n.ends_with(".cascade"))
         .collect();
     names.sort();
-    let mut code = String::from("/// Every library cascade: (name, source), sorted by name.\npub static FILES: &[(&str, &str)] = &[\n");
+    let mut code = String::from(
+        "/// Every library cascade: (name, source), sorted by name.\npub static FILES: &[(&str, &str)] = &[\n",
+    );
     for n in &names {
         let stem = n.trim_end_matches(".cascade");
         let path = fs::canonicalize(dir.join(n)).expect("cascade file path");
-        code.push_str(&format!("    ({stem:?}, include_str!({:?})),\n", path.display().to_string()));
+        code.push_str(&format!(
+            "    ({stem:?}, include_str!({:?})),\n",
+            path.display().to_string()
+        ));
     }
     code.push_str("];\n");
     let out = Path::new(&env::var("OUT_DIR").expect("OUT_DIR")).join("library_files.rs");

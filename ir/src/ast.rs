@@ -275,11 +275,17 @@ impl Cascade {
     }
 
     pub fn rank_by_name(&self, name: &str) -> Option<RankId> {
-        self.ranks.iter().position(|r| r.name == name).map(|i| RankId(i as u32))
+        self.ranks
+            .iter()
+            .position(|r| r.name == name)
+            .map(|i| RankId(i as u32))
     }
 
     pub fn tensor_by_name(&self, name: &str) -> Option<TensorId> {
-        self.tensors.iter().position(|t| t.name == name).map(|i| TensorId(i as u32))
+        self.tensors
+            .iter()
+            .position(|t| t.name == name)
+            .map(|i| TensorId(i as u32))
     }
 
     /// The index variable that iterates a rank (`m1` for `M1`).
@@ -297,10 +303,10 @@ impl Cascade {
         let mut found = Vec::new();
         for e in &self.einsums {
             for idx in &e.output.indices {
-                if let Some(rank) = idx.shifted_var() {
-                    if !found.contains(&rank) {
-                        found.push(rank);
-                    }
+                if let Some(rank) = idx.shifted_var()
+                    && !found.contains(&rank)
+                {
+                    found.push(rank);
                 }
             }
         }

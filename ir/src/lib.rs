@@ -6,9 +6,13 @@
 
 pub mod ast;
 pub mod dsl;
+pub mod eval;
 pub mod library;
 pub mod ops;
+pub mod passes;
+pub mod reference;
 pub mod shape;
+pub mod verify;
 
 pub use ast::*;
 pub use shape::{Shape, ShapeError, ShapeSpec};

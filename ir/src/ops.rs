@@ -71,12 +71,16 @@ pub fn point_ops(cascade: &Cascade, id: EinsumId) -> PointOps {
     let reduce = cascade.reduce_op(id);
     let root_is_mul = matches!(
         cascade.expr(einsum.value),
-        Expr::Binary { op: BinaryOp::Mul, .. }
+        Expr::Binary {
+            op: BinaryOp::Mul,
+            ..
+        }
     );
     let fused_mac = reduce == Some(ReduceOp::Sum) && root_is_mul;
     count_expr(cascade, einsum.value, &mut ops);
     if fused_mac {
-        *ops.get_mut(&OpKind::Mul).expect("root multiply was counted") -= 1;
+        *ops.get_mut(&OpKind::Mul)
+            .expect("root multiply was counted") -= 1;
         if ops[&OpKind::Mul] == 0 {
             ops.remove(&OpKind::Mul);
         }

@@ -20,7 +20,9 @@ pub struct ShapeSpec {
 /// A problem with a shape specification, naming the rank and the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ShapeError {
-    #[error("cannot read `{item}` in the shape: write NAME=SIZE pairs separated by commas, e.g. E=64,M=1024")]
+    #[error(
+        "cannot read `{item}` in the shape: write NAME=SIZE pairs separated by commas, e.g. E=64,M=1024"
+    )]
     Syntax { item: String },
     #[error("rank {rank} has size {size}: sizes must be at least 1")]
     NotPositive { rank: String, size: i64 },
@@ -28,7 +30,9 @@ pub enum ShapeError {
     Missing { rank: String },
     #[error("the shape names {rank}, which this cascade does not declare (it declares {declared})")]
     Unknown { rank: String, declared: String },
-    #[error("split {outer} -> {a} {b}: {outer}={outer_size} is not {a}={a_size} × {b}={b_size}; give two of the three")]
+    #[error(
+        "split {outer} -> {a} {b}: {outer}={outer_size} is not {a}={a_size} × {b}={b_size}; give two of the three"
+    )]
     SplitMismatch {
         outer: String,
         a: String,
@@ -54,7 +58,9 @@ impl std::str::FromStr for ShapeSpec {
     fn from_str(s: &str) -> Result<Self, ShapeError> {
         let mut sizes = BTreeMap::new();
         for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let syntax = || ShapeError::Syntax { item: item.to_string() };
+            let syntax = || ShapeError::Syntax {
+                item: item.to_string(),
+            };
             let (name, value) = item.split_once('=').ok_or_else(syntax)?;
             let (name, value) = (name.trim(), value.trim());
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -97,14 +103,23 @@ impl Shape {
         };
         for (name, &size) in &spec.sizes {
             if cascade.rank_by_name(name).is_none() {
-                errors.push(ShapeError::Unknown { rank: name.clone(), declared: declared() });
+                errors.push(ShapeError::Unknown {
+                    rank: name.clone(),
+                    declared: declared(),
+                });
             }
             if size < 1 {
-                errors.push(ShapeError::NotPositive { rank: name.clone(), size });
+                errors.push(ShapeError::NotPositive {
+                    rank: name.clone(),
+                    size,
+                });
             }
         }
-        let mut sizes: Vec<Option<i64>> =
-            cascade.ranks.iter().map(|r| spec.sizes.get(&r.name).copied()).collect();
+        let mut sizes: Vec<Option<i64>> = cascade
+            .ranks
+            .iter()
+            .map(|r| spec.sizes.get(&r.name).copied())
+            .collect();
         // Splits may nest (M -> M1 M0, M0 -> M01 M00): resolve until nothing changes.
         loop {
             let mut changed = false;
@@ -159,11 +174,15 @@ impl Shape {
         }
         for (rank, size) in cascade.ranks.iter().zip(&sizes) {
             if size.is_none() {
-                errors.push(ShapeError::Missing { rank: rank.name.clone() });
+                errors.push(ShapeError::Missing {
+                    rank: rank.name.clone(),
+                });
             }
         }
         if errors.is_empty() {
-            Ok(Shape { sizes: sizes.into_iter().map(|s| s.unwrap_or(1)).collect() })
+            Ok(Shape {
+                sizes: sizes.into_iter().map(|s| s.unwrap_or(1)).collect(),
+            })
         } else {
             Err(errors)
         }

@@ -1,1 +1,3 @@
 //! End-to-end tests of the `cascade` binary, one module per boundary.
+
+mod tidy;

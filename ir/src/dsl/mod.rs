@@ -32,3 +32,55 @@
 //! action; the printer writes `exp((a - b))` for an `exp` of a subtraction so that round trips
 //! are exact. The printer writes the normalised form: aligned `=`, one Einsum a line, default
 //! merges and the implicit `+` reduction omitted.
+
+mod diag;
+mod lexer;
+mod parser;
+mod print;
+
+use std::ops::Range;
+
+pub use diag::{Diagnostic, Diagnostics, line_col};
+pub use parser::RESERVED;
+pub use print::print;
+
+use crate::ast::Cascade;
+
+/// A parsed cascade and where each of its parts sits in the source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    pub cascade: Cascade,
+    pub spans: SourceMap,
+}
+
+/// Byte spans of the parts of a parsed cascade, kept apart from [`Cascade`] so that
+/// `parse(print(c)).cascade == c` is plain equality.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SourceMap {
+    /// The `cascade NAME` line.
+    pub header: Range<usize>,
+    /// By `RankId`: the rank's name in its declaration.
+    pub ranks: Vec<Range<usize>>,
+    /// By `TensorId`: the input declaration, else the first write, else the first mention.
+    pub tensors: Vec<Range<usize>>,
+    /// By `EinsumId`: the whole Einsum statement.
+    pub einsums: Vec<Range<usize>>,
+    /// By `EinsumId`: the output access, then every operand access left to right (the order of
+    /// `Cascade::accesses`).
+    pub accesses: Vec<Vec<Range<usize>>>,
+    /// The `stop` line.
+    pub stop: Option<Range<usize>>,
+    /// By position in `Cascade::outputs`: the name in the `output` line.
+    pub outputs: Vec<Range<usize>>,
+}
+
+/// Parses one `.cascade` source. On failure returns every problem found, each with a span and
+/// a hint; `path` only names the file when the caller renders them
+/// ([`Diagnostics::render`]).
+pub fn parse(source: &str, path: &str) -> Result<Parsed, Diagnostics> {
+    let _ = path;
+    parser::parse(source)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,282 @@
+//! The normalised pretty-printer: `parse(print(c)) == c` for every cascade the parser builds.
+
+use std::fmt::Write;
+
+use crate::ast::*;
+
+/// Prints a cascade in normalised form: declarations, `init`/`einsums` sections with aligned
+/// `=`, then `stop` and `output`. Comments are not part of the IR, so none are printed.
+pub fn print(c: &Cascade) -> String {
+    let mut out = format!("cascade {}\n", c.name);
+    declarations(c, &mut out);
+    let init: Vec<&Einsum> = c
+        .einsums
+        .iter()
+        .filter(|e| e.section == Section::Init)
+        .collect();
+    let body: Vec<&Einsum> = c
+        .einsums
+        .iter()
+        .filter(|e| e.section == Section::Body)
+        .collect();
+    if !init.is_empty() {
+        out.push_str("\ninit\n");
+        section(c, &init, &mut out);
+        out.push_str("\neinsums\n");
+        section(c, &body, &mut out);
+    } else if !body.is_empty() {
+        out.push('\n');
+        section(c, &body, &mut out);
+    }
+    if c.stop.is_some() || !c.outputs.is_empty() {
+        out.push('\n');
+    }
+    if let Some(stop) = &c.stop {
+        let _ = writeln!(out, "stop {}", compare(c, stop));
+    }
+    if !c.outputs.is_empty() {
+        let names: Vec<&str> = c
+            .outputs
+            .iter()
+            .map(|t| c.tensor(*t).name.as_str())
+            .collect();
+        let _ = writeln!(out, "output {}", names.join(" "));
+    }
+    out
+}
+
+fn declarations(c: &Cascade, out: &mut String) {
+    // Ranks print in arena order; consecutive plain ranks (or params) share a line, and a split
+    // prints where its outer rank sits (its inner rank follows it).
+    let parent_of = |r: RankId| {
+        c.ranks
+            .iter()
+            .position(|p| p.split.is_some_and(|(o, i)| o == r || i == r))
+            .map(|p| RankId(p as u32))
+    };
+    let mut lines: Vec<(&str, String)> = Vec::new();
+    for (i, rank) in c.ranks.iter().enumerate() {
+        let id = RankId(i as u32);
+        if let Some(parent) = parent_of(id) {
+            let (outer, inner) = c.rank(parent).split.expect("parent is split");
+            if outer == id {
+                let text = format!(
+                    "split {} -> {} {}",
+                    c.rank(parent).name,
+                    c.rank(outer).name,
+                    c.rank(inner).name
+                );
+                lines.push(("split", text));
+            }
+            continue;
+        }
+        let kind = if rank.is_param { "param" } else { "ranks" };
+        match lines.last_mut() {
+            Some((k, text)) if *k == kind => {
+                text.push(' ');
+                text.push_str(&rank.name);
+            }
+            _ => lines.push((kind, format!("{kind} {}", rank.name))),
+        }
+    }
+    for (_, text) in lines {
+        out.push_str(&text);
+        out.push('\n');
+    }
+    let inputs: Vec<String> = c
+        .tensors
+        .iter()
+        .filter(|t| t.kind == TensorKind::Input)
+        .map(|t| {
+            let ranks: Vec<&str> = t.ranks.iter().map(|r| c.rank(*r).name.as_str()).collect();
+            format!("{}[{}]", t.name, ranks.join(","))
+        })
+        .collect();
+    if !inputs.is_empty() {
+        let _ = writeln!(out, "input {}", inputs.join(" "));
+    }
+}
+
+fn section(c: &Cascade, einsums: &[&Einsum], out: &mut String) {
+    let lhs: Vec<String> = einsums.iter().map(|e| access(c, &e.output)).collect();
+    let width = lhs.iter().map(|s| s.chars().count()).max().unwrap_or(0);
+    for (e, l) in einsums.iter().zip(&lhs) {
+        let pad = width - l.chars().count();
+        let _ = write!(out, "{l}{} = ", " ".repeat(pad));
+        if let Some(red) = &e.reduction {
+            let vars: Vec<String> = red.ranks.iter().map(|r| c.var_name(*r)).collect();
+            let _ = write!(out, "{}({}) ", red.op, vars.join(", "));
+        }
+        expr(c, e.value, out);
+        out.push('\n');
+    }
+}
+
+/// Binding strength: 1 for `+ -`, 2 for `* /`, 3 for everything printed as one operand.
+fn prec(c: &Cascade, id: ExprId) -> u8 {
+    match c.expr(id) {
+        Expr::Binary {
+            op: BinaryOp::Add | BinaryOp::Sub,
+            ..
+        } => 1,
+        Expr::Binary {
+            op: BinaryOp::Mul | BinaryOp::Div,
+            ..
+        } => 2,
+        _ => 3,
+    }
+}
+
+fn wrapped(c: &Cascade, id: ExprId, paren: bool, out: &mut String) {
+    if paren {
+        out.push('(');
+        expr(c, id, out);
+        out.push(')');
+    } else {
+        expr(c, id, out);
+    }
+}
+
+fn merge_suffix(op: BinaryOp, merge: Merge) -> String {
+    if merge == op.default_merge() {
+        String::new()
+    } else {
+        format!("{{{merge}}}")
+    }
+}
+
+fn expr(c: &Cascade, id: ExprId, out: &mut String) {
+    match c.expr(id) {
+        Expr::Access(a) => out.push_str(&access(c, a)),
+        Expr::Const(k) => out.push_str(&constant(c, *k)),
+        Expr::Unary(UnaryOp::Neg, arg) => {
+            out.push('-');
+            let bare = matches!(c.expr(*arg), Expr::Access(_));
+            wrapped(c, *arg, !bare, out);
+        }
+        Expr::Unary(op, arg) => {
+            let _ = write!(out, "{op}(");
+            // `exp(a - b)` would read back as sub-then-exp, so a subtraction gets its own parens.
+            let sub = matches!(
+                c.expr(*arg),
+                Expr::Binary {
+                    op: BinaryOp::Sub,
+                    ..
+                }
+            );
+            wrapped(c, *arg, sub && *op == UnaryOp::Exp, out);
+            out.push(')');
+        }
+        Expr::Binary {
+            op,
+            merge,
+            lhs,
+            rhs,
+        } => {
+            let m = merge_suffix(*op, *merge);
+            match op {
+                BinaryOp::SubExp => {
+                    let _ = write!(out, "exp{m}(");
+                    expr(c, *lhs, out);
+                    out.push_str(" - ");
+                    wrapped(c, *rhs, prec(c, *rhs) <= 1, out);
+                    out.push(')');
+                }
+                BinaryOp::Max | BinaryOp::Min => {
+                    let name = if *op == BinaryOp::Max { "max" } else { "min" };
+                    let _ = write!(out, "{name}{m}(");
+                    expr(c, *lhs, out);
+                    out.push_str(", ");
+                    expr(c, *rhs, out);
+                    out.push(')');
+                }
+                BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div => {
+                    let (sym, p) = match op {
+                        BinaryOp::Add => ("+", 1),
+                        BinaryOp::Sub => ("-", 1),
+                        BinaryOp::Mul => ("*", 2),
+                        _ => ("/", 2),
+                    };
+                    wrapped(c, *lhs, prec(c, *lhs) < p, out);
+                    let _ = write!(out, " {sym}{m} ");
+                    wrapped(c, *rhs, prec(c, *rhs) <= p, out);
+                }
+            }
+        }
+    }
+}
+
+fn constant(c: &Cascade, k: Constant) -> String {
+    match k {
+        Constant::NegInf => "-inf".to_string(),
+        Constant::InvSqrtSize(r) => format!("1/sqrt({})", c.rank(r).name),
+        Constant::Num(x) => number(x),
+    }
+}
+
+/// Shortest text that reads back as the same f64; exponent form for very large or small values.
+fn number(x: f64) -> String {
+    if x == f64::INFINITY {
+        "inf".to_string()
+    } else if x == f64::NEG_INFINITY {
+        "-inf".to_string()
+    } else if x == 0.0 || (1e-4..1e15).contains(&x.abs()) {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
+/// `T[i,j : cond && cond]`, or the bare name for a scalar.
+pub(crate) fn access(c: &Cascade, a: &Access) -> String {
+    let mut s = c.tensor(a.tensor).name.clone();
+    if a.indices.is_empty() {
+        return s;
+    }
+    s.push('[');
+    for (pos, idx) in a.indices.iter().enumerate() {
+        if pos > 0 {
+            s.push(',');
+        }
+        s.push_str(&index(c, idx));
+        let conds: Vec<String> = a
+            .filters
+            .iter()
+            .filter(|f| f.position == pos)
+            .flat_map(|f| f.conds.iter().map(|cond| compare(c, cond)))
+            .collect();
+        if !conds.is_empty() {
+            let _ = write!(s, " : {}", conds.join(" && "));
+        }
+    }
+    s.push(']');
+    s
+}
+
+pub(crate) fn compare(c: &Cascade, cmp: &Compare) -> String {
+    format!("{} {} {}", index(c, &cmp.lhs), cmp.op, index(c, &cmp.rhs))
+}
+
+/// Index arithmetic without spaces (`m1*M0+m0`, `p-m`), parenthesised only where needed.
+pub(crate) fn index(c: &Cascade, e: &IndexExpr) -> String {
+    let additive = |e: &IndexExpr| matches!(e, IndexExpr::Add(..) | IndexExpr::Sub(..));
+    let wrap = |e: &IndexExpr, paren: bool| {
+        if paren {
+            format!("({})", index(c, e))
+        } else {
+            index(c, e)
+        }
+    };
+    match e {
+        IndexExpr::Var(r) => c.var_name(*r),
+        IndexExpr::Size(r) => c.rank(*r).name.clone(),
+        IndexExpr::Lit(k) => k.to_string(),
+        IndexExpr::Add(a, b) => format!("{}+{}", index(c, a), wrap(b, additive(b))),
+        IndexExpr::Sub(a, b) => format!("{}-{}", index(c, a), wrap(b, additive(b))),
+        IndexExpr::Mul(a, b) => format!(
+            "{}*{}",
+            wrap(a, additive(a)),
+            wrap(b, additive(b) || matches!(**b, IndexExpr::Mul(..)))
+        ),
+    }
+}
