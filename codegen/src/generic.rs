@@ -377,9 +377,19 @@ fn expr_stmts(
             let (present, value) = match merge {
                 Merge::Intersect => (format!("{pa} && {pb}"), both),
                 Merge::Union => {
-                    // A lone operand passes through: a + ∅ = a, ∅ - b = -b, max(a, ∅) = a.
-                    let lone_rhs = if *op == BinaryOp::Sub { format!("(-{b})") } else { b.clone() };
-                    (format!("{pa} || {pb}"), format!("({pa} && {pb}) ? {both} : ({pa} ? {a} : {lone_rhs})"))
+                    // A lone operand meets the op's identity, as `eval` defines it:
+                    // a + ∅ = a, ∅ - b = -b, ∅ / b = 1/b, exp(a - ∅) = exp(a), max(a, ∅) = a.
+                    let lone_lhs = match op {
+                        BinaryOp::SubExp => format!("expf({a})"),
+                        _ => a.clone(),
+                    };
+                    let lone_rhs = match op {
+                        BinaryOp::Sub => format!("(-{b})"),
+                        BinaryOp::Div => format!("(1.0f / {b})"),
+                        BinaryOp::SubExp => format!("expf(-{b})"),
+                        _ => b.clone(),
+                    };
+                    (format!("{pa} || {pb}"), format!("({pa} && {pb}) ? {both} : ({pa} ? {lone_lhs} : {lone_rhs})"))
                 }
                 Merge::Right => (pb.clone(), cexpr::binary(*op, &zl, &b)),
                 Merge::All => ("true".into(), cexpr::binary(*op, &zl, &zr)),

@@ -33,7 +33,7 @@ use cascade_ir::Cascade;
 
 pub use dialect::{TargetDialect, TypeDialect};
 pub use fused::FusedPlan;
-pub use generic::GenericPlan;
+pub use generic::{GenericPlan, abi_sizes};
 
 /// The tool version named in every generated header.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
