@@ -3,7 +3,7 @@
 # shared/reference/gpu-toolchain.md): nvcc from pinned PyPI wheels into a cache directory, and
 # hipcc + clang-15 (gfx90a) and clang-19/lld-19 (gfx942) from Debian packages. Idempotent: a second
 # run with everything in place only rewrites the env file. Writes $CACHE/env.sh, which exports
-# CASCADE_NVCC, CASCADE_CUOBJDUMP, CASCADE_CUDA_HOME, CASCADE_HIPCC, CASCADE_HIP_CLANG,
+# CASCADE_NVCC, CASCADE_CUOBJDUMP (+ NVDISASM_PATH), CASCADE_CUDA_HOME, CASCADE_HIPCC, CASCADE_HIP_CLANG,
 # CASCADE_HIP_DEVICE_LIBS, CASCADE_CLANG19 and CASCADE_GFX942_DEVICE_LIBS for the tests.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -24,18 +24,19 @@ if [[ ! -x "$cuda_home/bin/nvcc" ]]; then
 fi
 # nvcc 13.0's host-link profile looks in lib64.
 [[ -e "$cuda_home/lib64" ]] || ln -s lib "$cuda_home/lib64"
-# No 13.0 cuobjdump wheel exists; any 13.x reads sm_80/sm_90a cubins. Kept in its own target so
-# pip never touches the pinned compiler tree.
+# No 13.0 cuobjdump wheel exists; any 13.x reads sm_80/sm_90a cubins. `cuobjdump -sass` runs
+# nvdisasm, found through NVDISASM_PATH (the directory). Kept in their own target so pip never
+# touches the pinned compiler tree.
 cuobjdump="$(find "$cache/cuobjdump" -name cuobjdump -type f 2>/dev/null | head -n1 || true)"
-if [[ -z "$cuobjdump" ]]; then
-  log "installing cuobjdump into $cache/cuobjdump"
+if [[ -z "$cuobjdump" || ! -f "$(dirname "$cuobjdump")/nvdisasm" ]]; then
+  log "installing cuobjdump and nvdisasm into $cache/cuobjdump"
   rm -rf "$cache/cuobjdump.tmp"
   python3 -m pip install --quiet --disable-pip-version-check --no-deps \
-    --target "$cache/cuobjdump.tmp" nvidia-cuda-cuobjdump==13.2.51
+    --target "$cache/cuobjdump.tmp" nvidia-cuda-cuobjdump==13.2.51 nvidia-cuda-nvdisasm==13.2.51
   rm -rf "$cache/cuobjdump" && mv "$cache/cuobjdump.tmp" "$cache/cuobjdump"
   cuobjdump="$(find "$cache/cuobjdump" -name cuobjdump -type f | head -n1)"
 fi
-chmod +x "$cuobjdump"
+chmod +x "$cuobjdump" "$(dirname "$cuobjdump")/nvdisasm"
 
 # --- HIP: Debian's ROCm 5.2.3 (clang-15) for gfx90a, clang-19 + lld-19 for gfx942.
 bitcode=/usr/lib/x86_64-linux-gnu/amdgcn/bitcode
@@ -71,6 +72,7 @@ env_file="$cache/env.sh"
   echo "export CASCADE_CUDA_HOME='$cuda_home'"
   echo "export CASCADE_NVCC='$cuda_home/bin/nvcc'"
   echo "export CASCADE_CUOBJDUMP='$cuobjdump'"
+  echo "export NVDISASM_PATH='$(dirname "$cuobjdump")'"
   if command -v hipcc >/dev/null && command -v clang++-15 >/dev/null && [[ -d "$bitcode" ]]; then
     echo "export CASCADE_HIPCC='$(command -v hipcc)'"
     echo "export CASCADE_HIP_CLANG='$(command -v clang++-15)'"
