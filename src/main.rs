@@ -1,11 +1,28 @@
 //! The `cascade` command-line tool: explore attention cascades, schedules and kernels.
+//!
+//! Each subcommand lives in its own `cmd_*.rs` file with an `Args` struct and a `run`
+//! function; this file only registers them and maps results to exit codes:
+//! 0 ok, 1 user error (diagnostics on stderr), 2 internal error.
+
+mod cmd_check;
+mod cmd_list;
+mod cmd_show;
+mod load;
+mod output;
+
+use std::process::ExitCode;
 
 use clap::Parser;
+
+use crate::output::{Format, UserError};
 
 /// Design attention accelerators and kernels from Extended Einsum cascades.
 #[derive(Debug, Parser)]
 #[command(name = "cascade", version)]
 struct Cli {
+    /// Output format of results and errors.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    format: Format,
     #[command(subcommand)]
     command: Command,
 }
@@ -13,16 +30,58 @@ struct Cli {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// List the library cascades.
-    List,
+    List(cmd_list::Args),
+    /// Print a library cascade in normalised form.
+    Show(cmd_show::Args),
+    /// Parse and verify a cascade, then print it normalised.
+    Check(cmd_check::Args),
 }
 
-fn main() {
-    let cli = Cli::parse();
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let format = cli.format;
     match cli.command {
-        Command::List => {
-            for name in cascade_ir::library::names() {
-                println!("{name}");
+        Command::List(args) => cmd_list::run(args, format),
+        Command::Show(args) => cmd_show::run(args, format),
+        Command::Check(args) => cmd_check::run(args, format),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let format = cli.format;
+    // A panic is a bug: report it as an internal error (exit 2), not Rust's default 101.
+    let result = std::panic::catch_unwind(|| run(cli));
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => match e.downcast_ref::<UserError>() {
+            Some(user) => {
+                match format {
+                    Format::Text => eprint!("{}", user.text),
+                    Format::Json => eprintln!(
+                        "{}",
+                        serde_json::to_string_pretty(&user.json).unwrap_or_default()
+                    ),
+                }
+                ExitCode::from(1)
             }
+            None => {
+                eprintln!("internal error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Err(_) => {
+            eprintln!("internal error: cascade panicked (a bug; please report it)");
+            ExitCode::from(2)
         }
     }
 }

@@ -775,6 +775,8 @@ impl<T: Float> Kernel<T> {
         }
     }
 
+    /// Evaluates every point. The innermost loop runs a whole row per node, so the
+    /// interpretation overhead is paid per row rather than per point.
     #[allow(clippy::too_many_arguments)]
     fn sweep(
         &self,
@@ -787,15 +789,41 @@ impl<T: Float> Kernel<T> {
         out_values: &mut [T],
         out_present: &mut [bool],
     ) -> Result<(), EvalError> {
-        let levels: Vec<usize> = (0..self.sizes.len()).collect();
-        let mut idx = vec![0i64; levels.len()];
+        let n_levels = self.sizes.len();
+        let all_levels: Vec<usize> = (0..n_levels).collect();
+        let (outer, row, inner_step): (Vec<usize>, usize, Vec<i64>) = match n_levels {
+            0 => (Vec::new(), 1, vec![0; self.counters.len()]),
+            n => (
+                (0..n - 1).collect(),
+                self.sizes[n - 1] as usize,
+                self.strides[n - 1].clone(),
+            ),
+        };
+        let point = |idx: &[i64], i: usize| -> Vec<i64> {
+            let mut p = idx.to_vec();
+            if n_levels > 0 {
+                p.push(i as i64);
+            }
+            p
+        };
+        let mut idx = vec![0i64; outer.len()];
         let mut cur = bases.to_vec();
-        let mut vals = vec![T::zero(); self.nodes.len()];
-        let mut pres = vec![false; self.nodes.len()];
-        let root = self.nodes.len() - 1;
+        let n_nodes = self.nodes.len();
+        let mut vals = vec![T::zero(); n_nodes * row];
+        let mut pres = vec![false; n_nodes * row];
+        // Constants never change; `Absent` rows stay absent.
+        for (k, node) in self.nodes.iter().enumerate() {
+            if let Node::Const(c) = node {
+                vals[k * row..][..row].fill(*c);
+                pres[k * row..][..row].fill(true);
+            }
+        }
         loop {
-            for (i, node) in self.nodes.iter().enumerate() {
-                let (v, p) = match node {
+            for (k, node) in self.nodes.iter().enumerate() {
+                let (done_v, rest_v) = vals.split_at_mut(k * row);
+                let (done_p, rest_p) = pres.split_at_mut(k * row);
+                let (v, p) = (&mut rest_v[..row], &mut rest_p[..row]);
+                match node {
                     Node::Load {
                         tensor,
                         offset,
@@ -803,62 +831,104 @@ impl<T: Float> Kernel<T> {
                         filters,
                         checks,
                     } => {
-                        let visible = filters.iter().all(|&(c, op)| compare(cur[c], op));
-                        if !visible {
-                            (T::zero(), false)
-                        } else {
-                            for &k in &load_checks[i] {
-                                let check = &checks[k];
-                                let index = cur[check.counter];
+                        let (src_v, src_p) = (&store.values[*tensor], &store.present[*tensor]);
+                        let (base, step) = (cur[*offset], inner_step[*offset]);
+                        if *all_present && filters.is_empty() && load_checks[k].is_empty() {
+                            for (i, x) in v.iter_mut().enumerate() {
+                                *x = src_v[(base + step * i as i64) as usize];
+                            }
+                            p.fill(true);
+                            continue;
+                        }
+                        for i in 0..row {
+                            let at = |c: usize| cur[c] + inner_step[c] * i as i64;
+                            if !filters.iter().all(|&(c, op)| compare(at(c), op)) {
+                                (v[i], p[i]) = (T::zero(), false);
+                                continue;
+                            }
+                            for &ch in &load_checks[k] {
+                                let check = &checks[ch];
+                                let index = at(check.counter);
                                 if index < 0 || index >= check.extent as i64 {
+                                    let at = point(&idx, i);
                                     return Err(self.out_of_bounds(
-                                        cascade, *tensor, check, index, r, &levels, &idx,
+                                        cascade,
+                                        *tensor,
+                                        check,
+                                        index,
+                                        r,
+                                        &all_levels,
+                                        &at,
                                     ));
                                 }
                             }
-                            let o = cur[*offset] as usize;
-                            if *all_present || store.present[*tensor][o] {
-                                (store.values[*tensor][o], true)
+                            let o = at(*offset) as usize;
+                            if *all_present || src_p[o] {
+                                (v[i], p[i]) = (src_v[o], true);
                             } else {
-                                (T::zero(), false)
+                                (v[i], p[i]) = (T::zero(), false);
                             }
                         }
                     }
-                    Node::Const(c) => (*c, true),
-                    Node::Absent => (T::zero(), false),
+                    Node::Const(_) | Node::Absent => {}
                     Node::Unary(op, a) => {
-                        if pres[*a] {
-                            (unary(*op, vals[*a]), true)
-                        } else {
-                            (T::zero(), false)
+                        let (av, ap) = (&done_v[a * row..][..row], &done_p[a * row..][..row]);
+                        for i in 0..row {
+                            (v[i], p[i]) = if ap[i] {
+                                (unary(*op, av[i]), true)
+                            } else {
+                                (T::zero(), false)
+                            };
                         }
                     }
                     Node::Binary(op, merge, a, b) => {
-                        binary(*op, *merge, (vals[*a], pres[*a]), (vals[*b], pres[*b]))
-                    }
-                };
-                vals[i] = v;
-                pres[i] = p;
-            }
-            self.check_output(cascade, &cur, out_checks, r, &levels, &idx)?;
-            let o = cur[self.out_offset] as usize;
-            let (v, p) = (vals[root], pres[root]);
-            match self.reduce {
-                None => {
-                    out_values[o] = if p { v } else { T::zero() };
-                    out_present[o] = p;
-                }
-                Some(op) if p => {
-                    if out_present[o] {
-                        out_values[o] = reduce(op, out_values[o], v);
-                    } else {
-                        out_values[o] = v;
-                        out_present[o] = true;
+                        let (av, ap) = (&done_v[a * row..][..row], &done_p[a * row..][..row]);
+                        let (bv, bp) = (&done_v[b * row..][..row], &done_p[b * row..][..row]);
+                        for i in 0..row {
+                            (v[i], p[i]) = binary(*op, *merge, (av[i], ap[i]), (bv[i], bp[i]));
+                        }
                     }
                 }
-                Some(_) => {}
             }
-            if !advance(&levels, &mut idx, &mut cur, &self.sizes, &self.strides) {
+            let (root_v, root_p) = (&vals[(n_nodes - 1) * row..], &pres[(n_nodes - 1) * row..]);
+            let (base, step) = (cur[self.out_offset], inner_step[self.out_offset]);
+            for i in 0..row {
+                for &ch in out_checks {
+                    let check = &self.out_checks[ch];
+                    let index = cur[check.counter] + inner_step[check.counter] * i as i64;
+                    if index < 0 || index >= check.extent as i64 {
+                        let at = point(&idx, i);
+                        let tensor = self.out_tensor;
+                        return Err(self.out_of_bounds(
+                            cascade,
+                            tensor,
+                            check,
+                            index,
+                            r,
+                            &all_levels,
+                            &at,
+                        ));
+                    }
+                }
+                let o = (base + step * i as i64) as usize;
+                let (x, present) = (root_v[i], root_p[i]);
+                match self.reduce {
+                    None => {
+                        out_values[o] = if present { x } else { T::zero() };
+                        out_present[o] = present;
+                    }
+                    Some(op) if present => {
+                        if out_present[o] {
+                            out_values[o] = reduce(op, out_values[o], x);
+                        } else {
+                            out_values[o] = x;
+                            out_present[o] = true;
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+            if !advance(&outer, &mut idx, &mut cur, &self.sizes, &self.strides) {
                 return Ok(());
             }
         }

@@ -7,6 +7,7 @@
 pub mod ast;
 pub mod dsl;
 pub mod eval;
+pub mod graph;
 pub mod library;
 pub mod ops;
 pub mod passes;

@@ -28,10 +28,25 @@
 //!
 //! Identifiers: a rank `M1` is iterated by the variable `m1`; tensors are any other identifier
 //! (tensor names may be uppercase, as in the paper; inside `[...]` an uppercase name is a size,
-//! a lowercase one a variable). `exp(a - b)` with a top-level `-` parses as one sub-then-exp
-//! action; the printer writes `exp((a - b))` for an `exp` of a subtraction so that round trips
-//! are exact. The printer writes the normalised form: aligned `=`, one Einsum a line, default
-//! merges and the implicit `+` reduction omitted.
+//! a lowercase one a variable). Rank names are uppercase; a tensor may not share its name with a
+//! rank, a rank's variable or a reserved word ([`RESERVED`]), which keeps `1/sqrt(E)`,
+//! `max(m) X` (reduction) and `max(A, B)` (binary) unambiguous. `exp(a - b)` with a top-level
+//! `-` parses as one sub-then-exp action whose merge is written after `exp` (`exp{1}(a - b)`);
+//! the printer writes `exp((a - b))` for an `exp` of a subtraction so that round trips are
+//! exact. `-` directly before a number is part of the literal (`-3`, `-inf`); before anything
+//! else it is `neg`.
+//!
+//! Order: the header first, declarations before any Einsum, `init` before `einsums`, `stop`
+//! and `output` after the last Einsum. Intermediate tensors are declared by use; their ranks
+//! come from their writes (`RM[m1+1,p]` gives `[M1, P]`, `K[e, m1*M0+m0]` gives the split's
+//! parent `M`), else from their reads. A statement holds at most 400 tokens and nests at most
+//! 32 levels, so parsing, printing and evaluation never recurse deeply.
+//!
+//! The printer writes the normalised form: declarations (consecutive ranks on one line),
+//! `init`/`einsums` headers only when there is an Initialization section, aligned `=` per
+//! section, default merges and the implicit `+` reduction omitted, index arithmetic without
+//! spaces (`m1*M0+m0`), comments dropped. `parse(print(c)).cascade == c` holds for every
+//! cascade the parser can produce (property-tested).
 
 mod diag;
 mod lexer;
@@ -45,6 +60,7 @@ pub use parser::RESERVED;
 pub use print::print;
 
 use crate::ast::Cascade;
+use crate::verify::Location;
 
 /// A parsed cascade and where each of its parts sits in the source.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,5 +98,44 @@ pub fn parse(source: &str, path: &str) -> Result<Parsed, Diagnostics> {
     parser::parse(source)
 }
 
+/// `verify` on a parsed cascade, with each problem turned into a diagnostic that points at its
+/// Einsum, access, tensor, rank or output through the source map.
+pub fn verify_diagnostics(parsed: &Parsed) -> Diagnostics {
+    let spans = &parsed.spans;
+    let errors = crate::verify::verify(&parsed.cascade);
+    let mut out: Vec<Diagnostic> = errors
+        .iter()
+        .map(|e| {
+            let span = match e.location() {
+                Location::Einsum { einsum, access } => access
+                    .and_then(|a| spans.accesses.get(einsum.index())?.get(a))
+                    .or(spans.einsums.get(einsum.index())),
+                Location::Tensor(t) => spans.tensors.get(t.index()),
+                Location::Rank(r) => spans.ranks.get(r.index()),
+                Location::Output(n) => spans.outputs.get(n),
+                Location::Cascade => None,
+            };
+            let span = span.cloned().unwrap_or(spans.header.clone());
+            Diagnostic::new(e.to_string(), span, e.label(), e.hint())
+        })
+        .collect();
+    out.sort_by_key(|d| d.span.start);
+    Diagnostics(out)
+}
+
+/// Parses and verifies: the cascade when both pass, else every parse error (or, when it
+/// parses, every verify error) as diagnostics.
+pub fn check(source: &str, path: &str) -> Result<Parsed, Diagnostics> {
+    let parsed = parse(source, path)?;
+    let diags = verify_diagnostics(&parsed);
+    if diags.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(diags)
+    }
+}
+
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

@@ -38,6 +38,15 @@ struct Use {
 
 type PResult<T> = Result<T, Diagnostic>;
 
+/// Longest statement accepted; keeps recursion (parser, printer, evaluators) shallow.
+const MAX_TOKENS: usize = 400;
+/// Deepest parenthesis/function nesting accepted.
+const MAX_DEPTH: usize = 32;
+
+fn p_end(toks: &[Token]) -> usize {
+    toks.last().map_or(0, |t| t.span.end)
+}
+
 pub fn parse(source: &str) -> Result<Parsed, Diagnostics> {
     let mut p = Parser {
         c: Cascade {
@@ -60,16 +69,27 @@ pub fn parse(source: &str) -> Result<Parsed, Diagnostics> {
         pos: 0,
         line_end: 0,
         line_accesses: Vec::new(),
+        depth: 0,
     };
     let mut base = 0;
     for line in source.split_inclusive('\n') {
         let text = line.trim_end_matches(['\n', '\r']);
         match lex_line(text, base) {
             Ok(toks) if toks.is_empty() => {}
+            Ok(toks) if toks.len() > MAX_TOKENS => p.diags.push(Diagnostic::new(
+                format!(
+                    "line has {} tokens, more than the limit of {MAX_TOKENS}",
+                    toks.len()
+                ),
+                toks[0].span.start..p_end(&toks),
+                "too long",
+                "split the Einsum into several shorter ones",
+            )),
             Ok(toks) => {
                 p.line_end = toks.last().map_or(base, |t| t.span.end);
                 p.toks = toks;
                 p.pos = 0;
+                p.depth = 0;
                 p.line_accesses.clear();
                 if let Err(d) = p.statement() {
                     p.diags.push(d);
@@ -115,6 +135,7 @@ struct Parser {
     pos: usize,
     line_end: usize,
     line_accesses: Vec<Span>,
+    depth: usize,
 }
 
 impl Parser {
@@ -578,7 +599,7 @@ impl Parser {
         let all_vars = names.iter().all(|n| self.var_by_name(n).is_some());
         let value_follows = !matches!(
             self.peek_at(k),
-            None | Some(Tok::Plus | Tok::Star | Tok::Slash)
+            None | Some(Tok::Plus | Tok::Minus | Tok::Star | Tok::Slash)
         );
         let reduce = match op {
             ReduceOp::Sum | ReduceOp::Prod => true,
@@ -650,6 +671,27 @@ impl Parser {
     }
 
     fn expr(&mut self) -> PResult<ExprId> {
+        self.enter()?;
+        let e = self.expr_inner();
+        self.depth -= 1;
+        e
+    }
+
+    fn enter(&mut self) -> PResult<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            self.depth -= 1;
+            return Err(Diagnostic::new(
+                format!("nested more than {MAX_DEPTH} levels deep"),
+                self.here(),
+                "too deep",
+                "split the Einsum into several shallower ones",
+            ));
+        }
+        Ok(())
+    }
+
+    fn expr_inner(&mut self) -> PResult<ExprId> {
         let mut lhs = self.term()?;
         loop {
             let op = match self.peek() {
@@ -894,8 +936,8 @@ impl Parser {
         let hint = "indices are index expressions separated by commas, each optionally filtered: `K[e, m : m <= p]`";
         if self.eat(&Tok::LBrack) {
             while !self.eat(&Tok::RBrack) {
-                if !indices.is_empty() {
-                    self.expect(Tok::Comma, hint)?;
+                if !indices.is_empty() && !self.eat(&Tok::Comma) {
+                    return Err(self.unexpected("`,` or `]`", hint));
                 }
                 indices.push(self.index()?);
                 if self.eat(&Tok::Colon) {
@@ -951,6 +993,13 @@ impl Parser {
     // ---- index expressions ---------------------------------------------------------------
 
     fn index(&mut self) -> PResult<IndexExpr> {
+        self.enter()?;
+        let e = self.index_inner();
+        self.depth -= 1;
+        e
+    }
+
+    fn index_inner(&mut self) -> PResult<IndexExpr> {
         let mut lhs = self.index_term()?;
         loop {
             let add = match self.peek() {

@@ -1,0 +1,100 @@
+//! Output plumbing shared by every command: `--format`, user errors (exit 1) and JSON helpers.
+
+use std::fmt;
+use std::io::IsTerminal;
+
+use cascade_ir::dsl::{Diagnostics, line_col};
+use serde_json::{Value, json};
+
+/// How a command prints its result (and its errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// A mistake in the user's input. `main` prints it on stderr and exits with status 1;
+/// any other error is a bug and exits with status 2.
+#[derive(Debug)]
+pub struct UserError {
+    /// What `--format text` prints.
+    pub text: String,
+    /// What `--format json` prints.
+    pub json: Value,
+}
+
+impl UserError {
+    /// A one-line problem with its fix, not tied to a source span.
+    pub fn message(message: impl Into<String>) -> UserError {
+        let message = message.into();
+        UserError {
+            text: format!("error: {message}\n"),
+            json: json!({ "ok": false, "error": message }),
+        }
+    }
+
+    /// Diagnostics in `source` (read from `path`): rendered with carets for text, as a list of
+    /// positioned records for JSON.
+    pub fn diagnostics(diags: &Diagnostics, source: &str, path: &str) -> UserError {
+        UserError {
+            text: diags.render(source, path, stderr_color()),
+            json: json!({
+                "ok": false,
+                "file": path,
+                "diagnostics": diagnostics_json(diags, source, path),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for UserError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text.trim_end())
+    }
+}
+
+impl std::error::Error for UserError {}
+
+/// Each diagnostic as `{file, line, column, end_line, end_column, message, label, hint}`
+/// (1-based lines and columns).
+pub fn diagnostics_json(diags: &Diagnostics, source: &str, path: &str) -> Value {
+    diags
+        .iter()
+        .map(|d| {
+            let (line, column) = line_col(source, d.span.start);
+            // A span that ends on a newline ("expected … at the end of the line") ends on its line.
+            let covers_newline = source
+                .get(d.span.clone())
+                .is_some_and(|s| s.ends_with('\n'));
+            let end = if covers_newline {
+                d.span.end - 1
+            } else {
+                d.span.end
+            };
+            let (end_line, end_column) = line_col(source, end);
+            json!({
+                "file": path,
+                "line": line,
+                "column": column,
+                "end_line": end_line,
+                "end_column": end_column,
+                "message": d.message,
+                "label": d.label,
+                "hint": d.hint,
+            })
+        })
+        .collect()
+}
+
+/// Colour diagnostics only for a terminal, and never when `NO_COLOR` is set.
+fn stderr_color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Prints a JSON value on stdout, pretty.
+pub fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON values always serialise")
+    );
+}
