@@ -5,6 +5,7 @@
 //! 0 ok, 1 user error (diagnostics on stderr), 2 internal error.
 
 mod cmd_check;
+mod cmd_codegen;
 mod cmd_list;
 mod cmd_show;
 mod load;
@@ -35,6 +36,8 @@ enum Command {
     Show(cmd_show::Args),
     /// Parse and verify a cascade, then print it normalised.
     Check(cmd_check::Args),
+    /// Generate a CUDA, HIP or C++ kernel for a cascade.
+    Codegen(cmd_codegen::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -43,6 +46,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List(args) => cmd_list::run(args, format),
         Command::Show(args) => cmd_show::run(args, format),
         Command::Check(args) => cmd_check::run(args, format),
+        Command::Codegen(args) => cmd_codegen::run(args, format),
     }
 }
 
