@@ -80,7 +80,8 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
         CodegenError::Template(_) => anyhow::Error::new(e),
         _ => UserError::message(format!("{}: {e}", loaded.path)).into(),
     })?;
-    fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
     let files = [
         (&kernel.source_name, &kernel.source),
         (&kernel.header_name, &kernel.header),

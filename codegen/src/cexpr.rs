@@ -35,7 +35,11 @@ pub fn compare(c: &Compare, names: &dyn Names) -> String {
 /// A float literal that C, CUDA and HIP all read as `float`.
 pub fn float_lit(x: f64) -> String {
     if x.is_infinite() {
-        return if x < 0.0 { "(-INFINITY)".into() } else { "INFINITY".into() };
+        return if x < 0.0 {
+            "(-INFINITY)".into()
+        } else {
+            "INFINITY".into()
+        };
     }
     let s = format!("{:?}", x as f32);
     format!("{s}f")

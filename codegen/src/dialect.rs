@@ -142,10 +142,20 @@ impl TargetDialect {
     }
 
     /// The statement that launches `kernel` (CUDA chevrons or `hipLaunchKernelGGL`).
-    pub fn launch(&self, target: Target, kernel: &str, grid: &str, block: &str, smem: &str, args: &str) -> String {
+    pub fn launch(
+        &self,
+        target: Target,
+        kernel: &str,
+        grid: &str,
+        block: &str,
+        smem: &str,
+        args: &str,
+    ) -> String {
         match target {
             Target::Cuda => format!("{kernel}<<<{grid}, {block}, {smem}, stream>>>({args});"),
-            Target::Hip => format!("hipLaunchKernelGGL({kernel}, {grid}, {block}, {smem}, stream, {args});"),
+            Target::Hip => {
+                format!("hipLaunchKernelGGL({kernel}, {grid}, {block}, {smem}, stream, {args});")
+            }
             Target::Cpp => format!("{kernel}({args});"),
         }
     }

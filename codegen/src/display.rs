@@ -57,8 +57,17 @@ fn expr(c: &Cascade, id: ExprId) -> String {
         Expr::Const(Constant::NegInf) => "-inf".into(),
         Expr::Const(Constant::InvSqrtSize(r)) => format!("1/sqrt({})", c.rank(*r).name),
         Expr::Unary(op, a) => format!("{op}({})", expr(c, *a)),
-        Expr::Binary { op, merge, lhs, rhs } => {
-            let m = if *merge == op.default_merge() { String::new() } else { format!("{{{merge}}}") };
+        Expr::Binary {
+            op,
+            merge,
+            lhs,
+            rhs,
+        } => {
+            let m = if *merge == op.default_merge() {
+                String::new()
+            } else {
+                format!("{{{merge}}}")
+            };
             let (l, r) = (expr(c, *lhs), expr(c, *rhs));
             match op {
                 BinaryOp::Add => format!("({l} +{m} {r})"),

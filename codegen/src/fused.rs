@@ -5,7 +5,7 @@ use cascade_ir::{Access, Cascade, Compare, CompareOp, Expr, ExprId, IndexExpr, R
 
 use crate::cexpr::{self, Names};
 use crate::pattern::OnlineSoftmax;
-use crate::{display, CodegenError, GpuSchedule, Result, Target, TargetDialect};
+use crate::{CodegenError, GpuSchedule, Result, Target, TargetDialect, display};
 
 /// The template context of the fused kernel: numbers and C text only.
 #[derive(Debug, Clone)]
@@ -107,10 +107,17 @@ pub fn plan(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, target: Target) -> 
     let d = TargetDialect::of(target);
     let ty = TargetDialect::types(target, s.dtype);
     let bad = |field, reason: String| Err(CodegenError::Schedule { field, reason });
-    if s.head_dim == 0 || s.head_dim % 16 != 0 {
-        return bad("head_dim", format!("{} is not a positive multiple of 16", s.head_dim));
+    if s.head_dim == 0 || !s.head_dim.is_multiple_of(16) {
+        return bad(
+            "head_dim",
+            format!("{} is not a positive multiple of 16", s.head_dim),
+        );
     }
-    let rows_per_warp = if d.warp_size >= 32 { 16 * d.warp_size / 32 } else { 16 };
+    let rows_per_warp = if d.warp_size >= 32 {
+        16 * d.warp_size / 32
+    } else {
+        16
+    };
     if target != Target::Cpp {
         if s.block_m != s.warps * rows_per_warp {
             return bad(
@@ -123,7 +130,10 @@ pub fn plan(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, target: Target) -> 
             );
         }
         if s.stages != 2 {
-            return bad("stages", format!("{}: only double buffering (2) is implemented", s.stages));
+            return bad(
+                "stages",
+                format!("{}: only double buffering (2) is implemented", s.stages),
+            );
         }
     } else if s.block_m == 0 {
         return bad("block_m", "must be at least 1".into());
@@ -148,7 +158,10 @@ pub fn plan(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, target: Target) -> 
     // Conditions: the cascade's filters, the optional causal mask, and the ragged last tile.
     let key = || {
         IndexExpr::Add(
-            Box::new(IndexExpr::Mul(Box::new(IndexExpr::Var(m.m1)), Box::new(IndexExpr::Size(m.m0)))),
+            Box::new(IndexExpr::Mul(
+                Box::new(IndexExpr::Var(m.m1)),
+                Box::new(IndexExpr::Size(m.m0)),
+            )),
             Box::new(IndexExpr::Var(m.m0)),
         )
     };
@@ -160,27 +173,52 @@ pub fn plan(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, target: Target) -> 
         if let Some(v) = vars.iter().find(|v| ![m.m1, m.m0, m.p].contains(v)) {
             return Err(CodegenError::Unsupported {
                 cascade: c.name.clone(),
-                reason: format!("a score filter uses `{}`; the fused kernel masks over m1, m0 and p only", c.var_name(*v)),
+                reason: format!(
+                    "a score filter uses `{}`; the fused kernel masks over m1, m0 and p only",
+                    c.var_name(*v)
+                ),
             });
         }
     }
     if s.causal {
-        conds.push(Compare { lhs: key(), op: CompareOp::Le, rhs: IndexExpr::Var(m.p) });
+        conds.push(Compare {
+            lhs: key(),
+            op: CompareOp::Le,
+            rhs: IndexExpr::Var(m.p),
+        });
     }
-    conds.push(Compare { lhs: key(), op: CompareOp::Lt, rhs: IndexExpr::Size(m.m) });
-    let names = |m0: &str, p: &str| FusedNames { c, m, m0: m0.into(), p: p.into() };
+    conds.push(Compare {
+        lhs: key(),
+        op: CompareOp::Lt,
+        rhs: IndexExpr::Size(m.m),
+    });
+    let names = |m0: &str, p: &str| FusedNames {
+        c,
+        m,
+        m0: m0.into(),
+        p: p.into(),
+    };
     let elem_names = names("col", "row_p");
-    let mask_elem = conds.iter().map(|k| cexpr::compare(k, &elem_names)).collect::<Vec<_>>().join(" && ");
+    let mask_elem = conds
+        .iter()
+        .map(|k| cexpr::compare(k, &elem_names))
+        .collect::<Vec<_>>()
+        .join(" && ");
     let mut tile_state = vec!["bool full = true;".to_string()];
     for cond in &conds {
         if !affine(&cond.lhs) || !affine(&cond.rhs) {
             tile_state.push("full = false;  // not affine: no corner test".into());
             continue;
         }
-        let corners: Vec<String> = [("0LL", "p_lo"), ("0LL", "p_hi"), ("(BLOCK_N - 1LL)", "p_lo"), ("(BLOCK_N - 1LL)", "p_hi")]
-            .iter()
-            .map(|(m0, p)| cexpr::compare(cond, &names(m0, p)))
-            .collect();
+        let corners: Vec<String> = [
+            ("0LL", "p_lo"),
+            ("0LL", "p_hi"),
+            ("(BLOCK_N - 1LL)", "p_lo"),
+            ("(BLOCK_N - 1LL)", "p_hi"),
+        ]
+        .iter()
+        .map(|(m0, p)| cexpr::compare(cond, &names(m0, p)))
+        .collect();
         tile_state.push(format!(
             "{{  // {}\n    const bool c0 = {}, c1 = {}, c2 = {}, c3 = {};\n    if (!(c0 || c1 || c2 || c3)) return TILE_SKIP;\n    full = full && c0 && c1 && c2 && c3;\n  }}",
             cond_text(c, cond),
@@ -233,7 +271,11 @@ pub fn plan(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, target: Target) -> 
     };
 
     let symbol = format!("cascade_{}", c.name);
-    let inputs: Vec<_> = c.tensors.iter().filter(|t| t.kind == cascade_ir::TensorKind::Input).collect();
+    let inputs: Vec<_> = c
+        .tensors
+        .iter()
+        .filter(|t| t.kind == cascade_ir::TensorKind::Input)
+        .collect();
     let sizes = crate::generic::abi_sizes(c);
     let mut abi = Vec::new();
     for t in &inputs {
@@ -249,9 +291,19 @@ pub fn plan(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, target: Target) -> 
     if target != Target::Cpp {
         abi.push("void* stream_ptr".into());
     }
-    let params: Vec<RankId> = sizes.iter().copied().filter(|&rk| c.rank(rk).is_param).collect();
-    let param_decls: String = params.iter().map(|&rk| format!(", long long p_{}", c.rank(rk).name)).collect();
-    let param_args: String = params.iter().map(|&rk| format!(", p_{}", c.rank(rk).name)).collect();
+    let params: Vec<RankId> = sizes
+        .iter()
+        .copied()
+        .filter(|&rk| c.rank(rk).is_param)
+        .collect();
+    let param_decls: String = params
+        .iter()
+        .map(|&rk| format!(", long long p_{}", c.rank(rk).name))
+        .collect();
+    let param_args: String = params
+        .iter()
+        .map(|&rk| format!(", p_{}", c.rank(rk).name))
+        .collect();
     let name_of = |t: TensorId| c.tensor(t).name.clone();
     let mut checks = vec!["batch < 0".to_string()];
     for &rk in &sizes {
@@ -270,9 +322,16 @@ pub fn plan(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, target: Target) -> 
         name_of(m.out),
         c.rank(m.p).name,
         c.rank(m.m).name,
-        params.iter().map(|&rk| format!(", {}", c.rank(rk).name)).collect::<String>()
+        params
+            .iter()
+            .map(|&rk| format!(", {}", c.rank(rk).name))
+            .collect::<String>()
     );
-    let roles = m.roles.iter().map(|re| format!("{}: {}", re.role, display::einsum(c, re.einsum))).collect();
+    let roles = m
+        .roles
+        .iter()
+        .map(|re| format!("{}: {}", re.role, display::einsum(c, re.einsum)))
+        .collect();
     Ok(FusedPlan {
         kernel: format!("{symbol}_fused"),
         launcher: symbol,
@@ -359,12 +418,21 @@ fn affine(e: &IndexExpr) -> bool {
 
 /// Renders a value with accesses replaced by kernel locals; an unmapped tensor defined by one
 /// Einsum (like `SPD = RD·PRM`) is inlined.
-fn render_plain(c: &Cascade, id: ExprId, map: &dyn Fn(&Access) -> Option<String>, names: &dyn Names) -> String {
+fn render_plain(
+    c: &Cascade,
+    id: ExprId,
+    map: &dyn Fn(&Access) -> Option<String>,
+    names: &dyn Names,
+) -> String {
     match c.expr(id) {
         Expr::Access(a) => match map(a) {
             Some(s) => s,
             None => {
-                let defs: Vec<_> = c.einsums.iter().filter(|e| e.output.tensor == a.tensor).collect();
+                let defs: Vec<_> = c
+                    .einsums
+                    .iter()
+                    .filter(|e| e.output.tensor == a.tensor)
+                    .collect();
                 match defs[..] {
                     [def] => render_plain(c, def.value, map, names),
                     _ => format!("/*{}*/0.0f", c.tensor(a.tensor).name),

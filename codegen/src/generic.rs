@@ -12,7 +12,7 @@ use cascade_ir::{
 };
 
 use crate::cexpr::{self, Names};
-use crate::{display, CodegenError, GpuSchedule, Result, Target, TargetDialect};
+use crate::{CodegenError, GpuSchedule, Result, Target, TargetDialect, display};
 
 /// One kernel of the generic lowering.
 #[derive(Debug, Clone)]
@@ -60,7 +60,10 @@ pub fn abi_sizes(c: &Cascade) -> Vec<RankId> {
         .filter_map(|r| r.split)
         .flat_map(|(a, b)| [a, b])
         .collect();
-    (0..c.ranks.len() as u32).map(RankId).filter(|r| !children.contains(r)).collect()
+    (0..c.ranks.len() as u32)
+        .map(RankId)
+        .filter(|r| !children.contains(r))
+        .collect()
 }
 
 struct GenericNames<'a> {
@@ -81,15 +84,28 @@ impl Names for GenericNames<'_> {
     }
 }
 
-pub fn plan(c: &Cascade, s: &GpuSchedule, target: Target, why_not_fused: String) -> Result<GenericPlan> {
-    let unsupported = |reason: String| CodegenError::Unsupported { cascade: c.name.clone(), reason };
+pub fn plan(
+    c: &Cascade,
+    s: &GpuSchedule,
+    target: Target,
+    why_not_fused: String,
+) -> Result<GenericPlan> {
+    let unsupported = |reason: String| CodegenError::Unsupported {
+        cascade: c.name.clone(),
+        reason,
+    };
     let d = TargetDialect::of(target);
     let iterative = c.iterative_ranks();
     if iterative.len() > 1 {
-        return Err(unsupported("the generic lowering handles one iterative rank".into()));
+        return Err(unsupported(
+            "the generic lowering handles one iterative rank".into(),
+        ));
     }
     let iter_rank = iterative.first().copied();
-    let names = GenericNames { c, iterative: iter_rank };
+    let names = GenericNames {
+        c,
+        iterative: iter_rank,
+    };
     let size = |r: RankId| names.size(r);
 
     // Extents: state tensors written at `r+k` hold k more points along r.
@@ -108,31 +124,52 @@ pub fn plan(c: &Cascade, s: &GpuSchedule, target: Target, why_not_fused: String)
                         .filter(|e| e.output.tensor.index() == ti)
                         .filter_map(|e| match e.output.indices.get(pos) {
                             Some(IndexExpr::Add(a, b)) => match (&**a, &**b) {
-                                (IndexExpr::Var(v), IndexExpr::Lit(k)) if *v == r && *k > 0 => Some(*k),
+                                (IndexExpr::Var(v), IndexExpr::Lit(k)) if *v == r && *k > 0 => {
+                                    Some(*k)
+                                }
                                 _ => None,
                             },
                             _ => None,
                         })
                         .max()
                         .unwrap_or(0);
-                    if shift > 0 { format!("({} + {shift}LL)", size(r)) } else { size(r) }
+                    if shift > 0 {
+                        format!("({} + {shift}LL)", size(r))
+                    } else {
+                        size(r)
+                    }
                 })
                 .collect()
         })
         .collect();
     let elems = |t: TensorId| {
         let e = &extents[t.index()];
-        if e.is_empty() { "1LL".to_string() } else { e.join(" * ") }
+        if e.is_empty() {
+            "1LL".to_string()
+        } else {
+            e.join(" * ")
+        }
     };
-    let inputs: Vec<TensorId> = tensor_ids(c).filter(|&t| c.tensor(t).kind == TensorKind::Input).collect();
-    let computed: Vec<TensorId> = tensor_ids(c).filter(|&t| c.tensor(t).kind != TensorKind::Input).collect();
+    let inputs: Vec<TensorId> = tensor_ids(c)
+        .filter(|&t| c.tensor(t).kind == TensorKind::Input)
+        .collect();
+    let computed: Vec<TensorId> = tensor_ids(c)
+        .filter(|&t| c.tensor(t).kind != TensorKind::Input)
+        .collect();
     for &o in &c.outputs {
         if c.tensor(o).kind == TensorKind::Input {
-            return Err(unsupported(format!("output {} is an input", c.tensor(o).name)));
+            return Err(unsupported(format!(
+                "output {} is an input",
+                c.tensor(o).name
+            )));
         }
     }
 
-    let mut ctx_fields: Vec<String> = c.ranks.iter().map(|r| format!("long long s_{};", r.name)).collect();
+    let mut ctx_fields: Vec<String> = c
+        .ranks
+        .iter()
+        .map(|r| format!("long long s_{};", r.name))
+        .collect();
     for &t in &inputs {
         ctx_fields.push(format!("const elem_t* in_{};", c.tensor(t).name));
     }
@@ -162,7 +199,10 @@ pub fn plan(c: &Cascade, s: &GpuSchedule, target: Target, why_not_fused: String)
                 tile = s.block_n,
                 n = r.name
             ));
-            size_setup.push(format!("if (c.s_{n} % c.s_{i} != 0) return CASCADE_ERR_SHAPE;", n = r.name));
+            size_setup.push(format!(
+                "if (c.s_{n} % c.s_{i} != 0) return CASCADE_ERR_SHAPE;",
+                n = r.name
+            ));
             size_setup.push(format!("c.s_{o} = c.s_{n} / c.s_{i};", n = r.name));
         }
     }
@@ -170,26 +210,43 @@ pub fn plan(c: &Cascade, s: &GpuSchedule, target: Target, why_not_fused: String)
     let mut io_setup = Vec::new();
     for &t in &inputs {
         let n = &c.tensor(t).name;
-        io_setup.push(format!("c.in_{n} = static_cast<const elem_t*>({n}) + b * ({});", elems(t)));
+        io_setup.push(format!(
+            "c.in_{n} = static_cast<const elem_t*>({n}) + b * ({});",
+            elems(t)
+        ));
     }
     for &t in &c.outputs {
         let n = &c.tensor(t).name;
-        io_setup.push(format!("c.out_{n} = static_cast<elem_t*>({n}) + b * ({});", elems(t)));
+        io_setup.push(format!(
+            "c.out_{n} = static_cast<elem_t*>({n}) + b * ({});",
+            elems(t)
+        ));
     }
 
     let lin = |t: TensorId, idx: &[String]| -> String {
         let ext = &extents[t.index()];
         let mut s = String::new();
         for (i, ix) in idx.iter().enumerate().rev() {
-            s = if s.is_empty() { ix.clone() } else { format!("{ix} + {} * ({s})", ext[i]) };
+            s = if s.is_empty() {
+                ix.clone()
+            } else {
+                format!("{ix} + {} * ({s})", ext[i])
+            };
         }
         if s.is_empty() { "0LL".into() } else { s }
     };
     let in_bounds = |t: TensorId, idx: &[String]| -> String {
         let ext = &extents[t.index()];
-        let parts: Vec<String> =
-            idx.iter().zip(ext).map(|(i, e)| format!("{i} >= 0 && {i} < {e}")).collect();
-        if parts.is_empty() { "true".into() } else { parts.join(" && ") }
+        let parts: Vec<String> = idx
+            .iter()
+            .zip(ext)
+            .map(|(i, e)| format!("{i} >= 0 && {i} < {e}"))
+            .collect();
+        if parts.is_empty() {
+            "true".into()
+        } else {
+            parts.join(" && ")
+        }
     };
 
     let mut kernels = Vec::new();
@@ -222,24 +279,49 @@ pub fn plan(c: &Cascade, s: &GpuSchedule, target: Target, why_not_fused: String)
                     c.rank(r).name
                 )));
             }
-            if e.section == Section::Init && space.contains(&r) && e.output.indices.iter().any(|i| i.shifted_var() == Some(r)) {
-                return Err(unsupported("an init Einsum writes along the iterative rank".into()));
+            if e.section == Section::Init
+                && space.contains(&r)
+                && e.output.indices.iter().any(|i| i.shifted_var() == Some(r))
+            {
+                return Err(unsupported(
+                    "an init Einsum writes along the iterative rank".into(),
+                ));
             }
         }
-        let free: Vec<RankId> = out_vars.iter().copied().filter(|&r| !(looped && Some(r) == iter_rank)).collect();
-        let reduced: Vec<RankId> = space.iter().copied().filter(|r| !out_vars.contains(r)).collect();
+        let free: Vec<RankId> = out_vars
+            .iter()
+            .copied()
+            .filter(|&r| !(looped && Some(r) == iter_rank))
+            .collect();
+        let reduced: Vec<RankId> = space
+            .iter()
+            .copied()
+            .filter(|r| !out_vars.contains(r))
+            .collect();
         let kname = format!("k{}_{}", id.0, c.tensor(e.output.tensor).name);
         let mut decode = vec!["long long rem = idx;".to_string()];
         for &r in &free {
-            decode.push(format!("const long long {} = rem % {}; rem /= {};", names.var(r), size(r), size(r)));
+            decode.push(format!(
+                "const long long {} = rem % {}; rem /= {};",
+                names.var(r),
+                size(r),
+                size(r)
+            ));
         }
         decode.push("(void)rem;".into());
         let mut body = Vec::new();
-        let out_idx: Vec<String> = e.output.indices.iter().map(|i| cexpr::index(i, &names)).collect();
+        let out_idx: Vec<String> = e
+            .output
+            .indices
+            .iter()
+            .map(|i| cexpr::index(i, &names))
+            .collect();
         let out_t = e.output.tensor;
         let oname = c.tensor(out_t).name.clone();
         if matches!(c.expr(e.value), Expr::Const(Constant::Num(z)) if *z == 0.0) {
-            body.push("// The bare literal 0 leaves its points absent (0 is the fill value).".into());
+            body.push(
+                "// The bare literal 0 leaves its points absent (0 is the fill value).".into(),
+            );
             body.push("const bool pr = false; const float val = 0.0f;".into());
         } else if let Some(op) = c.reduce_op(id) {
             let (init, combine) = match op {
@@ -251,22 +333,39 @@ pub fn plan(c: &Cascade, s: &GpuSchedule, target: Target, why_not_fused: String)
             body.push(format!("float acc = {init}; bool any = false;"));
             let mut close = 0;
             for &r in &reduced {
-                body.push(format!("for (long long {v} = 0; {v} < {}; ++{v}) {{", size(r), v = names.var(r)));
+                body.push(format!(
+                    "for (long long {v} = 0; {v} < {}; ++{v}) {{",
+                    size(r),
+                    v = names.var(r)
+                ));
                 close += 1;
             }
             let mut n = 0;
-            let (v, p) = expr_stmts(c, e.value, &names, &mut body, &mut n, &inputs, &lin, &in_bounds);
-            body.push(format!("if ({p}) {{ const float v = {v}; acc = any ? {combine} : v; any = true; }}"));
+            let (v, p) = expr_stmts(
+                c, e.value, &names, &mut body, &mut n, &inputs, &lin, &in_bounds,
+            );
+            body.push(format!(
+                "if ({p}) {{ const float v = {v}; acc = any ? {combine} : v; any = true; }}"
+            ));
             for _ in 0..close {
                 body.push("}".into());
             }
             body.push("const bool pr = any; const float val = acc;".into());
         } else {
             let mut n = 0;
-            let (v, p) = expr_stmts(c, e.value, &names, &mut body, &mut n, &inputs, &lin, &in_bounds);
+            let (v, p) = expr_stmts(
+                c, e.value, &names, &mut body, &mut n, &inputs, &lin, &in_bounds,
+            );
             body.push(format!("const bool pr = {p}; const float val = {v};"));
         }
-        body.push(format!("const long long o[] = {{{}}};", if out_idx.is_empty() { "0LL".into() } else { out_idx.join(", ") }));
+        body.push(format!(
+            "const long long o[] = {{{}}};",
+            if out_idx.is_empty() {
+                "0LL".into()
+            } else {
+                out_idx.join(", ")
+            }
+        ));
         let oidx: Vec<String> = (0..out_idx.len()).map(|i| format!("o[{i}]")).collect();
         body.push(format!(
             "if ({}) {{ const long long at = {}; c.t_{oname}[at] = pr ? val : 0.0f; c.p_{oname}[at] = pr; }}",
@@ -276,7 +375,10 @@ pub fn plan(c: &Cascade, s: &GpuSchedule, target: Target, why_not_fused: String)
         let n_points = if free.is_empty() {
             "1LL".to_string()
         } else {
-            free.iter().map(|&r| size(r)).collect::<Vec<_>>().join(" * ")
+            free.iter()
+                .map(|&r| size(r))
+                .collect::<Vec<_>>()
+                .join(" * ")
         };
         let step = launch(&kname, &n_points);
         if looped {
@@ -286,7 +388,12 @@ pub fn plan(c: &Cascade, s: &GpuSchedule, target: Target, why_not_fused: String)
         } else {
             steps_after.push(step);
         }
-        kernels.push(GenericKernel { name: kname, comment: display::einsum(c, id), decode, body });
+        kernels.push(GenericKernel {
+            name: kname,
+            comment: display::einsum(c, id),
+            decode,
+            body,
+        });
     }
     let mut host_steps = steps_before;
     if let Some(r) = iter_rank {
@@ -294,7 +401,10 @@ pub fn plan(c: &Cascade, s: &GpuSchedule, target: Target, why_not_fused: String)
             Some(k) => format!(" && !{}", cexpr::compare(k, &names)),
             None => String::new(),
         };
-        host_steps.push(format!("for (long long it = 0; it < {}{stop}; ++it) {{", size(r)));
+        host_steps.push(format!(
+            "for (long long it = 0; it < {}{stop}; ++it) {{",
+            size(r)
+        ));
         host_steps.extend(loop_steps.into_iter().map(|s| format!("  {s}")));
         host_steps.push("}".into());
     }
@@ -306,13 +416,22 @@ pub fn plan(c: &Cascade, s: &GpuSchedule, target: Target, why_not_fused: String)
             name: kname.clone(),
             comment: format!("output {n}: absent points are written as 0"),
             decode: vec![],
-            body: vec![format!("c.out_{n}[idx] = from_f(c.p_{n}[idx] ? c.t_{n}[idx] : 0.0f);")],
+            body: vec![format!(
+                "c.out_{n}[idx] = from_f(c.p_{n}[idx] ? c.t_{n}[idx] : 0.0f);"
+            )],
         });
         host_steps.push(launch(&kname, &elems(o)));
     }
 
-    let mut abi_params: Vec<String> = inputs.iter().map(|&t| format!("const void* {}", c.tensor(t).name)).collect();
-    abi_params.extend(c.outputs.iter().map(|&t| format!("void* {}", c.tensor(t).name)));
+    let mut abi_params: Vec<String> = inputs
+        .iter()
+        .map(|&t| format!("const void* {}", c.tensor(t).name))
+        .collect();
+    abi_params.extend(
+        c.outputs
+            .iter()
+            .map(|&t| format!("void* {}", c.tensor(t).name)),
+    );
     abi_params.push("int batch".into());
     abi_params.extend(abi.iter().map(|&r| format!("long long {}", c.rank(r).name)));
     if target != Target::Cpp {
@@ -324,7 +443,13 @@ pub fn plan(c: &Cascade, s: &GpuSchedule, target: Target, why_not_fused: String)
         why_not_fused,
         ctx_fields,
         size_setup,
-        buffers: computed.iter().map(|&t| Buffer { name: c.tensor(t).name.clone(), elems: elems(t) }).collect(),
+        buffers: computed
+            .iter()
+            .map(|&t| Buffer {
+                name: c.tensor(t).name.clone(),
+                elems: elems(t),
+            })
+            .collect(),
         io_setup,
         kernels,
         host_steps,
@@ -341,7 +466,9 @@ fn in_loop(c: &Cascade, id: EinsumId, iter_rank: Option<RankId>) -> bool {
 }
 
 fn reads_any(c: &Cascade, id: EinsumId, tensors: &[TensorId]) -> bool {
-    c.accesses(c.einsum(id).value).iter().any(|a| tensors.contains(&a.tensor))
+    c.accesses(c.einsum(id).value)
+        .iter()
+        .any(|a| tensors.contains(&a.tensor))
 }
 
 /// Emits statements computing `id`; returns the C names of its value and presence.
@@ -362,13 +489,24 @@ fn expr_stmts(
     match c.expr(id) {
         Expr::Access(a) => access_stmts(c, a, names, out, &v, &p, inputs, lin, in_bounds),
         Expr::Const(konst) => {
-            out.push(format!("const float {v} = {}; const bool {p} = true;", cexpr::constant(konst, names)));
+            out.push(format!(
+                "const float {v} = {}; const bool {p} = true;",
+                cexpr::constant(konst, names)
+            ));
         }
         Expr::Unary(op, a) => {
             let (av, ap) = expr_stmts(c, *a, names, out, n, inputs, lin, in_bounds);
-            out.push(format!("const bool {p} = {ap}; const float {v} = {p} ? {} : 0.0f;", cexpr::unary(*op, &av)));
+            out.push(format!(
+                "const bool {p} = {ap}; const float {v} = {p} ? {} : 0.0f;",
+                cexpr::unary(*op, &av)
+            ));
         }
-        Expr::Binary { op, merge, lhs, rhs } => {
+        Expr::Binary {
+            op,
+            merge,
+            lhs,
+            rhs,
+        } => {
             let (a, pa) = expr_stmts(c, *lhs, names, out, n, inputs, lin, in_bounds);
             let (b, pb) = expr_stmts(c, *rhs, names, out, n, inputs, lin, in_bounds);
             let both = cexpr::binary(*op, &a, &b);
@@ -389,12 +527,17 @@ fn expr_stmts(
                         BinaryOp::SubExp => format!("expf(-{b})"),
                         _ => b.clone(),
                     };
-                    (format!("{pa} || {pb}"), format!("({pa} && {pb}) ? {both} : ({pa} ? {lone_lhs} : {lone_rhs})"))
+                    (
+                        format!("{pa} || {pb}"),
+                        format!("({pa} && {pb}) ? {both} : ({pa} ? {lone_lhs} : {lone_rhs})"),
+                    )
                 }
                 Merge::Right => (pb.clone(), cexpr::binary(*op, &zl, &b)),
                 Merge::All => ("true".into(), cexpr::binary(*op, &zl, &zr)),
             };
-            out.push(format!("const bool {p} = {present}; const float {v} = {p} ? ({value}) : 0.0f;"));
+            out.push(format!(
+                "const bool {p} = {present}; const float {v} = {p} ? ({value}) : 0.0f;"
+            ));
         }
     }
     (v, p)
@@ -429,7 +572,9 @@ fn access_stmts(
     let at = lin(t, &ivars);
     if inputs.contains(&t) {
         out.push(format!("const bool {p} = {ok};"));
-        out.push(format!("const float {v} = {p} ? to_f(c.in_{name}[{at}]) : 0.0f;"));
+        out.push(format!(
+            "const float {v} = {p} ? to_f(c.in_{name}[{at}]) : 0.0f;"
+        ));
     } else {
         out.push(format!("const bool {p} = ({ok}) && c.p_{name}[{at}];"));
         out.push(format!("const float {v} = {p} ? c.t_{name}[{at}] : 0.0f;"));

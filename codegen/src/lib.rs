@@ -180,7 +180,14 @@ impl KernelPlan {
         match &self.lowering {
             Lowering::Fused(p) => format!(
                 "fused online-softmax kernel: block_m={} block_n={} warps={} stages={} dtype={} head_dim={} matrix={} smem={}B",
-                p.block_m, p.block_n, p.warps, p.stages, s.dtype, p.head_dim, p.matrix_path, p.smem_bytes
+                p.block_m,
+                p.block_n,
+                p.warps,
+                p.stages,
+                s.dtype,
+                p.head_dim,
+                p.matrix_path,
+                p.smem_bytes
             ),
             Lowering::Generic(p) => format!(
                 "generic lowering: {} kernels, one per Einsum, dtype={} split tile={} (fused lowering not applicable: {})",
@@ -214,10 +221,13 @@ pub fn plan(cascade: &Cascade, schedule: &GpuSchedule, target: Target) -> Result
     if target == Target::Cpp && schedule.dtype != DType::F32 {
         return Err(CodegenError::Schedule {
             field: "dtype",
-            reason: format!("the cpp target computes in f32 only, not {}; use --dtype f32", schedule.dtype),
+            reason: format!(
+                "the cpp target computes in f32 only, not {}; use --dtype f32",
+                schedule.dtype
+            ),
         });
     }
-    if schedule.block_n == 0 || schedule.block_n % 16 != 0 {
+    if schedule.block_n == 0 || !schedule.block_n.is_multiple_of(16) {
         return Err(CodegenError::Schedule {
             field: "block_n",
             reason: format!("{} is not a positive multiple of 16", schedule.block_n),
@@ -229,13 +239,20 @@ pub fn plan(cascade: &Cascade, schedule: &GpuSchedule, target: Target) -> Result
             if schedule.causal {
                 return Err(CodegenError::Unsupported {
                     cascade: cascade.name.clone(),
-                    reason: format!("--causal needs the fused lowering, which does not apply ({why}); write the mask as a filter in the cascade instead (see attention_causal_1pass)"),
+                    reason: format!(
+                        "--causal needs the fused lowering, which does not apply ({why}); write the mask as a filter in the cascade instead (see attention_causal_1pass)"
+                    ),
                 });
             }
             Lowering::Generic(Box::new(generic::plan(cascade, schedule, target, why)?))
         }
     };
-    Ok(KernelPlan { cascade: cascade.name.clone(), target, schedule: *schedule, lowering })
+    Ok(KernelPlan {
+        cascade: cascade.name.clone(),
+        target,
+        schedule: *schedule,
+        lowering,
+    })
 }
 
 /// Plans and renders `cascade` for `target`.

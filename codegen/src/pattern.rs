@@ -80,7 +80,10 @@ struct Ctx<'a> {
 pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
     let iterative = c.iterative_ranks();
     let [m1] = iterative[..] else {
-        return Err(format!("needs exactly one iterative rank, found {}", iterative.len()));
+        return Err(format!(
+            "needs exactly one iterative rank, found {}",
+            iterative.len()
+        ));
     };
     let (m, m0) = c
         .ranks
@@ -99,8 +102,14 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
             return Err("the stop condition is not `m1 >= M1`".into());
         }
     }
-    let [out] = c.outputs[..] else { return Err("needs exactly one output".into()) };
-    let mut x = Ctx { c, m1, used: BTreeSet::new() };
+    let [out] = c.outputs[..] else {
+        return Err("needs exactly one output".into());
+    };
+    let mut x = Ctx {
+        c,
+        m1,
+        used: BTreeSet::new(),
+    };
 
     // OUT = RNV[.., M1, ..] / RD[M1, ..]
     let e_out = x.only_def(out, Section::Body)?;
@@ -111,7 +120,9 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
         return Err("the output does not divide the final states".into());
     }
     let out_t = c.tensor(out);
-    let [f, p] = out_t.ranks[..] else { return Err("the output is not 2-D".into()) };
+    let [f, p] = out_t.ranks[..] else {
+        return Err("the output is not 2-D".into());
+    };
     if c.tensor(t_rd).ranks != [m1, p] || c.tensor(t_rnv).ranks != [f, m1, p] {
         return Err("the states are not RD[M1,P] and RNV[F,M1,P]".into());
     }
@@ -156,7 +167,11 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
     let e_slnv = x.only_def(t_slnv, Section::Body)?;
     x.reduction(e_slnv, ReduceOp::Sum, m0)?;
     let (a, b) = x.binary(x.value(e_slnv), BinaryOp::Mul, Merge::Intersect, true)?;
-    let (sln_acc, v_acc) = if x.plain(&a).ok() == Some(t_sln) { (a, b) } else { (b, a) };
+    let (sln_acc, v_acc) = if x.plain(&a).ok() == Some(t_sln) {
+        (a, b)
+    } else {
+        (b, a)
+    };
     if x.plain(&sln_acc)? != t_sln {
         return Err("the second product does not read the numerators".into());
     }
@@ -169,7 +184,13 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
     }
     let mut root = x.value(e_s);
     let mut scale = None;
-    if let Expr::Binary { op: BinaryOp::Mul, merge: Merge::Intersect, lhs, rhs } = c.expr(root) {
+    if let Expr::Binary {
+        op: BinaryOp::Mul,
+        merge: Merge::Intersect,
+        lhs,
+        rhs,
+    } = c.expr(root)
+    {
         match (c.expr(*lhs), c.expr(*rhs)) {
             (Expr::Binary { .. }, Expr::Const(k)) => (scale, root) = (Some(*k), *lhs),
             (Expr::Const(k), Expr::Binary { .. }) => (scale, root) = (Some(*k), *rhs),
@@ -182,10 +203,13 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
         _ => return Err("the scores do not sum over one rank".into()),
     };
     let (a, b) = x.binary(root, BinaryOp::Mul, Merge::Intersect, true)?;
-    let (q_acc, k_acc) = if c.tensor(a.tensor).ranks == [e, p] { (a, b) } else { (b, a) };
+    let (q_acc, k_acc) = if c.tensor(a.tensor).ranks == [e, p] {
+        (a, b)
+    } else {
+        (b, a)
+    };
     let q = q_acc.tensor;
-    if c.tensor(q).kind != TensorKind::Input || !x.is_plain(&q_acc) || c.tensor(q).ranks != [e, p]
-    {
+    if c.tensor(q).kind != TensorKind::Input || !x.is_plain(&q_acc) || c.tensor(q).ranks != [e, p] {
         return Err("the first product's left operand is not an input Q[E,P]".into());
     }
     let mut mask: Vec<_> = q_acc.filters.iter().flat_map(|f| f.conds.clone()).collect();
@@ -194,7 +218,10 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
     x.used.insert(e_s);
     for (t, ranks) in [(out, vec![f, p]), (v, vec![f, m]), (k, vec![e, m])] {
         if c.tensor(t).ranks != ranks {
-            return Err(format!("{} is not laid out as the fused kernel expects", c.tensor(t).name));
+            return Err(format!(
+                "{} is not laid out as the fused kernel expects",
+                c.tensor(t).name
+            ));
         }
     }
     // Init: RM[0] = -inf, RD[0] = 0, RNV[0] = 0.
@@ -205,7 +232,10 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
         x.used.insert(id);
     }
     if let Some(extra) = c.einsum_ids().find(|id| !x.used.contains(id)) {
-        return Err(format!("Einsum {} has no role in the fused kernel", extra.0));
+        return Err(format!(
+            "Einsum {} has no role in the fused kernel",
+            extra.0
+        ));
     }
     let role = |role, einsum| RoleEinsum { role, einsum };
     Ok(OnlineSoftmax {
@@ -258,13 +288,19 @@ impl Ctx<'_> {
     }
 
     fn defs(&self, t: TensorId) -> Vec<EinsumId> {
-        self.c.einsum_ids().filter(|&id| self.c.einsum(id).output.tensor == t).collect()
+        self.c
+            .einsum_ids()
+            .filter(|&id| self.c.einsum(id).output.tensor == t)
+            .collect()
     }
 
     fn only_def(&self, t: TensorId, section: Section) -> M<EinsumId> {
         match self.defs(t)[..] {
             [id] if self.c.einsum(id).section == section => Ok(id),
-            _ => Err(format!("{} is not defined by exactly one Einsum", self.c.tensor(t).name)),
+            _ => Err(format!(
+                "{} is not defined by exactly one Einsum",
+                self.c.tensor(t).name
+            )),
         }
     }
 
@@ -277,7 +313,10 @@ impl Ctx<'_> {
             .collect();
         match found[..] {
             [id] if self.c.einsum(id).section == Section::Body => Ok(id),
-            _ => Err(format!("{} has no single update at m1+1", self.c.tensor(t).name)),
+            _ => Err(format!(
+                "{} has no single update at m1+1",
+                self.c.tensor(t).name
+            )),
         }
     }
 
@@ -290,7 +329,10 @@ impl Ctx<'_> {
                         self.used.insert(id);
                         Ok(())
                     }
-                    _ => Err(format!("{}[0] has the wrong initial value", self.c.tensor(t).name)),
+                    _ => Err(format!(
+                        "{}[0] has the wrong initial value",
+                        self.c.tensor(t).name
+                    )),
                 };
             }
         }
@@ -306,11 +348,20 @@ impl Ctx<'_> {
     }
 
     /// `lhs op rhs` with the given merge; both operands must be accesses.
-    fn binary(&self, id: ExprId, op: BinaryOp, merge: Merge, _commutes: bool) -> M<(Access, Access)> {
+    fn binary(
+        &self,
+        id: ExprId,
+        op: BinaryOp,
+        merge: Merge,
+        _commutes: bool,
+    ) -> M<(Access, Access)> {
         match self.c.expr(id) {
-            Expr::Binary { op: o, merge: g, lhs, rhs } if *o == op && *g == merge => {
-                Ok((self.access(*lhs)?, self.access(*rhs)?))
-            }
+            Expr::Binary {
+                op: o,
+                merge: g,
+                lhs,
+                rhs,
+            } if *o == op && *g == merge => Ok((self.access(*lhs)?, self.access(*rhs)?)),
             _ => Err(format!("expected a {op:?} with merge {merge}")),
         }
     }
@@ -325,7 +376,10 @@ impl Ctx<'_> {
     fn is_plain(&self, a: &Access) -> bool {
         let t = self.c.tensor(a.tensor);
         t.ranks.len() == a.indices.len()
-            && a.indices.iter().zip(&t.ranks).all(|(i, r)| *i == IndexExpr::Var(*r))
+            && a.indices
+                .iter()
+                .zip(&t.ranks)
+                .all(|(i, r)| *i == IndexExpr::Var(*r))
     }
 
     /// An unfiltered access whose indices are its tensor's own variables.
@@ -333,7 +387,10 @@ impl Ctx<'_> {
         if self.is_plain(a) && a.filters.is_empty() {
             Ok(a.tensor)
         } else {
-            Err(format!("{} is not read point by point", self.c.tensor(a.tensor).name))
+            Err(format!(
+                "{} is not read point by point",
+                self.c.tensor(a.tensor).name
+            ))
         }
     }
 
@@ -362,23 +419,34 @@ impl Ctx<'_> {
             Some(at) if a.filters.is_empty() && t.ranks.len() == a.indices.len() => {
                 Ok((a.tensor, at))
             }
-            _ => Err(format!("{} is not a state along the iterative rank", t.name)),
+            _ => Err(format!(
+                "{} is not a state along the iterative rank",
+                t.name
+            )),
         }
     }
 
     /// `X' = L + T·PRM` (`+` with merge ∪, possibly through an intermediate for `T·PRM`).
     fn rescaled_sum(&mut self, id: EinsumId, state: TensorId) -> M<(TensorId, TensorId, ExprId)> {
-        let Expr::Binary { op: BinaryOp::Add, merge: Merge::Union, lhs, rhs } =
-            self.c.expr(self.value(id))
+        let Expr::Binary {
+            op: BinaryOp::Add,
+            merge: Merge::Union,
+            lhs,
+            rhs,
+        } = self.c.expr(self.value(id))
         else {
             return Err(format!("Einsum {} is not a running sum", id.0));
         };
         for (local, scaled) in [(*lhs, *rhs), (*rhs, *lhs)] {
-            let Ok(local) = self.access(local).and_then(|a| self.plain(&a)) else { continue };
+            let Ok(local) = self.access(local).and_then(|a| self.plain(&a)) else {
+                continue;
+            };
             let product = match self.c.expr(scaled) {
                 Expr::Binary { .. } => scaled,
                 Expr::Access(a) if self.plain(a).is_ok() => {
-                    let Ok(def) = self.only_def(a.tensor, Section::Body) else { continue };
+                    let Ok(def) = self.only_def(a.tensor, Section::Body) else {
+                        continue;
+                    };
                     self.used.insert(def);
                     self.value(def)
                 }
@@ -388,10 +456,10 @@ impl Ctx<'_> {
                 continue;
             };
             for (s, f) in [(&a, &b), (&b, &a)] {
-                if self.state(s).ok() == Some((state, At::Cur)) {
-                    if let Ok(factor) = self.plain(f) {
-                        return Ok((local, factor, product));
-                    }
+                if self.state(s).ok() == Some((state, At::Cur))
+                    && let Ok(factor) = self.plain(f)
+                {
+                    return Ok((local, factor, product));
                 }
             }
         }
@@ -400,9 +468,19 @@ impl Ctx<'_> {
 
     /// The input a tile operand reads: `In[x, m1*M0+m0]` directly or through an init copy
     /// `T[x,m1,m0] = In[x, m1*M0+m0]`.
-    fn tile_source(&mut self, a: &Access, x: RankId, m: RankId, m1: RankId, m0: RankId) -> M<TensorId> {
+    fn tile_source(
+        &mut self,
+        a: &Access,
+        x: RankId,
+        m: RankId,
+        m1: RankId,
+        m0: RankId,
+    ) -> M<TensorId> {
         let tiled = IndexExpr::Add(
-            Box::new(IndexExpr::Mul(Box::new(IndexExpr::Var(m1)), Box::new(IndexExpr::Size(m0)))),
+            Box::new(IndexExpr::Mul(
+                Box::new(IndexExpr::Var(m1)),
+                Box::new(IndexExpr::Size(m0)),
+            )),
             Box::new(IndexExpr::Var(m0)),
         );
         let direct = |acc: &Access| {

@@ -77,21 +77,70 @@ pub fn render(c: &Cascade, plan: &KernelPlan) -> Result<Kernel> {
                     fused_cpp_args(p),
                     p.param_args.replace("p_", "")
                 ),
-                _ => d.launch(target, &p.kernel, "grid", "block", "SMEM_BYTES", &p.kernel_args),
+                _ => d.launch(
+                    target,
+                    &p.kernel,
+                    "grid",
+                    "block",
+                    "SMEM_BYTES",
+                    &p.kernel_args,
+                ),
             };
             let (h, set_smem, launch) = (&header[..], &set_smem[..], &launch[..]);
             match target {
-                Target::Cuda => CudaFused { header: h, p, d: &d, ty: &ty, set_smem, launch }.render()?,
-                Target::Hip => HipFused { header: h, p, d: &d, ty: &ty, set_smem, launch }.render()?,
-                Target::Cpp => CppFused { header: h, p, d: &d, ty: &ty, set_smem, launch }.render()?,
+                Target::Cuda => CudaFused {
+                    header: h,
+                    p,
+                    d: &d,
+                    ty: &ty,
+                    set_smem,
+                    launch,
+                }
+                .render()?,
+                Target::Hip => HipFused {
+                    header: h,
+                    p,
+                    d: &d,
+                    ty: &ty,
+                    set_smem,
+                    launch,
+                }
+                .render()?,
+                Target::Cpp => CppFused {
+                    header: h,
+                    p,
+                    d: &d,
+                    ty: &ty,
+                    set_smem,
+                    launch,
+                }
+                .render()?,
             }
         }
         Lowering::Generic(p) => {
             let h = &header[..];
             match target {
-                Target::Cuda => CudaGeneric { header: h, p, d: &d, ty: &ty }.render()?,
-                Target::Hip => HipGeneric { header: h, p, d: &d, ty: &ty }.render()?,
-                Target::Cpp => CppGeneric { header: h, p, d: &d, ty: &ty }.render()?,
+                Target::Cuda => CudaGeneric {
+                    header: h,
+                    p,
+                    d: &d,
+                    ty: &ty,
+                }
+                .render()?,
+                Target::Hip => HipGeneric {
+                    header: h,
+                    p,
+                    d: &d,
+                    ty: &ty,
+                }
+                .render()?,
+                Target::Cpp => CppGeneric {
+                    header: h,
+                    p,
+                    d: &d,
+                    ty: &ty,
+                }
+                .render()?,
             }
         }
     };
