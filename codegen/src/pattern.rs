@@ -145,7 +145,12 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
     // RM' = max(RM, LM)
     let e_rm = x.next_def(t_rm)?;
     let (a, b) = x.binary(x.value(e_rm), BinaryOp::Max, Merge::Union, true)?;
-    let (lm_acc, rm_acc) = if x.state(&a).is_ok() { (b, a) } else { (a, b) };
+    // LM[m1,p] also reads like a state along m1: pick the operand that is RM itself.
+    let (lm_acc, rm_acc) = if x.state(&a).ok() == Some((t_rm, At::Cur)) {
+        (b, a)
+    } else {
+        (a, b)
+    };
     if x.state(&rm_acc)? != (t_rm, At::Cur) {
         return Err("the running max does not read RM[m1]".into());
     }
