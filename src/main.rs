@@ -8,6 +8,7 @@ mod arch_load;
 mod cmd_check;
 mod cmd_eval;
 mod cmd_compare;
+mod cmd_codegen;
 mod cmd_list;
 mod cmd_passes;
 mod cmd_rewrite;
@@ -54,6 +55,8 @@ enum Command {
     Compare(cmd_compare::Args),
     /// Sweep the array size: latency against area, buffer sized per design.
     Sweep(cmd_sweep::Args),
+    /// Generate a CUDA, HIP or C++ kernel for a cascade.
+    Codegen(cmd_codegen::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -68,6 +71,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => cmd_simulate::run(args, format),
         Command::Compare(args) => cmd_compare::run(args, format),
         Command::Sweep(args) => cmd_sweep::run(args, format),
+        Command::Codegen(args) => cmd_codegen::run(args, format),
     }
 }
 

@@ -1,1 +1,262 @@
-//! Code generation: lowers cascades to CUDA, HIP and C++ kernel sources (issue 5).
+//! Code generation: lowers cascades to CUDA, HIP and C++ kernel sources through askama templates.
+//!
+//! [`plan`] turns a cascade and a [`GpuSchedule`] into a [`KernelPlan`]: every tile size, loop
+//! bound, buffer name and C expression the source needs, computed here in Rust. The templates
+//! under `codegen/templates/{cuda,hip,cpp}/` only lay that plan out as text, and every
+//! CUDA-vs-HIP difference comes from one [`TargetDialect`] table. [`emit`] renders it.
+//!
+//! Two lowerings:
+//! * **fused** — a cascade whose Einsums form the online-softmax structure (FuseMax Cascade 5,
+//!   with any filters on the scores) becomes one FlashAttention-2-style kernel: a query tile per
+//!   block, a loop over key/value tiles with tiles outside every filter skipped, the two products
+//!   on tensor cores (`mma.sync.m16n8k16`, fp16/bf16 on CUDA) or a portable SIMT path, running
+//!   max/denominator/numerator in registers and the deferred division at the end;
+//! * **generic** — any other valid cascade becomes one kernel per Einsum over global memory, with
+//!   presence, merges, filters, reductions and iterative ranks as the IR semantics define them.
+//!
+//! Every source exports `extern "C" int cascade_<name>(inputs…, outputs…, int batch,
+//! long long <size of each root rank and param, in declaration order>…[, void* stream])`
+//! returning 0 or a `CASCADE_ERR_*` code. A tensor `T[R0,R1,…]` is stored with `R0` fastest
+//! (so `Q[E,P]` is the usual row-major `[P][E]`), `batch` copies back to back.
+
+mod cexpr;
+pub mod dialect;
+mod display;
+mod fused;
+mod generic;
+pub mod pattern;
+mod render;
+
+use std::fmt;
+
+use cascade_ir::Cascade;
+
+pub use dialect::{TargetDialect, TypeDialect};
+pub use fused::FusedPlan;
+pub use generic::{GenericPlan, abi_sizes};
+
+/// The tool version named in every generated header.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What the generated source is compiled by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    Cuda,
+    Hip,
+    /// Plain C++17, for checking a plan's numerics without a GPU.
+    Cpp,
+}
+
+impl Target {
+    pub const ALL: [Target; 3] = [Target::Cuda, Target::Hip, Target::Cpp];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Cuda => "cuda",
+            Target::Hip => "hip",
+            Target::Cpp => "cpp",
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Element type of inputs and outputs; arithmetic always accumulates in f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DType {
+    F16,
+    Bf16,
+    F32,
+}
+
+impl DType {
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F16 => "fp16",
+            DType::Bf16 => "bf16",
+            DType::F32 => "f32",
+        }
+    }
+
+    pub fn bytes(self) -> u32 {
+        match self {
+            DType::F16 | DType::Bf16 => 2,
+            DType::F32 => 4,
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How the generated kernels tile the work. The caller chooses every field; see
+/// [`GpuSchedule::suggested`] for values that fit each target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GpuSchedule {
+    /// Query rows per thread block (the tile over P). Must be `warps × 16 × warp_size/32`.
+    pub block_m: u32,
+    /// Keys per key/value tile (the tile over M, the cascade's M0). A multiple of 16.
+    pub block_n: u32,
+    pub warps: u32,
+    /// Key/value tiles in flight (2: double buffering, the only depth implemented).
+    pub stages: u32,
+    pub dtype: DType,
+    /// Head dimension (the sizes of E and F) the fused kernel is specialised for.
+    pub head_dim: u32,
+    /// Adds a causal filter (key `m` visible to query `p` only when `m <= p`) to the fused
+    /// kernel's mask, on top of the cascade's own filters.
+    pub causal: bool,
+}
+
+impl GpuSchedule {
+    /// A schedule that fits `target`'s shared memory for `dtype` at `head_dim`.
+    pub fn suggested(target: Target, dtype: DType, head_dim: u32) -> GpuSchedule {
+        let warp = TargetDialect::of(target).warp_size;
+        let (warps, block_n) = match (target, dtype) {
+            (Target::Cuda, DType::F32) => (4, 32),
+            (Target::Cuda, _) => (4, 64),
+            // 64 KiB of LDS holds a 64-row query tile and two 32-key stages at head dim 128.
+            (Target::Hip, _) => (2, 32),
+            (Target::Cpp, _) => (4, 64),
+        };
+        let rows_per_warp = if warp >= 32 { 16 * warp / 32 } else { 16 };
+        GpuSchedule {
+            block_m: warps * rows_per_warp,
+            block_n,
+            warps,
+            stages: 2,
+            dtype,
+            head_dim,
+            causal: false,
+        }
+    }
+}
+
+/// A problem that stops code generation, with what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum CodegenError {
+    #[error("schedule field `{field}`: {reason}")]
+    Schedule { field: &'static str, reason: String },
+    #[error("cannot lower cascade `{cascade}`: {reason}")]
+    Unsupported { cascade: String, reason: String },
+    #[error("template rendering failed: {0}")]
+    Template(#[from] askama::Error),
+}
+
+pub type Result<T> = std::result::Result<T, CodegenError>;
+
+/// Which lowering a plan uses.
+#[derive(Debug, Clone)]
+pub enum Lowering {
+    Fused(Box<FusedPlan>),
+    /// The generic lowering, with the reason the fused one did not apply.
+    Generic(Box<GenericPlan>),
+}
+
+/// Everything a template needs, computed from a cascade, a schedule and a target.
+#[derive(Debug, Clone)]
+pub struct KernelPlan {
+    pub cascade: String,
+    pub target: Target,
+    pub schedule: GpuSchedule,
+    pub lowering: Lowering,
+}
+
+impl KernelPlan {
+    pub fn is_fused(&self) -> bool {
+        matches!(self.lowering, Lowering::Fused(_))
+    }
+
+    /// One line naming the lowering and its tiles, as the generated header states it.
+    pub fn summary(&self) -> String {
+        let s = &self.schedule;
+        match &self.lowering {
+            Lowering::Fused(p) => format!(
+                "fused online-softmax kernel: block_m={} block_n={} warps={} stages={} dtype={} head_dim={} matrix={} smem={}B",
+                p.block_m,
+                p.block_n,
+                p.warps,
+                p.stages,
+                s.dtype,
+                p.head_dim,
+                p.matrix_path,
+                p.smem_bytes
+            ),
+            Lowering::Generic(p) => format!(
+                "generic lowering: {} kernels, one per Einsum, dtype={} split tile={} (fused lowering not applicable: {})",
+                p.kernels.len(),
+                s.dtype,
+                s.block_n,
+                p.why_not_fused
+            ),
+        }
+    }
+}
+
+/// A rendered kernel: the source, its C header and a README with the build line.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    /// `cascade_<name>`: the launcher's symbol and the files' stem.
+    pub symbol: String,
+    pub target: Target,
+    pub fused: bool,
+    pub source_name: String,
+    pub source: String,
+    pub header_name: String,
+    pub header: String,
+    pub readme: String,
+    pub summary: String,
+}
+
+/// Computes the plan of `cascade` for `target`: fused when the cascade has the online-softmax
+/// structure, generic otherwise.
+pub fn plan(cascade: &Cascade, schedule: &GpuSchedule, target: Target) -> Result<KernelPlan> {
+    if target == Target::Cpp && schedule.dtype != DType::F32 {
+        return Err(CodegenError::Schedule {
+            field: "dtype",
+            reason: format!(
+                "the cpp target computes in f32 only, not {}; use --dtype f32",
+                schedule.dtype
+            ),
+        });
+    }
+    if schedule.block_n == 0 || !schedule.block_n.is_multiple_of(16) {
+        return Err(CodegenError::Schedule {
+            field: "block_n",
+            reason: format!("{} is not a positive multiple of 16", schedule.block_n),
+        });
+    }
+    let lowering = match pattern::match_online_softmax(cascade) {
+        Ok(found) => Lowering::Fused(Box::new(fused::plan(cascade, &found, schedule, target)?)),
+        Err(why) => {
+            if schedule.causal {
+                return Err(CodegenError::Unsupported {
+                    cascade: cascade.name.clone(),
+                    reason: format!(
+                        "--causal needs the fused lowering, which does not apply ({why}); write the mask as a filter in the cascade instead (see attention_causal_1pass)"
+                    ),
+                });
+            }
+            Lowering::Generic(Box::new(generic::plan(cascade, schedule, target, why)?))
+        }
+    };
+    Ok(KernelPlan {
+        cascade: cascade.name.clone(),
+        target,
+        schedule: *schedule,
+        lowering,
+    })
+}
+
+/// Plans and renders `cascade` for `target`.
+pub fn emit(cascade: &Cascade, schedule: &GpuSchedule, target: Target) -> Result<Kernel> {
+    let plan = plan(cascade, schedule, target)?;
+    render::render(cascade, &plan)
+}

@@ -1,0 +1,53 @@
+{% for line in header %}// {{ line }}
+{% endfor %}
+{{ d.includes }}
+
+#define CASCADE_OK 0
+#define CASCADE_ERR_SHAPE 1
+#define CASCADE_ERR_DEVICE 2
+#define CASCADE_ERR_ALLOC 3
+
+namespace {
+
+typedef float elem_t;
+
+// exp(x - c) is 0 whenever x = -inf (also c = -inf), and 0/0 is 0: fully masked rows give zeros.
+{{ d.device_fn }} float cascade_subexp(float x, float c) { return x == -INFINITY ? 0.0f : expf(x - c); }
+{{ d.device_fn }} float cascade_div(float a, float b) { return (a == 0.0f && b == 0.0f) ? 0.0f : a / b; }
+{{ d.device_fn }} float cascade_elu1(float x) { return x > 0.0f ? x + 1.0f : expf(x); }
+{{ d.device_fn }} float to_f(float x) { return x; }
+{{ d.device_fn }} float from_f(float x) { return x; }
+
+// Every rank size, the batch entry's inputs and outputs, and each computed tensor as values
+// plus a presence byte per point (first rank fastest).
+struct Ctx {
+{% for f in p.ctx_fields %}  {{ f }}
+{% endfor %}};
+{% for k in p.kernels %}
+// {{ k.comment }}
+{{ d.kernel_qualifier }} void {{ k.name }}(const Ctx& c, long long it, long long n_points) {
+  (void)it;
+  {{ d.point_loop_open }}
+{% for line in k.decode %}    {{ line }}
+{% endfor %}{% for line in k.body %}    {{ line }}
+{% endfor %}  {{ d.point_loop_close }}
+}
+{% endfor %}
+}  // namespace
+
+extern "C" int {{ p.launcher }}({{ p.abi_params }}) {
+  Ctx c{};
+  if (batch < 0) return CASCADE_ERR_SHAPE;
+{% for line in p.size_setup %}  {{ line }}
+{% endfor %}{% for b in p.buffers %}  std::vector<float> t_{{ b.name }}(static_cast<size_t>({{ b.elems }}));
+  std::vector<unsigned char> p_{{ b.name }}(static_cast<size_t>({{ b.elems }}));
+  c.t_{{ b.name }} = t_{{ b.name }}.data();
+  c.p_{{ b.name }} = p_{{ b.name }}.data();
+{% endfor %}  for (long long b = 0; b < batch; ++b) {
+{% for line in p.io_setup %}    {{ line }}
+{% endfor %}{% for b in p.buffers %}    std::fill(p_{{ b.name }}.begin(), p_{{ b.name }}.end(), static_cast<unsigned char>(0));
+{% endfor %}    long long it = 0;
+{% for line in p.host_steps %}    {{ line }}
+{% endfor %}  }
+  return CASCADE_OK;
+}

@@ -1,0 +1,58 @@
+{% for line in header %}// {{ line }}
+{% endfor %}
+{{ d.includes }}
+
+#define CASCADE_OK 0
+#define CASCADE_ERR_SHAPE 1
+#define CASCADE_ERR_DEVICE 2
+#define CASCADE_ERR_ALLOC 3
+
+namespace {
+
+typedef {{ ty.elem }} elem_t;
+
+// exp(x - c) is 0 whenever x = -inf (also c = -inf), and 0/0 is 0: fully masked rows give zeros.
+{{ d.device_fn }} float cascade_subexp(float x, float c) { return x == -INFINITY ? 0.0f : expf(x - c); }
+{{ d.device_fn }} float cascade_div(float a, float b) { return (a == 0.0f && b == 0.0f) ? 0.0f : a / b; }
+{{ d.device_fn }} float cascade_elu1(float x) { return x > 0.0f ? x + 1.0f : expf(x); }
+{{ d.device_fn }} float cascade_f32_to_float(float x) { return x; }
+{{ d.device_fn }} float cascade_float_to_f32(float x) { return x; }
+{{ d.device_fn }} float to_f(elem_t x) { return {{ ty.to_float }}(x); }
+{{ d.device_fn }} elem_t from_f(float x) { return {{ ty.from_float }}(x); }
+
+// Every rank size, the batch entry's inputs and outputs, and each computed tensor as values
+// plus a presence byte per point (first rank fastest).
+struct Ctx {
+{% for f in p.ctx_fields %}  {{ f }}
+{% endfor %}};
+{% for k in p.kernels %}
+// {{ k.comment }}
+{{ d.kernel_qualifier }} void {{ k.name }}(Ctx c, long long it, long long n_points) {
+  (void)it;
+  {{ d.point_loop_open }}
+{% for line in k.decode %}    {{ line }}
+{% endfor %}{% for line in k.body %}    {{ line }}
+{% endfor %}  {{ d.point_loop_close }}
+}
+{% endfor %}
+}  // namespace
+
+extern "C" int {{ p.launcher }}({{ p.abi_params }}) {
+  {{ d.stream_type }} stream = static_cast<{{ d.stream_type }}>(stream_ptr);
+  Ctx c{};
+  if (batch < 0) return CASCADE_ERR_SHAPE;
+{% for line in p.size_setup %}  {{ line }}
+{% endfor %}  int err = CASCADE_OK;
+{% for b in p.buffers %}  if ({{ d.malloc }}(reinterpret_cast<void**>(&c.t_{{ b.name }}), sizeof(float) * ({{ b.elems }})) != {{ d.success }}) err = CASCADE_ERR_ALLOC;
+  if ({{ d.malloc }}(reinterpret_cast<void**>(&c.p_{{ b.name }}), ({{ b.elems }})) != {{ d.success }}) err = CASCADE_ERR_ALLOC;
+{% endfor %}  for (long long b = 0; b < batch && err == CASCADE_OK; ++b) {
+{% for line in p.io_setup %}    {{ line }}
+{% endfor %}{% for b in p.buffers %}    {{ d.memset }}(c.p_{{ b.name }}, 0, ({{ b.elems }}), stream);
+{% endfor %}    long long it = 0;
+{% for line in p.host_steps %}    {{ line }}
+{% endfor %}    if ({{ d.get_last_error }} != {{ d.success }}) err = CASCADE_ERR_DEVICE;
+  }
+{% for b in p.buffers %}  {{ d.free }}(c.t_{{ b.name }});
+  {{ d.free }}(c.p_{{ b.name }});
+{% endfor %}  return err;
+}

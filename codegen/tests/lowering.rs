@@ -1,0 +1,206 @@
+//! Which lowering a cascade gets: the fused kernel is chosen by the Einsums' structure and
+//! dataflow (renamed tensors and reordered operands still fuse), anything else is generic.
+
+mod common;
+
+use cascade_codegen::{DType, GpuSchedule, Lowering, Target, plan};
+use cascade_ir::library;
+
+fn schedule() -> GpuSchedule {
+    GpuSchedule::suggested(Target::Cuda, DType::Bf16, 128)
+}
+
+fn lib(name: &str) -> String {
+    library::source(name).expect("library cascade").to_string()
+}
+
+/// Renames every intermediate tensor of a cascade source (whole words only).
+fn rename(source: &str, pairs: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let replaced = pairs
+            .iter()
+            .find(|(a, _)| a == word)
+            .map_or(word.as_str(), |(_, b)| b);
+        out.push_str(replaced);
+        word.clear();
+    };
+    for ch in source.chars() {
+        if ch.is_ascii_alphanumeric() || ch == '_' {
+            word.push(ch);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(ch);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+fn fused_expressions(source: &str) -> Vec<String> {
+    let c = common::parse(source, "test");
+    match plan(&c, &schedule(), Target::Cuda).expect("plan").lowering {
+        Lowering::Fused(p) => vec![
+            p.rm_update,
+            p.sln_expr,
+            p.prm_expr,
+            p.rd_update,
+            p.rnv_rescale,
+            p.out_expr,
+            p.mask_elem,
+        ],
+        Lowering::Generic(g) => panic!("not fused: {}", g.why_not_fused),
+    }
+}
+
+fn why_not_fused(source: &str) -> String {
+    let c = common::parse(source, "test");
+    match plan(&c, &schedule(), Target::Cuda).expect("plan").lowering {
+        Lowering::Fused(_) => panic!("fused unexpectedly"),
+        Lowering::Generic(g) => g.why_not_fused,
+    }
+}
+
+#[test]
+fn the_fused_kernel_is_rendered_from_the_cascade_expressions() {
+    let exprs = fused_expressions(&lib("attention_causal_1pass"));
+    assert_eq!(exprs[0], "fmaxf(rm_old, lm)");
+    assert_eq!(exprs[1], "cascade_subexp(s_val, rm_new)");
+    assert_eq!(exprs[2], "cascade_subexp(rm_old, rm_new)");
+    assert_eq!(exprs[3], "(sld + (rd_old * prm))");
+    assert_eq!(exprs[4], "(o_old * prm)");
+    assert_eq!(exprs[5], "cascade_div(o_fin, rd_fin)");
+    assert_eq!(
+        exprs[6],
+        "(((tile * BLOCK_N) + col) <= row_p) && (((tile * BLOCK_N) + col) < n_keys)"
+    );
+}
+
+#[test]
+fn renamed_tensors_fuse_to_the_same_kernel() {
+    let pairs = [
+        ("BQK", "S"),
+        ("LM", "TileMax"),
+        ("RM", "Run"),
+        ("SLN", "Num"),
+        ("SLD", "Den"),
+        ("SLNV", "NumV"),
+        ("PRM", "Fix"),
+        ("SPD", "D2"),
+        ("RD", "Denom"),
+        ("SPNV", "N2"),
+        ("RNV", "Acc"),
+        ("AV", "Out"),
+        ("BK", "KT"),
+        ("BV", "VT"),
+        ("Q", "X"),
+        ("K", "Y"),
+        ("V", "Z"),
+    ];
+    let renamed = rename(&lib("attention_causal_1pass"), &pairs);
+    assert!(
+        renamed.contains("max(m0) S[m1,m0,p]") && !renamed.contains("BQK"),
+        "{renamed}"
+    );
+    assert_eq!(
+        fused_expressions(&renamed),
+        fused_expressions(&lib("attention_causal_1pass"))
+    );
+}
+
+#[test]
+fn reordered_operands_and_inlined_products_still_fuse() {
+    let src = lib("attention_1pass")
+        .replace("max(RM[m1,p], LM[m1,p])", "max(LM[m1,p], RM[m1,p])")
+        .replace("SLD[m1,p] + SPD[m1,p]", "RD[m1,p] * PRM[m1,p] + SLD[m1,p]")
+        .replace("SPD[m1,p]     = RD[m1,p] * PRM[m1,p]\n", "")
+        .replace("SLN[m1,m0,p] * BV[f,m1,m0]", "BV[f,m1,m0] * SLN[m1,m0,p]");
+    let exprs = fused_expressions(&src);
+    assert_eq!(exprs[0], "fmaxf(lm, rm_old)");
+    assert_eq!(exprs[3], "((rd_old * prm) + sld)");
+}
+
+#[test]
+fn cascades_without_the_online_softmax_structure_use_the_generic_lowering() {
+    assert!(why_not_fused(&lib("attention_3pass")).contains("iterative rank"));
+    // The additive bias sits between the scores and the local max: not the fused structure.
+    assert_eq!(
+        why_not_fused(&lib("attention_masked_1pass")),
+        "the scores do not sum over one rank"
+    );
+    // An extra Einsum the kernel would not compute blocks fusion rather than being dropped.
+    let extra = lib("attention_1pass").replace(
+        "AV[f,p]       =",
+        "EXTRA[m1,p]   = LM[m1,p] * LM[m1,p]\nAV[f,p]       =",
+    );
+    assert!(
+        why_not_fused(&extra).contains("has no role"),
+        "{}",
+        why_not_fused(&extra)
+    );
+    // The running max must be max(RM, LM); min does not fuse.
+    let wrong =
+        lib("attention_1pass").replace("max(RM[m1,p], LM[m1,p])", "min(RM[m1,p], LM[m1,p])");
+    assert!(!why_not_fused(&wrong).is_empty());
+}
+
+#[test]
+fn schedules_that_do_not_fit_are_errors_naming_the_field() {
+    let c = common::parse(&lib("attention_1pass"), "attention_1pass");
+    let cases = [
+        (
+            GpuSchedule {
+                block_m: 48,
+                ..schedule()
+            },
+            Target::Cuda,
+            "block_m",
+        ),
+        (
+            GpuSchedule {
+                stages: 3,
+                ..schedule()
+            },
+            Target::Cuda,
+            "stages",
+        ),
+        (
+            GpuSchedule {
+                block_n: 24,
+                ..schedule()
+            },
+            Target::Cuda,
+            "block_n",
+        ),
+        // 64 query rows and two 256-key stages at head dim 128 overflow shared memory.
+        (
+            GpuSchedule {
+                block_n: 256,
+                ..schedule()
+            },
+            Target::Cuda,
+            "block_n",
+        ),
+        (
+            GpuSchedule {
+                block_n: 64,
+                ..GpuSchedule::suggested(Target::Hip, DType::Bf16, 128)
+            },
+            Target::Hip,
+            "block_n",
+        ),
+        (
+            GpuSchedule::suggested(Target::Cpp, DType::Bf16, 128),
+            Target::Cpp,
+            "dtype",
+        ),
+    ];
+    for (s, target, field) in cases {
+        let err = plan(&c, &s, target).expect_err(field).to_string();
+        assert!(
+            err.contains(&format!("schedule field `{field}`")),
+            "{field}: {err}"
+        );
+    }
+}
