@@ -6,9 +6,9 @@
 
 mod arch_load;
 mod cmd_check;
-mod cmd_eval;
-mod cmd_compare;
 mod cmd_codegen;
+mod cmd_compare;
+mod cmd_eval;
 mod cmd_list;
 mod cmd_passes;
 mod cmd_rewrite;

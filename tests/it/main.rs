@@ -1,7 +1,7 @@
 //! End-to-end tests of the `cascade` binary, one module per boundary.
 
-mod eval;
 mod codegen;
+mod eval;
 mod parse;
 mod passes;
 mod rewrite;
