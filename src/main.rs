@@ -88,6 +88,7 @@ fn main() -> ExitCode {
         }
     };
     let format = cli.format;
+    quiet_on_closed_stdout();
     // A panic is a bug: report it as an internal error (exit 2), not Rust's default 101.
     let result = std::panic::catch_unwind(|| run(cli));
     match result {
@@ -113,4 +114,22 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Ends the process quietly when stdout is closed early (`cascade list | head`): `println!`
+/// panics on a broken pipe, and that is the reader's choice, not a bug in cascade.
+fn quiet_on_closed_stdout() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") {
+            std::process::exit(0);
+        }
+        default_hook(info);
+    }));
 }
