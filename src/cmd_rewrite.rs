@@ -11,9 +11,7 @@ use cascade_ir::ShapeSpec;
 use cascade_ir::dsl;
 use cascade_ir::ops::OpKind;
 use cascade_ir::passes;
-use cascade_ir::rewrite::{
-    self, CostModel, Limits, Objective, OpWeights, RewriteConfig, RuleSets,
-};
+use cascade_ir::rewrite::{self, CostModel, Limits, Objective, OpWeights, RewriteConfig, RuleSets};
 use cascade_scheduler::{HardwareCost, Metric};
 use serde_json::json;
 
