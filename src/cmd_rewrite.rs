@@ -1,4 +1,5 @@
-//! `cascade rewrite FILE|NAME`: equality saturation; prints the cheapest equivalent cascade.
+//! `cascade rewrite FILE|NAME`: equality saturation; prints the cheapest equivalent cascade
+//! under flops or, with `--arch`, under the scheduler's per-op-kind hardware prices.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -22,7 +23,7 @@ use crate::output::{Format, UserError, print_json};
 /// What extraction minimises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ObjectiveArg {
-    /// Fewest passes over the rank, then fewest ops.
+    /// Fewest passes over the rank, then the cheapest (in flops, or on `--arch` if given).
     Passes,
     /// Fewest ops (flops: a multiply-accumulate counts 2).
     Ops,

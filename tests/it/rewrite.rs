@@ -905,6 +905,40 @@ fn cli_rewrite_hardware_objective_on_fusemax_is_no_costlier_and_equal() {
 }
 
 #[test]
+fn cli_rewrite_passes_break_ties_on_an_arch_file() {
+    let out = cascade(&[
+        "--format",
+        "json",
+        "rewrite",
+        "attention_3pass",
+        "--objective",
+        "passes",
+        "--arch",
+        "arch-configs/flat.toml",
+        "--metric",
+        "energy",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["passes"]["after"], 1);
+    assert_eq!(v["cost_model"]["arch"], "flat");
+    assert_eq!(v["cost_model"]["metric"], "energy");
+    let hw = cascade_scheduler::HardwareCost::new(
+        &shipped_arch("flat"),
+        cascade_scheduler::Metric::Energy,
+    );
+    let result = dsl::check(v["cascade"].as_str().expect("text"), "stdout")
+        .expect("verifies")
+        .cascade;
+    let cost = hardware_cost(&result, ATTENTION, 64, &hw);
+    assert!((cost - v["cost"]["after"].as_f64().unwrap()).abs() <= 1e-9 * cost);
+}
+
+#[test]
 fn cli_rewrite_hardware_needs_an_arch() {
     for (args, want) in [
         (
