@@ -7,7 +7,7 @@ use comfy_table::{Table, presets};
 use serde_json::json;
 
 use crate::arch_load::{self, LoadedArch, seq_label};
-use crate::output::{Format, print_json};
+use crate::output::{OutputFormat, print_csv, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -29,8 +29,8 @@ pub struct Args {
     /// Also compare whole layers (attention plus the linear layers).
     #[arg(long)]
     end_to_end: bool,
-    /// Print CSV instead of a table.
-    #[arg(long)]
+    /// Same as `--format csv` (kept for old scripts).
+    #[arg(long, hide = true)]
     csv: bool,
 }
 
@@ -41,7 +41,8 @@ fn config(l: &LoadedArch) -> Config<'_> {
     }
 }
 
-pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
+pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
+    let format = if args.csv { OutputFormat::Csv } else { format };
     let subject = arch_load::arch_with_cascade(&args.arch, None)?;
     let baselines: Vec<LoadedArch> = args
         .vs
@@ -55,19 +56,11 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
         &baselines.iter().map(config).collect::<Vec<_>>(),
         &problems,
     );
-    let (header, rows) = table_rows(&cmp, args.end_to_end);
-    if args.csv {
-        let mut w = csv::Writer::from_writer(std::io::stdout());
-        w.write_record(&header)?;
-        for r in rows {
-            w.write_record(r)?;
-        }
-        w.flush()?;
-        return Ok(());
-    }
     match format {
-        Format::Json => print_json(&comparison_json(&cmp)),
-        Format::Text => {
+        OutputFormat::Csv => print_csv(csv_records(&cmp, args.end_to_end))?,
+        OutputFormat::Json => print_json(&comparison_json(&cmp)),
+        OutputFormat::Text => {
+            let (header, rows) = table_rows(&cmp, args.end_to_end);
             println!(
                 "{} ({}) against {}",
                 cmp.subject,
@@ -160,6 +153,45 @@ pub fn table_rows(cmp: &Comparison, end_to_end: bool) -> (Vec<String>, Vec<Vec<S
     }
     rows.push(mean);
     (header, rows)
+}
+
+/// CSV: the table's columns with unrounded numbers — speedup as a factor, energy as a fraction
+/// of the baseline's — and empty cells where a side is infeasible; the last record holds the
+/// means (seq empty).
+fn csv_records(cmp: &Comparison, end_to_end: bool) -> Vec<Vec<String>> {
+    let mut header = vec!["model".to_string(), "seq".to_string()];
+    let kinds: &[&str] = if end_to_end { &["", "e2e_"] } else { &[""] };
+    for kind in kinds {
+        for b in &cmp.baselines {
+            header.push(format!("{kind}speedup_vs_{b}"));
+            header.push(format!("{kind}energy_vs_{b}"));
+        }
+    }
+    let cells = |ratios: &[Option<Ratio>]| -> Vec<String> {
+        ratios
+            .iter()
+            .flat_map(|r| match r {
+                Some(r) => [r.speedup.to_string(), r.energy.to_string()],
+                None => [String::new(), String::new()],
+            })
+            .collect()
+    };
+    let mut records = vec![header];
+    for r in &cmp.rows {
+        let mut rec = vec![r.workload.clone(), r.seq.to_string()];
+        rec.extend(cells(&r.attention));
+        if end_to_end {
+            rec.extend(cells(&r.end_to_end));
+        }
+        records.push(rec);
+    }
+    let mut mean = vec!["mean".to_string(), String::new()];
+    mean.extend(cells(&cmp.mean_attention));
+    if end_to_end {
+        mean.extend(cells(&cmp.mean_end_to_end));
+    }
+    records.push(mean);
+    records
 }
 
 fn comparison_json(cmp: &Comparison) -> serde_json::Value {

@@ -1,4 +1,5 @@
-//! `cascade rewrite FILE|NAME`: equality saturation; prints the cheapest equivalent cascade.
+//! `cascade rewrite FILE|NAME`: equality saturation; prints the cheapest equivalent cascade
+//! under flops or, with `--arch`, under the scheduler's per-op-kind hardware prices.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,19 +12,32 @@ use cascade_ir::ShapeSpec;
 use cascade_ir::dsl;
 use cascade_ir::ops::OpKind;
 use cascade_ir::passes;
-use cascade_ir::rewrite::{self, Limits, Objective, OpWeights, RewriteConfig, RuleSets};
+use cascade_ir::rewrite::{self, CostModel, Limits, Objective, OpWeights, RewriteConfig, RuleSets};
+use cascade_scheduler::{HardwareCost, Metric};
 use serde_json::json;
 
+use crate::arch_load;
 use crate::load;
 use crate::output::{Format, UserError, print_json};
 
 /// What extraction minimises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ObjectiveArg {
-    /// Fewest passes over the rank, then fewest ops.
+    /// Fewest passes over the rank, then the cheapest (in flops, or on `--arch` if given).
     Passes,
     /// Fewest ops (flops: a multiply-accumulate counts 2).
     Ops,
+    /// Cheapest on the `--arch` hardware by `--metric` (per-op-kind weights of its units).
+    Hardware,
+}
+
+/// What a hardware cost charges per op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetricArg {
+    /// Unit cycles: one PE's cycles for the op over the unit's PE count.
+    Cycles,
+    /// Energy of the op's actions (pJ) from the architecture's cost table.
+    Energy,
 }
 
 #[derive(Debug, clap::Args)]
@@ -33,6 +47,13 @@ pub struct Args {
     pub input: String,
     #[arg(long, value_enum)]
     pub objective: ObjectiveArg,
+    /// Architecture that prices ops for `--objective hardware` (and breaks ties between
+    /// cascades with equally few passes for `passes`): a shipped name or a TOML path.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub arch: Option<String>,
+    /// What a hardware cost charges per op (with `--arch`).
+    #[arg(long, value_enum, requires = "arch")]
+    pub metric: Option<MetricArg>,
     /// The rank whose passes count and which may be split and folded (default: M, else the
     /// first rank).
     #[arg(long)]
@@ -107,13 +128,13 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
     if !(args.limit_time > 0.0 && args.limit_time.is_finite()) {
         return Err(UserError::message("--limit-time must be a positive number of seconds").into());
     }
-    let weights = Arc::new(OpWeights::flops());
+    let (cost, model) = cost_model(&args)?;
     let objective = match args.objective {
         ObjectiveArg::Passes => Objective::Passes {
             rank: rank.clone(),
-            cost: weights,
+            cost,
         },
-        ObjectiveArg::Ops => Objective::Cost(weights),
+        ObjectiveArg::Ops | ObjectiveArg::Hardware => Objective::Cost(cost),
     };
     let config = RewriteConfig {
         objective,
@@ -149,6 +170,8 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
             "rank": rank,
             "cascade": if args.out.is_some() { None } else { Some(&text) },
             "out": args.out,
+            "cost_model": model.json(),
+            "cost": { "before": result.before.cost, "after": result.after.cost },
             "passes": { "before": result.before.passes, "after": result.after.passes },
             "ops": { "before": ops(&result.before.ops), "after": ops(&result.after.ops) },
             "stop": result.stop.to_string(),
@@ -177,6 +200,12 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
             );
             let _ = writeln!(out, "ops before: {}", show(&result.before.ops));
             let _ = writeln!(out, "ops after:  {}", show(&result.after.ops));
+            let _ = writeln!(out, "cost model: {}", model.describe());
+            let _ = writeln!(
+                out,
+                "cost: {:.6e} -> {:.6e}",
+                result.before.cost, result.after.cost
+            );
             let _ = writeln!(
                 out,
                 "stop: {} after {} iterations, {} e-nodes",
@@ -200,4 +229,69 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The cost model extraction uses, with what the output says about it.
+enum Model {
+    Flops,
+    Hardware(HardwareCost),
+}
+
+impl Model {
+    fn describe(&self) -> String {
+        match self {
+            Model::Flops => "flops (mac 2, every other op 1)".to_string(),
+            Model::Hardware(h) => {
+                let missing = h.unsupported();
+                let mut text = h.to_string();
+                if !missing.is_empty() {
+                    let names: Vec<&str> = missing.iter().map(|k| k.name()).collect();
+                    let _ = write!(
+                        text,
+                        "; no unit executes {}, so a cascade that needs it costs inf",
+                        names.join(", ")
+                    );
+                }
+                text
+            }
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Model::Flops => json!({ "kind": "flops" }),
+            Model::Hardware(h) => json!({
+                "kind": "hardware",
+                "arch": h.arch(),
+                "metric": h.metric().name(),
+                "weights": OpKind::ALL.iter().map(|k| (k.name().to_string(), match h.price(*k) {
+                    Some(p) => json!({ "unit": p.unit, "weight": p.weight }),
+                    None => serde_json::Value::Null,
+                })).collect::<serde_json::Map<_, _>>(),
+            }),
+        }
+    }
+}
+
+/// Flops, or the `--arch` hardware priced by `--metric` (cycles unless told otherwise).
+fn cost_model(args: &Args) -> anyhow::Result<(Arc<dyn CostModel>, Model)> {
+    let metric = match args.metric.unwrap_or(MetricArg::Cycles) {
+        MetricArg::Cycles => Metric::Cycles,
+        MetricArg::Energy => Metric::Energy,
+    };
+    match (&args.arch, args.objective) {
+        (None, ObjectiveArg::Hardware) => Err(UserError::message(
+            "--objective hardware prices ops on an architecture; add --arch NAME|FILE (e.g. --arch fusemax)",
+        )
+        .into()),
+        (Some(_), ObjectiveArg::Ops) => Err(UserError::message(
+            "--objective ops counts flops and ignores --arch; use --objective hardware to price ops on the architecture",
+        )
+        .into()),
+        (None, _) => Ok((Arc::new(OpWeights::flops()), Model::Flops)),
+        (Some(arch), _) => {
+            let hw = HardwareCost::new(&arch_load::arch(arch)?, metric);
+            Ok((Arc::new(hw.clone()), Model::Hardware(hw)))
+        }
+    }
 }

@@ -7,7 +7,7 @@ use comfy_table::{Table, presets};
 use serde_json::{Value, json};
 
 use crate::arch_load::{self, seq_label};
-use crate::output::{Format, print_json};
+use crate::output::{OutputFormat, print_csv, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -29,8 +29,8 @@ pub struct Args {
     /// Extra rank sizes the workload does not give, e.g. `W=256` for a window.
     #[arg(long)]
     shape: Option<String>,
-    /// Print the table as CSV instead.
-    #[arg(long)]
+    /// Same as `--format csv` (kept for old scripts).
+    #[arg(long, hide = true)]
     csv: bool,
     /// Also print each point's schedule: partition, loop order, epochs, placements, Einsums.
     #[arg(long)]
@@ -47,7 +47,8 @@ enum Row {
     },
 }
 
-pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
+pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
+    let format = if args.csv { OutputFormat::Csv } else { format };
     let loaded = arch_load::arch_with_cascade(&args.arch, args.cascade.as_deref())?;
     let workloads = arch_load::workloads(args.workloads.as_deref())?;
     let mut problems = arch_load::problems(&workloads, &args.workload, args.seq.as_deref())?;
@@ -118,34 +119,9 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
             format!("{:.4e}", r.end_to_end.energy_pj * 1e-12),
         ]
     };
-    if args.csv {
-        let mut w = csv::Writer::from_writer(std::io::stdout());
-        w.write_record(header)?;
-        for row in &rows {
-            match row {
-                Row::Ok(r, _) => w.write_record(cells(r))?,
-                Row::Infeasible {
-                    workload,
-                    seq,
-                    reason,
-                } => {
-                    let mut rec = vec![
-                        workload.clone(),
-                        seq_label(*seq),
-                        String::new(),
-                        String::new(),
-                        format!("infeasible: {reason}"),
-                    ];
-                    rec.resize(header.len(), String::new());
-                    w.write_record(rec)?;
-                }
-            }
-        }
-        w.flush()?;
-        return Ok(());
-    }
     match format {
-        Format::Json => print_json(&json!({
+        OutputFormat::Csv => print_csv(csv_records(&rows, &loaded.arch))?,
+        OutputFormat::Json => print_json(&json!({
             "arch": loaded.arch.name(),
             "cascade": loaded.cascade.name,
             "points": rows.iter().map(|row| match row {
@@ -155,7 +131,7 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
                 }),
             }).collect::<Vec<_>>(),
         })),
-        Format::Text => {
+        OutputFormat::Text => {
             println!("{} running {}", loaded.arch.name(), loaded.cascade.name);
             let mut table = Table::new();
             table.load_style(presets::ASCII_MARKDOWN).set_header(header);
@@ -188,6 +164,77 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// CSV: one record per point with every number unrounded (as JSON has it), one utilisation
+/// column per unit, and the reason in `infeasible` for a point that could not be scheduled.
+fn csv_records(rows: &[Row], arch: &cascade_scheduler::ArchSpec) -> Vec<Vec<String>> {
+    let mut header: Vec<String> = ["model", "seq", "latency_s", "cycles", "bound"]
+        .map(String::from)
+        .into();
+    header.extend(arch.units().iter().map(|u| format!("util_{}", u.name())));
+    header.extend(
+        [
+            "dram_gb",
+            "energy_j",
+            "tile_mac_share",
+            "spill",
+            "area_mm2",
+            "e2e_latency_s",
+            "e2e_energy_j",
+            "infeasible",
+        ]
+        .map(String::from),
+    );
+    let width = header.len();
+    let mut records = vec![header];
+    for row in rows {
+        let mut rec = match row {
+            Row::Ok(r, _) => {
+                let mut rec = vec![
+                    r.workload.clone(),
+                    r.seq.to_string(),
+                    r.latency_s.to_string(),
+                    r.latency_cycles.to_string(),
+                    r.phases
+                        .iter()
+                        .map(|p| p.bound.clone())
+                        .collect::<Vec<_>>()
+                        .join("+"),
+                ];
+                rec.extend(arch.units().iter().map(|u| {
+                    r.units
+                        .iter()
+                        .find(|x| x.name == u.name())
+                        .map_or_else(String::new, |x| x.utilisation.to_string())
+                }));
+                rec.extend([
+                    (r.dram_bytes / 1e9).to_string(),
+                    (r.energy.total_pj() * 1e-12).to_string(),
+                    r.tile_mac_energy_share.to_string(),
+                    r.spill.to_string(),
+                    r.area_mm2.to_string(),
+                    (r.end_to_end.latency_cycles / arch.clock_hz()).to_string(),
+                    (r.end_to_end.energy_pj * 1e-12).to_string(),
+                    String::new(),
+                ]);
+                rec
+            }
+            Row::Infeasible {
+                workload,
+                seq,
+                reason,
+            } => {
+                let mut rec = vec![workload.clone(), seq.to_string()];
+                rec.resize(width - 1, String::new());
+                rec.push(reason.clone());
+                rec
+            }
+        };
+        rec.resize(width, String::new());
+        records.push(rec);
+    }
+    records
 }
 
 fn print_detail(

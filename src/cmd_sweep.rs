@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use serde_json::json;
 
 use crate::arch_load::{self, seq_label};
-use crate::output::{Format, UserError, print_json};
+use crate::output::{OutputFormat, UserError, print_csv, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -83,7 +83,7 @@ fn bytes(arg: &str, flag: &str) -> anyhow::Result<u64> {
     }
 }
 
-pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
+pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
     let loaded = arch_load::arch_with_cascade(&args.arch, args.cascade.as_deref())?;
     let workloads = arch_load::workloads(None)?;
     let problems = arch_load::problems(&workloads, &args.workload, Some(&args.seq))?;
@@ -127,50 +127,29 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
             slot.1 = marked;
         }
     }
+    let records = csv_records(&problems, &points);
     if let Some(path) = &args.out {
         let mut w = csv::Writer::from_path(path)
             .map_err(|e| UserError::message(format!("cannot write {}: {e}", path.display())))?;
-        w.write_record([
-            "model",
-            "seq",
-            "pe_dim",
-            "buffer_bytes",
-            "latency_s",
-            "energy_j",
-            "area_mm2",
-            "memory_bound",
-            "pareto",
-            "infeasible",
-        ])?;
-        for (p, d) in &points {
-            let pr = &problems[*p];
-            w.write_record([
-                pr.label.clone(),
-                pr.seq.to_string(),
-                d.dim.to_string(),
-                d.buffer_bytes.to_string(),
-                format!("{:.6e}", d.latency_s),
-                format!("{:.6e}", d.energy_pj * 1e-12),
-                format!("{:.3}", d.area_mm2),
-                d.memory_bound.to_string(),
-                d.pareto.to_string(),
-                d.infeasible.clone().unwrap_or_default(),
-            ])?;
+        for r in &records {
+            w.write_record(r)?;
         }
-        w.flush()?;
+        w.flush()
+            .map_err(|e| UserError::message(format!("cannot write {}: {e}", path.display())))?;
     }
     if let Some(path) = &args.plot {
         plot(path, &problems, &points)
             .map_err(|e| UserError::message(format!("cannot draw {}: {e}", path.display())))?;
     }
     match format {
-        Format::Json => print_json(&json!(points.iter().map(|(p, d)| json!({
+        OutputFormat::Csv => print_csv(&records)?,
+        OutputFormat::Json => print_json(&json!(points.iter().map(|(p, d)| json!({
             "model": problems[*p].label, "seq": problems[*p].seq, "pe_dim": d.dim,
             "buffer_bytes": d.buffer_bytes, "latency_s": d.latency_s, "energy_pj": d.energy_pj,
             "area_mm2": d.area_mm2, "memory_bound": d.memory_bound, "pareto": d.pareto,
             "infeasible": d.infeasible,
         })).collect::<Vec<_>>())),
-        Format::Text => {
+        OutputFormat::Text => {
             let mut table = Table::new();
             table.load_style(presets::ASCII_MARKDOWN).set_header([
                 "model",
@@ -203,6 +182,43 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The sweep as CSV (for `--out` and `--format csv`): one record per design point, numbers
+/// unrounded; `energy_j` is the JSON's `energy_pj` × 1e-12.
+fn csv_records(
+    problems: &[cascade_scheduler::Problem],
+    points: &[(usize, DesignPoint)],
+) -> Vec<Vec<String>> {
+    let header = [
+        "model",
+        "seq",
+        "pe_dim",
+        "buffer_bytes",
+        "latency_s",
+        "energy_j",
+        "area_mm2",
+        "memory_bound",
+        "pareto",
+        "infeasible",
+    ];
+    let mut records = vec![header.map(String::from).to_vec()];
+    for (p, d) in points {
+        let pr = &problems[*p];
+        records.push(vec![
+            pr.label.clone(),
+            pr.seq.to_string(),
+            d.dim.to_string(),
+            d.buffer_bytes.to_string(),
+            d.latency_s.to_string(),
+            (d.energy_pj * 1e-12).to_string(),
+            d.area_mm2.to_string(),
+            d.memory_bound.to_string(),
+            d.pareto.to_string(),
+            d.infeasible.clone().unwrap_or_default(),
+        ]);
+    }
+    records
 }
 
 fn plot(

@@ -22,15 +22,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::output::{Format, UserError};
+use crate::output::{Format, OutputFormat, UserError};
 
 /// Design attention accelerators and kernels from Extended Einsum cascades.
 #[derive(Debug, Parser)]
 #[command(name = "cascade", version)]
 struct Cli {
-    /// Output format of results and errors.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
-    format: Format,
+    /// Output format of results and errors (`csv`: simulate, compare and sweep only).
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    format: OutputFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,17 +61,19 @@ enum Command {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let format = cli.format;
+    // Commands without CSV output take text or JSON; `--format csv` is refused for them.
+    let plain = |command: &str| format.plain(command);
     match cli.command {
-        Command::List(args) => cmd_list::run(args, format),
-        Command::Show(args) => cmd_show::run(args, format),
-        Command::Check(args) => cmd_check::run(args, format),
-        Command::Passes(args) => cmd_passes::run(args, format),
-        Command::Eval(args) => cmd_eval::run(args, format),
-        Command::Rewrite(args) => cmd_rewrite::run(args, format),
+        Command::List(args) => cmd_list::run(args, plain("list")?),
+        Command::Show(args) => cmd_show::run(args, plain("show")?),
+        Command::Check(args) => cmd_check::run(args, plain("check")?),
+        Command::Passes(args) => cmd_passes::run(args, plain("passes")?),
+        Command::Eval(args) => cmd_eval::run(args, plain("eval")?),
+        Command::Rewrite(args) => cmd_rewrite::run(args, plain("rewrite")?),
         Command::Simulate(args) => cmd_simulate::run(args, format),
         Command::Compare(args) => cmd_compare::run(args, format),
         Command::Sweep(args) => cmd_sweep::run(args, format),
-        Command::Codegen(args) => cmd_codegen::run(args, format),
+        Command::Codegen(args) => cmd_codegen::run(args, plain("codegen")?),
     }
 }
 
@@ -87,7 +89,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    let format = cli.format;
+    let format = cli.format.for_errors();
     quiet_on_closed_stdout();
     // A panic is a bug: report it as an internal error (exit 2), not Rust's default 101.
     let result = std::panic::catch_unwind(|| run(cli));

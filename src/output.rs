@@ -1,7 +1,8 @@
-//! Output plumbing shared by every command: `--format`, user errors (exit 1) and JSON helpers.
+//! Output plumbing shared by every command: `--format`, user errors (exit 1), JSON and CSV
+//! helpers.
 
 use std::fmt;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 
 use cascade_ir::dsl::{Diagnostics, line_col};
 use serde_json::{Value, json};
@@ -12,6 +13,42 @@ pub enum Format {
     #[value(alias = "table")]
     Text,
     Json,
+}
+
+/// The global `--format`: [`Format`] plus CSV, which only the tabular commands print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text and tables.
+    #[value(alias = "table")]
+    Text,
+    Json,
+    /// One CSV record per point (simulate, compare, sweep).
+    Csv,
+}
+
+/// The commands that print `--format csv`.
+pub const CSV_COMMANDS: [&str; 3] = ["simulate", "compare", "sweep"];
+
+impl OutputFormat {
+    /// The format for a command that prints text or JSON only; `--format csv` is a user error.
+    pub fn plain(self, command: &str) -> Result<Format, UserError> {
+        match self {
+            OutputFormat::Text => Ok(Format::Text),
+            OutputFormat::Json => Ok(Format::Json),
+            OutputFormat::Csv => Err(UserError::message(format!(
+                "`{command}` has no CSV output; --format csv works with {}. Use --format text or --format json",
+                CSV_COMMANDS.join(", ")
+            ))),
+        }
+    }
+
+    /// How errors are printed: CSV has no error records, so as text.
+    pub fn for_errors(self) -> Format {
+        match self {
+            OutputFormat::Json => Format::Json,
+            OutputFormat::Text | OutputFormat::Csv => Format::Text,
+        }
+    }
 }
 
 /// A mistake in the user's input. `main` prints it on stderr and exits with status 1;
@@ -98,4 +135,25 @@ pub fn print_json(value: &Value) {
         "{}",
         serde_json::to_string_pretty(value).expect("JSON values always serialise")
     );
+}
+
+/// Prints CSV records (the first is the header) on stdout. A closed pipe (`| head`) ends the
+/// output quietly: that is the reader's choice, not an error.
+pub fn print_csv<I, R>(records: I) -> anyhow::Result<()>
+where
+    I: IntoIterator<Item = R>,
+    R: IntoIterator,
+    R::Item: AsRef<[u8]>,
+{
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in records {
+        w.write_record(r)?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("CSV buffer: {e}"))?;
+    match std::io::stdout().lock().write_all(&bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }

@@ -1,13 +1,16 @@
 //! Hardware costs per op kind, derived from an architecture, for cost-aware rewriting.
 //!
 //! The rewriter prices a cascade by its op counts; these weights say what one op of each kind
-//! costs on each unit (cycles of one PE and energy from the cost table).
+//! costs on each unit (cycles of one PE and energy from the cost table). [`HardwareCost`] turns
+//! them into the rewriter's [`CostModel`]: pricing only; the caller picks the metric.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use cascade_ir::ops::OpKind;
+use cascade_ir::rewrite::CostModel;
 
-use crate::arch::ArchSpec;
+use crate::arch::{ArchSpec, UnitId};
 
 /// The cost of one op of one kind on one unit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,4 +52,131 @@ pub fn op_costs(arch: &ArchSpec) -> BTreeMap<String, BTreeMap<OpKind, OpCost>> {
             (unit.name().to_string(), ops)
         })
         .collect()
+}
+
+/// What a [`HardwareCost`] charges per op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// Unit cycles per op: one PE's cycles spread over the unit's PEs ([`OpCost::unit_cycles`]).
+    Cycles,
+    /// Energy of the op's actions in pJ ([`OpCost::energy_pj`]).
+    Energy,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Cycles => "cycles",
+            Metric::Energy => "energy",
+        }
+    }
+}
+
+/// The price of one op kind: the unit it is charged on and its cost there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KindPrice {
+    pub unit: String,
+    pub weight: f64,
+}
+
+/// Per-op-kind weights for the rewriter, priced on an architecture's units.
+///
+/// Extraction prices op kinds, not Einsums, so each kind is charged on the unit the binding
+/// prefers for the bulk of the work: the tile unit when it executes the kind (tile-level
+/// Einsums carry the `M × P` work), else the row unit, else the largest unit that does (the
+/// binding's fallback). A kind no unit executes costs +∞, so extraction avoids it when an
+/// alternative exists. Only compute is priced: register, buffer and DRAM traffic depend on the
+/// schedule, which the rewriter does not know.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HardwareCost {
+    arch: String,
+    metric: Metric,
+    prices: BTreeMap<OpKind, KindPrice>,
+}
+
+impl HardwareCost {
+    pub fn new(arch: &ArchSpec, metric: Metric) -> HardwareCost {
+        let costs = op_costs(arch);
+        let preferred = [arch.tile_unit(), arch.row_unit()];
+        let mut prices = BTreeMap::new();
+        for kind in OpKind::ALL {
+            let has = |u: UnitId| arch.unit(u).op(kind).is_some();
+            let unit = preferred.into_iter().find(|&u| has(u)).or_else(|| {
+                arch.unit_ids()
+                    .filter(|&u| has(u))
+                    .max_by_key(|&u| (arch.unit(u).pes(), std::cmp::Reverse(u)))
+            });
+            let Some(unit) = unit else { continue };
+            let name = arch.unit(unit).name();
+            let cost = costs[name][&kind];
+            let weight = match metric {
+                Metric::Cycles => cost.unit_cycles,
+                Metric::Energy => cost.energy_pj,
+            };
+            prices.insert(
+                kind,
+                KindPrice {
+                    unit: name.to_string(),
+                    weight,
+                },
+            );
+        }
+        HardwareCost {
+            arch: arch.name().to_string(),
+            metric,
+            prices,
+        }
+    }
+
+    pub fn arch(&self) -> &str {
+        &self.arch
+    }
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+    /// The price of `kind`, or `None` when no unit executes it.
+    pub fn price(&self, kind: OpKind) -> Option<&KindPrice> {
+        self.prices.get(&kind)
+    }
+    /// The cost of one op of `kind` (+∞ when no unit executes it).
+    pub fn weight(&self, kind: OpKind) -> f64 {
+        self.prices.get(&kind).map_or(f64::INFINITY, |p| p.weight)
+    }
+    /// Op kinds no unit executes.
+    pub fn unsupported(&self) -> Vec<OpKind> {
+        OpKind::ALL
+            .into_iter()
+            .filter(|k| !self.prices.contains_key(k))
+            .collect()
+    }
+}
+
+impl CostModel for HardwareCost {
+    fn op_cost(&self, kind: OpKind, count: f64) -> f64 {
+        // No ops cost nothing, even of a kind no unit executes (∞ · 0 would be NaN).
+        if count == 0.0 {
+            0.0
+        } else {
+            self.weight(kind) * count
+        }
+    }
+}
+
+impl fmt::Display for HardwareCost {
+    /// `hardware fusemax, cycles per op: mac 1.526e-5 (array2d), …, other unsupported`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.metric {
+            Metric::Cycles => "unit cycles per op",
+            Metric::Energy => "pJ per op",
+        };
+        write!(f, "hardware {}, {unit}:", self.arch)?;
+        for (i, kind) in OpKind::ALL.into_iter().enumerate() {
+            let sep = if i == 0 { " " } else { ", " };
+            match self.prices.get(&kind) {
+                Some(p) => write!(f, "{sep}{kind} {:.4e} ({})", p.weight, p.unit)?,
+                None => write!(f, "{sep}{kind} unsupported")?,
+            }
+        }
+        Ok(())
+    }
 }

@@ -14,7 +14,7 @@ pub mod shipped;
 pub mod workload;
 
 pub use arch::{ArchSpec, ConfigError, CostTable, Fusion, RawArch, RawCosts, Unit, UnitId};
-pub use cost::{OpCost, op_costs};
+pub use cost::{HardwareCost, KindPrice, Metric, OpCost, op_costs};
 pub use schedule::{
     EinsumPlan, Infeasible, Level, Outcome, Partition, Phase, Residency, Schedule, ScheduleError,
     Traffic, schedule,

@@ -1,4 +1,4 @@
-//! Process-level behaviour shared by every command: exit codes and closed pipes.
+//! Process-level behaviour shared by every command: exit codes, closed pipes and `--format`.
 
 use std::process::{Command, Stdio};
 
@@ -8,6 +8,9 @@ fn closed_stdout_ends_quietly_with_status_0() {
         &["list"][..],
         &[
             "compare", "--arch", "fusemax", "--vs", "flat", "--format", "json",
+        ],
+        &[
+            "compare", "--arch", "fusemax", "--vs", "flat", "--format", "csv",
         ],
     ] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cascade"))
@@ -22,5 +25,32 @@ fn closed_stdout_ends_quietly_with_status_0() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{args:?}: stderr {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: stderr {stderr}");
+    }
+}
+
+#[test]
+fn csv_format_is_refused_by_commands_without_tables() {
+    for args in [
+        &["list"][..],
+        &["show", "attention_1pass"],
+        &["check", "ir/cascades/attention_1pass.cascade"],
+        &["passes", "attention_3pass"],
+        &["eval", "attention_1pass", "--shape", "E=2,F=2,M=4,P=3"],
+        &["rewrite", "attention_3pass", "--objective", "ops"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cascade"))
+            .args(args)
+            .args(["--format", "csv"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run cascade");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: stderr {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(
+            stderr.contains(&format!("`{}` has no CSV output", args[0]))
+                && stderr.contains("--format csv works with simulate, compare, sweep"),
+            "{args:?}: {stderr}"
+        );
     }
 }

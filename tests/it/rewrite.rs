@@ -761,3 +761,282 @@ fn every_supported_library_cascade_rewrites_soundly() {
     }
     assert!(rewritten >= 14, "only {rewritten} rewrites ran");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hardware cost: the scheduler prices op kinds on an architecture's units.
+
+fn shipped_arch(name: &str) -> cascade_scheduler::ArchSpec {
+    cascade_scheduler::shipped::load_arch(name)
+        .expect("shipped")
+        .expect("valid")
+}
+
+/// The shipped FuseMax file with `from` replaced by `to` (every occurrence), validated.
+fn edited_fusemax(from: &str, to: &str) -> cascade_scheduler::ArchSpec {
+    let text = cascade_scheduler::shipped::arch("fusemax").expect("shipped");
+    assert!(text.contains(from), "fusemax.toml has no `{from}`");
+    cascade_scheduler::shipped::parse_arch(&text.replace(from, to), |n| {
+        cascade_scheduler::shipped::costs(n).map(str::to_string)
+    })
+    .expect("the edited architecture validates")
+}
+
+fn by_hardware(arch: &cascade_scheduler::ArchSpec, metric: cascade_scheduler::Metric) -> Objective {
+    Objective::Cost(Arc::new(cascade_scheduler::HardwareCost::new(arch, metric)))
+}
+
+/// Hardware cost recomputed from the IR: per Einsum, `point_ops` × the iteration-space size ×
+/// the kind's weight. A split rank's inner part is `tile` long.
+fn hardware_cost(
+    c: &Cascade,
+    sizes: &[(&str, i64)],
+    tile: i64,
+    hw: &cascade_scheduler::HardwareCost,
+) -> f64 {
+    let mut s = spec(sizes);
+    for r in &c.ranks {
+        if let Some((_, inner)) = r.split {
+            s.sizes.insert(c.rank(inner).name.clone(), tile);
+        }
+    }
+    let shape = Shape::resolve(c, &s).expect("shape");
+    c.einsum_ids()
+        .map(|id| {
+            let points: f64 = c
+                .iteration_space(id)
+                .iter()
+                .map(|r| shape.size(*r) as f64)
+                .product();
+            cascade_ir::ops::point_ops(c, id)
+                .iter()
+                .map(|(k, n)| f64::from(*n) * points * hw.weight(*k))
+                .sum::<f64>()
+        })
+        .sum()
+}
+
+fn count(r: &Rewritten, kind: OpKind) -> f64 {
+    r.after.ops.get(&kind).copied().unwrap_or(0.0)
+}
+
+#[test]
+fn cli_rewrite_hardware_objective_on_fusemax_is_no_costlier_and_equal() {
+    let out = cascade(&[
+        "--format",
+        "json",
+        "rewrite",
+        "attention_3pass",
+        "--objective",
+        "hardware",
+        "--arch",
+        "fusemax",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["cost_model"]["kind"], "hardware");
+    assert_eq!(v["cost_model"]["arch"], "fusemax");
+    assert_eq!(v["cost_model"]["metric"], "cycles");
+    let hw = cascade_scheduler::HardwareCost::new(
+        &shipped_arch("fusemax"),
+        cascade_scheduler::Metric::Cycles,
+    );
+    for kind in OpKind::ALL {
+        let shown = &v["cost_model"]["weights"][kind.name()];
+        match hw.price(kind) {
+            Some(p) => assert_eq!(shown["weight"].as_f64(), Some(p.weight), "{kind}"),
+            None => assert!(shown.is_null(), "{kind}: {shown}"),
+        }
+    }
+    let input = load("attention_3pass");
+    let text = v["cascade"].as_str().expect("cascade text");
+    let result = dsl::check(text, "stdout").expect("verifies").cascade;
+    // The CLI's default sizes: 64 for E and F, 4096 otherwise, tiles of 64.
+    let (before, after) = (
+        hardware_cost(&input, ATTENTION, 64, &hw),
+        hardware_cost(&result, ATTENTION, 64, &hw),
+    );
+    assert!(after <= before, "{after} > {before}\n{text}");
+    let close = |a: f64, b: &serde_json::Value| (a - b.as_f64().unwrap()).abs() <= 1e-9 * a;
+    assert!(close(before, &v["cost"]["before"]), "{before} vs {v}");
+    assert!(close(after, &v["cost"]["after"]), "{after} vs {v}");
+    // Interpreter-equal to the input on random data.
+    let shape_of = |c: &Cascade| {
+        let mut s = spec(SMALL);
+        for r in &c.ranks {
+            if let Some((_, inner)) = r.split {
+                s.sizes.insert(c.rank(inner).name.clone(), 4);
+            }
+        }
+        Shape::resolve(c, &s).expect("shape")
+    };
+    let (s1, s2) = (shape_of(&input), shape_of(&result));
+    for seed in 0..3 {
+        let inputs = reference::random_inputs(&input, &s1, seed);
+        let a = eval::evaluate(&input, &s1, &inputs).expect("input evaluates");
+        let b = eval::evaluate(&result, &s2, &inputs).expect("result evaluates");
+        let (a, b) = (a.output().expect("output"), b.output().expect("output"));
+        for (x, y) in a.values.iter().zip(b.values.iter()) {
+            assert!((x - y).abs() <= 1e-9 * x.abs().max(1.0), "{x} vs {y}");
+        }
+    }
+    let text = String::from_utf8(
+        cascade(&[
+            "rewrite",
+            "attention_3pass",
+            "--objective",
+            "hardware",
+            "--arch",
+            "fusemax",
+            "--metric",
+            "energy",
+        ])
+        .stdout,
+    )
+    .expect("utf-8");
+    assert!(
+        text.contains("cost model: hardware fusemax, pJ per op: mac 1.7160e1 (array2d)"),
+        "{text}"
+    );
+    assert!(text.contains("cost: "), "{text}");
+}
+
+#[test]
+fn cli_rewrite_passes_break_ties_on_an_arch_file() {
+    let out = cascade(&[
+        "--format",
+        "json",
+        "rewrite",
+        "attention_3pass",
+        "--objective",
+        "passes",
+        "--arch",
+        "arch-configs/flat.toml",
+        "--metric",
+        "energy",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["passes"]["after"], 1);
+    assert_eq!(v["cost_model"]["arch"], "flat");
+    assert_eq!(v["cost_model"]["metric"], "energy");
+    let hw = cascade_scheduler::HardwareCost::new(
+        &shipped_arch("flat"),
+        cascade_scheduler::Metric::Energy,
+    );
+    let result = dsl::check(v["cascade"].as_str().expect("text"), "stdout")
+        .expect("verifies")
+        .cascade;
+    let cost = hardware_cost(&result, ATTENTION, 64, &hw);
+    assert!((cost - v["cost"]["after"].as_f64().unwrap()).abs() <= 1e-9 * cost);
+}
+
+#[test]
+fn cli_rewrite_hardware_needs_an_arch() {
+    for (args, want) in [
+        (
+            &["rewrite", "attention_3pass", "--objective", "hardware"][..],
+            "add --arch",
+        ),
+        (
+            &[
+                "rewrite",
+                "attention_3pass",
+                "--objective",
+                "ops",
+                "--arch",
+                "fusemax",
+            ][..],
+            "use --objective hardware",
+        ),
+        (
+            &[
+                "rewrite",
+                "attention_3pass",
+                "--objective",
+                "hardware",
+                "--arch",
+                "no-such-arch",
+            ][..],
+            "neither a file nor a shipped architecture",
+        ),
+        (
+            &[
+                "rewrite",
+                "attention_3pass",
+                "--objective",
+                "hardware",
+                "--metric",
+                "energy",
+            ][..],
+            "--arch",
+        ),
+    ] {
+        let out = cascade(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8(out.stderr).expect("utf-8");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn pricier_op_kinds_are_avoided() {
+    use cascade_scheduler::{HardwareCost, Metric};
+    let sizes = [("K", 4096)];
+    let run = |objective: Objective| derive("pedagogical_1", &config(objective, ALL, &sizes, "K"));
+    let fusemax = shipped_arch("fusemax");
+    // FuseMax energy: an add (8.34 pJ) is cheaper than a MAC (17.16 pJ), so deferring the
+    // multiply (K adds and one multiply instead of K MACs) pays, as under flops.
+    let energy = run(by_hardware(&fusemax, Metric::Energy));
+    assert!(same_structure(&energy.cascade, &load("pedagogical_2")));
+    assert_eq!(count(&energy, OpKind::Add), 4096.0);
+    assert!(energy.after.cost < energy.before.cost);
+    // Cycles: a MAC and an add both take one cycle, so the extra multiply makes deferral lose.
+    let cycles = run(by_hardware(&fusemax, Metric::Cycles));
+    assert!(same_structure(&cycles.cascade, &load("pedagogical_1")));
+    assert_eq!(cycles.after.cost, cycles.before.cost);
+
+    // Adds priced at three MACs' energy: the extraction keeps the MAC form, which is cheaper
+    // under that price than the form extracted for the shipped prices.
+    let add = "ops.add = { cycles = 1, actions = { add = 1 } }";
+    let dear_add = edited_fusemax(add, "ops.add = { cycles = 1, actions = { mac = 3 } }");
+    let hw = HardwareCost::new(&dear_add, Metric::Energy);
+    assert!((hw.weight(OpKind::Add) - 3.0 * 17.16).abs() < 1e-9);
+    let r = run(by_hardware(&dear_add, Metric::Energy));
+    assert!(count(&r, OpKind::Add) < count(&energy, OpKind::Add));
+    assert!(same_structure(&r.cascade, &load("pedagogical_1")));
+    let priced = |c: &Cascade| hardware_cost(c, &sizes, 64, &hw);
+    assert!(priced(&r.cascade) < priced(&energy.cascade));
+    assert!((r.after.cost - priced(&r.cascade)).abs() <= 1e-9 * r.after.cost);
+
+    // A MAC that takes four cycles on the 2D array: cycles now favour deferral (fewer MACs).
+    let mac = "ops.mac = { cycles = 1, actions = { mac = 1 } }";
+    let slow_mac = edited_fusemax(mac, "ops.mac = { cycles = 4, actions = { mac = 1 } }");
+    let r = run(by_hardware(&slow_mac, Metric::Cycles));
+    // A MAC dearer than a multiply and an add is not used at all: Z's is deferred, Y's is
+    // unfused into a multiply and a (tiled) sum.
+    assert_eq!(count(&r, OpKind::Mac), 0.0, "{}", dsl::print(&r.cascade));
+    assert!(count(&cycles, OpKind::Mac) > 0.0);
+    let hw = HardwareCost::new(&slow_mac, Metric::Cycles);
+    assert!(
+        hardware_cost(&r.cascade, &sizes, 64, &hw)
+            < hardware_cost(&cycles.cascade, &sizes, 64, &hw)
+    );
+
+    // No unit executes `other`: sigmoid attention costs +inf either way, and still rewrites.
+    let r = derive(
+        "sigmoid_attention",
+        &config(by_hardware(&fusemax, Metric::Cycles), ALL, ATTENTION, "M"),
+    );
+    assert_eq!(
+        (r.before.cost, r.after.cost),
+        (f64::INFINITY, f64::INFINITY)
+    );
+}

@@ -334,3 +334,220 @@ fn sweep_writes_the_pareto_csv_and_plot() {
     );
     fs::remove_dir_all(&dir).ok();
 }
+
+// ---------------------------------------------------------------------------------------------
+// `--format csv`: the same numbers as `--format json`, unrounded.
+
+/// Parses CSV with the csv crate: the header and every record, all of the same width.
+fn parse_csv(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    let header = r
+        .headers()
+        .expect("a header")
+        .iter()
+        .map(String::from)
+        .collect();
+    let rows = r
+        .records()
+        .map(|rec| rec.expect("a record").iter().map(String::from).collect())
+        .collect();
+    (header, rows)
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = cascade(args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// A CSV cell equals a JSON number (a difference of an ulp or so allowed where the CLI scales
+/// it, e.g. pJ → J).
+fn same_number(cell: &str, want: f64, what: &str) {
+    let got: f64 = cell
+        .parse()
+        .unwrap_or_else(|_| panic!("{what}: `{cell}` is not a number"));
+    assert!(
+        (got - want).abs() <= 1e-14 * want.abs(),
+        "{what}: CSV {got} vs JSON {want}"
+    );
+}
+
+#[test]
+fn simulate_csv_has_the_json_numbers() {
+    let base = [
+        "simulate",
+        "--arch",
+        "fusemax",
+        "--workload",
+        "bert,xlm",
+        "--seq",
+        "1k,64k",
+        "--format",
+    ];
+    let (header, rows) = parse_csv(&run_ok(&[&base[..], &["csv"]].concat()));
+    let json: Value = serde_json::from_str(&run_ok(&[&base[..], &["json"]].concat())).unwrap();
+    let points = json["points"].as_array().unwrap();
+    assert_eq!(rows.len(), points.len());
+    assert_eq!(rows.len(), 4);
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name} in {header:?}"))
+    };
+    for (row, p) in rows.iter().zip(points) {
+        let what = format!("{} {}", row[0], row[1]);
+        assert_eq!(row[col("model")], p["workload"].as_str().unwrap());
+        assert_eq!(row[col("seq")], p["seq"].to_string());
+        for (c, j) in [
+            ("latency_s", &p["latency_s"]),
+            ("cycles", &p["latency_cycles"]),
+            ("tile_mac_share", &p["tile_mac_energy_share"]),
+            ("spill", &p["spill"]),
+            ("area_mm2", &p["area_mm2"]),
+        ] {
+            same_number(&row[col(c)], j.as_f64().unwrap(), &format!("{what} {c}"));
+        }
+        same_number(
+            &row[col("dram_gb")],
+            p["dram_bytes"].as_f64().unwrap() / 1e9,
+            &what,
+        );
+        same_number(
+            &row[col("energy_j")],
+            p["energy_pj"]["total"].as_f64().unwrap() * 1e-12,
+            &what,
+        );
+        same_number(
+            &row[col("e2e_energy_j")],
+            p["end_to_end"]["energy_pj"].as_f64().unwrap() * 1e-12,
+            &what,
+        );
+        for u in p["units"].as_array().unwrap() {
+            let c = format!("util_{}", u["name"].as_str().unwrap());
+            same_number(&row[col(&c)], u["utilisation"].as_f64().unwrap(), &c);
+        }
+        assert_eq!(row[col("infeasible")], "");
+    }
+    // An infeasible point: the reason in its own column, numbers empty.
+    let args = [
+        "simulate",
+        "--arch",
+        "fusemax",
+        "--cascade",
+        "sigmoid_attention",
+        "--workload",
+        "t5",
+        "--seq",
+        "4k",
+    ];
+    let (header, rows) = parse_csv(&run_ok(&[&args[..], &["--format", "csv"]].concat()));
+    let json: Value =
+        serde_json::from_str(&run_ok(&[&args[..], &["--format", "json"]].concat())).unwrap();
+    let last = header.len() - 1;
+    assert_eq!(header[last], "infeasible");
+    assert_eq!(
+        rows[0][last],
+        json["points"][0]["infeasible"].as_str().unwrap()
+    );
+    assert_eq!(rows[0][2], "");
+    // `table` is the text format's other name.
+    assert_eq!(
+        run_ok(&[&args[..], &["--format", "table"]].concat()),
+        run_ok(&[&args[..], &["--format", "text"]].concat())
+    );
+}
+
+#[test]
+fn compare_csv_has_the_json_numbers() {
+    let base = [
+        "compare",
+        "--arch",
+        "fusemax",
+        "--vs",
+        "flat",
+        "--vs",
+        "unfused",
+        "--end-to-end",
+    ];
+    let csv_text = run_ok(&[&base[..], &["--format", "csv"]].concat());
+    // The hidden `--csv` flag of older scripts prints the same.
+    assert_eq!(run_ok(&[&base[..], &["--csv"]].concat()), csv_text);
+    let (header, rows) = parse_csv(&csv_text);
+    let json: Value =
+        serde_json::from_str(&run_ok(&[&base[..], &["--format", "json"]].concat())).unwrap();
+    assert_eq!(
+        header,
+        [
+            "model",
+            "seq",
+            "speedup_vs_flat",
+            "energy_vs_flat",
+            "speedup_vs_unfused",
+            "energy_vs_unfused",
+            "e2e_speedup_vs_flat",
+            "e2e_energy_vs_flat",
+            "e2e_speedup_vs_unfused",
+            "e2e_energy_vs_unfused",
+        ]
+    );
+    let points = json["points"].as_array().unwrap();
+    assert_eq!(rows.len(), points.len() + 1);
+    let check = |row: &[String], attention: &Value, e2e: &Value| {
+        for k in 0..2 {
+            for (offset, ratios) in [(2, attention), (6, e2e)] {
+                let r = &ratios[k];
+                same_number(
+                    &row[offset + 2 * k],
+                    r["speedup"].as_f64().unwrap(),
+                    "speedup",
+                );
+                same_number(
+                    &row[offset + 2 * k + 1],
+                    r["energy"].as_f64().unwrap(),
+                    "energy",
+                );
+            }
+        }
+    };
+    for (row, p) in rows.iter().zip(points) {
+        assert_eq!(row[0], p["workload"].as_str().unwrap());
+        assert_eq!(row[1], p["seq"].to_string());
+        check(row, &p["attention"], &p["end_to_end"]);
+    }
+    let mean = rows.last().unwrap();
+    assert_eq!((mean[0].as_str(), mean[1].as_str()), ("mean", ""));
+    check(mean, &json["mean_attention"], &json["mean_end_to_end"]);
+}
+
+#[test]
+fn sweep_csv_has_the_json_numbers() {
+    let base = ["sweep", "--arch", "fusemax", "--pe-dim", "16..128"];
+    let (header, rows) = parse_csv(&run_ok(&[&base[..], &["--format", "csv"]].concat()));
+    let json: Value =
+        serde_json::from_str(&run_ok(&[&base[..], &["--format", "json"]].concat())).unwrap();
+    let points = json.as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), points.len());
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for (row, p) in rows.iter().zip(points) {
+        assert_eq!(row[col("pe_dim")], p["pe_dim"].to_string());
+        assert_eq!(row[col("buffer_bytes")], p["buffer_bytes"].to_string());
+        assert_eq!(row[col("pareto")], p["pareto"].to_string());
+        same_number(
+            &row[col("latency_s")],
+            p["latency_s"].as_f64().unwrap(),
+            "latency",
+        );
+        same_number(
+            &row[col("area_mm2")],
+            p["area_mm2"].as_f64().unwrap(),
+            "area",
+        );
+        same_number(
+            &row[col("energy_j")],
+            p["energy_pj"].as_f64().unwrap() * 1e-12,
+            "energy",
+        );
+    }
+}

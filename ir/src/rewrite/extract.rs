@@ -130,7 +130,14 @@ fn choose(
                 let better = match best.get(&class) {
                     None => true,
                     Some(old) => {
-                        (cand.passes, cand.total) < (old.passes, old.total - 1e-9 * old.total.abs())
+                        // Relative slack against float noise; an infinite cost (a kind the model
+                        // cannot price) yields to any finite one.
+                        let slack = if old.total.is_finite() {
+                            1e-9 * old.total.abs()
+                        } else {
+                            0.0
+                        };
+                        (cand.passes, cand.total) < (old.passes, old.total - slack)
                     }
                 };
                 if better {
@@ -254,7 +261,12 @@ fn candidate(
             Some(Cx::Mul(_))
         )
     {
-        own = cost.op_cost(OpKind::Mac, points) - cost.op_cost(OpKind::Mul, points);
+        let (mac, mul) = (
+            cost.op_cost(OpKind::Mac, points),
+            cost.op_cost(OpKind::Mul, points),
+        );
+        // An unpriceable multiply already makes the body infinite; ∞ − ∞ would be NaN.
+        own = if mul.is_finite() { mac - mul } else { mac };
     }
     if matches!(node, Cx::Split(_)) {
         // A split is free, but a direct form is preferred when one exists.
