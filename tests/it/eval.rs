@@ -1,25 +1,11 @@
 //! `cascade eval`: checksums and reference errors of the interpreter run from the CLI, checked
 //! against the direct references of `cascade_ir::reference` computed here on the same inputs.
 
-use std::process::Command;
+use crate::support::run as cascade;
 
 use cascade_ir::reference::{self, Form};
 use cascade_ir::{Shape, dsl, library};
 use serde_json::Value;
-
-/// Runs the binary; returns (exit code, stdout, stderr).
-fn cascade(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cascade"))
-        .args(args)
-        .output()
-        .expect("runs");
-    let text = |b: Vec<u8>| String::from_utf8(b).expect("utf-8");
-    (
-        out.status.code().unwrap_or(-1),
-        text(out.stdout),
-        text(out.stderr),
-    )
-}
 
 fn eval_json(args: &[&str]) -> Value {
     let mut all = vec!["eval"];

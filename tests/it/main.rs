@@ -7,4 +7,5 @@ mod parse;
 mod passes;
 mod rewrite;
 mod sim;
+mod support;
 mod tidy;

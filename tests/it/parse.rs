@@ -1,9 +1,9 @@
 //! Parse boundary: library cascades print stably, broken inputs give positioned diagnostics,
 //! and the `list`, `show` and `check` commands wire them to the terminal with exit codes.
 
+use crate::support::{cascade, stderr, stdout};
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use cascade_ir::{dsl, library};
 use serde_json::Value;
@@ -23,24 +23,6 @@ fn trim_lines(text: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
         + "\n"
-}
-
-/// Runs the built `cascade` binary.
-fn cascade(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cascade"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the cascade binary runs")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8(out.stderr.clone()).expect("utf-8 stderr")
 }
 
 fn bad_file(name: &str) -> String {

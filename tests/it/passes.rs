@@ -1,23 +1,10 @@
 //! `cascade passes`: pass counts of the library (the FuseMax taxonomy), snapshots of the text
 //! reports, and op counts evaluated at a shape.
 
-use std::process::Command;
+use crate::support::run as cascade;
 
 use cascade_ir::library;
 use serde_json::Value;
-
-fn cascade(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cascade"))
-        .args(args)
-        .output()
-        .expect("runs");
-    let text = |b: Vec<u8>| String::from_utf8(b).expect("utf-8");
-    (
-        out.status.code().unwrap_or(-1),
-        text(out.stdout),
-        text(out.stderr),
-    )
-}
 
 fn passes_json(args: &[&str]) -> Value {
     let mut all = vec!["passes"];

@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::cascade;
+
 use cascade_ir::ast::{Cascade, Constant, Expr, ExprId, IndexExpr, Section, TensorId, TensorKind};
 use cascade_ir::ops::OpKind;
 use cascade_ir::rewrite::{
@@ -547,15 +549,6 @@ fn masked_attention_also_becomes_one_pass() {
 
 // ---------------------------------------------------------------------------------------------
 // The `cascade rewrite` command.
-
-fn cascade(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the cascade binary runs")
-}
 
 #[test]
 fn cli_rewrite_prints_cascade_passes_ops_and_stop_reason() {

@@ -1,34 +1,12 @@
 //! Sim boundary: the shipped architecture files validate, broken ones name the field, and the
 //! `simulate`, `compare` and `sweep` commands produce the paper's comparison and the sweep files.
 
+use crate::support::{cascade, cascade_in, stderr, stdout};
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use cascade_scheduler::shipped;
 use serde_json::Value;
-
-/// Runs the built `cascade` binary from `dir`.
-fn cascade_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cascade"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the cascade binary runs")
-}
-
-fn cascade(args: &[&str]) -> Output {
-    cascade_in(Path::new(env!("CARGO_MANIFEST_DIR")), args)
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8(out.stderr.clone()).expect("utf-8 stderr")
-}
 
 /// The only caller of the arch-loading API here: a shipped-format file's summary or its errors.
 fn check_arch(path: &Path) -> Result<String, Vec<String>> {
