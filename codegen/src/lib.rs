@@ -113,6 +113,9 @@ pub struct GpuSchedule {
     /// Adds a causal filter (key `m` visible to query `p` only when `m <= p`) to the fused
     /// kernel's mask, on top of the cascade's own filters.
     pub causal: bool,
+    /// Use the fused lowering when the cascade has its structure; `false` forces the generic one
+    /// (slow, for comparison).
+    pub fuse: bool,
 }
 
 impl GpuSchedule {
@@ -135,6 +138,7 @@ impl GpuSchedule {
             dtype,
             head_dim,
             causal: false,
+            fuse: true,
         }
     }
 }
@@ -233,7 +237,12 @@ pub fn plan(cascade: &Cascade, schedule: &GpuSchedule, target: Target) -> Result
             reason: format!("{} is not a positive multiple of 16", schedule.block_n),
         });
     }
-    let lowering = match pattern::match_online_softmax(cascade) {
+    let found = if schedule.fuse {
+        pattern::match_online_softmax(cascade)
+    } else {
+        Err("the schedule asks for the generic lowering".to_string())
+    };
+    let lowering = match found {
         Ok(found) => Lowering::Fused(Box::new(fused::plan(cascade, &found, schedule, target)?)),
         Err(why) => {
             if schedule.causal {

@@ -86,8 +86,14 @@ fn one_pass_softmax_cascades_fuse_and_the_rest_use_the_generic_lowering() {
     let fused: Vec<&str> = library::names()
         .filter(|n| check_codegen(n, Target::Cuda).fused)
         .collect();
-    // attention_masked_1pass adds a bias input the fused kernel does not model: generic.
-    assert_eq!(fused, ["attention_1pass", "attention_causal_1pass"]);
+    assert_eq!(
+        fused,
+        [
+            "attention_1pass",
+            "attention_causal_1pass",
+            "attention_masked_1pass"
+        ]
+    );
     let k = check_codegen("attention_causal_1pass", Target::Cuda);
     for needle in [
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32",

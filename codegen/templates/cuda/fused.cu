@@ -152,7 +152,7 @@ static_assert(STAGES == 2, "double buffering");
 {% endif %}
 // One query tile of BLOCK_M rows per block (blockIdx.x) and one batch entry per blockIdx.y.
 // Each warp owns ROWS_PER_WARP rows: lane (g, t) holds rows g and g+8 of its 16-row slice.
-{{ d.kernel_qualifier }} void __launch_bounds__(THREADS) {{ p.kernel }}(const elem_t* __restrict__ q, const elem_t* __restrict__ k, const elem_t* __restrict__ v, elem_t* __restrict__ out, long long n_queries, long long n_keys{{ p.param_decls }}) {
+{{ d.kernel_qualifier }} void __launch_bounds__(THREADS) {{ p.kernel }}(const elem_t* __restrict__ q, const elem_t* __restrict__ k, const elem_t* __restrict__ v, elem_t* __restrict__ out, const elem_t* __restrict__ bias, long long n_queries, long long n_keys{{ p.param_decls }}) {
   extern __shared__ __align__(16) unsigned char cascade_smem[];
   elem_t* q_s = reinterpret_cast<elem_t*>(cascade_smem);
   elem_t* k_s = q_s + Q_SMEM;
@@ -163,6 +163,7 @@ static_assert(STAGES == 2, "double buffering");
   k += bh * n_keys * HEAD_DIM;
   v += bh * n_keys * HEAD_DIM;
   out += bh * n_queries * HEAD_DIM;
+  if (bias != nullptr) bias += bh * n_queries * n_keys;
   const long long p0 = static_cast<long long>(blockIdx.x) * BLOCK_M;
   const int tid = threadIdx.x, warp = tid / WARP_SIZE, lane = tid % WARP_SIZE;
   const int g = (lane % 32) / 4, t = lane % 4;
@@ -217,8 +218,12 @@ static_assert(STAGES == 2, "double buffering");
     for (int j = 0; j < S_TILES; ++j) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        s[j][i] *= {{ p.score_scale }};
         const long long col = j * 8 + 2 * t + (i & 1), row_p = p0 + row0 + g + (i >> 1) * 8;
+        const long long key = tile * BLOCK_N + col;
+        const float s_qk = s[j][i] * {{ p.score_scale }};
+        const float bias_val = {{ p.bias_load }};
+        (void)key; (void)bias_val;
+        s[j][i] = {{ p.score_expr }};
         if (partial && !cascade_visible(tile, col, row_p, n_keys, n_queries{{ p.param_args }})) s[j][i] = -INFINITY;
       }
     }
