@@ -164,7 +164,9 @@ static_assert(STAGES == 2, "double buffering");
   v += bh * n_keys * HEAD_DIM;
   out += bh * n_queries * HEAD_DIM;
   if (bias != nullptr) bias += bh * n_queries * n_keys;
-  const long long p0 = static_cast<long long>(blockIdx.x) * BLOCK_M;
+  // Last query tile first: under a causal mask later tiles see more keys, so the longest
+  // blocks start first and the short ones fill the tail.
+  const long long p0 = static_cast<long long>(gridDim.x - 1 - blockIdx.x) * BLOCK_M;
   const int tid = threadIdx.x, warp = tid / WARP_SIZE, lane = tid % WARP_SIZE;
   const int g = (lane % 32) / 4, t = lane % 4;
   const int row0 = warp * ROWS_PER_WARP + (lane / 32) * 16;
