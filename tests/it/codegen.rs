@@ -215,3 +215,47 @@ fn cli_codegen_reports_bad_requests_as_user_errors() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }
+
+/// Templates only lay out text: interpolations are plain field paths (no arithmetic), and the
+/// only branch is the plan's matrix-instruction choice; CUDA-vs-HIP lives in the dialect table.
+#[test]
+fn templates_hold_no_arithmetic_and_no_target_branches() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("codegen/templates");
+    let mut seen = 0;
+    for target in ["cuda", "hip", "cpp"] {
+        for entry in std::fs::read_dir(dir.join(target)).expect("template dir") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("template");
+            seen += 1;
+            for (open, close) in [("{{", "}}"), ("{%", "%}")] {
+                let mut rest = text.as_str();
+                while let Some(start) = rest.find(open) {
+                    let end = rest[start..].find(close).expect("closed tag") + start;
+                    let inner = rest[start + 2..end].trim();
+                    if open == "{{" {
+                        assert!(
+                            inner
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.'),
+                            "{}: `{inner}` is not a plain field",
+                            path.display()
+                        );
+                    } else {
+                        let words: Vec<&str> = inner.split_whitespace().collect();
+                        let allowed = matches!(
+                            words[..],
+                            ["for", _, "in", _]
+                                | ["endfor"]
+                                | ["else"]
+                                | ["endif"]
+                                | ["if", "p.mma"]
+                        ) || matches!(words[..], ["include", f] if f.starts_with("\"cuda/"));
+                        assert!(allowed, "{}: block `{inner}`", path.display());
+                    }
+                    rest = &rest[end + 2..];
+                }
+            }
+        }
+    }
+    assert_eq!(seen, 6, "fused and generic templates for three targets");
+}
