@@ -17,6 +17,9 @@ pub struct FusedPlan {
     pub block_n: u32,
     pub warps: u32,
     pub threads: u32,
+    /// `__launch_bounds__`'s minimum resident blocks: 1 lets the compiler use every register
+    /// a thread may have (the accumulators need ~130-180), which avoids spills.
+    pub min_blocks_per_sm: u32,
     pub rows_per_warp: u32,
     pub stages: u32,
     /// Row pitch of the shared-memory tiles in elements (padded by 16 bytes against bank conflicts).
@@ -40,6 +43,10 @@ pub struct FusedPlan {
     pub matrix_path: String,
     /// The PTX text of the MMA instruction (empty on the portable path).
     pub mma_asm: String,
+    /// MMA operands come from shared memory through `ldmatrix` (else 32/16-bit loads).
+    pub ldmatrix: bool,
+    pub ldsm_asm: String,
+    pub ldsm_trans_asm: String,
     /// Every filter, the optional causal mask and the key bound, as one C condition.
     pub mask_elem: String,
     /// Body of the function that classifies a key tile for a query tile (skip/partial/full).
@@ -377,6 +384,7 @@ pub fn plan(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, target: Target) -> 
         block_n: s.block_n,
         warps: s.warps,
         threads: s.warps * d.warp_size,
+        min_blocks_per_sm: 1,
         rows_per_warp,
         stages: s.stages,
         smem_ld,
@@ -406,6 +414,10 @@ pub fn plan(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, target: Target) -> 
         } else {
             String::new()
         },
+        ldmatrix: mma && s.ldmatrix,
+        ldsm_asm: "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\\n".into(),
+        ldsm_trans_asm: "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\\n"
+            .into(),
         mask_elem,
         tile_state,
         score_scale,

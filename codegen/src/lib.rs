@@ -116,6 +116,8 @@ pub struct GpuSchedule {
     /// Use the fused lowering when the cascade has its structure; `false` forces the generic one
     /// (slow, for comparison).
     pub fuse: bool,
+    /// Load tensor-core operands with `ldmatrix` (CUDA MMA path); `false` uses plain loads.
+    pub ldmatrix: bool,
 }
 
 impl GpuSchedule {
@@ -139,6 +141,7 @@ impl GpuSchedule {
             head_dim,
             causal: false,
             fuse: true,
+            ldmatrix: true,
         }
     }
 }
@@ -183,7 +186,7 @@ impl KernelPlan {
         let s = &self.schedule;
         match &self.lowering {
             Lowering::Fused(p) => format!(
-                "fused online-softmax kernel: block_m={} block_n={} warps={} stages={} dtype={} head_dim={} matrix={} smem={}B",
+                "fused online-softmax kernel: block_m={} block_n={} warps={} stages={} dtype={} head_dim={} matrix={}{} smem={}B",
                 p.block_m,
                 p.block_n,
                 p.warps,
@@ -191,6 +194,7 @@ impl KernelPlan {
                 s.dtype,
                 p.head_dim,
                 p.matrix_path,
+                if p.ldmatrix { "+ldmatrix" } else { "" },
                 p.smem_bytes
             ),
             Lowering::Generic(p) => format!(

@@ -28,6 +28,7 @@ fn schedule(block_n: u32, head_dim: u32, causal: bool) -> GpuSchedule {
         head_dim,
         causal,
         fuse: true,
+        ldmatrix: true,
     }
 }
 

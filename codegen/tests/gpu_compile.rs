@@ -34,10 +34,13 @@ fn units(target: Target) -> Vec<Unit> {
         ("attention_1pass_fp16_hd64", DType::F16, 64, false),
         ("attention_1pass_f32_hd64", DType::F32, 64, false),
         ("attention_1pass_bf16_hd64_causal", DType::Bf16, 64, true),
+        ("attention_1pass_bf16_hd128_plain", DType::Bf16, 128, false),
     ];
     for (label, dtype, hd, causal) in variants {
         let s = GpuSchedule {
             causal,
+            // `_plain`: tensor-core operands through ordinary shared-memory loads.
+            ldmatrix: !label.ends_with("_plain"),
             ..GpuSchedule::suggested(target, dtype, hd)
         };
         out.push(Unit {
@@ -139,6 +142,13 @@ fn cuda_sources_compile_for_sm80_and_sm90a_with_tensor_cores_and_no_spills() {
             );
             if u.kernel.summary.contains("mma.sync") {
                 assert!(hmma > 0, "{} on {arch}: no HMMA in the SASS", u.label);
+                let ldsm = sass.lines().filter(|l| l.contains("LDSM")).count();
+                assert_eq!(
+                    ldsm > 0,
+                    u.kernel.summary.contains("+ldmatrix"),
+                    "{} on {arch}: {ldsm} LDSM",
+                    u.label
+                );
             } else {
                 assert_eq!(
                     hmma, 0,

@@ -40,6 +40,21 @@ fn emulated_source(source: &str, target: Target) -> String {
         s = s
             .replace(d.async_commit, "(void)0")
             .replace(d.async_wait_prev, "(void)0");
+        for (ptx, trans) in [
+            ("ldmatrix.sync.aligned.m8n8.x4.shared.b16", "false"),
+            ("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16", "true"),
+        ] {
+            if let Some(start) = s.find(&format!("  asm volatile(\"{ptx} ")) {
+                let end = s[start..].find("\"r\"(addr));").expect("ldmatrix asm end")
+                    + start
+                    + "\"r\"(addr));".len();
+                s.replace_range(
+                    start..end,
+                    &format!("  emu::ldmatrix(r, p, {trans}); (void)addr;"),
+                );
+            }
+        }
+        s = s.replace("static_cast<unsigned>(__cvta_generic_to_shared(p))", "0u");
         // The SIMT path (f32) has no MMA.
         if let Some(start) = s.find("  asm volatile(\n      \"mma.sync") {
             let end =
@@ -93,8 +108,11 @@ fn check(
     causal: bool,
     tol: f64,
 ) -> Result<String, String> {
+    // The plain-load variant of the MMA path is checked too (labels ending in `_plain`).
+    let ldmatrix = !label.ends_with("_plain");
     let schedule = GpuSchedule {
         causal,
+        ldmatrix,
         ..GpuSchedule::suggested(target, dtype, 64)
     };
     let kernel = emit(c, &schedule, target).map_err(|e| format!("{label}: {e}"))?;
@@ -237,6 +255,14 @@ fn fused_cuda_and_hip_kernels_match_the_interpreter_under_host_emulation() {
         ),
         (
             "cuda_bf16_mma_causal",
+            lib("attention_causal_1pass"),
+            Target::Cuda,
+            DType::Bf16,
+            false,
+            1e-2,
+        ),
+        (
+            "cuda_bf16_mma_causal_plain",
             lib("attention_causal_1pass"),
             Target::Cuda,
             DType::Bf16,

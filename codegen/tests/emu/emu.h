@@ -14,7 +14,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __launch_bounds__(x)
+#define __launch_bounds__(...)
 #define __shared__
 #define __align__(n) __attribute__((aligned(n)))
 
@@ -99,6 +99,23 @@ inline void mma(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
     float acc = 0.0f;
     for (int k = 0; k < 16; ++k) acc += A[row][k] * B[k][col];
     c[i] += acc;
+  }
+  warp_sync();
+}
+
+// ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16: lane l addresses row l % 8 of matrix l / 8;
+// r[i] gets row l / 4, columns 2(l % 4)..+1 of matrix i (of its transpose with .trans).
+inline const void* ldsm_rows[64][64];
+inline void ldmatrix(uint32_t* r, const void* p, bool trans) {
+  const int w = warp(), l = lane();
+  ldsm_rows[w][l] = p;
+  warp_sync();
+  const int g = l / 4, t = l % 4;
+  auto at = [&](int m, int row, int col) { return static_cast<const uint16_t*>(ldsm_rows[w][m * 8 + row])[col]; };
+  for (int m = 0; m < 4; ++m) {
+    const uint16_t lo = trans ? at(m, 2 * t, g) : at(m, g, 2 * t);
+    const uint16_t hi = trans ? at(m, 2 * t + 1, g) : at(m, g, 2 * t + 1);
+    r[m] = uint32_t(lo) | (uint32_t(hi) << 16);
   }
   warp_sync();
 }
