@@ -5,6 +5,8 @@ use crate::{DType, Target};
 /// Spellings that differ between targets. Every field is text a template pastes verbatim.
 #[derive(Debug, Clone)]
 pub struct TargetDialect {
+    /// The fast single-precision exponential of the fused kernel's softmax.
+    pub fast_exp: &'static str,
     /// Lanes that execute in lockstep: 32 on NVIDIA, 64 on CDNA (gfx90a, gfx942), 1 on a CPU.
     pub warp_size: u32,
     /// `#include` lines of the runtime and the 16-bit float types.
@@ -64,6 +66,7 @@ impl TargetDialect {
     pub fn of(target: Target) -> TargetDialect {
         match target {
             Target::Cuda => TargetDialect {
+                fast_exp: "__expf",
                 warp_size: 32,
                 includes: "#include <cuda_runtime.h>\n#include <cuda_fp16.h>\n#include <cuda_bf16.h>\n#include <math.h>\n#include <stdint.h>",
                 device_fn: "[[maybe_unused]] static __device__ __forceinline__",
@@ -89,6 +92,7 @@ impl TargetDialect {
                 extension: "cu",
             },
             Target::Hip => TargetDialect {
+                fast_exp: "__expf",
                 warp_size: 64,
                 includes: "#include <hip/hip_runtime.h>\n#include <hip/hip_fp16.h>\n#include <hip/hip_bfloat16.h>\n#include <math.h>\n#include <stdint.h>",
                 device_fn: "[[maybe_unused]] static __device__ __forceinline__",
@@ -114,6 +118,7 @@ impl TargetDialect {
                 extension: "hip",
             },
             Target::Cpp => TargetDialect {
+                fast_exp: "std::exp",
                 warp_size: 1,
                 includes: "#include <algorithm>\n#include <cmath>\n#include <cstdint>\n#include <cstring>\n#include <vector>",
                 device_fn: "[[maybe_unused]] static inline",

@@ -33,7 +33,8 @@ static_assert(QK_KSTEPS * 16 == HEAD_DIM && PV_KSTEPS * 16 == BLOCK_N, "MMA step
 static_assert(STAGES == 2, "double buffering");
 
 // exp(x - c) is 0 whenever x = -inf (also c = -inf), and 0/0 is 0: fully masked rows give zeros.
-{{ d.device_fn }} float cascade_subexp(float x, float c) { return x == -INFINITY ? 0.0f : expf(x - c); }
+// The arguments are <= 0 here (x - running max), where the hardware exponential is accurate.
+{{ d.device_fn }} float cascade_subexp(float x, float c) { return x == -INFINITY ? 0.0f : {{ d.fast_exp }}(x - c); }
 {{ d.device_fn }} float cascade_div(float a, float b) { return (a == 0.0f && b == 0.0f) ? 0.0f : a / b; }
 {{ d.device_fn }} float cascade_f32_to_float(float x) { return x; }
 {{ d.device_fn }} float cascade_float_to_f32(float x) { return x; }

@@ -143,6 +143,7 @@ void run_block(unsigned bx, unsigned by, int threads, F body) {
 }
 }  // namespace emu
 
+inline float __expf(float x) { return std::exp(x); }
 inline void __syncthreads() { emu::block_barrier->arrive_and_wait(); }
 inline float __shfl_xor_sync(unsigned, float x, int o) { return emu::exchange_xor(x, o); }
 inline float __shfl_xor(float x, int o) { return emu::exchange_xor(x, o); }
