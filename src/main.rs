@@ -6,7 +6,9 @@
 
 mod cmd_check;
 mod cmd_codegen;
+mod cmd_eval;
 mod cmd_list;
+mod cmd_passes;
 mod cmd_show;
 mod load;
 mod output;
@@ -38,6 +40,10 @@ enum Command {
     Check(cmd_check::Args),
     /// Generate a CUDA, HIP or C++ kernel for a cascade.
     Codegen(cmd_codegen::Args),
+    /// Count the passes a cascade needs over a rank, with barriers, footprints and op counts.
+    Passes(cmd_passes::Args),
+    /// Run the reference interpreter on seeded random inputs and check it against the direct reference.
+    Eval(cmd_eval::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -47,6 +53,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Show(args) => cmd_show::run(args, format),
         Command::Check(args) => cmd_check::run(args, format),
         Command::Codegen(args) => cmd_codegen::run(args, format),
+        Command::Passes(args) => cmd_passes::run(args, format),
+        Command::Eval(args) => cmd_eval::run(args, format),
     }
 }
 
