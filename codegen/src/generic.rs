@@ -8,7 +8,7 @@
 
 use cascade_ir::{
     Access, BinaryOp, Cascade, Constant, EinsumId, Expr, ExprId, IndexExpr, Merge, RankId,
-    ReduceOp, Section, TensorId, TensorKind,
+    ReduceOp, Section, TensorId, TensorKind, UnaryOp,
 };
 
 use crate::cexpr::{self, Names};
@@ -495,10 +495,24 @@ fn expr_stmts(
             ));
         }
         Expr::Unary(op, a) => {
+            let first = *n;
             let (av, ap) = expr_stmts(c, *a, names, out, n, inputs, lin, in_bounds);
+            let value = match (op, c.expr(*a)) {
+                // exp(x - c) is 0 when x is a present -inf, as for sub-then-exp (`eval` does the
+                // same); the subtraction's left operand is the node numbered right after it.
+                (
+                    UnaryOp::Exp,
+                    Expr::Binary {
+                        op: BinaryOp::Sub, ..
+                    },
+                ) => format!(
+                    "((q{l} && x{l} == -INFINITY) ? 0.0f : expf({av}))",
+                    l = first + 1
+                ),
+                _ => cexpr::unary(*op, &av),
+            };
             out.push(format!(
-                "const bool {p} = {ap}; const float {v} = {p} ? {} : 0.0f;",
-                cexpr::unary(*op, &av)
+                "const bool {p} = {ap}; const float {v} = {p} ? {value} : 0.0f;"
             ));
         }
         Expr::Binary {

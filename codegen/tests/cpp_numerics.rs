@@ -340,6 +340,25 @@ fn cpp_target_matches_the_interpreter_on_every_library_cascade() {
         reference: None,
         poison_mask: true,
     });
+    // exp((a - b)) written as exp of a subtraction keeps the -inf rule on the generic path: with
+    // -inf in the bias a row's running max stays -inf while its denominator is a present 0.
+    let exp_of_sub = common::parse(
+        &cascade_ir::library::source("attention_masked_1pass")
+            .unwrap()
+            .replace("exp(RM[m1,p] - RM[m1+1,p])", "exp((RM[m1,p] - RM[m1+1,p]))")
+            .replace(
+                "cascade attention_masked_1pass",
+                "cascade attention_exp_of_sub",
+            ),
+        "attention_exp_of_sub",
+    );
+    cases.push(Case {
+        label: "attention_exp_of_sub".into(),
+        cascade: exp_of_sub,
+        schedule: schedule(16, 16, false),
+        reference: None,
+        poison_mask: true,
+    });
     // The generic lowering of the fused cascades: iterative ranks, filters and -inf on the slow path.
     let generic: Vec<Case> = cases
         .iter()
