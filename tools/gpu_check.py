@@ -4,9 +4,9 @@
 One call on a GPU machine (nvcc, PyTorch; no Rust needed there):
 
     # here, where the `cascade` CLI builds: write the kernels into an ignored folder
-    python3 tools/gpu_check.py --generate-only --kernels .cache/gpu-kernels
+    python3 tools/gpu_check.py --generate-only --tune --kernels .cache/gpu-kernels
     # on the GPU machine, carrying .cache/gpu-kernels
-    python3 tools/gpu_check.py --kernels .cache/gpu-kernels --out "$OUT"
+    python3 tools/gpu_check.py --kernels .cache/gpu-kernels --tune --out "$OUT"
 
 For each dtype (bf16, fp16), head dim (64, 128) and mask (none: attention_1pass; causal:
 attention_causal_1pass, whose mask is the cascade's own filter; and, for bf16 at head dim 128
@@ -45,8 +45,13 @@ TOLERANCE = {"bf16": 1e-2, "fp16": 5e-3}
 CASCADES = {"none": "attention_1pass", "causal": "attention_causal_1pass", "bias": "attention_masked_1pass"}
 
 
-def variant_dir(kernels: Path, dtype: str, head_dim: int, mask: str) -> Path:
-    return kernels / f"{CASCADES[mask]}_{dtype}_hd{head_dim}"
+# Schedule variants beyond the CLI's suggestion: tag -> extra `cascade codegen` flags.
+TUNINGS = {"": [], "w8": ["--warps", "8"], "n32": ["--block-n", "32"], "w8n32": ["--warps", "8", "--block-n", "32"],
+           "plain": ["--no-ldmatrix"]}
+
+
+def variant_dir(kernels: Path, dtype: str, head_dim: int, mask: str, tag: str = "") -> Path:
+    return kernels / f"{CASCADES[mask]}_{dtype}_hd{head_dim}{'_' + tag if tag else ''}"
 
 
 def cascade_binary(explicit):
@@ -63,15 +68,15 @@ def cascade_binary(explicit):
 
 def generate(kernels: Path, variants, binary):
     """Writes each variant's CUDA source with `cascade codegen` unless it is already there."""
-    for dtype, head_dim, mask in variants:
-        out = variant_dir(kernels, dtype, head_dim, mask)
+    for dtype, head_dim, mask, tag in variants:
+        out = variant_dir(kernels, dtype, head_dim, mask, tag)
         if (out / f"cascade_{CASCADES[mask]}.cu").exists():
             continue
         if binary is None:
             sys.exit(f"no kernel in {out} and no `cascade` binary or cargo to generate it; "
                      f"run `python3 tools/gpu_check.py --generate-only` where the CLI builds")
         cmd = binary + ["codegen", CASCADES[mask], "--target", "cuda", "--dtype", dtype,
-                        "--head-dim", str(head_dim), "--out", str(out)]
+                        "--head-dim", str(head_dim), "--out", str(out)] + TUNINGS[tag]
         subprocess.run(cmd, check=True, cwd=ROOT)
 
 
@@ -82,8 +87,8 @@ def arch_flag(torch):
 
 
 def build(kernels: Path, variant, arch: str, nvcc: str) -> Path:
-    dtype, head_dim, mask = variant
-    src = variant_dir(kernels, dtype, head_dim, mask) / f"cascade_{CASCADES[mask]}.cu"
+    dtype, head_dim, mask, tag = variant
+    src = variant_dir(kernels, dtype, head_dim, mask, tag) / f"cascade_{CASCADES[mask]}.cu"
     lib = Path("/tmp/cascade_gpu_check") / f"lib{src.parent.name}.so"
     lib.parent.mkdir(parents=True, exist_ok=True)
     cmd = [nvcc, "-O3", "-std=c++17", arch, "-Xcompiler", "-fPIC", "-shared", "-Xptxas", "-v",
@@ -137,6 +142,8 @@ def main() -> int:
     ap.add_argument("--generate-only", action="store_true", help="write the CUDA sources and stop")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
     ap.add_argument("--quick", action="store_true", help="three lengths instead of six")
+    ap.add_argument("--tune", action="store_true",
+                    help="also bf16 kernels with other warps / key tiles and with plain (non-ldmatrix) loads")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--nvcc", default=os.environ.get("CASCADE_NVCC"))
@@ -144,8 +151,10 @@ def main() -> int:
     if args.nvcc is None:
         args.nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
 
-    variants = [(d, hd, m) for d in DTYPES for hd in (64, 128) for m in ("none", "causal")]
-    variants.append(("bf16", 128, "bias"))
+    variants = [(d, hd, m, "") for d in DTYPES for hd in (64, 128) for m in ("none", "causal")]
+    variants.append(("bf16", 128, "bias", ""))
+    if args.tune:
+        variants += [("bf16", hd, m, tag) for hd in (64, 128) for m in ("none", "causal") for tag in TUNINGS if tag]
     generate(args.kernels, variants, cascade_binary(args.cascade_bin))
     if args.generate_only:
         print(f"kernels written under {args.kernels}")
@@ -166,7 +175,7 @@ def main() -> int:
     rows, all_ok = [], True
     torch.manual_seed(0)
     for variant in variants:
-        dtype, head_dim, mask = variant
+        dtype, head_dim, mask, tag = variant
         causal = mask == "causal"
         fn = load(libs[variant], mask)
         tdtype = getattr(torch, DTYPES[dtype])
@@ -199,7 +208,7 @@ def main() -> int:
             ok = rc == 0 and finite and err <= TOLERANCE[dtype]
             all_ok &= ok
             flops = 4 * batch * heads * n * n * head_dim / (2 if causal else 1)
-            row = {"dtype": dtype, "head_dim": head_dim, "mask": mask, "batch": batch, "heads": heads,
+            row = {"dtype": dtype, "head_dim": head_dim, "mask": mask, "schedule": tag or "default", "batch": batch, "heads": heads,
                    "length": n, "rc": rc, "max_rel_err": err, "ok": ok}
             if ok and n >= 512 and n % 512 == 0:
                 ms = time_ms(torch, ours, args.warmup, args.iters)
@@ -221,11 +230,11 @@ def main() -> int:
     lines = [f"# Fused cascade kernels vs PyTorch SDPA on {device}", "",
              f"torch {torch.__version__}; nvcc {arch}; median of {args.iters} runs after {args.warmup} warm-ups (CUDA events); "
              "TFLOP/s = 4·B·H·N²·D (÷2 causal) / time. SDPA backends named explicitly; '-' = backend refused the problem.", "",
-             "| dtype | hd | mask | B | H | N | max rel err | ok | cascade TFLOP/s | flash | cuDNN | efficient | cascade / flash |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| dtype | hd | mask | schedule | B | H | N | max rel err | ok | cascade TFLOP/s | flash | cuDNN | efficient | cascade / flash |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = (r["cascade_tflops"] / r["flash_tflops"]) if r.get("cascade_tflops") and r.get("flash_tflops") else None
-        lines.append(f"| {r['dtype']} | {r['head_dim']} | {r['mask']} | {r['batch']} | {r['heads']} | {r['length']} | "
+        lines.append(f"| {r['dtype']} | {r['head_dim']} | {r['mask']} | {r['schedule']} | {r['batch']} | {r['heads']} | {r['length']} | "
                      f"{r['max_rel_err']:.1e} | {'yes' if r['ok'] else '**NO**'} | {cell(r.get('cascade_tflops'))} | "
                      f"{cell(r.get('flash_tflops'))} | {cell(r.get('cudnn_tflops'))} | {cell(r.get('efficient_tflops'))} | "
                      f"{cell(ratio, '{:.0%}')} |")
