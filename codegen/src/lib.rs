@@ -198,7 +198,7 @@ impl KernelPlan {
                 p.smem_bytes
             ),
             Lowering::Generic(p) => format!(
-                "generic lowering: {} kernels, one per Einsum, dtype={} split tile={} (fused lowering not applicable: {})",
+                "generic lowering: {} kernels (one per Einsum, one store per output), dtype={} split tile={} (fused lowering not applicable: {})",
                 p.kernels.len(),
                 s.dtype,
                 s.block_n,

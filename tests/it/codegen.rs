@@ -261,3 +261,41 @@ fn templates_hold_no_arithmetic_and_no_target_branches() {
     }
     assert_eq!(seen, 6, "fused and generic templates for three targets");
 }
+
+#[test]
+fn cli_codegen_no_fuse_and_json() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli_codegen_json");
+    let out = cascade(&[
+        "codegen",
+        "attention_1pass",
+        "--target",
+        "cpp",
+        "--no-fuse",
+        "--format",
+        "json",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["fused"], false);
+    assert_eq!(v["symbol"], "cascade_attention_1pass");
+    assert!(
+        v["plan"]
+            .as_str()
+            .unwrap()
+            .starts_with("generic lowering: 18 kernels (one per Einsum, one store per output)"),
+        "{v}"
+    );
+    assert_eq!(v["written"].as_array().map(Vec::len), Some(3));
+    let source = std::fs::read_to_string(dir.join("cascade_attention_1pass.cpp")).expect("source");
+    assert!(
+        source.contains("for (long long it = 0; it < c.s_M1 && !(it >= c.s_M1); ++it) {"),
+        "host loop over the iterative rank"
+    );
+}
