@@ -392,7 +392,7 @@ pub fn plan(
             name: kname,
             comment: display::einsum(c, id),
             decode,
-            body,
+            body: nest(body),
         });
     }
     let mut host_steps = steps_before;
@@ -455,6 +455,22 @@ pub fn plan(
         host_steps,
         threads: 256,
     })
+}
+
+/// Indents the statements inside the reduction loops (lines opening `for … {` and closing `}`).
+fn nest(lines: Vec<String>) -> Vec<String> {
+    let mut depth = 0;
+    let mut out = Vec::with_capacity(lines.len());
+    for line in lines {
+        if line == "}" {
+            depth -= 1;
+        }
+        out.push(format!("{}{line}", "  ".repeat(depth)));
+        if line.starts_with("for ") && line.ends_with('{') {
+            depth += 1;
+        }
+    }
+    out
 }
 
 fn tensor_ids(c: &Cascade) -> impl Iterator<Item = TensorId> + '_ {
