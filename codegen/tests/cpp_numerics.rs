@@ -340,6 +340,17 @@ fn cpp_target_matches_the_interpreter_on_every_library_cascade() {
         reference: None,
         poison_mask: true,
     });
+    // The rewriter's 1-pass derivation of attention_3pass (other names and operand orders).
+    cases.push(Case {
+        label: "attention_rewritten_1pass".into(),
+        cascade: common::parse(
+            include_str!("data/attention_rewritten_1pass.cascade"),
+            "attention_rewritten_1pass",
+        ),
+        schedule: schedule(16, 16, false),
+        reference: None,
+        poison_mask: false,
+    });
     // exp((a - b)) written as exp of a subtraction keeps the -inf rule on the generic path: with
     // -inf in the bias a row's running max stays -inf while its denominator is a present 0.
     let exp_of_sub = common::parse(

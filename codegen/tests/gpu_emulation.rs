@@ -278,6 +278,17 @@ fn fused_cuda_and_hip_kernels_match_the_interpreter_under_host_emulation() {
             1e-2,
         ),
         (
+            "cuda_bf16_mma_rewritten",
+            common::parse(
+                include_str!("data/attention_rewritten_1pass.cascade"),
+                "rewritten",
+            ),
+            Target::Cuda,
+            DType::Bf16,
+            false,
+            1e-2,
+        ),
+        (
             "cuda_bf16_mma_bias",
             lib("attention_masked_1pass"),
             Target::Cuda,

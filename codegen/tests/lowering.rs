@@ -123,6 +123,13 @@ fn reordered_operands_and_inlined_products_still_fuse() {
 }
 
 #[test]
+fn the_rewriters_one_pass_derivation_fuses() {
+    let exprs = fused_expressions(include_str!("data/attention_rewritten_1pass.cascade"));
+    assert_eq!(exprs[3], "((rd_old * prm) + sld)");
+    assert_eq!(exprs[4], "(o_old * prm)");
+}
+
+#[test]
 fn an_additive_bias_fuses_into_the_scores() {
     let exprs = fused_expressions(&lib("attention_masked_1pass"));
     assert_eq!(exprs[7], "(s_qk + bias_val)");
