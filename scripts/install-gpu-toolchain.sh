@@ -41,11 +41,11 @@ chmod +x "$cuobjdump" "$(dirname "$cuobjdump")/nvdisasm"
 # --- HIP: Debian's ROCm 5.2.3 (clang-15) for gfx90a, clang-19 + lld-19 for gfx942.
 bitcode=/usr/lib/x86_64-linux-gnu/amdgcn/bitcode
 if ! command -v hipcc >/dev/null || ! command -v clang++-19 >/dev/null || [[ ! -d "$bitcode" ]] \
-  || ! command -v ld.lld-19 >/dev/null; then
+  || ! command -v ld.lld-19 >/dev/null || ! command -v llvm-dis-19 >/dev/null; then
   if [[ "$(id -u)" != 0 ]]; then
     log "hipcc/clang-19 missing and not root: skipping the HIP toolchain (apt-get needs root)"
   else
-    log "installing hipcc, libamdhip64-dev, clang-19, lld-19 with apt-get"
+    log "installing hipcc, libamdhip64-dev, clang-19, lld-19, llvm-19 with apt-get"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
     apt-get install -y -qq --no-install-recommends hipcc libamdhip64-dev clang-19 lld-19 \

@@ -42,6 +42,12 @@ pub struct Args {
     /// Add a causal mask (key m visible to query p when m <= p) to the fused kernel.
     #[arg(long)]
     pub causal: bool,
+    /// Use the generic lowering (one kernel per Einsum) even where the fused kernel applies.
+    #[arg(long)]
+    pub no_fuse: bool,
+    /// Load tensor-core operands with plain shared-memory loads instead of `ldmatrix` (CUDA).
+    #[arg(long)]
+    pub no_ldmatrix: bool,
     /// Keys per key/value tile (the split tile M0); default: the target's suggestion.
     #[arg(long)]
     pub block_n: Option<u32>,
@@ -69,6 +75,8 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
     };
     let mut schedule = GpuSchedule::suggested(target, dtype, args.head_dim);
     schedule.causal = args.causal;
+    schedule.fuse = !args.no_fuse;
+    schedule.ldmatrix = !args.no_ldmatrix;
     if let Some(n) = args.block_n {
         schedule.block_n = n;
     }

@@ -4,12 +4,13 @@
 One call on a GPU machine (nvcc, PyTorch; no Rust needed there):
 
     # here, where the `cascade` CLI builds: write the kernels into an ignored folder
-    python3 tools/gpu_check.py --generate-only --kernels .cache/gpu-kernels
+    python3 tools/gpu_check.py --generate-only --tune --kernels .cache/gpu-kernels
     # on the GPU machine, carrying .cache/gpu-kernels
-    python3 tools/gpu_check.py --kernels .cache/gpu-kernels --out "$OUT"
+    python3 tools/gpu_check.py --kernels .cache/gpu-kernels --tune --out "$OUT"
 
 For each dtype (bf16, fp16), head dim (64, 128) and mask (none: attention_1pass; causal:
-attention_causal_1pass, whose mask is the cascade's own filter) it compiles the generated CUDA
+attention_causal_1pass, whose mask is the cascade's own filter; and, for bf16 at head dim 128
+up to 4K tokens, bias: attention_masked_1pass with an additive float mask holding -inf) it compiles the generated CUDA
 with nvcc into a shared library, loads it with ctypes and, over a grid of lengths 512..16K
 (batch = 16K / length, heads = 2048 / head dim, as FlashAttention's benchmarks do, plus one
 ragged length), it:
@@ -40,11 +41,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 TOLERANCE = {"bf16": 1e-2, "fp16": 5e-3}
-CASCADES = {False: "attention_1pass", True: "attention_causal_1pass"}
+# The mask kind of each checked cascade: none, the cascade's causal filter, an additive bias input.
+CASCADES = {"none": "attention_1pass", "causal": "attention_causal_1pass", "bias": "attention_masked_1pass"}
 
 
-def variant_dir(kernels: Path, dtype: str, head_dim: int, causal: bool) -> Path:
-    return kernels / f"{CASCADES[causal]}_{dtype}_hd{head_dim}"
+# Schedule variants beyond the CLI's suggestion: tag -> extra `cascade codegen` flags.
+TUNINGS = {"": [], "w8": ["--warps", "8"], "n32": ["--block-n", "32"], "w8n32": ["--warps", "8", "--block-n", "32"],
+           "plain": ["--no-ldmatrix"]}
+
+
+def variant_dir(kernels: Path, dtype: str, head_dim: int, mask: str, tag: str = "") -> Path:
+    return kernels / f"{CASCADES[mask]}_{dtype}_hd{head_dim}{'_' + tag if tag else ''}"
 
 
 def cascade_binary(explicit):
@@ -61,15 +68,15 @@ def cascade_binary(explicit):
 
 def generate(kernels: Path, variants, binary):
     """Writes each variant's CUDA source with `cascade codegen` unless it is already there."""
-    for dtype, head_dim, causal in variants:
-        out = variant_dir(kernels, dtype, head_dim, causal)
-        if (out / f"cascade_{CASCADES[causal]}.cu").exists():
+    for dtype, head_dim, mask, tag in variants:
+        out = variant_dir(kernels, dtype, head_dim, mask, tag)
+        if (out / f"cascade_{CASCADES[mask]}.cu").exists():
             continue
         if binary is None:
             sys.exit(f"no kernel in {out} and no `cascade` binary or cargo to generate it; "
                      f"run `python3 tools/gpu_check.py --generate-only` where the CLI builds")
-        cmd = binary + ["codegen", CASCADES[causal], "--target", "cuda", "--dtype", dtype,
-                        "--head-dim", str(head_dim), "--out", str(out)]
+        cmd = binary + ["codegen", CASCADES[mask], "--target", "cuda", "--dtype", dtype,
+                        "--head-dim", str(head_dim), "--out", str(out)] + TUNINGS[tag]
         subprocess.run(cmd, check=True, cwd=ROOT)
 
 
@@ -80,8 +87,8 @@ def arch_flag(torch):
 
 
 def build(kernels: Path, variant, arch: str, nvcc: str) -> Path:
-    dtype, head_dim, causal = variant
-    src = variant_dir(kernels, dtype, head_dim, causal) / f"cascade_{CASCADES[causal]}.cu"
+    dtype, head_dim, mask, tag = variant
+    src = variant_dir(kernels, dtype, head_dim, mask, tag) / f"cascade_{CASCADES[mask]}.cu"
     lib = Path("/tmp/cascade_gpu_check") / f"lib{src.parent.name}.so"
     lib.parent.mkdir(parents=True, exist_ok=True)
     cmd = [nvcc, "-O3", "-std=c++17", arch, "-Xcompiler", "-fPIC", "-shared", "-Xptxas", "-v",
@@ -95,9 +102,11 @@ def build(kernels: Path, variant, arch: str, nvcc: str) -> Path:
     return lib
 
 
-def load(lib: Path, causal: bool):
-    fn = getattr(ctypes.CDLL(str(lib)), f"cascade_{CASCADES[causal]}")
-    fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int] + [ctypes.c_longlong] * 4 + [ctypes.c_void_p]
+def load(lib: Path, mask: str):
+    """The launcher: inputs (Q, K, V[, MASK]), output AV, batch, sizes E F M P, stream."""
+    fn = getattr(ctypes.CDLL(str(lib)), f"cascade_{CASCADES[mask]}")
+    pointers = 5 if mask == "bias" else 4
+    fn.argtypes = [ctypes.c_void_p] * pointers + [ctypes.c_int] + [ctypes.c_longlong] * 4 + [ctypes.c_void_p]
     fn.restype = ctypes.c_int
     return fn
 
@@ -116,9 +125,11 @@ def time_ms(torch, call, warmup: int, iters: int) -> float:
     return statistics.median(times)
 
 
-def grid(head_dim: int, quick: bool):
+def grid(head_dim: int, quick: bool, mask: str):
     heads = 2048 // head_dim
     lengths = [512, 2048, 8192] if quick else [512, 1024, 2048, 4096, 8192, 16384]
+    if mask == "bias":  # the bias is B·H·N² elements: stay within memory
+        lengths = [n for n in lengths if n <= 4096]
     cases = [(max(1, 16384 // n), heads, n) for n in lengths]
     cases.append((2, 3, 1000))  # ragged: not a multiple of any tile
     return cases
@@ -131,12 +142,19 @@ def main() -> int:
     ap.add_argument("--generate-only", action="store_true", help="write the CUDA sources and stop")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
     ap.add_argument("--quick", action="store_true", help="three lengths instead of six")
+    ap.add_argument("--tune", action="store_true",
+                    help="also bf16 kernels with other warps / key tiles and with plain (non-ldmatrix) loads")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--iters", type=int, default=20)
-    ap.add_argument("--nvcc", default=os.environ.get("CASCADE_NVCC", "nvcc"))
+    ap.add_argument("--nvcc", default=os.environ.get("CASCADE_NVCC"))
     args = ap.parse_args()
+    if args.nvcc is None:
+        args.nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
 
-    variants = [(d, hd, c) for d in DTYPES for hd in (64, 128) for c in (False, True)]
+    variants = [(d, hd, m, "") for d in DTYPES for hd in (64, 128) for m in ("none", "causal")]
+    variants.append(("bf16", 128, "bias", ""))
+    if args.tune:
+        variants += [("bf16", hd, m, tag) for hd in (64, 128) for m in ("none", "causal") for tag in TUNINGS if tag]
     generate(args.kernels, variants, cascade_binary(args.cascade_bin))
     if args.generate_only:
         print(f"kernels written under {args.kernels}")
@@ -157,30 +175,40 @@ def main() -> int:
     rows, all_ok = [], True
     torch.manual_seed(0)
     for variant in variants:
-        dtype, head_dim, causal = variant
-        fn = load(libs[variant], causal)
+        dtype, head_dim, mask, tag = variant
+        causal = mask == "causal"
+        fn = load(libs[variant], mask)
         tdtype = getattr(torch, DTYPES[dtype])
-        for batch, heads, n in grid(head_dim, args.quick):
+        for batch, heads, n in grid(head_dim, args.quick, mask):
             shape = (batch, heads, n, head_dim)
             q = (torch.randn(shape, device="cuda") * head_dim ** -0.5).to(tdtype)
             k = torch.randn(shape, device="cuda").to(tdtype)
             v = torch.randn(shape, device="cuda").to(tdtype)
+            bias = None
+            if mask == "bias":
+                # MASK[M,P] with M fastest is [P][M] per head: SDPA's (L, S) attn_mask layout.
+                hidden = torch.rand((batch, heads, n, n), device="cuda") < 0.2
+                hidden &= ~torch.eye(n, dtype=torch.bool, device="cuda")  # no query loses every key
+                bias = torch.where(hidden, float("-inf"), 0.5 * torch.randn((batch, heads, n, n), device="cuda")).to(tdtype)
             out = torch.full_like(q, float("nan"))
             stream = torch.cuda.current_stream().cuda_stream
+            pointers = [q.data_ptr(), k.data_ptr(), v.data_ptr()] + ([bias.data_ptr()] if bias is not None else []) + [out.data_ptr()]
 
             def ours():
-                return fn(q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), batch * heads,
-                          head_dim, head_dim, n, n, stream)
+                return fn(*pointers, batch * heads, head_dim, head_dim, n, n, stream)
+
+            def sdpa(x, y, z, b):
+                return F.scaled_dot_product_attention(x, y, z, attn_mask=b, is_causal=causal, scale=1.0)
 
             rc = ours()
             torch.cuda.synchronize()
-            ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=causal, scale=1.0)
+            ref = sdpa(q.float(), k.float(), v.float(), None if bias is None else bias.float())
             finite = bool(torch.isfinite(out).all())
             err = float((out.float() - ref).abs().max() / ref.abs().max()) if finite else float("nan")
             ok = rc == 0 and finite and err <= TOLERANCE[dtype]
             all_ok &= ok
             flops = 4 * batch * heads * n * n * head_dim / (2 if causal else 1)
-            row = {"dtype": dtype, "head_dim": head_dim, "causal": causal, "batch": batch, "heads": heads,
+            row = {"dtype": dtype, "head_dim": head_dim, "mask": mask, "schedule": tag or "default", "batch": batch, "heads": heads,
                    "length": n, "rc": rc, "max_rel_err": err, "ok": ok}
             if ok and n >= 512 and n % 512 == 0:
                 ms = time_ms(torch, ours, args.warmup, args.iters)
@@ -188,14 +216,13 @@ def main() -> int:
                 for name, backend in backends:
                     try:
                         with sdpa_kernel(backend):
-                            ms = time_ms(torch, lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=1.0),
-                                         args.warmup, args.iters)
+                            ms = time_ms(torch, lambda: sdpa(q, k, v, bias), args.warmup, args.iters)
                         row[f"{name}_tflops"] = flops / ms / 1e9
                     except RuntimeError:
                         row[f"{name}_tflops"] = None
             rows.append(row)
             print(json.dumps(row), flush=True)
-            del q, k, v, out, ref
+            del q, k, v, out, ref, bias
 
     def cell(x, fmt="{:.0f}"):
         return "-" if x is None else fmt.format(x)
@@ -203,11 +230,11 @@ def main() -> int:
     lines = [f"# Fused cascade kernels vs PyTorch SDPA on {device}", "",
              f"torch {torch.__version__}; nvcc {arch}; median of {args.iters} runs after {args.warmup} warm-ups (CUDA events); "
              "TFLOP/s = 4·B·H·N²·D (÷2 causal) / time. SDPA backends named explicitly; '-' = backend refused the problem.", "",
-             "| dtype | hd | causal | B | H | N | max rel err | ok | cascade TFLOP/s | flash | cuDNN | efficient | cascade / flash |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| dtype | hd | mask | schedule | B | H | N | max rel err | ok | cascade TFLOP/s | flash | cuDNN | efficient | cascade / flash |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = (r["cascade_tflops"] / r["flash_tflops"]) if r.get("cascade_tflops") and r.get("flash_tflops") else None
-        lines.append(f"| {r['dtype']} | {r['head_dim']} | {'yes' if r['causal'] else 'no'} | {r['batch']} | {r['heads']} | {r['length']} | "
+        lines.append(f"| {r['dtype']} | {r['head_dim']} | {r['mask']} | {r['schedule']} | {r['batch']} | {r['heads']} | {r['length']} | "
                      f"{r['max_rel_err']:.1e} | {'yes' if r['ok'] else '**NO**'} | {cell(r.get('cascade_tflops'))} | "
                      f"{cell(r.get('flash_tflops'))} | {cell(r.get('cudnn_tflops'))} | {cell(r.get('efficient_tflops'))} | "
                      f"{cell(ratio, '{:.0%}')} |")

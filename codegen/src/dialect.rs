@@ -5,6 +5,8 @@ use crate::{DType, Target};
 /// Spellings that differ between targets. Every field is text a template pastes verbatim.
 #[derive(Debug, Clone)]
 pub struct TargetDialect {
+    /// The fast single-precision exponential of the fused kernel's softmax.
+    pub fast_exp: &'static str,
     /// Lanes that execute in lockstep: 32 on NVIDIA, 64 on CDNA (gfx90a, gfx942), 1 on a CPU.
     pub warp_size: u32,
     /// `#include` lines of the runtime and the 16-bit float types.
@@ -64,9 +66,10 @@ impl TargetDialect {
     pub fn of(target: Target) -> TargetDialect {
         match target {
             Target::Cuda => TargetDialect {
+                fast_exp: "__expf",
                 warp_size: 32,
                 includes: "#include <cuda_runtime.h>\n#include <cuda_fp16.h>\n#include <cuda_bf16.h>\n#include <math.h>\n#include <stdint.h>",
-                device_fn: "static __device__ __forceinline__",
+                device_fn: "[[maybe_unused]] static __device__ __forceinline__",
                 kernel_qualifier: "__global__",
                 stream_type: "cudaStream_t",
                 shfl_xor_prefix: "__shfl_xor_sync(0xffffffffu, ",
@@ -80,7 +83,7 @@ impl TargetDialect {
                 async_copy_16: "cascade_cp_async_16",
                 async_commit: "asm volatile(\"cp.async.commit_group;\\n\" ::)",
                 async_wait_prev: "asm volatile(\"cp.async.wait_group 1;\\n\" ::)",
-                async_copy_def: "static __device__ __forceinline__ void cascade_cp_async_16(void* dst, const void* src, bool valid) {\n  const unsigned dst_s = static_cast<unsigned>(__cvta_generic_to_shared(dst));\n  const int n = valid ? 16 : 0;  // 0 source bytes: zero-fill the 16 bytes\n  asm volatile(\"cp.async.cg.shared.global [%0], [%1], 16, %2;\\n\" ::\"r\"(dst_s), \"l\"(src), \"r\"(n));\n}",
+                async_copy_def: "[[maybe_unused]] static __device__ __forceinline__ void cascade_cp_async_16(void* dst, const void* src, bool valid) {\n  const unsigned dst_s = static_cast<unsigned>(__cvta_generic_to_shared(dst));\n  const int n = valid ? 16 : 0;  // 0 source bytes: zero-fill the 16 bytes\n  asm volatile(\"cp.async.cg.shared.global [%0], [%1], 16, %2;\\n\" ::\"r\"(dst_s), \"l\"(src), \"r\"(n));\n}",
                 point_loop_open: "const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;\n  if (idx < n_points) {",
                 point_loop_close: "}",
                 smem_attribute: "cudaFuncAttributeMaxDynamicSharedMemorySize",
@@ -89,9 +92,10 @@ impl TargetDialect {
                 extension: "cu",
             },
             Target::Hip => TargetDialect {
+                fast_exp: "__expf",
                 warp_size: 64,
                 includes: "#include <hip/hip_runtime.h>\n#include <hip/hip_fp16.h>\n#include <hip/hip_bfloat16.h>\n#include <math.h>\n#include <stdint.h>",
-                device_fn: "static __device__ __forceinline__",
+                device_fn: "[[maybe_unused]] static __device__ __forceinline__",
                 kernel_qualifier: "__global__",
                 stream_type: "hipStream_t",
                 shfl_xor_prefix: "__shfl_xor(",
@@ -105,7 +109,7 @@ impl TargetDialect {
                 async_copy_16: "cascade_copy_16",
                 async_commit: "(void)0",
                 async_wait_prev: "(void)0",
-                async_copy_def: "static __device__ __forceinline__ void cascade_copy_16(void* dst, const void* src, bool valid) {\n  // No asynchronous global-to-LDS copy here: a plain 16-byte copy, zero-filled when invalid.\n  *static_cast<uint4*>(dst) = valid ? *static_cast<const uint4*>(src) : make_uint4(0, 0, 0, 0);\n}",
+                async_copy_def: "[[maybe_unused]] static __device__ __forceinline__ void cascade_copy_16(void* dst, const void* src, bool valid) {\n  // No asynchronous global-to-LDS copy here: a plain 16-byte copy, zero-filled when invalid.\n  *static_cast<uint4*>(dst) = valid ? *static_cast<const uint4*>(src) : make_uint4(0, 0, 0, 0);\n}",
                 point_loop_open: "const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;\n  if (idx < n_points) {",
                 point_loop_close: "}",
                 smem_attribute: "hipFuncAttributeMaxDynamicSharedMemorySize",
@@ -114,9 +118,10 @@ impl TargetDialect {
                 extension: "hip",
             },
             Target::Cpp => TargetDialect {
+                fast_exp: "std::exp",
                 warp_size: 1,
                 includes: "#include <algorithm>\n#include <cmath>\n#include <cstdint>\n#include <cstring>\n#include <vector>",
-                device_fn: "static inline",
+                device_fn: "[[maybe_unused]] static inline",
                 kernel_qualifier: "static",
                 stream_type: "void*",
                 shfl_xor_prefix: "",

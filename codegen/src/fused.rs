@@ -17,6 +17,9 @@ pub struct FusedPlan {
     pub block_n: u32,
     pub warps: u32,
     pub threads: u32,
+    /// `__launch_bounds__`'s minimum resident blocks: 1 lets the compiler use every register
+    /// a thread may have (the accumulators need ~130-180), which avoids spills.
+    pub min_blocks_per_sm: u32,
     pub rows_per_warp: u32,
     pub stages: u32,
     /// Row pitch of the shared-memory tiles in elements (padded by 16 bytes against bank conflicts).
@@ -40,11 +43,18 @@ pub struct FusedPlan {
     pub matrix_path: String,
     /// The PTX text of the MMA instruction (empty on the portable path).
     pub mma_asm: String,
+    /// MMA operands come from shared memory through `ldmatrix` (else 32/16-bit loads).
+    pub ldmatrix: bool,
+    pub ldsm_asm: String,
+    pub ldsm_trans_asm: String,
     /// Every filter, the optional causal mask and the key bound, as one C condition.
     pub mask_elem: String,
     /// Body of the function that classifies a key tile for a query tile (skip/partial/full).
     pub tile_state: Vec<String>,
     pub score_scale: String,
+    /// The bias of one score (`0.0f` without one) and the score as the cascade forms it.
+    pub bias_load: String,
+    pub score_expr: String,
     /// Expressions of the cascade's scalar Einsums over the kernel's locals.
     pub rm_update: String,
     pub sln_expr: String,
@@ -60,6 +70,8 @@ pub struct FusedPlan {
     pub n_queries: String,
     pub n_keys: String,
     pub kernel_args: String,
+    /// Arguments of the C++ target's per-batch call (pointers offset by batch entry `b`).
+    pub cpp_args: String,
     /// The Einsum each kernel step implements, for the comments.
     pub roles: Vec<String>,
 }
@@ -238,6 +250,10 @@ pub fn plan(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, target: Target) -> 
     let map = |a: &Access| -> Option<String> {
         let name = if a.tensor == m.t_s {
             "s_val"
+        } else if a.tensor == m.t_qk {
+            "s_qk"
+        } else if Some(a.tensor) == m.t_bias_tile {
+            "bias_val"
         } else if a.tensor == m.t_lm {
             "lm"
         } else if at(a, m.t_rm, cur.clone()) {
@@ -314,12 +330,14 @@ pub fn plan(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, target: Target) -> 
             checks.push(format!("{n} < 0"));
         }
     }
+    let ptr = |t: TensorId, konst: &str| format!("static_cast<{konst}elem_t*>({})", name_of(t));
+    let bias_ptr = m.bias.map_or("nullptr".to_string(), |b| ptr(b, "const "));
     let kernel_args = format!(
-        "static_cast<const elem_t*>({}), static_cast<const elem_t*>({}), static_cast<const elem_t*>({}), static_cast<elem_t*>({}), {}, {}{}",
-        name_of(m.q),
-        name_of(m.k),
-        name_of(m.v),
-        name_of(m.out),
+        "{}, {}, {}, {}, {bias_ptr}, {}, {}{}",
+        ptr(m.q, "const "),
+        ptr(m.k, "const "),
+        ptr(m.v, "const "),
+        ptr(m.out, ""),
         c.rank(m.p).name,
         c.rank(m.m).name,
         params
@@ -327,6 +345,32 @@ pub fn plan(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, target: Target) -> 
             .map(|&rk| format!(", {}", c.rank(rk).name))
             .collect::<String>()
     );
+    let (np, nm) = (c.rank(m.p).name.clone(), c.rank(m.m).name.clone());
+    let cpp_bias = m.bias.map_or("nullptr".to_string(), |b| {
+        format!("{} + b * {np} * {nm}", ptr(b, "const "))
+    });
+    let cpp_args = format!(
+        "{} + b * {np} * HEAD_DIM, {} + b * {nm} * HEAD_DIM, {} + b * {nm} * HEAD_DIM, {} + b * {np} * HEAD_DIM, {cpp_bias}, n_queries, n_keys{}",
+        ptr(m.q, "const "),
+        ptr(m.k, "const "),
+        ptr(m.v, "const "),
+        ptr(m.out, ""),
+        params
+            .iter()
+            .map(|&rk| format!(", {}", c.rank(rk).name))
+            .collect::<String>()
+    );
+    let bias_load = match m.bias {
+        Some(_) => {
+            "((key < n_keys && row_p < n_queries) ? to_f(bias[row_p * n_keys + key]) : 0.0f)"
+                .to_string()
+        }
+        None => "0.0f".to_string(),
+    };
+    let score_expr = match m.e_bias {
+        Some(e) => r(value(e)),
+        None => "s_qk".to_string(),
+    };
     let roles = m
         .roles
         .iter()
@@ -340,6 +384,7 @@ pub fn plan(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, target: Target) -> 
         block_n: s.block_n,
         warps: s.warps,
         threads: s.warps * d.warp_size,
+        min_blocks_per_sm: 1,
         rows_per_warp,
         stages: s.stages,
         smem_ld,
@@ -369,6 +414,10 @@ pub fn plan(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, target: Target) -> 
         } else {
             String::new()
         },
+        ldmatrix: mma && s.ldmatrix,
+        ldsm_asm: "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\\n".into(),
+        ldsm_trans_asm: "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\\n"
+            .into(),
         mask_elem,
         tile_state,
         score_scale,
@@ -385,6 +434,9 @@ pub fn plan(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, target: Target) -> 
         n_queries: c.rank(m.p).name.clone(),
         n_keys: c.rank(m.m).name.clone(),
         kernel_args,
+        cpp_args,
+        bias_load,
+        score_expr,
         roles,
     })
 }

@@ -8,7 +8,7 @@
 
 use cascade_ir::{
     Access, BinaryOp, Cascade, Constant, EinsumId, Expr, ExprId, IndexExpr, Merge, RankId,
-    ReduceOp, Section, TensorId, TensorKind,
+    ReduceOp, Section, TensorId, TensorKind, UnaryOp,
 };
 
 use crate::cexpr::{self, Names};
@@ -392,7 +392,7 @@ pub fn plan(
             name: kname,
             comment: display::einsum(c, id),
             decode,
-            body,
+            body: nest(body),
         });
     }
     let mut host_steps = steps_before;
@@ -457,6 +457,22 @@ pub fn plan(
     })
 }
 
+/// Indents the statements inside the reduction loops (lines opening `for … {` and closing `}`).
+fn nest(lines: Vec<String>) -> Vec<String> {
+    let mut depth = 0;
+    let mut out = Vec::with_capacity(lines.len());
+    for line in lines {
+        if line == "}" {
+            depth -= 1;
+        }
+        out.push(format!("{}{line}", "  ".repeat(depth)));
+        if line.starts_with("for ") && line.ends_with('{') {
+            depth += 1;
+        }
+    }
+    out
+}
+
 fn tensor_ids(c: &Cascade) -> impl Iterator<Item = TensorId> + '_ {
     (0..c.tensors.len() as u32).map(TensorId)
 }
@@ -495,10 +511,24 @@ fn expr_stmts(
             ));
         }
         Expr::Unary(op, a) => {
+            let first = *n;
             let (av, ap) = expr_stmts(c, *a, names, out, n, inputs, lin, in_bounds);
+            let value = match (op, c.expr(*a)) {
+                // exp(x - c) is 0 when x is a present -inf, as for sub-then-exp (`eval` does the
+                // same); the subtraction's left operand is the node numbered right after it.
+                (
+                    UnaryOp::Exp,
+                    Expr::Binary {
+                        op: BinaryOp::Sub, ..
+                    },
+                ) => format!(
+                    "((q{l} && x{l} == -INFINITY) ? 0.0f : expf({av}))",
+                    l = first + 1
+                ),
+                _ => cexpr::unary(*op, &av),
+            };
             out.push(format!(
-                "const bool {p} = {ap}; const float {v} = {p} ? {} : 0.0f;",
-                cexpr::unary(*op, &av)
+                "const bool {p} = {ap}; const float {v} = {p} ? {value} : 0.0f;"
             ));
         }
         Expr::Binary {

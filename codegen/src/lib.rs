@@ -113,6 +113,11 @@ pub struct GpuSchedule {
     /// Adds a causal filter (key `m` visible to query `p` only when `m <= p`) to the fused
     /// kernel's mask, on top of the cascade's own filters.
     pub causal: bool,
+    /// Use the fused lowering when the cascade has its structure; `false` forces the generic one
+    /// (slow, for comparison).
+    pub fuse: bool,
+    /// Load tensor-core operands with `ldmatrix` (CUDA MMA path); `false` uses plain loads.
+    pub ldmatrix: bool,
 }
 
 impl GpuSchedule {
@@ -135,6 +140,8 @@ impl GpuSchedule {
             dtype,
             head_dim,
             causal: false,
+            fuse: true,
+            ldmatrix: true,
         }
     }
 }
@@ -179,7 +186,7 @@ impl KernelPlan {
         let s = &self.schedule;
         match &self.lowering {
             Lowering::Fused(p) => format!(
-                "fused online-softmax kernel: block_m={} block_n={} warps={} stages={} dtype={} head_dim={} matrix={} smem={}B",
+                "fused online-softmax kernel: block_m={} block_n={} warps={} stages={} dtype={} head_dim={} matrix={}{} smem={}B",
                 p.block_m,
                 p.block_n,
                 p.warps,
@@ -187,10 +194,11 @@ impl KernelPlan {
                 s.dtype,
                 p.head_dim,
                 p.matrix_path,
+                if p.ldmatrix { "+ldmatrix" } else { "" },
                 p.smem_bytes
             ),
             Lowering::Generic(p) => format!(
-                "generic lowering: {} kernels, one per Einsum, dtype={} split tile={} (fused lowering not applicable: {})",
+                "generic lowering: {} kernels (one per Einsum, one store per output), dtype={} split tile={} (fused lowering not applicable: {})",
                 p.kernels.len(),
                 s.dtype,
                 s.block_n,
@@ -233,7 +241,12 @@ pub fn plan(cascade: &Cascade, schedule: &GpuSchedule, target: Target) -> Result
             reason: format!("{} is not a positive multiple of 16", schedule.block_n),
         });
     }
-    let lowering = match pattern::match_online_softmax(cascade) {
+    let found = if schedule.fuse {
+        pattern::match_online_softmax(cascade)
+    } else {
+        Err("the schedule asks for the generic lowering".to_string())
+    };
+    let lowering = match found {
         Ok(found) => Lowering::Fused(Box::new(fused::plan(cascade, &found, schedule, target)?)),
         Err(why) => {
             if schedule.causal {

@@ -46,9 +46,17 @@ pub struct OnlineSoftmax {
     pub mask: Vec<cascade_ir::Compare>,
     /// A constant the scores are multiplied by (`1/sqrt(E)`), if the cascade has one.
     pub scale: Option<Constant>,
+    /// An input `B[M,P]` added to the scores (attention bias / additive mask), if any.
+    pub bias: Option<TensorId>,
     pub roles: Vec<RoleEinsum>,
     /// Tensors of the roles, so the kernel's expressions can be rendered from the cascade.
     pub t_s: TensorId,
+    /// The product `Q·K` before the bias (the same tensor as `t_s` without one).
+    pub t_qk: TensorId,
+    /// The tensor the bias Einsum reads (the input or its tile copy).
+    pub t_bias_tile: Option<TensorId>,
+    /// The Einsum `S = QK + B`, when there is a bias.
+    pub e_bias: Option<EinsumId>,
     pub t_lm: TensorId,
     pub t_rm: TensorId,
     pub t_sln: TensorId,
@@ -181,10 +189,37 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
         return Err("the second product does not read the numerators".into());
     }
     let v = x.tile_source(&v_acc, f, m, m1, m0)?;
-    // S = sum(e) Q·Kt (· scale)
-    let e_s = x.only_def(t_s, Section::Body)?;
-    let s_out = c.tensor(t_s);
-    if s_out.ranks != [m1, m0, p] {
+    if c.tensor(t_s).ranks != [m1, m0, p] {
+        return Err("the scores are not S[M1,M0,P]".into());
+    }
+    // Optionally S = QK + Bt with Bt a tile of an input bias B[M,P] (an additive mask).
+    let mut bias = None;
+    let mut t_qk = t_s;
+    let mut t_bias_tile = None;
+    let e_bias = x.only_def(t_s, Section::Body)?;
+    if let Expr::Binary {
+        op: BinaryOp::Add,
+        merge,
+        lhs,
+        rhs,
+    } = c.expr(x.value(e_bias))
+    {
+        let (l, r) = (x.access(*lhs)?, x.access(*rhs)?);
+        let (qk_acc, b_acc) = if c.reduce_op(x.only_def(l.tensor, Section::Body).unwrap_or(e_bias))
+            == Some(ReduceOp::Sum)
+        {
+            (l, r)
+        } else {
+            (r, l)
+        };
+        t_qk = x.plain(&qk_acc)?;
+        bias = Some((x.bias_source(&b_acc, m, p, m1, m0)?, *merge));
+        t_bias_tile = Some(b_acc.tensor);
+        x.used.insert(e_bias);
+    }
+    // QK = sum(e) Q·Kt (· scale)
+    let e_s = x.only_def(t_qk, Section::Body)?;
+    if c.tensor(t_qk).ranks != [m1, m0, p] {
         return Err("the scores are not S[M1,M0,P]".into());
     }
     let mut root = x.value(e_s);
@@ -221,6 +256,14 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
     mask.extend(k_acc.filters.iter().flat_map(|f| f.conds.clone()));
     let k = x.tile_source(&k_acc, e, m, m1, m0)?;
     x.used.insert(e_s);
+    match bias {
+        Some((_, Merge::Union)) if !mask.is_empty() => {
+            return Err("a ∪-added bias would make filtered scores present".into());
+        }
+        Some((_, Merge::Union | Merge::Intersect)) | None => {}
+        Some((_, merge)) => return Err(format!("the bias is added with merge {merge}")),
+    }
+    let bias = bias.map(|(t, _)| t);
     for (t, ranks) in [(out, vec![f, p]), (v, vec![f, m]), (k, vec![e, m])] {
         if c.tensor(t).ranks != ranks {
             return Err(format!(
@@ -256,19 +299,26 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
         m0,
         mask,
         scale,
-        roles: vec![
-            role("scores (MMA 1)", e_s),
-            role("local max", e_lm),
-            role("running max", e_rm),
-            role("numerators", e_sln),
-            role("local denominator", e_sld),
-            role("numerator x V (MMA 2)", e_slnv),
-            role("rescale factor", e_prm),
-            role("running denominator", e_rd),
-            role("running numerator", e_rnv),
-            role("deferred division", e_out),
-        ],
+        bias,
+        roles: [role("scores (MMA 1)", e_s)]
+            .into_iter()
+            .chain(bias.map(|_| role("additive bias", e_bias)))
+            .chain([
+                role("local max", e_lm),
+                role("running max", e_rm),
+                role("numerators", e_sln),
+                role("local denominator", e_sld),
+                role("numerator x V (MMA 2)", e_slnv),
+                role("rescale factor", e_prm),
+                role("running denominator", e_rd),
+                role("running numerator", e_rnv),
+                role("deferred division", e_out),
+            ])
+            .collect(),
         t_s,
+        t_qk,
+        t_bias_tile,
+        e_bias: bias.map(|_| e_bias),
         t_lm,
         t_rm,
         t_sln,
@@ -469,6 +519,45 @@ impl Ctx<'_> {
             }
         }
         Err(format!("Einsum {} is not `local + state·factor`", id.0))
+    }
+
+    /// The input a bias operand reads: `B[m1*M0+m0, p]` directly or through an init copy
+    /// `Bt[m1,m0,p] = B[m1*M0+m0, p]`.
+    fn bias_source(
+        &mut self,
+        a: &Access,
+        m: RankId,
+        p: RankId,
+        m1: RankId,
+        m0: RankId,
+    ) -> M<TensorId> {
+        let tiled = IndexExpr::Add(
+            Box::new(IndexExpr::Mul(
+                Box::new(IndexExpr::Var(m1)),
+                Box::new(IndexExpr::Size(m0)),
+            )),
+            Box::new(IndexExpr::Var(m0)),
+        );
+        let direct = |acc: &Access| {
+            self.c.tensor(acc.tensor).kind == TensorKind::Input
+                && self.c.tensor(acc.tensor).ranks == [m, p]
+                && acc.indices == [tiled.clone(), IndexExpr::Var(p)]
+                && acc.filters.is_empty()
+        };
+        if direct(a) {
+            return Ok(a.tensor);
+        }
+        let t = self.c.tensor(a.tensor);
+        if t.ranks != [m1, m0, p] || !self.is_plain(a) || !a.filters.is_empty() {
+            return Err(format!("{} is not a bias tile", t.name));
+        }
+        let def = self.only_def(a.tensor, Section::Init)?;
+        let src = self.access(self.value(def))?;
+        if !direct(&src) {
+            return Err(format!("{} does not copy an input bias tile", t.name));
+        }
+        self.used.insert(def);
+        Ok(src.tensor)
     }
 
     /// The input a tile operand reads: `In[x, m1*M0+m0]` directly or through an init copy

@@ -72,11 +72,7 @@ pub fn render(c: &Cascade, plan: &KernelPlan) -> Result<Kernel> {
                 d.set_max_dynamic_smem, p.kernel, d.smem_attribute
             );
             let launch = match target {
-                Target::Cpp => format!(
-                    "cascade_fused_one({}, n_queries, n_keys{});",
-                    fused_cpp_args(p),
-                    p.param_args.replace("p_", "")
-                ),
+                Target::Cpp => format!("cascade_fused_one({});", p.cpp_args),
                 _ => d.launch(
                     target,
                     &p.kernel,
@@ -169,17 +165,4 @@ pub fn render(c: &Cascade, plan: &KernelPlan) -> Result<Kernel> {
         readme,
         summary: plan.summary(),
     })
-}
-
-/// Per-batch pointers of the C++ fused launcher: `Q + b * (P*E)` and so on.
-fn fused_cpp_args(p: &FusedPlan) -> String {
-    // The kernel arguments start with the four casts to elem_t pointers; offset each by the batch.
-    let parts: Vec<&str> = p.kernel_args.splitn(5, ", ").collect();
-    let rows = [&p.n_queries, &p.n_keys, &p.n_keys, &p.n_queries];
-    parts[..4]
-        .iter()
-        .zip(rows)
-        .map(|(ptr, rows)| format!("{ptr} + b * {rows} * HEAD_DIM"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

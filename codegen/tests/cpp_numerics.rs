@@ -27,6 +27,8 @@ fn schedule(block_n: u32, head_dim: u32, causal: bool) -> GpuSchedule {
         dtype: DType::F32,
         head_dim,
         causal,
+        fuse: true,
+        ldmatrix: true,
     }
 }
 
@@ -119,6 +121,8 @@ struct Case {
     label: String,
     cascade: Cascade,
     schedule: GpuSchedule,
+    /// Sets `MASK[m,p] = -inf` where `(m + p) % 3 == 0` and for every key of query 1.
+    poison_mask: bool,
     /// A direct reference to use instead of the interpreter (the schedule's causal flag).
     reference: Option<DirectReference>,
 }
@@ -166,6 +170,15 @@ fn check(case: &Case) -> Result<String, String> {
             let mut ins = reference::random_inputs(c, &shape, 7 + b as u64);
             for a in ins.values_mut() {
                 a.mapv_inplace(|x| f64::from(x as f32));
+            }
+            if case.poison_mask {
+                let mask = ins.get_mut("MASK").expect("a MASK input");
+                let mut mask2 = mask.view_mut().into_dimensionality::<Ix2>().expect("2-D");
+                for ((m, p), x) in mask2.indexed_iter_mut() {
+                    if (m + p) % 3 == 0 || p == 1 {
+                        *x = f64::NEG_INFINITY;
+                    }
+                }
             }
             ins
         })
@@ -241,6 +254,7 @@ fn cpp_target_matches_the_interpreter_on_every_library_cascade() {
             cascade: c,
             schedule: schedule(16, 16, false),
             reference: None,
+            poison_mask: false,
         })
         .collect();
     // The causal mask added by the schedule (not written in the cascade), against a direct reference.
@@ -255,6 +269,7 @@ fn cpp_target_matches_the_interpreter_on_every_library_cascade() {
         cascade: base,
         schedule: schedule(16, 16, true),
         reference: Some(causal_reference),
+        poison_mask: false,
     });
     // A 1-pass sliding-window variant: the window filter fuses like the causal one.
     let window = common::parse(
@@ -273,6 +288,7 @@ fn cpp_target_matches_the_interpreter_on_every_library_cascade() {
         cascade: window,
         schedule: schedule(16, 16, false),
         reference: None,
+        poison_mask: false,
     });
     // Strictly causal: query 0 sees no key, so its row must be zeros (never NaN).
     let strict = common::parse(
@@ -290,6 +306,7 @@ fn cpp_target_matches_the_interpreter_on_every_library_cascade() {
         cascade: strict,
         schedule: schedule(16, 16, false),
         reference: None,
+        poison_mask: false,
     });
     // Reordered operands, an inlined rescale product and a 1/sqrt(E) score scale still fuse.
     let scaled = common::parse(
@@ -307,7 +324,76 @@ fn cpp_target_matches_the_interpreter_on_every_library_cascade() {
         cascade: scaled,
         schedule: schedule(16, 16, false),
         reference: None,
+        poison_mask: false,
     });
+    // -inf in the additive mask, with one query masked entirely: zeros, never NaN.
+    let masked = cases
+        .iter()
+        .find(|k| k.label == "attention_masked_1pass")
+        .expect("library")
+        .cascade
+        .clone();
+    cases.push(Case {
+        label: "attention_masked_1pass-inf".into(),
+        cascade: masked,
+        schedule: schedule(16, 16, false),
+        reference: None,
+        poison_mask: true,
+    });
+    // The rewriter's 1-pass derivation of attention_3pass (other names and operand orders).
+    cases.push(Case {
+        label: "attention_rewritten_1pass".into(),
+        cascade: common::parse(
+            include_str!("data/attention_rewritten_1pass.cascade"),
+            "attention_rewritten_1pass",
+        ),
+        schedule: schedule(16, 16, false),
+        reference: None,
+        poison_mask: false,
+    });
+    // exp((a - b)) written as exp of a subtraction keeps the -inf rule on the generic path: with
+    // -inf in the bias a row's running max stays -inf while its denominator is a present 0.
+    let exp_of_sub = common::parse(
+        &cascade_ir::library::source("attention_masked_1pass")
+            .unwrap()
+            .replace("exp(RM[m1,p] - RM[m1+1,p])", "exp((RM[m1,p] - RM[m1+1,p]))")
+            .replace(
+                "cascade attention_masked_1pass",
+                "cascade attention_exp_of_sub",
+            ),
+        "attention_exp_of_sub",
+    );
+    cases.push(Case {
+        label: "attention_exp_of_sub".into(),
+        cascade: exp_of_sub,
+        schedule: schedule(16, 16, false),
+        reference: None,
+        poison_mask: true,
+    });
+    // The generic lowering of the fused cascades: iterative ranks, filters and -inf on the slow path.
+    let generic: Vec<Case> = cases
+        .iter()
+        .filter(|k| {
+            [
+                "attention_1pass",
+                "attention_causal_1pass",
+                "attention_window_1pass",
+                "attention_masked_1pass-inf",
+            ]
+            .contains(&k.label.as_str())
+        })
+        .map(|k| Case {
+            label: format!("{}-generic", k.label),
+            cascade: k.cascade.clone(),
+            schedule: GpuSchedule {
+                fuse: false,
+                ..k.schedule
+            },
+            reference: k.reference,
+            poison_mask: k.poison_mask,
+        })
+        .collect();
+    cases.extend(generic);
     let results: Vec<Result<String, String>> = std::thread::scope(|s| {
         let chunks: Vec<_> = cases.chunks(cases.len().div_ceil(2)).collect();
         let handles: Vec<_> = chunks

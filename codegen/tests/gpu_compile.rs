@@ -34,10 +34,13 @@ fn units(target: Target) -> Vec<Unit> {
         ("attention_1pass_fp16_hd64", DType::F16, 64, false),
         ("attention_1pass_f32_hd64", DType::F32, 64, false),
         ("attention_1pass_bf16_hd64_causal", DType::Bf16, 64, true),
+        ("attention_1pass_bf16_hd128_plain", DType::Bf16, 128, false),
     ];
     for (label, dtype, hd, causal) in variants {
         let s = GpuSchedule {
             causal,
+            // `_plain`: tensor-core operands through ordinary shared-memory loads.
+            ldmatrix: !label.ends_with("_plain"),
             ..GpuSchedule::suggested(target, dtype, hd)
         };
         out.push(Unit {
@@ -139,6 +142,13 @@ fn cuda_sources_compile_for_sm80_and_sm90a_with_tensor_cores_and_no_spills() {
             );
             if u.kernel.summary.contains("mma.sync") {
                 assert!(hmma > 0, "{} on {arch}: no HMMA in the SASS", u.label);
+                let ldsm = sass.lines().filter(|l| l.contains("LDSM")).count();
+                assert_eq!(
+                    ldsm > 0,
+                    u.kernel.summary.contains("+ldmatrix"),
+                    "{} on {arch}: {ldsm} LDSM",
+                    u.label
+                );
             } else {
                 assert_eq!(
                     hmma, 0,
@@ -148,6 +158,77 @@ fn cuda_sources_compile_for_sm80_and_sm90a_with_tensor_cores_and_no_spills() {
             }
         }
         eprintln!("{} {arch}: ok, {hmma} HMMA", u.label);
+    }
+}
+
+/// The host side too (launchers, allocation, launch syntax): shared libraries of a fused and two
+/// generic sources per GPU target, built as their README says.
+#[test]
+fn launchers_build_into_shared_libraries() {
+    let Some(nvcc) = common::tool("CASCADE_NVCC") else {
+        return;
+    };
+    let Some(cuda_home) = common::tool("CASCADE_CUDA_HOME") else {
+        return;
+    };
+    let Some(hipcc) = common::tool("CASCADE_HIPCC") else {
+        return;
+    };
+    let dir = common::scratch("host");
+    let lib = common::library();
+    let names = ["attention_causal_1pass", "attention_3pass", "pedagogical_3"];
+    let jobs: Vec<(Target, &Cascade)> = [Target::Cuda, Target::Hip]
+        .into_iter()
+        .flat_map(|t| {
+            lib.iter()
+                .filter(|c| names.contains(&c.name.as_str()))
+                .map(move |c| (t, c))
+        })
+        .collect();
+    let built = parallel(&jobs, |(target, c)| {
+        let kernel = emit(
+            c,
+            &GpuSchedule::suggested(*target, DType::Bf16, 128),
+            *target,
+        )
+        .expect("emit");
+        let src = dir.join(&kernel.source_name);
+        std::fs::write(&src, &kernel.source).expect("write");
+        let so = dir.join(format!("lib{}_{target}.so", kernel.symbol));
+        let mut cmd = match target {
+            Target::Cuda => {
+                let mut cmd = Command::new(&nvcc);
+                cmd.args([
+                    "-O3",
+                    "-std=c++17",
+                    "-arch=sm_80",
+                    "-Xcompiler",
+                    "-fPIC",
+                    "-shared",
+                ])
+                .arg(format!("-L{}", cuda_home.join("lib").display()));
+                cmd
+            }
+            _ => {
+                let mut cmd = Command::new(&hipcc);
+                cmd.args([
+                    "-O3",
+                    "-std=c++17",
+                    "--offload-arch=gfx90a",
+                    "-fPIC",
+                    "-shared",
+                    "-Werror=unused-result",
+                ]);
+                cmd
+            }
+        };
+        common::run(cmd.arg("-o").arg(&so).arg(&src));
+        let size = std::fs::metadata(&so).map(|m| m.len()).unwrap_or(0);
+        (kernel.symbol, *target, size)
+    });
+    for (symbol, target, size) in built {
+        assert!(size > 0, "{symbol} ({target}): no shared library");
+        eprintln!("{symbol} ({target}): {size} bytes");
     }
 }
 

@@ -49,6 +49,7 @@ fn fused_expressions(source: &str) -> Vec<String> {
             p.rnv_rescale,
             p.out_expr,
             p.mask_elem,
+            p.score_expr,
         ],
         Lowering::Generic(g) => panic!("not fused: {}", g.why_not_fused),
     }
@@ -122,13 +123,31 @@ fn reordered_operands_and_inlined_products_still_fuse() {
 }
 
 #[test]
+fn the_rewriters_one_pass_derivation_fuses() {
+    let exprs = fused_expressions(include_str!("data/attention_rewritten_1pass.cascade"));
+    assert_eq!(exprs[3], "((rd_old * prm) + sld)");
+    assert_eq!(exprs[4], "(o_old * prm)");
+}
+
+#[test]
+fn an_additive_bias_fuses_into_the_scores() {
+    let exprs = fused_expressions(&lib("attention_masked_1pass"));
+    assert_eq!(exprs[7], "(s_qk + bias_val)");
+    // A bias added with ∪ next to a filter would make filtered scores present: not fused.
+    let src = lib("attention_masked_1pass").replace(
+        "Q[e,p] * BK[e,m1,m0]",
+        "Q[e,p] * BK[e,m1,m0 : m1*M0+m0 <= p]",
+    );
+    assert!(
+        why_not_fused(&src).contains("bias"),
+        "{}",
+        why_not_fused(&src)
+    );
+}
+
+#[test]
 fn cascades_without_the_online_softmax_structure_use_the_generic_lowering() {
     assert!(why_not_fused(&lib("attention_3pass")).contains("iterative rank"));
-    // The additive bias sits between the scores and the local max: not the fused structure.
-    assert_eq!(
-        why_not_fused(&lib("attention_masked_1pass")),
-        "the scores do not sum over one rank"
-    );
     // An extra Einsum the kernel would not compute blocks fusion rather than being dropped.
     let extra = lib("attention_1pass").replace(
         "AV[f,p]       =",

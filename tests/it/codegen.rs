@@ -86,8 +86,14 @@ fn one_pass_softmax_cascades_fuse_and_the_rest_use_the_generic_lowering() {
     let fused: Vec<&str> = library::names()
         .filter(|n| check_codegen(n, Target::Cuda).fused)
         .collect();
-    // attention_masked_1pass adds a bias input the fused kernel does not model: generic.
-    assert_eq!(fused, ["attention_1pass", "attention_causal_1pass"]);
+    assert_eq!(
+        fused,
+        [
+            "attention_1pass",
+            "attention_causal_1pass",
+            "attention_masked_1pass"
+        ]
+    );
     let k = check_codegen("attention_causal_1pass", Target::Cuda);
     for needle in [
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32",
@@ -208,4 +214,88 @@ fn cli_codegen_reports_bad_requests_as_user_errors() {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
+}
+
+/// Templates only lay out text: interpolations are plain field paths (no arithmetic), and the
+/// only branches are the plan's matrix-instruction and operand-load choices; CUDA-vs-HIP lives in
+/// the dialect table.
+#[test]
+fn templates_hold_no_arithmetic_and_no_target_branches() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("codegen/templates");
+    let mut seen = 0;
+    for target in ["cuda", "hip", "cpp"] {
+        for entry in std::fs::read_dir(dir.join(target)).expect("template dir") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("template");
+            seen += 1;
+            for (open, close) in [("{{", "}}"), ("{%", "%}")] {
+                let mut rest = text.as_str();
+                while let Some(start) = rest.find(open) {
+                    let end = rest[start..].find(close).expect("closed tag") + start;
+                    let inner = rest[start + 2..end].trim();
+                    if open == "{{" {
+                        assert!(
+                            inner
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.'),
+                            "{}: `{inner}` is not a plain field",
+                            path.display()
+                        );
+                    } else {
+                        let words: Vec<&str> = inner.split_whitespace().collect();
+                        let allowed = matches!(
+                            words[..],
+                            ["for", _, "in", _]
+                                | ["endfor"]
+                                | ["else"]
+                                | ["endif"]
+                                | ["if", "p.mma"]
+                                | ["if", "p.ldmatrix"]
+                        ) || matches!(words[..], ["include", f] if f.starts_with("\"cuda/"));
+                        assert!(allowed, "{}: block `{inner}`", path.display());
+                    }
+                    rest = &rest[end + 2..];
+                }
+            }
+        }
+    }
+    assert_eq!(seen, 6, "fused and generic templates for three targets");
+}
+
+#[test]
+fn cli_codegen_no_fuse_and_json() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli_codegen_json");
+    let out = cascade(&[
+        "codegen",
+        "attention_1pass",
+        "--target",
+        "cpp",
+        "--no-fuse",
+        "--format",
+        "json",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["fused"], false);
+    assert_eq!(v["symbol"], "cascade_attention_1pass");
+    assert!(
+        v["plan"]
+            .as_str()
+            .unwrap()
+            .starts_with("generic lowering: 18 kernels (one per Einsum, one store per output)"),
+        "{v}"
+    );
+    assert_eq!(v["written"].as_array().map(Vec::len), Some(3));
+    let source = std::fs::read_to_string(dir.join("cascade_attention_1pass.cpp")).expect("source");
+    assert!(
+        source.contains("for (long long it = 0; it < c.s_M1 && !(it >= c.s_M1); ++it) {"),
+        "host loop over the iterative rank"
+    );
 }

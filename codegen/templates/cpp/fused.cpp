@@ -19,6 +19,7 @@ constexpr int TILE_SKIP = 0, TILE_PARTIAL = 1, TILE_FULL = 2;
 // exp(x - c) is 0 whenever x = -inf (also c = -inf), and 0/0 is 0: fully masked rows give zeros.
 {{ d.device_fn }} float cascade_subexp(float x, float c) { return x == -INFINITY ? 0.0f : std::exp(x - c); }
 {{ d.device_fn }} float cascade_div(float a, float b) { return (a == 0.0f && b == 0.0f) ? 0.0f : a / b; }
+{{ d.device_fn }} float to_f(float x) { return x; }
 
 {{ d.device_fn }} bool cascade_visible(long long tile, long long col, long long row_p, long long n_keys, long long n_queries{{ p.param_decls }}) {
   (void)tile; (void)col; (void)row_p; (void)n_keys; (void)n_queries;
@@ -33,7 +34,7 @@ constexpr int TILE_SKIP = 0, TILE_PARTIAL = 1, TILE_FULL = 2;
 // The GPU kernel's plan on one core: the same query and key/value tiles, the same skipped tiles,
 // and per row the same online update order (scores, local max, running max, numerators,
 // local denominator, rescale, running denominator, rescaled numerator + P·V, final division).
-void cascade_fused_one(const float* q, const float* k, const float* v, float* out, long long n_queries, long long n_keys{{ p.param_decls }}) {
+void cascade_fused_one(const float* q, const float* k, const float* v, float* out, const float* bias, long long n_queries, long long n_keys{{ p.param_decls }}) {
   const long long n_tiles = (n_keys + BLOCK_N - 1) / BLOCK_N;
   std::vector<float> o(static_cast<size_t>(BLOCK_M) * HEAD_DIM), rm(BLOCK_M), rd(BLOCK_M), s(BLOCK_N);
   for (long long p0 = 0; p0 < n_queries; p0 += BLOCK_M) {
@@ -53,7 +54,10 @@ void cascade_fused_one(const float* q, const float* k, const float* v, float* ou
           float acc = 0.0f;
           if (key < n_keys)
             for (int e = 0; e < HEAD_DIM; ++e) acc += q[row_p * HEAD_DIM + e] * k[key * HEAD_DIM + e];
-          acc *= {{ p.score_scale }};
+          const float s_qk = acc * {{ p.score_scale }};
+          const float bias_val = {{ p.bias_load }};
+          (void)bias_val;
+          acc = {{ p.score_expr }};
           if (state != TILE_FULL && !cascade_visible(tile, col, row_p, n_keys, n_queries{{ p.param_args }})) acc = -INFINITY;
           s[col] = acc;
           lm = std::max(lm, acc);

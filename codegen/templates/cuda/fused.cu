@@ -33,7 +33,8 @@ static_assert(QK_KSTEPS * 16 == HEAD_DIM && PV_KSTEPS * 16 == BLOCK_N, "MMA step
 static_assert(STAGES == 2, "double buffering");
 
 // exp(x - c) is 0 whenever x = -inf (also c = -inf), and 0/0 is 0: fully masked rows give zeros.
-{{ d.device_fn }} float cascade_subexp(float x, float c) { return x == -INFINITY ? 0.0f : expf(x - c); }
+// The arguments are <= 0 here (x - running max), where the hardware exponential is accurate.
+{{ d.device_fn }} float cascade_subexp(float x, float c) { return x == -INFINITY ? 0.0f : {{ d.fast_exp }}(x - c); }
 {{ d.device_fn }} float cascade_div(float a, float b) { return (a == 0.0f && b == 0.0f) ? 0.0f : a / b; }
 {{ d.device_fn }} float cascade_f32_to_float(float x) { return x; }
 {{ d.device_fn }} float cascade_float_to_f32(float x) { return x; }
@@ -85,11 +86,40 @@ static_assert(STAGES == 2, "double buffering");
   return *reinterpret_cast<uint32_t*>(&h);
 }
 
+{% if p.ldmatrix %}
+// Four 8x8 16-bit matrices from shared memory in one instruction; lane l gives the address of
+// row l % 8 of matrix l / 8 and receives, of matrix i, row l / 4, columns 2(l % 4)..+1 in r[i]
+// (the transpose's with .trans).
+{{ d.device_fn }} void cascade_ldsm_x4(uint32_t* r, const elem_t* p) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("{{ p.ldsm_asm }}" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+
+{{ d.device_fn }} void cascade_ldsm_x4_trans(uint32_t* r, const elem_t* p) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("{{ p.ldsm_trans_asm }}" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+{% endif %}
 // Scores of this lane's fragment: s[j][i] is row g (+8 for i >= 2), column j*8 + 2t + (i & 1).
 {{ d.device_fn }} void cascade_scores(float (&s)[S_TILES][4], const uint32_t (&qa)[QK_KSTEPS][4], const elem_t* q_s, const elem_t* kt, int row0, int g, int t) {
   (void)q_s; (void)row0;
 #pragma unroll
   for (int j = 0; j < S_TILES; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+{% if p.ldmatrix %}
+  // Matrices 0-3: keys of tile j then j+1, head columns 0-7 then 8-15 of the step: b0, b1 of each.
+  const int lane = threadIdx.x % 32, quarter = lane / 8;
+  (void)g; (void)t;
+#pragma unroll
+  for (int kk = 0; kk < QK_KSTEPS; ++kk) {
+#pragma unroll
+    for (int j = 0; j < S_TILES; j += 2) {
+      uint32_t b[4];
+      cascade_ldsm_x4(b, kt + ((j + (quarter >> 1)) * 8 + lane % 8) * SMEM_LD + kk * 16 + (quarter & 1) * 8);
+      cascade_mma(s[j], qa[kk], b[0], b[1]);
+      cascade_mma(s[j + 1], qa[kk], b[2], b[3]);
+    }
+  }
+{% else %}
 #pragma unroll
   for (int kk = 0; kk < QK_KSTEPS; ++kk) {
 #pragma unroll
@@ -98,16 +128,29 @@ static_assert(STAGES == 2, "double buffering");
       cascade_mma(s[j], qa[kk], *reinterpret_cast<const uint32_t*>(kb), *reinterpret_cast<const uint32_t*>(kb + 8));
     }
   }
+{% endif %}
 }
 
 // o += P V with P from registers: two adjacent score tiles form one A fragment (FA2's reuse).
 {{ d.device_fn }} void cascade_pv(float (&o)[O_TILES][4], const float (&s)[S_TILES][4], const elem_t* vt, float* p_s, int row0, int g, int t) {
   (void)p_s; (void)row0;
-  const unsigned short* vb = reinterpret_cast<const unsigned short*>(vt);
 #pragma unroll
   for (int kk = 0; kk < PV_KSTEPS; ++kk) {
     const uint32_t a[4] = {cascade_pack2(s[2 * kk][0], s[2 * kk][1]), cascade_pack2(s[2 * kk][2], s[2 * kk][3]),
                            cascade_pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]), cascade_pack2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+{% if p.ldmatrix %}
+    // Transposed matrices 0-3: keys 0-7 then 8-15 of the step, head columns of tile dj then dj+1.
+    const int lane = threadIdx.x % 32, quarter = lane / 8;
+    (void)g; (void)t;
+#pragma unroll
+    for (int dj = 0; dj < O_TILES; dj += 2) {
+      uint32_t b[4];
+      cascade_ldsm_x4_trans(b, vt + (kk * 16 + (quarter & 1) * 8 + lane % 8) * SMEM_LD + (dj + (quarter >> 1)) * 8);
+      cascade_mma(o[dj], a, b[0], b[1]);
+      cascade_mma(o[dj + 1], a, b[2], b[3]);
+    }
+{% else %}
+    const unsigned short* vb = reinterpret_cast<const unsigned short*>(vt);
     const int key = kk * 16 + 2 * t;
 #pragma unroll
     for (int dj = 0; dj < O_TILES; ++dj) {
@@ -116,6 +159,7 @@ static_assert(STAGES == 2, "double buffering");
       const uint32_t b1 = vb[(key + 8) * SMEM_LD + col] | (uint32_t(vb[(key + 9) * SMEM_LD + col]) << 16);
       cascade_mma(o[dj], a, b0, b1);
     }
+{% endif %}
   }
 }
 {% else %}
@@ -152,7 +196,7 @@ static_assert(STAGES == 2, "double buffering");
 {% endif %}
 // One query tile of BLOCK_M rows per block (blockIdx.x) and one batch entry per blockIdx.y.
 // Each warp owns ROWS_PER_WARP rows: lane (g, t) holds rows g and g+8 of its 16-row slice.
-{{ d.kernel_qualifier }} void __launch_bounds__(THREADS) {{ p.kernel }}(const elem_t* __restrict__ q, const elem_t* __restrict__ k, const elem_t* __restrict__ v, elem_t* __restrict__ out, long long n_queries, long long n_keys{{ p.param_decls }}) {
+{{ d.kernel_qualifier }} void __launch_bounds__(THREADS, {{ p.min_blocks_per_sm }}) {{ p.kernel }}(const elem_t* __restrict__ q, const elem_t* __restrict__ k, const elem_t* __restrict__ v, elem_t* __restrict__ out, const elem_t* __restrict__ bias, long long n_queries, long long n_keys{{ p.param_decls }}) {
   extern __shared__ __align__(16) unsigned char cascade_smem[];
   elem_t* q_s = reinterpret_cast<elem_t*>(cascade_smem);
   elem_t* k_s = q_s + Q_SMEM;
@@ -163,7 +207,10 @@ static_assert(STAGES == 2, "double buffering");
   k += bh * n_keys * HEAD_DIM;
   v += bh * n_keys * HEAD_DIM;
   out += bh * n_queries * HEAD_DIM;
-  const long long p0 = static_cast<long long>(blockIdx.x) * BLOCK_M;
+  if (bias != nullptr) bias += bh * n_queries * n_keys;
+  // Last query tile first: under a causal mask later tiles see more keys, so the longest
+  // blocks start first and the short ones fill the tail.
+  const long long p0 = static_cast<long long>(gridDim.x - 1 - blockIdx.x) * BLOCK_M;
   const int tid = threadIdx.x, warp = tid / WARP_SIZE, lane = tid % WARP_SIZE;
   const int g = (lane % 32) / 4, t = lane % 4;
   const int row0 = warp * ROWS_PER_WARP + (lane / 32) * 16;
@@ -183,6 +230,12 @@ static_assert(STAGES == 2, "double buffering");
   __syncthreads();
 {% if p.mma %}
   uint32_t qa[QK_KSTEPS][4];
+{% if p.ldmatrix %}
+  // Matrices 0-3: rows 0-7, 8-15 of the warp's slice at columns 0-7, then at 8-15: a0..a3.
+#pragma unroll
+  for (int kk = 0; kk < QK_KSTEPS; ++kk)
+    cascade_ldsm_x4(qa[kk], q_s + (row0 + ((lane / 8) & 1) * 8 + lane % 8) * SMEM_LD + kk * 16 + (lane / 16) * 8);
+{% else %}
 #pragma unroll
   for (int kk = 0; kk < QK_KSTEPS; ++kk) {
     const elem_t* qb = q_s + (row0 + g) * SMEM_LD + kk * 16 + 2 * t;
@@ -191,6 +244,7 @@ static_assert(STAGES == 2, "double buffering");
     qa[kk][2] = *reinterpret_cast<const uint32_t*>(qb + 8);
     qa[kk][3] = *reinterpret_cast<const uint32_t*>(qb + 8 * SMEM_LD + 8);
   }
+{% endif %}
 {% else %}
   const uint32_t qa[1][4] = {};
 {% endif %}
@@ -217,8 +271,12 @@ static_assert(STAGES == 2, "double buffering");
     for (int j = 0; j < S_TILES; ++j) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        s[j][i] *= {{ p.score_scale }};
         const long long col = j * 8 + 2 * t + (i & 1), row_p = p0 + row0 + g + (i >> 1) * 8;
+        const long long key = tile * BLOCK_N + col;
+        const float s_qk = s[j][i] * {{ p.score_scale }};
+        const float bias_val = {{ p.bias_load }};
+        (void)key; (void)bias_val;
+        s[j][i] = {{ p.score_expr }};
         if (partial && !cascade_visible(tile, col, row_p, n_keys, n_queries{{ p.param_args }})) s[j][i] = -INFINITY;
       }
     }

@@ -47,12 +47,12 @@ extern "C" int {{ p.launcher }}({{ p.abi_params }}) {
   if ({{ d.malloc }}(reinterpret_cast<void**>(&c.p_{{ b.name }}), ({{ b.elems }})) != {{ d.success }}) err = CASCADE_ERR_ALLOC;
 {% endfor %}  for (long long b = 0; b < batch && err == CASCADE_OK; ++b) {
 {% for line in p.io_setup %}    {{ line }}
-{% endfor %}{% for b in p.buffers %}    {{ d.memset }}(c.p_{{ b.name }}, 0, ({{ b.elems }}), stream);
+{% endfor %}{% for b in p.buffers %}    if ({{ d.memset }}(c.p_{{ b.name }}, 0, ({{ b.elems }}), stream) != {{ d.success }}) err = CASCADE_ERR_DEVICE;
 {% endfor %}    long long it = 0;
 {% for line in p.host_steps %}    {{ line }}
 {% endfor %}    if ({{ d.get_last_error }} != {{ d.success }}) err = CASCADE_ERR_DEVICE;
   }
-{% for b in p.buffers %}  {{ d.free }}(c.t_{{ b.name }});
-  {{ d.free }}(c.p_{{ b.name }});
+{% for b in p.buffers %}  (void){{ d.free }}(c.t_{{ b.name }});
+  (void){{ d.free }}(c.p_{{ b.name }});
 {% endfor %}  return err;
 }

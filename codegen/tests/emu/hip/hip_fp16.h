@@ -1,0 +1,2 @@
+// Emulation shim for the codegen tests.
+#include "../emu.h"
