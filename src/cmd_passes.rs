@@ -115,6 +115,7 @@ fn to_json(
                 Completion::Reduces(ranks) => json!({ "reduces": ranks }),
                 Completion::FinalState(t) => json!({ "final_state_of": t }),
                 Completion::From(t) => json!({ "from": t }),
+                Completion::LastStep => json!({ "last_step": b.complete }),
             },
             "consumer": b.consumer_output,
             "rereads": b.rereads,

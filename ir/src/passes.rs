@@ -17,7 +17,7 @@ mod polynomial;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::ast::{Cascade, EinsumId, IndexExpr, RankId, Section, TensorId, TensorKind};
+use crate::ast::{Access, Cascade, EinsumId, IndexExpr, RankId, Section, TensorId, TensorKind};
 use crate::ops::{OpKind, point_ops};
 
 pub use polynomial::Polynomial;
@@ -79,6 +79,8 @@ pub enum Completion {
     FinalState(String),
     /// Computed from another rank-complete tensor.
     From(String),
+    /// An iterative state read at its last index by an Einsum that traverses the rank itself.
+    LastStep,
 }
 
 /// What the passes force a tensor to keep live while the rank is traversed.
@@ -136,25 +138,34 @@ pub fn passes(cascade: &Cascade, rank: RankId) -> PassReport {
             let e = cascade.einsum(id);
             let accesses = cascade.accesses(e.value);
             let mut plain = 1u32;
-            let mut waits: Option<(TensorId, u32)> = None;
+            let mut waits: Option<(TensorId, u32, (EinsumId, Completion))> = None;
             for a in &accesses {
                 let t = a.tensor.index();
-                if complete[t].is_some() && iterates[id.index()] {
-                    if waits.is_none_or(|(_, p)| pass[t] + 1 > p) {
-                        waits = Some((a.tensor, pass[t] + 1));
+                // A final state read directly (`RS[f,M1,p]`) is as complete as one read through
+                // an Einsum without the rank: it exists only once the whole loop has run.
+                let completed = complete[t].clone().or_else(|| {
+                    reads_final_state(cascade, &family, a).then(|| {
+                        let writer = last_writer(cascade, a.tensor).unwrap_or(id);
+                        (writer, Completion::LastStep)
+                    })
+                });
+                match completed {
+                    Some(done) if iterates[id.index()] => {
+                        if waits.as_ref().is_none_or(|(_, p, _)| pass[t] + 1 > *p) {
+                            waits = Some((a.tensor, pass[t] + 1, done));
+                        }
                     }
-                } else {
-                    plain = plain.max(pass[t]);
+                    _ => plain = plain.max(pass[t]),
                 }
             }
-            let p = plain.max(waits.map_or(0, |(_, p)| p));
+            let p = plain.max(waits.as_ref().map_or(0, |(_, p, _)| *p));
             einsum_pass[id.index()] = p;
-            if let Some((t, wp)) = waits.filter(|(_, wp)| *wp > plain) {
-                let (reducer, completion) = complete[t.index()].clone().expect("complete");
+            if let Some((t, wp, (reducer, completion))) = waits.filter(|(_, wp, _)| *wp > plain) {
                 let mut rereads: Vec<String> = Vec::new();
                 for a in &accesses {
                     let name = &cascade.tensor(a.tensor).name;
                     if has_family_dim[a.tensor.index()]
+                        && a.tensor != t
                         && pass[a.tensor.index()] < wp
                         && !rereads.contains(name)
                     {
@@ -282,6 +293,25 @@ fn family(cascade: &Cascade, rank: RankId) -> Vec<RankId> {
     out
 }
 
+/// Whether an access reads the state an iterative rank of the family holds after its last step
+/// (an index equal to the rank's size, `RNV[f,M1,p]`).
+fn reads_final_state(cascade: &Cascade, family: &[RankId], access: &Access) -> bool {
+    let tensor = cascade.tensor(access.tensor);
+    access
+        .indices
+        .iter()
+        .zip(&tensor.ranks)
+        .any(|(idx, r)| family.contains(r) && matches!(idx, IndexExpr::Size(s) if s == r))
+}
+
+/// The last Einsum in program order that writes `tensor`.
+fn last_writer(cascade: &Cascade, tensor: TensorId) -> Option<EinsumId> {
+    cascade
+        .einsum_ids()
+        .filter(|id| cascade.einsum(*id).output.tensor == tensor)
+        .last()
+}
+
 /// Whether (and how) the output of an Einsum without family dimensions is rank-complete.
 fn completion(
     cascade: &Cascade,
@@ -305,16 +335,12 @@ fn completion(
         return Some((id, Completion::Reduces(names(&reduced))));
     }
     let accesses = cascade.accesses(cascade.einsum(id).value);
-    for a in &accesses {
-        let tensor = cascade.tensor(a.tensor);
-        let final_state = a
-            .indices
-            .iter()
-            .zip(&tensor.ranks)
-            .any(|(idx, r)| family.contains(r) && matches!(idx, IndexExpr::Size(s) if s == r));
-        if final_state {
-            return Some((id, Completion::FinalState(tensor.name.clone())));
-        }
+    if let Some(a) = accesses
+        .iter()
+        .find(|a| reads_final_state(cascade, family, a))
+    {
+        let name = cascade.tensor(a.tensor).name.clone();
+        return Some((id, Completion::FinalState(name)));
     }
     accesses
         .iter()
@@ -391,6 +417,7 @@ impl fmt::Display for Completion {
             Completion::Reduces(ranks) => write!(f, "reduces {} fully", ranks.join(", ")),
             Completion::FinalState(t) => write!(f, "reads the final state of {t}"),
             Completion::From(t) => write!(f, "is computed from the complete {t}"),
+            Completion::LastStep => write!(f, "is final only after its last step"),
         }
     }
 }

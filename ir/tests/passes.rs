@@ -125,3 +125,31 @@ fn op_counts_are_polynomials_of_the_rank_sizes() {
     let mac = &report.totals[&cascade_ir::ops::OpKind::Mac];
     assert_eq!(mac.eval(&shape), 2 * 64 * 1024 * 1024);
 }
+
+/// Found by the rewriter's random-term property test: an Einsum that traverses M and reads an
+/// iterative state at its last step (`RS[f,M1,p]`) must wait for the whole loop over M.
+#[test]
+fn reading_a_final_state_while_traversing_the_rank_is_a_barrier() {
+    let source = "\
+cascade final_state_reread
+ranks F M P
+split M -> M1 M0
+input X[M,P] V[F,M]
+init
+RS[f,0,p] = 0
+BV[f,m1,m0] = V[f,m1*M0+m0]
+einsums
+RS[f,m1+1,p] = RS[f,m1,p] + BV[f,m1,m0]
+OUT[f,m,p] = X[m,p] + RS[f,M1,p]
+stop m1 >= M1
+output OUT
+";
+    let c = dsl::parse(source, "final_state.cascade").expect("parses").cascade;
+    let report = passes(&c, c.rank_by_name("M").expect("rank M"));
+    assert_eq!(report.passes, 2);
+    let barrier = report.barriers[0].to_string();
+    assert!(
+        barrier.starts_with("RS is final only after its last step (pass 1) before OUT re-reads X"),
+        "{barrier}"
+    );
+}
