@@ -1,6 +1,6 @@
 //! Renders IR index arithmetic, filters and map actions as C expressions shared by every target.
 
-use cascade_ir::{BinaryOp, Compare, CompareOp, Constant, IndexExpr, UnaryOp};
+use cascade_ir::{BinaryOp, Compare, Constant, IndexExpr, UnaryOp};
 
 /// How a lowering names index variables and rank sizes in C.
 pub trait Names {
@@ -20,16 +20,14 @@ pub fn index(e: &IndexExpr, names: &dyn Names) -> String {
     }
 }
 
+/// A comparison in C; the IR's operator spellings (`<`, `<=`, `==`, …) are C's.
 pub fn compare(c: &Compare, names: &dyn Names) -> String {
-    let op = match c.op {
-        CompareOp::Lt => "<",
-        CompareOp::Le => "<=",
-        CompareOp::Gt => ">",
-        CompareOp::Ge => ">=",
-        CompareOp::Eq => "==",
-        CompareOp::Ne => "!=",
-    };
-    format!("({} {op} {})", index(&c.lhs, names), index(&c.rhs, names))
+    format!(
+        "({} {} {})",
+        index(&c.lhs, names),
+        c.op,
+        index(&c.rhs, names)
+    )
 }
 
 /// A float literal that C, CUDA and HIP all read as `float`.

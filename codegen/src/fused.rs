@@ -5,7 +5,7 @@ use cascade_ir::{Access, Cascade, Compare, CompareOp, Expr, ExprId, IndexExpr, R
 
 use crate::cexpr::{self, Names};
 use crate::pattern::OnlineSoftmax;
-use crate::{CodegenError, GpuSchedule, Result, Target, TargetDialect, display};
+use crate::{CodegenError, GpuSchedule, Result, Target, TargetDialect};
 
 /// The template context of the fused kernel: numbers and C text only.
 #[derive(Debug, Clone)]
@@ -374,7 +374,13 @@ pub fn plan(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, target: Target) -> 
     let roles = m
         .roles
         .iter()
-        .map(|re| format!("{}: {}", re.role, display::einsum(c, re.einsum)))
+        .map(|re| {
+            format!(
+                "{}: {}",
+                re.role,
+                cascade_ir::dsl::print_einsum(c, re.einsum)
+            )
+        })
         .collect();
     Ok(FusedPlan {
         kernel: format!("{symbol}_fused"),

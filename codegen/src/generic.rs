@@ -12,7 +12,7 @@ use cascade_ir::{
 };
 
 use crate::cexpr::{self, Names};
-use crate::{CodegenError, GpuSchedule, Result, Target, TargetDialect, display};
+use crate::{CodegenError, GpuSchedule, Result, Target, TargetDialect};
 
 /// One kernel of the generic lowering.
 #[derive(Debug, Clone)]
@@ -275,7 +275,7 @@ pub fn plan(
             if space.contains(&r) && !out_vars.contains(&r) {
                 return Err(unsupported(format!(
                     "`{}` reduces the iterative rank {}; the generic lowering cannot",
-                    display::einsum(c, id),
+                    cascade_ir::dsl::print_einsum(c, id),
                     c.rank(r).name
                 )));
             }
@@ -390,7 +390,7 @@ pub fn plan(
         }
         kernels.push(GenericKernel {
             name: kname,
-            comment: display::einsum(c, id),
+            comment: cascade_ir::dsl::print_einsum(c, id),
             decode,
             body: nest(body),
         });

@@ -21,7 +21,6 @@
 
 mod cexpr;
 pub mod dialect;
-mod display;
 mod fused;
 mod generic;
 pub mod pattern;

@@ -144,7 +144,9 @@ OUT[f,m,p] = X[m,p] + RS[f,M1,p]
 stop m1 >= M1
 output OUT
 ";
-    let c = dsl::parse(source, "final_state.cascade").expect("parses").cascade;
+    let c = dsl::parse(source, "final_state.cascade")
+        .expect("parses")
+        .cascade;
     let report = passes(&c, c.rank_by_name("M").expect("rank M"));
     assert_eq!(report.passes, 2);
     let barrier = report.barriers[0].to_string();

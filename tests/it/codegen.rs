@@ -2,7 +2,7 @@
 //! invariants (no HTML escapes, a header naming cascade/plan/version, a C ABI launcher), and
 //! the `codegen` command writing source, header and README with exit codes.
 
-use std::process::{Command, Output};
+use crate::support::cascade;
 
 use cascade_codegen::{DType, GpuSchedule, Kernel, Target, emit};
 use cascade_ir::{dsl, library};
@@ -23,14 +23,6 @@ fn check_codegen(name: &str, target: Target) -> Kernel {
         target,
     )
     .expect("emit")
-}
-
-fn cascade(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cascade"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the cascade binary runs")
 }
 
 #[test]

@@ -45,6 +45,14 @@ pub fn print(c: &Cascade) -> String {
     out
 }
 
+/// One Einsum as a single line of DSL text (`LM[m1,p] = max(m0) BQK[m1,m0,p]`), for reports and
+/// for comments in generated code.
+pub fn print_einsum(c: &Cascade, id: EinsumId) -> String {
+    let mut out = String::new();
+    section(c, &[c.einsum(id)], &mut out);
+    out.trim_end().to_string()
+}
+
 fn declarations(c: &Cascade, out: &mut String) {
     // Ranks print in arena order; consecutive plain ranks (or params) share a line, and a split
     // prints where its outer rank sits (its inner rank follows it).
