@@ -57,12 +57,13 @@ def variant_dir(kernels: Path, dtype: str, head_dim: int, mask: str, tag: str = 
 def cascade_binary(explicit):
     if explicit:
         return [explicit]
+    # Through cargo when it is there, so the kernels never come from a stale build in target/.
+    if shutil.which("cargo"):
+        return ["cargo", "run", "--quiet", "--release", "--manifest-path", str(ROOT / "Cargo.toml"), "--"]
     for profile in ("release", "debug"):
         exe = ROOT / "target" / profile / "cascade"
         if exe.exists():
             return [str(exe)]
-    if shutil.which("cargo"):
-        return ["cargo", "run", "--quiet", "--release", "--manifest-path", str(ROOT / "Cargo.toml"), "--"]
     return None
 
 
@@ -138,7 +139,7 @@ def grid(head_dim: int, quick: bool, mask: str):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kernels", type=Path, default=ROOT / ".cache" / "gpu-kernels")
-    ap.add_argument("--cascade-bin", help="the cascade CLI (default: target/*/cascade or cargo run)")
+    ap.add_argument("--cascade-bin", help="the cascade CLI (default: cargo run --release, else target/*/cascade)")
     ap.add_argument("--generate-only", action="store_true", help="write the CUDA sources and stop")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
     ap.add_argument("--quick", action="store_true", help="three lengths instead of six")
