@@ -217,7 +217,7 @@ def main() -> int:
                 for name, backend in backends:
                     try:
                         with sdpa_kernel(backend):
-                            ms = time_ms(torch, lambda: sdpa(q, k, v, bias), args.warmup, args.iters)
+                            ms = time_ms(torch, lambda q=q, k=k, v=v, b=bias: sdpa(q, k, v, b), args.warmup, args.iters)
                         row[f"{name}_tflops"] = flops / ms / 1e9
                     except RuntimeError:
                         row[f"{name}_tflops"] = None
