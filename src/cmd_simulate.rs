@@ -246,7 +246,8 @@ fn print_detail(
     for (k, phase) in s.phases.iter().enumerate() {
         let part = &phase.partition;
         println!(
-            "phase {k}: {} pass(es); {} = {}·{} (M1 × M0), {} = {}·{}·{} (P2 × P1 × P0); buffer {} words; spill {:.1}%",
+            "phase {}: {} pass(es); {} = {}·{} (M1 × M0), {} = {}·{}·{} (P2 × P1 × P0); buffer {} words; spill {:.1}%",
+            k + 1,
             phase.passes,
             part.key_rank,
             part.m1,
@@ -291,7 +292,8 @@ fn print_detail(
             e.name.clone(),
             share.unit.clone(),
             e.level.to_string(),
-            e.pass.to_string(),
+            // Numbered from 1, as `cascade passes` numbers them.
+            (e.pass + 1).to_string(),
             ops.join(", "),
             e.cycles_per_point.to_string(),
             if e.per_key_tile {
