@@ -215,8 +215,8 @@ fn cli_codegen_reports_bad_requests_as_user_errors() {
 fn templates_hold_no_arithmetic_and_no_target_branches() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("codegen/templates");
     let mut seen = 0;
-    for target in ["cuda", "hip", "cpp"] {
-        for entry in std::fs::read_dir(dir.join(target)).expect("template dir") {
+    for folder in ["cuda", "hip", "cpp", "common"] {
+        for entry in std::fs::read_dir(dir.join(folder)).expect("template dir") {
             let path = entry.expect("entry").path();
             let text = std::fs::read_to_string(&path).expect("template");
             seen += 1;
@@ -243,7 +243,8 @@ fn templates_hold_no_arithmetic_and_no_target_branches() {
                                 | ["endif"]
                                 | ["if", "p.mma"]
                                 | ["if", "p.ldmatrix"]
-                        ) || matches!(words[..], ["include", f] if f.starts_with("\"cuda/"));
+                        ) || matches!(words[..], ["include", f]
+                            if f.starts_with("\"cuda/") || f.starts_with("\"common/"));
                         assert!(allowed, "{}: block `{inner}`", path.display());
                     }
                     rest = &rest[end + 2..];
@@ -251,7 +252,10 @@ fn templates_hold_no_arithmetic_and_no_target_branches() {
             }
         }
     }
-    assert_eq!(seen, 6, "fused and generic templates for three targets");
+    assert_eq!(
+        seen, 7,
+        "fused and generic templates for three targets, and their prelude"
+    );
 }
 
 #[test]
