@@ -531,13 +531,7 @@ impl Ctx<'_> {
         m1: RankId,
         m0: RankId,
     ) -> M<TensorId> {
-        let tiled = IndexExpr::Add(
-            Box::new(IndexExpr::Mul(
-                Box::new(IndexExpr::Var(m1)),
-                Box::new(IndexExpr::Size(m0)),
-            )),
-            Box::new(IndexExpr::Var(m0)),
-        );
+        let tiled = IndexExpr::tiled(m1, m0);
         let direct = |acc: &Access| {
             self.c.tensor(acc.tensor).kind == TensorKind::Input
                 && self.c.tensor(acc.tensor).ranks == [m, p]
@@ -570,13 +564,7 @@ impl Ctx<'_> {
         m1: RankId,
         m0: RankId,
     ) -> M<TensorId> {
-        let tiled = IndexExpr::Add(
-            Box::new(IndexExpr::Mul(
-                Box::new(IndexExpr::Var(m1)),
-                Box::new(IndexExpr::Size(m0)),
-            )),
-            Box::new(IndexExpr::Var(m0)),
-        );
+        let tiled = IndexExpr::tiled(m1, m0);
         let direct = |acc: &Access| {
             self.c.tensor(acc.tensor).kind == TensorKind::Input
                 && self.c.tensor(acc.tensor).ranks == [x, m]

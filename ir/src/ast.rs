@@ -383,6 +383,17 @@ impl Access {
 }
 
 impl IndexExpr {
+    /// The index of a split rank from its parts: `outer*|inner| + inner` (`m1*M0+m0`).
+    pub fn tiled(outer: RankId, inner: RankId) -> IndexExpr {
+        IndexExpr::Add(
+            Box::new(IndexExpr::Mul(
+                Box::new(IndexExpr::Var(outer)),
+                Box::new(IndexExpr::Size(inner)),
+            )),
+            Box::new(IndexExpr::Var(inner)),
+        )
+    }
+
     /// Pushes every `Var` in this expression.
     pub fn collect_vars(&self, out: &mut Vec<RankId>) {
         match self {

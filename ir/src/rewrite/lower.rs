@@ -606,13 +606,7 @@ impl<'a> Lower<'a> {
         let mut out_dims = Vec::new();
         for v in &vars {
             if v == m {
-                src.push(IndexExpr::Add(
-                    Box::new(IndexExpr::Mul(
-                        Box::new(IndexExpr::Var(outer)),
-                        Box::new(IndexExpr::Size(inner)),
-                    )),
-                    Box::new(IndexExpr::Var(inner)),
-                ));
+                src.push(IndexExpr::tiled(outer, inner));
                 out_dims.push(outer_name(m));
                 out_dims.push(inner_name(m));
             } else {
