@@ -5,6 +5,7 @@ mod codegen;
 mod eval;
 mod parse;
 mod passes;
+mod pipeline;
 mod rewrite;
 mod sim;
 mod support;
