@@ -202,15 +202,15 @@ fn flat_is_bound_by_its_1d_array_then_by_memory() {
 #[test]
 fn cascade_alone_on_flat_hardware() {
     // The paper finds the 1-pass cascade alone on FLAT hardware slightly slower than FLAT
-    // (≈0.9×), charging 2 cycles per sub-then-exp there but 1 in FLAT's own softmax. Our model
-    // prices both alike — the subtract and the pipelined exp unit overlap per element — so the
-    // 1-pass cascade's 3 softmax ops per score beat FLAT's 4, and it never spills: ≈1.15×.
+    // (≈0.9×): on the 1D array it does max, a 2-cycle sub-then-exp and an add per score, plus
+    // the per-tile rescaling of F numerators, against FLAT's 4 one-cycle softmax steps. The
+    // ablation file prices the sub-then-exp as the reference states (2 cycles).
     let cmp = comparison(&["flat", "fusemax-cascade-on-flat"]);
     let vs_flat = cmp.mean_attention[0].expect("feasible").speedup;
     let vs_cascade = cmp.mean_attention[1].expect("feasible").speedup;
     let cascade_vs_flat = vs_flat / vs_cascade;
     assert!(
-        (1.05..=1.25).contains(&cascade_vs_flat),
+        (0.85..=0.95).contains(&cascade_vs_flat),
         "+Cascade vs FLAT {cascade_vs_flat}"
     );
     // Without interleaving every tile drains the 256-deep array: FuseMax is ~2.6× faster.
