@@ -6,19 +6,22 @@
 //! cycles over the phase's tiles); Einsums that run once per query tile do theirs after the
 //! query tile's last key tile. Units are resources that take their items in the scheduler's
 //! epoch order (slot `t - stage` in epoch `t`, oldest heavy item first when the tile unit
-//! interleaves). An item starts when
+//! interleaves). Where that order would run a consumer before its producer of the same tile
+//! (an interleaved item moved ahead of the Einsum it reads), the consumer takes one more tile
+//! of lag, as in the reference's `(SLNV[b] | BQK[d]) → … → SLN[c]` with b < c. An item starts
+//! when
 //! - its unit is free,
 //! - every same-phase producer has finished the same tile (a producer from an earlier pass:
 //!   that query tile's last key tile, since the pass reduced the whole key rank), plus the
 //!   array's row count when the producer is a spatial reduction that must drain,
-//! - for stage-0 items, the slot's DRAM reads have arrived.
+//! - for items at lag 0, the slot's DRAM reads have arrived.
 //!
 //! Without interleaving, a draining reduction whose result comes back to the tile unit within
 //! the tile (directly or through another unit) also holds the array for the drain: a stall.
 //! With interleaving other work fills the drain and only the dependants wait.
 //!
 //! DRAM is one channel at the arch's bandwidth. A slot's reads (the phase's reads spread evenly
-//! over its slots) may start once slot `s - tile_buffers` has been consumed by its stage-0
+//! over its slots) may start once slot `s - tile_buffers` has been consumed by its lag-0
 //! items; reads have priority and a finished slot's writes fill the channel's idle time, the
 //! rest draining at the end of the phase. With a slot limit, the phase runs twice (the limit
 //! and the limit less a window of whole query groups) and the difference of the two end times
@@ -35,8 +38,9 @@ use crate::{Energy, simulate};
 /// How much to execute. No `Default`: the limit decides how long a run takes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CycleConfig {
-    /// Slots to execute per phase before extrapolating the rest from the steady-state period;
-    /// `None` executes every slot.
+    /// Slots to execute per phase before extrapolating the rest from the steady-state period
+    /// (raised to two query groups, every pass over every key tile of two query tiles, so the
+    /// window holds whole ones); `None` executes every slot.
     pub max_slots: Option<u64>,
     /// K/V tile buffers in the global buffer (2 = double buffering).
     pub tile_buffers: u64,
@@ -371,7 +375,25 @@ fn exec_phase(
             }
         }
     }
-    // Once-per-query-tile Einsums run in the epoch after their producers' latest stage.
+    // The lag each item actually runs at: the scheduler's stage, raised where the epoch order
+    // would put a consumer before its producer of the same tile (a later hop on the same unit,
+    // or any hop to another unit, takes the next epoch).
+    let mut lag: BTreeMap<usize, u64> = BTreeMap::new();
+    let position = |x: usize| {
+        let u = schedule.einsums[x].unit;
+        order[&u].iter().position(|&y| y == x).unwrap_or(0)
+    };
+    for &x in &per_tile {
+        let e = &schedule.einsums[x];
+        let mut l = u64::from(e.stage);
+        for &d in e.deps.iter().filter(|&&d| lag.contains_key(&d)) {
+            let p = &schedule.einsums[d];
+            let hop = p.unit != e.unit || position(d) > position(x);
+            l = l.max(lag[&d] + u64::from(hop));
+        }
+        lag.insert(x, l);
+    }
+    // Once-per-query-tile Einsums run in the epoch after their producers' latest lag.
     let once_stage: BTreeMap<usize, u64> = once
         .iter()
         .map(|&x| {
@@ -379,19 +401,16 @@ fn exec_phase(
             let s = e
                 .deps
                 .iter()
-                .filter(|&&d| member(d) && schedule.einsums[d].per_key_tile)
-                .map(|&d| {
-                    let p = &schedule.einsums[d];
-                    u64::from(p.stage) + u64::from(p.unit != e.unit)
-                })
+                .filter_map(|&d| lag.get(&d).map(|&l| (d, l)))
+                .map(|(d, l)| l + u64::from(schedule.einsums[d].unit != e.unit))
                 .max()
                 .unwrap_or(0);
             (x, s)
         })
         .collect();
-    let max_stage = per_tile
-        .iter()
-        .map(|&x| u64::from(schedule.einsums[x].stage))
+    let max_stage = lag
+        .values()
+        .copied()
         .chain(once_stage.values().copied())
         .max()
         .unwrap_or(0);
@@ -438,8 +457,7 @@ fn exec_phase(
             let mut list: Vec<(usize, u64)> = items
                 .iter()
                 .filter_map(|&x| {
-                    let st = u64::from(schedule.einsums[x].stage);
-                    let s = epoch.checked_sub(st).filter(|&s| s < executed)?;
+                    let s = epoch.checked_sub(lag[&x]).filter(|&s| s < executed)?;
                     (shape.pass_of_slot(s) == pass_of(x)).then_some((x, s))
                 })
                 .collect();
@@ -473,14 +491,17 @@ fn exec_phase(
                     } else {
                         shape.slot(s, pass_of(d), s % m1)
                     };
-                    if let Some(&f) = finish.get(&(d, ds)) {
-                        ready = ready.max(f + if p.drains { rows } else { 0.0 });
+                    // The lags put every producer in an earlier epoch or earlier on this
+                    // unit's list, so it has run unless its slot is outside the window.
+                    match finish.get(&(d, ds)) {
+                        Some(&f) => ready = ready.max(f + if p.drains { rows } else { 0.0 }),
+                        None => debug_assert!(ds >= executed, "{} before {}", e.name, p.name),
                     }
                 }
                 let free = unit_free.get(&u).copied().unwrap_or(0.0);
                 let mut start = free.max(ready);
                 let c = units.entry(u).or_default();
-                if e.per_key_tile && e.stage == 0 && arrived[s as usize] > start {
+                if e.per_key_tile && lag[&x] == 0 && arrived[s as usize] > start {
                     c.dram += arrived[s as usize] - start;
                     start = arrived[s as usize];
                 }
@@ -494,7 +515,7 @@ fn exec_phase(
                 }
                 unit_free.insert(u, held);
                 finish.insert((x, s), end);
-                if e.per_key_tile && e.stage == 0 {
+                if e.per_key_tile && lag[&x] == 0 {
                     consumed[s as usize] = consumed[s as usize].max(end);
                 }
                 complete[s as usize] = complete[s as usize].max(held);
