@@ -73,6 +73,7 @@ fn both_engines_agree_on_every_shipped_arch_workload_and_length() {
     let w = shipped::load_workloads().expect("valid workloads");
     let mut worst = (0.0f64, String::new());
     for a in ARCHS {
+        let mut arch_worst = (0.0f64, 0.0f64);
         let (arch, cascade) = load(a);
         for m in w.models() {
             for seq in [1u64 << 10, 1 << 12, 1 << 14, 1 << 20] {
@@ -91,8 +92,10 @@ fn both_engines_agree_on_every_shipped_arch_workload_and_length() {
                 if rel.abs() > worst.0 {
                     worst = (rel.abs(), point.clone());
                 }
+                arch_worst.0 = arch_worst.0.max(rel.abs());
                 for (ua, uc) in an.units.iter().zip(&cy.units) {
                     assert_eq!(ua.name, uc.name);
+                    arch_worst.1 = arch_worst.1.max((ua.utilisation - uc.utilisation).abs());
                     assert!(
                         (ua.utilisation - uc.utilisation).abs() <= UTILISATION_TOLERANCE,
                         "{point}: {} utilisation cycle {} vs analytical {}",
@@ -107,6 +110,11 @@ fn both_engines_agree_on_every_shipped_arch_workload_and_length() {
                 assert_eq!(cy.extrapolated, executed < slots, "{point}");
             }
         }
+        eprintln!(
+            "{a}: latency within {:.4}%, utilisation within {:.4}",
+            arch_worst.0 * 100.0,
+            arch_worst.1
+        );
     }
     eprintln!(
         "largest latency difference: {:.4}% at {}",
