@@ -356,8 +356,12 @@ fn exec_phase(
     // The per-unit order of one epoch: (stage, index), with the heaviest item of the oldest
     // tile first when the tile unit interleaves, as the scheduler lays epochs out.
     let mut order: BTreeMap<UnitId, Vec<usize>> = BTreeMap::new();
-    for &x in &per_tile {
-        order.entry(schedule.einsums[x].unit).or_default().push(x);
+    for &x in &phase.einsums {
+        // Every unit of the phase, including those with only once-per-query work.
+        let items = order.entry(schedule.einsums[x].unit).or_default();
+        if schedule.einsums[x].per_key_tile {
+            items.push(x);
+        }
     }
     for (&u, items) in order.iter_mut() {
         items.sort_by_key(|&x| (schedule.einsums[x].stage, x));
