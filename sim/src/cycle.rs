@@ -432,9 +432,13 @@ fn exec_phase(
 
     let mut finish: BTreeMap<(usize, u64), f64> = BTreeMap::new();
     let mut unit_free: BTreeMap<UnitId, f64> = BTreeMap::new();
-    let mut consumed = vec![0.0; executed as usize];
-    let mut arrived = vec![0.0; executed as usize];
-    let mut complete = vec![0.0f64; executed as usize];
+    // Per-slot times live in a ring: a slot is forgotten once its last lag has run and its
+    // buffer has been handed on, so memory stays bounded however many slots execute.
+    let ring = (buffers + max_stage + 2) as usize;
+    let at = |s: u64| (s % ring as u64) as usize;
+    let mut consumed = vec![0.0; ring];
+    let mut arrived = vec![0.0; ring];
+    let mut complete = vec![0.0f64; ring];
     let mut units: BTreeMap<UnitId, Counters> = BTreeMap::new();
     let mut einsum_busy: BTreeMap<usize, f64> = BTreeMap::new();
     let mut dram = Dram {
@@ -448,12 +452,14 @@ fn exec_phase(
     for epoch in 0..executed + max_stage {
         // Reads as far ahead as the tile buffers allow.
         while issued < executed && issued <= epoch {
-            let s = issued as usize;
             let free = if issued >= buffers {
-                consumed[s - buffers as usize]
+                consumed[at(issued - buffers)]
             } else {
                 0.0
             };
+            let s = at(issued);
+            consumed[s] = 0.0;
+            complete[s] = 0.0;
             arrived[s] = dram.read(free, read_cycles);
             issued += 1;
         }
@@ -505,9 +511,9 @@ fn exec_phase(
                 let free = unit_free.get(&u).copied().unwrap_or(0.0);
                 let mut start = free.max(ready);
                 let c = units.entry(u).or_default();
-                if e.per_key_tile && lag[&x] == 0 && arrived[s as usize] > start {
-                    c.dram += arrived[s as usize] - start;
-                    start = arrived[s as usize];
+                if e.per_key_tile && lag[&x] == 0 && arrived[at(s)] > start {
+                    c.dram += arrived[at(s)] - start;
+                    start = arrived[at(s)];
                 }
                 let end = start + dur;
                 c.busy += dur;
@@ -520,9 +526,9 @@ fn exec_phase(
                 unit_free.insert(u, held);
                 finish.insert((x, s), end);
                 if e.per_key_tile && lag[&x] == 0 {
-                    consumed[s as usize] = consumed[s as usize].max(end);
+                    consumed[at(s)] = consumed[at(s)].max(end);
                 }
-                complete[s as usize] = complete[s as usize].max(held);
+                complete[at(s)] = complete[at(s)].max(held);
                 if events.len() < log {
                     events.push(Event {
                         phase: k,
@@ -536,7 +542,7 @@ fn exec_phase(
         }
         // A slot whose last stage has run writes its results back.
         if let Some(s) = epoch.checked_sub(max_stage).filter(|&s| s < executed) {
-            dram.writes.push_back((complete[s as usize], write_cycles));
+            dram.writes.push_back((complete[at(s)], write_cycles));
         }
         // Forget finish times no later item can ask for.
         let keep = 2 * shape.group() + max_stage + 2;
