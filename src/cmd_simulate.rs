@@ -1,7 +1,9 @@
 //! `cascade simulate`: schedule a cascade on an architecture and run the analytical model at
 //! each workload point; a table, JSON or CSV per point, and with `--detail` the schedule itself.
+//! `--engine cycle|both` also runs the cycle-level simulator and reports it beside the model.
 
 use cascade_scheduler::{Outcome, schedule};
+use cascade_sim::cycle::{self, CycleConfig, CycleReport};
 use cascade_sim::{SimReport, simulate};
 use comfy_table::{Table, presets};
 use serde_json::{Value, json};
@@ -35,11 +37,30 @@ pub struct Args {
     /// Also print each point's schedule: partition, loop order, epochs, placements, Einsums.
     #[arg(long)]
     detail: bool,
+    /// Timing engine: the analytical model (default), the cycle-level simulator, or both side
+    /// by side with their ratio.
+    #[arg(long, value_enum)]
+    engine: Option<Engine>,
+    /// Cycle engine: slots (key tile × query tile × pass) to execute per phase before
+    /// extrapolating from the steady state; 0 executes every slot.
+    #[arg(long, default_value_t = 4096)]
+    max_slots: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Engine {
+    Analytical,
+    Cycle,
+    Both,
 }
 
 /// One point's outcome.
 enum Row {
-    Ok(Box<SimReport>, Box<cascade_scheduler::Schedule>),
+    Ok(
+        Box<SimReport>,
+        Box<cascade_scheduler::Schedule>,
+        Option<Box<CycleReport>>,
+    ),
     Infeasible {
         workload: String,
         seq: u64,
@@ -57,7 +78,15 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
     for p in &problems {
         match schedule(&loaded.cascade, &loaded.arch, p) {
             Ok(Outcome::Scheduled(s)) => {
-                rows.push(Row::Ok(Box::new(simulate(&s, &loaded.arch)), s))
+                let cy = matches!(args.engine, Some(Engine::Cycle | Engine::Both)).then(|| {
+                    let config = CycleConfig {
+                        max_slots: (args.max_slots > 0).then_some(args.max_slots),
+                        tile_buffers: 2,
+                        log_events: 0,
+                    };
+                    Box::new(cycle::run(&s, &loaded.arch, &config))
+                });
+                rows.push(Row::Ok(Box::new(simulate(&s, &loaded.arch)), s, cy))
             }
             Ok(Outcome::Infeasible(why)) => rows.push(Row::Infeasible {
                 workload: p.label.clone(),
@@ -120,24 +149,41 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
         ]
     };
     match format {
-        OutputFormat::Csv => print_csv(csv_records(&rows, &loaded.arch))?,
+        OutputFormat::Csv => print_csv(csv_records(&rows, &loaded.arch, args.engine))?,
         OutputFormat::Json => print_json(&json!({
             "arch": loaded.arch.name(),
             "cascade": loaded.cascade.name,
             "points": rows.iter().map(|row| match row {
-                Row::Ok(r, s) => report_json(r, s, &loaded.arch),
+                Row::Ok(r, s, cy) => {
+                    let mut v = report_json(r, s, &loaded.arch);
+                    if let Some(cy) = cy {
+                        v["cycle"] = cycle_json(cy);
+                        if args.engine == Some(Engine::Both) {
+                            v["cycle_over_analytical"] = json!(cy.latency_cycles / r.latency_cycles);
+                        }
+                    }
+                    v
+                }
                 Row::Infeasible { workload, seq, reason } => json!({
                     "workload": workload, "seq": seq, "infeasible": reason,
                 }),
             }).collect::<Vec<_>>(),
         })),
+        OutputFormat::Text if args.engine == Some(Engine::Cycle) => {
+            println!(
+                "{} running {} (cycle-level engine)",
+                loaded.arch.name(),
+                loaded.cascade.name
+            );
+            println!("{}", cycle_table(&rows, false));
+        }
         OutputFormat::Text => {
             println!("{} running {}", loaded.arch.name(), loaded.cascade.name);
             let mut table = Table::new();
             table.load_style(presets::ASCII_MARKDOWN).set_header(header);
             for row in &rows {
                 match row {
-                    Row::Ok(r, _) => {
+                    Row::Ok(r, _, _) => {
                         table.add_row(cells(r));
                     }
                     Row::Infeasible {
@@ -154,9 +200,13 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
                 }
             }
             println!("{table}");
+            if args.engine == Some(Engine::Both) {
+                println!("\ncycle-level engine against the analytical model:");
+                println!("{}", cycle_table(&rows, true));
+            }
             if args.detail {
                 for row in &rows {
-                    if let Row::Ok(r, s) = row {
+                    if let Row::Ok(r, s, _) = row {
                         print_detail(r, s, &loaded.arch);
                     }
                 }
@@ -168,7 +218,11 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
 
 /// CSV: one record per point with every number unrounded (as JSON has it), one utilisation
 /// column per unit, and the reason in `infeasible` for a point that could not be scheduled.
-fn csv_records(rows: &[Row], arch: &cascade_scheduler::ArchSpec) -> Vec<Vec<String>> {
+fn csv_records(
+    rows: &[Row],
+    arch: &cascade_scheduler::ArchSpec,
+    engine: Option<Engine>,
+) -> Vec<Vec<String>> {
     let mut header: Vec<String> = ["model", "seq", "latency_s", "cycles", "bound"]
         .map(String::from)
         .into();
@@ -186,11 +240,24 @@ fn csv_records(rows: &[Row], arch: &cascade_scheduler::ArchSpec) -> Vec<Vec<Stri
         ]
         .map(String::from),
     );
+    let cycle_cols = matches!(engine, Some(Engine::Cycle | Engine::Both));
+    if cycle_cols {
+        header.extend(
+            [
+                "cycle_cycles",
+                "cycle_latency_s",
+                "cycle_over_analytical",
+                "cycle_dram_stall_cycles",
+                "cycle_extrapolated",
+            ]
+            .map(String::from),
+        );
+    }
     let width = header.len();
     let mut records = vec![header];
     for row in rows {
         let mut rec = match row {
-            Row::Ok(r, _) => {
+            Row::Ok(r, _, cy) => {
                 let mut rec = vec![
                     r.workload.clone(),
                     r.seq.to_string(),
@@ -218,6 +285,15 @@ fn csv_records(rows: &[Row], arch: &cascade_scheduler::ArchSpec) -> Vec<Vec<Stri
                     (r.end_to_end.energy_pj * 1e-12).to_string(),
                     String::new(),
                 ]);
+                if let Some(cy) = cy {
+                    rec.extend([
+                        cy.latency_cycles.to_string(),
+                        cy.latency_s.to_string(),
+                        (cy.latency_cycles / r.latency_cycles).to_string(),
+                        cy.dram_stall_cycles.to_string(),
+                        cy.extrapolated.to_string(),
+                    ]);
+                }
                 rec
             }
             Row::Infeasible {
@@ -226,7 +302,8 @@ fn csv_records(rows: &[Row], arch: &cascade_scheduler::ArchSpec) -> Vec<Vec<Stri
                 reason,
             } => {
                 let mut rec = vec![workload.clone(), seq.to_string()];
-                rec.resize(width - 1, String::new());
+                let before = if cycle_cols { width - 6 } else { width - 1 };
+                rec.resize(before, String::new());
                 rec.push(reason.clone());
                 rec
             }
@@ -358,5 +435,92 @@ fn report_json(
             "linear_cycles": r.end_to_end.linear_cycles,
             "linear_energy_pj": r.end_to_end.linear_energy_pj,
         },
+    })
+}
+
+/// The cycle engine's numbers per point; with `compare`, beside the analytical latency.
+fn cycle_table(rows: &[Row], compare: bool) -> Table {
+    let mut header = vec!["model", "seq"];
+    if compare {
+        header.extend(["analytical_cycles", "cycle_cycles", "cycle/analytical"]);
+    } else {
+        header.extend(["latency_s", "cycles"]);
+    }
+    header.extend(["util", "dram_busy", "dram_stall", "slots run"]);
+    let mut table = Table::new();
+    table.load_style(presets::ASCII_MARKDOWN).set_header(header);
+    for row in rows {
+        match row {
+            Row::Ok(r, _, Some(cy)) => {
+                let mut cells = vec![r.workload.clone(), seq_label(r.seq)];
+                if compare {
+                    cells.extend([
+                        format!("{:.4e}", r.latency_cycles),
+                        format!("{:.4e}", cy.latency_cycles),
+                        format!("{:.4}", cy.latency_cycles / r.latency_cycles),
+                    ]);
+                } else {
+                    cells.extend([
+                        format!("{:.4e}", cy.latency_s),
+                        format!("{:.4e}", cy.latency_cycles),
+                    ]);
+                }
+                let util: Vec<String> = cy
+                    .units
+                    .iter()
+                    .map(|u| format!("{}={:.3}", u.name, u.utilisation))
+                    .collect();
+                let run: u64 = cy.phases.iter().map(|p| p.executed_slots).sum();
+                let all: u64 = cy.phases.iter().map(|p| p.slots).sum();
+                cells.extend([
+                    util.join(" "),
+                    format!("{:.4e}", cy.dram_busy_cycles),
+                    format!("{:.4e}", cy.dram_stall_cycles),
+                    if cy.extrapolated {
+                        format!("{run} of {all}, extrapolated")
+                    } else {
+                        format!("all {all}")
+                    },
+                ]);
+                table.add_row(cells);
+            }
+            Row::Ok(..) => {}
+            Row::Infeasible {
+                workload,
+                seq,
+                reason,
+            } => {
+                table.add_row(vec![
+                    workload.clone(),
+                    seq_label(*seq),
+                    format!("infeasible: {reason}"),
+                ]);
+            }
+        }
+    }
+    table
+}
+
+fn cycle_json(cy: &CycleReport) -> Value {
+    json!({
+        "latency_cycles": cy.latency_cycles,
+        "latency_s": cy.latency_s,
+        "extrapolated": cy.extrapolated,
+        "dram_busy_cycles": cy.dram_busy_cycles,
+        "dram_stall_cycles": cy.dram_stall_cycles,
+        "units": cy.units.iter().map(|u| json!({
+            "name": u.name, "busy_cycles": u.busy_cycles,
+            "drain_stall_cycles": u.drain_stall_cycles, "dram_stall_cycles": u.dram_stall_cycles,
+            "idle_cycles": u.idle_cycles, "utilisation": u.utilisation,
+        })).collect::<Vec<_>>(),
+        "phases": cy.phases.iter().map(|p| json!({
+            "slots": p.slots, "executed_slots": p.executed_slots,
+            "period_cycles": p.period_cycles, "latency_cycles": p.latency_cycles,
+            "dram_busy_cycles": p.dram_busy_cycles,
+        })).collect::<Vec<_>>(),
+        "einsums": cy.einsums.iter().map(|(name, busy)| json!({
+            "name": name, "busy_cycles": busy,
+        })).collect::<Vec<_>>(),
+        "energy": "the analytical model's action counts",
     })
 }

@@ -123,6 +123,12 @@ pub struct EinsumPlan {
     pub actions: BTreeMap<String, u64>,
     pub register_reads: u64,
     pub register_writes: u64,
+    /// Same-iteration producers (indexes into [`Schedule::einsums`]); loop-carried reads of
+    /// the previous iteration's state are not dependencies.
+    pub deps: Vec<usize>,
+    /// A spatial reduction over the key tile on the tile unit: its result leaves the array only
+    /// after the partial sums have drained through the rows.
+    pub drains: bool,
 }
 
 /// Where a tensor lives while a phase runs.
@@ -476,6 +482,10 @@ pub fn schedule(
             actions,
             register_reads: 0,
             register_writes: out_points,
+            deps: deps[i].clone(),
+            drains: units[i] == arch.tile_unit()
+                && roles.split
+                && roles.key_spatial.is_some_and(|r| reduced[i].contains(&r)),
         });
     }
 

@@ -1,9 +1,11 @@
 //! Benchmarks of the analytical model: the paper's full comparison (5 configurations × 4 models
-//! × 6 lengths, attention and end to end) and a 10,000-point design sweep in parallel.
+//! × 6 lengths, attention and end to end) and a 10,000-point design sweep in parallel; and of
+//! the cycle-level engine on the same 5 × 24 points.
 
 use cascade_ir::Cascade;
-use cascade_scheduler::{ArchSpec, Problem, shipped};
+use cascade_scheduler::{ArchSpec, Outcome, Problem, schedule, shipped};
 use cascade_sim::compare::{Config, compare};
+use cascade_sim::cycle::{CycleConfig, run};
 use cascade_sim::sweep::design_point;
 use rayon::prelude::*;
 
@@ -75,5 +77,37 @@ fn sweep_10000_points(bencher: divan::Bencher) {
                 design_point(&arch, &cascade, &points[p], d, 64 << 10, 32 << 20).latency_s
             })
             .sum::<f64>()
+    });
+}
+
+/// The cycle-level engine on the 24 model × length points of all five configurations
+/// (schedule + execute, 4096 slots per phase before extrapolating, as the CLI's default).
+#[divan::bench(sample_count = 3, sample_size = 1)]
+fn cycle_engine_full_comparison(bencher: divan::Bencher) {
+    let configs: Vec<_> = [
+        "fusemax",
+        "flat",
+        "unfused",
+        "fusemax-cascade-on-flat",
+        "fusemax-no-interleave",
+    ]
+    .map(load)
+    .into();
+    let points = problems(shipped::load_workloads().unwrap().seq());
+    let config = CycleConfig {
+        max_slots: Some(4096),
+        tile_buffers: 2,
+        log_events: 0,
+    };
+    bencher.bench_local(|| {
+        let mut total = 0.0;
+        for (arch, cascade) in &configs {
+            for p in &points {
+                if let Ok(Outcome::Scheduled(s)) = schedule(cascade, arch, p) {
+                    total += run(&s, arch, &config).latency_cycles;
+                }
+            }
+        }
+        total
     });
 }

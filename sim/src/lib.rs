@@ -8,6 +8,7 @@
 //! linear layers of a transformer layer on the tile unit at full utilisation.
 
 pub mod compare;
+pub mod cycle;
 pub mod sweep;
 
 use std::collections::BTreeMap;

@@ -529,3 +529,66 @@ fn sweep_csv_has_the_json_numbers() {
         );
     }
 }
+
+#[test]
+fn simulate_engine_both_reports_both_latencies_and_their_ratio() {
+    let args = [
+        "simulate",
+        "--arch",
+        "fusemax",
+        "--workload",
+        "bert",
+        "--seq",
+        "1k,4k",
+    ];
+    // Without --engine (and with the default engine) the output is the analytical one.
+    let plain = stdout(&cascade(&args));
+    let analytical = stdout(&cascade(&[&args[..], &["--engine", "analytical"]].concat()));
+    assert_eq!(plain, analytical);
+    let both = stdout(&cascade(&[&args[..], &["--engine", "both"]].concat()));
+    assert!(
+        both.starts_with(&plain),
+        "the analytical table comes first, unchanged"
+    );
+    assert!(both.contains("cycle/analytical"), "{both}");
+
+    let out = cascade(&[&args[..], &["--engine", "both", "--format", "json"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let points = v["points"].as_array().expect("points");
+    assert_eq!(points.len(), 2);
+    for p in points {
+        let an = p["latency_cycles"].as_f64().expect("analytical");
+        let cy = p["cycle"]["latency_cycles"].as_f64().expect("cycle");
+        let ratio = p["cycle_over_analytical"].as_f64().expect("ratio");
+        assert!((ratio - cy / an).abs() < 1e-12);
+        // The engines agree within the cross-check's 1% (sim/tests/cycle.rs).
+        assert!((ratio - 1.0).abs() < 0.01, "{ratio}");
+        // BERT has 768 instances: 12,288 slots at 1K, more than the default 4096 slots, so
+        // both points extrapolate, and say so.
+        assert_eq!(p["cycle"]["extrapolated"], Value::Bool(true));
+    }
+    // Every slot executed when the limit is lifted.
+    let out = cascade(
+        &[
+            &args[..2],
+            &[
+                "fusemax",
+                "--workload",
+                "bert",
+                "--seq",
+                "1k",
+                "--engine",
+                "cycle",
+            ],
+            &["--max-slots", "0", "--format", "json"],
+        ]
+        .concat(),
+    );
+    let v: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(v["points"][0]["cycle"]["extrapolated"], Value::Bool(false));
+    assert_eq!(
+        v["points"][0]["cycle"]["phases"][0]["executed_slots"].as_u64(),
+        Some(12288)
+    );
+}
