@@ -201,7 +201,7 @@ pub struct Phase {
     /// Pipeline depth in tiles (the largest stage).
     pub stages: u32,
     pub loop_order: Vec<String>,
-    /// Per unit: the work of one epoch, as text (`(SLNV[t-2] | BQK[t]) → LM[t] → …`).
+    /// Per unit: the work of one epoch, as text (`(SLNV[t-3] | BQK[t]) → LM[t] → …`).
     pub epochs: Vec<(UnitId, String)>,
 }
 
@@ -1093,27 +1093,64 @@ fn plan_phase(
         .copied()
         .filter(|&x| plans[x].per_key_tile)
         .collect();
-    let mut stage: BTreeMap<usize, u32> = BTreeMap::new();
-    let mut drains: BTreeMap<usize, u64> = BTreeMap::new();
     let tile_unit = arch.tile_unit();
-    for &x in &per_tile {
-        let mut s = 0;
-        let mut d = 0;
-        for &dep in &ctx.deps[x] {
-            if let (Some(&sd), Some(&dd)) = (stage.get(&dep), drains.get(&dep)) {
-                s = s.max(sd + u32::from(plans[dep].unit != plans[x].unit));
-                // A spatial reduction on the tile unit must drain the array before its result
-                // can be used again on that unit.
-                let drain = plans[dep].unit == tile_unit
-                    && roles.split
-                    && roles
-                        .key_spatial
-                        .is_some_and(|r| ctx.reduced[dep].contains(&r));
-                d = d.max(dd + u64::from(drain));
+    // Stage (tile lag) of each per-tile Einsum, at least `floor`: one more tile per hop
+    // between units; and the chain of array drains it waits for.
+    let assign = |floor: &BTreeMap<usize, u32>| {
+        let mut stage: BTreeMap<usize, u32> = BTreeMap::new();
+        let mut drains: BTreeMap<usize, u64> = BTreeMap::new();
+        for &x in &per_tile {
+            let mut s = floor.get(&x).copied().unwrap_or(0);
+            let mut d = 0;
+            for &dep in &ctx.deps[x] {
+                if let (Some(&sd), Some(&dd)) = (stage.get(&dep), drains.get(&dep)) {
+                    s = s.max(sd + u32::from(plans[dep].unit != plans[x].unit));
+                    // A spatial reduction on the tile unit must drain the array before its
+                    // result can be used again on that unit.
+                    let drain = plans[dep].unit == tile_unit
+                        && roles.split
+                        && roles
+                            .key_spatial
+                            .is_some_and(|r| ctx.reduced[dep].contains(&r));
+                    d = d.max(dd + u64::from(drain));
+                }
             }
+            stage.insert(x, s);
+            drains.insert(x, d);
         }
-        stage.insert(x, s);
-        drains.insert(x, d);
+        (stage, drains)
+    };
+    let (mut stage, mut drains) = assign(&BTreeMap::new());
+    // Interleaving runs the heaviest Einsum of the oldest tile first in the tile unit's epoch
+    // (FuseMax's `SLNV[b] | BQK[d]`). If it reads a same-unit producer of the same tile, that
+    // producer now comes later in the epoch, so the interleaved Einsum works one tile further
+    // back (b < c in the reference's epoch), and everything downstream moves with it.
+    let interleaved = if arch.interleave() {
+        let on_tile: Vec<usize> = per_tile
+            .iter()
+            .copied()
+            .filter(|&x| plans[x].unit == tile_unit)
+            .collect();
+        let lo = on_tile.iter().map(|x| stage[x]).min();
+        let hi = on_tile.iter().map(|x| stage[x]).max();
+        on_tile
+            .iter()
+            .copied()
+            .filter(|x| lo != hi && Some(stage[x]) == hi)
+            .max_by_key(|&x| (plans[x].cycles, std::cmp::Reverse(x)))
+    } else {
+        None
+    };
+    if let Some(heavy) = interleaved {
+        let reads_same_tile = ctx.deps[heavy]
+            .iter()
+            .any(|d| plans[*d].unit == tile_unit && stage.get(d) == Some(&stage[&heavy]));
+        if reads_same_tile {
+            let floor = BTreeMap::from([(heavy, stage[&heavy] + 1)]);
+            (stage, drains) = assign(&floor);
+        }
+    }
+    for (&x, &s) in &stage {
         plans[x].stage = s;
     }
     let drain_count = per_tile
@@ -1148,19 +1185,12 @@ fn plan_phase(
             }
         };
         let mut parts: Vec<String> = items.iter().map(|&(_, x)| label(x)).collect();
-        let (lo, hi) = (items.first().map(|i| i.0), items.last().map(|i| i.0));
-        if arch.interleave() && u == tile_unit && lo != hi {
-            // Interleave the heaviest Einsum of the oldest tile with the first of the newest.
-            let oldest = items
-                .iter()
-                .filter(|i| Some(i.0) == hi)
-                .max_by_key(|i| (plans[i.1].cycles, std::cmp::Reverse(i.1)));
-            if let Some(&(_, heavy)) = oldest {
-                let pos = items.iter().position(|i| i.1 == heavy).expect("present");
-                let first = parts[0].clone();
-                parts[0] = format!("({} | {first})", label(heavy));
-                parts.remove(pos);
-            }
+        if let Some(heavy) = interleaved.filter(|_| u == tile_unit) {
+            // The interleaved Einsum shares the epoch's first slot with the newest tile's work.
+            let pos = items.iter().position(|i| i.1 == heavy).expect("present");
+            parts.remove(pos);
+            let first = parts[0].clone();
+            parts[0] = format!("({} | {first})", label(heavy));
         }
         epochs.push((u, parts.join(" → ")));
     }

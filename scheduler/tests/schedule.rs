@@ -395,3 +395,61 @@ mod loader_properties {
         }
     }
 }
+
+/// In an epoch a unit works through its items in order, so an Einsum that reads a same-unit
+/// producer of the same tile must come after it (or work on an older tile). Interleaving moves
+/// the heaviest Einsum to the front, which is where this once went wrong for SLNV.
+#[test]
+fn epochs_never_run_a_consumer_before_its_producer_of_the_same_tile() {
+    let mut checked = 0;
+    for (arch_name, _) in shipped::ARCHS {
+        let a = arch(arch_name);
+        for cascade in cascade_ir::library::names() {
+            let Ok(Outcome::Scheduled(s)) = schedule(&library(cascade), &a, &problem("bert", 4096))
+            else {
+                continue;
+            };
+            for phase in &s.phases {
+                for (unit, text) in &phase.epochs {
+                    let items: Vec<&str> = text
+                        .split(|c| matches!(c, '(' | ')' | '|' | '→'))
+                        .map(str::trim)
+                        .filter(|item| !item.is_empty())
+                        .collect();
+                    let position = |name: &str, stage: u32| {
+                        let label = if stage == 0 {
+                            format!("{name}[t]")
+                        } else {
+                            format!("{name}[t-{stage}]")
+                        };
+                        items.iter().position(|item| *item == label)
+                    };
+                    for e in s.einsums.iter().filter(|e| e.unit == *unit) {
+                        for &d in &e.deps {
+                            let p = &s.einsums[d];
+                            if p.unit != *unit || p.stage != e.stage {
+                                continue;
+                            }
+                            let (Some(pp), Some(ep)) =
+                                (position(&p.name, p.stage), position(&e.name, e.stage))
+                            else {
+                                continue;
+                            };
+                            checked += 1;
+                            assert!(
+                                pp < ep,
+                                "{arch_name}/{cascade}: {} before its producer {} in `{text}`",
+                                e.name,
+                                p.name
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 20,
+        "the check saw the epochs ({checked} same-tile pairs)"
+    );
+}

@@ -6,9 +6,10 @@
 //! cycles over the phase's tiles); Einsums that run once per query tile do theirs after the
 //! query tile's last key tile. Units are resources that take their items in the scheduler's
 //! epoch order (slot `t - stage` in epoch `t`, oldest heavy item first when the tile unit
-//! interleaves). Where that order would run a consumer before its producer of the same tile
-//! (an interleaved item moved ahead of the Einsum it reads), the consumer takes one more tile
-//! of lag, as in the reference's `(SLNV[b] | BQK[d]) → … → SLN[c]` with b < c. An item starts
+//! interleaves). The scheduler already gives an interleaved Einsum that reads a same-tile
+//! producer one more tile of lag (the reference's `(SLNV[b] | BQK[d]) → … → SLN[c]`, b < c);
+//! should an order still run a consumer before its producer of the same tile, the engine adds
+//! that lag itself rather than break the dependency. An item starts
 //! when
 //! - its unit is free,
 //! - every same-phase producer has finished the same tile (a producer from an earlier pass:

@@ -227,7 +227,9 @@ fn simulate_other_cascades_and_infeasible_ones() {
     ]);
     assert!(
         stdout(&detail)
-            .contains("epoch on array2d: (SLNV[t-2] | BQK[t]) → LM[t] → SLN[t-2] → SLD[t-2]"),
+            // Reference §5: `(SLNV[b] | BQK[d]) → LM[d] → SLN[c] → SLD[c]` with b < c < d, so
+            // SLNV never runs before the SLN tile it reads.
+            .contains("epoch on array2d: (SLNV[t-3] | BQK[t]) → LM[t] → SLN[t-2] → SLD[t-2]"),
         "{}",
         stdout(&detail)
     );
