@@ -412,7 +412,7 @@ fn epochs_never_run_a_consumer_before_its_producer_of_the_same_tile() {
             for phase in &s.phases {
                 for (unit, text) in &phase.epochs {
                     let items: Vec<&str> = text
-                        .split(|c| matches!(c, '(' | ')' | '|' | '→'))
+                        .split(['(', ')', '|', '→'])
                         .map(str::trim)
                         .filter(|item| !item.is_empty())
                         .collect();
