@@ -191,11 +191,7 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
                         seq,
                         reason,
                     } => {
-                        table.add_row(vec![
-                            workload.clone(),
-                            seq_label(*seq),
-                            format!("infeasible: {reason}"),
-                        ]);
+                        table.add_row(infeasible_cells(workload, *seq, reason));
                     }
                 }
             }
@@ -490,11 +486,7 @@ fn cycle_table(rows: &[Row], compare: bool) -> Table {
                 seq,
                 reason,
             } => {
-                table.add_row(vec![
-                    workload.clone(),
-                    seq_label(*seq),
-                    format!("infeasible: {reason}"),
-                ]);
+                table.add_row(infeasible_cells(workload, *seq, reason));
             }
         }
     }
@@ -523,4 +515,13 @@ fn cycle_json(cy: &CycleReport) -> Value {
         })).collect::<Vec<_>>(),
         "energy": "the analytical model's action counts",
     })
+}
+
+/// The table cells of a point the scheduler could not map, with its reason.
+fn infeasible_cells(workload: &str, seq: u64, reason: impl std::fmt::Display) -> Vec<String> {
+    vec![
+        workload.to_string(),
+        seq_label(seq),
+        format!("infeasible: {reason}"),
+    ]
 }
