@@ -59,7 +59,7 @@ fn node(id: EinsumId) -> NodeIndex {
 }
 
 /// `Some((r, k))` for an index `r + k` (`r - k` gives `-k`), `Some((r, 0))` for `r`.
-fn offset(idx: &IndexExpr) -> Option<(RankId, i64)> {
+pub(crate) fn offset(idx: &IndexExpr) -> Option<(RankId, i64)> {
     match idx {
         IndexExpr::Var(r) => Some((*r, 0)),
         IndexExpr::Add(a, b) => match (&**a, &**b) {
@@ -122,9 +122,7 @@ impl DependencyGraph {
     /// Groups of Einsums that depend on each other without going through carried state,
     /// each sorted, in order of their first Einsum. Empty for a valid cascade.
     pub fn cycles(&self) -> Vec<Vec<EinsumId>> {
-        let plain = self
-            .graph
-            .filter_map(|_, n| Some(*n), |_, d| d.carried.is_none().then_some(*d));
+        let plain = self.within_step();
         let mut cycles: Vec<Vec<EinsumId>> = tarjan_scc(&plain)
             .into_iter()
             .filter(|scc| scc.len() > 1 || plain.contains_edge(scc[0], scc[0]))
@@ -136,6 +134,40 @@ impl DependencyGraph {
             .collect();
         cycles.sort();
         cycles
+    }
+
+    /// The graph without carried edges: what one step of every iterative rank must respect.
+    pub fn within_step(&self) -> DiGraph<EinsumId, Dep> {
+        self.graph
+            .filter_map(|_, n| Some(*n), |_, d| d.carried.is_none().then_some(*d))
+    }
+
+    /// Einsums in an order where every producer precedes its consumers (carried edges
+    /// ignored), ties broken by program order; `None` when `cycles` is non-empty.
+    pub fn topological_order(&self) -> Option<Vec<EinsumId>> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let plain = self.within_step();
+        let mut indegree = vec![0usize; plain.node_count()];
+        for e in plain.edge_references() {
+            indegree[e.target().index()] += 1;
+        }
+        let mut ready: BinaryHeap<Reverse<usize>> = (0..indegree.len())
+            .filter(|n| indegree[*n] == 0)
+            .map(Reverse)
+            .collect();
+        let mut order = Vec::with_capacity(indegree.len());
+        while let Some(Reverse(n)) = ready.pop() {
+            order.push(plain[NodeIndex::new(n)]);
+            for e in plain.edges(NodeIndex::new(n)) {
+                let t = e.target().index();
+                indegree[t] -= 1;
+                if indegree[t] == 0 {
+                    ready.push(Reverse(t));
+                }
+            }
+        }
+        (order.len() == indegree.len()).then_some(order)
     }
 
     /// The tensors on non-carried edges inside a group of Einsums (as `cycles` returns).
@@ -179,6 +211,7 @@ mod tests {
     fn attention_3pass_is_a_chain_without_cycles() {
         let (c, g) = graph_of("attention_3pass");
         assert!(g.cycles().is_empty());
+        assert_eq!(g.topological_order(), Some(c.einsum_ids().collect()));
         let sn = einsum_of(&c, "SN")[0];
         let producers: Vec<&str> = g
             .producers(sn)
@@ -193,6 +226,8 @@ mod tests {
     fn running_max_self_edge_is_carried() {
         let (c, g) = graph_of("attention_1pass");
         assert!(g.cycles().is_empty());
+        // Program order already respects every within-step dependency.
+        assert_eq!(g.topological_order(), Some(c.einsum_ids().collect()));
         let rm = einsum_of(&c, "RM");
         let update = rm[1];
         let m1 = c.rank_by_name("M1").unwrap();
@@ -225,6 +260,13 @@ mod tests {
         let c = dsl::parse(src, "t").unwrap().cascade;
         let g = dependency_graph(&c);
         assert_eq!(g.cycles(), vec![vec![EinsumId(0), EinsumId(1)]]);
+        assert_eq!(g.topological_order(), None);
+        // Without the cycle, Z (no producers) still comes in program order after X and Y.
+        let ok = dsl::parse(&src.replace("Y[m] + A[m]", "A[m]"), "t")
+            .unwrap()
+            .cascade;
+        let order = dependency_graph(&ok).topological_order().unwrap();
+        assert_eq!(order, vec![EinsumId(0), EinsumId(1), EinsumId(2)]);
         let names: Vec<&str> = g
             .cycle_tensors(&g.cycles()[0])
             .iter()

@@ -6,9 +6,12 @@
 
 pub mod ast;
 pub mod dsl;
+pub mod eval;
 pub mod graph;
 pub mod library;
 pub mod ops;
+pub mod passes;
+pub mod reference;
 pub mod shape;
 pub mod verify;
 

@@ -392,8 +392,22 @@ fn read_before_write(c: &Cascade, errors: &mut Vec<VerifyError>) {
     for id in c.einsum_ids() {
         for (n, a) in einsum_accesses(c, id).into_iter().enumerate().skip(1) {
             let t = a.tensor;
-            if written[t.index()] || state.contains(&t) {
-                // State read before its update is checked by `iterative_state`.
+            if state.contains(&t) {
+                // Reading the state of an earlier iteration needs `init` (`iterative_state`);
+                // reading this iteration's new state needs its update to come first.
+                if later_update(c, id, a).is_some() {
+                    errors.push(VerifyError::ReadBeforeWrite {
+                        at: Location::Einsum {
+                            einsum: id,
+                            access: Some(n),
+                        },
+                        tensor: t,
+                        tensor_name: c.tensor(t).name.clone(),
+                    });
+                }
+                continue;
+            }
+            if written[t.index()] {
                 continue;
             }
             let at = Location::Einsum {
@@ -428,6 +442,20 @@ fn read_before_write(c: &Cascade, errors: &mut Vec<VerifyError>) {
         }
         written[out.index()] = true;
     }
+}
+
+/// An Einsum after `reader` that updates the state `read` sees at the same step (`S[r+k]`
+/// written at `r+k`, read at `r+j` with `j >= k`).
+fn later_update(c: &Cascade, reader: EinsumId, read: &Access) -> Option<EinsumId> {
+    use crate::graph::offset;
+    c.einsum_ids().filter(|p| *p > reader).find(|p| {
+        let w = &c.einsum(*p).output;
+        w.tensor == read.tensor
+            && w.indices.iter().zip(&read.indices).any(|(wi, ri)| {
+                matches!((wi.shifted_var(), offset(wi), offset(ri)),
+                    (Some(_), Some((wr, wk)), Some((rr, rk))) if wr == rr && rk >= wk)
+            })
+    })
 }
 
 fn iterative_state(c: &Cascade, errors: &mut Vec<VerifyError>) {
@@ -701,6 +729,29 @@ mod tests {
             msgs.contains(&"the reduction lists p but the Einsum reduces m".to_string()),
             "{msgs:?}"
         );
+    }
+
+    #[test]
+    fn reading_new_state_before_its_update_is_read_before_write() {
+        let src = "cascade t\nranks K\ninput A[K]\ninit\nS[0] = 0\neinsums\nX[k] = S[k+1] * A[k]\nS[k+1] = S[k] + A[k]\nZ = S[K]\nstop k >= K\noutput Z X\n";
+        let errs = errors(src);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            matches!(
+                &errs[0],
+                VerifyError::ReadBeforeWrite {
+                    at: Location::Einsum {
+                        einsum: EinsumId(1),
+                        access: Some(1)
+                    },
+                    ..
+                }
+            ),
+            "{errs:?}"
+        );
+        // Reading the previous step's state before the update is the normal pattern.
+        let ok = src.replace("X[k] = S[k+1]", "X[k] = S[k]");
+        assert_eq!(errors(&ok), vec![]);
     }
 
     #[test]

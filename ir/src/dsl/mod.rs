@@ -28,10 +28,25 @@
 //!
 //! Identifiers: a rank `M1` is iterated by the variable `m1`; tensors are any other identifier
 //! (tensor names may be uppercase, as in the paper; inside `[...]` an uppercase name is a size,
-//! a lowercase one a variable). `exp(a - b)` with a top-level `-` parses as one sub-then-exp
-//! action; the printer writes `exp((a - b))` for an `exp` of a subtraction so that round trips
-//! are exact. The printer writes the normalised form: aligned `=`, one Einsum a line, default
-//! merges and the implicit `+` reduction omitted.
+//! a lowercase one a variable). Rank names are uppercase; a tensor may not share its name with a
+//! rank, a rank's variable or a reserved word ([`RESERVED`]), which keeps `1/sqrt(E)`,
+//! `max(m) X` (reduction) and `max(A, B)` (binary) unambiguous. `exp(a - b)` with a top-level
+//! `-` parses as one sub-then-exp action whose merge is written after `exp` (`exp{1}(a - b)`);
+//! the printer writes `exp((a - b))` for an `exp` of a subtraction so that round trips are
+//! exact. `-` directly before a number is part of the literal (`-3`, `-inf`); before anything
+//! else it is `neg`.
+//!
+//! Order: the header first, declarations before any Einsum, `init` before `einsums`, `stop`
+//! and `output` after the last Einsum. Intermediate tensors are declared by use; their ranks
+//! come from their writes (`RM[m1+1,p]` gives `[M1, P]`, `K[e, m1*M0+m0]` gives the split's
+//! parent `M`), else from their reads. A statement holds at most 400 tokens and nests at most
+//! 32 levels, so parsing, printing and evaluation never recurse deeply.
+//!
+//! The printer writes the normalised form: declarations (consecutive ranks on one line),
+//! `init`/`einsums` headers only when there is an Initialization section, aligned `=` per
+//! section, default merges and the implicit `+` reduction omitted, index arithmetic without
+//! spaces (`m1*M0+m0`), comments dropped. `parse(print(c)).cascade == c` holds for every
+//! cascade the parser can produce (property-tested).
 
 mod diag;
 mod lexer;

@@ -1,0 +1,1104 @@
+//! The reference interpreter: evaluates a cascade on dense ndarray tensors with EDGE semantics.
+//!
+//! Every tensor is stored as a flat row-major value buffer plus a presence mask; absent points
+//! hold 0, the fill value. Each Einsum is compiled once into a kernel: index expressions become
+//! affine counters over the loop variables (strides precomputed), the right-hand side becomes a
+//! flat list of nodes evaluated per point, and the loop order puts the variable with the smallest
+//! strides innermost. Nothing is allocated per point.
+//!
+//! Semantic choices the doc of [`crate::ast`] leaves open, fixed here:
+//! * `∪` with one operand absent substitutes the op's identity for it: 0 for `+`, `-` and
+//!   sub-then-exp, 1 for `×` and `÷`, the present operand itself for `max`/`min`
+//!   (so `∅ - b = -b`, `∅ / b = 1/b`, `exp(a - ∅) = exp(a)`).
+//! * `←` and `1` count an absent operand as 0 (`←` first requires the right operand present).
+//! * Absent output points read as 0 in [`TensorValue::values`]; [`TensorValue::present`] says
+//!   which points hold a value.
+//! * Iterative ranks: body Einsums whose space includes the iterative rank `R` form one loop run
+//!   at the position of the first of them, for `r = 0, 1, …` until the stop condition holds;
+//!   a body Einsum without `R` placed among them runs before the loop unless it reads a tensor
+//!   the loop writes, in which case it runs after. At most one iterative rank is supported.
+
+use std::collections::BTreeMap;
+
+use ndarray::{ArrayD, IxDyn};
+use num_traits::Float;
+
+use crate::ast::{
+    BinaryOp, Cascade, CompareOp, Constant, EinsumId, Expr, ExprId, IndexExpr, Merge, RankId,
+    ReduceOp, Section, TensorId, TensorKind, UnaryOp,
+};
+use crate::shape::Shape;
+
+/// One evaluated tensor: its values (0 where absent) and its presence mask.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorValue<T> {
+    pub values: ArrayD<T>,
+    pub present: ArrayD<bool>,
+}
+
+impl<T: Float> TensorValue<T> {
+    /// The value at `index`, `None` where the point is absent or outside the tensor.
+    pub fn get(&self, index: &[usize]) -> Option<T> {
+        match self.present.get(IxDyn(index)) {
+            Some(true) => self.values.get(IxDyn(index)).copied(),
+            _ => None,
+        }
+    }
+
+    /// How many points are present.
+    pub fn present_count(&self) -> usize {
+        self.present.iter().filter(|p| **p).count()
+    }
+}
+
+/// The result of [`evaluate`]: every tensor of the cascade (inputs, intermediates, outputs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation<T> {
+    /// Every tensor by name, with state tensors at their `|R|+1` extent.
+    pub tensors: BTreeMap<String, TensorValue<T>>,
+    /// The names of the cascade's outputs, in declaration order.
+    pub outputs: Vec<String>,
+}
+
+impl<T> Evaluation<T> {
+    pub fn tensor(&self, name: &str) -> Option<&TensorValue<T>> {
+        self.tensors.get(name)
+    }
+
+    /// The first declared output.
+    pub fn output(&self) -> Option<&TensorValue<T>> {
+        self.outputs.first().and_then(|n| self.tensors.get(n))
+    }
+}
+
+/// Why a cascade could not be evaluated. Each variant names the tensor or Einsum at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvalError {
+    #[error("input {tensor} was not given: pass a tensor of shape {expected:?}")]
+    MissingInput {
+        tensor: String,
+        expected: Vec<usize>,
+    },
+    #[error("input {tensor} has shape {found:?}, but the shape environment makes it {expected:?}")]
+    InputShape {
+        tensor: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("{tensor} is not an input of this cascade (its inputs are {inputs})")]
+    UnknownInput { tensor: String, inputs: String },
+    #[error(
+        "{einsum}: index {index} of {tensor} at position {position} is outside 0..{extent} \
+         (at {point}); check the index arithmetic or add a filter"
+    )]
+    IndexOutOfBounds {
+        einsum: String,
+        tensor: String,
+        position: usize,
+        index: i64,
+        extent: usize,
+        point: String,
+    },
+    #[error(
+        "{einsum}: index expression {position} of {tensor} is not affine (a product of two variables)"
+    )]
+    NonAffineIndex {
+        einsum: String,
+        tensor: String,
+        position: usize,
+    },
+    #[error(
+        "iterative rank {rank} ran {limit} iterations without meeting the stop condition; write `stop {var} >= {rank}`"
+    )]
+    StopNeverReached {
+        rank: String,
+        var: String,
+        limit: i64,
+    },
+    #[error("iterative rank {rank} has no stop condition: add `stop {var} >= {rank}`")]
+    MissingStop { rank: String, var: String },
+    #[error("the cascade has several iterative ranks ({ranks}); the interpreter supports one")]
+    SeveralIterativeRanks { ranks: String },
+}
+
+/// Evaluates `cascade` on `inputs` (one array per input tensor, dims in declaration order).
+pub fn evaluate<T: Float>(
+    cascade: &Cascade,
+    shape: &Shape,
+    inputs: &BTreeMap<String, ArrayD<T>>,
+) -> Result<Evaluation<T>, EvalError> {
+    let mut store = Store::new(cascade, shape);
+    store.load_inputs(cascade, inputs)?;
+    for step in plan(cascade)? {
+        match step {
+            Step::Run(id) => {
+                let kernel = Kernel::compile(cascade, shape, &store, id, None)?;
+                kernel.run(cascade, &mut store, 0)?;
+            }
+            Step::Loop { rank, body } => run_loop(cascade, shape, &mut store, rank, &body)?,
+        }
+    }
+    Ok(store.finish(cascade))
+}
+
+fn run_loop<T: Float>(
+    cascade: &Cascade,
+    shape: &Shape,
+    store: &mut Store<T>,
+    rank: RankId,
+    body: &[EinsumId],
+) -> Result<(), EvalError> {
+    let var = cascade.var_name(rank);
+    let name = cascade.rank(rank).name.clone();
+    let Some(stop) = &cascade.stop else {
+        return Err(EvalError::MissingStop { rank: name, var });
+    };
+    let kernels = body
+        .iter()
+        .map(|&id| Kernel::compile(cascade, shape, store, id, Some(rank)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let limit = shape.size(rank);
+    let size = |r: RankId| shape.size(r);
+    let mut r = 0;
+    loop {
+        let holds = stop.holds(&|v| if v == rank { r } else { 0 }, &size);
+        if holds {
+            return Ok(());
+        }
+        // An iteration at r = |R| would read past every standard use of the rank.
+        if r >= limit {
+            return Err(EvalError::StopNeverReached {
+                rank: name,
+                var,
+                limit,
+            });
+        }
+        for kernel in &kernels {
+            kernel.run(cascade, store, r)?;
+        }
+        r += 1;
+    }
+}
+
+/// What the interpreter runs, in order.
+#[derive(Debug)]
+enum Step {
+    Run(EinsumId),
+    Loop { rank: RankId, body: Vec<EinsumId> },
+}
+
+fn plan(cascade: &Cascade) -> Result<Vec<Step>, EvalError> {
+    let iterative = cascade.iterative_ranks();
+    if iterative.len() > 1 {
+        let ranks: Vec<&str> = iterative
+            .iter()
+            .map(|r| cascade.rank(*r).name.as_str())
+            .collect();
+        return Err(EvalError::SeveralIterativeRanks {
+            ranks: ranks.join(", "),
+        });
+    }
+    let mut steps = Vec::new();
+    let body: Vec<EinsumId> = cascade
+        .einsum_ids()
+        .filter(|&id| {
+            let init = cascade.einsum(id).section == Section::Init;
+            if init {
+                steps.push(Step::Run(id));
+            }
+            !init
+        })
+        .collect();
+    let Some(&rank) = iterative.first() else {
+        steps.extend(body.into_iter().map(Step::Run));
+        return Ok(steps);
+    };
+    let in_loop = |id: EinsumId| cascade.iteration_space(id).contains(&rank);
+    let (Some(first), Some(last)) = (
+        body.iter().position(|&id| in_loop(id)),
+        body.iter().rposition(|&id| in_loop(id)),
+    ) else {
+        steps.extend(body.into_iter().map(Step::Run));
+        return Ok(steps);
+    };
+    let looped: Vec<EinsumId> = body[first..=last]
+        .iter()
+        .copied()
+        .filter(|&id| in_loop(id))
+        .collect();
+    let written: Vec<TensorId> = looped
+        .iter()
+        .map(|&id| cascade.einsum(id).output.tensor)
+        .collect();
+    let mut after = Vec::new();
+    steps.extend(body[..first].iter().map(|&id| Step::Run(id)));
+    for &id in &body[first..=last] {
+        if in_loop(id) {
+            continue;
+        }
+        let reads_loop = cascade
+            .accesses(cascade.einsum(id).value)
+            .iter()
+            .any(|a| written.contains(&a.tensor));
+        if reads_loop {
+            after.push(Step::Run(id));
+        } else {
+            steps.push(Step::Run(id));
+        }
+    }
+    steps.push(Step::Loop { rank, body: looped });
+    steps.extend(after);
+    steps.extend(body[last + 1..].iter().map(|&id| Step::Run(id)));
+    Ok(steps)
+}
+
+/// Flat storage of every tensor.
+struct Store<T> {
+    values: Vec<Vec<T>>,
+    present: Vec<Vec<bool>>,
+    extents: Vec<Vec<usize>>,
+    /// Row-major strides, in elements.
+    strides: Vec<Vec<i64>>,
+    /// Inputs are present everywhere, so their loads skip the mask.
+    all_present: Vec<bool>,
+}
+
+impl<T: Float> Store<T> {
+    fn new(cascade: &Cascade, shape: &Shape) -> Store<T> {
+        let n = cascade.tensors.len();
+        let mut store = Store {
+            values: Vec::with_capacity(n),
+            present: Vec::with_capacity(n),
+            extents: Vec::with_capacity(n),
+            strides: Vec::with_capacity(n),
+            all_present: Vec::with_capacity(n),
+        };
+        for (i, tensor) in cascade.tensors.iter().enumerate() {
+            let extents = tensor_extents(cascade, shape, TensorId(i as u32));
+            let len = extents.iter().product();
+            let mut strides = vec![1i64; extents.len()];
+            for d in (0..extents.len().saturating_sub(1)).rev() {
+                strides[d] = strides[d + 1] * extents[d + 1] as i64;
+            }
+            let input = tensor.kind == TensorKind::Input;
+            store.values.push(vec![T::zero(); len]);
+            store.present.push(vec![input; len]);
+            store.extents.push(extents);
+            store.strides.push(strides);
+            store.all_present.push(input);
+        }
+        store
+    }
+
+    fn load_inputs(
+        &mut self,
+        cascade: &Cascade,
+        inputs: &BTreeMap<String, ArrayD<T>>,
+    ) -> Result<(), EvalError> {
+        let declared: Vec<&str> = cascade
+            .tensors
+            .iter()
+            .filter(|t| t.kind == TensorKind::Input)
+            .map(|t| t.name.as_str())
+            .collect();
+        for name in inputs.keys() {
+            if !declared.contains(&name.as_str()) {
+                return Err(EvalError::UnknownInput {
+                    tensor: name.clone(),
+                    inputs: declared.join(", "),
+                });
+            }
+        }
+        for (i, tensor) in cascade.tensors.iter().enumerate() {
+            if tensor.kind != TensorKind::Input {
+                continue;
+            }
+            let expected = self.extents[i].clone();
+            let Some(array) = inputs.get(&tensor.name) else {
+                return Err(EvalError::MissingInput {
+                    tensor: tensor.name.clone(),
+                    expected,
+                });
+            };
+            if array.shape() != expected.as_slice() {
+                return Err(EvalError::InputShape {
+                    tensor: tensor.name.clone(),
+                    expected,
+                    found: array.shape().to_vec(),
+                });
+            }
+            // `iter` walks in logical row-major order whatever the array's memory layout.
+            self.values[i] = array.iter().copied().collect();
+        }
+        Ok(())
+    }
+
+    fn finish(self, cascade: &Cascade) -> Evaluation<T> {
+        let mut tensors = BTreeMap::new();
+        let parts = self.values.into_iter().zip(self.present).zip(self.extents);
+        for (tensor, ((values, present), extents)) in cascade.tensors.iter().zip(parts) {
+            let dims = IxDyn(&extents);
+            let value = TensorValue {
+                values: ArrayD::from_shape_vec(dims.clone(), values)
+                    .expect("buffer length is the product of the extents"),
+                present: ArrayD::from_shape_vec(dims, present)
+                    .expect("buffer length is the product of the extents"),
+            };
+            tensors.insert(tensor.name.clone(), value);
+        }
+        let outputs = cascade
+            .outputs
+            .iter()
+            .map(|t| cascade.tensor(*t).name.clone())
+            .collect();
+        Evaluation { tensors, outputs }
+    }
+}
+
+/// The extent of each dimension: `|R|`, or `|R|+1` where some Einsum writes the tensor at
+/// `r+k` along an iterative rank (state tensors keep every step).
+pub fn tensor_extents(cascade: &Cascade, shape: &Shape, id: TensorId) -> Vec<usize> {
+    let tensor = cascade.tensor(id);
+    tensor
+        .ranks
+        .iter()
+        .enumerate()
+        .map(|(d, &rank)| {
+            let state = cascade.einsums.iter().any(|e| {
+                e.output.tensor == id
+                    && e.output.indices.get(d).and_then(IndexExpr::shifted_var) == Some(rank)
+            });
+            shape.size(rank) as usize + usize::from(state)
+        })
+        .collect()
+}
+
+/// `constant + Σ coeffs[r] · r` over rank variables.
+#[derive(Debug, Clone)]
+struct Affine {
+    constant: i64,
+    coeffs: Vec<i64>,
+}
+
+impl Affine {
+    fn constant(n: usize, c: i64) -> Affine {
+        Affine {
+            constant: c,
+            coeffs: vec![0; n],
+        }
+    }
+
+    fn combine(mut self, other: &Affine, sign: i64) -> Affine {
+        self.constant += sign * other.constant;
+        for (a, b) in self.coeffs.iter_mut().zip(&other.coeffs) {
+            *a += sign * b;
+        }
+        self
+    }
+
+    fn scale(mut self, k: i64) -> Affine {
+        self.constant *= k;
+        for a in &mut self.coeffs {
+            *a *= k;
+        }
+        self
+    }
+
+    fn is_constant(&self) -> bool {
+        self.coeffs.iter().all(|c| *c == 0)
+    }
+}
+
+fn linearize(expr: &IndexExpr, shape: &Shape, n: usize) -> Option<Affine> {
+    Some(match expr {
+        IndexExpr::Var(r) => {
+            let mut a = Affine::constant(n, 0);
+            a.coeffs[r.index()] = 1;
+            a
+        }
+        IndexExpr::Size(r) => Affine::constant(n, shape.size(*r)),
+        IndexExpr::Lit(k) => Affine::constant(n, *k),
+        IndexExpr::Add(a, b) => linearize(a, shape, n)?.combine(&linearize(b, shape, n)?, 1),
+        IndexExpr::Sub(a, b) => linearize(a, shape, n)?.combine(&linearize(b, shape, n)?, -1),
+        IndexExpr::Mul(a, b) => {
+            let (a, b) = (linearize(a, shape, n)?, linearize(b, shape, n)?);
+            if a.is_constant() {
+                b.scale(a.constant)
+            } else if b.is_constant() {
+                a.scale(b.constant)
+            } else {
+                return None;
+            }
+        }
+    })
+}
+
+/// An affine function of the point, tracked incrementally as the loops advance.
+#[derive(Debug)]
+struct Counter {
+    affine: Affine,
+}
+
+/// A bounds check of one index position, needed when its range is not provably inside.
+#[derive(Debug)]
+struct Check {
+    counter: usize,
+    extent: usize,
+    position: usize,
+}
+
+#[derive(Debug)]
+enum Node<T> {
+    Load {
+        tensor: usize,
+        offset: usize,
+        all_present: bool,
+        /// `(counter holding lhs - rhs, op)`: the operand is absent unless every one holds.
+        filters: Vec<(usize, CompareOp)>,
+        checks: Vec<Check>,
+    },
+    Const(T),
+    /// The bare literal `0` right-hand side: every point stays absent.
+    Absent,
+    Unary(UnaryOp, usize),
+    Binary(BinaryOp, Merge, usize, usize),
+}
+
+/// One Einsum compiled against a shape.
+#[derive(Debug)]
+struct Kernel<T> {
+    einsum: EinsumId,
+    /// Loop ranks, outermost first, and their sizes.
+    ranks: Vec<RankId>,
+    sizes: Vec<i64>,
+    /// The rank fixed by the enclosing iterative loop, if it is in this Einsum's space.
+    fixed: Option<RankId>,
+    counters: Vec<Counter>,
+    /// `strides[level][counter]`: how much a counter moves when loop `level` advances by one.
+    strides: Vec<Vec<i64>>,
+    nodes: Vec<Node<T>>,
+    out_tensor: usize,
+    out_offset: usize,
+    out_checks: Vec<Check>,
+    reduce: Option<ReduceOp>,
+    reads_output: bool,
+}
+
+impl<T: Float> Kernel<T> {
+    fn compile(
+        cascade: &Cascade,
+        shape: &Shape,
+        store: &Store<T>,
+        id: EinsumId,
+        loop_rank: Option<RankId>,
+    ) -> Result<Kernel<T>, EvalError> {
+        let einsum = cascade.einsum(id);
+        let n = cascade.ranks.len();
+        let space = cascade.iteration_space(id);
+        let fixed = loop_rank.filter(|r| space.contains(r));
+        let mut kernel = Kernel {
+            einsum: id,
+            ranks: Vec::new(),
+            sizes: Vec::new(),
+            fixed,
+            counters: Vec::new(),
+            strides: Vec::new(),
+            nodes: Vec::new(),
+            out_tensor: einsum.output.tensor.index(),
+            out_offset: 0,
+            out_checks: Vec::new(),
+            reduce: cascade.reduce_op(id),
+            reads_output: false,
+        };
+        let label = || einsum_label(cascade, id);
+        let affine_of = |idx: &IndexExpr, tensor: TensorId, position: usize| {
+            linearize(idx, shape, n).ok_or_else(|| EvalError::NonAffineIndex {
+                einsum: label(),
+                tensor: cascade.tensor(tensor).name.clone(),
+                position,
+            })
+        };
+
+        // Output offset and per-position indices (checked at run time if needed).
+        let out = &einsum.output;
+        let mut offset = Affine::constant(n, 0);
+        let mut position_counters = Vec::new();
+        for (d, idx) in out.indices.iter().enumerate() {
+            let a = affine_of(idx, out.tensor, d)?;
+            offset = offset.combine(&a.clone().scale(store.strides[out.tensor.index()][d]), 1);
+            position_counters.push(a);
+        }
+        kernel.out_offset = kernel.push_counter(offset);
+        for (d, a) in position_counters.into_iter().enumerate() {
+            let counter = kernel.push_counter(a);
+            let extent = store.extents[out.tensor.index()][d];
+            kernel.out_checks.push(Check {
+                counter,
+                extent,
+                position: d,
+            });
+        }
+
+        // Right-hand side, children before parents (the arena order).
+        let mut ids = Vec::new();
+        subtree(cascade, einsum.value, &mut ids);
+        ids.sort();
+        let slot = |e: ExprId, ids: &[ExprId]| ids.binary_search(&e).expect("child in subtree");
+        let bare_zero =
+            matches!(cascade.expr(einsum.value), Expr::Const(Constant::Num(x)) if *x == 0.0);
+        for &e in &ids {
+            let node = match cascade.expr(e) {
+                Expr::Access(a) => {
+                    let t = a.tensor.index();
+                    kernel.reads_output |= a.tensor == out.tensor;
+                    let mut offset = Affine::constant(n, 0);
+                    let mut checks = Vec::new();
+                    for (d, idx) in a.indices.iter().enumerate() {
+                        let aff = affine_of(idx, a.tensor, d)?;
+                        offset = offset.combine(&aff.clone().scale(store.strides[t][d]), 1);
+                        let counter = kernel.push_counter(aff);
+                        checks.push(Check {
+                            counter,
+                            extent: store.extents[t][d],
+                            position: d,
+                        });
+                    }
+                    let offset = kernel.push_counter(offset);
+                    let mut filters = Vec::new();
+                    for f in &a.filters {
+                        for c in &f.conds {
+                            let lhs = affine_of(&c.lhs, a.tensor, f.position)?;
+                            let rhs = affine_of(&c.rhs, a.tensor, f.position)?;
+                            filters.push((kernel.push_counter(lhs.combine(&rhs, -1)), c.op));
+                        }
+                    }
+                    Node::Load {
+                        tensor: t,
+                        offset,
+                        all_present: store.all_present[t],
+                        filters,
+                        checks,
+                    }
+                }
+                Expr::Const(_) if bare_zero => Node::Absent,
+                Expr::Const(c) => Node::Const(constant(*c, shape)),
+                Expr::Unary(op, arg) => Node::Unary(*op, slot(*arg, &ids)),
+                Expr::Binary {
+                    op,
+                    merge,
+                    lhs,
+                    rhs,
+                } => Node::Binary(*op, *merge, slot(*lhs, &ids), slot(*rhs, &ids)),
+            };
+            kernel.nodes.push(node);
+        }
+
+        // Loop order: larger total stride outside, so the innermost loop walks memory densely.
+        let mut loop_ranks: Vec<RankId> = space.into_iter().filter(|r| Some(*r) != fixed).collect();
+        let weight = |r: RankId, k: &Kernel<T>| -> i64 {
+            k.counters
+                .iter()
+                .map(|c| c.affine.coeffs[r.index()].abs())
+                .sum()
+        };
+        loop_ranks.sort_by_key(|&r| (std::cmp::Reverse(weight(r, &kernel)), r));
+        kernel.sizes = loop_ranks.iter().map(|&r| shape.size(r)).collect();
+        kernel.strides = loop_ranks
+            .iter()
+            .map(|r| {
+                kernel
+                    .counters
+                    .iter()
+                    .map(|c| c.affine.coeffs[r.index()])
+                    .collect()
+            })
+            .collect();
+        kernel.ranks = loop_ranks;
+        Ok(kernel)
+    }
+
+    fn push_counter(&mut self, affine: Affine) -> usize {
+        self.counters.push(Counter { affine });
+        self.counters.len() - 1
+    }
+
+    /// Counter values at the first point, with the fixed rank at `r`.
+    fn bases(&self, r: i64) -> Vec<i64> {
+        self.counters
+            .iter()
+            .map(|c| {
+                let fixed = self.fixed.map_or(0, |f| c.affine.coeffs[f.index()] * r);
+                c.affine.constant + fixed
+            })
+            .collect()
+    }
+
+    /// Whether a counter stays inside `0..extent` over the whole loop box.
+    fn in_range(&self, bases: &[i64], counter: usize, extent: usize) -> bool {
+        let (mut lo, mut hi) = (bases[counter], bases[counter]);
+        for (level, size) in self.sizes.iter().enumerate() {
+            let step = self.strides[level][counter] * (size - 1);
+            if step < 0 {
+                lo += step;
+            } else {
+                hi += step;
+            }
+        }
+        lo >= 0 && hi < extent as i64
+    }
+
+    fn run(&self, cascade: &Cascade, store: &mut Store<T>, r: i64) -> Result<(), EvalError> {
+        let bases = self.bases(r);
+        // Only the positions that can leave their range are checked per point.
+        let unsafe_checks = |checks: &[Check]| -> Vec<usize> {
+            checks
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| !self.in_range(&bases, c.counter, c.extent))
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let load_checks: Vec<Vec<usize>> = self
+            .nodes
+            .iter()
+            .map(|node| match node {
+                Node::Load { checks, .. } => unsafe_checks(checks),
+                _ => Vec::new(),
+            })
+            .collect();
+        let out_checks = unsafe_checks(&self.out_checks);
+
+        let mut out_values = std::mem::take(&mut store.values[self.out_tensor]);
+        let mut out_present = std::mem::take(&mut store.present[self.out_tensor]);
+        if self.reads_output {
+            // Reads see the tensor as it was before this Einsum.
+            store.values[self.out_tensor] = out_values.clone();
+            store.present[self.out_tensor] = out_present.clone();
+        }
+        if self.reduce.is_some() {
+            self.clear_output(
+                &bases,
+                &mut out_values,
+                &mut out_present,
+                &out_checks,
+                cascade,
+                r,
+            )?;
+        }
+        let result = self.sweep(
+            cascade,
+            store,
+            r,
+            &bases,
+            &load_checks,
+            &out_checks,
+            &mut out_values,
+            &mut out_present,
+        );
+        store.values[self.out_tensor] = out_values;
+        store.present[self.out_tensor] = out_present;
+        result
+    }
+
+    /// Marks every output point this Einsum reduces into as absent before accumulating.
+    fn clear_output(
+        &self,
+        bases: &[i64],
+        values: &mut [T],
+        present: &mut [bool],
+        out_checks: &[usize],
+        cascade: &Cascade,
+        r: i64,
+    ) -> Result<(), EvalError> {
+        let levels: Vec<usize> = (0..self.sizes.len())
+            .filter(|&l| self.strides[l][self.out_offset] != 0)
+            .collect();
+        let mut idx = vec![0i64; levels.len()];
+        let mut cur = bases.to_vec();
+        loop {
+            self.check_output(cascade, &cur, out_checks, r, &levels, &idx)?;
+            let o = cur[self.out_offset] as usize;
+            values[o] = T::zero();
+            present[o] = false;
+            if !advance(&levels, &mut idx, &mut cur, &self.sizes, &self.strides) {
+                return Ok(());
+            }
+        }
+    }
+
+    fn check_output(
+        &self,
+        cascade: &Cascade,
+        cur: &[i64],
+        out_checks: &[usize],
+        r: i64,
+        levels: &[usize],
+        idx: &[i64],
+    ) -> Result<(), EvalError> {
+        for &i in out_checks {
+            let check = &self.out_checks[i];
+            let index = cur[check.counter];
+            if index < 0 || index >= check.extent as i64 {
+                let tensor = self.out_tensor;
+                return Err(self.out_of_bounds(cascade, tensor, check, index, r, levels, idx));
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn out_of_bounds(
+        &self,
+        cascade: &Cascade,
+        tensor: usize,
+        check: &Check,
+        index: i64,
+        r: i64,
+        levels: &[usize],
+        idx: &[i64],
+    ) -> EvalError {
+        let mut point: Vec<String> = levels
+            .iter()
+            .zip(idx)
+            .map(|(&l, v)| format!("{}={v}", cascade.var_name(self.ranks[l])))
+            .collect();
+        if let Some(f) = self.fixed {
+            point.insert(0, format!("{}={r}", cascade.var_name(f)));
+        }
+        EvalError::IndexOutOfBounds {
+            einsum: einsum_label(cascade, self.einsum),
+            tensor: cascade.tensors[tensor].name.clone(),
+            position: check.position,
+            index,
+            extent: check.extent,
+            point: point.join(", "),
+        }
+    }
+
+    /// Evaluates every point. The innermost loop runs a whole row per node, so the
+    /// interpretation overhead is paid per row rather than per point.
+    #[allow(clippy::too_many_arguments)]
+    fn sweep(
+        &self,
+        cascade: &Cascade,
+        store: &Store<T>,
+        r: i64,
+        bases: &[i64],
+        load_checks: &[Vec<usize>],
+        out_checks: &[usize],
+        out_values: &mut [T],
+        out_present: &mut [bool],
+    ) -> Result<(), EvalError> {
+        let n_levels = self.sizes.len();
+        let all_levels: Vec<usize> = (0..n_levels).collect();
+        let (outer, row, inner_step): (Vec<usize>, usize, Vec<i64>) = match n_levels {
+            0 => (Vec::new(), 1, vec![0; self.counters.len()]),
+            n => (
+                (0..n - 1).collect(),
+                self.sizes[n - 1] as usize,
+                self.strides[n - 1].clone(),
+            ),
+        };
+        let point = |idx: &[i64], i: usize| -> Vec<i64> {
+            let mut p = idx.to_vec();
+            if n_levels > 0 {
+                p.push(i as i64);
+            }
+            p
+        };
+        let mut idx = vec![0i64; outer.len()];
+        let mut cur = bases.to_vec();
+        let n_nodes = self.nodes.len();
+        let mut vals = vec![T::zero(); n_nodes * row];
+        let mut pres = vec![false; n_nodes * row];
+        // Constants never change; `Absent` rows stay absent.
+        for (k, node) in self.nodes.iter().enumerate() {
+            if let Node::Const(c) = node {
+                vals[k * row..][..row].fill(*c);
+                pres[k * row..][..row].fill(true);
+            }
+        }
+        loop {
+            for (k, node) in self.nodes.iter().enumerate() {
+                let (done_v, rest_v) = vals.split_at_mut(k * row);
+                let (done_p, rest_p) = pres.split_at_mut(k * row);
+                let (v, p) = (&mut rest_v[..row], &mut rest_p[..row]);
+                match node {
+                    Node::Load {
+                        tensor,
+                        offset,
+                        all_present,
+                        filters,
+                        checks,
+                    } => {
+                        let (src_v, src_p) = (&store.values[*tensor], &store.present[*tensor]);
+                        let (base, step) = (cur[*offset], inner_step[*offset]);
+                        if *all_present && filters.is_empty() && load_checks[k].is_empty() {
+                            for (i, x) in v.iter_mut().enumerate() {
+                                *x = src_v[(base + step * i as i64) as usize];
+                            }
+                            p.fill(true);
+                            continue;
+                        }
+                        for i in 0..row {
+                            let at = |c: usize| cur[c] + inner_step[c] * i as i64;
+                            if !filters.iter().all(|&(c, op)| compare(at(c), op)) {
+                                (v[i], p[i]) = (T::zero(), false);
+                                continue;
+                            }
+                            for &ch in &load_checks[k] {
+                                let check = &checks[ch];
+                                let index = at(check.counter);
+                                if index < 0 || index >= check.extent as i64 {
+                                    let at = point(&idx, i);
+                                    return Err(self.out_of_bounds(
+                                        cascade,
+                                        *tensor,
+                                        check,
+                                        index,
+                                        r,
+                                        &all_levels,
+                                        &at,
+                                    ));
+                                }
+                            }
+                            let o = at(*offset) as usize;
+                            if *all_present || src_p[o] {
+                                (v[i], p[i]) = (src_v[o], true);
+                            } else {
+                                (v[i], p[i]) = (T::zero(), false);
+                            }
+                        }
+                    }
+                    Node::Const(_) | Node::Absent => {}
+                    Node::Unary(op, a) => {
+                        let (av, ap) = (&done_v[a * row..][..row], &done_p[a * row..][..row]);
+                        for i in 0..row {
+                            (v[i], p[i]) = if ap[i] {
+                                (unary(*op, av[i]), true)
+                            } else {
+                                (T::zero(), false)
+                            };
+                        }
+                    }
+                    Node::Binary(op, merge, a, b) => {
+                        let (av, ap) = (&done_v[a * row..][..row], &done_p[a * row..][..row]);
+                        let (bv, bp) = (&done_v[b * row..][..row], &done_p[b * row..][..row]);
+                        for i in 0..row {
+                            (v[i], p[i]) = binary(*op, *merge, (av[i], ap[i]), (bv[i], bp[i]));
+                        }
+                    }
+                }
+            }
+            let (root_v, root_p) = (&vals[(n_nodes - 1) * row..], &pres[(n_nodes - 1) * row..]);
+            let (base, step) = (cur[self.out_offset], inner_step[self.out_offset]);
+            for i in 0..row {
+                for &ch in out_checks {
+                    let check = &self.out_checks[ch];
+                    let index = cur[check.counter] + inner_step[check.counter] * i as i64;
+                    if index < 0 || index >= check.extent as i64 {
+                        let at = point(&idx, i);
+                        let tensor = self.out_tensor;
+                        return Err(self.out_of_bounds(
+                            cascade,
+                            tensor,
+                            check,
+                            index,
+                            r,
+                            &all_levels,
+                            &at,
+                        ));
+                    }
+                }
+                let o = (base + step * i as i64) as usize;
+                let (x, present) = (root_v[i], root_p[i]);
+                match self.reduce {
+                    None => {
+                        out_values[o] = if present { x } else { T::zero() };
+                        out_present[o] = present;
+                    }
+                    Some(op) if present => {
+                        if out_present[o] {
+                            out_values[o] = reduce(op, out_values[o], x);
+                        } else {
+                            out_values[o] = x;
+                            out_present[o] = true;
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+            if !advance(&outer, &mut idx, &mut cur, &self.sizes, &self.strides) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Advances an odometer over `levels` (innermost last); false once every point was visited.
+fn advance(
+    levels: &[usize],
+    idx: &mut [i64],
+    cur: &mut [i64],
+    sizes: &[i64],
+    strides: &[Vec<i64>],
+) -> bool {
+    for (pos, &level) in levels.iter().enumerate().rev() {
+        let step = &strides[level];
+        idx[pos] += 1;
+        if idx[pos] < sizes[level] {
+            for (c, s) in cur.iter_mut().zip(step) {
+                *c += s;
+            }
+            return true;
+        }
+        let back = sizes[level] - 1;
+        for (c, s) in cur.iter_mut().zip(step) {
+            *c -= s * back;
+        }
+        idx[pos] = 0;
+    }
+    false
+}
+
+fn subtree(cascade: &Cascade, id: ExprId, out: &mut Vec<ExprId>) {
+    if out.contains(&id) {
+        return;
+    }
+    out.push(id);
+    match cascade.expr(id) {
+        Expr::Access(_) | Expr::Const(_) => {}
+        Expr::Unary(_, a) => subtree(cascade, *a, out),
+        Expr::Binary { lhs, rhs, .. } => {
+            subtree(cascade, *lhs, out);
+            subtree(cascade, *rhs, out);
+        }
+    }
+}
+
+/// A short name for an Einsum in messages: its position and what it writes.
+pub fn einsum_label(cascade: &Cascade, id: EinsumId) -> String {
+    let e = cascade.einsum(id);
+    let section = match e.section {
+        Section::Init => "init ",
+        Section::Body => "",
+    };
+    format!(
+        "{section}Einsum {} (writing {})",
+        id.0 + 1,
+        cascade.tensor(e.output.tensor).name
+    )
+}
+
+fn compare(diff: i64, op: CompareOp) -> bool {
+    match op {
+        CompareOp::Lt => diff < 0,
+        CompareOp::Le => diff <= 0,
+        CompareOp::Gt => diff > 0,
+        CompareOp::Ge => diff >= 0,
+        CompareOp::Eq => diff == 0,
+        CompareOp::Ne => diff != 0,
+    }
+}
+
+fn cast<T: Float>(x: f64) -> T {
+    T::from(x).unwrap_or_else(T::nan)
+}
+
+fn constant<T: Float>(c: Constant, shape: &Shape) -> T {
+    match c {
+        Constant::Num(x) => cast(x),
+        Constant::NegInf => T::neg_infinity(),
+        Constant::InvSqrtSize(r) => cast::<T>(shape.size(r) as f64).sqrt().recip(),
+    }
+}
+
+/// A unary user function on a present value.
+pub fn unary<T: Float>(op: UnaryOp, x: T) -> T {
+    let one = T::one();
+    match op {
+        UnaryOp::Exp => x.exp(),
+        UnaryOp::Neg => -x,
+        UnaryOp::Recip => x.recip(),
+        UnaryOp::Sqrt => x.sqrt(),
+        UnaryOp::Sigmoid => {
+            // Two branches so that neither exp overflows.
+            if x >= T::zero() {
+                one / (one + (-x).exp())
+            } else {
+                let e = x.exp();
+                e / (one + e)
+            }
+        }
+        UnaryOp::Softplus => x.max(T::zero()) + (-x.abs()).exp().ln_1p(),
+        UnaryOp::Relu => x.max(T::zero()),
+        UnaryOp::Elu1 => {
+            if x > T::zero() {
+                x + one
+            } else {
+                x.exp()
+            }
+        }
+        UnaryOp::Tanh => x.tanh(),
+    }
+}
+
+/// A binary compute op on two present values, with the `-inf` and `0/0` rules.
+pub fn compute<T: Float>(op: BinaryOp, a: T, b: T) -> T {
+    match op {
+        BinaryOp::Add => a + b,
+        BinaryOp::Sub => a - b,
+        BinaryOp::Mul => a * b,
+        BinaryOp::Div => {
+            if a == T::zero() && b == T::zero() {
+                T::zero()
+            } else {
+                a / b
+            }
+        }
+        BinaryOp::Max => a.max(b),
+        BinaryOp::Min => a.min(b),
+        BinaryOp::SubExp => {
+            if a == T::neg_infinity() {
+                T::zero()
+            } else {
+                (a - b).exp()
+            }
+        }
+    }
+}
+
+/// A binary map action with its merge op on `(value, present)` operands.
+pub fn binary<T: Float>(op: BinaryOp, merge: Merge, a: (T, bool), b: (T, bool)) -> (T, bool) {
+    let absent = (T::zero(), false);
+    match (merge, a.1, b.1) {
+        (_, true, true) => (compute(op, a.0, b.0), true),
+        (Merge::Intersect, _, _) => absent,
+        (Merge::Union, true, false) => match op {
+            BinaryOp::SubExp => (a.0.exp(), true),
+            _ => (a.0, true),
+        },
+        (Merge::Union, false, true) => match op {
+            BinaryOp::Sub => (-b.0, true),
+            BinaryOp::Div => (b.0.recip(), true),
+            BinaryOp::SubExp => ((-b.0).exp(), true),
+            _ => (b.0, true),
+        },
+        (Merge::Right, _, false) => absent,
+        (Merge::Right, false, true) => (compute(op, T::zero(), b.0), true),
+        (Merge::All, _, _) => {
+            let value = |(v, p): (T, bool)| if p { v } else { T::zero() };
+            (compute(op, value(a), value(b)), true)
+        }
+        (Merge::Union, false, false) => absent,
+    }
+}
+
+fn reduce<T: Float>(op: ReduceOp, acc: T, x: T) -> T {
+    match op {
+        ReduceOp::Sum => acc + x,
+        ReduceOp::Max => acc.max(x),
+        ReduceOp::Min => acc.min(x),
+        ReduceOp::Prod => acc * x,
+    }
+}

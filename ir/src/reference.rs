@@ -1,0 +1,354 @@
+//! Direct references, written without the IR: the attention forms of the library computed
+//! loop by loop in f64, to check the interpreter (and everything downstream) against.
+//!
+//! Layout as in the library: `Q[E,P]`, `K[E,M]`, `V[F,M]`, output `AV[F,P]`; `M` is the key
+//! rank, `P` the query rank. Also seeded random inputs for any cascade.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ndarray::{Array2, ArrayD, ArrayView1, ArrayView2, IxDyn};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::ast::{Cascade, TensorKind};
+use crate::shape::Shape;
+use crate::{dsl, library};
+
+/// Which keys each query sees, and what is added to the scores.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionMask<'a> {
+    /// Key `m` is visible to query `p` only when `m <= p`.
+    pub causal: bool,
+    /// Key `m` is visible to query `p` only when `p - m < w` (combine with `causal`).
+    pub window: Option<usize>,
+    /// Added to score `[m, p]` after scaling; `-inf` hides the key.
+    pub bias: Option<ArrayView2<'a, f64>>,
+    /// Multiplies `Qᵀ K` before the bias (1 in the library's softmax cascades).
+    pub scale: f64,
+}
+
+impl AttentionMask<'_> {
+    /// Every key visible, no bias, no scaling.
+    pub fn none() -> AttentionMask<'static> {
+        AttentionMask {
+            causal: false,
+            window: None,
+            bias: None,
+            scale: 1.0,
+        }
+    }
+
+    fn visible(&self, m: usize, p: usize) -> bool {
+        let causal = !self.causal || m <= p;
+        let window = self.window.is_none_or(|w| p < m || p - m < w);
+        causal && window
+    }
+}
+
+fn scores(q: ArrayView2<f64>, k: ArrayView2<f64>, p: usize, m: usize) -> f64 {
+    q.column(p)
+        .iter()
+        .zip(k.column(m))
+        .map(|(a, b)| a * b)
+        .sum()
+}
+
+/// `softmax(scale·QᵀK + bias)` over the visible keys, times `V`: `AV[F,P]`.
+///
+/// A query with no visible key, or whose visible scores are all `-inf`, gets a zero row.
+pub fn attention(
+    q: ArrayView2<f64>,
+    k: ArrayView2<f64>,
+    v: ArrayView2<f64>,
+    mask: &AttentionMask,
+) -> Array2<f64> {
+    let (n_m, n_p, n_f) = (k.ncols(), q.ncols(), v.nrows());
+    let mut out = Array2::zeros((n_f, n_p));
+    let mut row = vec![f64::NEG_INFINITY; n_m];
+    for p in 0..n_p {
+        for (m, s) in row.iter_mut().enumerate() {
+            *s = if mask.visible(m, p) {
+                let bias = mask.bias.map_or(0.0, |b| b[[m, p]]);
+                mask.scale * scores(q, k, p, m) + bias
+            } else {
+                f64::NEG_INFINITY
+            };
+        }
+        let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if max == f64::NEG_INFINITY {
+            continue;
+        }
+        let weights: Vec<f64> = row.iter().map(|s| (s - max).exp()).collect();
+        let total: f64 = weights.iter().sum();
+        for f in 0..n_f {
+            let num: f64 = weights.iter().zip(v.row(f)).map(|(w, x)| w * x).sum();
+            out[[f, p]] = num / total;
+        }
+    }
+    out
+}
+
+/// The pedagogical cascades' `Z = (Σ_k A_k B_k) · (Σ_k A_k)`.
+pub fn pedagogical(a: ArrayView1<f64>, b: ArrayView1<f64>) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    dot * a.sum()
+}
+
+/// `elu(x) + 1`.
+pub fn elu1(x: f64) -> f64 {
+    if x > 0.0 { x + 1.0 } else { x.exp() }
+}
+
+/// Unnormalised linear attention: `AV[f,p] = Σ_m (Σ_e φ(Q[e,p]) φ(K[e,m])) V[f,m]`, φ = elu+1.
+pub fn linear_attention(q: ArrayView2<f64>, k: ArrayView2<f64>, v: ArrayView2<f64>) -> Array2<f64> {
+    let (fq, fk) = (q.mapv(elu1), k.mapv(elu1));
+    let (n_m, n_p, n_f) = (k.ncols(), q.ncols(), v.nrows());
+    let mut out = Array2::zeros((n_f, n_p));
+    for p in 0..n_p {
+        for m in 0..n_m {
+            let s = scores(fq.view(), fk.view(), p, m);
+            for f in 0..n_f {
+                out[[f, p]] += s * v[[f, m]];
+            }
+        }
+    }
+    out
+}
+
+/// Sigmoid attention: `AV[f,p] = Σ_m σ(QK[m,p] / sqrt(E)) V[f,m]`.
+pub fn sigmoid_attention(
+    q: ArrayView2<f64>,
+    k: ArrayView2<f64>,
+    v: ArrayView2<f64>,
+) -> Array2<f64> {
+    let scale = 1.0 / (q.nrows() as f64).sqrt();
+    let (n_m, n_p, n_f) = (k.ncols(), q.ncols(), v.nrows());
+    let mut out = Array2::zeros((n_f, n_p));
+    for p in 0..n_p {
+        for m in 0..n_m {
+            let s = 1.0 / (1.0 + (-scale * scores(q, k, p, m)).exp());
+            for f in 0..n_f {
+                out[[f, p]] += s * v[[f, m]];
+            }
+        }
+    }
+    out
+}
+
+/// Uniform values in `[-1, 1)` for every input of `cascade`, drawn in declaration order from
+/// one ChaCha8 stream seeded with `seed`, so a (cascade inputs, shape, seed) triple always
+/// gives the same tensors.
+pub fn random_inputs(cascade: &Cascade, shape: &Shape, seed: u64) -> BTreeMap<String, ArrayD<f64>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut inputs = BTreeMap::new();
+    for tensor in cascade
+        .tensors
+        .iter()
+        .filter(|t| t.kind == TensorKind::Input)
+    {
+        let dims: Vec<usize> = tensor
+            .ranks
+            .iter()
+            .map(|r| shape.size(*r) as usize)
+            .collect();
+        let array = ArrayD::from_shape_simple_fn(IxDyn(&dims), || rng.random_range(-1.0..1.0));
+        inputs.insert(tensor.name.clone(), array);
+    }
+    inputs
+}
+
+/// The attention forms computed directly by this module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Form {
+    /// `softmax(QᵀK)V` over `Q[E,P] K[E,M] V[F,M]`, optionally causal, with a sliding window of
+    /// `W` keys (the size of param `W`), or with an additive bias input `MASK[M,P]`.
+    Softmax {
+        causal: bool,
+        window: bool,
+        bias: bool,
+    },
+    /// `Z = (Σ A·B)(Σ A)` over `A[K] B[K]`.
+    Pedagogical,
+    /// Unnormalised linear attention with the elu+1 feature map.
+    Linear,
+    /// Sigmoid attention with scale `1/sqrt(E)`.
+    Sigmoid,
+}
+
+impl Form {
+    /// The form of a library cascade, by its name.
+    pub fn of_library(name: &str) -> Option<Form> {
+        let softmax = |causal, window, bias| {
+            Some(Form::Softmax {
+                causal,
+                window,
+                bias,
+            })
+        };
+        match name {
+            "attention_1pass"
+            | "attention_2pass_deferred"
+            | "attention_2pass_localmax"
+            | "attention_3pass" => softmax(false, false, false),
+            "attention_causal_1pass" => softmax(true, false, false),
+            "attention_window_3pass" => softmax(true, true, false),
+            "attention_masked_1pass" | "attention_masked_3pass" => softmax(false, false, true),
+            "pedagogical_1" | "pedagogical_2" | "pedagogical_3" => Some(Form::Pedagogical),
+            "linear_attention" => Some(Form::Linear),
+            "sigmoid_attention" => Some(Form::Sigmoid),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Form {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Form::Softmax {
+                causal,
+                window,
+                bias,
+            } => {
+                f.write_str("softmax(QᵀK)V")?;
+                let mut extras = Vec::new();
+                if *causal {
+                    extras.push("causal mask");
+                }
+                if *window {
+                    extras.push("sliding window of W keys");
+                }
+                if *bias {
+                    extras.push("additive MASK");
+                }
+                if !extras.is_empty() {
+                    write!(f, " with {}", extras.join(", "))?;
+                }
+                Ok(())
+            }
+            Form::Pedagogical => f.write_str("Z = (Σ A·B)(Σ A)"),
+            Form::Linear => f.write_str("linear attention (elu+1 feature map, unnormalised)"),
+            Form::Sigmoid => f.write_str("sigmoid attention (scale 1/sqrt(E))"),
+        }
+    }
+}
+
+/// How a cascade was recognised as a known form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recognised {
+    /// Its Einsums are those of the library cascade (whatever its name).
+    Structure,
+    /// It carries the library cascade's name (its Einsums may differ: a rewrite of it).
+    Name,
+}
+
+/// A cascade matched to a direct reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Known {
+    pub form: Form,
+    pub library: &'static str,
+    pub by: Recognised,
+}
+
+/// Recognises a cascade as a library attention form: first by structure, then by name.
+pub fn known_form(cascade: &Cascade) -> Option<Known> {
+    for name in library::names() {
+        let Some(form) = Form::of_library(name) else {
+            continue;
+        };
+        let Some(source) = library::source(name) else {
+            continue;
+        };
+        let Ok(parsed) = dsl::parse(source, name) else {
+            continue;
+        };
+        let mut candidate = parsed.cascade;
+        candidate.name.clone_from(&cascade.name);
+        if &candidate == cascade {
+            return Some(Known {
+                form,
+                library: name,
+                by: Recognised::Structure,
+            });
+        }
+    }
+    let library = library::names().find(|n| *n == cascade.name)?;
+    let form = Form::of_library(library)?;
+    Some(Known {
+        form,
+        library,
+        by: Recognised::Name,
+    })
+}
+
+/// Why a direct reference could not be computed from the given tensors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("the {form} reference needs an input {tensor} with {dims} dimensions")]
+    Input {
+        form: String,
+        tensor: String,
+        dims: usize,
+    },
+    #[error("the {form} reference needs the size of param W")]
+    Window { form: String },
+}
+
+/// The direct reference output for `form`, from the inputs by name (`Q`, `K`, `V`, `MASK`, or
+/// `A`, `B` for the pedagogical form). Returns `AV[F,P]` or the scalar `Z`.
+pub fn compute(
+    form: Form,
+    cascade: &Cascade,
+    shape: &Shape,
+    inputs: &BTreeMap<String, ArrayD<f64>>,
+) -> Result<ArrayD<f64>, ReferenceError> {
+    let input2 = |name: &str| {
+        inputs
+            .get(name)
+            .and_then(|a| a.view().into_dimensionality::<ndarray::Ix2>().ok())
+            .ok_or_else(|| ReferenceError::Input {
+                form: form.to_string(),
+                tensor: name.to_string(),
+                dims: 2,
+            })
+    };
+    let input1 = |name: &str| {
+        inputs
+            .get(name)
+            .and_then(|a| a.view().into_dimensionality::<ndarray::Ix1>().ok())
+            .ok_or_else(|| ReferenceError::Input {
+                form: form.to_string(),
+                tensor: name.to_string(),
+                dims: 1,
+            })
+    };
+    Ok(match form {
+        Form::Softmax {
+            causal,
+            window,
+            bias,
+        } => {
+            let window = if window {
+                let w = cascade
+                    .rank_by_name("W")
+                    .ok_or_else(|| ReferenceError::Window {
+                        form: form.to_string(),
+                    })?;
+                Some(shape.size(w) as usize)
+            } else {
+                None
+            };
+            let bias = if bias { Some(input2("MASK")?) } else { None };
+            let mask = AttentionMask {
+                causal,
+                window,
+                bias,
+                scale: 1.0,
+            };
+            attention(input2("Q")?, input2("K")?, input2("V")?, &mask).into_dyn()
+        }
+        Form::Pedagogical => ndarray::arr0(pedagogical(input1("A")?, input1("B")?)).into_dyn(),
+        Form::Linear => linear_attention(input2("Q")?, input2("K")?, input2("V")?).into_dyn(),
+        Form::Sigmoid => sigmoid_attention(input2("Q")?, input2("K")?, input2("V")?).into_dyn(),
+    })
+}
