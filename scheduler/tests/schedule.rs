@@ -453,3 +453,37 @@ fn epochs_never_run_a_consumer_before_its_producer_of_the_same_tile() {
         "the check saw the epochs ({checked} same-tile pairs)"
     );
 }
+
+#[test]
+fn passes_agree_with_the_ir_pass_analysis() {
+    // The scheduler finds passes itself (it needs them per phase); the IR's pass analysis is an
+    // independent implementation of FuseMax section 2. They must agree Einsum by Einsum.
+    let a = arch("fusemax");
+    for name in cascade_ir::library::names() {
+        let c = library(name);
+        let mut p = problem("bert", 4096);
+        p.sizes.insert("W".into(), 512);
+        p.sizes.insert("K".into(), 4096);
+        let Ok(Outcome::Scheduled(s)) = schedule(&c, &a, &p) else {
+            // Only sigmoid and linear attention need an op no unit has.
+            assert!(
+                name.contains("sigmoid") || name.contains("linear"),
+                "{name}"
+            );
+            continue;
+        };
+        let key = s.phases[0].partition.key_rank.clone();
+        let rank = c.rank_by_name(&key).expect("key rank");
+        let report = cascade_ir::passes::passes(&c, rank);
+        assert_eq!(s.phases[0].passes, report.passes, "{name}");
+        for e in &s.einsums {
+            let theirs = report
+                .einsums
+                .iter()
+                .find(|x| x.einsum == e.id)
+                .expect("every Einsum");
+            // The IR numbers passes from 1.
+            assert_eq!(e.pass + 1, theirs.pass, "{name}: {}", e.name);
+        }
+    }
+}

@@ -264,3 +264,27 @@ fn area_follows_the_component_table() {
     let ratio = got / cascade_sim::area_mm2(&load("flat").arch);
     assert!((0.88..=0.94).contains(&ratio), "area ratio {ratio}");
 }
+
+#[test]
+fn unfused_phases_round_trip_through_dram() {
+    // BERT at 16K on the unfused baseline: QK | softmax | AV. The QK phase reads Q and K once
+    // (P1 covers all queries) and writes the M·P scores: memory-bound at 400 GiB/s.
+    let unfused = load("unfused");
+    let w = shipped::load_workloads().unwrap();
+    let p = w.problem(w.model("bert").unwrap(), 16384);
+    let r = run(&unfused, &p);
+    let bounds: Vec<&str> = r.phases.iter().map(|x| x.bound.as_str()).collect();
+    assert_eq!(bounds, ["memory", "array1d", "memory"]);
+    let (m, e) = (16384.0f64, 64.0);
+    let words = p.instances() as f64 * (2.0 * m * e + m * m);
+    let bytes_per_cycle = 400.0 * 1024f64.powi(3) / 940e6;
+    let expected = words * 2.0 / bytes_per_cycle;
+    assert!(
+        within(r.phases[0].memory_cycles, expected, 1e-9),
+        "{} vs {expected}",
+        r.phases[0].memory_cycles
+    );
+    // The softmax phase runs 4 one-cycle ops per score on 256 PEs.
+    let softmax = p.instances() as f64 * 4.0 * m * m / 256.0;
+    assert!(within(r.phases[1].compute_cycles, softmax, 1e-9));
+}
