@@ -5,7 +5,9 @@
 //! 0 ok, 1 user error (diagnostics on stderr), 2 internal error.
 
 mod cmd_check;
+mod cmd_eval;
 mod cmd_list;
+mod cmd_passes;
 mod cmd_rewrite;
 mod cmd_show;
 mod load;
@@ -38,6 +40,10 @@ enum Command {
     Check(cmd_check::Args),
     /// Derive a cheaper equivalent cascade by equality saturation.
     Rewrite(cmd_rewrite::Args),
+    /// Count the passes a cascade needs over a rank, with barriers, footprints and op counts.
+    Passes(cmd_passes::Args),
+    /// Run the reference interpreter on seeded random inputs and check it against the direct reference.
+    Eval(cmd_eval::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -47,6 +53,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Show(args) => cmd_show::run(args, format),
         Command::Check(args) => cmd_check::run(args, format),
         Command::Rewrite(args) => cmd_rewrite::run(args, format),
+        Command::Passes(args) => cmd_passes::run(args, format),
+        Command::Eval(args) => cmd_eval::run(args, format),
     }
 }
 

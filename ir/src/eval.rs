@@ -11,6 +11,8 @@
 //!   sub-then-exp, 1 for `×` and `÷`, the present operand itself for `max`/`min`
 //!   (so `∅ - b = -b`, `∅ / b = 1/b`, `exp(a - ∅) = exp(a)`).
 //! * `←` and `1` count an absent operand as 0 (`←` first requires the right operand present).
+//! * The `-inf` rule of sub-then-exp also holds for `exp((a - b))` written as two actions:
+//!   it is 0 wherever `a` is `-inf`, so rewriting one form into the other keeps NaN out.
 //! * Absent output points read as 0 in [`TensorValue::values`]; [`TensorValue::present`] says
 //!   which points hold a value.
 //! * Iterative ranks: body Einsums whose space includes the iterative rank `R` form one loop run
@@ -117,17 +119,28 @@ pub enum EvalError {
     },
     #[error("iterative rank {rank} has no stop condition: add `stop {var} >= {rank}`")]
     MissingStop { rank: String, var: String },
+    #[error(
+        "the tensors up to {tensor} hold more than {limit} points in all; evaluate a smaller shape"
+    )]
+    TooLarge { tensor: String, limit: usize },
     #[error("the cascade has several iterative ranks ({ranks}); the interpreter supports one")]
     SeveralIterativeRanks { ranks: String },
 }
 
+/// The most tensor points one evaluation may hold (8 GiB of f64 values), so that a large
+/// shape is an error rather than an allocation failure.
+pub const MAX_POINTS: usize = 1 << 30;
+
 /// Evaluates `cascade` on `inputs` (one array per input tensor, dims in declaration order).
+///
+/// `cascade` must pass `verify` and `shape` must be resolved for it; anything wrong with the
+/// inputs, the index arithmetic or the stop condition is an [`EvalError`].
 pub fn evaluate<T: Float>(
     cascade: &Cascade,
     shape: &Shape,
     inputs: &BTreeMap<String, ArrayD<T>>,
 ) -> Result<Evaluation<T>, EvalError> {
-    let mut store = Store::new(cascade, shape);
+    let mut store = Store::new(cascade, shape)?;
     store.load_inputs(cascade, inputs)?;
     for step in plan(cascade)? {
         match step {
@@ -264,8 +277,9 @@ struct Store<T> {
 }
 
 impl<T: Float> Store<T> {
-    fn new(cascade: &Cascade, shape: &Shape) -> Store<T> {
+    fn new(cascade: &Cascade, shape: &Shape) -> Result<Store<T>, EvalError> {
         let n = cascade.tensors.len();
+        let mut total = 0usize;
         let mut store = Store {
             values: Vec::with_capacity(n),
             present: Vec::with_capacity(n),
@@ -275,7 +289,17 @@ impl<T: Float> Store<T> {
         };
         for (i, tensor) in cascade.tensors.iter().enumerate() {
             let extents = tensor_extents(cascade, shape, TensorId(i as u32));
-            let len = extents.iter().product();
+            let len = extents
+                .iter()
+                .try_fold(1usize, |acc, e| acc.checked_mul(*e));
+            total = len.and_then(|l| total.checked_add(l)).unwrap_or(usize::MAX);
+            if total > MAX_POINTS {
+                return Err(EvalError::TooLarge {
+                    tensor: tensor.name.clone(),
+                    limit: MAX_POINTS,
+                });
+            }
+            let len = len.unwrap_or(0);
             let mut strides = vec![1i64; extents.len()];
             for d in (0..extents.len().saturating_sub(1)).rev() {
                 strides[d] = strides[d + 1] * extents[d + 1] as i64;
@@ -287,7 +311,7 @@ impl<T: Float> Store<T> {
             store.strides.push(strides);
             store.all_present.push(input);
         }
-        store
+        Ok(store)
     }
 
     fn load_inputs(
@@ -461,6 +485,9 @@ enum Node<T> {
     /// The bare literal `0` right-hand side: every point stays absent.
     Absent,
     Unary(UnaryOp, usize),
+    /// `exp(a - b)` written as an `exp` of a subtraction (slot of the subtraction, slot of `a`):
+    /// 0 wherever `a` is `-inf`, like the fused sub-then-exp.
+    ExpOfSub(usize, usize),
     Binary(BinaryOp, Merge, usize, usize),
 }
 
@@ -582,6 +609,14 @@ impl<T: Float> Kernel<T> {
                 }
                 Expr::Const(_) if bare_zero => Node::Absent,
                 Expr::Const(c) => Node::Const(constant(*c, shape)),
+                Expr::Unary(UnaryOp::Exp, arg) => match cascade.expr(*arg) {
+                    Expr::Binary {
+                        op: BinaryOp::Sub,
+                        lhs,
+                        ..
+                    } => Node::ExpOfSub(slot(*arg, &ids), slot(*lhs, &ids)),
+                    _ => Node::Unary(UnaryOp::Exp, slot(*arg, &ids)),
+                },
                 Expr::Unary(op, arg) => Node::Unary(*op, slot(*arg, &ids)),
                 Expr::Binary {
                     op,
@@ -818,8 +853,17 @@ impl<T: Float> Kernel<T> {
                 pres[k * row..][..row].fill(true);
             }
         }
+        // Whether a node's current row is present at every point (constants always are).
+        let mut dense: Vec<bool> = self
+            .nodes
+            .iter()
+            .map(|n| matches!(n, Node::Const(_)))
+            .collect();
         loop {
             for (k, node) in self.nodes.iter().enumerate() {
+                if !matches!(node, Node::Const(_)) {
+                    dense[k] = false;
+                }
                 let (done_v, rest_v) = vals.split_at_mut(k * row);
                 let (done_p, rest_p) = pres.split_at_mut(k * row);
                 let (v, p) = (&mut rest_v[..row], &mut rest_p[..row]);
@@ -838,6 +882,25 @@ impl<T: Float> Kernel<T> {
                                 *x = src_v[(base + step * i as i64) as usize];
                             }
                             p.fill(true);
+                            dense[k] = true;
+                            continue;
+                        }
+                        if filters.is_empty() && load_checks[k].is_empty() && step == 0 {
+                            // A broadcast along the innermost loop: one point for the whole row.
+                            let o = base as usize;
+                            v.fill(src_v[o]);
+                            p.fill(*all_present || src_p[o]);
+                            dense[k] = *all_present || src_p[o];
+                            continue;
+                        }
+                        if filters.is_empty() && load_checks[k].is_empty() {
+                            let mut all = true;
+                            for (i, (x, q)) in v.iter_mut().zip(p.iter_mut()).enumerate() {
+                                let o = (base + step * i as i64) as usize;
+                                (*x, *q) = (src_v[o], src_p[o]);
+                                all &= src_p[o];
+                            }
+                            dense[k] = all;
                             continue;
                         }
                         for i in 0..row {
@@ -872,6 +935,7 @@ impl<T: Float> Kernel<T> {
                     }
                     Node::Const(_) | Node::Absent => {}
                     Node::Unary(op, a) => {
+                        dense[k] = dense[*a];
                         let (av, ap) = (&done_v[a * row..][..row], &done_p[a * row..][..row]);
                         for i in 0..row {
                             (v[i], p[i]) = if ap[i] {
@@ -881,9 +945,33 @@ impl<T: Float> Kernel<T> {
                             };
                         }
                     }
+                    Node::ExpOfSub(a, x) => {
+                        dense[k] = dense[*a];
+                        let (av, ap) = (&done_v[a * row..][..row], &done_p[a * row..][..row]);
+                        let (xv, xp) = (&done_v[x * row..][..row], &done_p[x * row..][..row]);
+                        for i in 0..row {
+                            (v[i], p[i]) = match (ap[i], xp[i] && xv[i] == T::neg_infinity()) {
+                                (false, _) => (T::zero(), false),
+                                (true, true) => (T::zero(), true),
+                                (true, false) => (av[i].exp(), true),
+                            };
+                        }
+                    }
                     Node::Binary(op, merge, a, b) => {
                         let (av, ap) = (&done_v[a * row..][..row], &done_p[a * row..][..row]);
                         let (bv, bp) = (&done_v[b * row..][..row], &done_p[b * row..][..row]);
+                        if dense[*a] && dense[*b] {
+                            // Both rows fully present: no merge to decide, one op per point.
+                            let pairs = v.iter_mut().zip(av.iter().zip(bv));
+                            match op {
+                                BinaryOp::Add => pairs.for_each(|(o, (x, y))| *o = *x + *y),
+                                BinaryOp::Mul => pairs.for_each(|(o, (x, y))| *o = *x * *y),
+                                _ => pairs.for_each(|(o, (x, y))| *o = compute(*op, *x, *y)),
+                            }
+                            p.fill(true);
+                            dense[k] = true;
+                            continue;
+                        }
                         for i in 0..row {
                             (v[i], p[i]) = binary(*op, *merge, (av[i], ap[i]), (bv[i], bp[i]));
                         }
@@ -892,6 +980,23 @@ impl<T: Float> Kernel<T> {
             }
             let (root_v, root_p) = (&vals[(n_nodes - 1) * row..], &pres[(n_nodes - 1) * row..]);
             let (base, step) = (cur[self.out_offset], inner_step[self.out_offset]);
+            if dense[n_nodes - 1] && out_checks.is_empty() && self.reduce == Some(ReduceOp::Sum) {
+                // The common case of a sum whose row is fully present.
+                for (i, x) in root_v[..row].iter().enumerate() {
+                    let o = (base + step * i as i64) as usize;
+                    let acc = if out_present[o] {
+                        out_values[o]
+                    } else {
+                        T::zero()
+                    };
+                    out_values[o] = acc + *x;
+                    out_present[o] = true;
+                }
+                if !advance(&outer, &mut idx, &mut cur, &self.sizes, &self.strides) {
+                    return Ok(());
+                }
+                continue;
+            }
             for i in 0..row {
                 for &ch in out_checks {
                     let check = &self.out_checks[ch];

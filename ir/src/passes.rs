@@ -466,7 +466,10 @@ impl fmt::Display for PassReport {
                 writeln!(f, "  {b}")?;
             }
         }
-        writeln!(f, "einsums:")?;
+        writeln!(
+            f,
+            "einsums (pass in parentheses: the Einsum does not traverse the rank):"
+        )?;
         let width = self
             .einsums
             .iter()

@@ -352,3 +352,68 @@ pub fn compute(
         Form::Sigmoid => sigmoid_attention(input2("Q")?, input2("K")?, input2("V")?).into_dyn(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array1, Array2, array};
+
+    use super::*;
+
+    /// V[f, m] = 10·f + m, so every mean over keys is easy to state.
+    fn values(n_f: usize, n_m: usize) -> Array2<f64> {
+        Array2::from_shape_fn((n_f, n_m), |(f, m)| (10 * f + m) as f64)
+    }
+
+    #[test]
+    fn equal_scores_average_the_visible_values() {
+        let (q, k, v) = (Array2::zeros((2, 3)), Array2::zeros((2, 4)), values(2, 4));
+        let all = attention(q.view(), k.view(), v.view(), &AttentionMask::none());
+        // Mean of m over 0..4 is 1.5.
+        assert_eq!(all.column(0).to_vec(), [1.5, 11.5]);
+        let causal = AttentionMask {
+            causal: true,
+            ..AttentionMask::none()
+        };
+        let out = attention(q.view(), k.view(), v.view(), &causal);
+        // Query p sees keys 0..=p: means 0, 0.5, 1.
+        assert_eq!(out.row(0).to_vec(), [0.0, 0.5, 1.0]);
+    }
+
+    #[test]
+    fn a_window_of_one_picks_the_diagonal_and_empty_rows_are_zero() {
+        let (q, k, v) = (Array2::zeros((1, 5)), Array2::zeros((1, 3)), values(1, 3));
+        let mask = AttentionMask {
+            causal: true,
+            window: Some(1),
+            ..AttentionMask::none()
+        };
+        let out = attention(q.view(), k.view(), v.view(), &mask);
+        assert_eq!(out.row(0).to_vec(), [0.0, 1.0, 2.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn a_fully_masked_query_gets_zeros() {
+        let (q, k, v) = (Array2::ones((1, 2)), Array2::ones((1, 3)), values(1, 3));
+        let mut bias = Array2::zeros((3, 2));
+        bias.column_mut(1).fill(f64::NEG_INFINITY);
+        bias[[0, 0]] = f64::NEG_INFINITY;
+        let mask = AttentionMask {
+            bias: Some(bias.view()),
+            ..AttentionMask::none()
+        };
+        let out = attention(q.view(), k.view(), v.view(), &mask);
+        assert_eq!(out.column(0).to_vec(), [1.5]);
+        assert_eq!(out.column(1).to_vec(), [0.0]);
+    }
+
+    #[test]
+    fn pedagogical_linear_and_sigmoid_on_hand_checked_inputs() {
+        let (a, b): (Array1<f64>, Array1<f64>) = (array![1.0, 2.0], array![3.0, 4.0]);
+        assert_eq!(pedagogical(a.view(), b.view()), (3.0 + 8.0) * 3.0);
+        let (q, k, v) = (Array2::zeros((2, 1)), Array2::zeros((2, 3)), values(1, 3));
+        // φ(0) = 1, so every score is E = 2 and AV = 2·(0 + 1 + 2).
+        assert_eq!(linear_attention(q.view(), k.view(), v.view())[[0, 0]], 6.0);
+        // σ(0) = 1/2.
+        assert_eq!(sigmoid_attention(q.view(), k.view(), v.view())[[0, 0]], 1.5);
+    }
+}

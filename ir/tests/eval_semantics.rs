@@ -112,12 +112,15 @@ N[i] = -inf
 Z[i] = exp(N[i] - N[i])
 D[i] = Z[i] / Z[i]
 G[i] = exp(N[i] - A[i])
+H[i] = exp((N[i] - N[i]))
 output D
 ";
     let ev = run(src, "I=2", &[("A", vec![f64::NEG_INFINITY, 1.0])]).expect("evaluates");
     assert_eq!(points(&ev, "Z"), [Some(0.0), Some(0.0)]);
     assert_eq!(points(&ev, "D"), [Some(0.0), Some(0.0)]);
     assert_eq!(points(&ev, "G"), [Some(0.0), Some(0.0)]);
+    // The same rule for an `exp` of a subtraction written as two actions.
+    assert_eq!(points(&ev, "H"), [Some(0.0), Some(0.0)]);
 }
 
 #[test]
@@ -229,4 +232,57 @@ output Z
     let ev = run(&fixed, "K=2", &[("A", vec![1.0, 2.0])]).expect("stops at K");
     assert_eq!(points(&ev, "Z"), [Some(3.0)]);
     assert_eq!(points(&ev, "R"), [None, Some(1.0), Some(3.0)]);
+}
+
+#[test]
+fn einsums_among_the_loop_run_before_or_after_it_by_what_they_read() {
+    // S reads no loop state, so it runs before the loop that uses it; Z reads the final state,
+    // so it runs after the loop although it is written between loop Einsums.
+    let src = "
+cascade order
+ranks K
+input A[K] C
+init
+R[0] = 0
+T[0] = 0
+einsums
+R[k+1] = R[k] + A[k]
+S      = C * 2
+Z      = R[K]
+T[k+1] = T[k] + A[k] * S
+stop k >= K
+output Z T
+";
+    let ev = run(src, "K=2", &[("A", vec![1.0, 2.0]), ("C", vec![3.0])]).expect("evaluates");
+    assert_eq!(points(&ev, "S"), [Some(6.0)]);
+    assert_eq!(points(&ev, "Z"), [Some(3.0)]);
+    assert_eq!(points(&ev, "T"), [None, Some(6.0), Some(18.0)]);
+}
+
+#[test]
+fn shapes_beyond_the_point_limit_are_an_error_not_an_allocation_failure() {
+    let c = parse("cascade big\nranks I J\ninput A[I]\nB[i,j] = A[i]\noutput B\n");
+    let shape = Shape::resolve(&c, &"I=65536,J=65536".parse().expect("spec")).expect("shape");
+    let err = evaluate::<f64>(&c, &shape, &BTreeMap::new()).expect_err("too large");
+    assert_eq!(
+        err,
+        EvalError::TooLarge {
+            tensor: "B".into(),
+            limit: cascade_ir::eval::MAX_POINTS
+        }
+    );
+}
+
+#[test]
+fn products_of_index_variables_are_rejected_by_name() {
+    let src = "cascade square\nranks I\ninput A[I]\nB[i] = A[i*i : i*i < I]\noutput B\n";
+    let err = run(src, "I=4", &[("A", vec![1.0, 2.0, 3.0, 4.0])]).expect_err("not affine");
+    assert_eq!(
+        err,
+        EvalError::NonAffineIndex {
+            einsum: "Einsum 1 (writing B)".into(),
+            tensor: "A".into(),
+            position: 0
+        }
+    );
 }
