@@ -123,6 +123,19 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
         let given: ShapeSpec = shape
             .parse()
             .map_err(|e| UserError::message(format!("--shape: {e}")))?;
+        if let Some(unknown) = given
+            .sizes
+            .keys()
+            .find(|r| cascade.rank_by_name(r).is_none())
+        {
+            let names: Vec<&str> = cascade.ranks.iter().map(|x| x.name.as_str()).collect();
+            return Err(UserError::message(format!(
+                "--shape names {unknown}, which {} does not declare; its ranks are {}",
+                cascade.name,
+                names.join(", ")
+            ))
+            .into());
+        }
         sizes.sizes.extend(given.sizes);
     }
     if !(args.limit_time > 0.0 && args.limit_time.is_finite()) {

@@ -409,7 +409,7 @@ fn explanation_chains_general_rules() {
 #[test]
 fn unsupported_inputs_are_errors_not_panics() {
     let cfg = config(by_passes("M"), ALL, ATTENTION, "M");
-    for name in ["attention_1pass", "attention_window_3pass", "pedagogical_3"] {
+    for name in ["attention_1pass", "attention_causal_1pass", "pedagogical_3"] {
         let err = rewrite(
             &load(name),
             &config(
@@ -530,6 +530,36 @@ fn extracted_cascades() {
 }
 
 #[test]
+fn sliding_window_attention_becomes_one_pass_with_the_filter_on_the_tiles() {
+    let r = derive(
+        "attention_window_3pass",
+        &config(
+            by_passes("M"),
+            ALL,
+            &[("E", 64), ("F", 64), ("M", 4096), ("P", 4096), ("W", 256)],
+            "M",
+        ),
+    );
+    assert_eq!((r.before.passes, passes_over(&r.cascade, "M")), (3, 1));
+    let text = dsl::print(&r.cascade);
+    assert!(text.contains("m0 : m1*M0+m0 <= p"), "{text}");
+    let form = reference::Form::Softmax {
+        causal: true,
+        window: true,
+        bias: false,
+    };
+    for seed in 0..3 {
+        let err = max_error_vs_reference(
+            &r.cascade,
+            form,
+            &[("E", 3), ("F", 2), ("M", 12), ("P", 12), ("W", 4)],
+            seed,
+        );
+        assert!(err < 1e-10, "seed {seed}: error {err}");
+    }
+}
+
+#[test]
 fn masked_attention_also_becomes_one_pass() {
     let r = derive(
         "attention_masked_3pass",
@@ -640,10 +670,10 @@ fn cli_rewrite_node_limit_and_json() {
 
 #[test]
 fn cli_rewrite_refuses_unsupported_input_with_exit_1() {
-    let out = cascade(&["rewrite", "attention_window_3pass", "--objective", "passes"]);
+    let out = cascade(&["rewrite", "attention_1pass", "--objective", "passes"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).expect("utf-8");
-    assert!(err.contains("does not support the filter on K"), "{err}");
+    assert!(err.contains("does not support iterative ranks"), "{err}");
     let out = cascade(&[
         "rewrite",
         "attention_3pass",

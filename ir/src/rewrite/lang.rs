@@ -55,7 +55,9 @@ define_language! {
         "relu" = Relu(Id),
         "elu1" = Elu1(Id),
         "tanh" = Tanh(Id),
+        "where" = Where([Id; 2]),
         Lit(Lit),
+        Mask(Mask),
         Name(Symbol),
     }
 }
@@ -104,6 +106,28 @@ impl FromStr for Lit {
     }
 }
 
+/// A filter condition of the input cascade, by its index in [`super::lift::Signature::masks`]:
+/// `(where (mask:0) x)` is `x` where the condition holds and absent elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Mask(pub u32);
+
+impl fmt::Display for Mask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "mask:{}", self.0)
+    }
+}
+
+impl FromStr for Mask {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.strip_prefix("mask:")
+            .and_then(|k| k.parse().ok())
+            .map(Mask)
+            .ok_or_else(|| format!("not a mask: {s}"))
+    }
+}
+
 /// The binary map ops with their default merges, in the language's spelling.
 pub const BINARY_OPS: [&str; 7] = ["+", "-", "*", "/", "max", "min", "subexp"];
 
@@ -142,6 +166,8 @@ pub struct Scope {
     pub split: BTreeSet<String>,
     /// Rank variables that `rescale-*` rules may turn into iterative ranks (`m1`, `k`).
     pub fold: BTreeSet<String>,
+    /// The index variables each filter condition reads, by [`Mask`] number.
+    pub masks: Vec<BTreeSet<String>>,
 }
 
 /// The e-graph type of the rewriter.
@@ -198,6 +224,15 @@ impl Analysis<Cx> for Scope {
                 name: true,
             },
             Cx::Lit(_) => value(BTreeSet::new(), false),
+            Cx::Mask(k) => {
+                let vars = egraph
+                    .analysis
+                    .masks
+                    .get(k.0 as usize)
+                    .cloned()
+                    .unwrap_or_default();
+                value(vars, false)
+            }
             Cx::At(children) => {
                 let vars = children[1..].iter().map(rank_of).collect();
                 value(vars, false)

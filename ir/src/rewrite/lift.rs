@@ -1,18 +1,19 @@
 //! Cascade → expression: every intermediate tensor is inlined into the output's expression.
 //!
 //! The rewriter accepts the cascades whose meaning is one expression over plain index
-//! variables: a single output, no Initialization section, no iterative or split ranks, no
-//! filters and default merges only. Everything else is reported as [`RewriteError::Unsupported`].
+//! variables: a single output, no Initialization section, no iterative or split ranks, filters
+//! on inputs only (each becomes `(where (mask:k) …)`) and default merges only. Everything else
+//! is reported as [`RewriteError::Unsupported`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use egg::{Id, RecExpr, Symbol};
 
 use super::RewriteError;
-use super::lang::{Cx, Lit};
+use super::lang::{Cx, Lit, Mask};
 use crate::ast::{
-    BinaryOp, Cascade, Constant, Einsum, Expr, ExprId, IndexExpr, ReduceOp, Section, TensorKind,
-    UnaryOp,
+    BinaryOp, Cascade, Compare, Constant, Einsum, Expr, ExprId, IndexExpr, ReduceOp, Section,
+    TensorKind, UnaryOp,
 };
 
 /// The expression of a cascade plus what is needed to write it back as a cascade.
@@ -34,6 +35,28 @@ pub struct Signature {
     pub inputs: Vec<(String, Vec<String>)>,
     /// The output tensor and its index variables in order.
     pub output: (String, Vec<String>),
+    /// Filter conditions of input accesses (`m <= p`), each a conjunction, by mask number.
+    pub masks: Vec<Vec<Compare>>,
+}
+
+impl Signature {
+    /// The index variables each mask reads.
+    pub fn mask_vars(&self) -> Vec<BTreeSet<String>> {
+        self.masks
+            .iter()
+            .map(|conds| {
+                let mut ranks = Vec::new();
+                for c in conds {
+                    c.lhs.collect_vars(&mut ranks);
+                    c.rhs.collect_vars(&mut ranks);
+                }
+                ranks
+                    .iter()
+                    .map(|r| self.ranks[r.index()].0.to_lowercase())
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 /// A hash-consing builder so that shared subterms stay shared in the `RecExpr`.
@@ -42,6 +65,8 @@ pub struct Builder {
     pub expr: RecExpr<Cx>,
     memo: HashMap<Cx, Id>,
     pub names: Vec<Option<String>>,
+    /// Filter conditions met so far, by mask number.
+    pub masks: Vec<Vec<Compare>>,
 }
 
 impl Builder {
@@ -162,6 +187,7 @@ pub fn lift(cascade: &Cascade) -> Result<Lifted, RewriteError> {
                 })
                 .collect(),
             output: (cascade.tensor(output).name.clone(), out_vars),
+            masks: b.masks.clone(),
         },
     })
 }
@@ -235,8 +261,11 @@ fn lift_expr(
     Ok(match cascade.expr(id) {
         Expr::Access(a) => {
             let t = cascade.tensor(a.tensor);
-            if !a.filters.is_empty() {
-                return Err(unsupported(format!("the filter on {}", t.name)));
+            if !a.filters.is_empty() && t.kind != TensorKind::Input {
+                return Err(unsupported(format!(
+                    "the filter on {} (filters on inputs only)",
+                    t.name
+                )));
             }
             let vars = plain_vars(cascade, &a.indices).ok_or_else(|| {
                 unsupported(format!(
@@ -248,7 +277,26 @@ fn lift_expr(
                 TensorKind::Input => {
                     let mut children = vec![b.name(&t.name)];
                     children.extend(vars.iter().map(|v| b.name(v)));
-                    b.add(Cx::At(children.into_boxed_slice()))
+                    let access = b.add(Cx::At(children.into_boxed_slice()));
+                    if a.filters.is_empty() {
+                        access
+                    } else {
+                        // The conjunction of every condition, whatever position carries it.
+                        let conds: Vec<Compare> = a
+                            .filters
+                            .iter()
+                            .flat_map(|f| f.conds.iter().cloned())
+                            .collect();
+                        let k = match b.masks.iter().position(|m| *m == conds) {
+                            Some(k) => k,
+                            None => {
+                                b.masks.push(conds);
+                                b.masks.len() - 1
+                            }
+                        };
+                        let mask = b.add(Cx::Mask(Mask(k as u32)));
+                        b.add(Cx::Where([mask, access]))
+                    }
                 }
                 TensorKind::Intermediate => {
                     let Some((term, def_vars)) = defs.get(&a.tensor.index()) else {
@@ -325,6 +373,8 @@ fn lift_expr(
 fn rename(b: &mut Builder, term: Id, map: &HashMap<String, String>) -> Option<Id> {
     let node = b.expr[term].clone();
     match &node {
+        // A filter names its variables inside the condition; renaming them is not supported.
+        Cx::Mask(_) => None,
         Cx::Name(s) => Some(match map.get(s.as_str()) {
             Some(to) => b.name(to),
             None => term,

@@ -12,11 +12,11 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use egg::{Id, Language, RecExpr};
 
 use super::RewriteError;
-use super::lang::{Cx, Lit, inner_name, is_map, outer_name};
+use super::lang::{Cx, Lit, Mask, inner_name, is_map, outer_name};
 use super::lift::Signature;
 use crate::ast::{
-    Access, BinaryOp, Cascade, Compare, CompareOp, Constant, Einsum, Expr, ExprId, IndexExpr, Rank,
-    RankId, ReduceOp, Reduction, Section, Tensor, TensorId, TensorKind, UnaryOp,
+    Access, BinaryOp, Cascade, Compare, CompareOp, Constant, Einsum, Expr, ExprId, Filter,
+    IndexExpr, Rank, RankId, ReduceOp, Reduction, Section, Tensor, TensorId, TensorKind, UnaryOp,
 };
 
 /// Writes an expression back as a cascade with the interface `sig`.
@@ -34,7 +34,8 @@ pub fn lower(
 #[derive(Debug, Clone)]
 enum Val {
     Const(Constant),
-    Access(TensorId, Vec<IndexExpr>),
+    /// A tensor read at these indices, absent where a filter fails.
+    Access(TensorId, Vec<IndexExpr>, Vec<Filter>),
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +77,7 @@ struct Lower<'a> {
 impl<'a> Lower<'a> {
     fn new(expr: &'a RecExpr<Cx>, names: &'a [Option<String>], sig: &'a Signature) -> Self {
         let nodes = expr.as_ref();
+        let mask_vars = sig.mask_vars();
         let mut fv: Vec<BTreeSet<String>> = Vec::with_capacity(nodes.len());
         let mut state = Vec::with_capacity(nodes.len());
         let mut rank_name: Vec<Option<String>> = Vec::with_capacity(nodes.len());
@@ -99,6 +101,11 @@ impl<'a> Lower<'a> {
                 Cx::Outer(m) => (Some(outer_name(&rn(m))), BTreeSet::new(), false),
                 Cx::Inner(m) => (Some(inner_name(&rn(m))), BTreeSet::new(), false),
                 Cx::Lit(_) => (None, BTreeSet::new(), false),
+                Cx::Mask(k) => (
+                    None,
+                    mask_vars.get(k.0 as usize).cloned().unwrap_or_default(),
+                    false,
+                ),
                 Cx::At(ch) => (None, ch[1..].iter().map(rn).collect(), false),
                 Cx::Sum([r, x]) | Cx::RMax([r, x]) | Cx::RMin([r, x]) | Cx::RProd([r, x]) => {
                     let (mut v, s) = un(&[*x]);
@@ -350,10 +357,10 @@ impl<'a> Lower<'a> {
     fn val_expr(&mut self, val: Val) -> ExprId {
         match val {
             Val::Const(c) => self.push_expr(Expr::Const(c)),
-            Val::Access(tensor, indices) => self.push_expr(Expr::Access(Access {
+            Val::Access(tensor, indices, filters) => self.push_expr(Expr::Access(Access {
                 tensor,
                 indices,
-                filters: Vec::new(),
+                filters,
             })),
         }
     }
@@ -406,7 +413,7 @@ impl<'a> Lower<'a> {
             reduction,
             value,
         });
-        Ok(Val::Access(tensor, indices))
+        Ok(Val::Access(tensor, indices, Vec::new()))
     }
 
     fn operand(
@@ -559,6 +566,50 @@ impl<'a> Lower<'a> {
                 };
                 self.einsum(id, &env, prefix, dims, reduction, body)?
             }
+            Cx::Where([c, x]) => {
+                let Cx::Mask(Mask(k)) = self.expr[*c] else {
+                    return Err(self.err("a filter whose condition is not a mask"));
+                };
+                let Val::Access(t, idx, mut filters) = self.lower(*x, env.clone(), ctx)? else {
+                    return Err(self.err("a filter on a constant"));
+                };
+                let mut conds = self.sig.masks.get(k as usize).cloned().unwrap_or_default();
+                if let Some(m) = &env {
+                    let parent = self.rank_of_var(m)?;
+                    let (outer, inner) = self.ensure_split(parent)?;
+                    let tiled = tiled_index(outer, inner);
+                    for c in &mut conds {
+                        c.lhs = substitute(&c.lhs, parent, &tiled);
+                        c.rhs = substitute(&c.rhs, parent, &tiled);
+                    }
+                }
+                // Attach the conditions to the last index that reads one of their variables.
+                let mut vars = Vec::new();
+                for c in &conds {
+                    c.lhs.collect_vars(&mut vars);
+                    c.rhs.collect_vars(&mut vars);
+                }
+                let position = idx
+                    .iter()
+                    .rposition(|i| {
+                        let mut v = Vec::new();
+                        i.collect_vars(&mut v);
+                        v.iter().any(|r| vars.contains(r))
+                    })
+                    .unwrap_or(0);
+                if idx.is_empty() {
+                    return Err(self.err("a filter on a scalar"));
+                }
+                match filters.iter_mut().find(|f| f.position == position) {
+                    Some(f) => f.conds.extend(conds),
+                    None => {
+                        filters.push(Filter { position, conds });
+                        filters.sort_by_key(|f| f.position);
+                    }
+                }
+                Val::Access(t, idx, filters)
+            }
+            Cx::Mask(_) => return Err(self.err("a filter condition used as a value")),
             Cx::Name(_) | Cx::Outer(_) | Cx::Inner(_) => {
                 return Err(self.err("a rank variable used as a value"));
             }
@@ -593,7 +644,7 @@ impl<'a> Lower<'a> {
             indices.push(self.var_index(v)?);
         }
         let Some(m) = env else {
-            return Ok(Val::Access(TensorId(t as u32), indices));
+            return Ok(Val::Access(TensorId(t as u32), indices, Vec::new()));
         };
         let key = (t, m.clone());
         if let Some(v) = self.split_inputs.get(&key) {
@@ -635,7 +686,7 @@ impl<'a> Lower<'a> {
             reduction: None,
             value,
         });
-        let val = Val::Access(tensor, out_idx);
+        let val = Val::Access(tensor, out_idx, Vec::new());
         self.split_inputs.insert(key, val.clone());
         Ok(val)
     }
@@ -714,7 +765,7 @@ impl<'a> Lower<'a> {
         } else {
             self.operand(step, env, Some(f))?
         };
-        let Val::Access(_, idx) = self.fold_access(f, At::Next)? else {
+        let Val::Access(_, idx, _) = self.fold_access(f, At::Next)? else {
             unreachable!("fold access")
         };
         self.body.push(Einsum {
@@ -747,7 +798,7 @@ impl<'a> Lower<'a> {
                 self.var_index(d)?
             });
         }
-        Ok(Val::Access(tensor, indices))
+        Ok(Val::Access(tensor, indices, Vec::new()))
     }
 
     fn finish(mut self, val: Val) -> Result<Cascade, RewriteError> {
@@ -758,16 +809,17 @@ impl<'a> Lower<'a> {
         }
         // Rename the last Einsum's tensor to the output when it is the root's own tensor.
         let renamable = match (&val, self.body.last()) {
-            (Val::Access(t, idx), Some(last)) => {
+            (Val::Access(t, idx, filters), Some(last)) => {
                 last.output.tensor == *t
                     && idx.iter().all(|x| matches!(x, IndexExpr::Var(_)))
                     && self.body.iter().filter(|e| e.output.tensor == *t).count() == 1
                     && idx.len() == out_idx.len()
+                    && filters.is_empty()
             }
             _ => false,
         };
         let output = if renamable {
-            let Val::Access(t, _) = val else {
+            let Val::Access(t, _, _) = val else {
                 unreachable!("checked above")
             };
             self.cascade.tensors[t.index()].name = out_name;
@@ -821,5 +873,28 @@ impl<'a> Lower<'a> {
         einsums.append(&mut self.body);
         self.cascade.einsums = einsums;
         Ok(self.cascade)
+    }
+}
+
+/// `m1*M0 + m0`: the index of a split rank from its parts.
+fn tiled_index(outer: RankId, inner: RankId) -> IndexExpr {
+    IndexExpr::Add(
+        Box::new(IndexExpr::Mul(
+            Box::new(IndexExpr::Var(outer)),
+            Box::new(IndexExpr::Size(inner)),
+        )),
+        Box::new(IndexExpr::Var(inner)),
+    )
+}
+
+/// `idx` with the variable of `rank` replaced by `to`.
+fn substitute(idx: &IndexExpr, rank: RankId, to: &IndexExpr) -> IndexExpr {
+    let sub = |x: &IndexExpr| Box::new(substitute(x, rank, to));
+    match idx {
+        IndexExpr::Var(r) if *r == rank => to.clone(),
+        IndexExpr::Var(_) | IndexExpr::Size(_) | IndexExpr::Lit(_) => idx.clone(),
+        IndexExpr::Add(a, b) => IndexExpr::Add(sub(a), sub(b)),
+        IndexExpr::Sub(a, b) => IndexExpr::Sub(sub(a), sub(b)),
+        IndexExpr::Mul(a, b) => IndexExpr::Mul(sub(a), sub(b)),
     }
 }

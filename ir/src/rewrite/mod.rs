@@ -143,11 +143,15 @@ pub fn rewrite(cascade: &Cascade, config: &RewriteConfig) -> Result<Rewritten, R
         split.insert(v);
     }
     let rules = rules::all(config.rules);
-    let mut runner = Runner::<Cx, Scope>::new(Scope { split, fold })
-        .with_iter_limit(config.limits.iterations)
-        .with_node_limit(config.limits.nodes)
-        .with_time_limit(config.limits.time)
-        .with_scheduler(BackoffScheduler::default());
+    let mut runner = Runner::<Cx, Scope>::new(Scope {
+        split,
+        fold,
+        masks: lifted.signature.mask_vars(),
+    })
+    .with_iter_limit(config.limits.iterations)
+    .with_node_limit(config.limits.nodes)
+    .with_time_limit(config.limits.time)
+    .with_scheduler(BackoffScheduler::default());
     if config.explain {
         runner = runner.with_explanations_enabled();
     }
