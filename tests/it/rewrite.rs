@@ -205,6 +205,13 @@ fn max_error_vs_reference(
 
 const SMALL: &[(&str, i64)] = &[("E", 3), ("F", 2), ("M", 12), ("P", 5)];
 
+/// Plain `softmax(QᵀK)V`, without masks or bias.
+const SOFTMAX: reference::Form = reference::Form::Softmax {
+    causal: false,
+    window: false,
+    bias: false,
+};
+
 // ---------------------------------------------------------------------------------------------
 // Goals.
 
@@ -223,16 +230,7 @@ fn result_1_attention_3pass_to_one_pass_cascade_5() {
         dsl::print(&r.cascade)
     );
     for seed in 0..4 {
-        let err = max_error_vs_reference(
-            &r.cascade,
-            reference::Form::Softmax {
-                causal: false,
-                window: false,
-                bias: false,
-            },
-            SMALL,
-            seed,
-        );
+        let err = max_error_vs_reference(&r.cascade, SOFTMAX, SMALL, seed);
         assert!(err < 1e-10, "seed {seed}: error {err}");
     }
     assert!(r.egraph_nodes < 200_000, "{} e-nodes", r.egraph_nodes);
@@ -260,16 +258,7 @@ fn result_2_without_iterative_ranks_gives_deferred_two_pass() {
         op_totals(&load("attention_3pass"), &sizes)[&OpKind::Div],
         4096.0 * 4096.0
     );
-    let err = max_error_vs_reference(
-        &r.cascade,
-        reference::Form::Softmax {
-            causal: false,
-            window: false,
-            bias: false,
-        },
-        SMALL,
-        7,
-    );
+    let err = max_error_vs_reference(&r.cascade, SOFTMAX, SMALL, 7);
     assert!(err < 1e-10, "error {err}");
 }
 
@@ -368,16 +357,7 @@ fn node_limit_stops_early_with_a_valid_cascade() {
         "{:?}",
         r.stop
     );
-    let err = max_error_vs_reference(
-        &r.cascade,
-        reference::Form::Softmax {
-            causal: false,
-            window: false,
-            bias: false,
-        },
-        SMALL,
-        1,
-    );
+    let err = max_error_vs_reference(&r.cascade, SOFTMAX, SMALL, 1);
     assert!(err < 1e-10, "error {err}");
 }
 
