@@ -272,17 +272,7 @@ fn cpp_target_matches_the_interpreter_on_every_library_cascade() {
         poison_mask: false,
     });
     // A 1-pass sliding-window variant: the window filter fuses like the causal one.
-    let window = common::parse(
-        &cascade_ir::library::source("attention_causal_1pass")
-            .unwrap()
-            .replace("m1*M0+m0 <= p]", "m1*M0+m0 <= p && p - (m1*M0+m0) < W]")
-            .replace("ranks E F M P", "ranks E F M P\nparam W")
-            .replace(
-                "cascade attention_causal_1pass",
-                "cascade attention_window_1pass",
-            ),
-        "attention_window_1pass",
-    );
+    let window = common::window_1pass();
     cases.push(Case {
         label: "attention_window_1pass".into(),
         cascade: window,

@@ -232,17 +232,7 @@ fn check(
 #[test]
 fn fused_cuda_and_hip_kernels_match_the_interpreter_under_host_emulation() {
     let lib = |n: &str| common::parse(cascade_ir::library::source(n).expect("library"), n);
-    let window = common::parse(
-        &cascade_ir::library::source("attention_causal_1pass")
-            .unwrap()
-            .replace("m1*M0+m0 <= p]", "m1*M0+m0 <= p && p - (m1*M0+m0) < W]")
-            .replace("ranks E F M P", "ranks E F M P\nparam W")
-            .replace(
-                "cascade attention_causal_1pass",
-                "cascade attention_window_1pass",
-            ),
-        "attention_window_1pass",
-    );
+    let window = common::window_1pass();
     // bf16 outputs and bf16 probabilities on the MMA path: 1e-2 of the largest output; f32: 1e-5.
     let cases: Vec<(&str, Cascade, Target, DType, bool, f64)> = vec![
         (

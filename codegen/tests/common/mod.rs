@@ -20,6 +20,24 @@ pub fn library() -> Vec<Cascade> {
         .collect()
 }
 
+/// Cascade 5 with a causal sliding window of `W` keys (`m <= p && p - m < W`): a 1-pass variant
+/// the library does not ship, built from `attention_causal_1pass`.
+pub fn window_1pass() -> Cascade {
+    let source = library::source("attention_causal_1pass")
+        .expect("library cascade")
+        .replace("m1*M0+m0 <= p]", "m1*M0+m0 <= p && p - (m1*M0+m0) < W]")
+        .replace("ranks E F M P", "ranks E F M P\nparam W")
+        .replace(
+            "cascade attention_causal_1pass",
+            "cascade attention_window_1pass",
+        );
+    assert!(
+        source.contains("< W]") && source.contains("param W"),
+        "the window edit no longer matches attention_causal_1pass"
+    );
+    parse(&source, "attention_window_1pass")
+}
+
 /// A compiler named by an environment variable (set by scripts/install-gpu-toolchain.sh).
 /// Missing under CI=true is a failure; elsewhere the caller skips with a message.
 pub fn tool(var: &str) -> Option<PathBuf> {
