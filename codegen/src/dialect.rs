@@ -15,6 +15,8 @@ pub struct TargetDialect {
     pub device_fn: &'static str,
     /// Qualifier of a kernel entry point.
     pub kernel_qualifier: &'static str,
+    /// How a generic kernel takes its context: by value on a device, by reference on the host.
+    pub ctx_param: &'static str,
     /// Stream type of the launcher's last argument.
     pub stream_type: &'static str,
     /// `__shfl_xor_sync(0xffffffff, x, o)` / `__shfl_xor(x, o)`: the `x, o` follow this prefix.
@@ -71,6 +73,7 @@ impl TargetDialect {
                 includes: "#include <cuda_runtime.h>\n#include <cuda_fp16.h>\n#include <cuda_bf16.h>\n#include <math.h>\n#include <stdint.h>",
                 device_fn: "[[maybe_unused]] static __device__ __forceinline__",
                 kernel_qualifier: "__global__",
+                ctx_param: "Ctx c",
                 stream_type: "cudaStream_t",
                 shfl_xor_prefix: "__shfl_xor_sync(0xffffffffu, ",
                 malloc: "cudaMalloc",
@@ -97,6 +100,7 @@ impl TargetDialect {
                 includes: "#include <hip/hip_runtime.h>\n#include <hip/hip_fp16.h>\n#include <hip/hip_bfloat16.h>\n#include <math.h>\n#include <stdint.h>",
                 device_fn: "[[maybe_unused]] static __device__ __forceinline__",
                 kernel_qualifier: "__global__",
+                ctx_param: "Ctx c",
                 stream_type: "hipStream_t",
                 shfl_xor_prefix: "__shfl_xor(",
                 malloc: "hipMalloc",
@@ -123,6 +127,7 @@ impl TargetDialect {
                 includes: "#include <algorithm>\n#include <cmath>\n#include <cstdint>\n#include <cstring>\n#include <vector>",
                 device_fn: "[[maybe_unused]] static inline",
                 kernel_qualifier: "static",
+                ctx_param: "const Ctx& c",
                 stream_type: "void*",
                 shfl_xor_prefix: "",
                 malloc: "",

@@ -17,16 +17,7 @@ typedef {{ ty.elem }} elem_t;
 struct Ctx {
 {% for f in p.ctx_fields %}  {{ f }}
 {% endfor %}};
-{% for k in p.kernels %}
-// {{ k.comment }}
-{{ d.kernel_qualifier }} void {{ k.name }}(Ctx c, long long it, long long n_points) {
-  (void)it;
-  {{ d.point_loop_open }}
-{% for line in k.decode %}    {{ line }}
-{% endfor %}{% for line in k.body %}    {{ line }}
-{% endfor %}  {{ d.point_loop_close }}
-}
-{% endfor %}
+{% include "common/point_kernels.cu" %}
 }  // namespace
 
 extern "C" int {{ p.launcher }}({{ p.abi_params }}) {
