@@ -20,9 +20,23 @@
 //!   the present points only, and a fiber with no present point yields an absent result.
 //! * `-inf` is a value. `exp(x - c)` is 0 whenever `x = -inf`, whatever `c` (also `c = -inf`),
 //!   and `0 / 0` is 0, so a row whose scores are all `-inf` produces zeros, never NaN.
-//! * A rank is iterative when some Einsum writes a tensor at `r+1`. Iterative state tensors have
-//!   extent `|R|+1` along that rank; Einsums whose space includes the rank run once per value
-//!   `r = 0, 1, …` until the stop condition holds; Einsums that read the final state run after.
+//! * A filter on the output access (`X[m : m < 2] = …`) makes the value absent wherever it
+//!   fails: nothing is written there and nothing is reduced into the output from there. A
+//!   variable used only by an output filter is reduced.
+//! * A rank is iterative when some Einsum writes a tensor at `r+1`; a cascade has at most one.
+//!   Iterative state tensors have extent `|R|+1` along that rank. `init` Einsums run once, first,
+//!   and write state at `0` only. An `einsums` Einsum whose *output indices* use the rank's
+//!   variable runs once per step `r = 0, 1, …` until the stop condition holds, in program order
+//!   within a step. Every other `einsums` Einsum runs once over its whole space: after the loop
+//!   when it reads a tensor the loop (or such an after-loop Einsum) writes, before it otherwise.
+//!   So a reduction over the iterative rank itself (`MX[e] = max(m) K[e,m]` beside a fold over
+//!   `m`) reduces the whole rank once; it is never run step by step.
+//! * Within a step an Einsum reads a tensor the loop writes at the index this step wrote it
+//!   (`BQK[m1,…]`, the new state `RM[m1+1,p]`), at an earlier step (`RM[m1,p]`, the previous
+//!   state) or at `0` (the initial state). Reading a later step, the final state (`RNV[f,M1,p]`)
+//!   or a tensor only complete after the loop from inside the loop has no meaning: `verify`
+//!   rejects it and says how to write it instead. [`crate::plan::LoopPlan`] is the one
+//!   implementation of these rules; every stage reads it.
 
 use std::fmt;
 
@@ -346,10 +360,13 @@ impl Cascade {
         vars
     }
 
-    /// The ranks an Einsum reduces: in its space but not in its output, sorted.
+    /// The ranks an Einsum reduces: in its space but not in its output's indices, sorted (a
+    /// variable used only by an output filter is reduced).
     pub fn reduced_ranks(&self, id: EinsumId) -> Vec<RankId> {
         let mut out_vars = Vec::new();
-        self.einsum(id).output.collect_vars(&mut out_vars);
+        for idx in &self.einsum(id).output.indices {
+            idx.collect_vars(&mut out_vars);
+        }
         self.iteration_space(id)
             .into_iter()
             .filter(|r| !out_vars.contains(r))

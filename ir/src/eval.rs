@@ -15,10 +15,9 @@
 //!   it is 0 wherever `a` is `-inf`, so rewriting one form into the other keeps NaN out.
 //! * Absent output points read as 0 in [`TensorValue::values`]; [`TensorValue::present`] says
 //!   which points hold a value.
-//! * Iterative ranks: body Einsums whose space includes the iterative rank `R` form one loop run
-//!   at the position of the first of them, for `r = 0, 1, …` until the stop condition holds;
-//!   a body Einsum without `R` placed among them runs before the loop unless it reads a tensor
-//!   the loop writes, in which case it runs after. At most one iterative rank is supported.
+//! * Which Einsums run once per step of an iterative rank, and which once before or after the
+//!   loop, is [`crate::plan::LoopPlan`]'s decision; the interpreter runs its steps in order.
+//!   At most one iterative rank is supported.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +28,7 @@ use crate::ast::{
     BinaryOp, Cascade, CompareOp, Constant, EinsumId, Expr, ExprId, IndexExpr, Merge, RankId,
     ReduceOp, Section, TensorId, TensorKind, UnaryOp,
 };
+use crate::plan::{Ambiguity, LoopPlan, Step};
 use crate::shape::Shape;
 
 /// One evaluated tensor: its values (0 where absent) and its presence mask.
@@ -140,15 +140,31 @@ pub fn evaluate<T: Float>(
     shape: &Shape,
     inputs: &BTreeMap<String, ArrayD<T>>,
 ) -> Result<Evaluation<T>, EvalError> {
+    let plan = LoopPlan::new(cascade);
+    if let Some(Ambiguity::SeveralIterativeRanks { ranks }) = plan
+        .ambiguities
+        .iter()
+        .find(|a| matches!(a, Ambiguity::SeveralIterativeRanks { .. }))
+    {
+        let ranks: Vec<&str> = ranks
+            .iter()
+            .map(|r| cascade.rank(*r).name.as_str())
+            .collect();
+        return Err(EvalError::SeveralIterativeRanks {
+            ranks: ranks.join(", "),
+        });
+    }
     let mut store = Store::new(cascade, shape)?;
     store.load_inputs(cascade, inputs)?;
-    for step in plan(cascade)? {
+    for step in plan.steps {
         match step {
             Step::Run(id) => {
                 let kernel = Kernel::compile(cascade, shape, &store, id, None)?;
                 kernel.run(cascade, &mut store, 0)?;
             }
-            Step::Loop { rank, body } => run_loop(cascade, shape, &mut store, rank, &body)?,
+            Step::Loop { rank, body } => {
+                run_loop(cascade, shape, &mut store, rank, &body)?;
+            }
         }
     }
     Ok(store.finish(cascade))
@@ -191,78 +207,6 @@ fn run_loop<T: Float>(
         }
         r += 1;
     }
-}
-
-/// What the interpreter runs, in order.
-#[derive(Debug)]
-enum Step {
-    Run(EinsumId),
-    Loop { rank: RankId, body: Vec<EinsumId> },
-}
-
-fn plan(cascade: &Cascade) -> Result<Vec<Step>, EvalError> {
-    let iterative = cascade.iterative_ranks();
-    if iterative.len() > 1 {
-        let ranks: Vec<&str> = iterative
-            .iter()
-            .map(|r| cascade.rank(*r).name.as_str())
-            .collect();
-        return Err(EvalError::SeveralIterativeRanks {
-            ranks: ranks.join(", "),
-        });
-    }
-    let mut steps = Vec::new();
-    let body: Vec<EinsumId> = cascade
-        .einsum_ids()
-        .filter(|&id| {
-            let init = cascade.einsum(id).section == Section::Init;
-            if init {
-                steps.push(Step::Run(id));
-            }
-            !init
-        })
-        .collect();
-    let Some(&rank) = iterative.first() else {
-        steps.extend(body.into_iter().map(Step::Run));
-        return Ok(steps);
-    };
-    let in_loop = |id: EinsumId| cascade.iteration_space(id).contains(&rank);
-    let (Some(first), Some(last)) = (
-        body.iter().position(|&id| in_loop(id)),
-        body.iter().rposition(|&id| in_loop(id)),
-    ) else {
-        steps.extend(body.into_iter().map(Step::Run));
-        return Ok(steps);
-    };
-    let looped: Vec<EinsumId> = body[first..=last]
-        .iter()
-        .copied()
-        .filter(|&id| in_loop(id))
-        .collect();
-    let written: Vec<TensorId> = looped
-        .iter()
-        .map(|&id| cascade.einsum(id).output.tensor)
-        .collect();
-    let mut after = Vec::new();
-    steps.extend(body[..first].iter().map(|&id| Step::Run(id)));
-    for &id in &body[first..=last] {
-        if in_loop(id) {
-            continue;
-        }
-        let reads_loop = cascade
-            .accesses(cascade.einsum(id).value)
-            .iter()
-            .any(|a| written.contains(&a.tensor));
-        if reads_loop {
-            after.push(Step::Run(id));
-        } else {
-            steps.push(Step::Run(id));
-        }
-    }
-    steps.push(Step::Loop { rank, body: looped });
-    steps.extend(after);
-    steps.extend(body[last + 1..].iter().map(|&id| Step::Run(id)));
-    Ok(steps)
 }
 
 /// Flat storage of every tensor.
@@ -507,6 +451,9 @@ struct Kernel<T> {
     out_tensor: usize,
     out_offset: usize,
     out_checks: Vec<Check>,
+    /// Output filters as `(counter holding lhs - rhs, op)`: where one fails the Einsum's value
+    /// is absent (nothing is written there, nothing is reduced into it).
+    out_filters: Vec<(usize, CompareOp)>,
     reduce: Option<ReduceOp>,
     reads_output: bool,
 }
@@ -534,6 +481,7 @@ impl<T: Float> Kernel<T> {
             out_tensor: einsum.output.tensor.index(),
             out_offset: 0,
             out_checks: Vec::new(),
+            out_filters: Vec::new(),
             reduce: cascade.reduce_op(id),
             reads_output: false,
         };
@@ -564,6 +512,14 @@ impl<T: Float> Kernel<T> {
                 extent,
                 position: d,
             });
+        }
+        for f in &out.filters {
+            for c in &f.conds {
+                let lhs = affine_of(&c.lhs, out.tensor, f.position)?;
+                let rhs = affine_of(&c.rhs, out.tensor, f.position)?;
+                let counter = kernel.push_counter(lhs.combine(&rhs, -1));
+                kernel.out_filters.push((counter, c.op));
+            }
         }
 
         // Right-hand side, children before parents (the arena order).
@@ -980,7 +936,16 @@ impl<T: Float> Kernel<T> {
             }
             let (root_v, root_p) = (&vals[(n_nodes - 1) * row..], &pres[(n_nodes - 1) * row..]);
             let (base, step) = (cur[self.out_offset], inner_step[self.out_offset]);
-            if dense[n_nodes - 1] && out_checks.is_empty() && self.reduce == Some(ReduceOp::Sum) {
+            let kept = |i: usize| {
+                self.out_filters
+                    .iter()
+                    .all(|&(c, op)| compare(cur[c] + inner_step[c] * i as i64, op))
+            };
+            if dense[n_nodes - 1]
+                && out_checks.is_empty()
+                && self.out_filters.is_empty()
+                && self.reduce == Some(ReduceOp::Sum)
+            {
                 // The common case of a sum whose row is fully present.
                 for (i, x) in root_v[..row].iter().enumerate() {
                     let o = (base + step * i as i64) as usize;
@@ -1016,7 +981,7 @@ impl<T: Float> Kernel<T> {
                     }
                 }
                 let o = (base + step * i as i64) as usize;
-                let (x, present) = (root_v[i], root_p[i]);
+                let (x, present) = (root_v[i], root_p[i] && kept(i));
                 match self.reduce {
                     None => {
                         out_values[o] = if present { x } else { T::zero() };

@@ -1,7 +1,7 @@
 //! cascade-ir: attention algorithms as Extended Einsum cascades.
 //!
 //! The IR ([`ast`]), its text format ([`dsl`]), validation ([`verify`]), a reference
-//! interpreter ([`eval`]), pass analysis ([`passes`]) and the attention library ([`library`]).
+//! interpreter ([`eval`]), the loop plan every stage shares ([`plan`]), pass analysis ([`passes`]) and the attention library ([`library`]).
 //! This crate knows no hardware: costs reach it as data chosen by the caller.
 
 pub mod ast;
@@ -11,10 +11,12 @@ pub mod graph;
 pub mod library;
 pub mod ops;
 pub mod passes;
+pub mod plan;
 pub mod reference;
 pub mod rewrite;
 pub mod shape;
 pub mod verify;
 
 pub use ast::*;
+pub use plan::{LoopPlan, Phase};
 pub use shape::{Shape, ShapeError, ShapeSpec};

@@ -123,13 +123,43 @@ pub enum VerifyError {
     },
     #[error("the cascade has no output")]
     NoOutputs,
+    #[error(
+        "`{einsum_output}` runs once per step of {rank_name}, but reads `{tensor_name}`, which exists only after the loop (`{writer_output}` depends on the loop's results)"
+    )]
+    LoopReadsPostLoop {
+        at: Location,
+        einsum_output: String,
+        tensor_name: String,
+        writer_output: String,
+        rank_name: String,
+    },
+    #[error(
+        "inside the loop over {rank_name}, `{tensor_name}` is read at `{index}`, a step the loop has not reached (or its final state)"
+    )]
+    ReadsOtherStep {
+        at: Location,
+        tensor_name: String,
+        index: String,
+        written: String,
+        rank_name: String,
+    },
+    #[error("`init` writes `{tensor_name}` at a step of the iterative rank {rank_name}")]
+    InitWritesStep {
+        at: Location,
+        tensor_name: String,
+        rank_name: String,
+    },
+    #[error("ranks {ranks} are all iterative; a cascade may carry state along one rank only")]
+    SeveralIterativeRanks { ranks: String },
 }
 
 impl VerifyError {
     /// Where the problem is.
     pub fn location(&self) -> Location {
         match self {
-            VerifyError::BadId { .. } | VerifyError::NoOutputs => Location::Cascade,
+            VerifyError::BadId { .. }
+            | VerifyError::NoOutputs
+            | VerifyError::SeveralIterativeRanks { .. } => Location::Cascade,
             VerifyError::UnusedRank { rank, .. } | VerifyError::MissingStop { rank, .. } => {
                 Location::Rank(*rank)
             }
@@ -139,7 +169,10 @@ impl VerifyError {
             | VerifyError::NeverWritten { at, .. }
             | VerifyError::MissingInit { at, .. }
             | VerifyError::InputWritten { at, .. }
-            | VerifyError::ReductionMismatch { at, .. } => *at,
+            | VerifyError::ReductionMismatch { at, .. }
+            | VerifyError::LoopReadsPostLoop { at, .. }
+            | VerifyError::ReadsOtherStep { at, .. }
+            | VerifyError::InitWritesStep { at, .. } => *at,
             VerifyError::Cycle { einsums, .. } => Location::Einsum {
                 einsum: einsums[0],
                 access: None,
@@ -164,6 +197,10 @@ impl VerifyError {
             VerifyError::InputWritten { .. } => "writes an input",
             VerifyError::ReductionMismatch { .. } => "reduction",
             VerifyError::NoOutputs => "no `output` line",
+            VerifyError::LoopReadsPostLoop { .. } => "read inside the loop",
+            VerifyError::ReadsOtherStep { .. } => "another step",
+            VerifyError::InitWritesStep { .. } => "written in init",
+            VerifyError::SeveralIterativeRanks { .. } => "several iterative ranks",
         }
     }
 
@@ -218,6 +255,30 @@ impl VerifyError {
                 "list exactly the ranks in the operands but not in the output: {reduced}"
             ),
             VerifyError::NoOutputs => "add `output T` naming the result tensor".into(),
+            VerifyError::LoopReadsPostLoop {
+                einsum_output,
+                tensor_name,
+                rank_name,
+                ..
+            } => format!(
+                "compute `{tensor_name}` from tensors that do not depend on the loop (a full reduction of an input runs before it), or drop `{}` from the output of `{einsum_output}` so that it also runs after the loop",
+                rank_name.to_lowercase()
+            ),
+            VerifyError::ReadsOtherStep {
+                tensor_name,
+                written,
+                rank_name,
+                ..
+            } => {
+                let var = rank_name.to_lowercase();
+                format!(
+                    "a step may read `{tensor_name}` at `{written}` (what this step or, for state, the previous step wrote) or at an earlier step (`{var}-1`); read the final state after the loop, in an Einsum whose output does not use `{var}`"
+                )
+            }
+            VerifyError::InitWritesStep { tensor_name, .. } => format!(
+                "initialise `{tensor_name}` at index 0 in `init` and update it at r+1 under `einsums`"
+            ),
+            VerifyError::SeveralIterativeRanks { .. } => "keep the running state along one rank (write the others' state at plain indices), or split the cascade in two".into(),
         }
     }
 }
@@ -240,7 +301,82 @@ pub fn verify(c: &Cascade) -> Vec<VerifyError> {
     cycles(c, &mut errors);
     unused_ranks(c, &mut errors);
     outputs(c, &mut errors);
+    if errors.is_empty() {
+        // The loop plan is defined on a cascade whose reads follow their writes.
+        ambiguities(c, &mut errors);
+    }
     errors
+}
+
+/// Constructs whose meaning would depend on who runs them (see [`crate::plan`]).
+fn ambiguities(c: &Cascade, errors: &mut Vec<VerifyError>) {
+    use crate::plan::{Ambiguity, LoopPlan};
+    let plan = LoopPlan::new(c);
+    let rank_name = plan
+        .iterative
+        .map(|r| c.rank(r).name.clone())
+        .unwrap_or_default();
+    let output = |id: EinsumId| c.tensor(c.einsum(id).output.tensor).name.clone();
+    for a in &plan.ambiguities {
+        errors.push(match a {
+            Ambiguity::LoopReadsPostLoop {
+                einsum,
+                access,
+                tensor,
+                writer,
+            } => VerifyError::LoopReadsPostLoop {
+                at: Location::Einsum {
+                    einsum: *einsum,
+                    access: Some(*access),
+                },
+                einsum_output: output(*einsum),
+                tensor_name: c.tensor(*tensor).name.clone(),
+                writer_output: output(*writer),
+                rank_name: rank_name.clone(),
+            },
+            Ambiguity::ReadsOtherStep {
+                einsum,
+                access,
+                tensor,
+                position,
+            } => {
+                let read = &einsum_accesses(c, *einsum)[*access];
+                let written = c
+                    .einsums
+                    .iter()
+                    .filter(|e| e.output.tensor == *tensor && e.section == Section::Body)
+                    .filter_map(|e| e.output.indices.get(*position))
+                    .next_back()
+                    .map(|i| crate::dsl::print_index(c, i))
+                    .unwrap_or_default();
+                VerifyError::ReadsOtherStep {
+                    at: Location::Einsum {
+                        einsum: *einsum,
+                        access: Some(*access),
+                    },
+                    tensor_name: c.tensor(*tensor).name.clone(),
+                    index: crate::dsl::print_index(c, &read.indices[*position]),
+                    written,
+                    rank_name: rank_name.clone(),
+                }
+            }
+            Ambiguity::InitWritesStep { einsum } => VerifyError::InitWritesStep {
+                at: Location::Einsum {
+                    einsum: *einsum,
+                    access: Some(0),
+                },
+                tensor_name: output(*einsum),
+                rank_name: rank_name.clone(),
+            },
+            Ambiguity::SeveralIterativeRanks { ranks } => VerifyError::SeveralIterativeRanks {
+                ranks: ranks
+                    .iter()
+                    .map(|r| c.rank(*r).name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+        });
+    }
 }
 
 /// Pushes every rank an index expression names, as a variable or a size.

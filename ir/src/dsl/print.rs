@@ -261,6 +261,16 @@ pub(crate) fn access(c: &Cascade, a: &Access) -> String {
     s
 }
 
+/// An affine comparison as the DSL writes it (`m <= p`).
+pub fn print_compare(c: &Cascade, cmp: &Compare) -> String {
+    compare(c, cmp)
+}
+
+/// An index expression as the DSL writes it (`m1*M0+m0`).
+pub fn print_index(c: &Cascade, e: &IndexExpr) -> String {
+    index(c, e)
+}
+
 pub(crate) fn compare(c: &Cascade, cmp: &Compare) -> String {
     format!("{} {} {}", index(c, &cmp.lhs), cmp.op, index(c, &cmp.rhs))
 }
