@@ -51,30 +51,22 @@ pub fn constant(c: &Constant, names: &dyn Names) -> String {
     }
 }
 
-/// `f(a)` for a unary map action; the helpers live in each template's prelude.
+/// `f(a)` for a unary map action: the operator table's C spelling (helpers it calls are in
+/// each template's prelude, from [`c_helpers`]).
 pub fn unary(op: UnaryOp, a: &str) -> String {
-    match op {
-        UnaryOp::Exp => format!("expf({a})"),
-        UnaryOp::Neg => format!("(-{a})"),
-        UnaryOp::Recip => format!("cascade_div(1.0f, {a})"),
-        UnaryOp::Sqrt => format!("sqrtf({a})"),
-        UnaryOp::Sigmoid => format!("(1.0f / (1.0f + expf(-{a})))"),
-        UnaryOp::Softplus => format!("log1pf(expf({a}))"),
-        UnaryOp::Relu => format!("fmaxf({a}, 0.0f)"),
-        UnaryOp::Elu1 => format!("cascade_elu1({a})"),
-        UnaryOp::Tanh => format!("tanhf({a})"),
-    }
+    op.info().c.replace("{x}", a)
 }
 
-/// `a op b` for a binary map action with the IR's special cases (`exp(-inf - c) = 0`, `0/0 = 0`).
+/// `a op b` for a binary map action with the IR's special cases (`exp(-inf - c) = 0`,
+/// `0/0 = 0`), as the operator table spells it.
 pub fn binary(op: BinaryOp, a: &str, b: &str) -> String {
-    match op {
-        BinaryOp::Add => format!("({a} + {b})"),
-        BinaryOp::Sub => format!("({a} - {b})"),
-        BinaryOp::Mul => format!("({a} * {b})"),
-        BinaryOp::Div => format!("cascade_div({a}, {b})"),
-        BinaryOp::Max => format!("fmaxf({a}, {b})"),
-        BinaryOp::Min => format!("fminf({a}, {b})"),
-        BinaryOp::SubExp => format!("cascade_subexp({a}, {b})"),
-    }
+    op.info().c.replace("{a}", a).replace("{b}", b)
+}
+
+/// The C helper functions the operator table's unary spellings call, one definition each.
+pub fn c_helpers() -> Vec<&'static str> {
+    cascade_ir::ops::UNARY
+        .iter()
+        .filter_map(|u| u.c_helper)
+        .collect()
 }

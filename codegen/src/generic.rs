@@ -39,6 +39,8 @@ pub struct GenericPlan {
     pub launcher: String,
     pub abi_params: String,
     pub why_not_fused: String,
+    /// C definitions of the operator table's helper functions.
+    pub op_helpers: Vec<String>,
     /// C declarations of the context struct's fields.
     pub ctx_fields: Vec<String>,
     /// Launcher statements that derive every rank size from the arguments.
@@ -438,6 +440,7 @@ pub fn plan(
         abi_params.push("void* stream_ptr".into());
     }
     Ok(GenericPlan {
+        op_helpers: cexpr::c_helpers().into_iter().map(String::from).collect(),
         launcher: format!("cascade_{}", c.name),
         abi_params: abi_params.join(", "),
         why_not_fused,

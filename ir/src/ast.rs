@@ -218,7 +218,8 @@ pub enum Constant {
     InvSqrtSize(RankId),
 }
 
-/// Unary user functions of map actions.
+/// Unary user functions of map actions. Each is defined by its row of [`crate::ops::UNARY`]
+/// (name, op kind, function, C spelling), in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum UnaryOp {
     Exp,
@@ -233,7 +234,7 @@ pub enum UnaryOp {
     Tanh,
 }
 
-/// Binary compute ops of map actions.
+/// Binary compute ops of map actions, each defined by its row of [`crate::ops::BINARY`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BinaryOp {
     Add,
@@ -263,11 +264,7 @@ pub enum Merge {
 impl BinaryOp {
     /// The merge an op gets when the source does not write one.
     pub fn default_merge(self) -> Merge {
-        match self {
-            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Max | BinaryOp::Min => Merge::Union,
-            BinaryOp::Mul | BinaryOp::SubExp => Merge::Intersect,
-            BinaryOp::Div => Merge::Right,
-        }
+        self.info().default_merge
     }
 }
 
@@ -478,17 +475,7 @@ impl fmt::Display for ReduceOp {
 
 impl fmt::Display for UnaryOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            UnaryOp::Exp => "exp",
-            UnaryOp::Neg => "neg",
-            UnaryOp::Recip => "recip",
-            UnaryOp::Sqrt => "sqrt",
-            UnaryOp::Sigmoid => "sigmoid",
-            UnaryOp::Softplus => "softplus",
-            UnaryOp::Relu => "relu",
-            UnaryOp::Elu1 => "elu1",
-            UnaryOp::Tanh => "tanh",
-        })
+        f.write_str(self.info().name)
     }
 }
 

@@ -28,6 +28,7 @@ use crate::ast::{
     BinaryOp, Cascade, CompareOp, Constant, EinsumId, Expr, ExprId, IndexExpr, Merge, RankId,
     ReduceOp, Section, TensorId, TensorKind, UnaryOp,
 };
+use crate::ops::Element;
 use crate::plan::{Ambiguity, LoopPlan, Step};
 use crate::shape::Shape;
 
@@ -135,7 +136,7 @@ pub const MAX_POINTS: usize = 1 << 30;
 ///
 /// `cascade` must pass `verify` and `shape` must be resolved for it; anything wrong with the
 /// inputs, the index arithmetic or the stop condition is an [`EvalError`].
-pub fn evaluate<T: Float>(
+pub fn evaluate<T: Element>(
     cascade: &Cascade,
     shape: &Shape,
     inputs: &BTreeMap<String, ArrayD<T>>,
@@ -170,7 +171,7 @@ pub fn evaluate<T: Float>(
     Ok(store.finish(cascade))
 }
 
-fn run_loop<T: Float>(
+fn run_loop<T: Element>(
     cascade: &Cascade,
     shape: &Shape,
     store: &mut Store<T>,
@@ -220,7 +221,7 @@ struct Store<T> {
     all_present: Vec<bool>,
 }
 
-impl<T: Float> Store<T> {
+impl<T: Element> Store<T> {
     fn new(cascade: &Cascade, shape: &Shape) -> Result<Store<T>, EvalError> {
         let n = cascade.tensors.len();
         let mut total = 0usize;
@@ -458,7 +459,7 @@ struct Kernel<T> {
     reads_output: bool,
 }
 
-impl<T: Float> Kernel<T> {
+impl<T: Element> Kernel<T> {
     fn compile(
         cascade: &Cascade,
         shape: &Shape,
@@ -1083,77 +1084,30 @@ fn constant<T: Float>(c: Constant, shape: &Shape) -> T {
     }
 }
 
-/// A unary user function on a present value.
-pub fn unary<T: Float>(op: UnaryOp, x: T) -> T {
-    let one = T::one();
-    match op {
-        UnaryOp::Exp => x.exp(),
-        UnaryOp::Neg => -x,
-        UnaryOp::Recip => x.recip(),
-        UnaryOp::Sqrt => x.sqrt(),
-        UnaryOp::Sigmoid => {
-            // Two branches so that neither exp overflows.
-            if x >= T::zero() {
-                one / (one + (-x).exp())
-            } else {
-                let e = x.exp();
-                e / (one + e)
-            }
-        }
-        UnaryOp::Softplus => x.max(T::zero()) + (-x.abs()).exp().ln_1p(),
-        UnaryOp::Relu => x.max(T::zero()),
-        UnaryOp::Elu1 => {
-            if x > T::zero() {
-                x + one
-            } else {
-                x.exp()
-            }
-        }
-        UnaryOp::Tanh => x.tanh(),
-    }
+/// A unary user function on a present value (its row of the operator table).
+pub fn unary<T: Element>(op: UnaryOp, x: T) -> T {
+    T::unary(op.info())(x)
 }
 
 /// A binary compute op on two present values, with the `-inf` and `0/0` rules.
-pub fn compute<T: Float>(op: BinaryOp, a: T, b: T) -> T {
-    match op {
-        BinaryOp::Add => a + b,
-        BinaryOp::Sub => a - b,
-        BinaryOp::Mul => a * b,
-        BinaryOp::Div => {
-            if a == T::zero() && b == T::zero() {
-                T::zero()
-            } else {
-                a / b
-            }
-        }
-        BinaryOp::Max => a.max(b),
-        BinaryOp::Min => a.min(b),
-        BinaryOp::SubExp => {
-            if a == T::neg_infinity() {
-                T::zero()
-            } else {
-                (a - b).exp()
-            }
-        }
-    }
+pub fn compute<T: Element>(op: BinaryOp, a: T, b: T) -> T {
+    T::binary(op.info())(a, b)
 }
 
 /// A binary map action with its merge op on `(value, present)` operands.
-pub fn binary<T: Float>(op: BinaryOp, merge: Merge, a: (T, bool), b: (T, bool)) -> (T, bool) {
+pub fn binary<T: Element>(op: BinaryOp, merge: Merge, a: (T, bool), b: (T, bool)) -> (T, bool) {
     let absent = (T::zero(), false);
+    // Under ∪ the absent operand counts as the op's identity, or the present one passes.
+    let lone = |present: T, left: bool| match op.info().identity {
+        None => present,
+        Some(id) if left => compute(op, present, cast(id)),
+        Some(id) => compute(op, cast(id), present),
+    };
     match (merge, a.1, b.1) {
         (_, true, true) => (compute(op, a.0, b.0), true),
         (Merge::Intersect, _, _) => absent,
-        (Merge::Union, true, false) => match op {
-            BinaryOp::SubExp => (a.0.exp(), true),
-            _ => (a.0, true),
-        },
-        (Merge::Union, false, true) => match op {
-            BinaryOp::Sub => (-b.0, true),
-            BinaryOp::Div => (b.0.recip(), true),
-            BinaryOp::SubExp => ((-b.0).exp(), true),
-            _ => (b.0, true),
-        },
+        (Merge::Union, true, false) => (lone(a.0, true), true),
+        (Merge::Union, false, true) => (lone(b.0, false), true),
         (Merge::Right, _, false) => absent,
         (Merge::Right, false, true) => (compute(op, T::zero(), b.0), true),
         (Merge::All, _, _) => {

@@ -785,7 +785,7 @@ impl Parser {
                 }
                 "exp" => self.exp(),
                 "max" | "min" => {
-                    let op = if name == "max" {
+                    let op = if name == BinaryOp::Max.info().name {
                         BinaryOp::Max
                     } else {
                         BinaryOp::Min
@@ -802,17 +802,8 @@ impl Parser {
                     self.expect(Tok::RParen, &hint)?;
                     Ok(self.binary(op, merge, a, b))
                 }
-                "neg" | "recip" | "sqrt" | "sigmoid" | "softplus" | "relu" | "elu1" | "tanh" => {
-                    let op = match name.as_str() {
-                        "neg" => UnaryOp::Neg,
-                        "recip" => UnaryOp::Recip,
-                        "sqrt" => UnaryOp::Sqrt,
-                        "sigmoid" => UnaryOp::Sigmoid,
-                        "softplus" => UnaryOp::Softplus,
-                        "relu" => UnaryOp::Relu,
-                        "elu1" => UnaryOp::Elu1,
-                        _ => UnaryOp::Tanh,
-                    };
+                // `exp` is matched above: it also spells sub-then-exp.
+                n if let Some(op) = UnaryOp::from_name(n) => {
                     self.pos += 1;
                     let hint = format!("`{name}` takes one argument: `{name}(X[m])`");
                     self.expect(Tok::LParen, &hint)?;

@@ -191,7 +191,7 @@ fn expr(c: &Cascade, id: ExprId, out: &mut String) {
                     out.push(')');
                 }
                 BinaryOp::Max | BinaryOp::Min => {
-                    let name = if *op == BinaryOp::Max { "max" } else { "min" };
+                    let name = op.info().name;
                     let _ = write!(out, "{name}{m}(");
                     expr(c, *lhs, out);
                     out.push_str(", ");
@@ -199,11 +199,11 @@ fn expr(c: &Cascade, id: ExprId, out: &mut String) {
                     out.push(')');
                 }
                 BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div => {
-                    let (sym, p) = match op {
-                        BinaryOp::Add => ("+", 1),
-                        BinaryOp::Sub => ("-", 1),
-                        BinaryOp::Mul => ("*", 2),
-                        _ => ("/", 2),
+                    let sym = op.info().symbol.unwrap_or("?");
+                    let p = if matches!(op, BinaryOp::Add | BinaryOp::Sub) {
+                        1
+                    } else {
+                        2
                     };
                     wrapped(c, *lhs, prec(c, *lhs) < p, out);
                     let _ = write!(out, " {sym}{m} ");

@@ -19,26 +19,24 @@ struct Gen {
 }
 
 const MERGES: [Merge; 4] = [Merge::Intersect, Merge::Union, Merge::Right, Merge::All];
-const BINARY: [BinaryOp; 7] = [
-    BinaryOp::Add,
-    BinaryOp::Sub,
-    BinaryOp::Mul,
-    BinaryOp::Div,
-    BinaryOp::Max,
-    BinaryOp::Min,
-    BinaryOp::SubExp,
-];
-const UNARY: [UnaryOp; 9] = [
-    UnaryOp::Exp,
-    UnaryOp::Neg,
-    UnaryOp::Recip,
-    UnaryOp::Sqrt,
-    UnaryOp::Sigmoid,
-    UnaryOp::Softplus,
-    UnaryOp::Relu,
-    UnaryOp::Elu1,
-    UnaryOp::Tanh,
-];
+const BINARY: [BinaryOp; crate::ops::BINARY.len()] = {
+    let mut ops = [BinaryOp::Add; crate::ops::BINARY.len()];
+    let mut i = 0;
+    while i < ops.len() {
+        ops[i] = crate::ops::BINARY[i].op;
+        i += 1;
+    }
+    ops
+};
+const UNARY: [UnaryOp; crate::ops::UNARY.len()] = {
+    let mut ops = [UnaryOp::Exp; crate::ops::UNARY.len()];
+    let mut i = 0;
+    while i < ops.len() {
+        ops[i] = crate::ops::UNARY[i].op;
+        i += 1;
+    }
+    ops
+};
 const NUMBERS: [f64; 9] = [0.0, 1.0, 2.0, -3.0, 0.5, 1e-7, 1e20, -2.5e-9, f64::INFINITY];
 const COMPARES: [CompareOp; 6] = [
     CompareOp::Lt,
