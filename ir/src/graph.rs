@@ -75,7 +75,7 @@ pub(crate) fn offset(idx: &IndexExpr) -> Option<(RankId, i64)> {
 }
 
 /// The rank along which `read` sees state from an earlier iteration than `write` produces.
-fn carried_rank(write: &Access, read: &Access) -> Option<RankId> {
+pub(crate) fn carried_rank(write: &Access, read: &Access) -> Option<RankId> {
     write
         .indices
         .iter()

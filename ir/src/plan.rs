@@ -25,7 +25,7 @@
 use crate::ast::{
     Access, Cascade, Compare, EinsumId, Expr, ExprId, IndexExpr, Merge, RankId, Section, TensorId,
 };
-use crate::graph::{self, Dep};
+use crate::graph;
 use crate::passes::{self, PassReport};
 
 /// When an Einsum runs.
@@ -66,14 +66,15 @@ pub struct IterationSpace {
     pub guard: Vec<Compare>,
 }
 
-/// One tensor an Einsum reads and the Einsums that write it.
+/// One access of an Einsum's right-hand side and the Einsums that write what it reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Read {
     pub tensor: TensorId,
-    /// The writers of the tensor this read depends on within a step (init and update writers
-    /// of a state both appear), in program order.
+    /// The writers this access depends on within a step, in program order: every writer of
+    /// the tensor except those whose value it sees only from an earlier step (the init write
+    /// of a state is a producer; its update, read at `r`, is not).
     pub producers: Vec<EinsumId>,
-    /// The read sees state an earlier step wrote (`RM[m1,p]` in `RM[m1+1,p] = …`).
+    /// The access sees state an earlier step wrote (`RM[m1,p]` in `RM[m1+1,p] = …`).
     pub carried: bool,
 }
 
@@ -83,7 +84,7 @@ pub struct Placement {
     pub einsum: EinsumId,
     pub phase: Phase,
     pub space: IterationSpace,
-    /// Every tensor the right-hand side reads, once per tensor, in first-read order.
+    /// Every access of the right-hand side, left to right (as [`Cascade::accesses`]).
     pub reads: Vec<Read>,
 }
 
@@ -141,7 +142,6 @@ impl LoopPlan {
         let ranks = c.iterative_ranks();
         let iterative = ranks.first().copied();
         let phases = phases(c, iterative);
-        let deps = graph::dependency_graph(c);
         let (guards, carried) = guards(c);
         let placements = c
             .einsum_ids()
@@ -149,7 +149,7 @@ impl LoopPlan {
                 einsum: id,
                 phase: phases[id.index()],
                 space: space(c, id, guards[id.index()].clone()),
-                reads: reads(c, &deps, id),
+                reads: reads(c, id),
             })
             .collect();
         let mut ambiguities = Vec::new();
@@ -286,31 +286,29 @@ fn space(c: &Cascade, id: EinsumId, guard: Vec<Compare>) -> IterationSpace {
     }
 }
 
-fn reads(c: &Cascade, deps: &graph::DependencyGraph, id: EinsumId) -> Vec<Read> {
-    let producers = deps.producers(id);
-    let mut out: Vec<Read> = Vec::new();
-    for a in c.accesses(c.einsum(id).value) {
-        if out.iter().any(|r| r.tensor == a.tensor) {
-            continue;
-        }
-        let edges: Vec<&(EinsumId, Dep)> = producers
-            .iter()
-            .filter(|(_, d)| d.tensor == a.tensor)
-            .collect();
-        let carried = edges.iter().any(|(_, d)| d.carried.is_some());
-        let mut writers: Vec<EinsumId> = edges
-            .iter()
-            .filter(|(_, d)| d.carried.is_none())
-            .map(|(p, _)| *p)
-            .collect();
-        writers.dedup();
-        out.push(Read {
-            tensor: a.tensor,
-            producers: writers,
-            carried,
-        });
-    }
-    out
+fn reads(c: &Cascade, id: EinsumId) -> Vec<Read> {
+    c.accesses(c.einsum(id).value)
+        .into_iter()
+        .map(|a| {
+            let writers = c
+                .einsum_ids()
+                .filter(|w| c.einsum(*w).output.tensor == a.tensor);
+            let mut carried = false;
+            let mut producers = Vec::new();
+            for w in writers {
+                if graph::carried_rank(&c.einsum(w).output, a).is_some() {
+                    carried = true;
+                } else {
+                    producers.push(w);
+                }
+            }
+            Read {
+                tensor: a.tensor,
+                producers,
+                carried,
+            }
+        })
+        .collect()
 }
 
 /// The ambiguities of per-step Einsums and `init` writes along the iterative rank `r`.

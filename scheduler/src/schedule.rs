@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use cascade_ir::LoopPlan;
 use cascade_ir::ops::{PointOps, point_ops};
 use cascade_ir::{Cascade, EinsumId, Expr, IndexExpr, RankId, Section, TensorId, TensorKind};
 
@@ -256,12 +257,11 @@ pub fn schedule(
 ) -> Result<Outcome, ScheduleError> {
     let tile_unit = arch.unit(arch.tile_unit());
     let roles = resolve_roles(cascade, problem, tile_unit.rows(), tile_unit.cols())?;
-    let body: Vec<EinsumId> = cascade
-        .einsum_ids()
-        .filter(|&id| cascade.einsum(id).section == Section::Body)
-        .collect();
+    // When each Einsum runs, what it reads and the passes over the key rank are the loop
+    // plan's and the pass analysis' (`ir`), not decided here.
+    let loop_plan = LoopPlan::new(cascade);
+    let body: Vec<EinsumId> = loop_plan.body().collect();
     let alias = layout_aliases(cascade);
-    let src = |t: TensorId| alias.get(&t).copied().unwrap_or(t);
     let writer: BTreeMap<TensorId, usize> = body
         .iter()
         .enumerate()
@@ -273,32 +273,29 @@ pub fn schedule(
         .filter(|o| o.indices.iter().any(|i| i.shifted_var().is_some()))
         .map(|o| o.tensor)
         .collect();
-
-    // Same-iteration dependencies: reading an iterative tensor at the unshifted index reads the
-    // previous iteration's value, which is loop-carried state, not a dependency.
+    // Per body Einsum: each tensor read, and whether the read is loop-carried state (the
+    // previous step's value, not a dependency within the step).
     let reads: Vec<Vec<(TensorId, bool)>> = body
         .iter()
         .map(|&id| {
-            let e = cascade.einsum(id);
-            cascade
-                .accesses(e.value)
-                .into_iter()
-                .map(|a| {
-                    let carried = iterative.contains(&a.tensor)
-                        && a.indices.iter().any(|i| matches!(i, IndexExpr::Var(r) if cascade.iteration_space(id).contains(r) && is_iterated_rank(cascade, a.tensor, *r)));
-                    (a.tensor, carried)
-                })
+            loop_plan
+                .placement(id)
+                .reads
+                .iter()
+                .map(|r| (r.tensor, r.carried))
                 .collect()
         })
         .collect();
-    let deps: Vec<Vec<usize>> = reads
+    let deps: Vec<Vec<usize>> = body
         .iter()
         .enumerate()
-        .map(|(x, rs)| {
-            let mut d: Vec<usize> = rs
+        .map(|(x, &id)| {
+            let mut d: Vec<usize> = loop_plan
+                .placement(id)
+                .reads
                 .iter()
-                .filter(|(_, carried)| !carried)
-                .filter_map(|(t, _)| writer.get(t).copied())
+                .flat_map(|r| r.producers.iter())
+                .filter_map(|p| body.iter().position(|b| b == p))
                 .filter(|&w| w != x)
                 .collect();
             d.sort();
@@ -306,47 +303,23 @@ pub fn schedule(
             d
         })
         .collect();
-    let mut closure: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); body.len()];
-    for x in 0..body.len() {
-        let mut c = BTreeSet::new();
-        for &d in &deps[x] {
-            if d < x {
-                c.insert(d);
-                c.extend(closure[d].iter().copied());
-            }
-        }
-        closure[x] = c;
-    }
-
-    // Passes: an Einsum that reads a tensor along a barrier rank after an Einsum it depends on
-    // has reduced that whole rank revisits the rank: one more pass.
-    let spaces: Vec<Vec<RankId>> = body.iter().map(|&id| cascade.iteration_space(id)).collect();
-    let reduced: Vec<Vec<RankId>> = body.iter().map(|&id| cascade.reduced_ranks(id)).collect();
-    let dims = |t: TensorId| cascade.tensor(src(t)).ranks.clone();
-    let mut pass = vec![0u32; body.len()];
-    for x in 0..body.len() {
-        let mut p = deps[x]
-            .iter()
-            .filter(|&&d| d < x)
-            .map(|&d| pass[d])
-            .max()
-            .unwrap_or(0);
-        for (t, carried) in &reads[x] {
-            if *carried {
-                continue;
-            }
-            for b in dims(*t).into_iter().filter(|&r| roles.barrier(r)) {
-                for &y in &closure[x] {
-                    let producer = writer.get(t).copied();
-                    let downstream = producer.is_some_and(|w| w == y || closure[w].contains(&y));
-                    if reduced[y].contains(&b) && !downstream {
-                        p = p.max(pass[y] + 1);
-                    }
-                }
-            }
-        }
-        pass[x] = p;
-    }
+    let spaces: Vec<Vec<RankId>> = body
+        .iter()
+        .map(|&id| loop_plan.placement(id).space.ranks.clone())
+        .collect();
+    let reduced: Vec<Vec<RankId>> = body
+        .iter()
+        .map(|&id| loop_plan.placement(id).space.reduced.clone())
+        .collect();
+    let key_passes = roles.key.map(|k| loop_plan.passes(cascade, k));
+    let pass: Vec<u32> = body
+        .iter()
+        .map(|&id| {
+            key_passes
+                .as_ref()
+                .map_or(0, |r| r.einsums[id.index()].pass.saturating_sub(1))
+        })
+        .collect();
 
     // Binding.
     let mut units = Vec::with_capacity(body.len());
