@@ -1,10 +1,11 @@
-//! `cascade check FILE|NAME`: parse and verify, then print the normalised cascade.
+//! `cascade check FILE|NAME`: parse and verify, then print the normalised cascade; warnings
+//! (the masking trap, `ir::lint`) go to stderr with file:line:column and the fix.
 
 use cascade_ir::{Cascade, TensorKind, dsl};
 use serde_json::{Value, json};
 
 use crate::load;
-use crate::output::{Format, print_json};
+use crate::output::{Format, diagnostics_json, print_json, stderr_color};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -17,12 +18,21 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
     let loaded = load::load(&args.target)?;
     let c = &loaded.parsed.cascade;
     let text = dsl::print(c);
+    let warnings = dsl::lint_diagnostics(&loaded.parsed);
     match format {
-        Format::Text => print!("{text}"),
+        Format::Text => {
+            if !warnings.is_empty() {
+                let rendered =
+                    warnings.render_warnings(&loaded.source, &loaded.path, stderr_color());
+                eprint!("{rendered}");
+            }
+            print!("{text}");
+        }
         Format::Json => print_json(&json!({
             "ok": true,
             "file": loaded.path,
             "summary": summary(c),
+            "warnings": diagnostics_json(&warnings, &loaded.source, &loaded.path),
             "text": text,
         })),
     }

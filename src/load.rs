@@ -13,10 +13,6 @@ use crate::output::UserError;
 pub struct Loaded {
     /// The file path, or `ir/cascades/NAME.cascade` for a library cascade.
     pub path: String,
-    #[allow(
-        dead_code,
-        reason = "for commands that point into the source (eval, passes)"
-    )]
     pub source: String,
     pub parsed: Parsed,
 }

@@ -125,7 +125,7 @@ pub fn diagnostics_json(diags: &Diagnostics, source: &str, path: &str) -> Value 
 }
 
 /// Colour diagnostics only for a terminal, and never when `NO_COLOR` is set.
-fn stderr_color() -> bool {
+pub fn stderr_color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 

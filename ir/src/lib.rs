@@ -9,6 +9,7 @@ pub mod dsl;
 pub mod eval;
 pub mod graph;
 pub mod library;
+pub mod lint;
 pub mod ops;
 pub mod passes;
 pub mod plan;

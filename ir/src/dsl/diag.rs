@@ -77,10 +77,19 @@ impl Diagnostics {
     /// span and the hint. Colour off gives stable text for snapshots (ariadne still pads some
     /// lines with trailing spaces).
     pub fn render(&self, source: &str, path: &str, color: bool) -> String {
+        self.render_kind(source, path, color, ReportKind::Error)
+    }
+
+    /// [`Diagnostics::render`] headed `Warning` instead of `Error`.
+    pub fn render_warnings(&self, source: &str, path: &str, color: bool) -> String {
+        self.render_kind(source, path, color, ReportKind::Warning)
+    }
+
+    fn render_kind(&self, source: &str, path: &str, color: bool, kind: ReportKind) -> String {
         let mut out = Vec::new();
         for d in &self.0 {
             let span = clamp(source, d.span.clone());
-            let report = Report::build(ReportKind::Error, (path, span.clone()))
+            let report = Report::build(kind, (path, span.clone()))
                 .with_config(
                     Config::default()
                         .with_color(color)

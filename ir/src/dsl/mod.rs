@@ -123,6 +123,23 @@ pub fn verify_diagnostics(parsed: &Parsed) -> Diagnostics {
     Diagnostics(out)
 }
 
+/// [`crate::lint::lint`] on a parsed cascade, each warning pointing at its Einsum.
+pub fn lint_diagnostics(parsed: &Parsed) -> Diagnostics {
+    let spans = &parsed.spans;
+    crate::lint::lint(&parsed.cascade)
+        .into_iter()
+        .map(|w| {
+            let span = spans
+                .einsums
+                .get(w.einsum.index())
+                .cloned()
+                .unwrap_or(spans.header.clone());
+            Diagnostic::new(w.message, span, "masked points come back here", w.hint)
+        })
+        .collect::<Vec<_>>()
+        .into()
+}
+
 /// Parses and verifies: the cascade when both pass, else every parse error (or, when it
 /// parses, every verify error) as diagnostics.
 pub fn check(source: &str, path: &str) -> Result<Parsed, Diagnostics> {
