@@ -15,7 +15,9 @@ mod cmd_rewrite;
 mod cmd_show;
 mod cmd_simulate;
 mod cmd_sweep;
+mod eval_io;
 mod load;
+mod npy;
 mod output;
 
 use std::process::ExitCode;
