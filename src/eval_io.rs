@@ -115,15 +115,16 @@ pub fn read_inputs(
     if problems.is_empty() {
         return Ok(InputFiles { inputs, unknown });
     }
-    if missing && !unknown.is_empty() {
-        problems.push(format!(
+    // Files that name no input are likely the missing ones, misspelt.
+    let note = (missing && !unknown.is_empty()).then(|| {
+        format!(
             "the directory also holds {}, which names no input of {} (its inputs are {})",
             unknown.join(", "),
             c.name,
             names(&expected)
-        ));
-    }
-    Err(input_problems(dir, &problems).into())
+        )
+    });
+    Err(input_problems(dir, &problems, note).into())
 }
 
 fn names(expected: &[Expected]) -> String {
@@ -145,20 +146,20 @@ fn unknown_files(c: &Cascade, stems: &[String]) -> Vec<String> {
     unknown
 }
 
-fn input_problems(dir: &Path, problems: &[String]) -> UserError {
-    let head = format!(
-        "--inputs {}: {} with the input files",
-        dir.display(),
-        if problems.len() == 1 {
-            "a problem".to_string()
-        } else {
-            format!("{} problems", problems.len())
-        }
-    );
-    let lines: Vec<String> = problems.iter().map(|p| format!("  {p}\n")).collect();
+fn input_problems(dir: &Path, problems: &[String], note: Option<String>) -> UserError {
+    let count = match problems.len() {
+        1 => "a problem".to_string(),
+        n => format!("{n} problems"),
+    };
+    let head = format!("--inputs {}: {count} with the input files", dir.display());
+    let lines: Vec<String> = problems
+        .iter()
+        .chain(&note)
+        .map(|p| format!("  {p}\n"))
+        .collect();
     UserError {
         text: format!("error: {head}:\n{}", lines.concat()),
-        json: json!({ "ok": false, "error": head, "problems": problems }),
+        json: json!({ "ok": false, "error": head, "problems": problems, "note": note }),
     }
 }
 
