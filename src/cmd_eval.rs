@@ -399,6 +399,14 @@ impl Report<'_> {
                     "reference: {} (structurally library {})",
                     v.known.form, v.known.library
                 );
+                let renamed: Vec<String> = roles(self.c, &v.known)
+                    .into_iter()
+                    .filter(|(own, library)| own != library)
+                    .map(|(own, library)| format!("{own} is {library}"))
+                    .collect();
+                if !renamed.is_empty() {
+                    println!("  tensors         {}", renamed.join(", "));
+                }
                 println!("  max abs error   {:.3e}", v.max_abs);
                 println!(
                     "  max rel error   {:.3e} (relative to max |reference| = {:.6e})",

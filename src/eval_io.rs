@@ -172,11 +172,11 @@ fn read_input(path: &Path, e: &Expected, shape_text: &str) -> Result<ArrayD<f64>
     let size = fs::metadata(path).map_err(|err| format!("{file}: cannot read it ({err})"))?;
     if size.len() > limit as u64 {
         return Err(format!(
-            "{file}: holds {} bytes, more than any array of shape {} needs, which input {} has; \
-             write the input itself with numpy.save",
+            "{file}: holds {} bytes, far more than input {} of shape {} can fill; save that \
+             array alone with numpy.save",
             size.len(),
-            tuple(&e.dims),
-            e.declared
+            e.declared,
+            tuple(&e.dims)
         ));
     }
     let bytes = fs::read(path).map_err(|err| format!("{file}: cannot read it ({err})"))?;

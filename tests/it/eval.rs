@@ -168,6 +168,10 @@ fn a_renamed_library_cascade_is_recognised_by_structure() {
         stdout.contains("reference: softmax(QᵀK)V (structurally library attention_3pass)"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("  tensors         OUT is AV, QUERY is Q\n"),
+        "{stdout}"
+    );
 }
 
 /// The example: a copy of attention_3pass with a 1/sqrt(E) scale, under the library's

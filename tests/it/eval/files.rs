@@ -248,6 +248,12 @@ fn dumped_inputs_read_back_give_identical_tensors() {
         assert_eq!(json1["outputs"], json2["outputs"], "{name}");
         let tensors = json1["dump"]["tensors"].as_array().expect("tensors");
         assert!(tensors.len() > 5, "{name}: every tensor is dumped");
+        if name == "attention_1pass" {
+            // Iterative state at its |M1|+1 extent, as the interpreter stores it.
+            let rm = tensors.iter().find(|t| t["tensor"] == "RM").expect("RM");
+            assert_eq!(rm["dims"], serde_json::json!([4, 5]));
+            assert_eq!(load(&first.join("RM.npy")).0, [4, 5]);
+        }
         for t in tensors {
             for key in ["file", "present_file"] {
                 let Some(file) = t[key].as_str() else {
@@ -428,6 +434,40 @@ fn a_result_its_reference_refutes_exits_1_with_ok_false() {
     assert_eq!((code, &json["ok"]), (0, &Value::Bool(true)));
 }
 
+/// Another real mismatch: A·B = 1e40 overflows f32 to inf, while the f64 reference is 4e60.
+#[test]
+fn an_f32_overflow_against_a_finite_reference_is_a_failure() {
+    let dir = fresh_dir("overflow");
+    save(&dir, "A", &[2], &[1e20, 1e20]);
+    save(&dir, "B", &[2], &[1e20, 1e20]);
+    let args = [
+        "pedagogical_1",
+        "--shape",
+        "K=2",
+        "--inputs",
+        text(&dir),
+        "--dtype",
+        "f32",
+    ];
+    let (code, json, stderr) = eval_json(&args);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(json["ok"], false);
+    assert_eq!(json["outputs"][0]["inf"], 1);
+    assert_eq!(json["reference"]["reference_max_abs"], 4e60);
+    assert_eq!(
+        json["reference"]["max_abs_error"],
+        Value::Null,
+        "inf is not a JSON number"
+    );
+    let (code, stdout, _) = eval(&args);
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains("  non-finite      0 NaN, 1 inf"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  max abs error   inf"), "{stdout}");
+}
+
 #[test]
 fn nan_in_an_output_with_a_reference_is_a_failure() {
     let dir = fresh_dir("nan_output");
@@ -473,7 +513,12 @@ type BadCase<'a> = (&'a str, Box<dyn Fn(&Path) + 'a>, &'a [&'a str]);
 fn bad_input_files_name_the_file_and_the_fix() {
     let q_shape = [4, 5];
     let q_values = vec![0.5; 20];
-    let cases: [BadCase; 7] = [
+    let cases: [BadCase; 8] = [
+        (
+            "oversized",
+            Box::new(|d| fs::write(d.join("Q.npy"), vec![0u8; (1 << 20) + 4096]).expect("w")),
+            &["Q.npy: holds 1052672 bytes, far more than input Q[E,P] of shape (4, 5) can fill"],
+        ),
         (
             "bad_magic",
             Box::new(|d| fs::write(d.join("Q.npy"), "Q,K,V\n1,2,3\n").expect("w")),
