@@ -15,7 +15,9 @@ mod cmd_rewrite;
 mod cmd_show;
 mod cmd_simulate;
 mod cmd_sweep;
+mod eval_io;
 mod load;
+mod npy;
 mod output;
 
 use std::process::ExitCode;
@@ -45,7 +47,7 @@ enum Command {
     Check(cmd_check::Args),
     /// Count the passes a cascade needs over a rank, with barriers, footprints and op counts.
     Passes(cmd_passes::Args),
-    /// Run the reference interpreter on seeded random inputs and check it against the direct reference.
+    /// Run the reference interpreter on seeded or .npy inputs, checked against a library reference where one applies.
     Eval(cmd_eval::Args),
     /// Derive a cheaper equivalent cascade by equality saturation.
     Rewrite(cmd_rewrite::Args),

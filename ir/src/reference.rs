@@ -2,7 +2,8 @@
 //! loop by loop in f64, to check the interpreter (and everything downstream) against.
 //!
 //! Layout as in the library: `Q[E,P]`, `K[E,M]`, `V[F,M]`, output `AV[F,P]`; `M` is the key
-//! rank, `P` the query rank. Also seeded random inputs for any cascade.
+//! rank, `P` the query rank. Also seeded random inputs for any cascade, and [`known_form`],
+//! which decides by structure alone (never by name) whether a reference applies.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,6 +15,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::ast::{Cascade, TensorKind};
 use crate::shape::Shape;
 use crate::{dsl, library};
+
+pub mod structure;
 
 /// Which keys each query sees, and what is added to the scores.
 #[derive(Debug, Clone, Copy)]
@@ -233,51 +236,57 @@ impl fmt::Display for Form {
     }
 }
 
-/// How a cascade was recognised as a known form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recognised {
-    /// Its Einsums are those of the library cascade (whatever its name).
-    Structure,
-    /// It carries the library cascade's name (its Einsums may differ: a rewrite of it).
-    Name,
-}
-
-/// A cascade matched to a direct reference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A cascade matched to a library form by structure (see [`structure`]).
+#[derive(Debug, Clone)]
 pub struct Known {
     pub form: Form,
+    /// The library cascade it is structurally the same as.
     pub library: &'static str,
-    pub by: Recognised,
+    /// For each tensor of the matched cascade (by id), the library tensor that plays its part.
+    pub library_names: Vec<String>,
+    library_cascade: Cascade,
 }
 
-/// Recognises a cascade as a library attention form: first by structure, then by name.
-pub fn known_form(cascade: &Cascade) -> Option<Known> {
-    for name in library::names() {
-        let Some(form) = Form::of_library(name) else {
-            continue;
-        };
-        let Some(source) = library::source(name) else {
-            continue;
-        };
-        let Ok(parsed) = dsl::parse(source, name) else {
-            continue;
-        };
-        let mut candidate = parsed.cascade;
-        candidate.name.clone_from(&cascade.name);
-        if &candidate == cascade {
-            return Some(Known {
-                form,
-                library: name,
-                by: Recognised::Structure,
-            });
-        }
+impl Known {
+    /// The direct reference for the matched cascade, from its inputs by its own tensor names.
+    /// `shape` is resolved for the matched cascade; its ranks are the library's, position by
+    /// position.
+    pub fn compute(
+        &self,
+        cascade: &Cascade,
+        shape: &Shape,
+        inputs: &BTreeMap<String, ArrayD<f64>>,
+    ) -> Result<ArrayD<f64>, ReferenceError> {
+        let renamed = inputs
+            .iter()
+            .filter_map(|(name, array)| {
+                let id = cascade.tensor_by_name(name)?;
+                let library_name = self.library_names.get(id.index())?;
+                Some((library_name.clone(), array.clone()))
+            })
+            .collect();
+        compute(self.form, &self.library_cascade, shape, &renamed)
     }
-    let library = library::names().find(|n| *n == cascade.name)?;
-    let form = Form::of_library(library)?;
-    Some(Known {
-        form,
-        library,
-        by: Recognised::Name,
+}
+
+/// Recognises a cascade as a library form by structure alone: the same Einsums up to renaming
+/// (see [`structure`]). Its name never counts, so an edited copy that keeps the name of a
+/// library cascade gets no reference, and a renamed copy still gets one.
+pub fn known_form(cascade: &Cascade) -> Option<Known> {
+    library::names().find_map(|name| {
+        let form = Form::of_library(name)?;
+        let library_cascade = dsl::parse(library::source(name)?, name).ok()?.cascade;
+        let map = structure::same_structure(cascade, &library_cascade)?;
+        let library_names = map
+            .iter()
+            .map(|t| library_cascade.tensor(*t).name.clone())
+            .collect();
+        Some(Known {
+            form,
+            library: name,
+            library_names,
+            library_cascade,
+        })
     })
 }
 
@@ -415,5 +424,62 @@ mod tests {
         assert_eq!(linear_attention(q.view(), k.view(), v.view())[[0, 0]], 6.0);
         // σ(0) = 1/2.
         assert_eq!(sigmoid_attention(q.view(), k.view(), v.view())[[0, 0]], 1.5);
+    }
+
+    fn parse(source: &str) -> Cascade {
+        dsl::parse(source, "test")
+            .expect("test cascades parse")
+            .cascade
+    }
+
+    #[test]
+    fn known_form_goes_by_structure_not_by_name() {
+        let source = library::source("attention_3pass").expect("library");
+        let edited = source.replace(
+            "QK[m,p] = Q[e,p] * K[e,m]",
+            "QK[m,p] = Q[e,p] * K[e,m] * 1/sqrt(E)",
+        );
+        assert!(edited.contains("cascade attention_3pass"));
+        assert!(known_form(&parse(&edited)).is_none());
+        let known = known_form(&parse(source)).expect("the library file itself");
+        assert_eq!(known.library, "attention_3pass");
+        assert!(
+            known_form(&parse(
+                "cascade attention_3pass\nranks K\ninput A[K]\nS = A[k]\noutput S\n"
+            ))
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn a_renamed_copy_gets_the_reference_of_its_library_form() {
+        let source = library::source("attention_masked_3pass").expect("library");
+        let renamed = source
+            .replace("cascade attention_masked_3pass", "cascade mine")
+            .replace("Q[", "X[")
+            .replace("MASK[", "BIAS[")
+            .replace("AV", "OUT");
+        let c = parse(&renamed);
+        let known = known_form(&c).expect("alpha-equivalent");
+        assert_eq!(known.library, "attention_masked_3pass");
+        let spec = "E=3,F=2,M=5,P=4".parse().expect("spec");
+        let shape = Shape::resolve(&c, &spec).expect("shape");
+        let inputs = random_inputs(&c, &shape, 3);
+        assert!(inputs.contains_key("X") && inputs.contains_key("BIAS"));
+        let got = known.compute(&c, &shape, &inputs).expect("reference");
+        let lib = parse(source);
+        let by_library_names = inputs
+            .iter()
+            .map(|(n, a)| {
+                let n = match n.as_str() {
+                    "X" => "Q",
+                    "BIAS" => "MASK",
+                    other => other,
+                };
+                (n.to_string(), a.clone())
+            })
+            .collect();
+        let want = compute(known.form, &lib, &shape, &by_library_names).expect("reference");
+        assert_eq!(got, want);
     }
 }

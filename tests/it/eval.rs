@@ -1,5 +1,9 @@
 //! `cascade eval`: checksums and reference errors of the interpreter run from the CLI, checked
-//! against the direct references of `cascade_ir::reference` computed here on the same inputs.
+//! against the direct references of `cascade_ir::reference` computed here on the same inputs,
+//! and which cascades get a reference (by structure, never by name). `files` tests `--inputs`
+//! and `--dump`.
+
+mod files;
 
 use crate::support::run as cascade;
 
@@ -87,6 +91,8 @@ fn f64_checksums_match_the_direct_reference() {
             "{name}: {r}"
         );
         assert_eq!(r["within_tolerance"], true);
+        assert_eq!((&out["nan"], &out["inf"]), (&0.into(), &0.into()), "{name}");
+        assert_eq!(json["ok"], true);
     }
 }
 
@@ -121,28 +127,112 @@ fn seeds_are_deterministic_and_distinct() {
     assert_ne!(run("1")["outputs"][0]["sum"], run("2")["outputs"][0]["sum"]);
 }
 
+fn write_cascade(file: &str, text: &str) -> String {
+    let path = format!("{}/{file}", env!("CARGO_TARGET_TMPDIR"));
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
 #[test]
 fn a_renamed_library_cascade_is_recognised_by_structure() {
-    let dir = env!("CARGO_TARGET_TMPDIR");
-    let path = format!("{dir}/my_attention.cascade");
+    // Cascade, tensor and rank names all differ from the library file's.
     let source = library::source("attention_3pass").expect("library");
-    std::fs::write(
-        &path,
-        source.replace("cascade attention_3pass", "cascade my_attention"),
-    )
-    .expect("write");
-    let json = eval_json(&[&path, "--shape", "E=3,F=2,M=6,P=4"]);
+    let renamed = source
+        .replace("cascade attention_3pass", "cascade my_attention")
+        .replace("ranks E F M P", "ranks D F N P")
+        .replace("E,", "D,")
+        .replace("[e,", "[d,")
+        .replace(",M]", ",N]")
+        .replace("[m,", "[n,")
+        .replace(",m]", ",n]")
+        .replace("max(m)", "max(n)")
+        .replace("Q[", "QUERY[")
+        .replace("AV", "OUT");
+    assert!(
+        !renamed.contains("M]") && !renamed.contains("AV"),
+        "{renamed}"
+    );
+    let path = write_cascade("my_attention.cascade", &renamed);
+    let json = eval_json(&[&path, "--shape", "D=3,F=2,N=6,P=4"]);
     assert_eq!(json["cascade"], "my_attention");
-    assert_eq!(json["reference"]["library"], "attention_3pass");
-    assert_eq!(json["reference"]["within_tolerance"], true);
-    let (code, stdout, _) = cascade(&["eval", &path, "--shape", "E=3,F=2,M=6,P=4"]);
+    assert_eq!(json["ok"], true);
+    let r = &json["reference"];
+    assert_eq!(r["library"], "attention_3pass");
+    assert_eq!(r["within_tolerance"], true);
+    assert_eq!(r["roles"]["QUERY"], "Q");
+    assert_eq!(r["roles"]["OUT"], "AV");
+    assert!(r["max_rel_error"].as_f64().expect("error") < 1e-12, "{r}");
+    let (code, stdout, _) = cascade(&["eval", &path, "--shape", "D=3,F=2,N=6,P=4"]);
     assert_eq!(code, 0);
     assert!(
-        stdout.contains(
-            "reference: softmax(QᵀK)V (library attention_3pass, recognised by structure)"
-        ),
+        stdout.contains("reference: softmax(QᵀK)V (structurally library attention_3pass)"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("  tensors         OUT is AV, QUERY is Q\n"),
+        "{stdout}"
+    );
+}
+
+/// The example: a copy of attention_3pass with a 1/sqrt(E) scale, under the library's
+/// own name, used to be compared with the unscaled reference, print `within 1e-10: NO` and
+/// exit 0 with `"ok": true`.
+#[test]
+fn an_edited_copy_under_a_library_name_gets_no_reference() {
+    let source = library::source("attention_3pass").expect("library");
+    let scaled = source.replace(
+        "QK[m,p] = Q[e,p] * K[e,m]",
+        "QK[m,p] = Q[e,p] * K[e,m] * 1/sqrt(E)",
+    );
+    assert_ne!(scaled, source);
+    for (file, text) in [
+        ("scaled_same_name.cascade", scaled.clone()),
+        (
+            "scaled_renamed.cascade",
+            scaled.replace("cascade attention_3pass", "cascade scaled"),
+        ),
+    ] {
+        let path = write_cascade(file, &text);
+        let (code, stdout, stderr) = cascade(&["eval", &path, "--shape", "E=4,F=3,M=12,P=5"]);
+        assert_eq!(code, 0, "{file}: {stderr}");
+        assert!(
+            stdout.contains(
+                "reference: none applies (not structurally a library form; check it yourself with --inputs/--dump)"
+            ),
+            "{file}: {stdout}"
+        );
+        assert!(!stdout.contains("within"), "{stdout}");
+        let json = eval_json(&[&path, "--shape", "E=4,F=3,M=12,P=5"]);
+        assert_eq!(json["ok"], true);
+        assert!(json["reference"]["form"].is_null());
+        assert!(
+            json["reference"]["reason"]
+                .as_str()
+                .expect("reason")
+                .contains("not structurally a library form"),
+            "{json}"
+        );
+    }
+}
+
+/// `cascade rewrite` keeps the library name; its output gets a reference only when it is
+/// structurally a library form (here FuseMax's Cascade 5, up to Einsum order and `a + b`).
+#[test]
+fn a_derived_cascade_is_checked_against_the_form_it_matches() {
+    let path = format!("{}/derived_1pass.cascade", env!("CARGO_TARGET_TMPDIR"));
+    let (code, _, stderr) = cascade(&[
+        "rewrite",
+        "attention_3pass",
+        "--objective",
+        "passes",
+        "--out",
+        &path,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let json = eval_json(&[&path, "--shape", "E=4,F=3,M=12,P=5,M0=4"]);
+    assert_eq!(json["cascade"], "attention_3pass");
+    assert_eq!(json["reference"]["library"], "attention_1pass");
+    assert_eq!(json["reference"]["within_tolerance"], true);
 }
 
 #[test]
@@ -156,6 +246,7 @@ fn other_cascades_get_checksums_without_a_reference() {
     .expect("write");
     let json = eval_json(&[&path, "--shape", "K=7", "--seed", "9"]);
     assert!(json["reference"]["form"].is_null());
+    assert_eq!(json["ok"], true);
     // The sum of the seeded inputs, drawn here with the same generator.
     let c = dsl::parse(
         "cascade total\nranks K\ninput A[K]\nS = A[k]\noutput S\n",
