@@ -240,7 +240,7 @@ fn compare(
 }
 
 /// Evaluates in `T`, then dumps; the inputs are rounded from f64.
-fn evaluate_as<T: Float + NpyElement>(
+fn evaluate_as<T: cascade_ir::ops::Element + NpyElement>(
     c: &Cascade,
     shape: &Shape,
     inputs: &BTreeMap<String, ArrayD<f64>>,
