@@ -12,6 +12,8 @@
 //! warns where masked points first take a value that can change the result, naming the
 //! Einsum, the operator, its merge and the fix. Points brought back as `0` are followed without
 //! a warning until something turns them into a value (`exp(0 - m)`, `0 + b`, a max).
+//! Under `∪`, two operands each masked by conditions the other lacks are taken as a union of
+//! masks (attention sinks ∪ a window) and not warned about.
 
 use crate::ast::{BinaryOp, Cascade, Constant, EinsumId, Expr, ExprId, Merge, ReduceOp};
 use crate::plan::LoopPlan;
@@ -166,6 +168,9 @@ impl Ctx<'_> {
         let lost_right = gb.iter().any(|k| !ga.contains(k));
         let revived = match merge {
             Merge::Intersect => None,
+            // Two operands masked each by conditions the other lacks are a union of masks
+            // (sinks ∪ window): a point is absent only where both are, as intended.
+            Merge::Union if lost_left && lost_right => None,
             Merge::Union if lost_left => Some(lone(op, true, rhs, self.c)),
             Merge::Union if lost_right => Some(lone(op, false, lhs, self.c)),
             Merge::Right if lost_left => Some(zero_left(op)),

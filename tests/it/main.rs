@@ -10,3 +10,4 @@ mod rewrite;
 mod sim;
 mod support;
 mod tidy;
+mod zoo;
