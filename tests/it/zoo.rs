@@ -141,7 +141,7 @@ fn inputs(c: &Cascade, shape: &Shape, masks: &[String]) -> BTreeMap<String, Arra
         let last = a_ndim - 1;
         for (idx, x) in a.indexed_iter_mut() {
             let sum: usize = (0..a_ndim).map(|d| idx[d]).sum();
-            let masked = idx[last] == 1 || sum % 3 == 0;
+            let masked = idx[last] == 1 || sum.is_multiple_of(3);
             *x = if masked { f64::NEG_INFINITY } else { 0.0 };
         }
     }
