@@ -108,7 +108,9 @@ fn direct(case: &Case) -> Option<ArrayD<f64>> {
         }
         "no_self_1pass" => plain(case, |m, p| m != p),
         "diagonal_only_1pass" => plain(case, |m, p| m == p),
+        "shifted_diagonal_1pass" => plain(case, |m, p| m == p + 3),
         "skip_one_key_1pass" => plain(case, |m, p| m != 5 && m + 1 > p - 1),
+        "skip_key_five_1pass" => plain(case, |m, _| m != 5),
         "decode_1pass"
         | "decode_3pass"
         | "ragged_1pass"
