@@ -272,7 +272,7 @@ impl VerifyError {
             } => {
                 let var = rank_name.to_lowercase();
                 format!(
-                    "a step may read `{tensor_name}` at `{written}` (what this step or, for state, the previous step wrote) or at an earlier step (`{var}-1`); read the final state after the loop, in an Einsum whose output does not use `{var}`"
+                    "inside the loop, read `{tensor_name}` at `{written}` (what this step wrote) or at an earlier step; read the final state after the loop, in an Einsum whose output does not use `{var}`"
                 )
             }
             VerifyError::InitWritesStep { tensor_name, .. } => format!(

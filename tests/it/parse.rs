@@ -248,3 +248,34 @@ fn cli_usage_errors_exit_1() {
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("check"));
 }
+
+/// `check` warns about the masking trap on stderr with the file, line and column, the Einsum,
+/// the operator and its merge, and the `{&}` fix, exits 0, and lists it in JSON; the fixed
+/// spelling is silent.
+#[test]
+fn check_warns_about_the_masking_trap_and_the_fix_is_silent() {
+    let path = "tests/data/lint/alibi_causal_trap.cascade";
+    let out = cascade(&["check", path]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("Warning"), "{err}");
+    assert!(err.contains(&format!("{path}:6:1")), "{err}");
+    assert!(err.contains("`+` merges with ∪"), "{err}");
+    assert!(err.contains("QK[m,p] +{&} B[m,p]"), "{err}");
+    let json: Value = serde_json::from_str(&stdout(&cascade(&["check", path, "--format", "json"])))
+        .expect("JSON");
+    assert_eq!(json["warnings"][0]["line"], 6, "{json}");
+
+    let fixed_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lint");
+    fs::create_dir_all(&fixed_dir).unwrap();
+    let fixed = fixed_dir.join("fixed.cascade");
+    let source = fs::read_to_string(path).unwrap();
+    fs::write(
+        &fixed,
+        source.replace("QK[m,p] + B[m,p]", "QK[m,p] +{&} B[m,p]"),
+    )
+    .unwrap();
+    let out = cascade(&["check", fixed.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert_eq!(stderr(&out), "", "the {{&}} spelling is silent");
+}
