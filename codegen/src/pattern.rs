@@ -188,6 +188,11 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
     if x.plain(&sln_acc)? != t_sln {
         return Err("the second product does not read the numerators".into());
     }
+    if !v_acc.filters.is_empty() {
+        return Err(
+            "the value operand is filtered; the fused kernel masks scores, not values".into(),
+        );
+    }
     let v = x.tile_source(&v_acc, f, m, m1, m0)?;
     if c.tensor(t_s).ranks != [m1, m0, p] {
         return Err("the scores are not S[M1,M0,P]".into());
@@ -252,8 +257,11 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
     if c.tensor(q).kind != TensorKind::Input || !x.is_plain(&q_acc) || c.tensor(q).ranks != [e, p] {
         return Err("the first product's left operand is not an input Q[E,P]".into());
     }
+    // The scores are present where the Q and K filters and the product's output filter hold
+    // (an output filter makes the value absent where it fails).
     let mut mask: Vec<_> = q_acc.filters.iter().flat_map(|f| f.conds.clone()).collect();
     mask.extend(k_acc.filters.iter().flat_map(|f| f.conds.clone()));
+    mask.extend(output_filters(c, e_s));
     let k = x.tile_source(&k_acc, e, m, m1, m0)?;
     x.used.insert(e_s);
     match bias {
@@ -263,6 +271,10 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
         Some((_, Merge::Union | Merge::Intersect)) | None => {}
         Some((_, merge)) => return Err(format!("the bias is added with merge {merge}")),
     }
+    if t_s != t_qk {
+        mask.extend(output_filters(c, e_bias));
+    }
+    check_mask(c, &mask, [m1, m0, p])?;
     let bias = bias.map(|(t, _)| t);
     for (t, ranks) in [(out, vec![f, p]), (v, vec![f, m]), (k, vec![e, m])] {
         if c.tensor(t).ranks != ranks {
@@ -283,6 +295,16 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
         return Err(format!(
             "Einsum {} has no role in the fused kernel",
             extra.0
+        ));
+    }
+    let scores = if t_s != t_qk { vec![e_s, e_bias] } else { vec![e_s] };
+    if let Some(id) = c
+        .einsum_ids()
+        .find(|id| !scores.contains(id) && !c.einsum(*id).output.filters.is_empty())
+    {
+        return Err(format!(
+            "`{}` filters its output; the fused kernel honours filters on the scores only",
+            cascade_ir::dsl::print_einsum(c, id)
         ));
     }
     let role = |role, einsum| RoleEinsum { role, einsum };
@@ -335,6 +357,39 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
         e_out,
         x_rnv_rescale,
     })
+}
+
+/// The conditions of an Einsum's output filters.
+fn output_filters(c: &Cascade, id: EinsumId) -> Vec<cascade_ir::Compare> {
+    c.einsum(id)
+        .output
+        .filters
+        .iter()
+        .flat_map(|f| f.conds.clone())
+        .collect()
+}
+
+/// The kernel masks over the key (`m1`, `m0`) and query (`p`) variables only, with affine
+/// conditions as the interpreter requires.
+fn check_mask(c: &Cascade, mask: &[cascade_ir::Compare], allowed: [RankId; 3]) -> M<()> {
+    for cond in mask {
+        let mut vars = Vec::new();
+        cond.lhs.collect_vars(&mut vars);
+        cond.rhs.collect_vars(&mut vars);
+        if let Some(v) = vars.iter().find(|v| !allowed.contains(v)) {
+            return Err(format!(
+                "a score filter uses `{}`; the fused kernel masks over m1, m0 and p only",
+                c.var_name(*v)
+            ));
+        }
+        if !crate::bounds::affine(&cond.lhs) || !crate::bounds::affine(&cond.rhs) {
+            return Err(format!(
+                "the score filter `{}` is not affine",
+                cascade_ir::dsl::print_compare(c, cond)
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Ctx<'_> {

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use cascade_codegen::{DType, GpuSchedule, Target, TargetDialect, abi_sizes, emit};
+use cascade_codegen::{DType, GpuSchedule, Target, TargetDialect, emit, fused_kernel_sizes};
 use cascade_ir::eval::evaluate;
 use cascade_ir::reference;
 use cascade_ir::{Cascade, Shape, ShapeSpec, TensorKind};
@@ -75,9 +75,8 @@ fn harness(c: &Cascade, shape: &Shape, kernel: &str, batch: usize) -> String {
     let size = |name: &str| shape.size(c.rank_by_name(name).expect("rank"));
     let (p, m, hd) = (size("P"), size("M"), size("E"));
     let bias = c.tensors.iter().any(|t| t.name == "MASK");
-    let params: String = abi_sizes(c)
+    let params: String = fused_kernel_sizes(c)
         .iter()
-        .filter(|&&r| c.rank(r).is_param)
         .map(|&r| format!(", {}LL", shape.size(r)))
         .collect();
     let mut s = String::from("#include <cstdio>\n#include <type_traits>\n#include <vector>\n");
