@@ -344,8 +344,14 @@ mod tests {
             in_range(&c, &ix(&c, "m1+1"), &Poly::of_size(&c, m1), &[]),
             Err(Escape::Above)
         );
-        assert_eq!(in_range(&c, &ix(&c, "m-1"), &ext_m, &[]), Err(Escape::Below));
-        assert_eq!(in_range(&c, &ix(&c, "p-m"), &ext_m, &[]), Err(Escape::Below));
+        assert_eq!(
+            in_range(&c, &ix(&c, "m-1"), &ext_m, &[]),
+            Err(Escape::Below)
+        );
+        assert_eq!(
+            in_range(&c, &ix(&c, "p-m"), &ext_m, &[]),
+            Err(Escape::Below)
+        );
     }
 
     #[test]

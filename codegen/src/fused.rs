@@ -315,7 +315,12 @@ impl Tiles {
 
 /// The per-score visibility test and the tile classifier: the cascade's filters, the optional
 /// causal mask and the ragged last key tile.
-fn mask(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, names: &FusedNames) -> (String, Vec<String>) {
+fn mask(
+    c: &Cascade,
+    m: &OnlineSoftmax,
+    s: &GpuSchedule,
+    names: &FusedNames,
+) -> (String, Vec<String>) {
     let r = MaskRanks {
         m: m.m,
         m1: m.m1,
@@ -453,7 +458,11 @@ impl Abi {
             .filter(|t| t.kind == TensorKind::Input)
             .map(|t| format!("const void* {}", t.name))
             .collect();
-        abi.extend(c.outputs.iter().map(|&o| format!("void* {}", c.tensor(o).name)));
+        abi.extend(
+            c.outputs
+                .iter()
+                .map(|&o| format!("void* {}", c.tensor(o).name)),
+        );
         abi.push("int batch".into());
         abi.extend(
             sizes::abi_sizes(c)
@@ -463,9 +472,8 @@ impl Abi {
         abi.extend(d.stream_param.map(String::from));
         let extra = sizes::fused_kernel_sizes(c);
         let list = |f: &dyn Fn(RankId) -> String| extra.iter().map(|&r| f(r)).collect::<String>();
-        let ptr = |t: TensorId, konst: &str| {
-            format!("static_cast<{konst}elem_t*>({})", c.tensor(t).name)
-        };
+        let ptr =
+            |t: TensorId, konst: &str| format!("static_cast<{konst}elem_t*>({})", c.tensor(t).name);
         let (np, nm) = (local(m.p), local(m.m));
         let extra_args = list(&|r| format!(", {}", local(r)));
         let bias_ptr = m.bias.map_or("nullptr".to_string(), |b| ptr(b, "const "));

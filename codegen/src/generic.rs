@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 
 use cascade_ir::plan::{Ambiguity, LoopPlan, Phase, Step};
 use cascade_ir::{
-    Access, BinaryOp, Cascade, Compare, Constant, EinsumId, Expr, ExprId, IndexExpr, Merge,
-    RankId, ReduceOp, TensorId, TensorKind, UnaryOp,
+    Access, BinaryOp, Cascade, Compare, Constant, EinsumId, Expr, ExprId, IndexExpr, Merge, RankId,
+    ReduceOp, TensorId, TensorKind, UnaryOp,
 };
 
 use crate::bounds::{self, Escape, Poly};
@@ -465,13 +465,16 @@ impl<'a> Lowerer<'a> {
         }
         decode.push("(void)rem;".into());
 
-        let kept = conjunction(
-            e.output
-                .filters
-                .iter()
-                .flat_map(|f| &f.conds)
-                .map(|k| cexpr::compare(k, &names)),
-        );
+        // Where the output filter fails the value is absent: `present && kept`.
+        let conds: Vec<String> = e
+            .output
+            .filters
+            .iter()
+            .flat_map(|f| &f.conds)
+            .map(|k| cexpr::compare(k, &names))
+            .collect();
+        let kept =
+            |present: &str| conjunction(std::iter::once(present.to_string()).chain(conds.clone()));
         let mut emit = ExprEmitter {
             c,
             names: &names,
@@ -504,7 +507,8 @@ impl<'a> Lowerer<'a> {
             }
             let (v, p) = emit.value(e.value);
             emit.lines.push(format!(
-                "if ({p} && {kept}) {{ const float v = {v}; acc = any ? {combine} : v; any = true; }}"
+                "if ({}) {{ const float v = {v}; acc = any ? {combine} : v; any = true; }}",
+                kept(&p)
             ));
             for _ in &space.reduced {
                 emit.lines.push("}".into());
@@ -513,8 +517,10 @@ impl<'a> Lowerer<'a> {
                 .push("const bool pr = any; const float val = acc;".into());
         } else {
             let (v, p) = emit.value(e.value);
-            emit.lines
-                .push(format!("const bool pr = {p} && {kept}; const float val = {v};"));
+            emit.lines.push(format!(
+                "const bool pr = {}; const float val = {v};",
+                kept(&p)
+            ));
         }
         let mut body = emit.lines;
         let out_idx: Vec<String> = e
@@ -545,10 +551,7 @@ impl<'a> Lowerer<'a> {
         let e = c.einsum(id);
         for a in std::iter::once(&e.output).chain(c.accesses(e.value)) {
             let conds = a.filters.iter().flat_map(|f| &f.conds);
-            let exprs = a
-                .indices
-                .iter()
-                .chain(conds.flat_map(|k| [&k.lhs, &k.rhs]));
+            let exprs = a.indices.iter().chain(conds.flat_map(|k| [&k.lhs, &k.rhs]));
             if let Some(bad) = exprs.into_iter().find(|x| !bounds::affine(x)) {
                 return Err(self.refuse(
                     id,
@@ -718,7 +721,11 @@ fn other_step(w: &IndexExpr, rd: &IndexExpr, r: RankId) -> bool {
         IndexExpr::Var(v) if *v == r => Some(0),
         IndexExpr::Add(a, b) | IndexExpr::Sub(a, b) => match (&**a, &**b) {
             (IndexExpr::Var(v), IndexExpr::Lit(k)) if *v == r => {
-                Some(if matches!(e, IndexExpr::Sub(..)) { -k } else { *k })
+                Some(if matches!(e, IndexExpr::Sub(..)) {
+                    -k
+                } else {
+                    *k
+                })
             }
             _ => None,
         },
@@ -794,14 +801,12 @@ impl ExprEmitter<'_> {
                             lhs,
                             ..
                         },
-                    ) => {
-                        match self.emitted.get(lhs) {
-                            Some((lv, lp)) => {
-                                format!("(({lp} && {lv} == -INFINITY) ? 0.0f : expf({av}))")
-                            }
-                            None => cexpr::unary(*op, &av),
+                    ) => match self.emitted.get(lhs) {
+                        Some((lv, lp)) => {
+                            format!("(({lp} && {lv} == -INFINITY) ? 0.0f : expf({av}))")
                         }
-                    }
+                        None => cexpr::unary(*op, &av),
+                    },
                     _ => cexpr::unary(*op, &av),
                 };
                 self.lines.push(format!(
@@ -851,6 +856,11 @@ impl ExprEmitter<'_> {
             self.lines.push(format!(
                 "const float {v} = {p} ? to_f(c.in_{name}[{at}]) : 0.0f;"
             ));
+        } else if ok == "true" {
+            self.lines
+                .push(format!("const bool {p} = c.p_{name}[{at}];"));
+            self.lines
+                .push(format!("const float {v} = {p} ? c.t_{name}[{at}] : 0.0f;"));
         } else {
             self.lines
                 .push(format!("const bool {p} = ({ok}) && c.p_{name}[{at}];"));

@@ -297,7 +297,11 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
             extra.0
         ));
     }
-    let scores = if t_s != t_qk { vec![e_s, e_bias] } else { vec![e_s] };
+    let scores = if t_s != t_qk {
+        vec![e_s, e_bias]
+    } else {
+        vec![e_s]
+    };
     if let Some(id) = c
         .einsum_ids()
         .find(|id| !scores.contains(id) && !c.einsum(*id).output.filters.is_empty())
