@@ -33,34 +33,37 @@ pub struct Poly {
 
 impl Poly {
     fn constant(k: i128) -> Poly {
-        let mut p = Poly::default();
-        p.add_term(Vec::new(), k);
-        p
+        Poly {
+            terms: BTreeMap::from([(Vec::new(), k)]),
+        }
+        .normalized()
     }
 
     fn sym(s: Sym) -> Poly {
-        let mut p = Poly::default();
-        p.add_term(vec![s], 1);
-        p
+        Poly {
+            terms: BTreeMap::from([(vec![s], 1)]),
+        }
     }
 
-    fn add_term(&mut self, mono: Vec<Sym>, k: i128) {
+    /// Without zero coefficients, so equal polynomials compare equal.
+    fn normalized(mut self) -> Poly {
+        self.terms.retain(|_, k| *k != 0);
+        self
+    }
+
+    /// `self + k·mono`, `None` on overflow.
+    fn add_term(&mut self, mono: Vec<Sym>, k: i128) -> Option<()> {
         let entry = self.terms.entry(mono).or_insert(0);
-        *entry += k;
-        if *entry == 0 {
-            self.terms.retain(|_, v| *v != 0);
-        }
+        *entry = entry.checked_add(k)?;
+        Some(())
     }
 
     fn plus(&self, other: &Poly, sign: i128) -> Option<Poly> {
         let mut out = self.clone();
         for (mono, k) in &other.terms {
-            let scaled = k.checked_mul(sign)?;
-            let current = out.terms.get(mono).copied().unwrap_or(0);
-            current.checked_add(scaled)?;
-            out.add_term(mono.clone(), scaled);
+            out.add_term(mono.clone(), k.checked_mul(sign)?)?;
         }
-        Some(out)
+        Some(out.normalized())
     }
 
     /// `self + other`.
@@ -79,12 +82,10 @@ impl Poly {
             for (mb, kb) in &other.terms {
                 let mut mono: Vec<Sym> = ma.iter().chain(mb).copied().collect();
                 mono.sort();
-                out = out.add(&Poly {
-                    terms: BTreeMap::from([(mono, ka.checked_mul(*kb)?)]),
-                })?;
+                out.add_term(mono, ka.checked_mul(*kb)?)?;
             }
         }
-        Some(out)
+        Some(out.normalized())
     }
 
     /// The polynomial of an index expression.
@@ -276,7 +277,9 @@ pub fn injective_in(c: &Cascade, idx: &IndexExpr, v: RankId) -> bool {
             return false;
         }
         let rest: Vec<Sym> = mono.iter().copied().filter(|s| *s != Sym::Var(v)).collect();
-        coeff.add_term(rest, k);
+        if coeff.add_term(rest, k).is_none() {
+            return false;
+        }
     }
     let positive = coeff.offset(-1).is_some_and(|q| nonneg(c, &q, &[]));
     let negative = Poly::default()
@@ -384,7 +387,12 @@ mod tests {
             rhs: IndexExpr::Size(m),
         };
         assert_eq!(
-            in_range(&c, &ix(&c, "p-m"), &ext_m, &facts(&c, &[causal.clone()])),
+            in_range(
+                &c,
+                &ix(&c, "p-m"),
+                &ext_m,
+                &facts(&c, std::slice::from_ref(&causal))
+            ),
             Err(Escape::Above)
         );
         assert_eq!(

@@ -269,7 +269,6 @@ impl Tiles {
             return bad("block_m", "must be at least 1".into());
         }
         let elem = s.dtype.bytes();
-        let smem_ld = s.head_dim + 16 / elem;
         let mma = !ty.mma_ptx_type.is_empty();
         let too_big = || CodegenError::Schedule {
             field: "block_n",
@@ -278,6 +277,9 @@ impl Tiles {
                 s.block_m, s.block_n, s.head_dim
             ),
         };
+        // A head dimension whose byte size overflows is too big for every tile.
+        s.head_dim.checked_mul(elem).ok_or_else(too_big)?;
+        let smem_ld = s.head_dim.checked_add(16 / elem).ok_or_else(too_big)?;
         let q_smem_elems = s.block_m.checked_mul(smem_ld).ok_or_else(too_big)?;
         let kv_stage_elems = s.block_n.checked_mul(smem_ld).ok_or_else(too_big)?;
         let p_smem_floats = if mma {

@@ -91,7 +91,8 @@ impl fmt::Display for DType {
 pub struct GpuSchedule {
     /// Query rows per thread block (the tile over P). Must be `warps × 16 × warp_size/32`.
     pub block_m: u32,
-    /// Keys per key/value tile (the tile over M, the cascade's M0). A multiple of 16.
+    /// Keys per key/value tile of the fused kernel, a multiple of 16. It is the kernel's own
+    /// tiling and independent of the cascade's split of M, whose sizes come from the launcher.
     pub block_n: u32,
     pub warps: u32,
     /// Key/value tiles in flight (2: double buffering, the only depth implemented).

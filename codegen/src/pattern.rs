@@ -8,9 +8,11 @@
 
 use std::collections::BTreeSet;
 
+use cascade_ir::plan::{LoopPlan, Phase};
+
 use cascade_ir::{
     Access, BinaryOp, Cascade, CompareOp, Constant, EinsumId, Expr, ExprId, IndexExpr, Merge,
-    RankId, ReduceOp, Section, TensorId, TensorKind,
+    RankId, ReduceOp, TensorId, TensorKind,
 };
 
 /// Where a state access sits along the iterative rank.
@@ -80,6 +82,9 @@ type M<T> = Result<T, String>;
 
 struct Ctx<'a> {
     c: &'a Cascade,
+    /// When each Einsum runs: the roles must run per step, the division after the loop and
+    /// the initial states and tile copies in `init`.
+    plan: LoopPlan,
     m1: RankId,
     used: BTreeSet<EinsumId>,
 }
@@ -115,12 +120,13 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
     };
     let mut x = Ctx {
         c,
+        plan: LoopPlan::new(c),
         m1,
         used: BTreeSet::new(),
     };
 
     // OUT = RNV[.., M1, ..] / RD[M1, ..]
-    let e_out = x.only_def(out, Section::Body)?;
+    let e_out = x.only_def(out, Phase::PostLoop)?;
     let (n_acc, d_acc) = x.binary(x.value(e_out), BinaryOp::Div, Merge::Right, false)?;
     let (t_rnv, at) = x.state(&n_acc)?;
     let (t_rd, at2) = x.state(&d_acc)?;
@@ -144,7 +150,7 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
         return Err("the two states use different rescale factors".into());
     }
     // PRM = exp(RM - RM')
-    let e_prm = x.only_def(t_prm, Section::Body)?;
+    let e_prm = x.only_def(t_prm, Phase::Loop)?;
     let (a, b) = x.binary(x.value(e_prm), BinaryOp::SubExp, Merge::Intersect, false)?;
     let ((t_rm, at_a), (t_rm2, at_b)) = (x.state(&a)?, x.state(&b)?);
     if t_rm != t_rm2 || at_a != At::Cur || at_b != At::Next {
@@ -164,20 +170,20 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
     }
     let t_lm = x.plain(&lm_acc)?;
     // LM = max(m0) S
-    let e_lm = x.only_def(t_lm, Section::Body)?;
+    let e_lm = x.only_def(t_lm, Phase::Loop)?;
     x.reduction(e_lm, ReduceOp::Max, m0)?;
     let t_s = x.plain(&x.access(x.value(e_lm))?)?;
     // SLD = sum(m0) SLN, SLN = exp(S - RM')
-    let e_sld = x.only_def(t_sld, Section::Body)?;
+    let e_sld = x.only_def(t_sld, Phase::Loop)?;
     x.reduction(e_sld, ReduceOp::Sum, m0)?;
     let t_sln = x.plain(&x.access(x.value(e_sld))?)?;
-    let e_sln = x.only_def(t_sln, Section::Body)?;
+    let e_sln = x.only_def(t_sln, Phase::Loop)?;
     let (a, b) = x.binary(x.value(e_sln), BinaryOp::SubExp, Merge::Intersect, false)?;
     if x.plain(&a)? != t_s || x.state(&b)? != (t_rm, At::Next) {
         return Err("the numerators are not exp(S - RM[m1+1])".into());
     }
     // SLNV = sum(m0) SLN·Vt
-    let e_slnv = x.only_def(t_slnv, Section::Body)?;
+    let e_slnv = x.only_def(t_slnv, Phase::Loop)?;
     x.reduction(e_slnv, ReduceOp::Sum, m0)?;
     let (a, b) = x.binary(x.value(e_slnv), BinaryOp::Mul, Merge::Intersect, true)?;
     let (sln_acc, v_acc) = if x.plain(&a).ok() == Some(t_sln) {
@@ -201,7 +207,7 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
     let mut bias = None;
     let mut t_qk = t_s;
     let mut t_bias_tile = None;
-    let e_bias = x.only_def(t_s, Section::Body)?;
+    let e_bias = x.only_def(t_s, Phase::Loop)?;
     if let Expr::Binary {
         op: BinaryOp::Add,
         merge,
@@ -210,7 +216,7 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
     } = c.expr(x.value(e_bias))
     {
         let (l, r) = (x.access(*lhs)?, x.access(*rhs)?);
-        let (qk_acc, b_acc) = if c.reduce_op(x.only_def(l.tensor, Section::Body).unwrap_or(e_bias))
+        let (qk_acc, b_acc) = if c.reduce_op(x.only_def(l.tensor, Phase::Loop).unwrap_or(e_bias))
             == Some(ReduceOp::Sum)
         {
             (l, r)
@@ -223,7 +229,7 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
         x.used.insert(e_bias);
     }
     // QK = sum(e) Q·Kt (· scale)
-    let e_s = x.only_def(t_qk, Section::Body)?;
+    let e_s = x.only_def(t_qk, Phase::Loop)?;
     if c.tensor(t_qk).ranks != [m1, m0, p] {
         return Err("the scores are not S[M1,M0,P]".into());
     }
@@ -408,12 +414,14 @@ impl Ctx<'_> {
             .collect()
     }
 
-    fn only_def(&self, t: TensorId, section: Section) -> M<EinsumId> {
+    /// The one Einsum writing `t`, which the loop plan runs in `phase`.
+    fn only_def(&self, t: TensorId, phase: Phase) -> M<EinsumId> {
         match self.defs(t)[..] {
-            [id] if self.c.einsum(id).section == section => Ok(id),
+            [id] if self.plan.phase(id) == phase => Ok(id),
             _ => Err(format!(
-                "{} is not defined by exactly one Einsum",
-                self.c.tensor(t).name
+                "{} is not defined by exactly one {} Einsum",
+                self.c.tensor(t).name,
+                phase.name()
             )),
         }
     }
@@ -426,7 +434,7 @@ impl Ctx<'_> {
             .filter(|&id| self.state(&self.c.einsum(id).output).map(|s| s.1) == Ok(At::Next))
             .collect();
         match found[..] {
-            [id] if self.c.einsum(id).section == Section::Body => Ok(id),
+            [id] if self.plan.phase(id) == Phase::Loop => Ok(id),
             _ => Err(format!(
                 "{} has no single update at m1+1",
                 self.c.tensor(t).name
@@ -439,7 +447,7 @@ impl Ctx<'_> {
             let einsum = self.c.einsum(id);
             if self.state(&einsum.output).map(|s| s.1) == Ok(At::Zero) {
                 return match self.c.expr(einsum.value) {
-                    Expr::Const(k) if einsum.section == Section::Init && want(k) => {
+                    Expr::Const(k) if self.plan.phase(id) == Phase::Init && want(k) => {
                         self.used.insert(id);
                         Ok(())
                     }
@@ -558,7 +566,7 @@ impl Ctx<'_> {
             let product = match self.c.expr(scaled) {
                 Expr::Binary { .. } => scaled,
                 Expr::Access(a) if self.plain(a).is_ok() => {
-                    let Ok(def) = self.only_def(a.tensor, Section::Body) else {
+                    let Ok(def) = self.only_def(a.tensor, Phase::Loop) else {
                         continue;
                     };
                     self.used.insert(def);
@@ -604,7 +612,7 @@ impl Ctx<'_> {
         if t.ranks != [m1, m0, p] || !self.is_plain(a) || !a.filters.is_empty() {
             return Err(format!("{} is not a bias tile", t.name));
         }
-        let def = self.only_def(a.tensor, Section::Init)?;
+        let def = self.only_def(a.tensor, Phase::Init)?;
         let src = self.access(self.value(def))?;
         if !direct(&src) {
             return Err(format!("{} does not copy an input bias tile", t.name));
@@ -636,7 +644,7 @@ impl Ctx<'_> {
         if t.ranks != [x, m1, m0] || !self.is_plain(a) {
             return Err(format!("{} is not a key/value tile", t.name));
         }
-        let def = self.only_def(a.tensor, Section::Init)?;
+        let def = self.only_def(a.tensor, Phase::Init)?;
         let src = self.access(self.value(def))?;
         if !direct(&src) || !src.filters.is_empty() {
             return Err(format!("{} does not copy an input tile", t.name));
