@@ -465,19 +465,48 @@ impl<'a> Lowerer<'a> {
         }
         decode.push("(void)rem;".into());
 
+        let mut body = self.point_value(id, &names);
+        let out_idx: Vec<String> = e
+            .output
+            .indices
+            .iter()
+            .map(|i| cexpr::index(i, &names))
+            .collect();
+        let (t, oname) = (e.output.tensor, &c.tensor(e.output.tensor).name);
+        body.push(format!(
+            "const long long at = {};",
+            self.layout.linear(c, t, &out_idx)
+        ));
+        body.push(format!(
+            "c.t_{oname}[at] = pr ? val : 0.0f; c.p_{oname}[at] = pr;"
+        ));
+        Ok(GenericKernel {
+            name: kernel_name(c, id),
+            comment: cascade_ir::dsl::print_einsum(c, id),
+            decode,
+            body: nest(body),
+        })
+    }
+
+    /// Statements computing one output point's `pr` (present) and `val`: the bare `0`, a
+    /// reduction over the reduced variables, or a map, each absent where the output filter fails.
+    fn point_value(&self, id: EinsumId, names: &GenericNames) -> Vec<String> {
+        let c = self.c;
+        let e = c.einsum(id);
+        let space = &self.plan.placement(id).space;
         // Where the output filter fails the value is absent: `present && kept`.
         let conds: Vec<String> = e
             .output
             .filters
             .iter()
             .flat_map(|f| &f.conds)
-            .map(|k| cexpr::compare(k, &names))
+            .map(|k| cexpr::compare(k, names))
             .collect();
         let kept =
             |present: &str| conjunction(std::iter::once(present.to_string()).chain(conds.clone()));
         let mut emit = ExprEmitter {
             c,
-            names: &names,
+            names,
             layout: &self.layout,
             lines: Vec::new(),
             next: 0,
@@ -522,27 +551,7 @@ impl<'a> Lowerer<'a> {
                 kept(&p)
             ));
         }
-        let mut body = emit.lines;
-        let out_idx: Vec<String> = e
-            .output
-            .indices
-            .iter()
-            .map(|i| cexpr::index(i, &names))
-            .collect();
-        let (t, oname) = (e.output.tensor, &c.tensor(e.output.tensor).name);
-        body.push(format!(
-            "const long long at = {};",
-            self.layout.linear(c, t, &out_idx)
-        ));
-        body.push(format!(
-            "c.t_{oname}[at] = pr ? val : 0.0f; c.p_{oname}[at] = pr;"
-        ));
-        Ok(GenericKernel {
-            name: kernel_name(c, id),
-            comment: cascade_ir::dsl::print_einsum(c, id),
-            decode,
-            body: nest(body),
-        })
+        emit.lines
     }
 
     /// Every index and filter is affine, as the interpreter requires.

@@ -3,16 +3,27 @@
 //! [`plan`] turns a cascade and a [`GpuSchedule`] into a [`KernelPlan`]: every tile size, loop
 //! bound, buffer name and C expression the source needs, computed here in Rust. The templates
 //! under `codegen/templates/{cuda,hip,cpp}/` only lay that plan out as text, and every
-//! CUDA-vs-HIP difference comes from one [`TargetDialect`] table. [`emit`] renders it.
+//! CUDA-vs-HIP-vs-C++ difference comes from one [`TargetDialect`] table. [`emit`] renders it.
+//! Both lowerings take when each Einsum runs from [`cascade_ir::plan::LoopPlan`], the
+//! interpreter's own schedule.
 //!
 //! Two lowerings:
 //! * **fused** — a cascade whose Einsums form the online-softmax structure (FuseMax Cascade 5,
 //!   with any filters on the scores) becomes one FlashAttention-2-style kernel: a query tile per
-//!   block, a loop over key/value tiles with tiles outside every filter skipped, the two products
-//!   on tensor cores (`mma.sync.m16n8k16`, fp16/bf16 on CUDA) or a portable SIMT path, running
-//!   max/denominator/numerator in registers and the deferred division at the end;
+//!   block, a loop over key/value tiles with tiles outside every filter skipped (`tiles.rs`
+//!   classifies them soundly for every comparison), the two products on tensor cores
+//!   (`mma.sync.m16n8k16`, fp16/bf16 on CUDA) or a portable SIMT path, running
+//!   max/denominator/numerator in registers and the deferred division at the end. A filter it
+//!   cannot honour (on the values, on another Einsum's output, over another variable) sends
+//!   the cascade to the generic lowering;
 //! * **generic** — any other valid cascade becomes one kernel per Einsum over global memory, with
 //!   presence, merges, filters, reductions and iterative ranks as the IR semantics define them.
+//!   What the interpreter would fail on while running (an index that may leave its tensor, a
+//!   stop condition that may not hold in time) is refused at plan time (`bounds.rs`), since a
+//!   GPU kernel cannot raise an error.
+//!
+//! A cascade either lowers to a kernel that computes what `cascade_ir::eval` computes, or
+//! [`plan`] returns [`CodegenError::Unsupported`] naming the Einsum and what to write instead.
 //!
 //! # ABI
 //!
