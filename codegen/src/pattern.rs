@@ -281,6 +281,22 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
         mask.extend(output_filters(c, e_bias));
     }
     check_mask(c, &mask, [m1, m0, p])?;
+    // The loop plan's guard of the scores is every condition their presence implies; one the
+    // mask lacks would be a filter the kernel ignores.
+    let e_scores = if t_s != t_qk { e_bias } else { e_s };
+    if let Some(missed) = x
+        .plan
+        .placement(e_scores)
+        .space
+        .guard
+        .iter()
+        .find(|k| !mask.contains(k))
+    {
+        return Err(format!(
+            "the scores are absent where `{}` fails, which the kernel does not mask",
+            cascade_ir::dsl::print_compare(c, missed)
+        ));
+    }
     let bias = bias.map(|(t, _)| t);
     for (t, ranks) in [(out, vec![f, p]), (v, vec![f, m]), (k, vec![e, m])] {
         if c.tensor(t).ranks != ranks {
