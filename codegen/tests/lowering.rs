@@ -273,3 +273,36 @@ fn tile_classification_is_sound_for_equalities() {
         p.mask_elem
     );
 }
+
+#[test]
+fn extreme_schedules_are_errors_not_panics() {
+    let c = common::parse(&lib("attention_1pass"), "attention_1pass");
+    for target in Target::ALL {
+        let base = GpuSchedule::suggested(target, DType::F32, 64);
+        let odd = [
+            GpuSchedule {
+                head_dim: u32::MAX - 15,
+                ..base
+            },
+            GpuSchedule { warps: 0, ..base },
+            GpuSchedule {
+                warps: u32::MAX,
+                block_m: u32::MAX,
+                ..base
+            },
+            GpuSchedule {
+                block_n: u32::MAX - 15,
+                ..base
+            },
+        ];
+        for s in odd {
+            for fuse in [true, false] {
+                let s = GpuSchedule { fuse, ..s };
+                // Either a plan or an error naming a field; reaching here means no panic.
+                if let Err(e) = plan(&c, &s, target) {
+                    assert!(e.to_string().contains("schedule field"), "{target}: {e}");
+                }
+            }
+        }
+    }
+}
