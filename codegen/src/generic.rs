@@ -364,20 +364,28 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// The variables one thread's index decodes into: the free ones but the loop's, in the
+    /// order the output's indices use them, so consecutive threads write consecutive points.
+    fn thread_vars(&self, id: EinsumId) -> Vec<RankId> {
+        let mut vars = Vec::new();
+        for idx in &self.c.einsum(id).output.indices {
+            idx.collect_vars(&mut vars);
+        }
+        let fixed = self.fixed(id);
+        let free = &self.plan.placement(id).space.free;
+        vars.retain(|r| Some(*r) != fixed && free.contains(r));
+        vars
+    }
+
     /// The host statements: `plan.steps` in order, the loop as a host `for`.
     fn host_steps(&self, d: &TargetDialect) -> Result<Vec<String>> {
         let c = self.c;
         let mut steps = Vec::new();
         let points = |id: EinsumId| {
-            let fixed = self.fixed(id);
             let free: Vec<String> = self
-                .plan
-                .placement(id)
-                .space
-                .free
-                .iter()
-                .filter(|&&r| Some(r) != fixed)
-                .map(|&r| format!("c.s_{}", c.rank(r).name))
+                .thread_vars(id)
+                .into_iter()
+                .map(|r| format!("c.s_{}", c.rank(r).name))
                 .collect();
             if free.is_empty() {
                 "1LL".to_string()
@@ -453,13 +461,12 @@ impl<'a> Lowerer<'a> {
         self.check_bounds(id)?;
         let c = self.c;
         let e = c.einsum(id);
-        let space = &self.plan.placement(id).space;
         let names = GenericNames {
             c,
             fixed: self.fixed(id),
         };
         let mut decode = vec!["long long rem = idx;".to_string()];
-        for &r in space.free.iter().filter(|&&r| Some(r) != names.fixed) {
+        for r in self.thread_vars(id) {
             let (v, n) = (names.var(r), names.size(r));
             decode.push(format!("const long long {v} = rem % {n}; rem /= {n};"));
         }
