@@ -48,7 +48,8 @@ pub struct Args {
     /// Load tensor-core operands with plain shared-memory loads instead of `ldmatrix` (CUDA).
     #[arg(long)]
     pub no_ldmatrix: bool,
-    /// Keys per key/value tile (the split tile M0); default: the target's suggestion.
+    /// Keys per key/value tile of the fused kernel (not the cascade's M0, which the launcher
+    /// takes as a size); default: the target's suggestion.
     #[arg(long)]
     pub block_n: Option<u32>,
     /// Warps per block; the query tile is warps × 16 × warp size / 32 rows.

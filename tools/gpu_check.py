@@ -104,10 +104,10 @@ def build(kernels: Path, variant, arch: str, nvcc: str) -> Path:
 
 
 def load(lib: Path, mask: str):
-    """The launcher: inputs (Q, K, V[, MASK]), output AV, batch, sizes E F M P, stream."""
+    """The launcher: inputs (Q, K, V[, MASK]), output AV, batch, sizes E F M P M0, stream."""
     fn = getattr(ctypes.CDLL(str(lib)), f"cascade_{CASCADES[mask]}")
     pointers = 5 if mask == "bias" else 4
-    fn.argtypes = [ctypes.c_void_p] * pointers + [ctypes.c_int] + [ctypes.c_longlong] * 4 + [ctypes.c_void_p]
+    fn.argtypes = [ctypes.c_void_p] * pointers + [ctypes.c_int] + [ctypes.c_longlong] * 5 + [ctypes.c_void_p]
     fn.restype = ctypes.c_int
     return fn
 
@@ -196,7 +196,8 @@ def main() -> int:
             pointers = [q.data_ptr(), k.data_ptr(), v.data_ptr()] + ([bias.data_ptr()] if bias is not None else []) + [out.data_ptr()]
 
             def ours():
-                return fn(*pointers, batch * heads, head_dim, head_dim, n, n, stream)
+                # M0 = 0: the split's default inner size; the fused kernel tiles keys by block_n.
+                return fn(*pointers, batch * heads, head_dim, head_dim, n, n, 0, stream)
 
             def sdpa(x, y, z, b):
                 return F.scaled_dot_product_attention(x, y, z, attn_mask=b, is_causal=causal, scale=1.0)

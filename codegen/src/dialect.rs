@@ -1,10 +1,57 @@
-//! The one table of CUDA-vs-HIP-vs-C++ differences; templates read it and never branch on target.
+//! The one table of CUDA-vs-HIP-vs-C++ differences: every decision that depends on the target
+//! reads a field here, so plan code and templates never branch on the target.
 
-use crate::{DType, Target};
+use std::fmt;
 
-/// Spellings that differ between targets. Every field is text a template pastes verbatim.
+use crate::DType;
+
+/// What the generated source is compiled by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    Cuda,
+    Hip,
+    /// Plain C++17, for checking a plan's numerics without a GPU.
+    Cpp,
+}
+
+impl Target {
+    pub const ALL: [Target; 3] = [Target::Cuda, Target::Hip, Target::Cpp];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Cuda => "cuda",
+            Target::Hip => "hip",
+            Target::Cpp => "cpp",
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Spellings and capabilities that differ between targets. Text fields are pasted verbatim by
+/// templates; the others are what plan code decides from.
 #[derive(Debug, Clone)]
 pub struct TargetDialect {
+    pub target: Target,
+    /// Element types the target computes with; others are a schedule error.
+    pub dtypes: &'static [DType],
+    /// The fused kernel runs warps of lanes in lockstep: each warp owns `rows_per_warp` query
+    /// rows and key/value tiles are double-buffered, so `block_m` and `stages` are fixed by the
+    /// warp count. A host loop (C++) takes any `block_m`.
+    pub lockstep_warps: bool,
+    /// Name of the fused kernel's matrix path when the element type has no tensor-core MMA.
+    pub plain_matrix_path: &'static str,
+    /// `(warps, block_n for 4-byte elements, block_n for 2-byte elements)` of
+    /// [`crate::GpuSchedule::suggested`]: tiles that fit the target's shared memory.
+    pub suggested_tiles: (u32, u32, u32),
+    /// The launcher's last ABI parameter (the stream), or `None` where there is none.
+    pub stream_param: Option<&'static str>,
+    /// A kernel launch with `{kernel}`, `{grid}`, `{block}`, `{smem}` and `{args}` placeholders.
+    pub launch_format: &'static str,
     /// The fast single-precision exponential of the fused kernel's softmax.
     pub fast_exp: &'static str,
     /// Lanes that execute in lockstep: 32 on NVIDIA, 64 on CDNA (gfx90a, gfx942), 1 on a CPU.
@@ -68,6 +115,13 @@ impl TargetDialect {
     pub fn of(target: Target) -> TargetDialect {
         match target {
             Target::Cuda => TargetDialect {
+                target,
+                dtypes: &[DType::F16, DType::Bf16, DType::F32],
+                lockstep_warps: true,
+                plain_matrix_path: "simt",
+                suggested_tiles: (4, 32, 64),
+                stream_param: Some("void* stream_ptr"),
+                launch_format: "{kernel}<<<{grid}, {block}, {smem}, stream>>>({args});",
                 fast_exp: "__expf",
                 warp_size: 32,
                 includes: "#include <cuda_runtime.h>\n#include <cuda_fp16.h>\n#include <cuda_bf16.h>\n#include <math.h>\n#include <stdint.h>",
@@ -95,6 +149,14 @@ impl TargetDialect {
                 extension: "cu",
             },
             Target::Hip => TargetDialect {
+                target,
+                dtypes: &[DType::F16, DType::Bf16, DType::F32],
+                lockstep_warps: true,
+                plain_matrix_path: "simt",
+                // 64 KiB of LDS holds a 64-row query tile and two 32-key stages at head dim 128.
+                suggested_tiles: (2, 32, 32),
+                stream_param: Some("void* stream_ptr"),
+                launch_format: "hipLaunchKernelGGL({kernel}, {grid}, {block}, {smem}, stream, {args});",
                 fast_exp: "__expf",
                 warp_size: 64,
                 includes: "#include <hip/hip_runtime.h>\n#include <hip/hip_fp16.h>\n#include <hip/hip_bfloat16.h>\n#include <math.h>\n#include <stdint.h>",
@@ -122,6 +184,13 @@ impl TargetDialect {
                 extension: "hip",
             },
             Target::Cpp => TargetDialect {
+                target,
+                dtypes: &[DType::F32],
+                lockstep_warps: false,
+                plain_matrix_path: "scalar",
+                suggested_tiles: (4, 64, 64),
+                stream_param: None,
+                launch_format: "{kernel}({args});",
                 fast_exp: "std::exp",
                 warp_size: 1,
                 includes: "#include <algorithm>\n#include <cmath>\n#include <cstdint>\n#include <cstring>\n#include <vector>",
@@ -151,23 +220,29 @@ impl TargetDialect {
         }
     }
 
-    /// The statement that launches `kernel` (CUDA chevrons or `hipLaunchKernelGGL`).
-    pub fn launch(
-        &self,
-        target: Target,
-        kernel: &str,
-        grid: &str,
-        block: &str,
-        smem: &str,
-        args: &str,
-    ) -> String {
-        match target {
-            Target::Cuda => format!("{kernel}<<<{grid}, {block}, {smem}, stream>>>({args});"),
-            Target::Hip => {
-                format!("hipLaunchKernelGGL({kernel}, {grid}, {block}, {smem}, stream, {args});")
-            }
-            Target::Cpp => format!("{kernel}({args});"),
+    /// The statement that launches `kernel` (CUDA chevrons, `hipLaunchKernelGGL`, a call).
+    pub fn launch(&self, kernel: &str, grid: &str, block: &str, smem: &str, args: &str) -> String {
+        self.launch_format
+            .replace("{kernel}", kernel)
+            .replace("{grid}", grid)
+            .replace("{block}", block)
+            .replace("{smem}", smem)
+            .replace("{args}", args)
+    }
+
+    /// Query rows each warp of the fused kernel owns: one 16-row MMA slice per 32 lanes.
+    pub fn rows_per_warp(&self) -> u32 {
+        if self.warp_size >= 32 {
+            16 * self.warp_size / 32
+        } else {
+            16
         }
+    }
+
+    /// `block_n` that fits this target's shared memory for `dtype`.
+    pub fn suggested_block_n(&self, dtype: DType) -> u32 {
+        let (_, wide, narrow) = self.suggested_tiles;
+        if dtype.bytes() >= 4 { wide } else { narrow }
     }
 
     /// Spellings for one element type on this target.

@@ -1,11 +1,14 @@
 //! The fused lowering: a recognised online-softmax cascade becomes one FlashAttention-2-style
 //! kernel. This computes every tile size, buffer size and C expression of that kernel.
 
-use cascade_ir::{Access, Cascade, Compare, CompareOp, Expr, ExprId, IndexExpr, RankId, TensorId};
+use cascade_ir::{
+    Access, Cascade, Compare, CompareOp, Expr, ExprId, IndexExpr, RankId, TensorId, TensorKind,
+};
 
 use crate::cexpr::{self, Names};
 use crate::pattern::OnlineSoftmax;
-use crate::{CodegenError, GpuSchedule, Result, Target, TargetDialect};
+use crate::tiles::{self, MaskRanks};
+use crate::{CodegenError, GpuSchedule, Result, TargetDialect, TypeDialect, sizes};
 
 /// The template context of the fused kernel: numbers and C text only.
 #[derive(Debug, Clone)]
@@ -62,10 +65,13 @@ pub struct FusedPlan {
     pub rd_update: String,
     pub rnv_rescale: String,
     pub out_expr: String,
-    /// Extra kernel parameters (`param` ranks) as declarations, and the launcher's arguments.
+    /// Extra kernel parameters (params and split sizes) as declarations, and as arguments
+    /// inside the kernel's helpers.
     pub param_decls: String,
     pub param_args: String,
     pub abi_params: String,
+    /// Launcher statements binding every rank size (`s_*`) from the ABI arguments.
+    pub size_setup: Vec<String>,
     pub shape_check: String,
     pub n_queries: String,
     pub n_keys: String,
@@ -74,25 +80,34 @@ pub struct FusedPlan {
     pub cpp_args: String,
     /// The Einsum each kernel step implements, for the comments.
     pub roles: Vec<String>,
+    /// C definitions of the operator table's helper functions.
+    pub op_helpers: Vec<String>,
 }
 
+/// How the fused kernel names index variables and sizes: the key `m` is `key` (so `m1` and
+/// `m0` are its quotient and remainder by the cascade's `M0`, whatever the kernel's tile), `p`
+/// is `row`, and sizes other than the head dimension, key and query counts are the kernel's
+/// `p_*` parameters.
 struct FusedNames<'a> {
     c: &'a Cascade,
     m: &'a OnlineSoftmax,
-    /// C text of `m0` and `p` (the element or a tile corner).
-    m0: String,
-    p: String,
+    key: String,
+    row: String,
 }
 
 impl Names for FusedNames<'_> {
     fn var(&self, r: RankId) -> String {
-        if r == self.m.m1 {
-            "tile".into()
-        } else if r == self.m.m0 {
-            self.m0.clone()
-        } else if r == self.m.p {
-            self.p.clone()
+        let m = self.m;
+        if r == m.m {
+            self.key.clone()
+        } else if r == m.m1 {
+            format!("({} / {})", self.key, self.size(m.m0))
+        } else if r == m.m0 {
+            format!("({} % {})", self.key, self.size(m.m0))
+        } else if r == m.p {
+            self.row.clone()
         } else {
+            // The recogniser admits no other variable in the kernel's expressions.
             format!("/*unbound {}*/0LL", self.c.var_name(r))
         }
     }
@@ -105,272 +120,29 @@ impl Names for FusedNames<'_> {
             "n_keys".into()
         } else if r == m.p {
             "n_queries".into()
-        } else if r == m.m0 {
-            "BLOCK_N".into()
-        } else if r == m.m1 {
-            "((n_keys + BLOCK_N - 1) / BLOCK_N)".into()
         } else {
             format!("p_{}", self.c.rank(r).name)
         }
     }
 }
 
-pub fn plan(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, target: Target) -> Result<FusedPlan> {
-    let d = TargetDialect::of(target);
-    let ty = TargetDialect::types(target, s.dtype);
-    let bad = |field, reason: String| Err(CodegenError::Schedule { field, reason });
-    if s.head_dim == 0 || !s.head_dim.is_multiple_of(16) {
-        return bad(
-            "head_dim",
-            format!("{} is not a positive multiple of 16", s.head_dim),
-        );
-    }
-    let rows_per_warp = if d.warp_size >= 32 {
-        16 * d.warp_size / 32
-    } else {
-        16
-    };
-    if target != Target::Cpp {
-        if s.block_m != s.warps * rows_per_warp {
-            return bad(
-                "block_m",
-                format!(
-                    "{} must be warps × {rows_per_warp} = {} on {target} (each warp owns {rows_per_warp} query rows)",
-                    s.block_m,
-                    s.warps * rows_per_warp
-                ),
-            );
-        }
-        if s.stages != 2 {
-            return bad(
-                "stages",
-                format!("{}: only double buffering (2) is implemented", s.stages),
-            );
-        }
-    } else if s.block_m == 0 {
-        return bad("block_m", "must be at least 1".into());
-    }
-    let elem = s.dtype.bytes();
-    let smem_ld = s.head_dim + 16 / elem;
-    let mma = !ty.mma_ptx_type.is_empty();
-    let q_smem_elems = s.block_m * smem_ld;
-    let kv_stage_elems = s.block_n * smem_ld;
-    let p_smem_floats = if mma { 0 } else { s.block_m * s.block_n };
-    let smem_bytes = (q_smem_elems + 2 * s.stages * kv_stage_elems) * elem + 4 * p_smem_floats;
-    if target != Target::Cpp && smem_bytes > d.max_smem_bytes {
-        return bad(
-            "block_n",
-            format!(
-                "the tiles need {smem_bytes} bytes of shared memory, more than {target}'s {}; use smaller block_n or block_m",
-                d.max_smem_bytes
-            ),
-        );
-    }
-
-    // Conditions: the cascade's filters, the optional causal mask, and the ragged last tile.
-    let key = || {
-        IndexExpr::Add(
-            Box::new(IndexExpr::Mul(
-                Box::new(IndexExpr::Var(m.m1)),
-                Box::new(IndexExpr::Size(m.m0)),
-            )),
-            Box::new(IndexExpr::Var(m.m0)),
-        )
-    };
-    let mut conds = m.mask.clone();
-    for cond in &conds {
-        let mut vars = Vec::new();
-        cond.lhs.collect_vars(&mut vars);
-        cond.rhs.collect_vars(&mut vars);
-        if let Some(v) = vars.iter().find(|v| ![m.m1, m.m0, m.p].contains(v)) {
-            return Err(CodegenError::Unsupported {
-                cascade: c.name.clone(),
-                reason: format!(
-                    "a score filter uses `{}`; the fused kernel masks over m1, m0 and p only",
-                    c.var_name(*v)
-                ),
-            });
-        }
-    }
-    if s.causal {
-        conds.push(Compare {
-            lhs: key(),
-            op: CompareOp::Le,
-            rhs: IndexExpr::Var(m.p),
-        });
-    }
-    conds.push(Compare {
-        lhs: key(),
-        op: CompareOp::Lt,
-        rhs: IndexExpr::Size(m.m),
-    });
-    let names = |m0: &str, p: &str| FusedNames {
+pub fn plan(
+    c: &Cascade,
+    m: &OnlineSoftmax,
+    s: &GpuSchedule,
+    d: &TargetDialect,
+) -> Result<FusedPlan> {
+    let ty = TargetDialect::types(d.target, s.dtype);
+    let tiles = Tiles::new(s, d, &ty)?;
+    let elem_names = FusedNames {
         c,
         m,
-        m0: m0.into(),
-        p: p.into(),
+        key: "((tile * BLOCK_N) + col)".into(),
+        row: "row_p".into(),
     };
-    let elem_names = names("col", "row_p");
-    let mask_elem = conds
-        .iter()
-        .map(|k| cexpr::compare(k, &elem_names))
-        .collect::<Vec<_>>()
-        .join(" && ");
-    let mut tile_state = vec!["bool full = true;".to_string()];
-    for cond in &conds {
-        if !affine(&cond.lhs) || !affine(&cond.rhs) {
-            tile_state.push("full = false;  // not affine: no corner test".into());
-            continue;
-        }
-        let corners: Vec<String> = [
-            ("0LL", "p_lo"),
-            ("0LL", "p_hi"),
-            ("(BLOCK_N - 1LL)", "p_lo"),
-            ("(BLOCK_N - 1LL)", "p_hi"),
-        ]
-        .iter()
-        .map(|(m0, p)| cexpr::compare(cond, &names(m0, p)))
-        .collect();
-        tile_state.push(format!(
-            "{{  // {}\n    const bool c0 = {}, c1 = {}, c2 = {}, c3 = {};\n    if (!(c0 || c1 || c2 || c3)) return TILE_SKIP;\n    full = full && c0 && c1 && c2 && c3;\n  }}",
-            cond_text(c, cond),
-            corners[0],
-            corners[1],
-            corners[2],
-            corners[3]
-        ));
-    }
-    tile_state.push("return full ? TILE_FULL : TILE_PARTIAL;".into());
-
-    // The scalar steps, rendered from the cascade's own expressions.
-    let at = |a: &Access, t: TensorId, idx: IndexExpr| a.tensor == t && a.indices.contains(&idx);
-    let cur = IndexExpr::Var(m.m1);
-    let next = IndexExpr::Add(Box::new(IndexExpr::Var(m.m1)), Box::new(IndexExpr::Lit(1)));
-    let fin = IndexExpr::Size(m.m1);
-    let map = |a: &Access| -> Option<String> {
-        let name = if a.tensor == m.t_s {
-            "s_val"
-        } else if a.tensor == m.t_qk {
-            "s_qk"
-        } else if Some(a.tensor) == m.t_bias_tile {
-            "bias_val"
-        } else if a.tensor == m.t_lm {
-            "lm"
-        } else if at(a, m.t_rm, cur.clone()) {
-            "rm_old"
-        } else if at(a, m.t_rm, next.clone()) {
-            "rm_new"
-        } else if a.tensor == m.t_sld {
-            "sld"
-        } else if a.tensor == m.t_prm {
-            "prm"
-        } else if at(a, m.t_rd, cur.clone()) {
-            "rd_old"
-        } else if at(a, m.t_rnv, cur.clone()) {
-            "o_old"
-        } else if at(a, m.t_rd, fin.clone()) {
-            "rd_fin"
-        } else if at(a, m.t_rnv, fin.clone()) {
-            "o_fin"
-        } else if a.tensor == m.t_slnv {
-            "pv"
-        } else {
-            return None;
-        };
-        Some(name.into())
-    };
-    let r = |id: ExprId| render_plain(c, id, &map, &elem_names);
-    let value = |e: cascade_ir::EinsumId| c.einsum(e).value;
-    let score_scale = match &m.scale {
-        Some(k) => cexpr::constant(k, &elem_names),
-        None => "1.0f".into(),
-    };
-
-    let symbol = format!("cascade_{}", c.name);
-    let inputs: Vec<_> = c
-        .tensors
-        .iter()
-        .filter(|t| t.kind == cascade_ir::TensorKind::Input)
-        .collect();
-    let sizes = crate::generic::abi_sizes(c);
-    let mut abi = Vec::new();
-    for t in &inputs {
-        abi.push(format!("const void* {}", t.name));
-    }
-    for &o in &c.outputs {
-        abi.push(format!("void* {}", c.tensor(o).name));
-    }
-    abi.push("int batch".into());
-    for &rk in &sizes {
-        abi.push(format!("long long {}", c.rank(rk).name));
-    }
-    if target != Target::Cpp {
-        abi.push("void* stream_ptr".into());
-    }
-    let params: Vec<RankId> = sizes
-        .iter()
-        .copied()
-        .filter(|&rk| c.rank(rk).is_param)
-        .collect();
-    let param_decls: String = params
-        .iter()
-        .map(|&rk| format!(", long long p_{}", c.rank(rk).name))
-        .collect();
-    let param_args: String = params
-        .iter()
-        .map(|&rk| format!(", p_{}", c.rank(rk).name))
-        .collect();
-    let name_of = |t: TensorId| c.tensor(t).name.clone();
-    let mut checks = vec!["batch < 0".to_string()];
-    for &rk in &sizes {
-        let n = &c.rank(rk).name;
-        if rk == m.e || rk == m.f {
-            checks.push(format!("{n} != HEAD_DIM"));
-        } else if !c.rank(rk).is_param {
-            checks.push(format!("{n} < 0"));
-        }
-    }
-    let ptr = |t: TensorId, konst: &str| format!("static_cast<{konst}elem_t*>({})", name_of(t));
-    let bias_ptr = m.bias.map_or("nullptr".to_string(), |b| ptr(b, "const "));
-    let kernel_args = format!(
-        "{}, {}, {}, {}, {bias_ptr}, {}, {}{}",
-        ptr(m.q, "const "),
-        ptr(m.k, "const "),
-        ptr(m.v, "const "),
-        ptr(m.out, ""),
-        c.rank(m.p).name,
-        c.rank(m.m).name,
-        params
-            .iter()
-            .map(|&rk| format!(", {}", c.rank(rk).name))
-            .collect::<String>()
-    );
-    let (np, nm) = (c.rank(m.p).name.clone(), c.rank(m.m).name.clone());
-    let cpp_bias = m.bias.map_or("nullptr".to_string(), |b| {
-        format!("{} + b * {np} * {nm}", ptr(b, "const "))
-    });
-    let cpp_args = format!(
-        "{} + b * {np} * HEAD_DIM, {} + b * {nm} * HEAD_DIM, {} + b * {nm} * HEAD_DIM, {} + b * {np} * HEAD_DIM, {cpp_bias}, n_queries, n_keys{}",
-        ptr(m.q, "const "),
-        ptr(m.k, "const "),
-        ptr(m.v, "const "),
-        ptr(m.out, ""),
-        params
-            .iter()
-            .map(|&rk| format!(", {}", c.rank(rk).name))
-            .collect::<String>()
-    );
-    let bias_load = match m.bias {
-        Some(_) => {
-            "((key < n_keys && row_p < n_queries) ? to_f(bias[row_p * n_keys + key]) : 0.0f)"
-                .to_string()
-        }
-        None => "0.0f".to_string(),
-    };
-    let score_expr = match m.e_bias {
-        Some(e) => r(value(e)),
-        None => "s_qk".to_string(),
-    };
+    let (mask_elem, tile_state) = mask(c, m, s, &elem_names);
+    let exprs = Expressions::new(c, m, &elem_names)?;
+    let abi = Abi::new(c, m, d);
     let roles = m
         .roles
         .iter()
@@ -382,6 +154,8 @@ pub fn plan(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, target: Target) -> 
             )
         })
         .collect();
+    let symbol = format!("cascade_{}", c.name);
+    let mma = tiles.mma;
     Ok(FusedPlan {
         kernel: format!("{symbol}_fused"),
         launcher: symbol,
@@ -389,28 +163,26 @@ pub fn plan(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, target: Target) -> 
         block_m: s.block_m,
         block_n: s.block_n,
         warps: s.warps,
-        threads: s.warps * d.warp_size,
+        threads: tiles.threads,
         min_blocks_per_sm: 1,
-        rows_per_warp,
+        rows_per_warp: tiles.rows_per_warp,
         stages: s.stages,
-        smem_ld,
+        smem_ld: tiles.smem_ld,
         s_tiles: s.block_n / 8,
         o_tiles: s.head_dim / 8,
         qk_ksteps: s.head_dim / 16,
         pv_ksteps: s.block_n / 16,
-        chunks_per_row: s.head_dim * elem / 16,
-        elems_per_chunk: 16 / elem,
-        q_smem_elems,
-        kv_stage_elems,
-        p_smem_floats,
-        smem_bytes,
+        chunks_per_row: s.head_dim * tiles.elem / 16,
+        elems_per_chunk: 16 / tiles.elem,
+        q_smem_elems: tiles.q_smem_elems,
+        kv_stage_elems: tiles.kv_stage_elems,
+        p_smem_floats: tiles.p_smem_floats,
+        smem_bytes: tiles.smem_bytes,
         mma,
         matrix_path: if mma {
             format!("mma.sync.m16n8k16.{}", ty.mma_ptx_type)
-        } else if target == Target::Cpp {
-            "scalar".into()
         } else {
-            "simt".into()
+            d.plain_matrix_path.into()
         },
         mma_asm: if mma {
             format!(
@@ -426,63 +198,330 @@ pub fn plan(c: &Cascade, m: &OnlineSoftmax, s: &GpuSchedule, target: Target) -> 
             .into(),
         mask_elem,
         tile_state,
-        score_scale,
-        rm_update: r(value(m.e_rm)),
-        sln_expr: r(value(m.e_sln)),
-        prm_expr: r(value(m.e_prm)),
-        rd_update: r(value(m.e_rd)),
-        rnv_rescale: r(m.x_rnv_rescale),
-        out_expr: r(value(m.e_out)),
-        param_decls,
-        param_args,
-        abi_params: abi.join(", "),
-        shape_check: checks.join(" || "),
-        n_queries: c.rank(m.p).name.clone(),
-        n_keys: c.rank(m.m).name.clone(),
-        kernel_args,
-        cpp_args,
-        bias_load,
-        score_expr,
+        score_scale: exprs.score_scale,
+        rm_update: exprs.rm_update,
+        sln_expr: exprs.sln_expr,
+        prm_expr: exprs.prm_expr,
+        rd_update: exprs.rd_update,
+        rnv_rescale: exprs.rnv_rescale,
+        out_expr: exprs.out_expr,
+        bias_load: exprs.bias_load,
+        score_expr: exprs.score_expr,
+        param_decls: abi.param_decls,
+        param_args: abi.param_args,
+        abi_params: abi.abi_params,
+        size_setup: abi.size_setup,
+        shape_check: abi.shape_check,
+        n_queries: abi.n_queries,
+        n_keys: abi.n_keys,
+        kernel_args: abi.kernel_args,
+        cpp_args: abi.cpp_args,
         roles,
+        op_helpers: cexpr::c_helpers().into_iter().map(String::from).collect(),
     })
 }
 
-fn cond_text(c: &Cascade, k: &Compare) -> String {
-    struct Plain<'a>(&'a Cascade);
-    impl Names for Plain<'_> {
-        fn var(&self, r: RankId) -> String {
-            self.0.var_name(r)
-        }
-        fn size(&self, r: RankId) -> String {
-            self.0.rank(r).name.clone()
-        }
-    }
-    cexpr::compare(k, &Plain(c))
+/// The schedule's tiles, checked against the target, and the buffer sizes they imply.
+struct Tiles {
+    elem: u32,
+    rows_per_warp: u32,
+    threads: u32,
+    smem_ld: u32,
+    q_smem_elems: u32,
+    kv_stage_elems: u32,
+    p_smem_floats: u32,
+    smem_bytes: u32,
+    mma: bool,
 }
 
-/// Affine: no product of two terms that both contain a variable.
-fn affine(e: &IndexExpr) -> bool {
-    match e {
-        IndexExpr::Var(_) | IndexExpr::Size(_) | IndexExpr::Lit(_) => true,
-        IndexExpr::Add(a, b) | IndexExpr::Sub(a, b) => affine(a) && affine(b),
-        IndexExpr::Mul(a, b) => {
-            let (mut va, mut vb) = (Vec::new(), Vec::new());
-            a.collect_vars(&mut va);
-            b.collect_vars(&mut vb);
-            affine(a) && affine(b) && (va.is_empty() || vb.is_empty())
+impl Tiles {
+    fn new(s: &GpuSchedule, d: &TargetDialect, ty: &TypeDialect) -> Result<Tiles> {
+        let bad = |field, reason: String| Err(CodegenError::Schedule { field, reason });
+        let target = d.target;
+        if s.head_dim == 0 || !s.head_dim.is_multiple_of(16) {
+            return bad(
+                "head_dim",
+                format!("{} is not a positive multiple of 16", s.head_dim),
+            );
+        }
+        if s.warps == 0 {
+            return bad("warps", "must be at least 1".into());
+        }
+        let rows_per_warp = d.rows_per_warp();
+        if d.lockstep_warps {
+            let rows = s.warps.saturating_mul(rows_per_warp);
+            if s.block_m != rows {
+                return bad(
+                    "block_m",
+                    format!(
+                        "{} must be warps × {rows_per_warp} = {rows} on {target} (each warp owns {rows_per_warp} query rows)",
+                        s.block_m
+                    ),
+                );
+            }
+            if s.stages != 2 {
+                return bad(
+                    "stages",
+                    format!("{}: only double buffering (2) is implemented", s.stages),
+                );
+            }
+        } else if s.block_m == 0 {
+            return bad("block_m", "must be at least 1".into());
+        }
+        let elem = s.dtype.bytes();
+        let mma = !ty.mma_ptx_type.is_empty();
+        let too_big = || CodegenError::Schedule {
+            field: "block_n",
+            reason: format!(
+                "block_m={} block_n={} head_dim={} need more memory than a 32-bit size holds",
+                s.block_m, s.block_n, s.head_dim
+            ),
+        };
+        // A head dimension whose byte size overflows is too big for every tile.
+        s.head_dim.checked_mul(elem).ok_or_else(too_big)?;
+        let smem_ld = s.head_dim.checked_add(16 / elem).ok_or_else(too_big)?;
+        let q_smem_elems = s.block_m.checked_mul(smem_ld).ok_or_else(too_big)?;
+        let kv_stage_elems = s.block_n.checked_mul(smem_ld).ok_or_else(too_big)?;
+        let p_smem_floats = if mma {
+            0
+        } else {
+            s.block_m.checked_mul(s.block_n).ok_or_else(too_big)?
+        };
+        let smem_bytes = (u64::from(q_smem_elems)
+            + 2 * u64::from(s.stages) * u64::from(kv_stage_elems))
+            * u64::from(elem)
+            + 4 * u64::from(p_smem_floats);
+        let smem_bytes = u32::try_from(smem_bytes).map_err(|_| too_big())?;
+        if smem_bytes > d.max_smem_bytes {
+            return bad(
+                "block_n",
+                format!(
+                    "the tiles need {smem_bytes} bytes of shared memory, more than {target}'s {}; use smaller block_n or block_m",
+                    d.max_smem_bytes
+                ),
+            );
+        }
+        Ok(Tiles {
+            elem,
+            rows_per_warp,
+            threads: s.warps.checked_mul(d.warp_size).ok_or_else(too_big)?,
+            smem_ld,
+            q_smem_elems,
+            kv_stage_elems,
+            p_smem_floats,
+            smem_bytes,
+            mma,
+        })
+    }
+}
+
+/// The per-score visibility test and the tile classifier: the cascade's filters, the optional
+/// causal mask and the ragged last key tile.
+fn mask(
+    c: &Cascade,
+    m: &OnlineSoftmax,
+    s: &GpuSchedule,
+    names: &FusedNames,
+) -> (String, Vec<String>) {
+    let r = MaskRanks {
+        m: m.m,
+        m1: m.m1,
+        m0: m.m0,
+        p: m.p,
+    };
+    let mut conds: Vec<Compare> = m.mask.iter().map(|k| tiles::with_keys(k, r)).collect();
+    if s.causal {
+        conds.push(Compare {
+            lhs: IndexExpr::Var(m.m),
+            op: CompareOp::Le,
+            rhs: IndexExpr::Var(m.p),
+        });
+    }
+    conds.push(Compare {
+        lhs: IndexExpr::Var(m.m),
+        op: CompareOp::Lt,
+        rhs: IndexExpr::Size(m.m),
+    });
+    let mask_elem = conds
+        .iter()
+        .map(|k| cexpr::compare(k, names))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    let describe = |k: &Compare| cascade_ir::dsl::print_compare(c, k);
+    let tile_state = tiles::tile_state(&conds, r, names, &names.size(m.m0), &describe);
+    (mask_elem, tile_state)
+}
+
+/// The kernel's scalar steps, rendered from the cascade's own expressions.
+struct Expressions {
+    score_scale: String,
+    bias_load: String,
+    score_expr: String,
+    rm_update: String,
+    sln_expr: String,
+    prm_expr: String,
+    rd_update: String,
+    rnv_rescale: String,
+    out_expr: String,
+}
+
+impl Expressions {
+    fn new(c: &Cascade, m: &OnlineSoftmax, names: &FusedNames) -> Result<Expressions> {
+        let at =
+            |a: &Access, t: TensorId, idx: IndexExpr| a.tensor == t && a.indices.contains(&idx);
+        let cur = IndexExpr::Var(m.m1);
+        let next = IndexExpr::Add(Box::new(IndexExpr::Var(m.m1)), Box::new(IndexExpr::Lit(1)));
+        let fin = IndexExpr::Size(m.m1);
+        let local = |a: &Access| -> Option<String> {
+            let name = if a.tensor == m.t_s {
+                "s_val"
+            } else if a.tensor == m.t_qk {
+                "s_qk"
+            } else if Some(a.tensor) == m.t_bias_tile {
+                "bias_val"
+            } else if a.tensor == m.t_lm {
+                "lm"
+            } else if at(a, m.t_rm, cur.clone()) {
+                "rm_old"
+            } else if at(a, m.t_rm, next.clone()) {
+                "rm_new"
+            } else if a.tensor == m.t_sld {
+                "sld"
+            } else if a.tensor == m.t_prm {
+                "prm"
+            } else if at(a, m.t_rd, cur.clone()) {
+                "rd_old"
+            } else if at(a, m.t_rnv, cur.clone()) {
+                "o_old"
+            } else if at(a, m.t_rd, fin.clone()) {
+                "rd_fin"
+            } else if at(a, m.t_rnv, fin.clone()) {
+                "o_fin"
+            } else if a.tensor == m.t_slnv {
+                "pv"
+            } else {
+                return None;
+            };
+            Some(name.into())
+        };
+        let r = |id: ExprId| {
+            render_plain(c, id, &local, names).map_err(|t| CodegenError::Unsupported {
+                cascade: c.name.clone(),
+                reason: format!(
+                    "the fused kernel has no value for `{t}` in `{}`; use --no-fuse",
+                    cascade_ir::dsl::print_einsum(c, m.e_out)
+                ),
+            })
+        };
+        let value = |e: cascade_ir::EinsumId| c.einsum(e).value;
+        Ok(Expressions {
+            score_scale: match &m.scale {
+                Some(k) => cexpr::constant(k, names),
+                None => "1.0f".into(),
+            },
+            bias_load: match m.bias {
+                Some(_) => "((key < n_keys && row_p < n_queries) ? to_f(bias[row_p * n_keys + key]) : 0.0f)".into(),
+                None => "0.0f".into(),
+            },
+            score_expr: match m.e_bias {
+                Some(e) => r(value(e))?,
+                None => "s_qk".into(),
+            },
+            rm_update: r(value(m.e_rm))?,
+            sln_expr: r(value(m.e_sln))?,
+            prm_expr: r(value(m.e_prm))?,
+            rd_update: r(value(m.e_rd))?,
+            rnv_rescale: r(m.x_rnv_rescale)?,
+            out_expr: r(value(m.e_out))?,
+        })
+    }
+}
+
+/// The launcher's ABI (the same as the generic lowering's for this cascade) and how its sizes
+/// reach the kernel.
+struct Abi {
+    abi_params: String,
+    size_setup: Vec<String>,
+    shape_check: String,
+    n_queries: String,
+    n_keys: String,
+    param_decls: String,
+    param_args: String,
+    kernel_args: String,
+    cpp_args: String,
+}
+
+impl Abi {
+    fn new(c: &Cascade, m: &OnlineSoftmax, d: &TargetDialect) -> Abi {
+        let local = |r: RankId| format!("s_{}", c.rank(r).name);
+        let mut abi: Vec<String> = c
+            .tensors
+            .iter()
+            .filter(|t| t.kind == TensorKind::Input)
+            .map(|t| format!("const void* {}", t.name))
+            .collect();
+        abi.extend(
+            c.outputs
+                .iter()
+                .map(|&o| format!("void* {}", c.tensor(o).name)),
+        );
+        abi.push("int batch".into());
+        abi.extend(
+            sizes::abi_sizes(c)
+                .iter()
+                .map(|&r| format!("long long {}", c.rank(r).name)),
+        );
+        abi.extend(d.stream_param.map(String::from));
+        let extra = sizes::fused_kernel_sizes(c);
+        let list = |f: &dyn Fn(RankId) -> String| extra.iter().map(|&r| f(r)).collect::<String>();
+        let ptr =
+            |t: TensorId, konst: &str| format!("static_cast<{konst}elem_t*>({})", c.tensor(t).name);
+        let (np, nm) = (local(m.p), local(m.m));
+        let extra_args = list(&|r| format!(", {}", local(r)));
+        let bias_ptr = m.bias.map_or("nullptr".to_string(), |b| ptr(b, "const "));
+        let cpp_bias = m.bias.map_or("nullptr".to_string(), |b| {
+            format!("{} + b * {np} * {nm}", ptr(b, "const "))
+        });
+        Abi {
+            abi_params: abi.join(", "),
+            size_setup: sizes::size_setup(c, &local, "const long long "),
+            shape_check: format!(
+                "batch < 0 || {} != HEAD_DIM || {} != HEAD_DIM",
+                local(m.e),
+                local(m.f)
+            ),
+            param_decls: list(&|r| format!(", long long p_{}", c.rank(r).name)),
+            param_args: list(&|r| format!(", p_{}", c.rank(r).name)),
+            kernel_args: format!(
+                "{}, {}, {}, {}, {bias_ptr}, {np}, {nm}{extra_args}",
+                ptr(m.q, "const "),
+                ptr(m.k, "const "),
+                ptr(m.v, "const "),
+                ptr(m.out, ""),
+            ),
+            cpp_args: format!(
+                "{} + b * {np} * HEAD_DIM, {} + b * {nm} * HEAD_DIM, {} + b * {nm} * HEAD_DIM, {} + b * {np} * HEAD_DIM, {cpp_bias}, {np}, {nm}{extra_args}",
+                ptr(m.q, "const "),
+                ptr(m.k, "const "),
+                ptr(m.v, "const "),
+                ptr(m.out, ""),
+            ),
+            n_queries: np,
+            n_keys: nm,
         }
     }
 }
 
 /// Renders a value with accesses replaced by kernel locals; an unmapped tensor defined by one
-/// Einsum (like `SPD = RD·PRM`) is inlined.
+/// Einsum (like `SPD = RD·PRM`) is inlined. `Err` names a tensor that is neither.
 fn render_plain(
     c: &Cascade,
     id: ExprId,
     map: &dyn Fn(&Access) -> Option<String>,
     names: &dyn Names,
-) -> String {
-    match c.expr(id) {
+) -> std::result::Result<String, String> {
+    let r = |e: ExprId| render_plain(c, e, map, names);
+    Ok(match c.expr(id) {
         Expr::Access(a) => match map(a) {
             Some(s) => s,
             None => {
@@ -492,17 +531,13 @@ fn render_plain(
                     .filter(|e| e.output.tensor == a.tensor)
                     .collect();
                 match defs[..] {
-                    [def] => render_plain(c, def.value, map, names),
-                    _ => format!("/*{}*/0.0f", c.tensor(a.tensor).name),
+                    [def] => r(def.value)?,
+                    _ => return Err(c.tensor(a.tensor).name.clone()),
                 }
             }
         },
         Expr::Const(k) => cexpr::constant(k, names),
-        Expr::Unary(op, a) => cexpr::unary(*op, &render_plain(c, *a, map, names)),
-        Expr::Binary { op, lhs, rhs, .. } => cexpr::binary(
-            *op,
-            &render_plain(c, *lhs, map, names),
-            &render_plain(c, *rhs, map, names),
-        ),
-    }
+        Expr::Unary(op, a) => cexpr::unary(*op, &r(*a)?),
+        Expr::Binary { op, lhs, rhs, .. } => cexpr::binary(*op, &r(*lhs)?, &r(*rhs)?),
+    })
 }

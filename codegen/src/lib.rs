@@ -3,66 +3,67 @@
 //! [`plan`] turns a cascade and a [`GpuSchedule`] into a [`KernelPlan`]: every tile size, loop
 //! bound, buffer name and C expression the source needs, computed here in Rust. The templates
 //! under `codegen/templates/{cuda,hip,cpp}/` only lay that plan out as text, and every
-//! CUDA-vs-HIP difference comes from one [`TargetDialect`] table. [`emit`] renders it.
+//! CUDA-vs-HIP-vs-C++ difference comes from one [`TargetDialect`] table. [`emit`] renders it.
+//! Both lowerings take when each Einsum runs from [`cascade_ir::plan::LoopPlan`], the
+//! interpreter's own schedule.
 //!
 //! Two lowerings:
 //! * **fused** — a cascade whose Einsums form the online-softmax structure (FuseMax Cascade 5,
 //!   with any filters on the scores) becomes one FlashAttention-2-style kernel: a query tile per
-//!   block, a loop over key/value tiles with tiles outside every filter skipped, the two products
-//!   on tensor cores (`mma.sync.m16n8k16`, fp16/bf16 on CUDA) or a portable SIMT path, running
-//!   max/denominator/numerator in registers and the deferred division at the end;
+//!   block, a loop over key/value tiles with tiles outside every filter skipped (`tiles.rs`
+//!   classifies them soundly for every comparison), the two products on tensor cores
+//!   (`mma.sync.m16n8k16`, fp16/bf16 on CUDA) or a portable SIMT path, running
+//!   max/denominator/numerator in registers and the deferred division at the end. A filter it
+//!   cannot honour (on the values, on another Einsum's output, over another variable) sends
+//!   the cascade to the generic lowering;
 //! * **generic** — any other valid cascade becomes one kernel per Einsum over global memory, with
 //!   presence, merges, filters, reductions and iterative ranks as the IR semantics define them.
+//!   What the interpreter would fail on while running (an index that may leave its tensor, a
+//!   stop condition that may not hold in time) is refused at plan time (`bounds.rs`), since a
+//!   GPU kernel cannot raise an error.
 //!
-//! Every source exports `extern "C" int cascade_<name>(inputs…, outputs…, int batch,
-//! long long <size of each root rank and param, in declaration order>…[, void* stream])`
-//! returning 0 or a `CASCADE_ERR_*` code. A tensor `T[R0,R1,…]` is stored with `R0` fastest
-//! (so `Q[E,P]` is the usual row-major `[P][E]`), `batch` copies back to back.
+//! A cascade either lowers to a kernel that computes what `cascade_ir::eval` computes, or
+//! [`plan`] returns [`CodegenError::Unsupported`] naming the Einsum and what to write instead.
+//!
+//! # ABI
+//!
+//! Every source, fused or generic, exports the same launcher for a cascade:
+//! `extern "C" int cascade_<name>(inputs…, outputs…, int batch, long long <size>…[, void* stream])`
+//! returning 0 or a `CASCADE_ERR_*` code. The sizes ([`abi_sizes`]) are every rank that is not
+//! the outer part of a split, in declaration order: the plain ranks, the params, and the inner
+//! rank of each split (`M0` of `split M -> M1 M0`, declared after `M`). An inner size of 0 asks
+//! for the interpreter's default, `gcd(parent, 64)` ([`cascade_ir::shape::Shape::resolve`] given
+//! only the parent); any other inner size must divide its parent, and the outer size is the
+//! quotient. Every size must be at least 1, as for the interpreter; anything else returns
+//! `CASCADE_ERR_SHAPE`. So `attention_1pass` takes `(Q, K, V, AV, batch, E, F, M, P, M0)`, and a
+//! GQA cascade with `split H -> G R` takes `R`, the heads per key/value group. The fused kernel
+//! tiles keys by its own `block_n`, whatever `M0` is; `M0` only matters to filters that name
+//! `m1` or `m0` on their own.
+//!
+//! A tensor `T[R0,R1,…]` is stored with `R0` fastest (so `Q[E,P]` is the usual row-major
+//! `[P][E]`), `batch` copies back to back.
 
+mod bounds;
 mod cexpr;
 pub mod dialect;
 mod fused;
 mod generic;
 pub mod pattern;
 mod render;
+mod sizes;
+mod tiles;
 
 use std::fmt;
 
 use cascade_ir::Cascade;
 
-pub use dialect::{TargetDialect, TypeDialect};
+pub use dialect::{Target, TargetDialect, TypeDialect};
 pub use fused::FusedPlan;
-pub use generic::{GenericPlan, abi_sizes};
+pub use generic::GenericPlan;
+pub use sizes::{abi_sizes, fused_kernel_sizes};
 
 /// The tool version named in every generated header.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// What the generated source is compiled by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Target {
-    Cuda,
-    Hip,
-    /// Plain C++17, for checking a plan's numerics without a GPU.
-    Cpp,
-}
-
-impl Target {
-    pub const ALL: [Target; 3] = [Target::Cuda, Target::Hip, Target::Cpp];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Target::Cuda => "cuda",
-            Target::Hip => "hip",
-            Target::Cpp => "cpp",
-        }
-    }
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// Element type of inputs and outputs; arithmetic always accumulates in f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,7 +102,8 @@ impl fmt::Display for DType {
 pub struct GpuSchedule {
     /// Query rows per thread block (the tile over P). Must be `warps × 16 × warp_size/32`.
     pub block_m: u32,
-    /// Keys per key/value tile (the tile over M, the cascade's M0). A multiple of 16.
+    /// Keys per key/value tile of the fused kernel, a multiple of 16. It is the kernel's own
+    /// tiling and independent of the cascade's split of M, whose sizes come from the launcher.
     pub block_n: u32,
     pub warps: u32,
     /// Key/value tiles in flight (2: double buffering, the only depth implemented).
@@ -122,18 +124,11 @@ pub struct GpuSchedule {
 impl GpuSchedule {
     /// A schedule that fits `target`'s shared memory for `dtype` at `head_dim`.
     pub fn suggested(target: Target, dtype: DType, head_dim: u32) -> GpuSchedule {
-        let warp = TargetDialect::of(target).warp_size;
-        let (warps, block_n) = match (target, dtype) {
-            (Target::Cuda, DType::F32) => (4, 32),
-            (Target::Cuda, _) => (4, 64),
-            // 64 KiB of LDS holds a 64-row query tile and two 32-key stages at head dim 128.
-            (Target::Hip, _) => (2, 32),
-            (Target::Cpp, _) => (4, 64),
-        };
-        let rows_per_warp = if warp >= 32 { 16 * warp / 32 } else { 16 };
+        let d = TargetDialect::of(target);
+        let warps = d.suggested_tiles.0;
         GpuSchedule {
-            block_m: warps * rows_per_warp,
-            block_n,
+            block_m: warps * d.rows_per_warp(),
+            block_n: d.suggested_block_n(dtype),
             warps,
             stages: 2,
             dtype,
@@ -197,10 +192,9 @@ impl KernelPlan {
                 p.smem_bytes
             ),
             Lowering::Generic(p) => format!(
-                "generic lowering: {} kernels (one per Einsum, one store per output), dtype={} split tile={} (fused lowering not applicable: {})",
+                "generic lowering: {} kernels (one per Einsum, one store per output), dtype={} (fused lowering not applicable: {})",
                 p.kernels.len(),
                 s.dtype,
-                s.block_n,
                 p.why_not_fused
             ),
         }
@@ -225,13 +219,23 @@ pub struct Kernel {
 /// Computes the plan of `cascade` for `target`: fused when the cascade has the online-softmax
 /// structure, generic otherwise.
 pub fn plan(cascade: &Cascade, schedule: &GpuSchedule, target: Target) -> Result<KernelPlan> {
-    if target == Target::Cpp && schedule.dtype != DType::F32 {
+    let d = TargetDialect::of(target);
+    if !d.dtypes.contains(&schedule.dtype) {
+        let supported: Vec<&str> = d.dtypes.iter().map(|t| t.name()).collect();
         return Err(CodegenError::Schedule {
             field: "dtype",
             reason: format!(
-                "the cpp target computes in f32 only, not {}; use --dtype f32",
-                schedule.dtype
+                "the {target} target computes in {} only, not {}; use --dtype {}",
+                supported.join(", "),
+                schedule.dtype,
+                supported[0]
             ),
+        });
+    }
+    if let Some(problem) = cascade_ir::verify::verify(cascade).first() {
+        return Err(CodegenError::Unsupported {
+            cascade: cascade.name.clone(),
+            reason: format!("the cascade does not verify: {problem}"),
         });
     }
     if schedule.block_n == 0 || !schedule.block_n.is_multiple_of(16) {
@@ -246,7 +250,7 @@ pub fn plan(cascade: &Cascade, schedule: &GpuSchedule, target: Target) -> Result
         Err("the schedule asks for the generic lowering".to_string())
     };
     let lowering = match found {
-        Ok(found) => Lowering::Fused(Box::new(fused::plan(cascade, &found, schedule, target)?)),
+        Ok(found) => Lowering::Fused(Box::new(fused::plan(cascade, &found, schedule, &d)?)),
         Err(why) => {
             if schedule.causal {
                 return Err(CodegenError::Unsupported {
@@ -256,7 +260,7 @@ pub fn plan(cascade: &Cascade, schedule: &GpuSchedule, target: Target) -> Result
                     ),
                 });
             }
-            Lowering::Generic(Box::new(generic::plan(cascade, schedule, target, why)?))
+            Lowering::Generic(Box::new(generic::plan(cascade, &d, why)?))
         }
     };
     Ok(KernelPlan {

@@ -8,9 +8,11 @@
 
 use std::collections::BTreeSet;
 
+use cascade_ir::plan::{LoopPlan, Phase};
+
 use cascade_ir::{
     Access, BinaryOp, Cascade, CompareOp, Constant, EinsumId, Expr, ExprId, IndexExpr, Merge,
-    RankId, ReduceOp, Section, TensorId, TensorKind,
+    RankId, ReduceOp, TensorId, TensorKind,
 };
 
 /// Where a state access sits along the iterative rank.
@@ -80,6 +82,9 @@ type M<T> = Result<T, String>;
 
 struct Ctx<'a> {
     c: &'a Cascade,
+    /// When each Einsum runs: the roles must run per step, the division after the loop and
+    /// the initial states and tile copies in `init`.
+    plan: LoopPlan,
     m1: RankId,
     used: BTreeSet<EinsumId>,
 }
@@ -115,12 +120,13 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
     };
     let mut x = Ctx {
         c,
+        plan: LoopPlan::new(c),
         m1,
         used: BTreeSet::new(),
     };
 
     // OUT = RNV[.., M1, ..] / RD[M1, ..]
-    let e_out = x.only_def(out, Section::Body)?;
+    let e_out = x.only_def(out, Phase::PostLoop)?;
     let (n_acc, d_acc) = x.binary(x.value(e_out), BinaryOp::Div, Merge::Right, false)?;
     let (t_rnv, at) = x.state(&n_acc)?;
     let (t_rd, at2) = x.state(&d_acc)?;
@@ -144,7 +150,7 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
         return Err("the two states use different rescale factors".into());
     }
     // PRM = exp(RM - RM')
-    let e_prm = x.only_def(t_prm, Section::Body)?;
+    let e_prm = x.only_def(t_prm, Phase::Loop)?;
     let (a, b) = x.binary(x.value(e_prm), BinaryOp::SubExp, Merge::Intersect, false)?;
     let ((t_rm, at_a), (t_rm2, at_b)) = (x.state(&a)?, x.state(&b)?);
     if t_rm != t_rm2 || at_a != At::Cur || at_b != At::Next {
@@ -164,20 +170,20 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
     }
     let t_lm = x.plain(&lm_acc)?;
     // LM = max(m0) S
-    let e_lm = x.only_def(t_lm, Section::Body)?;
+    let e_lm = x.only_def(t_lm, Phase::Loop)?;
     x.reduction(e_lm, ReduceOp::Max, m0)?;
     let t_s = x.plain(&x.access(x.value(e_lm))?)?;
     // SLD = sum(m0) SLN, SLN = exp(S - RM')
-    let e_sld = x.only_def(t_sld, Section::Body)?;
+    let e_sld = x.only_def(t_sld, Phase::Loop)?;
     x.reduction(e_sld, ReduceOp::Sum, m0)?;
     let t_sln = x.plain(&x.access(x.value(e_sld))?)?;
-    let e_sln = x.only_def(t_sln, Section::Body)?;
+    let e_sln = x.only_def(t_sln, Phase::Loop)?;
     let (a, b) = x.binary(x.value(e_sln), BinaryOp::SubExp, Merge::Intersect, false)?;
     if x.plain(&a)? != t_s || x.state(&b)? != (t_rm, At::Next) {
         return Err("the numerators are not exp(S - RM[m1+1])".into());
     }
     // SLNV = sum(m0) SLN·Vt
-    let e_slnv = x.only_def(t_slnv, Section::Body)?;
+    let e_slnv = x.only_def(t_slnv, Phase::Loop)?;
     x.reduction(e_slnv, ReduceOp::Sum, m0)?;
     let (a, b) = x.binary(x.value(e_slnv), BinaryOp::Mul, Merge::Intersect, true)?;
     let (sln_acc, v_acc) = if x.plain(&a).ok() == Some(t_sln) {
@@ -188,6 +194,11 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
     if x.plain(&sln_acc)? != t_sln {
         return Err("the second product does not read the numerators".into());
     }
+    if !v_acc.filters.is_empty() {
+        return Err(
+            "the value operand is filtered; the fused kernel masks scores, not values".into(),
+        );
+    }
     let v = x.tile_source(&v_acc, f, m, m1, m0)?;
     if c.tensor(t_s).ranks != [m1, m0, p] {
         return Err("the scores are not S[M1,M0,P]".into());
@@ -196,7 +207,7 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
     let mut bias = None;
     let mut t_qk = t_s;
     let mut t_bias_tile = None;
-    let e_bias = x.only_def(t_s, Section::Body)?;
+    let e_bias = x.only_def(t_s, Phase::Loop)?;
     if let Expr::Binary {
         op: BinaryOp::Add,
         merge,
@@ -205,7 +216,7 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
     } = c.expr(x.value(e_bias))
     {
         let (l, r) = (x.access(*lhs)?, x.access(*rhs)?);
-        let (qk_acc, b_acc) = if c.reduce_op(x.only_def(l.tensor, Section::Body).unwrap_or(e_bias))
+        let (qk_acc, b_acc) = if c.reduce_op(x.only_def(l.tensor, Phase::Loop).unwrap_or(e_bias))
             == Some(ReduceOp::Sum)
         {
             (l, r)
@@ -218,7 +229,7 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
         x.used.insert(e_bias);
     }
     // QK = sum(e) Q·Kt (· scale)
-    let e_s = x.only_def(t_qk, Section::Body)?;
+    let e_s = x.only_def(t_qk, Phase::Loop)?;
     if c.tensor(t_qk).ranks != [m1, m0, p] {
         return Err("the scores are not S[M1,M0,P]".into());
     }
@@ -252,8 +263,11 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
     if c.tensor(q).kind != TensorKind::Input || !x.is_plain(&q_acc) || c.tensor(q).ranks != [e, p] {
         return Err("the first product's left operand is not an input Q[E,P]".into());
     }
+    // The scores are present where the Q and K filters and the product's output filter hold
+    // (an output filter makes the value absent where it fails).
     let mut mask: Vec<_> = q_acc.filters.iter().flat_map(|f| f.conds.clone()).collect();
     mask.extend(k_acc.filters.iter().flat_map(|f| f.conds.clone()));
+    mask.extend(output_filters(c, e_s));
     let k = x.tile_source(&k_acc, e, m, m1, m0)?;
     x.used.insert(e_s);
     match bias {
@@ -262,6 +276,26 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
         }
         Some((_, Merge::Union | Merge::Intersect)) | None => {}
         Some((_, merge)) => return Err(format!("the bias is added with merge {merge}")),
+    }
+    if t_s != t_qk {
+        mask.extend(output_filters(c, e_bias));
+    }
+    check_mask(c, &mask, [m1, m0, p])?;
+    // The loop plan's guard of the scores is every condition their presence implies; one the
+    // mask lacks would be a filter the kernel ignores.
+    let e_scores = if t_s != t_qk { e_bias } else { e_s };
+    if let Some(missed) = x
+        .plan
+        .placement(e_scores)
+        .space
+        .guard
+        .iter()
+        .find(|k| !mask.contains(k))
+    {
+        return Err(format!(
+            "the scores are absent where `{}` fails, which the kernel does not mask",
+            cascade_ir::dsl::print_compare(c, missed)
+        ));
     }
     let bias = bias.map(|(t, _)| t);
     for (t, ranks) in [(out, vec![f, p]), (v, vec![f, m]), (k, vec![e, m])] {
@@ -283,6 +317,20 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
         return Err(format!(
             "Einsum {} has no role in the fused kernel",
             extra.0
+        ));
+    }
+    let scores = if t_s != t_qk {
+        vec![e_s, e_bias]
+    } else {
+        vec![e_s]
+    };
+    if let Some(id) = c
+        .einsum_ids()
+        .find(|id| !scores.contains(id) && !c.einsum(*id).output.filters.is_empty())
+    {
+        return Err(format!(
+            "`{}` filters its output; the fused kernel honours filters on the scores only",
+            cascade_ir::dsl::print_einsum(c, id)
         ));
     }
     let role = |role, einsum| RoleEinsum { role, einsum };
@@ -337,6 +385,39 @@ pub fn match_online_softmax(c: &Cascade) -> M<OnlineSoftmax> {
     })
 }
 
+/// The conditions of an Einsum's output filters.
+fn output_filters(c: &Cascade, id: EinsumId) -> Vec<cascade_ir::Compare> {
+    c.einsum(id)
+        .output
+        .filters
+        .iter()
+        .flat_map(|f| f.conds.clone())
+        .collect()
+}
+
+/// The kernel masks over the key (`m1`, `m0`) and query (`p`) variables only, with affine
+/// conditions as the interpreter requires.
+fn check_mask(c: &Cascade, mask: &[cascade_ir::Compare], allowed: [RankId; 3]) -> M<()> {
+    for cond in mask {
+        let mut vars = Vec::new();
+        cond.lhs.collect_vars(&mut vars);
+        cond.rhs.collect_vars(&mut vars);
+        if let Some(v) = vars.iter().find(|v| !allowed.contains(v)) {
+            return Err(format!(
+                "a score filter uses `{}`; the fused kernel masks over m1, m0 and p only",
+                c.var_name(*v)
+            ));
+        }
+        if !crate::bounds::affine(&cond.lhs) || !crate::bounds::affine(&cond.rhs) {
+            return Err(format!(
+                "the score filter `{}` is not affine",
+                cascade_ir::dsl::print_compare(c, cond)
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Ctx<'_> {
     fn value(&self, id: EinsumId) -> ExprId {
         self.c.einsum(id).value
@@ -349,12 +430,14 @@ impl Ctx<'_> {
             .collect()
     }
 
-    fn only_def(&self, t: TensorId, section: Section) -> M<EinsumId> {
+    /// The one Einsum writing `t`, which the loop plan runs in `phase`.
+    fn only_def(&self, t: TensorId, phase: Phase) -> M<EinsumId> {
         match self.defs(t)[..] {
-            [id] if self.c.einsum(id).section == section => Ok(id),
+            [id] if self.plan.phase(id) == phase => Ok(id),
             _ => Err(format!(
-                "{} is not defined by exactly one Einsum",
-                self.c.tensor(t).name
+                "{} is not defined by exactly one {} Einsum",
+                self.c.tensor(t).name,
+                phase.name()
             )),
         }
     }
@@ -367,7 +450,7 @@ impl Ctx<'_> {
             .filter(|&id| self.state(&self.c.einsum(id).output).map(|s| s.1) == Ok(At::Next))
             .collect();
         match found[..] {
-            [id] if self.c.einsum(id).section == Section::Body => Ok(id),
+            [id] if self.plan.phase(id) == Phase::Loop => Ok(id),
             _ => Err(format!(
                 "{} has no single update at m1+1",
                 self.c.tensor(t).name
@@ -380,7 +463,7 @@ impl Ctx<'_> {
             let einsum = self.c.einsum(id);
             if self.state(&einsum.output).map(|s| s.1) == Ok(At::Zero) {
                 return match self.c.expr(einsum.value) {
-                    Expr::Const(k) if einsum.section == Section::Init && want(k) => {
+                    Expr::Const(k) if self.plan.phase(id) == Phase::Init && want(k) => {
                         self.used.insert(id);
                         Ok(())
                     }
@@ -499,7 +582,7 @@ impl Ctx<'_> {
             let product = match self.c.expr(scaled) {
                 Expr::Binary { .. } => scaled,
                 Expr::Access(a) if self.plain(a).is_ok() => {
-                    let Ok(def) = self.only_def(a.tensor, Section::Body) else {
+                    let Ok(def) = self.only_def(a.tensor, Phase::Loop) else {
                         continue;
                     };
                     self.used.insert(def);
@@ -545,7 +628,7 @@ impl Ctx<'_> {
         if t.ranks != [m1, m0, p] || !self.is_plain(a) || !a.filters.is_empty() {
             return Err(format!("{} is not a bias tile", t.name));
         }
-        let def = self.only_def(a.tensor, Section::Init)?;
+        let def = self.only_def(a.tensor, Phase::Init)?;
         let src = self.access(self.value(def))?;
         if !direct(&src) {
             return Err(format!("{} does not copy an input bias tile", t.name));
@@ -577,7 +660,7 @@ impl Ctx<'_> {
         if t.ranks != [x, m1, m0] || !self.is_plain(a) {
             return Err(format!("{} is not a key/value tile", t.name));
         }
-        let def = self.only_def(a.tensor, Section::Init)?;
+        let def = self.only_def(a.tensor, Phase::Init)?;
         let src = self.access(self.value(def))?;
         if !direct(&src) || !src.filters.is_empty() {
             return Err(format!("{} does not copy an input tile", t.name));

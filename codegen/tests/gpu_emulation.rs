@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use cascade_codegen::{DType, GpuSchedule, Target, TargetDialect, abi_sizes, emit};
+use cascade_codegen::{DType, GpuSchedule, Target, TargetDialect, emit, fused_kernel_sizes};
 use cascade_ir::eval::evaluate;
 use cascade_ir::reference;
 use cascade_ir::{Cascade, Shape, ShapeSpec, TensorKind};
@@ -75,9 +75,8 @@ fn harness(c: &Cascade, shape: &Shape, kernel: &str, batch: usize) -> String {
     let size = |name: &str| shape.size(c.rank_by_name(name).expect("rank"));
     let (p, m, hd) = (size("P"), size("M"), size("E"));
     let bias = c.tensors.iter().any(|t| t.name == "MASK");
-    let params: String = abi_sizes(c)
+    let params: String = fused_kernel_sizes(c)
         .iter()
-        .filter(|&&r| c.rank(r).is_param)
         .map(|&r| format!(", {}LL", shape.size(r)))
         .collect();
     let mut s = String::from("#include <cstdio>\n#include <type_traits>\n#include <vector>\n");
@@ -233,6 +232,21 @@ fn check(
 fn fused_cuda_and_hip_kernels_match_the_interpreter_under_host_emulation() {
     let lib = |n: &str| common::parse(cascade_ir::library::source(n).expect("library"), n);
     let window = common::window_1pass();
+    // No self-attention (`m != p`): tiles on the diagonal are partial, not full.
+    let no_self = common::parse(
+        &cascade_ir::library::source("attention_1pass")
+            .expect("library")
+            .replace("BK[e,m1,m0]\n", "BK[e,m1,m0 : m1*M0+m0 != p]\n"),
+        "attention_no_self_1pass",
+    );
+    assert!(
+        no_self.einsums.iter().any(|e| !e.output.filters.is_empty()
+            || no_self
+                .accesses(e.value)
+                .iter()
+                .any(|a| !a.filters.is_empty())),
+        "the != edit no longer matches attention_1pass"
+    );
     // bf16 outputs and bf16 probabilities on the MMA path: 1e-2 of the largest output; f32: 1e-5.
     let cases: Vec<(&str, Cascade, Target, DType, bool, f64)> = vec![
         (
@@ -307,6 +321,14 @@ fn fused_cuda_and_hip_kernels_match_the_interpreter_under_host_emulation() {
             "hip_bf16_wave64_causal",
             lib("attention_causal_1pass"),
             Target::Hip,
+            DType::Bf16,
+            false,
+            1e-2,
+        ),
+        (
+            "cuda_bf16_mma_ne_p",
+            no_self,
+            Target::Cuda,
             DType::Bf16,
             false,
             1e-2,

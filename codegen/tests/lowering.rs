@@ -223,3 +223,86 @@ fn schedules_that_do_not_fit_are_errors_naming_the_field() {
         );
     }
 }
+
+#[test]
+fn filters_the_fused_kernel_cannot_honour_send_the_cascade_to_the_generic_lowering() {
+    let one_pass = lib("attention_1pass");
+    let cases = [
+        // An output filter off the scores: the fused kernel would ignore it.
+        (
+            one_pass.replace("AV[f,p]       =", "AV[f,p : p != 2] ="),
+            "filters its output",
+        ),
+        // A filter on the values drops terms of the numerator only.
+        (
+            one_pass.replace("* BV[f,m1,m0]", "* BV[f,m1,m0 : m0 != 1]"),
+            "the value operand is filtered",
+        ),
+        // A score filter over the head dimension is not a mask over keys and queries.
+        (
+            one_pass.replace("Q[e,p] * BK", "Q[e,p : e < 8] * BK"),
+            "masks over m1, m0 and p only",
+        ),
+    ];
+    for (source, why) in cases {
+        assert!(source != one_pass, "the edit for `{why}` no longer applies");
+        let reason = why_not_fused(&source);
+        assert!(reason.contains(why), "{why}: {reason}");
+    }
+}
+
+#[test]
+fn tile_classification_is_sound_for_equalities() {
+    let src = lib("attention_1pass").replace("* BK[e,m1,m0]\n", "* BK[e,m1,m0 : m1*M0+m0 != p]\n");
+    let c = common::parse(&src, "no_self");
+    let Lowering::Fused(p) = plan(&c, &schedule(), Target::Cuda).expect("plan").lowering else {
+        panic!("not fused");
+    };
+    let state = p.tile_state.join("\n");
+    // `m != p` fails everywhere only where m - p is 0 over the whole tile, holds everywhere only
+    // where the tile's m - p excludes 0: a diagonal tile is partial, never full.
+    assert!(
+        state.contains("if (c0_0_lo == 0 && c0_0_hi == 0) return TILE_SKIP;")
+            && state.contains("full = full && (c0_0_lo > 0 || c0_0_hi < 0);"),
+        "{state}"
+    );
+    assert!(
+        p.mask_elem
+            .starts_with("(((tile * BLOCK_N) + col) != row_p)"),
+        "{}",
+        p.mask_elem
+    );
+}
+
+#[test]
+fn extreme_schedules_are_errors_not_panics() {
+    let c = common::parse(&lib("attention_1pass"), "attention_1pass");
+    for target in Target::ALL {
+        let base = GpuSchedule::suggested(target, DType::F32, 64);
+        let odd = [
+            GpuSchedule {
+                head_dim: u32::MAX - 15,
+                ..base
+            },
+            GpuSchedule { warps: 0, ..base },
+            GpuSchedule {
+                warps: u32::MAX,
+                block_m: u32::MAX,
+                ..base
+            },
+            GpuSchedule {
+                block_n: u32::MAX - 15,
+                ..base
+            },
+        ];
+        for s in odd {
+            for fuse in [true, false] {
+                let s = GpuSchedule { fuse, ..s };
+                // Either a plan or an error naming a field; reaching here means no panic.
+                if let Err(e) = plan(&c, &s, target) {
+                    assert!(e.to_string().contains("schedule field"), "{target}: {e}");
+                }
+            }
+        }
+    }
+}

@@ -140,7 +140,11 @@ fn cli_codegen_writes_source_header_and_readme() {
     );
     let header = std::fs::read_to_string(dir.join("cascade_attention_causal_1pass.h"))
         .expect("header written");
-    assert!(header.contains("int cascade_attention_causal_1pass(const void* Q, const void* K, const void* V, void* AV, int batch, long long E, long long F, long long M, long long P, void* stream_ptr);"));
+    assert!(header.contains("int cascade_attention_causal_1pass(const void* Q, const void* K, const void* V, void* AV, int batch, long long E, long long F, long long M, long long P, long long M0, void* stream_ptr);"));
+    assert!(
+        header.contains("M0 is the inner size of `split M -> M1 M0`"),
+        "the header documents the split size: {header}"
+    );
     let readme = std::fs::read_to_string(dir.join("README.md")).expect("README written");
     assert!(readme.contains("hipcc -O3 -std=c++17 --offload-arch=gfx90a -fPIC -shared -o libcascade_attention_causal_1pass.so cascade_attention_causal_1pass.hip"), "{readme}");
 }
@@ -256,6 +260,48 @@ fn templates_hold_no_arithmetic_and_no_target_branches() {
         seen, 8,
         "fused and generic templates for three targets, and their shared parts"
     );
+}
+
+/// Plan code decides nothing from the target: every CUDA/HIP/C++ difference is a field of the
+/// dialect table (`dialect.rs`), and `render.rs` names a target only to pick its template.
+#[test]
+fn plan_code_has_no_target_branches() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("codegen/src");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("codegen/src") {
+        let path = entry.expect("entry").path();
+        let file = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or_default();
+        if file == "dialect.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("source");
+        seen += 1;
+        for (n, line) in text.lines().enumerate() {
+            let named = ["Target::Cuda", "Target::Hip", "Target::Cpp"]
+                .iter()
+                .any(|t| line.contains(t));
+            if !named {
+                continue;
+            }
+            // The one allowed use: `Target::Cuda => CudaFused {` choosing a template type.
+            let trimmed = line.trim();
+            let selects_template = file == "render.rs"
+                && ["Cuda", "Hip", "Cpp"].iter().any(|t| {
+                    ["Fused", "Generic"]
+                        .iter()
+                        .any(|k| trimmed == format!("Target::{t} => {t}{k} {{"))
+                });
+            assert!(
+                selects_template,
+                "{file}:{}: `{trimmed}` branches on the target; add a TargetDialect field instead",
+                n + 1
+            );
+        }
+    }
+    assert!(seen >= 8, "read the plan sources ({seen})");
 }
 
 #[test]

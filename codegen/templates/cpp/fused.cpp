@@ -12,7 +12,9 @@ constexpr int TILE_SKIP = 0, TILE_PARTIAL = 1, TILE_FULL = 2;
 {{ d.device_fn }} float cascade_subexp(float x, float c) { return x == -INFINITY ? 0.0f : std::exp(x - c); }
 {{ d.device_fn }} float cascade_div(float a, float b) { return (a == 0.0f && b == 0.0f) ? 0.0f : a / b; }
 {{ d.device_fn }} float to_f(float x) { return x; }
-
+// The operator table's helpers (cascade_ir::ops::UNARY).
+{% for h in p.op_helpers %}{{ d.device_fn }} {{ h }}
+{% endfor %}
 {{ d.device_fn }} bool cascade_visible(long long tile, long long col, long long row_p, long long n_keys, long long n_queries{{ p.param_decls }}) {
   (void)tile; (void)col; (void)row_p; (void)n_keys; (void)n_queries;
   return {{ p.mask_elem }};
@@ -89,10 +91,10 @@ void cascade_fused_one(const float* q, const float* k, const float* v, float* ou
 }  // namespace
 
 extern "C" int {{ p.launcher }}({{ p.abi_params }}) {
-  if ({{ p.shape_check }}) return CASCADE_ERR_SHAPE;
-  const long long n_queries = {{ p.n_queries }}, n_keys = {{ p.n_keys }};
-  for (int b = 0; b < batch; ++b) {
-    {{ launch }}
+{% for line in p.size_setup %}  {{ line }}
+{% endfor %}  if ({{ p.shape_check }}) return CASCADE_ERR_SHAPE;
+  for (long long b = 0; b < batch; ++b) {
+    cascade_fused_one({{ p.cpp_args }});
   }
   return CASCADE_OK;
 }

@@ -28,7 +28,9 @@ static_assert(STAGES == 2, "double buffering");
 // The arguments are <= 0 here (x - running max), where the hardware exponential is accurate.
 {{ d.device_fn }} float cascade_subexp(float x, float c) { return x == -INFINITY ? 0.0f : {{ d.fast_exp }}(x - c); }
 {{ d.device_fn }} float cascade_div(float a, float b) { return (a == 0.0f && b == 0.0f) ? 0.0f : a / b; }
-{{ d.device_fn }} float cascade_f32_to_float(float x) { return x; }
+// The operator table's helpers (cascade_ir::ops::UNARY).
+{% for h in p.op_helpers %}{{ d.device_fn }} {{ h }}
+{% endfor %}{{ d.device_fn }} float cascade_f32_to_float(float x) { return x; }
 {{ d.device_fn }} float cascade_float_to_f32(float x) { return x; }
 {{ d.device_fn }} float to_f(elem_t x) { return {{ ty.to_float }}(x); }
 {{ d.device_fn }} elem_t from_f(float x) { return {{ ty.from_float }}(x); }
@@ -41,8 +43,8 @@ static_assert(STAGES == 2, "double buffering");
   return {{ p.mask_elem }};
 }
 
-// Key tile `tile` against queries [p_lo, p_hi]: every filter is affine, so testing the tile's
-// corners tells whether no key (skip), some keys (partial) or every key (full) is visible.
+// Key tile `tile` against queries [p_lo, p_hi]: bounds of each condition over the tile tell
+// whether it holds for no score (skip), maybe some (partial: tested per score) or every one (full).
 {{ d.device_fn }} int cascade_tile_state(long long tile, long long p_lo, long long p_hi, long long n_keys, long long n_queries{{ p.param_decls }}) {
   (void)tile; (void)p_lo; (void)p_hi; (void)n_keys; (void)n_queries;
 {% for line in p.tile_state %}  {{ line }}
@@ -329,8 +331,9 @@ static_assert(STAGES == 2, "double buffering");
 
 extern "C" int {{ p.launcher }}({{ p.abi_params }}) {
   {{ d.stream_type }} stream = static_cast<{{ d.stream_type }}>(stream_ptr);
-  if ({{ p.shape_check }}) return CASCADE_ERR_SHAPE;
-  if (batch == 0 || {{ p.n_queries }} == 0) return CASCADE_OK;
+{% for line in p.size_setup %}  {{ line }}
+{% endfor %}  if ({{ p.shape_check }}) return CASCADE_ERR_SHAPE;
+  if (batch == 0) return CASCADE_OK;
   if ({{ set_smem }} != {{ d.success }}) return CASCADE_ERR_DEVICE;
   const dim3 grid(static_cast<unsigned>(({{ p.n_queries }} + BLOCK_M - 1) / BLOCK_M), static_cast<unsigned>(batch));
   const dim3 block(THREADS);
