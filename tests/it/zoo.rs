@@ -10,6 +10,7 @@
 //! (including one fully masked query) instead of random values.
 
 mod cpp;
+mod gpu;
 mod reference;
 
 use std::collections::BTreeMap;
@@ -407,6 +408,16 @@ fn zoo_every_stage_agrees_with_the_interpreter_or_refuses() {
         wrong.join("\n\n")
     );
     insta::assert_snapshot!("zoo_summary", summary);
+}
+
+/// Every CUDA and HIP source the zoo emits compiles (sm_90a, gfx942).
+#[test]
+fn zoo_gpu_sources_compile() {
+    let cases = load_all();
+    for target in [Target::Cuda, Target::Hip] {
+        let failures = gpu::compile_all(&cases, target);
+        assert!(failures.is_empty(), "{target}:\n{}", failures.join("\n\n"));
+    }
 }
 
 /// The zoo files themselves, through the CLI: each checks, evaluates, and counts its passes.
