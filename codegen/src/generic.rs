@@ -465,12 +465,21 @@ impl<'a> Lowerer<'a> {
             c,
             fixed: self.fixed(id),
         };
-        let mut decode = vec!["long long rem = idx;".to_string()];
-        for r in self.thread_vars(id) {
+        let vars = self.thread_vars(id);
+        // One thread per point of the output variables; nvcc warns about an unused `rem`
+        // when there are none.
+        let mut decode = if vars.is_empty() {
+            vec!["(void)idx;".to_string()]
+        } else {
+            vec!["long long rem = idx;".to_string()]
+        };
+        for r in vars.iter().copied() {
             let (v, n) = (names.var(r), names.size(r));
             decode.push(format!("const long long {v} = rem % {n}; rem /= {n};"));
         }
-        decode.push("(void)rem;".into());
+        if !vars.is_empty() {
+            decode.push("(void)rem;".into());
+        }
 
         let mut body = self.point_value(id, &names);
         let out_idx: Vec<String> = e
