@@ -205,6 +205,7 @@ fn extract_run(
         objective,
         size,
         mdep: &mdep,
+        family: &rank_vars,
         run,
     };
     let best = cx.choose();
@@ -287,6 +288,8 @@ struct Ctx<'a> {
     objective: &'a Objective,
     size: &'a dyn Fn(&str) -> f64,
     mdep: &'a dyn Fn(Id) -> bool,
+    /// The objective's rank variable and its tiles (empty for cost objectives).
+    family: &'a [String],
     run: &'a Run,
 }
 
@@ -362,6 +365,11 @@ impl Ctx<'_> {
         if !self.run.checked {
             return true;
         }
+        // The node reads exactly its class's free variables (none that a sound merge proved
+        // irrelevant): lowering indexes tensors by the variables it reads.
+        if node_facts(self.egraph, node).vars != facts(self.egraph, class).vars {
+            return false;
+        }
         match node {
             Cx::Fold([i, ..]) | Cx::Scan([i, ..]) | Cx::ScanPrev([i, ..]) | Cx::State(i) => {
                 // A fold's final value is ready only after the loop.
@@ -377,9 +385,7 @@ impl Ctx<'_> {
                 let r = self.rank(*r);
                 facts(self.egraph, *x).vars.contains(&r) && self.run.var.as_ref() != Some(&r)
             }
-            // The node reads exactly its class's free variables (none that a sound merge proved
-            // irrelevant): lowering indexes tensors by the variables it reads.
-            _ => node_facts(self.egraph, node).vars == facts(self.egraph, class).vars,
+            _ => true,
         }
     }
 
@@ -420,7 +426,10 @@ impl Ctx<'_> {
                 leaf_children &= cb.leaf;
             }
             // A value that reduced the whole rank, read with data of that rank: one more pass.
-            let p = if !(self.mdep)(c) && me_dep && cb.passes >= 1 {
+            // A fold's final state is complete too, whatever else it is indexed by.
+            let complete = !(self.mdep)(c)
+                || matches!(&cb.node, Cx::Fold([i, ..]) if self.family.contains(&self.rank(*i)));
+            let p = if complete && me_dep && cb.passes >= 1 {
                 cb.passes + 1
             } else {
                 cb.passes

@@ -6,6 +6,15 @@
 //! `(m1, m0)` and copies split inputs in the Initialization section (`BK[e,m1,m0] =
 //! K[e, m1*M0+m0]`). A fold becomes a state tensor with one init and one step Einsum; its final
 //! value is read at `M1`, `(scan …)` at `m1+1` and `(state …)`/`(scan-prev …)` at `m1`.
+//!
+//! Names: the tile ranks are the signature's [`super::lang::Tiles`], and a new tensor shares its
+//! name with no rank, rank variable or reserved word, so the printed cascade parses.
+//! Lowering refuses (as [`RewriteError::Internal`]) what it cannot write faithfully: a tile
+//! variable bound inside the split of its rank around a use of the rank (ranks cannot be
+//! renamed), a reduction over a rank its body does not read, and a term that reads a variable
+//! the output lacks. With an iterative rank the body is ordered by [`Phase`]: Einsums that run
+//! before the loop, the loop's, then those that read its results, each in dependency order;
+//! [`phase_problems`] states what a valid order is.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 

@@ -5,6 +5,14 @@
 //! [`Objective`] ([`extract`]) and lowers it back into a cascade ([`lower`]). From the 3-pass
 //! softmax attention it derives the 2-pass cascade with deferred division and the 1-pass
 //! cascade with a running max (FuseMax's Cascade 5), from general facts only.
+//!
+//! Soundness by construction: every rule that moves a value across a binder states that the
+//! value is fresh for it ([`rules::missing_conditions`] checks the table), extraction only
+//! chooses terms that lower faithfully, and [`rewrite`] checks the lowered cascade with
+//! `verify` and the loop-phase rules before returning it ([`lower_checked`]); a failure there
+//! is a [`RewriteError::Internal`], never an invalid cascade. Tests call the rewriter only
+//! through [`check::check`], which also compares the result with its input under the
+//! interpreter.
 
 pub mod check;
 pub mod extract;

@@ -3,11 +3,11 @@
 //! # Rules for the rules (after Cranelift's `opts/README.md`)
 //!
 //! * Every rule is a named, general fact with a one-line math comment, written as one aligned
-//!   table entry: `name`, left pattern, right pattern, side conditions.
-//!   Names are stable kebab-case strings; explanations and tests refer to them.
+//!   table entry ([`Rule`], built by [`rule`]): `name`, left pattern, right pattern, side
+//!   conditions. Names are stable kebab-case strings; explanations and tests refer to them.
 //! * No raw commutativity or associativity: they make the e-graph explode.
-//!   Operand order is handled where it matters: [`rule`] expands a left-hand side over the
-//!   operand orders of its commutative ops (`+ * max min`) into variants named `name`,
+//!   Operand order is handled where it matters: [`Rule::rewrites`] expands a left-hand side
+//!   over the operand orders of its commutative ops (`+ * max min`) into variants named `name`,
 //!   `name/1`, …, so a fact is written once and matches either order without adding nodes.
 //! * Side conditions are analysis facts ([`super::lang::Facts`]): "`d` does not depend on `m`"
 //!   is `Indep("?d", "?m")`, decided from the free index variables of `d`'s e-class.
@@ -33,6 +33,15 @@
 //!   `-inf` scores and fully masked rows (the interpreter's `e^(-inf - c) = 0`); deferral and
 //!   associativity are tested on finite values; `rescale-fold-lin` divides by running sums and
 //!   is exact only where none of them is 0 (tested on positive values, as FuseMax's Cascade 3).
+//! * Absent points are part of every rule's domain: the soundness tests read every input over
+//!   two or more ranks through a filter in half the cases. Where a rule is exact only on values
+//!   present everywhere it says so with `Present` (`defer-div-sum`: `∅/d` is 0, not absent;
+//!   `rescale-fold-lin`: a term before the first present running sum would be dropped), decided
+//!   by the analysis's presence fact ([`super::lang::Facts::total`]).
+//! * Rules are written for the default merges. A binary op with another merge is a different
+//!   operator ([`super::lang::MergedOp`]), so no rule applies across a merge whose semantics it
+//!   does not preserve; only `split-push-*`, which holds for every pointwise op, is stated for
+//!   the merged ops too.
 //! * Rules never look inside an index expression: a split is the let-binding `(split m x)`,
 //!   pushed through map ops by `split-push-*`, so every rule stays a plain pattern that egg can
 //!   explain step by step.

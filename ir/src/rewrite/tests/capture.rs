@@ -281,3 +281,36 @@ fn every_library_result_is_valid_and_equal() {
     }
     assert!(checked >= 40, "only {checked} rewrites");
 }
+
+/// Ranks named like the tensors lowering would invent (`BK`, `LM`, `RM`, `RD`, `T1`): the
+/// result names its tensors around them and prints as a cascade that parses.
+#[test]
+fn lowering_names_no_tensor_like_a_rank() {
+    let src = "cascade names
+ranks E F M P BK LM RM RD T1 SLN
+input Q[E,P] K[E,M] V[F,M] W[BK,LM,RM,RD,T1,SLN]
+QK[m,p] = Q[e,p] * K[e,m]
+GM[p]   = max(m) QK[m,p]
+SN[m,p] = exp(QK[m,p] - GM[p])
+SD[p]   = SN[m,p]
+A[m,p]  = SN[m,p] / SD[p]
+AV[f,p] = A[m,p] * V[f,m]
+O[f,p]  = AV[f,p] * W[bk,lm,rm,rd,t1,sln]
+output O
+";
+    let input = parse(src);
+    let extra = ["BK", "LM", "RM", "RD", "T1", "SLN"];
+    let mut cost = sizes_for(&input, BIG);
+    let mut trial = Trial::new(SMALL, 3);
+    for r in extra {
+        cost.sizes.insert(r.into(), 2);
+        trial.sizes.insert(r.into(), 2);
+    }
+    for objective in [passes_objective("M"), ops_objective()] {
+        let cfg = config(objective, ALL_RULES, cost.clone(), &["M"]);
+        let r = check(&input, &cfg, &trial).unwrap_or_else(|e| panic!("{e}"));
+        for t in &r.cascade.tensors {
+            assert!(!extra.contains(&t.name.as_str()), "tensor {}", t.name);
+        }
+    }
+}

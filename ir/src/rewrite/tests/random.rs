@@ -5,7 +5,8 @@
 //! its own rank `M1`, the name a split of `M` would otherwise give its outer tile), products,
 //! quotients, maxima, exponentials, softmax shapes `e^(s − max_m s)` whose scores may carry an
 //! additive mask `B` with `-inf` entries and a fully `-inf` row, and reads of `X` through the
-//! causal filter `m < p` (absent points; query `p = 0` sees no key at all).
+//! causal filter `m < p` (absent points; query `p = 0` sees no key at all); one binary op in
+//! four carries an explicit merge.
 //!
 //! CI runs 64 cases from its fixed seed; `PROPTEST_CASES=2000` runs more locally.
 
@@ -17,12 +18,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{ALL_RULES, config, ops_objective, passes_objective, reorder, sizes};
-use crate::ast::{Cascade, Compare, CompareOp, IndexExpr, RankId};
+use crate::ast::{BinaryOp, Cascade, Compare, CompareOp, IndexExpr, Merge, RankId};
 use crate::rewrite::check::{self, Trial, check};
 use crate::rewrite::extract;
 use crate::rewrite::lang::{self, Cx, Mask, Tiles};
 use crate::rewrite::lift::Builder;
-use crate::rewrite::{Signature, lower};
+use crate::rewrite::{RuleSets, Signature, lower};
 
 /// The number of cases: `PROPTEST_CASES` when set (proptest's own variable), else 64.
 pub(crate) fn cases(default: u32) -> u32 {
@@ -107,12 +108,14 @@ impl Gen<'_> {
             4 | 5 => self.softmax(depth),
             6 => {
                 // exp of a leaf, or the shift of one leaf by another: e^(x − c).
+                // Absent stays absent (`∩`), so a filtered leaf keeps its `zero`.
                 let mut x = self.leaf();
                 x.id = if self.rng.random_range(0..2) == 0 {
                     self.b.add(Cx::Exp(x.id))
                 } else {
                     let c = self.leaf();
                     x.vars.extend(c.vars);
+                    x.zero |= c.zero;
                     self.b.add(Cx::SubExp([x.id, c.id]))
                 };
                 x
@@ -169,12 +172,25 @@ impl Gen<'_> {
 
     fn binary(&mut self, depth: u32) -> Term {
         let (l, r) = (self.term(depth - 1), self.term(depth - 1));
-        let (node, zero) = match self.rng.random_range(0..5) {
-            0 => (Cx::Add([l.id, r.id]), l.zero && r.zero),
-            3 if !r.zero => (Cx::Div([l.id, r.id]), l.zero),
-            4 => (Cx::Max([l.id, r.id]), l.zero && r.zero),
-            _ => (Cx::Mul([l.id, r.id]), l.zero || r.zero),
+        let (op, mut zero) = match self.rng.random_range(0..5) {
+            0 => (BinaryOp::Add, l.zero && r.zero),
+            3 if !r.zero => (BinaryOp::Div, l.zero),
+            4 => (BinaryOp::Max, l.zero && r.zero),
+            _ => (BinaryOp::Mul, l.zero || r.zero),
         };
+        // One op in four with an explicit merge; a quotient only with `{&}`, since `{1}` and
+        // `{|}` divide by an absent divisor as by 0 (or take its reciprocal).
+        let mut merge = op.default_merge();
+        if self.rng.random_range(0..4) == 0 {
+            let merges = [Merge::Intersect, Merge::Union, Merge::Right, Merge::All];
+            merge = merges[self.rng.random_range(0..merges.len())];
+            if op == BinaryOp::Div {
+                merge = Merge::Intersect;
+            }
+            // `{1}` and `←` count an absent operand as 0.
+            zero |= merge != Merge::Intersect && (l.zero || r.zero);
+        }
+        let node = lang::binary_node(op, merge, [l.id, r.id]);
         let mut vars = l.vars;
         vars.extend(r.vars);
         Term {
@@ -228,7 +244,8 @@ fn random_cascade(seed: u64, collide: bool) -> (Cascade, egg::RecExpr<Cx>) {
         b: &mut b,
         collide,
     };
-    let root = g.term(4).id;
+    let depth = 4 + u32::from(g.rng.random_range(0..3) == 0);
+    let root = g.term(depth).id;
     let expr = reorder(&b, root);
     let sig0 = signature(collide, Vec::new());
     let mut graph = lang::CxGraph::new(lang::Scope {
@@ -260,6 +277,7 @@ proptest! {
         tile in 1i64..=3,
         objective_passes in any::<bool>(),
         collide in any::<bool>(),
+        sets in 0usize..4,
     ) {
         let (input, expr) = random_cascade(seed, collide);
         check::valid(&input).map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -268,7 +286,13 @@ proptest! {
         if collide {
             spec.sizes.insert("M1".into(), 64);
         }
-        let mut cfg = config(objective, ALL_RULES, spec, &["M"]);
+        // Mostly every rule; sometimes without deferral or without iterative rescaling.
+        let rules = match sets {
+            0 => RuleSets { deferral: false, iterative: true },
+            1 => RuleSets { deferral: true, iterative: false },
+            _ => ALL_RULES,
+        };
+        let mut cfg = config(objective, rules, spec, &["M"]);
         cfg.limits.nodes = 20_000;
         let mut trial = Trial::new(&[("E", 2), ("F", 2), ("M", m1 * tile), ("P", 3)], tile);
         if collide {
