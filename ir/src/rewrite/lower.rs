@@ -568,84 +568,9 @@ impl<'a> Lower<'a> {
                 self.fold_access(f, At::Prev)?
             }
             Cx::Sum([r, x]) | Cx::RMax([r, x]) | Cx::RMin([r, x]) | Cx::RProd([r, x]) => {
-                let op = match node {
-                    Cx::Sum(_) => ReduceOp::Sum,
-                    Cx::RMax(_) => ReduceOp::Max,
-                    Cx::RMin(_) => ReduceOp::Min,
-                    _ => ReduceOp::Prod,
-                };
-                let rv = self.rank_name[usize::from(*r)].clone().unwrap_or_default();
-                if !self.fv[usize::from(*x)].contains(&rv) {
-                    return Err(RewriteError::Internal(format!(
-                        "a reduction over {rv} of a value that does not read it"
-                    )));
-                }
-                let rank = self.rank_of_var(&rv)?;
-                let body = if is_map(&self.expr[*x]) && self.uses[usize::from(*x)] == 1 {
-                    self.map_expr(*x, &env, ctx)?
-                } else {
-                    self.operand(*x, &env, ctx)?
-                };
-                let dims = self.node_dims(i, &env, ctx)?;
-                let reduction = (op != ReduceOp::Sum).then(|| Reduction {
-                    op,
-                    ranks: vec![rank],
-                });
-                // Reductions over the inner rank of a split are per tile: local.
-                let local = self.order(&rv).1 == 2;
-                let prefix = match op {
-                    ReduceOp::Sum if local => "SL",
-                    ReduceOp::Max if local => "LM",
-                    ReduceOp::Sum => "S",
-                    ReduceOp::Max => "MX",
-                    ReduceOp::Min => "MN",
-                    ReduceOp::Prod => "PR",
-                };
-                self.einsum(id, &env, prefix, dims, reduction, body)?
+                self.reduction(id, &node, *r, *x, &env, ctx)?
             }
-            Cx::Where([c, x]) => {
-                let Cx::Mask(Mask(k)) = self.expr[*c] else {
-                    return Err(self.err("a filter whose condition is not a mask"));
-                };
-                let Val::Access(t, idx, mut filters) = self.lower(*x, env.clone(), ctx)? else {
-                    return Err(self.err("a filter on a constant"));
-                };
-                let mut conds = self.sig.masks.get(k as usize).cloned().unwrap_or_default();
-                if let Some(m) = &env {
-                    let parent = self.rank_of_var(m)?;
-                    let (outer, inner) = self.ensure_split(parent)?;
-                    let tiled = tiled_index(outer, inner);
-                    for c in &mut conds {
-                        c.lhs = substitute(&c.lhs, parent, &tiled);
-                        c.rhs = substitute(&c.rhs, parent, &tiled);
-                    }
-                }
-                // Attach the conditions to the last index that reads one of their variables.
-                let mut vars = Vec::new();
-                for c in &conds {
-                    c.lhs.collect_vars(&mut vars);
-                    c.rhs.collect_vars(&mut vars);
-                }
-                let position = idx
-                    .iter()
-                    .rposition(|i| {
-                        let mut v = Vec::new();
-                        i.collect_vars(&mut v);
-                        v.iter().any(|r| vars.contains(r))
-                    })
-                    .unwrap_or(0);
-                if idx.is_empty() {
-                    return Err(self.err("a filter on a scalar"));
-                }
-                match filters.iter_mut().find(|f| f.position == position) {
-                    Some(f) => f.conds.extend(conds),
-                    None => {
-                        filters.push(Filter { position, conds });
-                        filters.sort_by_key(|f| f.position);
-                    }
-                }
-                Val::Access(t, idx, filters)
-            }
+            Cx::Where([c, x]) => self.filtered(*c, *x, &env, ctx)?,
             Cx::Mask(_) => return Err(self.err("a filter condition used as a value")),
             Cx::Name(_) | Cx::Outer(_) | Cx::Inner(_) => {
                 return Err(self.err("a rank variable used as a value"));
@@ -658,6 +583,104 @@ impl<'a> Lower<'a> {
         };
         self.memo.insert(key, val.clone());
         Ok(val)
+    }
+
+    /// A reduction node: one Einsum, with the body fused when it is a map used only here.
+    fn reduction(
+        &mut self,
+        id: Id,
+        node: &Cx,
+        r: Id,
+        x: Id,
+        env: &Option<String>,
+        ctx: Option<usize>,
+    ) -> Result<Val, RewriteError> {
+        let op = match node {
+            Cx::Sum(_) => ReduceOp::Sum,
+            Cx::RMax(_) => ReduceOp::Max,
+            Cx::RMin(_) => ReduceOp::Min,
+            _ => ReduceOp::Prod,
+        };
+        let rv = self.rank_name[usize::from(r)].clone().unwrap_or_default();
+        if !self.fv[usize::from(x)].contains(&rv) {
+            return Err(RewriteError::Internal(format!(
+                "a reduction over {rv} of a value that does not read it"
+            )));
+        }
+        let rank = self.rank_of_var(&rv)?;
+        let body = if is_map(&self.expr[x]) && self.uses[usize::from(x)] == 1 {
+            self.map_expr(x, env, ctx)?
+        } else {
+            self.operand(x, env, ctx)?
+        };
+        let dims = self.node_dims(usize::from(id), env, ctx)?;
+        let reduction = (op != ReduceOp::Sum).then(|| Reduction {
+            op,
+            ranks: vec![rank],
+        });
+        // Reductions over the inner rank of a split are per tile: local.
+        let local = self.order(&rv).1 == 2;
+        let prefix = match op {
+            ReduceOp::Sum if local => "SL",
+            ReduceOp::Max if local => "LM",
+            ReduceOp::Sum => "S",
+            ReduceOp::Max => "MX",
+            ReduceOp::Min => "MN",
+            ReduceOp::Prod => "PR",
+        };
+        self.einsum(id, env, prefix, dims, reduction, body)
+    }
+
+    /// `(where (mask:k) x)`: the access to `x` with the mask's conditions as a filter, on the
+    /// tiles under a split.
+    fn filtered(
+        &mut self,
+        c: Id,
+        x: Id,
+        env: &Option<String>,
+        ctx: Option<usize>,
+    ) -> Result<Val, RewriteError> {
+        let Cx::Mask(Mask(k)) = self.expr[c] else {
+            return Err(self.err("a filter whose condition is not a mask"));
+        };
+        let Val::Access(t, idx, mut filters) = self.lower(x, env.clone(), ctx)? else {
+            return Err(self.err("a filter on a constant"));
+        };
+        let mut conds = self.sig.masks.get(k as usize).cloned().unwrap_or_default();
+        if let Some(m) = env {
+            let parent = self.rank_of_var(m)?;
+            let (outer, inner) = self.ensure_split(parent)?;
+            let tiled = tiled_index(outer, inner);
+            for c in &mut conds {
+                c.lhs = substitute(&c.lhs, parent, &tiled);
+                c.rhs = substitute(&c.rhs, parent, &tiled);
+            }
+        }
+        // Attach the conditions to the last index that reads one of their variables.
+        let mut vars = Vec::new();
+        for c in &conds {
+            c.lhs.collect_vars(&mut vars);
+            c.rhs.collect_vars(&mut vars);
+        }
+        let position = idx
+            .iter()
+            .rposition(|i| {
+                let mut v = Vec::new();
+                i.collect_vars(&mut v);
+                v.iter().any(|r| vars.contains(r))
+            })
+            .unwrap_or(0);
+        if idx.is_empty() {
+            return Err(self.err("a filter on a scalar"));
+        }
+        match filters.iter_mut().find(|f| f.position == position) {
+            Some(f) => f.conds.extend(conds),
+            None => {
+                filters.push(Filter { position, conds });
+                filters.sort_by_key(|f| f.position);
+            }
+        }
+        Ok(Val::Access(t, idx, filters))
     }
 
     fn access(&mut self, children: &[Id], env: &Option<String>) -> Result<Val, RewriteError> {
