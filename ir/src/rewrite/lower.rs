@@ -1064,8 +1064,7 @@ pub fn phase_problems(c: &Cascade) -> Vec<String> {
             continue;
         }
         for a in c.accesses(e.value) {
-            let final_state =
-                looped.contains(&a.tensor) && a.indices.iter().any(|i| *i == IndexExpr::Size(r));
+            let final_state = looped.contains(&a.tensor) && a.indices.contains(&IndexExpr::Size(r));
             if after.contains(&a.tensor) || final_state {
                 problems.push(format!(
                     "{}, written once per step of {}, reads {}, which is ready only after the loop",
