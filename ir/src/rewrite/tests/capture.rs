@@ -243,10 +243,31 @@ output AV
     let mut trial = Trial::new(SMALL, 3);
     trial.values = (0.5, 1.5);
     let r = check(&input, &cfg, &trial).unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        !r.cascade.iterative_ranks().is_empty(),
-        "{}",
-        crate::dsl::print(&r.cascade)
+    let c = &r.cascade;
+    let text = crate::dsl::print(c);
+    let loop_rank = *c.iterative_ranks().first().expect("a 1-pass loop");
+    let x = c.tensor_by_name("X").expect("input X");
+    // N = Σ_m X[m,p] is one Einsum over the unsplit M, and it comes before every per-step one.
+    let hoisted = c
+        .einsums
+        .iter()
+        .position(|e| c.accesses(e.value).iter().any(|a| a.tensor == x))
+        .expect("X is read");
+    let first_step = c
+        .einsums
+        .iter()
+        .position(|e| {
+            let mut vars = Vec::new();
+            e.output.collect_vars(&mut vars);
+            e.section == crate::ast::Section::Body && vars.contains(&loop_rank)
+        })
+        .expect("a per-step Einsum");
+    assert!(hoisted < first_step, "{text}");
+    let m = c.rank_by_name("M").expect("M");
+    assert_eq!(
+        c.reduced_ranks(crate::ast::EinsumId(hoisted as u32)),
+        vec![m],
+        "{text}"
     );
 }
 
@@ -313,4 +334,42 @@ output O
             assert!(!extra.contains(&t.name.as_str()), "tensor {}", t.name);
         }
     }
+}
+
+/// Scores scaled by another softmax denominator `DX = Σ_m e^(X − max_m X)·Y`: both sums fold
+/// into 1-pass loops over the same tiles, but the scores are computed once per step and cannot
+/// read `DX`'s final state. Extraction computes `DX` before the loop instead (mode `pre`);
+/// without that the lowered cascade would be ambiguous and `rewrite` an internal error.
+#[test]
+fn a_fold_read_inside_the_loop_is_computed_before_it() {
+    let src = "cascade nested
+ranks E F M P
+input Q[E,P] K[E,M] V[F,M] X[M,P] Y[M,P]
+GX[p]   = max(m) X[m,p]
+EX[m,p] = exp(X[m,p] - GX[p])
+DX[p]   = EX[m,p] * Y[m,p]
+QK[m,p] = Q[e,p] * K[e,m]
+S[m,p]  = QK[m,p] * DX[p]
+GM[p]   = max(m) S[m,p]
+SN[m,p] = exp(S[m,p] - GM[p])
+SD[p]   = SN[m,p]
+A[m,p]  = SN[m,p] / SD[p]
+AV[f,p] = A[m,p] * V[f,m]
+output AV
+";
+    let input = parse(src);
+    let cfg = config(
+        passes_objective("M"),
+        ALL_RULES,
+        sizes_for(&input, BIG),
+        &["M"],
+    );
+    let r = check(&input, &cfg, &positive_trial()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.cascade.iterative_ranks().len(),
+        1,
+        "{}",
+        crate::dsl::print(&r.cascade)
+    );
+    assert_eq!((r.before.passes, r.after.passes), (5, 3));
 }

@@ -4,7 +4,8 @@
 //! The terms are attention-like: sums and maxima over `m`, `e` (and `m1` where the cascade has
 //! its own rank `M1`, the name a split of `M` would otherwise give its outer tile), products,
 //! quotients, maxima, exponentials, softmax shapes `e^(s − max_m s)` whose scores may carry an
-//! additive mask `B` with `-inf` entries and a fully `-inf` row, and reads of `X` through the
+//! additive mask `B` with `-inf` entries and a fully `-inf` row (and may be scaled by another
+//! softmax normalizer, which a loop must compute before it), and reads of `X` through the
 //! causal filter `m < p` (absent points; query `p = 0` sees no key at all); one binary op in
 //! four carries an explicit merge.
 //!
@@ -154,6 +155,13 @@ impl Gen<'_> {
     /// `e^(s − max_m s)`, the scores `s` plus the mask `B[m,p]` (with `-inf`) half the time.
     fn softmax(&mut self, depth: u32) -> Term {
         let mut t = self.term(depth - 1);
+        if self.rng.random_range(0..3) == 0 {
+            // Scores scaled by another normalizer `Σ_m e^(y − max_m y)·w`: both sums fold over
+            // the same tiles, and the scores (per step) must not read the other's final state.
+            let norm = self.normalizer();
+            t.id = self.b.add(Cx::Mul([t.id, norm.id]));
+            t.vars.extend(norm.vars);
+        }
         let masked = self.rng.random_range(0..2) == 0;
         if masked {
             let bias = self.access("B", &["m", "p"]);
@@ -168,6 +176,21 @@ impl Gen<'_> {
         t.id = self.b.add(Cx::SubExp([t.id, g]));
         t.zero = masked;
         t
+    }
+
+    /// `Σ_m e^(y − max_m y)·w` over leaves `y`, `w` that read `m`.
+    fn normalizer(&mut self) -> Term {
+        let (y, w) = (self.access("X", &["m", "p"]), self.access("Y", &["m", "p"]));
+        let m = self.b.name("m");
+        let g = self.b.add(Cx::RMax([m, y]));
+        let e = self.b.add(Cx::SubExp([y, g]));
+        let ew = self.b.add(Cx::Mul([e, w]));
+        let id = self.b.add(Cx::Sum([m, ew]));
+        Term {
+            id,
+            zero: false,
+            vars: vars(&["p"]),
+        }
     }
 
     fn binary(&mut self, depth: u32) -> Term {
