@@ -426,10 +426,7 @@ impl Ctx<'_> {
                 leaf_children &= cb.leaf;
             }
             // A value that reduced the whole rank, read with data of that rank: one more pass.
-            // A fold's final state is complete too, whatever else it is indexed by.
-            let complete = !(self.mdep)(c)
-                || matches!(&cb.node, Cx::Fold([i, ..]) if self.family.contains(&self.rank(*i)));
-            let p = if complete && me_dep && cb.passes >= 1 {
+            let p = if !(self.mdep)(c) && me_dep && cb.passes >= 1 {
                 cb.passes + 1
             } else {
                 cb.passes
@@ -451,6 +448,15 @@ impl Ctx<'_> {
         }
         if matches!(node, Cx::At(_) | Cx::State(_)) && me_dep {
             passes = passes.max(1);
+        }
+        // The final state of a fold over the rank, read along another part of the rank (a state
+        // indexed by `m0` or `m`): the read traverses the rank again, after the loop.
+        if let Cx::Fold([i, ..]) = node
+            && self.family.contains(&self.rank(*i))
+            && me_dep
+            && passes >= 1
+        {
+            passes += 1;
         }
         let own = self.own_cost(class, node, best, mode);
         uses.insert((class, mode), own);

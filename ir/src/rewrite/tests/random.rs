@@ -174,7 +174,8 @@ impl Gen<'_> {
         let m = self.b.name("m");
         let g = self.b.add(Cx::RMax([m, t.id]));
         t.id = self.b.add(Cx::SubExp([t.id, g]));
-        t.zero = masked;
+        // Masked rows give 0; absent scores stay absent.
+        t.zero |= masked;
         t
     }
 
