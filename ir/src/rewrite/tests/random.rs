@@ -26,7 +26,7 @@ use crate::rewrite::lang::{self, Cx, Mask, Tiles};
 use crate::rewrite::lift::Builder;
 use crate::rewrite::{RuleSets, Signature, lower};
 
-/// The number of cases: `PROPTEST_CASES` when set (proptest's own variable), else 64.
+/// The number of cases: `PROPTEST_CASES` when set (proptest's own variable), else `default`.
 pub(crate) fn cases(default: u32) -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
