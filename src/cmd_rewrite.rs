@@ -165,8 +165,11 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
         },
         explain: args.explain,
     };
-    let result =
-        rewrite::rewrite(cascade, &config).map_err(|e| UserError::message(e.to_string()))?;
+    // A rewriter bug (an invalid result it refused to hand on) is an internal error: exit 2.
+    let result = rewrite::rewrite(cascade, &config).map_err(|e| match e {
+        rewrite::RewriteError::Internal(_) => anyhow::anyhow!(e),
+        e => UserError::message(e.to_string()).into(),
+    })?;
     let text = dsl::print(&result.cascade);
     if let Some(path) = &args.out {
         fs::write(path, &text)

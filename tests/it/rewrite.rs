@@ -2,18 +2,20 @@
 //!
 //! Goal tests state what the result must be (passes, structure up to naming, op counts,
 //! interpreter-equal to the direct reference); snapshot tests only record the printed cascades.
+//! Every rewrite goes through [`check`]: the result verifies, has unambiguous loop phases and
+//! evaluates equal to its input (f64, 1e-9 relative, `-inf` in the additive masks).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::cascade;
+use crate::support::{cascade, stdout};
 
 use cascade_ir::ast::{Cascade, Constant, Expr, ExprId, IndexExpr, Section, TensorId, TensorKind};
 use cascade_ir::ops::OpKind;
+use cascade_ir::rewrite::check::{self, CheckError, Trial};
 use cascade_ir::rewrite::{
     Limits, Objective, OpWeights, RewriteConfig, Rewritten, RuleSets, Sizes, Stop, op_totals,
-    rewrite,
 };
 use cascade_ir::{ShapeSpec, dsl, eval, library, passes, reference, shape::Shape};
 
@@ -67,8 +69,24 @@ fn config(
     }
 }
 
+/// The interpreter comparison of every rewrite: small sizes, tiles of 3, `-inf` in `MASK`.
+fn trial() -> Trial {
+    let mut trial = Trial::new(
+        &[("E", 3), ("F", 2), ("M", 12), ("P", 5), ("K", 9), ("W", 3)],
+        3,
+    );
+    trial.masks = vec!["MASK".into()];
+    trial
+}
+
+/// The one path by which these tests call the rewriter: `check` rewrites, verifies the result
+/// and compares it with the input under the interpreter.
+fn check(input: &Cascade, config: &RewriteConfig) -> Result<Rewritten, CheckError> {
+    check::check(input, config, &trial())
+}
+
 fn derive(name: &str, config: &RewriteConfig) -> Rewritten {
-    rewrite(&load(name), config).unwrap_or_else(|e| panic!("{name}: {e}"))
+    check(&load(name), config).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn passes_over(c: &Cascade, rank: &str) -> u32 {
@@ -390,7 +408,7 @@ fn explanation_chains_general_rules() {
 fn unsupported_inputs_are_errors_not_panics() {
     let cfg = config(by_passes("M"), ALL, ATTENTION, "M");
     for name in ["attention_1pass", "attention_causal_1pass", "pedagogical_3"] {
-        let err = rewrite(
+        let err = check(
             &load(name),
             &config(
                 by_passes("M"),
@@ -408,9 +426,12 @@ fn unsupported_inputs_are_errors_not_panics() {
                 "M",
             ),
         );
-        assert!(err.is_err(), "{name} should be refused");
+        assert!(
+            matches!(err, Err(CheckError::Rewrite(_))),
+            "{name} should be refused"
+        );
     }
-    let missing = rewrite(
+    let missing = check(
         &load("attention_3pass"),
         &RewriteConfig {
             sizes: spec(&[("E", 1)]),
@@ -726,43 +747,59 @@ fn every_supported_library_cascade_rewrites_soundly() {
             "K"
         };
         for objective in [by_passes(rank), by_ops()] {
-            let Ok(r) = rewrite(&input, &config(objective, ALL, &sizes, rank)) else {
-                continue;
-            };
-            rewritten += 1;
-            let text = dsl::print(&r.cascade);
-            let parsed = dsl::check(&text, name)
-                .unwrap_or_else(|d| panic!("{name}: {d:?}\n{text}"))
-                .cascade;
-            let small: Vec<(&str, i64)> =
-                [("E", 3), ("F", 2), ("M", 12), ("P", 5), ("K", 7), ("W", 3)]
-                    .into_iter()
-                    .filter(|(n, _)| input.rank_by_name(n).is_some())
-                    .collect();
-            let shape_of = |c: &Cascade| {
-                let mut s = spec(&small);
-                for rk in &c.ranks {
-                    if let Some((_, inner)) = rk.split {
-                        s.sizes.insert(c.rank(inner).name.clone(), 4);
-                    }
-                }
-                Shape::resolve(c, &s).expect("shape")
-            };
-            let (s1, s2) = (shape_of(&input), shape_of(&parsed));
-            let inputs = reference::random_inputs(&input, &s1, 21);
-            let a = eval::evaluate(&input, &s1, &inputs).expect("input evaluates");
-            let b = eval::evaluate(&parsed, &s2, &inputs).expect("result evaluates");
-            let (a, b) = (a.output().expect("output"), b.output().expect("output"));
-            assert_eq!(a.present, b.present, "{name}");
-            for (x, y) in a.values.iter().zip(b.values.iter()) {
-                assert!(
-                    (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
-                    "{name}: {x} vs {y}\n{text}"
-                );
+            match check(&input, &config(objective, ALL, &sizes, rank)) {
+                Ok(_) => rewritten += 1,
+                Err(CheckError::Rewrite(_)) => {}
+                Err(e) => panic!("{name}: {e}"),
             }
         }
     }
     assert!(rewritten >= 14, "only {rewritten} rewrites ran");
+}
+
+/// The counterexample of the variable-capture issue, through the CLI: `cascade rewrite` with
+/// `--objective ops` (and `passes`) prints a cascade that verifies and evaluates like the input.
+/// Before the fix the `ops` result multiplied `V` by `Σ_m X` instead of `X[m,p]`.
+#[test]
+fn cli_rewrite_of_the_capture_counterexample_evaluates_like_the_input() {
+    let src = "cascade random
+ranks E F M P
+input X[M,P] Y[M,P] D[P] V[F,M] Q[E,P] K[E,M]
+T1[e,m,p]   = Q[e,p] / X[m,p]
+T2[f,m,p]   = X[m,p] * V[f,m]
+T3[e,f,m,p] = T1[e,m,p] * T2[f,m,p]
+S4[e,p]     = Q[e,p] * X[m,p]
+OUT[e,f,p]  = T3[e,f,m,p] * S4[e,p]
+output OUT
+";
+    let dir = std::env::temp_dir().join(format!("cascade-capture-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("capture.cascade");
+    std::fs::write(&path, src).expect("written");
+    let input = dsl::check(src, "capture").expect("verifies").cascade;
+    let mut trial = trial();
+    trial.values = (0.5, 1.5);
+    for objective in ["ops", "passes"] {
+        let out = cascade(&[
+            "rewrite",
+            path.to_str().expect("utf-8 path"),
+            "--objective",
+            objective,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = stdout(&out);
+        let printed = &text[..text.find("\npasses over").expect("summary")];
+        let result = dsl::check(printed, "stdout")
+            .unwrap_or_else(|d| panic!("{d:?}\n{printed}"))
+            .cascade;
+        check::valid(&result).unwrap_or_else(|e| panic!("{objective}: {e}"));
+        check::equal(&input, &result, &trial).unwrap_or_else(|e| panic!("{objective}: {e}"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -866,26 +903,9 @@ fn cli_rewrite_hardware_objective_on_fusemax_is_no_costlier_and_equal() {
     let close = |a: f64, b: &serde_json::Value| (a - b.as_f64().unwrap()).abs() <= 1e-9 * a;
     assert!(close(before, &v["cost"]["before"]), "{before} vs {v}");
     assert!(close(after, &v["cost"]["after"]), "{after} vs {v}");
-    // Interpreter-equal to the input on random data.
-    let shape_of = |c: &Cascade| {
-        let mut s = spec(SMALL);
-        for r in &c.ranks {
-            if let Some((_, inner)) = r.split {
-                s.sizes.insert(c.rank(inner).name.clone(), 4);
-            }
-        }
-        Shape::resolve(c, &s).expect("shape")
-    };
-    let (s1, s2) = (shape_of(&input), shape_of(&result));
-    for seed in 0..3 {
-        let inputs = reference::random_inputs(&input, &s1, seed);
-        let a = eval::evaluate(&input, &s1, &inputs).expect("input evaluates");
-        let b = eval::evaluate(&result, &s2, &inputs).expect("result evaluates");
-        let (a, b) = (a.output().expect("output"), b.output().expect("output"));
-        for (x, y) in a.values.iter().zip(b.values.iter()) {
-            assert!((x - y).abs() <= 1e-9 * x.abs().max(1.0), "{x} vs {y}");
-        }
-    }
+    // Valid, and interpreter-equal to the input on random data.
+    check::valid(&result).unwrap_or_else(|e| panic!("{e}"));
+    check::equal(&input, &result, &trial()).unwrap_or_else(|e| panic!("{e}"));
     let text = String::from_utf8(
         cascade(&[
             "rewrite",

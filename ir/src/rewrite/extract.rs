@@ -4,15 +4,29 @@
 //! uses, with each class's own cost counted once however often it is shared (the running max
 //! feeds many Einsums). Costs are lexicographic: passes over the chosen rank first when the
 //! objective asks for it, then the summed cost of ops over their iteration spaces.
+//!
+//! Only terms that lower to valid cascades are chosen:
+//!
+//! * no binder of a tile variable `m1`/`m0` encloses a use of `m` inside `(split m …)`
+//!   (lowering cannot rename ranks, so the split's substitution would be captured), and every
+//!   chosen node reads exactly its class's free variables;
+//! * folds iterate one rank variable only. Extraction runs once without folds and once for each
+//!   rank variable that some fold iterates, and [`extract_all`] returns every run's result;
+//! * in a run with folds over `v`, no Einsum reduces `v` (a sum over the whole rank is
+//!   `Σ_m x`, not `Σ_m1 Σ_m0 x[m := …]`: the reduction is hoisted out of the loop), and an
+//!   Einsum that runs once per step (its tensor is indexed by `v`) reads a value that does not
+//!   vary with `v` only if that value is computed before the loop: its whole term reads no
+//!   per-step tensor and no final state. A class read that way is extracted a second time under
+//!   that constraint (mode `pre`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use egg::{Id, Language, RecExpr};
 
-use super::lang::{Cx, CxGraph, inner_name, outer_name, reduction};
+use super::lang::{Cx, CxGraph, Tiles, binary_of, binder, facts, node_facts, reduction};
 use super::lift::Builder;
 use crate::ops::OpKind;
 
@@ -67,14 +81,94 @@ impl Objective {
     }
 }
 
+/// How a class is lowered where it is read: under the split of the loop rank's parent (its
+/// tensors are then indexed by the tiles), and whether its value must be ready before the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Mode {
+    pre: bool,
+    env: bool,
+}
+
+const ANY: Mode = Mode {
+    pre: false,
+    env: false,
+};
+
+/// One extraction run: the rank variable that folds may iterate (`None`: no folds).
+#[derive(Debug, Clone)]
+struct Run {
+    var: Option<String>,
+    /// The rank variable whose tile `var` is (`m` for `m1`).
+    parent: Option<String>,
+    /// Whether the run's validity rules apply (off to price a given term as it is).
+    checked: bool,
+}
+
+impl Run {
+    fn modes(&self) -> Vec<Mode> {
+        match (&self.var, &self.parent) {
+            (None, _) => vec![ANY],
+            (Some(_), None) => vec![
+                ANY,
+                Mode {
+                    pre: true,
+                    env: false,
+                },
+            ],
+            (Some(_), Some(_)) => [false, true]
+                .into_iter()
+                .flat_map(|pre| [false, true].map(|env| Mode { pre, env }))
+                .collect(),
+        }
+    }
+}
+
 /// The cost of a term: passes over the objective's rank and the summed op cost.
 #[derive(Debug, Clone)]
 struct Best {
     node: Cx,
     passes: u32,
     total: f64,
-    /// Classes used by the term, each with its own node's cost.
-    uses: Rc<BTreeMap<Id, f64>>,
+    /// Classes (in a mode) used by the term, each with its own node's cost.
+    uses: Rc<BTreeMap<(Id, Mode), f64>>,
+    /// Rank variables `m` such that the term binds a tile variable of `m` around a use of `m`.
+    captures: Rc<BTreeSet<String>>,
+    /// The term lowers to an access with no Einsum of its own (an input, a split input, a
+    /// filtered input or a constant).
+    leaf: bool,
+}
+
+type Bests = HashMap<(Id, Mode), Best>;
+
+/// One extracted term with the e-class of each of its nodes and its cost.
+#[derive(Debug, Clone)]
+pub struct Extracted {
+    pub expr: RecExpr<Cx>,
+    pub classes: Vec<Id>,
+    pub passes: u32,
+    pub total: f64,
+}
+
+/// The best term for `root` of every extraction run, cheapest first.
+pub fn extract_all(
+    egraph: &CxGraph,
+    root: Id,
+    objective: &Objective,
+    size: &dyn Fn(&str) -> f64,
+) -> Vec<Extracted> {
+    let mut out = Vec::new();
+    for run in runs(egraph, true) {
+        if let Some(e) = extract_run(egraph, root, objective, size, &run) {
+            out.push(e);
+        }
+    }
+    // Stable: on equal cost the run without folds comes first.
+    out.sort_by(|a, b| {
+        (a.passes, a.total)
+            .partial_cmp(&(b.passes, b.total))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    out
 }
 
 /// Extracts the best term for `root` and the e-class of each node of the result.
@@ -84,117 +178,425 @@ pub fn extract(
     objective: &Objective,
     size: &dyn Fn(&str) -> f64,
 ) -> Option<(RecExpr<Cx>, Vec<Id>)> {
-    let best = choose(egraph, objective, size);
-    let root = egraph.find(root);
-    best.get(&root)?;
-    let mut b = Builder::default();
-    let mut classes = Vec::new();
-    let mut memo = HashMap::new();
-    build(
-        egraph,
-        &best,
-        root,
-        &mut b,
-        &mut classes,
-        &mut memo,
-        &mut Vec::new(),
-    )?;
-    Some((b.expr, classes))
+    extract_all(egraph, root, objective, size)
+        .into_iter()
+        .next()
+        .map(|e| (e.expr, e.classes))
 }
 
-/// The best node of every class, by greedy fixpoint over the DAG costs.
-fn choose(
+fn extract_run(
     egraph: &CxGraph,
+    root: Id,
     objective: &Objective,
     size: &dyn Fn(&str) -> f64,
-) -> HashMap<Id, Best> {
+    run: &Run,
+) -> Option<Extracted> {
+    let tiles = &egraph.analysis.tiles;
     let rank_vars: Vec<String> = match objective {
         Objective::Passes { rank, .. } => {
             let v = rank.to_lowercase();
-            vec![outer_name(&v), inner_name(&v), v]
+            vec![tiles.outer(&v), tiles.inner(&v), v]
         }
         Objective::Cost(_) => Vec::new(),
     };
     let mdep = |id: Id| rank_vars.iter().any(|v| egraph[id].data.vars.contains(v));
-    let mut ids: Vec<Id> = egraph.classes().map(|c| c.id).collect();
-    ids.sort();
-    let mut best: HashMap<Id, Best> = HashMap::new();
-    for _round in 0..64 {
-        let mut changed = false;
-        for &class in &ids {
-            for node in &egraph[class].nodes {
-                let Some(cand) = candidate(egraph, class, node, &best, objective, size, &mdep)
-                else {
-                    continue;
-                };
-                let better = match best.get(&class) {
-                    None => true,
-                    Some(old) => {
-                        // Relative slack against float noise; an infinite cost (a kind the model
-                        // cannot price) yields to any finite one.
-                        let slack = if old.total.is_finite() {
-                            1e-9 * old.total.abs()
-                        } else {
-                            0.0
-                        };
-                        (cand.passes, cand.total) < (old.passes, old.total - slack)
-                    }
-                };
-                if better {
-                    best.insert(class, cand);
-                    changed = true;
-                }
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    best
+    let cx = Ctx {
+        egraph,
+        objective,
+        size,
+        mdep: &mdep,
+        family: &rank_vars,
+        run,
+    };
+    let best = cx.choose();
+    let root = egraph.find(root);
+    let top = best.get(&(root, ANY))?;
+    let (passes, total) = (top.passes, top.total);
+    let mut b = Builder::default();
+    let mut build = Build {
+        cx: &cx,
+        best: &best,
+        b: &mut b,
+        classes: Vec::new(),
+        memo: HashMap::new(),
+        stack: Vec::new(),
+    };
+    build.build(root, ANY)?;
+    let classes = build.classes;
+    Some(Extracted {
+        expr: b.expr,
+        classes,
+        passes,
+        total,
+    })
 }
 
-fn build(
-    egraph: &CxGraph,
-    best: &HashMap<Id, Best>,
-    class: Id,
-    b: &mut Builder,
-    classes: &mut Vec<Id>,
-    memo: &mut HashMap<Id, Id>,
-    stack: &mut Vec<Id>,
-) -> Option<Id> {
-    let class = egraph.find(class);
-    if let Some(id) = memo.get(&class) {
-        return Some(*id);
+/// The runs: without folds, then one per rank variable that a fold of the e-graph iterates.
+fn runs(egraph: &CxGraph, checked: bool) -> Vec<Run> {
+    let tiles = &egraph.analysis.tiles;
+    let mut vars = BTreeSet::new();
+    for class in egraph.classes() {
+        for node in &class.nodes {
+            if let Cx::Fold([i, ..]) | Cx::Scan([i, ..]) | Cx::ScanPrev([i, ..]) | Cx::State(i) =
+                node
+            {
+                vars.extend(facts(egraph, *i).rank.clone());
+            }
+        }
     }
-    if stack.contains(&class) {
-        return None;
+    let mut out = vec![Run {
+        var: None,
+        parent: None,
+        checked,
+    }];
+    for v in vars {
+        let parent = tiles
+            .parent_of(&v)
+            .filter(|(_, outer)| *outer)
+            .map(|(p, _)| p);
+        out.push(Run {
+            var: Some(v),
+            parent,
+            checked,
+        });
     }
-    stack.push(class);
-    let node = best.get(&class)?.node.clone();
-    let mut kids = Vec::new();
-    for c in node.children() {
-        kids.push(build(egraph, best, *c, b, classes, memo, stack)?);
+    if !checked {
+        // Pricing a given term: one run that takes whatever folds it has.
+        out.truncate(1);
     }
-    let mut k = kids.into_iter();
-    let node = node.map_children(|_| k.next().expect("one id per child"));
-    let before = b.expr.as_ref().len();
-    let id = b.add(node);
-    if b.expr.as_ref().len() > before {
-        classes.push(class);
+    out
+}
+
+/// Whether `cand` beats the best so far.
+fn better(cand: &Best, old: Option<&Best>) -> bool {
+    let Some(old) = old else {
+        return true;
+    };
+    // Relative slack against float noise; an infinite cost (a kind the model cannot price)
+    // yields to any finite one.
+    let slack = if old.total.is_finite() {
+        1e-9 * old.total.abs()
+    } else {
+        0.0
+    };
+    (cand.passes, cand.total) < (old.passes, old.total - slack)
+}
+
+/// What a candidate needs to know besides the bests found so far.
+struct Ctx<'a> {
+    egraph: &'a CxGraph,
+    objective: &'a Objective,
+    size: &'a dyn Fn(&str) -> f64,
+    mdep: &'a dyn Fn(Id) -> bool,
+    /// The objective's rank variable and its tiles (empty for cost objectives).
+    family: &'a [String],
+    run: &'a Run,
+}
+
+impl Ctx<'_> {
+    /// The best node of every class in every mode of the run, by greedy fixpoint over DAG
+    /// costs.
+    fn choose(&self) -> Bests {
+        let egraph = self.egraph;
+        let mut ids: Vec<Id> = egraph.classes().map(|c| c.id).collect();
+        ids.sort();
+        let modes = self.run.modes();
+        let mut best: Bests = HashMap::new();
+        for _round in 0..64 {
+            let mut changed = false;
+            for &class in &ids {
+                for &mode in &modes {
+                    if mode.env && !self.under_env(class) {
+                        continue;
+                    }
+                    for node in &egraph[class].nodes {
+                        let Some(cand) = self.candidate(class, mode, node, &best) else {
+                            continue;
+                        };
+                        if better(&cand, best.get(&(class, mode))) {
+                            best.insert((class, mode), cand);
+                            changed = true;
+                        }
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        best
     }
-    stack.pop();
-    memo.insert(class, id);
-    Some(id)
+
+    fn rank(&self, id: Id) -> String {
+        facts(self.egraph, id).rank.clone().unwrap_or_default()
+    }
+
+    /// Whether a class is lowered under the loop rank's split when its reader is: only where it
+    /// reads the split rank.
+    fn under_env(&self, class: Id) -> bool {
+        self.run
+            .parent
+            .as_ref()
+            .is_some_and(|p| facts(self.egraph, class).vars.contains(p))
+    }
+
+    /// Whether the class's tensor, lowered in `mode`, is indexed by the loop variable (or reads
+    /// a fold state): an Einsum that runs once per step.
+    fn per_step(&self, class: Id, mode: Mode) -> bool {
+        let Some(v) = &self.run.var else {
+            return false;
+        };
+        let f = facts(self.egraph, class);
+        f.state || f.vars.contains(v) || (mode.env && self.under_env(class))
+    }
+
+    /// The mode child `c` of `node` (in `class`, `mode`) is lowered in.
+    fn child_mode(&self, class: Id, mode: Mode, node: &Cx, c: Id) -> Mode {
+        let splits_parent =
+            matches!(node, Cx::Split([q, _]) if Some(self.rank(*q)) == self.run.parent);
+        let env = (mode.env || splits_parent) && self.under_env(c);
+        let child = Mode { pre: false, env };
+        let pre = mode.pre || (self.per_step(class, mode) && !self.per_step(c, child));
+        Mode { pre, env }
+    }
+
+    /// Whether the run allows the node at all (in `mode`, before looking at its children).
+    fn allowed(&self, class: Id, mode: Mode, node: &Cx) -> bool {
+        if !self.run.checked {
+            return true;
+        }
+        // The node reads exactly its class's free variables (none that a sound merge proved
+        // irrelevant): lowering indexes tensors by the variables it reads.
+        if node_facts(self.egraph, node).vars != facts(self.egraph, class).vars {
+            return false;
+        }
+        match node {
+            Cx::Fold([i, ..]) | Cx::Scan([i, ..]) | Cx::ScanPrev([i, ..]) | Cx::State(i) => {
+                // A fold's final value is ready only after the loop.
+                Some(self.rank(*i)) == self.run.var && !(mode.pre && matches!(node, Cx::Fold(_)))
+            }
+            // Lowering splits one rank at a time, and never the rank it iterates.
+            Cx::Split([q, _]) => Some(self.rank(*q)) != self.run.var && !mode.env,
+            // An Einsum reduces the ranks its operands read: `Σ_e x` with `x` independent of
+            // `e` (that is `|E|·x`) has no Einsum. And no Einsum reduces the loop's rank: one
+            // whose space has the loop variable but whose output lacks it has no single place
+            // in the loop (a sum over the whole rank is `Σ_m x` instead of `Σ_m1 Σ_m0 …`).
+            Cx::Sum([r, x]) | Cx::RMax([r, x]) | Cx::RMin([r, x]) | Cx::RProd([r, x]) => {
+                let r = self.rank(*r);
+                facts(self.egraph, *x).vars.contains(&r) && self.run.var.as_ref() != Some(&r)
+            }
+            _ => true,
+        }
+    }
+
+    /// The mode child `c` is chosen in, as `candidate` looks it up.
+    fn mode_of_child(&self, class: Id, mode: Mode, node: &Cx, c: Id) -> Mode {
+        if self.run.checked {
+            self.child_mode(class, mode, node, c)
+        } else {
+            ANY
+        }
+    }
+
+    fn candidate(&self, class: Id, mode: Mode, node: &Cx, best: &Bests) -> Option<Best> {
+        let egraph = self.egraph;
+        if !self.allowed(class, mode, node) {
+            return None;
+        }
+        let mut uses: BTreeMap<(Id, Mode), f64> = BTreeMap::new();
+        let mut captures: BTreeSet<String> = BTreeSet::new();
+        let mut passes = 0u32;
+        let mut leaf_children = true;
+        let me_dep = (self.mdep)(class);
+        let value_children = value_children(node);
+        for (k, c) in node.children().iter().enumerate() {
+            let c = egraph.find(*c);
+            if c == class {
+                return None;
+            }
+            let cb = best.get(&(c, self.mode_of_child(class, mode, node, c)))?;
+            if cb.uses.contains_key(&(class, mode)) {
+                return None;
+            }
+            for (key, v) in cb.uses.iter() {
+                uses.insert(*key, *v);
+            }
+            captures.extend(cb.captures.iter().cloned());
+            if value_children.contains(&k) {
+                leaf_children &= cb.leaf;
+            }
+            // A value that reduced the whole rank, read with data of that rank: one more pass.
+            let p = if !(self.mdep)(c) && me_dep && cb.passes >= 1 {
+                cb.passes + 1
+            } else {
+                cb.passes
+            };
+            passes = passes.max(p);
+        }
+        let leaf = match node {
+            Cx::At(_) | Cx::Lit(_) | Cx::Mask(_) | Cx::Name(_) | Cx::Outer(_) | Cx::Inner(_) => {
+                true
+            }
+            Cx::Where(_) | Cx::Split(_) => leaf_children,
+            _ => false,
+        };
+        if self.run.checked {
+            if mode.pre && self.per_step(class, mode) && !leaf {
+                return None;
+            }
+            self.capture_check(class, node, &mut captures)?;
+        }
+        if matches!(node, Cx::At(_) | Cx::State(_)) && me_dep {
+            passes = passes.max(1);
+        }
+        // The final state of a fold over the rank, read along another part of the rank (a state
+        // indexed by `m0` or `m`): the read traverses the rank again, after the loop.
+        if let Cx::Fold([i, ..]) = node
+            && self.family.contains(&self.rank(*i))
+            && me_dep
+            && passes >= 1
+        {
+            passes += 1;
+        }
+        let own = self.own_cost(class, node, best, mode);
+        uses.insert((class, mode), own);
+        let total = uses.values().sum();
+        Some(Best {
+            node: node.clone(),
+            passes,
+            total,
+            uses: Rc::new(uses),
+            captures: Rc::new(captures),
+            leaf,
+        })
+    }
+
+    /// Adds what a binder node captures; `None` when a split would capture a tile variable.
+    fn capture_check(&self, class: Id, node: &Cx, captures: &mut BTreeSet<String>) -> Option<()> {
+        let tiles: &Tiles = &self.egraph.analysis.tiles;
+        let Some(r) = binder(node) else {
+            return Some(());
+        };
+        let bound = self.rank(r);
+        if let Cx::Split(_) = node {
+            return (!captures.contains(&bound)).then_some(());
+        }
+        for v in &facts(self.egraph, class).vars {
+            if tiles.outer(v) == bound || tiles.inner(v) == bound {
+                captures.insert(v.clone());
+            }
+        }
+        Some(())
+    }
+
+    /// The cost of the node's own ops over its iteration space.
+    fn own_cost(&self, class: Id, node: &Cx, best: &Bests, mode: Mode) -> f64 {
+        let egraph = self.egraph;
+        // Ops over the iteration space: a reduction's space is its body's, a map's its own.
+        let space = match reduction(node) {
+            Some((_, body)) => &egraph[body].data.vars,
+            None => &egraph[class].data.vars,
+        };
+        let points: f64 = space.iter().map(|v| (self.size)(v)).product();
+        let cost = self.objective.cost();
+        let mut own: f64 = node_ops(node)
+            .iter()
+            .map(|k| cost.op_cost(*k, points))
+            .sum();
+        // A sum of products is a multiply-accumulate, as `ops::point_ops` counts it: the sum
+        // turns the body's multiply into a MAC instead of adding its own add.
+        if let Cx::Sum([_, body]) = node {
+            let body = egraph.find(*body);
+            let body_mode = self.mode_of_child(class, mode, node, body);
+            if matches!(
+                best.get(&(body, body_mode)).map(|b| &b.node),
+                Some(Cx::Mul(_))
+            ) {
+                let (mac, mul) = (
+                    cost.op_cost(OpKind::Mac, points),
+                    cost.op_cost(OpKind::Mul, points),
+                );
+                // An unpriceable multiply already makes the body infinite; ∞ − ∞ would be NaN.
+                own = if mul.is_finite() { mac - mul } else { mac };
+            }
+        }
+        if matches!(node, Cx::Split(_)) {
+            // A split is free, but a direct form is preferred when one exists.
+            own += 1e-6;
+        }
+        own
+    }
+}
+
+/// The positions of a node's children that are values (not rank or tensor names).
+fn value_children(node: &Cx) -> Vec<usize> {
+    match node {
+        Cx::At(_) | Cx::Outer(_) | Cx::Inner(_) | Cx::State(_) => Vec::new(),
+        Cx::Where(_) | Cx::Split(_) => vec![1],
+        _ if binder(node).is_some() => (1..node.children().len()).collect(),
+        _ => (0..node.children().len()).collect(),
+    }
+}
+
+/// Writes the chosen terms into one hash-consed `RecExpr`.
+struct Build<'a> {
+    cx: &'a Ctx<'a>,
+    best: &'a Bests,
+    b: &'a mut Builder,
+    classes: Vec<Id>,
+    memo: HashMap<(Id, Mode), Id>,
+    stack: Vec<(Id, Mode)>,
+}
+
+impl Build<'_> {
+    fn build(&mut self, class: Id, mode: Mode) -> Option<Id> {
+        let egraph = self.cx.egraph;
+        let class = egraph.find(class);
+        if let Some(id) = self.memo.get(&(class, mode)) {
+            return Some(*id);
+        }
+        if self.stack.contains(&(class, mode)) {
+            return None;
+        }
+        self.stack.push((class, mode));
+        let node = self.best.get(&(class, mode))?.node.clone();
+        let mut kids = Vec::new();
+        for c in node.children() {
+            let c = egraph.find(*c);
+            let cm = self.cx.mode_of_child(class, mode, &node, c);
+            kids.push(self.build(c, cm)?);
+        }
+        let mut k = kids.into_iter();
+        let node = node.map_children(|_| k.next().expect("one id per child"));
+        let before = self.b.expr.as_ref().len();
+        let id = self.b.add(node);
+        if self.b.expr.as_ref().len() > before {
+            self.classes.push(class);
+        }
+        self.stack.pop();
+        self.memo.insert((class, mode), id);
+        Some(id)
+    }
 }
 
 /// The ops a node performs at each point of its iteration space.
 fn node_ops(node: &Cx) -> &'static [OpKind] {
+    use crate::ast::BinaryOp;
+    if let Some((op, _)) = binary_of(node) {
+        // A merge decides which points are computed, not what each costs.
+        return match op {
+            BinaryOp::Add | BinaryOp::Sub => &[OpKind::Add],
+            BinaryOp::Max | BinaryOp::Min => &[OpKind::Max],
+            BinaryOp::Mul => &[OpKind::Mul],
+            BinaryOp::Div => &[OpKind::Div],
+            BinaryOp::SubExp => &[OpKind::Add, OpKind::Exp],
+        };
+    }
     match node {
-        Cx::Sum(_) | Cx::Add(_) | Cx::Sub(_) => &[OpKind::Add],
-        Cx::RMax(_) | Cx::RMin(_) | Cx::Max(_) | Cx::Min(_) => &[OpKind::Max],
-        Cx::RProd(_) | Cx::Mul(_) => &[OpKind::Mul],
-        Cx::Div(_) | Cx::Recip(_) => &[OpKind::Div],
-        Cx::SubExp(_) => &[OpKind::Add, OpKind::Exp],
+        Cx::Sum(_) => &[OpKind::Add],
+        Cx::RMax(_) | Cx::RMin(_) => &[OpKind::Max],
+        Cx::RProd(_) => &[OpKind::Mul],
+        Cx::Recip(_) => &[OpKind::Div],
         Cx::Exp(_) => &[OpKind::Exp],
         Cx::Neg(_)
         | Cx::Sqrt(_)
@@ -207,90 +609,18 @@ fn node_ops(node: &Cx) -> &'static [OpKind] {
     }
 }
 
-fn candidate(
-    egraph: &CxGraph,
-    class: Id,
-    node: &Cx,
-    best: &HashMap<Id, Best>,
-    objective: &Objective,
-    size: &dyn Fn(&str) -> f64,
-    mdep: &dyn Fn(Id) -> bool,
-) -> Option<Best> {
-    let mut uses: BTreeMap<Id, f64> = BTreeMap::new();
-    let mut passes = 0u32;
-    let me_dep = mdep(class);
-    for c in node.children() {
-        let c = egraph.find(*c);
-        if c == class {
-            return None;
-        }
-        let cb = best.get(&c)?;
-        if cb.uses.contains_key(&class) {
-            return None;
-        }
-        for (k, v) in cb.uses.iter() {
-            uses.insert(*k, *v);
-        }
-        // A value that reduced the whole rank, read with data of that rank: one more pass.
-        let p = if !mdep(c) && me_dep && cb.passes >= 1 {
-            cb.passes + 1
-        } else {
-            cb.passes
-        };
-        passes = passes.max(p);
-    }
-    if matches!(node, Cx::At(_) | Cx::State(_)) && me_dep {
-        passes = passes.max(1);
-    }
-    // Ops over the iteration space: a reduction's space is its body's, a map's its own.
-    let space = match reduction(node) {
-        Some((_, body)) => &egraph[body].data.vars,
-        None => &egraph[class].data.vars,
-    };
-    let points: f64 = space.iter().map(|v| size(v)).product();
-    let cost = objective.cost();
-    let mut own: f64 = node_ops(node)
-        .iter()
-        .map(|k| cost.op_cost(*k, points))
-        .sum();
-    // A sum of products is a multiply-accumulate, as `ops::point_ops` counts it: the sum turns
-    // the body's multiply into a MAC instead of adding its own add.
-    if let Cx::Sum([_, body]) = node
-        && matches!(
-            best.get(&egraph.find(*body)).map(|b| &b.node),
-            Some(Cx::Mul(_))
-        )
-    {
-        let (mac, mul) = (
-            cost.op_cost(OpKind::Mac, points),
-            cost.op_cost(OpKind::Mul, points),
-        );
-        // An unpriceable multiply already makes the body infinite; ∞ − ∞ would be NaN.
-        own = if mul.is_finite() { mac - mul } else { mac };
-    }
-    if matches!(node, Cx::Split(_)) {
-        // A split is free, but a direct form is preferred when one exists.
-        own += 1e-6;
-    }
-    uses.insert(class, own);
-    let total = uses.values().sum();
-    Some(Best {
-        node: node.clone(),
-        passes,
-        total,
-        uses: Rc::new(uses),
-    })
-}
-
 /// Passes over `rank` of a term, by the same rule extraction uses.
-pub fn term_passes(expr: &RecExpr<Cx>, rank: &str) -> u32 {
-    let mut g = CxGraph::default();
+pub fn term_passes(expr: &RecExpr<Cx>, rank: &str, tiles: &Tiles) -> u32 {
+    let mut g = CxGraph::new(super::lang::Scope {
+        tiles: tiles.clone(),
+        ..Default::default()
+    });
     let root = g.add_expr(expr);
     g.rebuild();
     let objective = Objective::Passes {
         rank: rank.to_string(),
         cost: Arc::new(OpWeights::flops()),
     };
-    let best = choose(&g, &objective, &|_| 1.0);
-    best.get(&g.find(root)).map_or(0, |b| b.passes)
+    let run = runs(&g, false).remove(0);
+    extract_run(&g, root, &objective, &|_| 1.0, &run).map_or(0, |e| e.passes)
 }

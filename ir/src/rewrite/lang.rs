@@ -15,14 +15,28 @@
 //!   `(scan i init step)` is `S[i+1]` and `(scan-prev i init step)` is `S[i]`, read inside
 //!   another fold's step; a fold binds the `(state i)` leaves of its own step.
 //! * Maps: `+ - * / max min subexp` (binary, default merges) and unary functions.
+//!   A binary op with an explicit merge other than its default is its own operator,
+//!   `(+{&} a b)` ([`MergedOp`]): rules written for the default merges never match it, and only
+//!   the rules that hold for every pointwise op (`split-push-*`) are stated for it.
 //!
 //! The literal `0` as a fold's `init` means "absent", as `RD[0,p] = 0` does in the DSL.
+//!
+//! # Binders and fresh names
+//!
+//! Reductions, folds and scans bind their rank variable; `(split m x)` binds `m` in `x` and
+//! substitutes `m1·M0 + m0` for it, capture-avoiding: a rule may only introduce the tile
+//! variables where they are fresh (`Cond::Fresh`), and lowering refuses a term that would need
+//! a bound tile variable renamed. The tile variables of a rank are named by [`Tiles`], which
+//! picks names that no declared rank, rank variable or tensor uses (`m1`/`m0`, else `m_1`/`m_0`,
+//! …), so a cascade that already has a rank `M1` never has it captured by a split of `M`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
 use egg::{Analysis, DidMerge, EGraph, Id, Language, Symbol, define_language};
+
+use crate::ast::{BinaryOp, Merge};
 
 define_language! {
     /// Cascade expressions (see the module documentation for the meaning of each operator).
@@ -56,6 +70,7 @@ define_language! {
         "elu1" = Elu1(Id),
         "tanh" = Tanh(Id),
         "where" = Where([Id; 2]),
+        Merged(MergedOp, [Id; 2]),
         Lit(Lit),
         Mask(Mask),
         Name(Symbol),
@@ -128,6 +143,101 @@ impl FromStr for Mask {
     }
 }
 
+/// A binary map op with an explicit merge that is not its default (`+{&}`, `*{1}`, `/{|}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MergedOp {
+    pub op: BinaryOp,
+    pub merge: Merge,
+}
+
+const MERGES: [Merge; 4] = [Merge::Intersect, Merge::Union, Merge::Right, Merge::All];
+
+impl MergedOp {
+    /// A total order for the e-graph: by op, then by merge, in table order.
+    fn key(&self) -> (usize, usize) {
+        (
+            BINARY.iter().position(|(_, o)| *o == self.op).unwrap_or(0),
+            MERGES.iter().position(|m| *m == self.merge).unwrap_or(0),
+        )
+    }
+
+    /// Every binary op with every merge that is not its default, in a fixed order.
+    pub fn all() -> Vec<MergedOp> {
+        let mut out = Vec::new();
+        for (_, op) in BINARY {
+            for merge in MERGES {
+                if merge != op.default_merge() {
+                    out.push(MergedOp { op, merge });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The language's spelling of each binary op (with its default merge).
+pub const BINARY: [(&str, BinaryOp); 7] = [
+    ("+", BinaryOp::Add),
+    ("-", BinaryOp::Sub),
+    ("*", BinaryOp::Mul),
+    ("/", BinaryOp::Div),
+    ("max", BinaryOp::Max),
+    ("min", BinaryOp::Min),
+    ("subexp", BinaryOp::SubExp),
+];
+
+/// The spelling of a binary op.
+pub fn binary_name(op: BinaryOp) -> &'static str {
+    BINARY
+        .iter()
+        .find(|(_, o)| *o == op)
+        .map_or("?", |(name, _)| name)
+}
+
+impl PartialOrd for MergedOp {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for MergedOp {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl fmt::Display for MergedOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{{{}}}", binary_name(self.op), self.merge)
+    }
+}
+
+impl FromStr for MergedOp {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("not a merged op: {s}");
+        let (name, rest) = s.split_once('{').ok_or_else(bad)?;
+        let merge = match rest.strip_suffix('}').ok_or_else(bad)? {
+            "&" => Merge::Intersect,
+            "|" => Merge::Union,
+            "<-" => Merge::Right,
+            "1" => Merge::All,
+            _ => return Err(bad()),
+        };
+        let op = BINARY
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, op)| *op)
+            .ok_or_else(bad)?;
+        if merge == op.default_merge() {
+            // The default merge is spelled without braces: one spelling per meaning.
+            return Err(bad());
+        }
+        Ok(MergedOp { op, merge })
+    }
+}
+
 /// The binary map ops with their default merges, in the language's spelling.
 pub const BINARY_OPS: [&str; 7] = ["+", "-", "*", "/", "max", "min", "subexp"];
 
@@ -150,6 +260,9 @@ pub struct Facts {
     pub state: bool,
     /// The class contains a tensor or rank name leaf (not a value).
     pub name: bool,
+    /// The value is present at every point (no filter, merge or empty fiber leaves one
+    /// absent): a must-fact, set when one node of the class proves it.
+    pub total: bool,
 }
 
 impl Facts {
@@ -168,6 +281,90 @@ pub struct Scope {
     pub fold: BTreeSet<String>,
     /// The index variables each filter condition reads, by [`Mask`] number.
     pub masks: Vec<BTreeSet<String>>,
+    /// The names of the tile variables of each rank variable.
+    pub tiles: Tiles,
+}
+
+/// The tile variables `(outer m)` and `(inner m)` of each rank variable, named so that no
+/// declared rank, rank variable or tensor of the cascade has the same name.
+///
+/// A rank without an entry (an e-graph built without a cascade, as in tests) gets the plain
+/// names [`outer_name`] and [`inner_name`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tiles {
+    by_var: BTreeMap<String, (String, String)>,
+}
+
+impl Tiles {
+    /// Tile names for every rank in `ranks` (uppercase rank names), avoiding `ranks`, their
+    /// index variables, `tensors`, the DSL's reserved words and each other.
+    pub fn new<'a>(
+        ranks: impl IntoIterator<Item = &'a str>,
+        tensors: impl IntoIterator<Item = &'a str>,
+    ) -> Tiles {
+        let ranks: Vec<String> = ranks.into_iter().map(str::to_string).collect();
+        // Names compared in lowercase: a rank's variable is its lowercase name, and a tensor
+        // may share neither the rank's name nor its variable.
+        let mut taken: BTreeSet<String> = ranks.iter().map(|r| r.to_lowercase()).collect();
+        taken.extend(tensors.into_iter().map(str::to_lowercase));
+        taken.extend(crate::dsl::RESERVED.iter().map(|w| w.to_string()));
+        let mut by_var = BTreeMap::new();
+        for rank in &ranks {
+            let v = rank.to_lowercase();
+            let mut pad = String::new();
+            let (outer, inner) = loop {
+                let (o, i) = (format!("{v}{pad}1"), format!("{v}{pad}0"));
+                if !taken.contains(&o) && !taken.contains(&i) {
+                    break (o, i);
+                }
+                pad.push('_');
+            };
+            taken.insert(outer.clone());
+            taken.insert(inner.clone());
+            by_var.insert(v, (outer, inner));
+        }
+        Tiles { by_var }
+    }
+
+    /// Tile names for the ranks of `cascade`, avoiding every name it declares.
+    pub fn of_cascade(cascade: &crate::ast::Cascade) -> Tiles {
+        Tiles::new(
+            cascade.ranks.iter().map(|r| r.name.as_str()),
+            cascade.tensors.iter().map(|t| t.name.as_str()),
+        )
+    }
+
+    /// The outer tile variable of rank variable `m` (`m1`).
+    pub fn outer(&self, m: &str) -> String {
+        self.by_var
+            .get(m)
+            .map_or_else(|| outer_name(m), |(o, _)| o.clone())
+    }
+
+    /// The inner tile variable of rank variable `m` (`m0`).
+    pub fn inner(&self, m: &str) -> String {
+        self.by_var
+            .get(m)
+            .map_or_else(|| inner_name(m), |(_, i)| i.clone())
+    }
+
+    /// The rank variable whose tile variable `var` is, and whether it is the outer one.
+    pub fn parent_of(&self, var: &str) -> Option<(String, bool)> {
+        for (m, (o, i)) in &self.by_var {
+            if o == var {
+                return Some((m.clone(), true));
+            }
+            if i == var {
+                return Some((m.clone(), false));
+            }
+        }
+        // Without an entry, the plain names `m1`/`m0` of some variable `m`.
+        let (parent, last) = var.split_at(var.len().checked_sub(1)?);
+        if self.by_var.is_empty() && !parent.is_empty() && (last == "1" || last == "0") {
+            return Some((parent.to_string(), last == "1"));
+        }
+        None
+    }
 }
 
 /// The e-graph type of the rewriter.
@@ -183,10 +380,41 @@ pub fn inner_name(m: &str) -> String {
     format!("{m}0")
 }
 
-impl Analysis<Cx> for Scope {
-    type Data = Facts;
+/// Whether a node's value is present everywhere, from its children's classes (conservative:
+/// filters, folds and fold states are not).
+fn node_total(egraph: &CxGraph, enode: &Cx) -> bool {
+    let total = |id: &Id| egraph[*id].data.total;
+    if let Some((_, merge)) = binary_of(enode) {
+        let [a, b] = [enode.children()[0], enode.children()[1]];
+        return match merge {
+            Merge::Intersect => total(&a) && total(&b),
+            Merge::Union => total(&a) || total(&b),
+            Merge::Right => total(&b),
+            Merge::All => true,
+        };
+    }
+    match enode {
+        Cx::At(_) | Cx::Lit(_) => true,
+        Cx::Where(_)
+        | Cx::Fold(_)
+        | Cx::Scan(_)
+        | Cx::ScanPrev(_)
+        | Cx::State(_)
+        | Cx::Name(_)
+        | Cx::Outer(_)
+        | Cx::Inner(_)
+        | Cx::Mask(_) => false,
+        // A reduction over a non-empty rank of a total body; a split or unary op of one.
+        Cx::Sum([_, x]) | Cx::RMax([_, x]) | Cx::RMin([_, x]) | Cx::RProd([_, x]) => total(x),
+        Cx::Split([_, x]) => total(x),
+        other => other.children().iter().all(total),
+    }
+}
 
-    fn make(egraph: &mut CxGraph, enode: &Cx, _id: Id) -> Facts {
+/// The facts of one node from its children's classes: what the analysis gives a class with
+/// only this node (a class's facts are the intersection over its nodes).
+pub fn node_facts(egraph: &CxGraph, enode: &Cx) -> Facts {
+    {
         let data = |id: &Id| &egraph[*id].data;
         let rank_of = |id: &Id| data(id).rank.clone().unwrap_or_default();
         let union = |ids: &[Id]| {
@@ -203,6 +431,7 @@ impl Analysis<Cx> for Scope {
             vars,
             state,
             name: false,
+            total: node_total(egraph, enode),
         };
         match enode {
             Cx::Name(s) => Facts {
@@ -210,18 +439,21 @@ impl Analysis<Cx> for Scope {
                 vars: BTreeSet::new(),
                 state: false,
                 name: true,
+                total: false,
             },
             Cx::Outer(m) => Facts {
-                rank: Some(outer_name(&rank_of(m))),
+                rank: Some(egraph.analysis.tiles.outer(&rank_of(m))),
                 vars: BTreeSet::new(),
                 state: false,
                 name: true,
+                total: false,
             },
             Cx::Inner(m) => Facts {
-                rank: Some(inner_name(&rank_of(m))),
+                rank: Some(egraph.analysis.tiles.inner(&rank_of(m))),
                 vars: BTreeSet::new(),
                 state: false,
                 name: true,
+                total: false,
             },
             Cx::Lit(_) => value(BTreeSet::new(), false),
             Cx::Mask(k) => {
@@ -246,8 +478,8 @@ impl Analysis<Cx> for Scope {
                 let (mut vars, state) = union(&[*x]);
                 let m = rank_of(m);
                 if vars.remove(&m) {
-                    vars.insert(outer_name(&m));
-                    vars.insert(inner_name(&m));
+                    vars.insert(egraph.analysis.tiles.outer(&m));
+                    vars.insert(egraph.analysis.tiles.inner(&m));
                 }
                 value(vars, state)
             }
@@ -268,6 +500,14 @@ impl Analysis<Cx> for Scope {
             }
         }
     }
+}
+
+impl Analysis<Cx> for Scope {
+    type Data = Facts;
+
+    fn make(egraph: &mut CxGraph, enode: &Cx, _id: Id) -> Facts {
+        node_facts(egraph, enode)
+    }
 
     fn merge(&mut self, a: &mut Facts, b: Facts) -> DidMerge {
         // Equal values have equal dependences; intersecting keeps the analysis sound if a rule
@@ -276,6 +516,7 @@ impl Analysis<Cx> for Scope {
         a.vars = a.vars.intersection(&b.vars).cloned().collect();
         a.state &= b.state;
         a.name |= b.name;
+        a.total |= b.total;
         if a.rank.is_none() {
             a.rank = b.rank.clone();
         }
@@ -296,8 +537,57 @@ pub fn reduction(node: &Cx) -> Option<(Id, Id)> {
     }
 }
 
-/// Whether the node is one of the map ops (binary or unary).
+/// Whether the node is one of the map ops (binary, with any merge, or unary).
 pub fn is_map(node: &Cx) -> bool {
     let op = node.to_string();
-    BINARY_OPS.contains(&op.as_str()) || UNARY_OPS.contains(&op.as_str())
+    matches!(node, Cx::Merged(..))
+        || BINARY_OPS.contains(&op.as_str())
+        || UNARY_OPS.contains(&op.as_str())
+}
+
+/// The binary op and merge of a binary map node, default merges included.
+pub fn binary_of(node: &Cx) -> Option<(BinaryOp, Merge)> {
+    let op = match node {
+        Cx::Merged(m, _) => return Some((m.op, m.merge)),
+        Cx::Add(_) => BinaryOp::Add,
+        Cx::Sub(_) => BinaryOp::Sub,
+        Cx::Mul(_) => BinaryOp::Mul,
+        Cx::Div(_) => BinaryOp::Div,
+        Cx::Max(_) => BinaryOp::Max,
+        Cx::Min(_) => BinaryOp::Min,
+        Cx::SubExp(_) => BinaryOp::SubExp,
+        _ => return None,
+    };
+    Some((op, op.default_merge()))
+}
+
+/// The node of binary op `op` with merge `merge` over `[a, b]`.
+pub fn binary_node(op: BinaryOp, merge: Merge, ab: [Id; 2]) -> Cx {
+    if merge != op.default_merge() {
+        return Cx::Merged(MergedOp { op, merge }, ab);
+    }
+    match op {
+        BinaryOp::Add => Cx::Add(ab),
+        BinaryOp::Sub => Cx::Sub(ab),
+        BinaryOp::Mul => Cx::Mul(ab),
+        BinaryOp::Div => Cx::Div(ab),
+        BinaryOp::Max => Cx::Max(ab),
+        BinaryOp::Min => Cx::Min(ab),
+        BinaryOp::SubExp => Cx::SubExp(ab),
+    }
+}
+
+/// The rank variable a binder node binds (reductions, folds, scans, splits), as its class.
+pub fn binder(node: &Cx) -> Option<Id> {
+    match node {
+        Cx::Sum([r, _])
+        | Cx::RMax([r, _])
+        | Cx::RMin([r, _])
+        | Cx::RProd([r, _])
+        | Cx::Split([r, _])
+        | Cx::Fold([r, _, _])
+        | Cx::Scan([r, _, _])
+        | Cx::ScanPrev([r, _, _]) => Some(*r),
+        _ => None,
+    }
 }

@@ -1,19 +1,20 @@
 //! Cascade → expression: every intermediate tensor is inlined into the output's expression.
 //!
 //! The rewriter accepts the cascades whose meaning is one expression over plain index
-//! variables: a single output, no Initialization section, no iterative or split ranks, filters
-//! on inputs only (each becomes `(where (mask:k) …)`) and default merges only. Everything else
-//! is reported as [`RewriteError::Unsupported`].
+//! variables: a single output, no Initialization section, no iterative or split ranks and
+//! filters on inputs only (each becomes `(where (mask:k) …)`). A binary op with a merge other
+//! than its default becomes its own operator (`(+{&} a b)`, see [`super::lang::MergedOp`]).
+//! Everything else is reported as [`RewriteError::Unsupported`].
 
 use std::collections::{BTreeSet, HashMap};
 
 use egg::{Id, RecExpr, Symbol};
 
 use super::RewriteError;
-use super::lang::{Cx, Lit, Mask};
+use super::lang::{Cx, Lit, Mask, Tiles, binary_node};
 use crate::ast::{
-    BinaryOp, Cascade, Compare, Constant, Einsum, Expr, ExprId, IndexExpr, ReduceOp, Section,
-    TensorKind, UnaryOp,
+    Cascade, Compare, Constant, Einsum, Expr, ExprId, IndexExpr, ReduceOp, Section, TensorKind,
+    UnaryOp,
 };
 
 /// The expression of a cascade plus what is needed to write it back as a cascade.
@@ -37,6 +38,8 @@ pub struct Signature {
     pub output: (String, Vec<String>),
     /// Filter conditions of input accesses (`m <= p`), each a conjunction, by mask number.
     pub masks: Vec<Vec<Compare>>,
+    /// The names of the tile variables a split of each rank uses (fresh for the cascade).
+    pub tiles: Tiles,
 }
 
 impl Signature {
@@ -188,6 +191,7 @@ pub fn lift(cascade: &Cascade) -> Result<Lifted, RewriteError> {
                 .collect(),
             output: (cascade.tensor(output).name.clone(), out_vars),
             masks: b.masks.clone(),
+            tiles: Tiles::of_cascade(cascade),
         },
     })
 }
@@ -346,24 +350,11 @@ fn lift_expr(
             lhs,
             rhs,
         } => {
-            if *merge != op.default_merge() {
-                return Err(unsupported(format!(
-                    "the merge {{{merge}}} on {op:?} (default merges only)"
-                )));
-            }
             let (l, r) = (
                 lift_expr(cascade, *lhs, defs, b)?,
                 lift_expr(cascade, *rhs, defs, b)?,
             );
-            b.add(match op {
-                BinaryOp::Add => Cx::Add([l, r]),
-                BinaryOp::Sub => Cx::Sub([l, r]),
-                BinaryOp::Mul => Cx::Mul([l, r]),
-                BinaryOp::Div => Cx::Div([l, r]),
-                BinaryOp::Max => Cx::Max([l, r]),
-                BinaryOp::Min => Cx::Min([l, r]),
-                BinaryOp::SubExp => Cx::SubExp([l, r]),
-            })
+            b.add(binary_node(*op, *merge, [l, r]))
         }
     })
 }

@@ -6,17 +6,26 @@
 //! `(m1, m0)` and copies split inputs in the Initialization section (`BK[e,m1,m0] =
 //! K[e, m1*M0+m0]`). A fold becomes a state tensor with one init and one step Einsum; its final
 //! value is read at `M1`, `(scan …)` at `m1+1` and `(state …)`/`(scan-prev …)` at `m1`.
+//!
+//! Names: the tile ranks are the signature's [`super::lang::Tiles`], and a new tensor shares its
+//! name with no rank, rank variable or reserved word, so the printed cascade parses.
+//! Lowering refuses (as [`RewriteError::Internal`]) what it cannot write faithfully: a tile
+//! variable bound inside the split of its rank around a use of the rank (ranks cannot be
+//! renamed), a reduction over a rank its body does not read, and a term that reads a variable
+//! the output lacks. With an iterative rank the body is ordered by [`Phase`]: Einsums that run
+//! before the loop, the loop's, then those that read its results, each in dependency order;
+//! [`phase_problems`] states what a valid order is.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use egg::{Id, Language, RecExpr};
 
 use super::RewriteError;
-use super::lang::{Cx, Lit, Mask, inner_name, is_map, outer_name};
+use super::lang::{Cx, Lit, Mask, binary_of, binder, is_map};
 use super::lift::Signature;
 use crate::ast::{
-    Access, BinaryOp, Cascade, Compare, CompareOp, Constant, Einsum, Expr, ExprId, Filter,
-    IndexExpr, Rank, RankId, ReduceOp, Reduction, Section, Tensor, TensorId, TensorKind, UnaryOp,
+    Access, Cascade, Compare, CompareOp, Constant, Einsum, Expr, ExprId, Filter, IndexExpr, Rank,
+    RankId, ReduceOp, Reduction, Section, Tensor, TensorId, TensorKind, UnaryOp,
 };
 
 /// Writes an expression back as a cascade with the interface `sig`.
@@ -25,8 +34,21 @@ pub fn lower(
     names: &[Option<String>],
     sig: &Signature,
 ) -> Result<Cascade, RewriteError> {
+    if expr.as_ref().is_empty() {
+        return Err(RewriteError::Internal("an empty term".into()));
+    }
     let mut l = Lower::new(expr, names, sig);
     let root = Id::from(expr.as_ref().len() - 1);
+    // A free variable the output lacks would be summed away by the output's Einsum.
+    if let Some(v) = l.fv[usize::from(root)]
+        .iter()
+        .find(|v| !sig.output.1.contains(v))
+    {
+        return Err(RewriteError::Internal(format!(
+            "the term reads the index variable {v}, which output {} does not have",
+            sig.output.0
+        )));
+    }
     let val = l.lower(root, None, None)?;
     l.finish(val)
 }
@@ -98,8 +120,8 @@ impl<'a> Lower<'a> {
             };
             let (r, v, s) = match node {
                 Cx::Name(s) => (Some(s.as_str().to_string()), BTreeSet::new(), false),
-                Cx::Outer(m) => (Some(outer_name(&rn(m))), BTreeSet::new(), false),
-                Cx::Inner(m) => (Some(inner_name(&rn(m))), BTreeSet::new(), false),
+                Cx::Outer(m) => (Some(sig.tiles.outer(&rn(m))), BTreeSet::new(), false),
+                Cx::Inner(m) => (Some(sig.tiles.inner(&rn(m))), BTreeSet::new(), false),
                 Cx::Lit(_) => (None, BTreeSet::new(), false),
                 Cx::Mask(k) => (
                     None,
@@ -116,8 +138,8 @@ impl<'a> Lower<'a> {
                     let (mut v, s) = un(&[*x]);
                     let m = rn(m);
                     if v.remove(&m) {
-                        v.insert(outer_name(&m));
-                        v.insert(inner_name(&m));
+                        v.insert(sig.tiles.outer(&m));
+                        v.insert(sig.tiles.inner(&m));
                     }
                     (None, v, s)
                 }
@@ -178,6 +200,19 @@ impl<'a> Lower<'a> {
             counter: 0,
             iterative: None,
         };
+        // A new tensor may share its name with no rank, rank variable (tiles included) or
+        // reserved word: the printed cascade must parse.
+        for (name, _) in &sig.ranks {
+            let v = name.to_lowercase();
+            l.used.insert(sig.tiles.outer(&v).to_uppercase());
+            l.used.insert(sig.tiles.inner(&v).to_uppercase());
+            l.used.insert(sig.tiles.outer(&v));
+            l.used.insert(sig.tiles.inner(&v));
+            l.used.insert(v);
+            l.used.insert(name.clone());
+        }
+        l.used
+            .extend(crate::dsl::RESERVED.iter().map(|w| w.to_string()));
         for (name, ranks) in &sig.inputs {
             let ranks = ranks.iter().map(|r| l.rank_id_by_name(r)).collect();
             l.used.insert(name.clone());
@@ -218,14 +253,13 @@ impl<'a> Lower<'a> {
         {
             return Ok(RankId(i as u32));
         }
-        // A split sub-rank `m1`/`m0` of a declared rank `M`.
-        let (parent, last) = var.split_at(var.len().saturating_sub(1));
-        if let Some(p) = self
-            .cascade
-            .ranks
-            .iter()
-            .position(|r| r.name.to_lowercase() == parent)
-            && (last == "1" || last == "0")
+        // A tile variable `m1`/`m0` of a declared rank `M`.
+        if let Some((parent, _)) = self.sig.tiles.parent_of(var)
+            && let Some(p) = self
+                .cascade
+                .ranks
+                .iter()
+                .position(|r| r.name.to_lowercase() == parent)
         {
             self.ensure_split(RankId(p as u32))?;
             return self.rank_of_var(var);
@@ -240,9 +274,11 @@ impl<'a> Lower<'a> {
             return Ok(s);
         }
         let base = self.cascade.ranks[parent.index()].name.clone();
+        let v = base.to_lowercase();
         let mut ids = [RankId(0); 2];
-        for (k, suffix) in ["1", "0"].iter().enumerate() {
-            let name = format!("{base}{suffix}");
+        let names = [self.sig.tiles.outer(&v), self.sig.tiles.inner(&v)];
+        for (k, var) in names.iter().enumerate() {
+            let name = var.to_uppercase();
             if self.cascade.ranks.iter().any(|r| r.name == name) {
                 return Err(self.err(format!("splitting {base}: rank {name} already exists")));
             }
@@ -304,8 +340,8 @@ impl<'a> Lower<'a> {
         if let Some(m) = env
             && out.remove(m)
         {
-            out.insert(outer_name(m));
-            out.insert(inner_name(m));
+            out.insert(self.sig.tiles.outer(m));
+            out.insert(self.sig.tiles.inner(m));
         }
         self.sorted(out)
     }
@@ -434,24 +470,13 @@ impl<'a> Lower<'a> {
         ctx: Option<usize>,
     ) -> Result<ExprId, RewriteError> {
         let node = self.expr[id].clone();
-        let binary = |op| Some(op);
-        let bop = match &node {
-            Cx::Add(_) => binary(BinaryOp::Add),
-            Cx::Sub(_) => binary(BinaryOp::Sub),
-            Cx::Mul(_) => binary(BinaryOp::Mul),
-            Cx::Div(_) => binary(BinaryOp::Div),
-            Cx::Max(_) => binary(BinaryOp::Max),
-            Cx::Min(_) => binary(BinaryOp::Min),
-            Cx::SubExp(_) => binary(BinaryOp::SubExp),
-            _ => None,
-        };
-        if let Some(op) = bop {
+        if let Some((op, merge)) = binary_of(&node) {
             let [a, b] = [node.children()[0], node.children()[1]];
             let lhs = self.operand(a, env, ctx)?;
             let rhs = self.operand(b, env, ctx)?;
             return Ok(self.push_expr(Expr::Binary {
                 op,
-                merge: op.default_merge(),
+                merge,
                 lhs,
                 rhs,
             }));
@@ -486,6 +511,16 @@ impl<'a> Lower<'a> {
             return Ok(v.clone());
         }
         let node = self.expr[id].clone();
+        // `(split m x)` substitutes `m1·M0+m0` for `m` in `x`; a binder of `m1` or `m0` inside
+        // `x` that encloses a use of `m` would capture it, and ranks cannot be renamed.
+        if let (Some(m), Some(r)) = (&env, binder(&node)) {
+            let bound = self.rank_name[usize::from(r)].clone().unwrap_or_default();
+            if bound == self.sig.tiles.outer(m) || bound == self.sig.tiles.inner(m) {
+                return Err(RewriteError::Internal(format!(
+                    "{bound} is bound inside the split of {m}, where it would be captured"
+                )));
+            }
+        }
         let val = match &node {
             Cx::Lit(lit) => Val::Const(match lit {
                 Lit::Num(bits) => Constant::Num(f64::from_bits(*bits)),
@@ -533,82 +568,9 @@ impl<'a> Lower<'a> {
                 self.fold_access(f, At::Prev)?
             }
             Cx::Sum([r, x]) | Cx::RMax([r, x]) | Cx::RMin([r, x]) | Cx::RProd([r, x]) => {
-                let op = match node {
-                    Cx::Sum(_) => ReduceOp::Sum,
-                    Cx::RMax(_) => ReduceOp::Max,
-                    Cx::RMin(_) => ReduceOp::Min,
-                    _ => ReduceOp::Prod,
-                };
-                let rv = self.rank_name[usize::from(*r)].clone().unwrap_or_default();
-                if env.as_deref() == Some(rv.as_str()) {
-                    return Err(self.err(format!("a reduction over {rv} inside the split of {rv}")));
-                }
-                let rank = self.rank_of_var(&rv)?;
-                let body = if is_map(&self.expr[*x]) && self.uses[usize::from(*x)] == 1 {
-                    self.map_expr(*x, &env, ctx)?
-                } else {
-                    self.operand(*x, &env, ctx)?
-                };
-                let dims = self.node_dims(i, &env, ctx)?;
-                let reduction = (op != ReduceOp::Sum).then(|| Reduction {
-                    op,
-                    ranks: vec![rank],
-                });
-                // Reductions over the inner rank of a split are per tile: local.
-                let local = self.order(&rv).1 == 2;
-                let prefix = match op {
-                    ReduceOp::Sum if local => "SL",
-                    ReduceOp::Max if local => "LM",
-                    ReduceOp::Sum => "S",
-                    ReduceOp::Max => "MX",
-                    ReduceOp::Min => "MN",
-                    ReduceOp::Prod => "PR",
-                };
-                self.einsum(id, &env, prefix, dims, reduction, body)?
+                self.reduction(id, &node, *r, *x, &env, ctx)?
             }
-            Cx::Where([c, x]) => {
-                let Cx::Mask(Mask(k)) = self.expr[*c] else {
-                    return Err(self.err("a filter whose condition is not a mask"));
-                };
-                let Val::Access(t, idx, mut filters) = self.lower(*x, env.clone(), ctx)? else {
-                    return Err(self.err("a filter on a constant"));
-                };
-                let mut conds = self.sig.masks.get(k as usize).cloned().unwrap_or_default();
-                if let Some(m) = &env {
-                    let parent = self.rank_of_var(m)?;
-                    let (outer, inner) = self.ensure_split(parent)?;
-                    let tiled = tiled_index(outer, inner);
-                    for c in &mut conds {
-                        c.lhs = substitute(&c.lhs, parent, &tiled);
-                        c.rhs = substitute(&c.rhs, parent, &tiled);
-                    }
-                }
-                // Attach the conditions to the last index that reads one of their variables.
-                let mut vars = Vec::new();
-                for c in &conds {
-                    c.lhs.collect_vars(&mut vars);
-                    c.rhs.collect_vars(&mut vars);
-                }
-                let position = idx
-                    .iter()
-                    .rposition(|i| {
-                        let mut v = Vec::new();
-                        i.collect_vars(&mut v);
-                        v.iter().any(|r| vars.contains(r))
-                    })
-                    .unwrap_or(0);
-                if idx.is_empty() {
-                    return Err(self.err("a filter on a scalar"));
-                }
-                match filters.iter_mut().find(|f| f.position == position) {
-                    Some(f) => f.conds.extend(conds),
-                    None => {
-                        filters.push(Filter { position, conds });
-                        filters.sort_by_key(|f| f.position);
-                    }
-                }
-                Val::Access(t, idx, filters)
-            }
+            Cx::Where([c, x]) => self.filtered(*c, *x, &env, ctx)?,
             Cx::Mask(_) => return Err(self.err("a filter condition used as a value")),
             Cx::Name(_) | Cx::Outer(_) | Cx::Inner(_) => {
                 return Err(self.err("a rank variable used as a value"));
@@ -621,6 +583,104 @@ impl<'a> Lower<'a> {
         };
         self.memo.insert(key, val.clone());
         Ok(val)
+    }
+
+    /// A reduction node: one Einsum, with the body fused when it is a map used only here.
+    fn reduction(
+        &mut self,
+        id: Id,
+        node: &Cx,
+        r: Id,
+        x: Id,
+        env: &Option<String>,
+        ctx: Option<usize>,
+    ) -> Result<Val, RewriteError> {
+        let op = match node {
+            Cx::Sum(_) => ReduceOp::Sum,
+            Cx::RMax(_) => ReduceOp::Max,
+            Cx::RMin(_) => ReduceOp::Min,
+            _ => ReduceOp::Prod,
+        };
+        let rv = self.rank_name[usize::from(r)].clone().unwrap_or_default();
+        if !self.fv[usize::from(x)].contains(&rv) {
+            return Err(RewriteError::Internal(format!(
+                "a reduction over {rv} of a value that does not read it"
+            )));
+        }
+        let rank = self.rank_of_var(&rv)?;
+        let body = if is_map(&self.expr[x]) && self.uses[usize::from(x)] == 1 {
+            self.map_expr(x, env, ctx)?
+        } else {
+            self.operand(x, env, ctx)?
+        };
+        let dims = self.node_dims(usize::from(id), env, ctx)?;
+        let reduction = (op != ReduceOp::Sum).then(|| Reduction {
+            op,
+            ranks: vec![rank],
+        });
+        // Reductions over the inner rank of a split are per tile: local.
+        let local = self.order(&rv).1 == 2;
+        let prefix = match op {
+            ReduceOp::Sum if local => "SL",
+            ReduceOp::Max if local => "LM",
+            ReduceOp::Sum => "S",
+            ReduceOp::Max => "MX",
+            ReduceOp::Min => "MN",
+            ReduceOp::Prod => "PR",
+        };
+        self.einsum(id, env, prefix, dims, reduction, body)
+    }
+
+    /// `(where (mask:k) x)`: the access to `x` with the mask's conditions as a filter, on the
+    /// tiles under a split.
+    fn filtered(
+        &mut self,
+        c: Id,
+        x: Id,
+        env: &Option<String>,
+        ctx: Option<usize>,
+    ) -> Result<Val, RewriteError> {
+        let Cx::Mask(Mask(k)) = self.expr[c] else {
+            return Err(self.err("a filter whose condition is not a mask"));
+        };
+        let Val::Access(t, idx, mut filters) = self.lower(x, env.clone(), ctx)? else {
+            return Err(self.err("a filter on a constant"));
+        };
+        let mut conds = self.sig.masks.get(k as usize).cloned().unwrap_or_default();
+        if let Some(m) = env {
+            let parent = self.rank_of_var(m)?;
+            let (outer, inner) = self.ensure_split(parent)?;
+            let tiled = tiled_index(outer, inner);
+            for c in &mut conds {
+                c.lhs = substitute(&c.lhs, parent, &tiled);
+                c.rhs = substitute(&c.rhs, parent, &tiled);
+            }
+        }
+        // Attach the conditions to the last index that reads one of their variables.
+        let mut vars = Vec::new();
+        for c in &conds {
+            c.lhs.collect_vars(&mut vars);
+            c.rhs.collect_vars(&mut vars);
+        }
+        let position = idx
+            .iter()
+            .rposition(|i| {
+                let mut v = Vec::new();
+                i.collect_vars(&mut v);
+                v.iter().any(|r| vars.contains(r))
+            })
+            .unwrap_or(0);
+        if idx.is_empty() {
+            return Err(self.err("a filter on a scalar"));
+        }
+        match filters.iter_mut().find(|f| f.position == position) {
+            Some(f) => f.conds.extend(conds),
+            None => {
+                filters.push(Filter { position, conds });
+                filters.sort_by_key(|f| f.position);
+            }
+        }
+        Ok(Val::Access(t, idx, filters))
     }
 
     fn access(&mut self, children: &[Id], env: &Option<String>) -> Result<Val, RewriteError> {
@@ -658,8 +718,8 @@ impl<'a> Lower<'a> {
         for v in &vars {
             if v == m {
                 src.push(IndexExpr::tiled(outer, inner));
-                out_dims.push(outer_name(m));
-                out_dims.push(inner_name(m));
+                out_dims.push(self.sig.tiles.outer(m));
+                out_dims.push(self.sig.tiles.inner(m));
             } else {
                 src.push(self.var_index(v)?);
                 out_dims.push(v.clone());
@@ -869,6 +929,20 @@ impl<'a> Lower<'a> {
                 rhs: IndexExpr::Size(r),
             });
         }
+        // Before-loop Einsums first, then the loop, then what reads its results: each phase
+        // keeps program (dependency) order.
+        if let Some(var) = self.iterative.clone() {
+            let r = self.rank_of_var(&var)?;
+            let body: Vec<&Einsum> = self.body.iter().collect();
+            let phase = phases(&self.cascade, &body, r);
+            let mut order: Vec<usize> = (0..self.body.len()).collect();
+            order.sort_by_key(|k| phase[*k]);
+            let mut body: Vec<Option<Einsum>> = std::mem::take(&mut self.body)
+                .into_iter()
+                .map(Some)
+                .collect();
+            self.body = order.into_iter().filter_map(|k| body[k].take()).collect();
+        }
         let mut einsums = std::mem::take(&mut self.init);
         einsums.append(&mut self.body);
         self.cascade.einsums = einsums;
@@ -897,4 +971,125 @@ fn substitute(idx: &IndexExpr, rank: RankId, to: &IndexExpr) -> IndexExpr {
         IndexExpr::Sub(a, b) => IndexExpr::Sub(sub(a), sub(b)),
         IndexExpr::Mul(a, b) => IndexExpr::Mul(sub(a), sub(b)),
     }
+}
+
+/// When a body Einsum runs, with an iterative rank `r`: once per step when its output is
+/// indexed by `r`; otherwise once, before the loop when it reads nothing the loop or an
+/// after-loop Einsum writes, after the loop otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Before,
+    Step,
+    After,
+}
+
+/// The phase of each of `einsums` (body Einsums of `c`) over iterative rank `r`.
+pub fn phases(c: &Cascade, einsums: &[&Einsum], r: RankId) -> Vec<Phase> {
+    let step = |e: &Einsum| {
+        let mut vars = Vec::new();
+        for i in &e.output.indices {
+            i.collect_vars(&mut vars);
+        }
+        vars.contains(&r)
+    };
+    let mut phase: Vec<Phase> = einsums
+        .iter()
+        .map(|e| if step(e) { Phase::Step } else { Phase::Before })
+        .collect();
+    // After-loop Einsums: the closure of readers of loop or after-loop tensors.
+    loop {
+        let late: BTreeSet<TensorId> = einsums
+            .iter()
+            .zip(&phase)
+            .filter(|(_, p)| **p != Phase::Before)
+            .map(|(e, _)| e.output.tensor)
+            .collect();
+        let mut changed = false;
+        for (e, p) in einsums.iter().zip(phase.iter_mut()) {
+            if *p == Phase::Before && c.accesses(e.value).iter().any(|a| late.contains(&a.tensor)) {
+                *p = Phase::After;
+                changed = true;
+            }
+        }
+        if !changed {
+            return phase;
+        }
+    }
+}
+
+/// Problems of a cascade's loop phases ([`Phase`]): a per-step Einsum that reads an after-loop
+/// tensor or a final state (`S[R]`) is ambiguous, and every read must come after a write of the
+/// same tensor (its step's write for a read at `r+1`). Empty for a valid cascade.
+pub fn phase_problems(c: &Cascade) -> Vec<String> {
+    let mut problems = Vec::new();
+    let iterative = c.iterative_ranks();
+    if iterative.len() > 1 {
+        problems.push(format!("{} iterative ranks", iterative.len()));
+    }
+    let name = |t: TensorId| c.tensor(t).name.clone();
+    // Program order: every read follows a write of its tensor.
+    for (k, e) in c.einsums.iter().enumerate() {
+        for a in c.accesses(e.value) {
+            if c.tensor(a.tensor).kind == TensorKind::Input {
+                continue;
+            }
+            let next = a.indices.iter().any(|i| i.shifted_var().is_some());
+            let written = c.einsums[..k]
+                .iter()
+                .any(|w| w.output.tensor == a.tensor && (!next || w.section == Section::Body));
+            if !written && e.output.tensor != a.tensor {
+                problems.push(format!("{} is read before it is written", name(a.tensor)));
+            }
+        }
+    }
+    let Some(&r) = iterative.first() else {
+        return problems;
+    };
+    let body: Vec<&Einsum> = c
+        .einsums
+        .iter()
+        .filter(|e| e.section == Section::Body)
+        .collect();
+    let phase = phases(c, &body, r);
+    let written_in = |p: Phase| -> BTreeSet<TensorId> {
+        body.iter()
+            .zip(&phase)
+            .filter(|(_, q)| **q == p)
+            .map(|(e, _)| e.output.tensor)
+            .collect()
+    };
+    let (looped, after) = (written_in(Phase::Step), written_in(Phase::After));
+    for (e, p) in body.iter().zip(&phase) {
+        if *p != Phase::Step {
+            continue;
+        }
+        for a in c.accesses(e.value) {
+            let final_state = looped.contains(&a.tensor) && a.indices.contains(&IndexExpr::Size(r));
+            if after.contains(&a.tensor) || final_state {
+                problems.push(format!(
+                    "{}, written once per step of {}, reads {}, which is ready only after the loop",
+                    name(e.output.tensor),
+                    c.rank(r).name,
+                    name(a.tensor)
+                ));
+            }
+        }
+    }
+    // An Einsum that reduces the loop's rank has no single place in the loop.
+    for e in &body {
+        let mut space = Vec::new();
+        e.output.collect_vars(&mut space);
+        let out = space.clone();
+        for a in c.accesses(e.value) {
+            a.collect_vars(&mut space);
+        }
+        if space.contains(&r) && !out.contains(&r) {
+            problems.push(format!(
+                "{} reduces the loop's rank {}",
+                name(e.output.tensor),
+                c.rank(r).name
+            ));
+        }
+    }
+    problems
 }

@@ -5,7 +5,16 @@
 //! [`Objective`] ([`extract`]) and lowers it back into a cascade ([`lower`]). From the 3-pass
 //! softmax attention it derives the 2-pass cascade with deferred division and the 1-pass
 //! cascade with a running max (FuseMax's Cascade 5), from general facts only.
+//!
+//! Soundness by construction: every rule that moves a value across a binder states that the
+//! value is fresh for it ([`rules::missing_conditions`] checks the table), extraction only
+//! chooses terms that lower faithfully, and [`rewrite`] checks the lowered cascade with
+//! `verify` and the loop-phase rules before returning it ([`lower_checked`]); a failure there
+//! is a [`RewriteError::Internal`], never an invalid cascade. Tests call the rewriter only
+//! through [`check::check`], which also compares the result with its input under the
+//! interpreter.
 
+pub mod check;
 pub mod extract;
 pub mod lang;
 pub mod lift;
@@ -19,7 +28,7 @@ use std::time::{Duration, Instant};
 use egg::{BackoffScheduler, RecExpr, Runner};
 
 pub use extract::{CostModel, Objective, OpWeights};
-use lang::{Cx, Scope, inner_name, outer_name};
+use lang::{Cx, Scope, Tiles};
 pub use lift::{Lifted, Signature, lift};
 pub use lower::lower;
 pub use rules::RuleSets;
@@ -37,6 +46,9 @@ pub enum RewriteError {
     MissingSize { rank: String },
     #[error("no term could be extracted for the output (the e-graph has no acyclic choice)")]
     Extraction,
+    /// A bug: the rewriter produced a cascade that is not valid. It is never handed on.
+    #[error("internal error in the rewriter: {0}")]
+    Internal(String),
 }
 
 /// Bounds on saturation: whichever is reached first stops it. Runs that stop on `iterations`,
@@ -134,11 +146,12 @@ pub fn rewrite(cascade: &Cascade, config: &RewriteConfig) -> Result<Rewritten, R
     let lifted = lift(cascade)?;
     let sizes = Sizes::new(cascade, config)?;
     let size = |v: &str| sizes.of_var(v);
+    let tiles = lifted.signature.tiles.clone();
     let mut split = BTreeSet::new();
     let mut fold = BTreeSet::new();
     for r in &config.split_ranks {
         let v = r.to_lowercase();
-        fold.insert(outer_name(&v));
+        fold.insert(tiles.outer(&v));
         fold.insert(v.clone());
         split.insert(v);
     }
@@ -147,6 +160,7 @@ pub fn rewrite(cascade: &Cascade, config: &RewriteConfig) -> Result<Rewritten, R
         split,
         fold,
         masks: lifted.signature.mask_vars(),
+        tiles,
     })
     .with_iter_limit(config.limits.iterations)
     .with_node_limit(config.limits.nodes)
@@ -157,8 +171,11 @@ pub fn rewrite(cascade: &Cascade, config: &RewriteConfig) -> Result<Rewritten, R
     }
     let mut runner = runner.with_expr(&lifted.expr).run(&rules);
     let root = runner.roots[0];
-    let (expr, classes) = extract::extract(&runner.egraph, root, &config.objective, &size)
+    let best = extract::extract_all(&runner.egraph, root, &config.objective, &size)
+        .into_iter()
+        .next()
         .ok_or(RewriteError::Extraction)?;
+    let (expr, classes) = (best.expr, best.classes);
     // Names of the original tensors, by e-class, for readable output.
     let mut class_names: BTreeMap<egg::Id, String> = BTreeMap::new();
     for (i, name) in lifted.names.iter().enumerate() {
@@ -175,7 +192,7 @@ pub fn rewrite(cascade: &Cascade, config: &RewriteConfig) -> Result<Rewritten, R
         .iter()
         .map(|c| class_names.get(&runner.egraph.find(*c)).cloned())
         .collect();
-    let out = lower(&expr, &names, &lifted.signature)?;
+    let out = lower_checked(&expr, &names, &lifted.signature)?;
     let pass_rank = pass_rank(cascade, config);
     let before = metrics(cascade, &pass_rank, &sizes, config)?;
     let after = metrics(&out, &pass_rank, &sizes, config)?;
@@ -206,6 +223,36 @@ pub fn rewrite(cascade: &Cascade, config: &RewriteConfig) -> Result<Rewritten, R
         term: expr.to_string(),
         explanation,
     })
+}
+
+/// Lowers an extracted term and checks the cascade as every later stage will: `verify` finds
+/// no problem and the loop phases are unambiguous ([`lower::phase_problems`]). Extraction only
+/// chooses terms that lower to such cascades, so a failure here is a bug in the rewriter; it is
+/// reported as [`RewriteError::Internal`] instead of handing an invalid cascade on.
+pub fn lower_checked(
+    expr: &RecExpr<Cx>,
+    names: &[Option<String>],
+    sig: &Signature,
+) -> Result<Cascade, RewriteError> {
+    let internal = |what: String| RewriteError::Internal(format!("{what}; the term was {expr}"));
+    let out = lower(expr, names, sig).map_err(|e| match e {
+        RewriteError::Unsupported { what, .. } => internal(format!("cannot lower {what}")),
+        RewriteError::Internal(what) => internal(what),
+        other => other,
+    })?;
+    let problems: Vec<String> = crate::verify::verify(&out)
+        .iter()
+        .map(|e| e.to_string())
+        .chain(lower::phase_problems(&out))
+        .collect();
+    if !problems.is_empty() {
+        return Err(internal(format!(
+            "the lowered cascade is invalid: {}\n{}",
+            problems.join("; "),
+            crate::dsl::print(&out)
+        )));
+    }
+    Ok(out)
 }
 
 /// The sub-expression of `expr` rooted at node `i`.
@@ -266,6 +313,7 @@ pub struct Sizes {
 
 impl Sizes {
     pub fn new(cascade: &Cascade, config: &RewriteConfig) -> Result<Sizes, RewriteError> {
+        let tiles = Tiles::of_cascade(cascade);
         let mut by_var = BTreeMap::new();
         for r in &cascade.ranks {
             let Some(&n) = config.sizes.sizes.get(&r.name) else {
@@ -275,8 +323,8 @@ impl Sizes {
             };
             let v = r.name.to_lowercase();
             let tile = config.tile.clamp(1, n.max(1));
-            by_var.insert(outer_name(&v), (n as f64 / tile as f64).ceil());
-            by_var.insert(inner_name(&v), tile as f64);
+            by_var.insert(tiles.outer(&v), (n as f64 / tile as f64).ceil());
+            by_var.insert(tiles.inner(&v), tile as f64);
             by_var.insert(v, n as f64);
         }
         Ok(Sizes { by_var })

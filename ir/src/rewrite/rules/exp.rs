@@ -5,15 +5,12 @@
 //! (2-pass local-max softmax); backward, it folds a correction factor into the tile's terms
 //! again once `c` is a running max (Cascade 5's `SLN = e^(BQK − RM[m1+1])`).
 
-use egg::Rewrite;
-
 use super::Cond::{Dep, Indep, NotMaxOf};
-use super::rule;
-use crate::rewrite::lang::{Cx, Scope};
+use super::{Rule, rule};
 
 #[rustfmt::skip]
-pub fn rules() -> Vec<Rewrite<Cx, Scope>> {
-    [
+pub fn rules() -> Vec<Rule> {
+    vec![
         // Σ_j e^(x−c)·v = e^(L−c) · Σ_j e^(x−L)·v,  L = max_j x,  c independent of j
         rule("exp-local-max",          "(sum ?j (* (subexp ?x ?c) ?v))",                                 "(* (subexp (rmax ?j ?x) ?c) (sum ?j (* (subexp ?x (rmax ?j ?x)) ?v)))", &[Indep("?c", "?j"), Dep("?x", "?j"), NotMaxOf("?c", "?j", "?x")]),
         // Σ_j e^(x−c) = e^(L−c) · Σ_j e^(x−L),  L = max_j x,  c independent of j
@@ -23,5 +20,4 @@ pub fn rules() -> Vec<Rewrite<Cx, Scope>> {
         // e^(L−c) · Σ_j e^(x−L) = Σ_j e^(x−c),  L = max_j x,  c independent of j
         rule("exp-local-max-bare-rev", "(* (subexp (rmax ?j ?x) ?c) (sum ?j (subexp ?x (rmax ?j ?x))))",  "(sum ?j (subexp ?x ?c))",                                                &[Indep("?c", "?j")]),
     ]
-    .concat()
 }

@@ -13,11 +13,8 @@
 //! running product of the pedagogical Cascade 3 (`⊕ = +`, `s(c) = c`, `ρ = R'/R`; exact when
 //! no running sum is 0). The folds are gated by [`super::Cond::Foldable`].
 
-use egg::Rewrite;
-
-use super::Cond::{Foldable, Stateless};
-use super::{Cond, rule};
-use crate::rewrite::lang::{Cx, Scope};
+use super::Cond::{Foldable, Present, Stateless};
+use super::{Cond, Rule, rule};
 
 /// One instance of the generic rescaling fact.
 ///
@@ -31,24 +28,26 @@ fn rescale_fold(
     id: &str,
     ratio: &str,
     scale: &str,
-) -> Vec<Rewrite<Cx, Scope>> {
+    extra: &[Cond],
+) -> Rule {
     let step = format!("({op} (state ?i) ?y)");
     let r = format!("(scan ?i {id} {step})");
     let rp = format!("(scan-prev ?i {id} {step})");
     let ratio = ratio.replace("{Rp}", &rp).replace("{R}", &r);
     let scale = scale.replace("{Rp}", &rp).replace("{R}", &r);
     let rhs = format!("(fold ?i 0 (+ (* (state ?i) {ratio}) (* {scale} ?w)))");
-    let conds: [Cond; 3] = [Foldable("?i"), Stateless("?y"), Stateless("?w")];
+    let mut conds = vec![Foldable("?i"), Stateless("?y"), Stateless("?w")];
+    conds.extend_from_slice(extra);
     rule(name, lhs, &rhs, &conds)
 }
 
 #[rustfmt::skip]
-pub fn rules() -> Vec<Rewrite<Cx, Scope>> {
-    [
+pub fn rules() -> Vec<Rule> {
+    vec![
         // Σ_i e^(y_i − max_i y)·w_i = fold: R' = max(R, y_i), A' = A·e^(R−R') + e^(y_i−R')·w_i
-        rescale_fold("rescale-fold-exp", "(sum ?i (* (subexp ?y (rmax ?i ?y)) ?w))", "max", "-inf", "(subexp {Rp} {R})", "(subexp ?y {R})"),
-        // Σ_i (Σ_i y)·w_i = fold: R' = R + y_i, A' = A·(R'/R) + R'·w_i
-        rescale_fold("rescale-fold-lin", "(sum ?i (* (sum ?i ?y) ?w))",              "+",   "0",    "(/ {R} {Rp})",      "{R}"),
+        rescale_fold("rescale-fold-exp", "(sum ?i (* (subexp ?y (rmax ?i ?y)) ?w))", "max", "-inf", "(subexp {Rp} {R})", "(subexp ?y {R})", &[]),
+        // Σ_i (Σ_i y)·w_i = fold: R' = R + y_i, A' = A·(R'/R) + R'·w_i   when y is present
+        // everywhere (a w_i before the first present y_i would be dropped)
+        rescale_fold("rescale-fold-lin", "(sum ?i (* (sum ?i ?y) ?w))",              "+",   "0",    "(/ {R} {Rp})",      "{R}",             &[Present("?y")]),
     ]
-    .concat()
 }
