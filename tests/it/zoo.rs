@@ -34,11 +34,8 @@ const REWRITE_TOL: f64 = 1e-9;
 
 /// FIXME: stages known to compute a wrong number on a zoo cascade, as (cascade, stage). The test
 /// asserts they are still wrong, so a fix must remove its entry; every other cell must agree.
-const KNOWN_WRONG: &[(&str, &str)] = &[
-    // The rewriter's split rules capture the tile variables (rewrite-sound branch).
-    ("capture_random", "rewrite passes"),
-    ("capture_random", "rewrite ops"),
-];
+/// Empty now: every stage agrees on every variant.
+const KNOWN_WRONG: &[(&str, &str)] = &[];
 
 /// One zoo file, parsed and verified, with its shape and inputs.
 pub struct Case {
