@@ -110,6 +110,19 @@ pub enum Live {
     Restreamed { passes: Vec<u32> },
 }
 
+/// The pass rule, shared by this analysis of cascades and by the rewriter's extraction, which
+/// applies it to terms: a computation runs in the latest pass of its operands, and one pass
+/// later than an operand that is *rank-complete* (it has reduced, or read the final state of,
+/// the whole rank) when it traverses the rank itself, since it must then revisit the rank's
+/// data after that operand was finished. Each operand is `(pass, complete)`.
+pub fn pass_after(traverses: bool, operands: impl IntoIterator<Item = (u32, bool)>) -> u32 {
+    operands
+        .into_iter()
+        .map(|(pass, complete)| pass + u32::from(complete && traverses))
+        .max()
+        .unwrap_or(0)
+}
+
 /// Analyses `cascade` over `rank` (and its split parts).
 pub fn passes(cascade: &Cascade, rank: RankId) -> PassReport {
     let family = family(cascade, rank);
@@ -158,7 +171,13 @@ pub fn passes(cascade: &Cascade, rank: RankId) -> PassReport {
                     _ => plain = plain.max(pass[t]),
                 }
             }
-            let p = plain.max(waits.as_ref().map_or(0, |(_, p, _)| *p));
+            let operands = accesses.iter().map(|a| {
+                let t = a.tensor.index();
+                let completed = complete[t].is_some() || reads_final_state(cascade, &family, a);
+                (pass[t], completed)
+            });
+            let p = pass_after(iterates[id.index()], operands).max(1);
+            debug_assert_eq!(p, plain.max(waits.as_ref().map_or(0, |(_, p, _)| *p)));
             einsum_pass[id.index()] = p;
             if let Some((t, wp, (reducer, completion))) = waits.filter(|(_, wp, _)| *wp > plain) {
                 let mut rereads: Vec<String> = Vec::new();

@@ -425,13 +425,10 @@ impl Ctx<'_> {
             if value_children.contains(&k) {
                 leaf_children &= cb.leaf;
             }
-            // A value that reduced the whole rank, read with data of that rank: one more pass.
-            let p = if !(self.mdep)(c) && me_dep && cb.passes >= 1 {
-                cb.passes + 1
-            } else {
-                cb.passes
-            };
-            passes = passes.max(p);
+            // A value that reduced the whole rank (no dependence on it left, computed in some
+            // pass), read with data of that rank: one more pass, by the pass analysis' rule.
+            let complete = !(self.mdep)(c) && cb.passes >= 1;
+            passes = passes.max(crate::passes::pass_after(me_dep, [(cb.passes, complete)]));
         }
         let leaf = match node {
             Cx::At(_) | Cx::Lit(_) | Cx::Mask(_) | Cx::Name(_) | Cx::Outer(_) | Cx::Inner(_) => {
@@ -453,10 +450,9 @@ impl Ctx<'_> {
         // indexed by `m0` or `m`): the read traverses the rank again, after the loop.
         if let Cx::Fold([i, ..]) = node
             && self.family.contains(&self.rank(*i))
-            && me_dep
             && passes >= 1
         {
-            passes += 1;
+            passes = crate::passes::pass_after(me_dep, [(passes, true)]);
         }
         let own = self.own_cost(class, node, best, mode);
         uses.insert((class, mode), own);

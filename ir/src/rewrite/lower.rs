@@ -12,9 +12,9 @@
 //! Lowering refuses (as [`RewriteError::Internal`]) what it cannot write faithfully: a tile
 //! variable bound inside the split of its rank around a use of the rank (ranks cannot be
 //! renamed), a reduction over a rank its body does not read, and a term that reads a variable
-//! the output lacks. With an iterative rank the body is ordered by [`Phase`]: Einsums that run
-//! before the loop, the loop's, then those that read its results, each in dependency order;
-//! [`phase_problems`] states what a valid order is.
+//! the output lacks. With an iterative rank the body is ordered by the loop plan's [`Phase`]:
+//! Einsums that run before the loop, the loop's, then those that read its results, each in
+//! dependency order; [`phase_problems`] states what a lowered cascade must not contain.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -27,6 +27,7 @@ use crate::ast::{
     Access, Cascade, Compare, CompareOp, Constant, Einsum, Expr, ExprId, Filter, IndexExpr, Rank,
     RankId, ReduceOp, Reduction, Section, Tensor, TensorId, TensorKind, UnaryOp,
 };
+use crate::plan::{Ambiguity, LoopPlan, Phase};
 
 /// Writes an expression back as a cascade with the interface `sig`.
 pub fn lower(
@@ -932,11 +933,16 @@ impl<'a> Lower<'a> {
         // Before-loop Einsums first, then the loop, then what reads its results: each phase
         // keeps program (dependency) order.
         if let Some(var) = self.iterative.clone() {
-            let r = self.rank_of_var(&var)?;
-            let body: Vec<&Einsum> = self.body.iter().collect();
-            let phase = phases(&self.cascade, &body, r);
+            // Fails when the fold's variable names no rank.
+            self.rank_of_var(&var)?;
+            // The loop plan of the cascade as written so far decides each Einsum's phase.
+            let mut draft = self.cascade.clone();
+            draft.einsums = self.init.iter().chain(&self.body).cloned().collect();
+            let plan = LoopPlan::new(&draft);
+            let first = self.init.len();
+            let phase = |k: usize| plan.phase(crate::ast::EinsumId((first + k) as u32));
             let mut order: Vec<usize> = (0..self.body.len()).collect();
-            order.sort_by_key(|k| phase[*k]);
+            order.sort_by_key(|k| phase(*k));
             let mut body: Vec<Option<Einsum>> = std::mem::take(&mut self.body)
                 .into_iter()
                 .map(Some)
@@ -973,120 +979,43 @@ fn substitute(idx: &IndexExpr, rank: RankId, to: &IndexExpr) -> IndexExpr {
     }
 }
 
-/// When a body Einsum runs, with an iterative rank `r`: once per step when its output is
-/// indexed by `r`; otherwise once, before the loop when it reads nothing the loop or an
-/// after-loop Einsum writes, after the loop otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
-    Before,
-    Step,
-    After,
-}
-
-/// The phase of each of `einsums` (body Einsums of `c`) over iterative rank `r`.
-pub fn phases(c: &Cascade, einsums: &[&Einsum], r: RankId) -> Vec<Phase> {
-    let step = |e: &Einsum| {
-        let mut vars = Vec::new();
-        for i in &e.output.indices {
-            i.collect_vars(&mut vars);
-        }
-        vars.contains(&r)
-    };
-    let mut phase: Vec<Phase> = einsums
-        .iter()
-        .map(|e| if step(e) { Phase::Step } else { Phase::Before })
-        .collect();
-    // After-loop Einsums: the closure of readers of loop or after-loop tensors.
-    loop {
-        let late: BTreeSet<TensorId> = einsums
-            .iter()
-            .zip(&phase)
-            .filter(|(_, p)| **p != Phase::Before)
-            .map(|(e, _)| e.output.tensor)
-            .collect();
-        let mut changed = false;
-        for (e, p) in einsums.iter().zip(phase.iter_mut()) {
-            if *p == Phase::Before && c.accesses(e.value).iter().any(|a| late.contains(&a.tensor)) {
-                *p = Phase::After;
-                changed = true;
-            }
-        }
-        if !changed {
-            return phase;
-        }
-    }
-}
-
-/// Problems of a cascade's loop phases ([`Phase`]): a per-step Einsum that reads an after-loop
-/// tensor or a final state (`S[R]`) is ambiguous, and every read must come after a write of the
-/// same tensor (its step's write for a read at `r+1`). Empty for a valid cascade.
+/// Problems a lowered cascade must not have: the loop plan's ambiguities (a per-step Einsum
+/// that reads an after-loop tensor or a final state, …, see [`crate::plan`]) and, a restriction
+/// of this lowering, a body Einsum that reduces the loop's own rank. Empty for a valid cascade.
 pub fn phase_problems(c: &Cascade) -> Vec<String> {
-    let mut problems = Vec::new();
-    let iterative = c.iterative_ranks();
-    if iterative.len() > 1 {
-        problems.push(format!("{} iterative ranks", iterative.len()));
-    }
+    let plan = LoopPlan::new(c);
     let name = |t: TensorId| c.tensor(t).name.clone();
-    // Program order: every read follows a write of its tensor.
-    for (k, e) in c.einsums.iter().enumerate() {
-        for a in c.accesses(e.value) {
-            if c.tensor(a.tensor).kind == TensorKind::Input {
-                continue;
+    let out = |id: crate::ast::EinsumId| name(c.einsum(id).output.tensor);
+    let mut problems: Vec<String> = plan
+        .ambiguities
+        .iter()
+        .map(|a| match a {
+            Ambiguity::LoopReadsPostLoop { einsum, tensor, .. } => format!(
+                "{}, written once per step, reads {}, which is ready only after the loop",
+                out(*einsum),
+                name(*tensor)
+            ),
+            Ambiguity::ReadsOtherStep { einsum, tensor, .. } => format!(
+                "{}, written once per step, reads another step of {} (a later one or the final state)",
+                out(*einsum),
+                name(*tensor)
+            ),
+            Ambiguity::InitWritesStep { einsum } => {
+                format!("init writes {} at a step", out(*einsum))
             }
-            let next = a.indices.iter().any(|i| i.shifted_var().is_some());
-            let written = c.einsums[..k]
-                .iter()
-                .any(|w| w.output.tensor == a.tensor && (!next || w.section == Section::Body));
-            if !written && e.output.tensor != a.tensor {
-                problems.push(format!("{} is read before it is written", name(a.tensor)));
+            Ambiguity::SeveralIterativeRanks { ranks } => {
+                format!("{} iterative ranks", ranks.len())
             }
-        }
-    }
-    let Some(&r) = iterative.first() else {
+        })
+        .collect();
+    let Some(r) = plan.iterative else {
         return problems;
     };
-    let body: Vec<&Einsum> = c
-        .einsums
-        .iter()
-        .filter(|e| e.section == Section::Body)
-        .collect();
-    let phase = phases(c, &body, r);
-    let written_in = |p: Phase| -> BTreeSet<TensorId> {
-        body.iter()
-            .zip(&phase)
-            .filter(|(_, q)| **q == p)
-            .map(|(e, _)| e.output.tensor)
-            .collect()
-    };
-    let (looped, after) = (written_in(Phase::Step), written_in(Phase::After));
-    for (e, p) in body.iter().zip(&phase) {
-        if *p != Phase::Step {
-            continue;
-        }
-        for a in c.accesses(e.value) {
-            let final_state = looped.contains(&a.tensor) && a.indices.contains(&IndexExpr::Size(r));
-            if after.contains(&a.tensor) || final_state {
-                problems.push(format!(
-                    "{}, written once per step of {}, reads {}, which is ready only after the loop",
-                    name(e.output.tensor),
-                    c.rank(r).name,
-                    name(a.tensor)
-                ));
-            }
-        }
-    }
-    // An Einsum that reduces the loop's rank has no single place in the loop.
-    for e in &body {
-        let mut space = Vec::new();
-        e.output.collect_vars(&mut space);
-        let out = space.clone();
-        for a in c.accesses(e.value) {
-            a.collect_vars(&mut space);
-        }
-        if space.contains(&r) && !out.contains(&r) {
+    for p in plan.placements.iter().filter(|p| p.phase != Phase::Init) {
+        if p.space.reduced.contains(&r) {
             problems.push(format!(
                 "{} reduces the loop's rank {}",
-                name(e.output.tensor),
+                out(p.einsum),
                 c.rank(r).name
             ));
         }
