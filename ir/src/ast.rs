@@ -220,7 +220,7 @@ pub enum Constant {
 
 /// Unary user functions of map actions. Each is defined by its row of [`crate::ops::UNARY`]
 /// (name, op kind, function, C spelling), in this order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum UnaryOp {
     Exp,
     Neg,
@@ -476,6 +476,15 @@ impl fmt::Display for ReduceOp {
 impl fmt::Display for UnaryOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.info().name)
+    }
+}
+
+impl std::str::FromStr for UnaryOp {
+    type Err = String;
+
+    /// The function the operator table names `s`.
+    fn from_str(s: &str) -> Result<UnaryOp, String> {
+        UnaryOp::from_name(s).ok_or_else(|| format!("`{s}` is no unary function"))
     }
 }
 

@@ -592,15 +592,7 @@ fn node_ops(node: &Cx) -> &'static [OpKind] {
         Cx::Sum(_) => &[OpKind::Add],
         Cx::RMax(_) | Cx::RMin(_) => &[OpKind::Max],
         Cx::RProd(_) => &[OpKind::Mul],
-        Cx::Recip(_) => &[OpKind::Div],
-        Cx::Exp(_) => &[OpKind::Exp],
-        Cx::Neg(_)
-        | Cx::Sqrt(_)
-        | Cx::Sigmoid(_)
-        | Cx::Softplus(_)
-        | Cx::Relu(_)
-        | Cx::Elu1(_)
-        | Cx::Tanh(_) => &[OpKind::Other],
+        Cx::Unary(op, _) => std::slice::from_ref(&op.info().kind),
         _ => &[],
     }
 }

@@ -36,7 +36,7 @@ use std::str::FromStr;
 
 use egg::{Analysis, DidMerge, EGraph, Id, Language, Symbol, define_language};
 
-use crate::ast::{BinaryOp, Merge};
+use crate::ast::{BinaryOp, Merge, UnaryOp};
 
 define_language! {
     /// Cascade expressions (see the module documentation for the meaning of each operator).
@@ -60,15 +60,8 @@ define_language! {
         "max" = Max([Id; 2]),
         "min" = Min([Id; 2]),
         "subexp" = SubExp([Id; 2]),
-        "exp" = Exp(Id),
-        "neg" = Neg(Id),
-        "recip" = Recip(Id),
-        "sqrt" = Sqrt(Id),
-        "sigmoid" = Sigmoid(Id),
-        "softplus" = Softplus(Id),
-        "relu" = Relu(Id),
-        "elu1" = Elu1(Id),
-        "tanh" = Tanh(Id),
+        // Every unary function of the operator table, spelled by its name (`(exp ?x)`).
+        Unary(UnaryOp, [Id; 1]),
         "where" = Where([Id; 2]),
         Merged(MergedOp, [Id; 2]),
         Lit(Lit),
@@ -241,10 +234,16 @@ impl FromStr for MergedOp {
 /// The binary map ops with their default merges, in the language's spelling.
 pub const BINARY_OPS: [&str; 7] = ["+", "-", "*", "/", "max", "min", "subexp"];
 
-/// The unary map ops.
-pub const UNARY_OPS: [&str; 9] = [
-    "exp", "neg", "recip", "sqrt", "sigmoid", "softplus", "relu", "elu1", "tanh",
-];
+/// The unary map ops: the operator table's names.
+pub const UNARY_OPS: [&str; crate::ops::UNARY.len()] = {
+    let mut names = [""; crate::ops::UNARY.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = crate::ops::UNARY[i].name;
+        i += 1;
+    }
+    names
+};
 
 /// The reduction operators.
 pub const REDUCE_OPS: [&str; 4] = ["sum", "rmax", "rmin", "rprod"];

@@ -14,7 +14,6 @@ use super::RewriteError;
 use super::lang::{Cx, Lit, Mask, Tiles, binary_node};
 use crate::ast::{
     Cascade, Compare, Constant, Einsum, Expr, ExprId, IndexExpr, ReduceOp, Section, TensorKind,
-    UnaryOp,
 };
 
 /// The expression of a cascade plus what is needed to write it back as a cascade.
@@ -332,17 +331,7 @@ fn lift_expr(
         })),
         Expr::Unary(op, arg) => {
             let a = lift_expr(cascade, *arg, defs, b)?;
-            b.add(match op {
-                UnaryOp::Exp => Cx::Exp(a),
-                UnaryOp::Neg => Cx::Neg(a),
-                UnaryOp::Recip => Cx::Recip(a),
-                UnaryOp::Sqrt => Cx::Sqrt(a),
-                UnaryOp::Sigmoid => Cx::Sigmoid(a),
-                UnaryOp::Softplus => Cx::Softplus(a),
-                UnaryOp::Relu => Cx::Relu(a),
-                UnaryOp::Elu1 => Cx::Elu1(a),
-                UnaryOp::Tanh => Cx::Tanh(a),
-            })
+            b.add(Cx::Unary(*op, [a]))
         }
         Expr::Binary {
             op,

@@ -25,7 +25,7 @@ use super::lang::{Cx, Lit, Mask, binary_of, binder, is_map};
 use super::lift::Signature;
 use crate::ast::{
     Access, Cascade, Compare, CompareOp, Constant, Einsum, Expr, ExprId, Filter, IndexExpr, Rank,
-    RankId, ReduceOp, Reduction, Section, Tensor, TensorId, TensorKind, UnaryOp,
+    RankId, ReduceOp, Reduction, Section, Tensor, TensorId, TensorKind,
 };
 use crate::plan::{Ambiguity, LoopPlan, Phase};
 
@@ -483,15 +483,7 @@ impl<'a> Lower<'a> {
             }));
         }
         let uop = match &node {
-            Cx::Exp(_) => UnaryOp::Exp,
-            Cx::Neg(_) => UnaryOp::Neg,
-            Cx::Recip(_) => UnaryOp::Recip,
-            Cx::Sqrt(_) => UnaryOp::Sqrt,
-            Cx::Sigmoid(_) => UnaryOp::Sigmoid,
-            Cx::Softplus(_) => UnaryOp::Softplus,
-            Cx::Relu(_) => UnaryOp::Relu,
-            Cx::Elu1(_) => UnaryOp::Elu1,
-            Cx::Tanh(_) => UnaryOp::Tanh,
+            Cx::Unary(op, _) => *op,
             other => return Err(self.err(format!("`{other}` where a map op was expected"))),
         };
         let arg = self.operand(node.children()[0], env, ctx)?;

@@ -112,7 +112,7 @@ impl Gen<'_> {
                 // Absent stays absent (`∩`), so a filtered leaf keeps its `zero`.
                 let mut x = self.leaf();
                 x.id = if self.rng.random_range(0..2) == 0 {
-                    self.b.add(Cx::Exp(x.id))
+                    self.b.add(Cx::Unary(crate::ast::UnaryOp::Exp, [x.id]))
                 } else {
                     let c = self.leaf();
                     x.vars.extend(c.vars);
