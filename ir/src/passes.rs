@@ -19,6 +19,7 @@ use std::fmt;
 
 use crate::ast::{Access, Cascade, EinsumId, IndexExpr, RankId, Section, TensorId, TensorKind};
 use crate::ops::{OpKind, point_ops};
+use crate::plan::LoopPlan;
 
 pub use polynomial::Polynomial;
 
@@ -125,6 +126,12 @@ pub fn pass_after(traverses: bool, operands: impl IntoIterator<Item = (u32, bool
 
 /// Analyses `cascade` over `rank` (and its split parts).
 pub fn passes(cascade: &Cascade, rank: RankId) -> PassReport {
+    passes_with(cascade, &LoopPlan::new(cascade), rank)
+}
+
+/// [`passes`] with the cascade's loop plan already built: each Einsum's iteration space and
+/// reduced ranks are the plan's.
+pub fn passes_with(cascade: &Cascade, plan: &LoopPlan, rank: RankId) -> PassReport {
     let family = family(cascade, rank);
     let in_family = |r: &RankId| family.contains(r);
     let n_tensors = cascade.tensors.len();
@@ -135,7 +142,7 @@ pub fn passes(cascade: &Cascade, rank: RankId) -> PassReport {
         .collect();
     let iterates: Vec<bool> = cascade
         .einsum_ids()
-        .map(|id| cascade.iteration_space(id).iter().any(in_family))
+        .map(|id| plan.placement(id).space.ranks.iter().any(in_family))
         .collect();
 
     let mut pass = vec![1u32; n_tensors];
@@ -225,7 +232,8 @@ pub fn passes(cascade: &Cascade, rank: RankId) -> PassReport {
         .einsum_ids()
         .map(|id| {
             let e = cascade.einsum(id);
-            let space = Polynomial::term(1, cascade.iteration_space(id)).merge_splits(cascade);
+            let ranks = plan.placement(id).space.ranks.clone();
+            let space = Polynomial::term(1, ranks).merge_splits(cascade);
             let ops: BTreeMap<OpKind, Polynomial> = point_ops(cascade, id)
                 .into_iter()
                 .map(|(kind, n)| (kind, &Polynomial::constant(i64::from(n)) * &space))

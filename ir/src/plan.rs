@@ -202,7 +202,7 @@ impl LoopPlan {
 
     /// Pass analysis over `rank` (and its split parts): the one pass count every stage uses.
     pub fn passes(&self, c: &Cascade, rank: RankId) -> PassReport {
-        passes::passes(c, rank)
+        passes::passes_with(c, self, rank)
     }
 }
 
