@@ -325,23 +325,52 @@ impl Cascade {
         found
     }
 
-    /// Every access in the expression tree rooted at `root`, left to right.
+    /// Every access in the expression tree rooted at `root`, left to right. Iterative, so an
+    /// expression of any depth is walked without recursion.
     pub fn accesses(&self, root: ExprId) -> Vec<&Access> {
+        self.post_order(root)
+            .into_iter()
+            .filter_map(|id| match self.expr(id) {
+                Expr::Access(a) => Some(a),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The nodes of the expression tree rooted at `root` in post-order, operands left to right
+    /// before their parent: the order a recursive walk would visit them (a node shared by two
+    /// parents appears once per use). Iterative, so any depth is walked without recursion.
+    pub fn post_order(&self, root: ExprId) -> Vec<ExprId> {
         let mut out = Vec::new();
-        self.collect_accesses(root, &mut out);
+        // `(node, children pushed)`: a node is emitted on its second visit.
+        let mut stack = vec![(root, false)];
+        while let Some((id, expanded)) = stack.pop() {
+            if expanded {
+                out.push(id);
+                continue;
+            }
+            stack.push((id, true));
+            match self.expr(id) {
+                Expr::Access(_) | Expr::Const(_) => {}
+                Expr::Unary(_, arg) => stack.push((*arg, false)),
+                Expr::Binary { lhs, rhs, .. } => {
+                    stack.push((*rhs, false));
+                    stack.push((*lhs, false));
+                }
+            }
+        }
         out
     }
 
-    fn collect_accesses<'a>(&'a self, id: ExprId, out: &mut Vec<&'a Access>) {
-        match self.expr(id) {
-            Expr::Access(a) => out.push(a),
-            Expr::Const(_) => {}
-            Expr::Unary(_, arg) => self.collect_accesses(*arg, out),
-            Expr::Binary { lhs, rhs, .. } => {
-                self.collect_accesses(*lhs, out);
-                self.collect_accesses(*rhs, out);
+    /// For each tensor (by id), the Einsums that write it, in program order.
+    pub fn writers(&self) -> Vec<Vec<EinsumId>> {
+        let mut writers = vec![Vec::new(); self.tensors.len()];
+        for id in self.einsum_ids() {
+            if let Some(w) = writers.get_mut(self.einsum(id).output.tensor.index()) {
+                w.push(id);
             }
         }
+        writers
     }
 
     /// The index variables an Einsum iterates over (output, operands and filters), sorted.
@@ -435,30 +464,50 @@ impl IndexExpr {
         }
     }
 
-    /// Evaluates the expression with `var` giving each variable's value and `size` each size.
-    pub fn eval(&self, var: &impl Fn(RankId) -> i64, size: &impl Fn(RankId) -> i64) -> i64 {
-        match self {
+    /// Evaluates the expression with `var` giving each variable's value and `size` each size;
+    /// `None` when a step overflows `i64` (an index near `i64::MAX` is no index of any tensor).
+    pub fn eval(&self, var: &impl Fn(RankId) -> i64, size: &impl Fn(RankId) -> i64) -> Option<i64> {
+        Some(match self {
             IndexExpr::Var(r) => var(*r),
             IndexExpr::Size(r) => size(*r),
             IndexExpr::Lit(k) => *k,
-            IndexExpr::Add(a, b) => a.eval(var, size) + b.eval(var, size),
-            IndexExpr::Sub(a, b) => a.eval(var, size) - b.eval(var, size),
-            IndexExpr::Mul(a, b) => a.eval(var, size) * b.eval(var, size),
+            IndexExpr::Add(a, b) => a.eval(var, size)?.checked_add(b.eval(var, size)?)?,
+            IndexExpr::Sub(a, b) => a.eval(var, size)?.checked_sub(b.eval(var, size)?)?,
+            IndexExpr::Mul(a, b) => a.eval(var, size)?.checked_mul(b.eval(var, size)?)?,
+        })
+    }
+
+    /// How deep the expression nests (a variable, size or literal is 1). Iterative.
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(self, 1)];
+        while let Some((e, d)) = stack.pop() {
+            deepest = deepest.max(d);
+            if let IndexExpr::Add(a, b) | IndexExpr::Sub(a, b) | IndexExpr::Mul(a, b) = e {
+                stack.push((a, d + 1));
+                stack.push((b, d + 1));
+            }
         }
+        deepest
     }
 }
 
 impl Compare {
-    pub fn holds(&self, var: &impl Fn(RankId) -> i64, size: &impl Fn(RankId) -> i64) -> bool {
-        let (l, r) = (self.lhs.eval(var, size), self.rhs.eval(var, size));
-        match self.op {
+    /// Whether the comparison holds; `None` when evaluating a side overflows `i64`.
+    pub fn holds(
+        &self,
+        var: &impl Fn(RankId) -> i64,
+        size: &impl Fn(RankId) -> i64,
+    ) -> Option<bool> {
+        let (l, r) = (self.lhs.eval(var, size)?, self.rhs.eval(var, size)?);
+        Some(match self.op {
             CompareOp::Lt => l < r,
             CompareOp::Le => l <= r,
             CompareOp::Gt => l > r,
             CompareOp::Ge => l >= r,
             CompareOp::Eq => l == r,
             CompareOp::Ne => l != r,
-        }
+        })
     }
 }
 

@@ -143,13 +143,15 @@ impl LoopPlan {
         let iterative = ranks.first().copied();
         let phases = phases(c, iterative);
         let (guards, carried) = guards(c);
+        let writers = c.writers();
         let placements = c
             .einsum_ids()
-            .map(|id| Placement {
+            .zip(guards)
+            .map(|(id, guard)| Placement {
                 einsum: id,
                 phase: phases[id.index()],
-                space: space(c, id, guards[id.index()].clone()),
-                reads: reads(c, id),
+                space: space(c, id, guard),
+                reads: reads(c, &writers, id),
             })
             .collect();
         let mut ambiguities = Vec::new();
@@ -174,6 +176,37 @@ impl LoopPlan {
         let mut g = expr_guard(c, id, &self.carried);
         dedup_conds(&mut g);
         g
+    }
+
+    /// [`LoopPlan::guard_of`] of every node of the expression rooted at `root`, in the order of
+    /// [`Cascade::post_order`], computed in one bottom-up pass.
+    pub fn node_guards(&self, c: &Cascade, root: ExprId) -> Vec<Vec<Compare>> {
+        let order = c.post_order(root);
+        let mut out: Vec<Vec<Compare>> = Vec::with_capacity(order.len());
+        // Positions in `out` of the operands not yet taken by their parent.
+        let mut stack: Vec<usize> = Vec::new();
+        for node in order {
+            let guard = match c.expr(node) {
+                Expr::Access(a) => access_guard(a, &self.carried),
+                Expr::Const(_) => Vec::new(),
+                Expr::Unary(..) => stack.pop().map(|i| out[i].clone()).unwrap_or_default(),
+                Expr::Binary { merge, .. } => {
+                    let r = stack.pop().map(|i| out[i].clone()).unwrap_or_default();
+                    let l = stack.pop().map(|i| out[i].clone()).unwrap_or_default();
+                    match merge {
+                        Merge::Intersect => l.into_iter().chain(r).collect(),
+                        Merge::Union => l.into_iter().filter(|k| r.contains(k)).collect(),
+                        Merge::Right => r,
+                        Merge::All => Vec::new(),
+                    }
+                }
+            };
+            let mut guard = guard;
+            dedup_conds(&mut guard);
+            stack.push(out.len());
+            out.push(guard);
+        }
+        out
     }
 
     pub fn placement(&self, id: EinsumId) -> &Placement {
@@ -286,16 +319,13 @@ fn space(c: &Cascade, id: EinsumId, guard: Vec<Compare>) -> IterationSpace {
     }
 }
 
-fn reads(c: &Cascade, id: EinsumId) -> Vec<Read> {
+fn reads(c: &Cascade, writers: &[Vec<EinsumId>], id: EinsumId) -> Vec<Read> {
     c.accesses(c.einsum(id).value)
         .into_iter()
         .map(|a| {
-            let writers = c
-                .einsum_ids()
-                .filter(|w| c.einsum(*w).output.tensor == a.tensor);
             let mut carried = false;
             let mut producers = Vec::new();
-            for w in writers {
+            for &w in &writers[a.tensor.index()] {
                 if graph::carried_rank(&c.einsum(w).output, a).is_some() {
                     carried = true;
                 } else {
@@ -440,7 +470,8 @@ fn guards(c: &Cascade) -> (Vec<Vec<Compare>>, Vec<Option<TensorGuard>>) {
         {
             let kept: Vec<Compare> = guard
                 .iter()
-                .filter(|cond| uses_only(cond, &vars))
+                .filter(|cond| uses_only(cond, &vars) && carriable(cond))
+                .take(MAX_CARRIED_CONDS)
                 .cloned()
                 .collect();
             carried[t] = Some(TensorGuard { conds: kept, vars });
@@ -452,29 +483,48 @@ fn guards(c: &Cascade) -> (Vec<Vec<Compare>>, Vec<Option<TensorGuard>>) {
 
 type Carried = [Option<TensorGuard>];
 
+/// The most conditions a tensor carries to its readers, and the deepest index expression among
+/// them. A guard is an over-approximation, so dropping a condition keeps it sound; the caps
+/// keep guards from growing along a chain of Einsums that each shift an index.
+const MAX_CARRIED_CONDS: usize = 32;
+const MAX_CARRIED_DEPTH: usize = 16;
+
+/// The guard of the expression rooted at `id`, computed bottom-up over its post-order with a
+/// stack of operand guards (no recursion, whatever the depth).
 fn expr_guard(c: &Cascade, id: ExprId, carried: &Carried) -> Vec<Compare> {
-    match c.expr(id) {
-        Expr::Access(a) => {
-            let mut g: Vec<Compare> = a.filters.iter().flat_map(|f| f.conds.clone()).collect();
-            if let Some(t) = &carried[a.tensor.index()] {
-                g.extend(t.conds.iter().map(|k| substitute(k, &t.vars, &a.indices)));
+    let mut stack: Vec<Vec<Compare>> = Vec::new();
+    for node in c.post_order(id) {
+        let guard = match c.expr(node) {
+            Expr::Access(a) => access_guard(a, carried),
+            Expr::Const(_) => Vec::new(),
+            Expr::Unary(..) => stack.pop().unwrap_or_default(),
+            Expr::Binary { merge, .. } => {
+                let r = stack.pop().unwrap_or_default();
+                let l = stack.pop().unwrap_or_default();
+                match merge {
+                    Merge::Intersect => l.into_iter().chain(r).collect(),
+                    Merge::Union => l.into_iter().filter(|k| r.contains(k)).collect(),
+                    Merge::Right => r,
+                    Merge::All => Vec::new(),
+                }
             }
-            g
-        }
-        Expr::Const(_) => Vec::new(),
-        Expr::Unary(_, arg) => expr_guard(c, *arg, carried),
-        Expr::Binary {
-            merge, lhs, rhs, ..
-        } => {
-            let (l, r) = (expr_guard(c, *lhs, carried), expr_guard(c, *rhs, carried));
-            match merge {
-                Merge::Intersect => l.into_iter().chain(r).collect(),
-                Merge::Union => l.into_iter().filter(|k| r.contains(k)).collect(),
-                Merge::Right => r,
-                Merge::All => Vec::new(),
-            }
-        }
+        };
+        stack.push(guard);
     }
+    stack.pop().unwrap_or_default()
+}
+
+fn access_guard(a: &Access, carried: &Carried) -> Vec<Compare> {
+    let mut g: Vec<Compare> = a.filters.iter().flat_map(|f| f.conds.clone()).collect();
+    if let Some(t) = &carried[a.tensor.index()] {
+        g.extend(t.conds.iter().map(|k| substitute(k, &t.vars, &a.indices)));
+    }
+    g
+}
+
+/// Whether a condition is small enough to carry on to a tensor's readers.
+fn carriable(cond: &Compare) -> bool {
+    cond.lhs.depth().max(cond.rhs.depth()) <= MAX_CARRIED_DEPTH
 }
 
 fn dedup_conds(conds: &mut Vec<Compare>) {

@@ -56,6 +56,10 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
+/// The most diagnostics rendered at once; the rest are counted in one closing line, so a file
+/// with a million broken lines is reported in time linear in its size.
+pub const MAX_RENDERED: usize = 100;
+
 /// Every problem found in one source file, in source order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Diagnostics(pub Vec<Diagnostic>);
@@ -87,7 +91,8 @@ impl Diagnostics {
 
     fn render_kind(&self, source: &str, path: &str, color: bool, kind: ReportKind) -> String {
         let mut out = Vec::new();
-        for d in &self.0 {
+        let mut cache = (path, Source::from(source));
+        for d in self.0.iter().take(MAX_RENDERED) {
             let span = clamp(source, d.span.clone());
             let report = Report::build(kind, (path, span.clone()))
                 .with_config(
@@ -100,9 +105,20 @@ impl Diagnostics {
                 .with_help(&d.hint)
                 .finish();
             // Writing into a Vec cannot fail; a failure would only lose this report's text.
-            let _ = report.write((path, Source::from(source)), &mut out);
+            let _ = report.write(&mut cache, &mut out);
         }
-        String::from_utf8_lossy(&out).into_owned()
+        let mut text = String::from_utf8_lossy(&out).into_owned();
+        if let Some(more) = self.0.len().checked_sub(MAX_RENDERED).filter(|n| *n > 0) {
+            let what = if kind == ReportKind::Error {
+                "problems"
+            } else {
+                "warnings"
+            };
+            text.push_str(&format!(
+                "... and {more} more {what} in {path} (only the first {MAX_RENDERED} are shown; fix these first)\n"
+            ));
+        }
+        text
     }
 }
 

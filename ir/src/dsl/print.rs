@@ -135,16 +135,6 @@ fn prec(c: &Cascade, id: ExprId) -> u8 {
     }
 }
 
-fn wrapped(c: &Cascade, id: ExprId, paren: bool, out: &mut String) {
-    if paren {
-        out.push('(');
-        expr(c, id, out);
-        out.push(')');
-    } else {
-        expr(c, id, out);
-    }
-}
-
 fn merge_suffix(op: BinaryOp, merge: Merge) -> String {
     if merge == op.default_merge() {
         String::new()
@@ -153,17 +143,47 @@ fn merge_suffix(op: BinaryOp, merge: Merge) -> String {
     }
 }
 
-fn expr(c: &Cascade, id: ExprId, out: &mut String) {
+/// One expression node (`exp(a - b)`), as the DSL writes it.
+pub fn print_expr(c: &Cascade, id: ExprId) -> String {
+    let mut out = String::new();
+    expr(c, id, &mut out);
+    out
+}
+
+/// A piece of printed text: literal text, or a node still to print (in parentheses or not).
+enum Piece {
+    Str(&'static str),
+    Text(String),
+    Node(ExprId, bool),
+}
+
+/// Prints the expression rooted at `root` with an explicit stack of pieces, so that an
+/// expression of any depth prints without recursion.
+fn expr(c: &Cascade, root: ExprId, out: &mut String) {
+    let mut stack = vec![Piece::Node(root, false)];
+    while let Some(piece) = stack.pop() {
+        match piece {
+            Piece::Str(s) => out.push_str(s),
+            Piece::Text(s) => out.push_str(&s),
+            Piece::Node(id, true) => {
+                stack.extend([Piece::Str(")"), Piece::Node(id, false), Piece::Str("(")]);
+            }
+            Piece::Node(id, false) => stack.extend(pieces(c, id).into_iter().rev()),
+        }
+    }
+}
+
+/// What one node prints as, left to right, its operands as nodes still to print.
+fn pieces(c: &Cascade, id: ExprId) -> Vec<Piece> {
+    use Piece::{Node, Str, Text};
     match c.expr(id) {
-        Expr::Access(a) => out.push_str(&access(c, a)),
-        Expr::Const(k) => out.push_str(&constant(c, *k)),
+        Expr::Access(a) => vec![Text(access(c, a))],
+        Expr::Const(k) => vec![Text(constant(c, *k))],
         Expr::Unary(UnaryOp::Neg, arg) => {
-            out.push('-');
             let bare = matches!(c.expr(*arg), Expr::Access(_));
-            wrapped(c, *arg, !bare, out);
+            vec![Str("-"), Node(*arg, !bare)]
         }
         Expr::Unary(op, arg) => {
-            let _ = write!(out, "{op}(");
             // `exp(a - b)` would read back as sub-then-exp, so a subtraction gets its own parens.
             let sub = matches!(
                 c.expr(*arg),
@@ -172,8 +192,11 @@ fn expr(c: &Cascade, id: ExprId, out: &mut String) {
                     ..
                 }
             );
-            wrapped(c, *arg, sub && *op == UnaryOp::Exp, out);
-            out.push(')');
+            vec![
+                Text(format!("{op}(")),
+                Node(*arg, sub && *op == UnaryOp::Exp),
+                Str(")"),
+            ]
         }
         Expr::Binary {
             op,
@@ -183,21 +206,20 @@ fn expr(c: &Cascade, id: ExprId, out: &mut String) {
         } => {
             let m = merge_suffix(*op, *merge);
             match op {
-                BinaryOp::SubExp => {
-                    let _ = write!(out, "exp{m}(");
-                    expr(c, *lhs, out);
-                    out.push_str(" - ");
-                    wrapped(c, *rhs, prec(c, *rhs) <= 1, out);
-                    out.push(')');
-                }
-                BinaryOp::Max | BinaryOp::Min => {
-                    let name = op.info().name;
-                    let _ = write!(out, "{name}{m}(");
-                    expr(c, *lhs, out);
-                    out.push_str(", ");
-                    expr(c, *rhs, out);
-                    out.push(')');
-                }
+                BinaryOp::SubExp => vec![
+                    Text(format!("exp{m}(")),
+                    Node(*lhs, false),
+                    Str(" - "),
+                    Node(*rhs, prec(c, *rhs) <= 1),
+                    Str(")"),
+                ],
+                BinaryOp::Max | BinaryOp::Min => vec![
+                    Text(format!("{}{m}(", op.info().name)),
+                    Node(*lhs, false),
+                    Str(", "),
+                    Node(*rhs, false),
+                    Str(")"),
+                ],
                 BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div => {
                     let sym = op.info().symbol.unwrap_or("?");
                     let p = if matches!(op, BinaryOp::Add | BinaryOp::Sub) {
@@ -205,9 +227,11 @@ fn expr(c: &Cascade, id: ExprId, out: &mut String) {
                     } else {
                         2
                     };
-                    wrapped(c, *lhs, prec(c, *lhs) < p, out);
-                    let _ = write!(out, " {sym}{m} ");
-                    wrapped(c, *rhs, prec(c, *rhs) <= p, out);
+                    vec![
+                        Node(*lhs, prec(c, *lhs) < p),
+                        Text(format!(" {sym}{m} ")),
+                        Node(*rhs, prec(c, *rhs) <= p),
+                    ]
                 }
             }
         }
