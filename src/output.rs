@@ -129,6 +129,35 @@ pub fn stderr_color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
+/// A float for JSON: the number when it is finite, else the string `"NaN"`, `"inf"` or `"-inf"`
+/// (JSON has no such numbers, and `serde_json` would silently write `null`).
+pub fn num(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else if x.is_nan() {
+        json!("NaN")
+    } else if x > 0.0 {
+        json!("inf")
+    } else {
+        json!("-inf")
+    }
+}
+
+/// The user error for output that could not be written to stdout (a full disk, `/dev/full`);
+/// a closed pipe is not reported (see `main`).
+pub fn stdout_error(e: &std::io::Error) -> anyhow::Error {
+    UserError::message(format!("cannot write to standard output: {e}")).into()
+}
+
+/// Writes `text` to stdout; a closed pipe (`| head`) ends the output quietly, any other
+/// failure is a user error.
+pub fn write_stdout(text: &[u8]) -> anyhow::Result<()> {
+    match std::io::stdout().lock().write_all(text) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(stdout_error(&e)),
+        _ => Ok(()),
+    }
+}
+
 /// Prints a JSON value on stdout, pretty.
 pub fn print_json(value: &Value) {
     println!(
@@ -152,8 +181,5 @@ where
     let bytes = w
         .into_inner()
         .map_err(|e| anyhow::anyhow!("CSV buffer: {e}"))?;
-    match std::io::stdout().lock().write_all(&bytes) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
+    write_stdout(&bytes)
 }
