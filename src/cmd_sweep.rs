@@ -14,7 +14,7 @@ use cascade_cli::values;
 
 use crate::arch_load::{self, seq_label};
 use crate::files;
-use crate::output::{OutputFormat, UserError, print_csv, print_json};
+use crate::output::{OutputFormat, UserError, check_finite, print_csv, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -121,6 +121,22 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
         for (slot, marked) in points.iter_mut().filter(|(p, _)| *p == k).zip(group) {
             slot.1 = marked;
         }
+    }
+    for (p, d) in points.iter().filter(|(_, d)| d.infeasible.is_none()) {
+        let what = format!(
+            "{} at {} {} with a {}×{} array",
+            loaded.arch.name(),
+            problems[*p].label,
+            seq_label(problems[*p].seq),
+            d.dim,
+            d.dim
+        );
+        let fields = [
+            ("latency_s", d.latency_s),
+            ("energy_pj", d.energy_pj),
+            ("area_mm2", d.area_mm2),
+        ];
+        check_finite(&what, &fields)?;
     }
     let records = csv_records(&problems, &points);
     // Both files are made in memory first, so a failure leaves neither half-written.

@@ -143,6 +143,19 @@ pub fn num(x: f64) -> Value {
     }
 }
 
+/// Refuses to report a result that is not a finite number: `what` names the result (a
+/// workload point), `fields` its reported numbers. JSON has no NaN or infinity and a table
+/// would print a meaningless `NaN` or `0.00x`, so the first non-finite field is an error that
+/// says where it came from.
+pub fn check_finite(what: &str, fields: &[(&str, f64)]) -> Result<(), UserError> {
+    match fields.iter().find(|(_, x)| !x.is_finite()) {
+        None => Ok(()),
+        Some((field, x)) => Err(UserError::message(format!(
+            "{what}: the model gives {field} = {x}, not a finite number; check that the architecture's and the workload's numbers (clock, bandwidths, energies, sizes) are in a physical range"
+        ))),
+    }
+}
+
 /// The user error for output that could not be written to stdout (a full disk, `/dev/full`);
 /// a closed pipe is not reported (see `main`).
 pub fn stdout_error(e: &std::io::Error) -> anyhow::Error {
