@@ -57,7 +57,7 @@ pub struct Args {
     /// Evaluate in f64 or f32 (inputs are read or drawn in f64 and rounded).
     #[arg(long, value_enum, default_value_t = Dtype::F64)]
     pub dtype: Dtype,
-    /// Refuse shapes whose evaluation would allocate more than this many bytes (k/M/G/T
+    /// Refuse shapes whose evaluation would allocate more than this many bytes (k/M/G/T/P
     /// suffixes, powers of 1024); the estimate is made before anything is allocated.
     #[arg(long, value_name = "BYTES", default_value = "4G")]
     pub max_memory: String,

@@ -119,7 +119,7 @@ pub fn pe_dims(arg: &str) -> Result<Vec<u64>, ValueError> {
     }
 }
 
-/// Parses a byte count with optional binary suffixes (`64k`, `32M`, `4G`, `1T`), in
+/// Parses a byte count with optional binary suffixes (`64k`, `32M`, `4G`, `1T`, `1P`), in
 /// `1..=max`; `flag` names the option in messages.
 pub fn bytes(arg: &str, flag: &str, max: u64) -> Result<u64, ValueError> {
     let text = arg.trim();
@@ -128,6 +128,7 @@ pub fn bytes(arg: &str, flag: &str, max: u64) -> Result<u64, ValueError> {
         Some((i, 'm' | 'M')) => (&text[..i], 20),
         Some((i, 'g' | 'G')) => (&text[..i], 30),
         Some((i, 't' | 'T')) => (&text[..i], 40),
+        Some((i, 'p' | 'P')) => (&text[..i], 50),
         _ => (text, 0),
     };
     let value = digits
@@ -146,7 +147,7 @@ pub fn bytes(arg: &str, flag: &str, max: u64) -> Result<u64, ValueError> {
             human_bytes(max)
         )),
         None => err(format!(
-            "cannot read {flag} `{arg}`; write bytes with optional k/M/G/T suffixes (powers of 1024), e.g. 64k or 4G"
+            "cannot read {flag} `{arg}`; write bytes with optional k/M/G/T/P suffixes (powers of 1024), e.g. 64k or 4G"
         )),
     }
 }

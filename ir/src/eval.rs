@@ -715,10 +715,10 @@ impl<T: Element> Kernel<T> {
 
         // Loop order: larger total stride outside, so the innermost loop walks memory densely.
         let mut loop_ranks: Vec<RankId> = space.into_iter().filter(|r| Some(*r) != fixed).collect();
-        let weight = |r: RankId, k: &Kernel<T>| -> i64 {
+        let weight = |r: RankId, k: &Kernel<T>| -> u128 {
             k.counters
                 .iter()
-                .map(|c| c.affine.coeffs[r.index()].abs())
+                .map(|c| u128::from(c.affine.coeffs[r.index()].unsigned_abs()))
                 .sum()
         };
         loop_ranks.sort_by_key(|&r| (std::cmp::Reverse(weight(r, &kernel)), r));
