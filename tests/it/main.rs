@@ -11,4 +11,5 @@ mod rewrite;
 mod sim;
 mod support;
 mod tidy;
+mod values;
 mod zoo;
