@@ -328,13 +328,17 @@ impl Cascade {
     /// Every access in the expression tree rooted at `root`, left to right. Iterative, so an
     /// expression of any depth is walked without recursion.
     pub fn accesses(&self, root: ExprId) -> Vec<&Access> {
-        self.post_order(root)
-            .into_iter()
-            .filter_map(|id| match self.expr(id) {
-                Expr::Access(a) => Some(a),
-                _ => None,
-            })
-            .collect()
+        let mut out = Vec::new();
+        let mut stack = vec![root];
+        while let Some(id) = stack.pop() {
+            match self.expr(id) {
+                Expr::Access(a) => out.push(a),
+                Expr::Const(_) => {}
+                Expr::Unary(_, arg) => stack.push(*arg),
+                Expr::Binary { lhs, rhs, .. } => stack.extend([*rhs, *lhs]),
+            }
+        }
+        out
     }
 
     /// The nodes of the expression tree rooted at `root` in post-order, operands left to right
@@ -362,15 +366,9 @@ impl Cascade {
         out
     }
 
-    /// For each tensor (by id), the Einsums that write it, in program order.
-    pub fn writers(&self) -> Vec<Vec<EinsumId>> {
-        let mut writers = vec![Vec::new(); self.tensors.len()];
-        for id in self.einsum_ids() {
-            if let Some(w) = writers.get_mut(self.einsum(id).output.tensor.index()) {
-                w.push(id);
-            }
-        }
-        writers
+    /// For each tensor, the Einsums that write it, in program order.
+    pub fn writers(&self) -> Writers {
+        Writers::of(self)
     }
 
     /// The index variables an Einsum iterates over (output, operands and filters), sorted.
@@ -406,6 +404,44 @@ impl Cascade {
             Some(r) => Some(r.op),
             None if !self.reduced_ranks(id).is_empty() => Some(ReduceOp::Sum),
             None => None,
+        }
+    }
+}
+
+/// The Einsums that write each tensor, in program order, in two flat vectors (one allocation
+/// each however many tensors there are).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Writers {
+    /// `ids[start[t]..start[t + 1]]` write tensor `t`.
+    start: Vec<usize>,
+    ids: Vec<EinsumId>,
+}
+
+impl Writers {
+    fn of(c: &Cascade) -> Writers {
+        let n = c.tensors.len();
+        let mut start = vec![0usize; n + 1];
+        let tensor = |id: EinsumId| c.einsum(id).output.tensor.index();
+        for id in c.einsum_ids().filter(|id| tensor(*id) < n) {
+            start[tensor(id) + 1] += 1;
+        }
+        for t in 0..n {
+            start[t + 1] += start[t];
+        }
+        let mut next = start.clone();
+        let mut ids = vec![EinsumId(0); start[n]];
+        for id in c.einsum_ids().filter(|id| tensor(*id) < n) {
+            ids[next[tensor(id)]] = id;
+            next[tensor(id)] += 1;
+        }
+        Writers { start, ids }
+    }
+
+    /// The writers of `t`, in program order (none for a tensor id out of range).
+    pub fn of_tensor(&self, t: TensorId) -> &[EinsumId] {
+        match (self.start.get(t.index()), self.start.get(t.index() + 1)) {
+            (Some(&a), Some(&b)) => &self.ids[a..b],
+            _ => &[],
         }
     }
 }

@@ -39,7 +39,7 @@ pub fn dependency_graph(c: &Cascade) -> DependencyGraph {
     let writers = c.writers();
     for consumer in c.einsum_ids() {
         for read in c.accesses(c.einsum(consumer).value) {
-            for &producer in &writers[read.tensor.index()] {
+            for &producer in writers.of_tensor(read.tensor) {
                 let write = &c.einsum(producer).output;
                 let dep = Dep {
                     tensor: read.tensor,

@@ -16,7 +16,7 @@
 //! masks (attention sinks ∪ a window) and not warned about.
 
 use crate::ast::{BinaryOp, Cascade, Compare, Constant, EinsumId, Expr, ExprId, Merge, ReduceOp};
-use crate::plan::LoopPlan;
+use crate::plan::TensorGuards;
 
 /// One warning about an Einsum.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,7 @@ enum Masked {
 
 /// Warns about every place a masked point is brought back with a value (see the module doc).
 pub fn lint(c: &Cascade) -> Vec<Warning> {
-    let plan = LoopPlan::new(c);
+    let plan = TensorGuards::of(c);
     let mut tensor = vec![Masked::Absent; c.tensors.len()];
     // Where each tensor's masked points were brought back as 0 or -inf, as text.
     let mut origin: Vec<Option<String>> = vec![None; c.tensors.len()];
@@ -99,7 +99,7 @@ struct Node {
 
 struct Ctx<'a> {
     c: &'a Cascade,
-    plan: &'a LoopPlan,
+    plan: &'a TensorGuards,
     tensor: &'a [Masked],
     origins: &'a [Option<String>],
     einsum: EinsumId,

@@ -24,6 +24,7 @@
 
 use crate::ast::{
     Access, Cascade, Compare, EinsumId, Expr, ExprId, IndexExpr, Merge, RankId, Section, TensorId,
+    Writers,
 };
 use crate::graph;
 use crate::passes::{self, PassReport};
@@ -134,48 +135,17 @@ pub struct LoopPlan {
     pub steps: Vec<Step>,
     pub ambiguities: Vec<Ambiguity>,
     /// What each tensor's presence guarantees to its readers (see [`guards`]).
-    carried: Vec<Option<TensorGuard>>,
+    carried: TensorGuards,
 }
 
-impl LoopPlan {
-    pub fn new(c: &Cascade) -> LoopPlan {
-        let ranks = c.iterative_ranks();
-        let iterative = ranks.first().copied();
-        let phases = phases(c, iterative);
-        let (guards, carried) = guards(c);
-        let writers = c.writers();
-        let placements = c
-            .einsum_ids()
-            .zip(guards)
-            .map(|(id, guard)| Placement {
-                einsum: id,
-                phase: phases[id.index()],
-                space: space(c, id, guard),
-                reads: reads(c, &writers, id),
-            })
-            .collect();
-        let mut ambiguities = Vec::new();
-        if ranks.len() > 1 {
-            ambiguities.push(Ambiguity::SeveralIterativeRanks { ranks });
-        }
-        if let Some(r) = iterative {
-            ambiguities.extend(step_ambiguities(c, &phases, r));
-        }
-        LoopPlan {
-            iterative,
-            placements,
-            steps: steps(c, &phases, iterative),
-            ambiguities,
-            carried,
-        }
-    }
+/// What each tensor's presence guarantees to its readers, without the rest of a plan: what
+/// lint compares the operands of a merge by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorGuards(Vec<Option<TensorGuard>>);
 
-    /// The guard of one expression node of the cascade: the conditions every point where it
-    /// can be present satisfies (the masking check compares an operator's operands by it).
-    pub fn guard_of(&self, c: &Cascade, id: ExprId) -> Vec<Compare> {
-        let mut g = expr_guard(c, id, &self.carried);
-        dedup_conds(&mut g);
-        g
+impl TensorGuards {
+    pub fn of(c: &Cascade) -> TensorGuards {
+        TensorGuards(guards(c).1)
     }
 
     /// [`LoopPlan::guard_of`] of every node of the expression rooted at `root`, in the order of
@@ -187,7 +157,7 @@ impl LoopPlan {
         let mut stack: Vec<usize> = Vec::new();
         for node in order {
             let guard = match c.expr(node) {
-                Expr::Access(a) => access_guard(a, &self.carried),
+                Expr::Access(a) => access_guard(a, &self.0),
                 Expr::Const(_) => Vec::new(),
                 Expr::Unary(..) => stack.pop().map(|i| out[i].clone()).unwrap_or_default(),
                 Expr::Binary { merge, .. } => {
@@ -207,6 +177,62 @@ impl LoopPlan {
             out.push(guard);
         }
         out
+    }
+}
+
+impl LoopPlan {
+    pub fn new(c: &Cascade) -> LoopPlan {
+        let ranks = c.iterative_ranks();
+        let iterative = ranks.first().copied();
+        let phases = phases(c, iterative);
+        let (guards, carried) = guards(c);
+        let writers = c.writers();
+        let placements = c
+            .einsum_ids()
+            .zip(guards)
+            .map(|(id, guard)| Placement {
+                einsum: id,
+                phase: phases[id.index()],
+                space: space(c, id, guard),
+                reads: reads(c, &writers, id),
+            })
+            .collect();
+        let ambiguities = LoopPlan::ambiguities(c);
+        LoopPlan {
+            iterative,
+            placements,
+            steps: steps(c, &phases, iterative),
+            ambiguities,
+            carried: TensorGuards(carried),
+        }
+    }
+
+    /// The ambiguities alone (what `verify` needs), without iteration spaces or guards.
+    pub fn ambiguities(c: &Cascade) -> Vec<Ambiguity> {
+        let ranks = c.iterative_ranks();
+        let iterative = ranks.first().copied();
+        let phases = phases(c, iterative);
+        let mut ambiguities = Vec::new();
+        if ranks.len() > 1 {
+            ambiguities.push(Ambiguity::SeveralIterativeRanks { ranks });
+        }
+        if let Some(r) = iterative {
+            ambiguities.extend(step_ambiguities(c, &phases, r));
+        }
+        ambiguities
+    }
+
+    /// The guard of one expression node of the cascade: the conditions every point where it
+    /// can be present satisfies (the masking check compares an operator's operands by it).
+    pub fn guard_of(&self, c: &Cascade, id: ExprId) -> Vec<Compare> {
+        let mut g = expr_guard(c, id, &self.carried.0);
+        dedup_conds(&mut g);
+        g
+    }
+
+    /// [`TensorGuards::node_guards`] with this plan's guards.
+    pub fn node_guards(&self, c: &Cascade, root: ExprId) -> Vec<Vec<Compare>> {
+        self.carried.node_guards(c, root)
     }
 
     pub fn placement(&self, id: EinsumId) -> &Placement {
@@ -319,13 +345,13 @@ fn space(c: &Cascade, id: EinsumId, guard: Vec<Compare>) -> IterationSpace {
     }
 }
 
-fn reads(c: &Cascade, writers: &[Vec<EinsumId>], id: EinsumId) -> Vec<Read> {
+fn reads(c: &Cascade, writers: &Writers, id: EinsumId) -> Vec<Read> {
     c.accesses(c.einsum(id).value)
         .into_iter()
         .map(|a| {
             let mut carried = false;
             let mut producers = Vec::new();
-            for &w in &writers[a.tensor.index()] {
+            for &w in writers.of_tensor(a.tensor) {
                 if graph::carried_rank(&c.einsum(w).output, a).is_some() {
                     carried = true;
                 } else {

@@ -340,13 +340,13 @@ pub fn verify(c: &Cascade) -> Vec<VerifyError> {
 /// Constructs whose meaning would depend on who runs them (see [`crate::plan`]).
 fn ambiguities(c: &Cascade, errors: &mut Vec<VerifyError>) {
     use crate::plan::{Ambiguity, LoopPlan};
-    let plan = LoopPlan::new(c);
-    let rank_name = plan
-        .iterative
-        .map(|r| c.rank(r).name.clone())
+    let rank_name = c
+        .iterative_ranks()
+        .first()
+        .map(|r| c.rank(*r).name.clone())
         .unwrap_or_default();
     let output = |id: EinsumId| c.tensor(c.einsum(id).output.tensor).name.clone();
-    for a in &plan.ambiguities {
+    for a in &LoopPlan::ambiguities(c) {
         errors.push(match a {
             Ambiguity::LoopReadsPostLoop {
                 einsum,
@@ -625,8 +625,10 @@ fn read_before_write(c: &Cascade, errors: &mut Vec<VerifyError>) {
     let ever_written: Vec<bool> = c
         .tensors
         .iter()
-        .zip(&writers)
-        .map(|(t, w)| t.kind == TensorKind::Input || !w.is_empty())
+        .enumerate()
+        .map(|(i, t)| {
+            t.kind == TensorKind::Input || !writers.of_tensor(TensorId(i as u32)).is_empty()
+        })
         .collect();
     for id in c.einsum_ids() {
         for (n, a) in einsum_accesses(c, id).into_iter().enumerate().skip(1) {
@@ -634,7 +636,7 @@ fn read_before_write(c: &Cascade, errors: &mut Vec<VerifyError>) {
             if state[t.index()] {
                 // Reading the state of an earlier iteration needs `init` (`iterative_state`);
                 // reading this iteration's new state needs its update to come first.
-                if later_update(c, &writers[t.index()], id, a).is_some() {
+                if later_update(c, writers.of_tensor(t), id, a).is_some() {
                     errors.push(VerifyError::ReadBeforeWrite {
                         at: Location::Einsum {
                             einsum: id,
@@ -714,7 +716,7 @@ fn iterative_state(c: &Cascade, errors: &mut Vec<VerifyError>) {
             if reported.contains(&(out.tensor, rank)) {
                 continue;
             }
-            let initialised = writers[out.tensor.index()].iter().any(|w| {
+            let initialised = writers.of_tensor(out.tensor).iter().any(|w| {
                 let e = c.einsum(*w);
                 e.section == Section::Init
                     && e.output.tensor == out.tensor
@@ -851,7 +853,7 @@ fn outputs(c: &Cascade, errors: &mut Vec<VerifyError>) {
     }
     let writers = c.writers();
     for (n, t) in c.outputs.iter().enumerate() {
-        let written = c.tensor(*t).kind == TensorKind::Input || !writers[t.index()].is_empty();
+        let written = c.tensor(*t).kind == TensorKind::Input || !writers.of_tensor(*t).is_empty();
         if !written {
             errors.push(VerifyError::OutputNeverWritten {
                 output: n,

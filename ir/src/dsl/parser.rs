@@ -33,7 +33,8 @@ enum Phase {
 #[derive(Debug)]
 struct Use {
     write: bool,
-    indices: Vec<IndexExpr>,
+    /// The rank each index walks (`verify::index_rank`), decided when the access is read.
+    ranks: Vec<Option<RankId>>,
 }
 
 type PResult<T> = Result<T, Diagnostic>;
@@ -975,10 +976,8 @@ impl Parser {
             self.map.tensors[tensor.index()] = span.clone();
             self.tensor_defined[tensor.index()] = true;
         }
-        self.uses[tensor.index()].push(Use {
-            write,
-            indices: indices.clone(),
-        });
+        let ranks = indices.iter().map(|i| index_rank(&self.c, i)).collect();
+        self.uses[tensor.index()].push(Use { write, ranks });
         self.line_accesses.push(span);
         Ok(Access {
             tensor,
@@ -1179,15 +1178,15 @@ impl Parser {
             let Some(first) = uses.iter().find(|u| u.write).or(uses.first()) else {
                 continue;
             };
-            let arity = first.indices.len();
+            let arity = first.ranks.len();
             let mut ranks = Vec::with_capacity(arity);
             for pos in 0..arity {
                 let found = uses
                     .iter()
                     .filter(|u| u.write)
                     .chain(uses.iter().filter(|u| !u.write))
-                    .filter(|u| u.indices.len() == arity)
-                    .find_map(|u| index_rank(&self.c, &u.indices[pos]));
+                    .filter(|u| u.ranks.len() == arity)
+                    .find_map(|u| u.ranks[pos]);
                 match found {
                     Some(r) => ranks.push(r),
                     None => {

@@ -261,28 +261,35 @@ fn number(x: f64) -> String {
 
 /// `T[i,j : cond && cond]`, or the bare name for a scalar.
 pub(crate) fn access(c: &Cascade, a: &Access) -> String {
-    let mut s = c.tensor(a.tensor).name.clone();
+    let mut s = String::new();
+    write_access(c, a, &mut s);
+    s
+}
+
+fn write_access(c: &Cascade, a: &Access, s: &mut String) {
+    s.push_str(&c.tensor(a.tensor).name);
     if a.indices.is_empty() {
-        return s;
+        return;
     }
     s.push('[');
     for (pos, idx) in a.indices.iter().enumerate() {
         if pos > 0 {
             s.push(',');
         }
-        s.push_str(&index(c, idx));
-        let conds: Vec<String> = a
+        write_index(c, idx, s);
+        let mut first = true;
+        for cond in a
             .filters
             .iter()
             .filter(|f| f.position == pos)
-            .flat_map(|f| f.conds.iter().map(|cond| compare(c, cond)))
-            .collect();
-        if !conds.is_empty() {
-            let _ = write!(s, " : {}", conds.join(" && "));
+            .flat_map(|f| &f.conds)
+        {
+            s.push_str(if first { " : " } else { " && " });
+            first = false;
+            write_compare(c, cond, s);
         }
     }
     s.push(']');
-    s
 }
 
 /// An affine comparison as the DSL writes it (`m <= p`).
@@ -292,33 +299,55 @@ pub fn print_compare(c: &Cascade, cmp: &Compare) -> String {
 
 /// An index expression as the DSL writes it (`m1*M0+m0`).
 pub fn print_index(c: &Cascade, e: &IndexExpr) -> String {
-    index(c, e)
+    let mut s = String::new();
+    write_index(c, e, &mut s);
+    s
 }
 
 pub(crate) fn compare(c: &Cascade, cmp: &Compare) -> String {
-    format!("{} {} {}", index(c, &cmp.lhs), cmp.op, index(c, &cmp.rhs))
+    let mut s = String::new();
+    write_compare(c, cmp, &mut s);
+    s
 }
 
-/// Index arithmetic without spaces (`m1*M0+m0`, `p-m`), parenthesised only where needed.
-pub(crate) fn index(c: &Cascade, e: &IndexExpr) -> String {
+fn write_compare(c: &Cascade, cmp: &Compare, s: &mut String) {
+    write_index(c, &cmp.lhs, s);
+    let _ = write!(s, " {} ", cmp.op);
+    write_index(c, &cmp.rhs, s);
+}
+
+/// Index arithmetic without spaces (`m1*M0+m0`, `p-m`), parenthesised only where needed. Its
+/// depth is bounded (`verify::MAX_INDEX_DEPTH`), so it recurses.
+fn write_index(c: &Cascade, e: &IndexExpr, s: &mut String) {
     let additive = |e: &IndexExpr| matches!(e, IndexExpr::Add(..) | IndexExpr::Sub(..));
-    let wrap = |e: &IndexExpr, paren: bool| {
+    let wrap = |e: &IndexExpr, paren: bool, s: &mut String| {
         if paren {
-            format!("({})", index(c, e))
+            s.push('(');
+            write_index(c, e, s);
+            s.push(')');
         } else {
-            index(c, e)
+            write_index(c, e, s);
         }
     };
     match e {
-        IndexExpr::Var(r) => c.var_name(*r),
-        IndexExpr::Size(r) => c.rank(*r).name.clone(),
-        IndexExpr::Lit(k) => k.to_string(),
-        IndexExpr::Add(a, b) => format!("{}+{}", index(c, a), wrap(b, additive(b))),
-        IndexExpr::Sub(a, b) => format!("{}-{}", index(c, a), wrap(b, additive(b))),
-        IndexExpr::Mul(a, b) => format!(
-            "{}*{}",
-            wrap(a, additive(a)),
-            wrap(b, additive(b) || matches!(**b, IndexExpr::Mul(..)))
-        ),
+        IndexExpr::Var(r) => s.push_str(&c.var_name(*r)),
+        IndexExpr::Size(r) => s.push_str(&c.rank(*r).name),
+        IndexExpr::Lit(k) => {
+            let _ = write!(s, "{k}");
+        }
+        IndexExpr::Add(a, b) | IndexExpr::Sub(a, b) => {
+            write_index(c, a, s);
+            s.push(if matches!(e, IndexExpr::Add(..)) {
+                '+'
+            } else {
+                '-'
+            });
+            wrap(b, additive(b), s);
+        }
+        IndexExpr::Mul(a, b) => {
+            wrap(a, additive(a), s);
+            s.push('*');
+            wrap(b, additive(b) || matches!(**b, IndexExpr::Mul(..)), s);
+        }
     }
 }
