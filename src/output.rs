@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io::{IsTerminal, Write as _};
 
-use cascade_ir::dsl::{Diagnostics, line_col};
+use cascade_ir::dsl::{Diagnostics, LineIndex};
 use serde_json::{Value, json};
 
 /// How a command prints its result (and its errors).
@@ -96,10 +96,11 @@ impl std::error::Error for UserError {}
 /// Each diagnostic as `{file, line, column, end_line, end_column, message, label, hint}`
 /// (1-based lines and columns).
 pub fn diagnostics_json(diags: &Diagnostics, source: &str, path: &str) -> Value {
+    let lines = LineIndex::new(source);
     diags
         .iter()
         .map(|d| {
-            let (line, column) = line_col(source, d.span.start);
+            let (line, column) = lines.line_col(d.span.start);
             // A span that ends on a newline ("expected … at the end of the line") ends on its line.
             let covers_newline = source
                 .get(d.span.clone())
@@ -109,7 +110,7 @@ pub fn diagnostics_json(diags: &Diagnostics, source: &str, path: &str) -> Value 
             } else {
                 d.span.end
             };
-            let (end_line, end_column) = line_col(source, end);
+            let (end_line, end_column) = lines.line_col(end);
             json!({
                 "file": path,
                 "line": line,
