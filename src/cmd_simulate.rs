@@ -9,7 +9,7 @@ use comfy_table::{Table, presets};
 use serde_json::{Value, json};
 
 use crate::arch_load::{self, seq_label};
-use crate::output::{OutputFormat, print_csv, print_json};
+use crate::output::{OutputFormat, check_finite, print_csv, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -100,6 +100,11 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
                 ))
                 .into());
             }
+        }
+    }
+    for row in &rows {
+        if let Row::Ok(r, _, cy) = row {
+            check_point(r, cy.as_deref())?;
         }
     }
     let header = [
@@ -210,6 +215,42 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every number a point reports is finite, or the point is an error (see `check_finite`).
+fn check_point(r: &SimReport, cy: Option<&CycleReport>) -> anyhow::Result<()> {
+    let mut fields = report_fields(r);
+    if let Some(cy) = cy {
+        fields.extend([
+            ("cycle.latency_cycles", cy.latency_cycles),
+            ("cycle.latency_s", cy.latency_s),
+        ]);
+    }
+    Ok(check_finite(&report_label(r), &fields)?)
+}
+
+/// `fusemax running attention_1pass at BERT 1K`.
+pub fn report_label(r: &SimReport) -> String {
+    let seq = seq_label(r.seq);
+    format!("{} running {} at {} {seq}", r.arch, r.cascade, r.workload)
+}
+
+/// The numbers a report's table, CSV and JSON show.
+pub fn report_fields(r: &SimReport) -> Vec<(&'static str, f64)> {
+    let mut fields = vec![
+        ("latency_s", r.latency_s),
+        ("latency_cycles", r.latency_cycles),
+        ("memory_cycles", r.memory_cycles),
+        ("dram_bytes", r.dram_bytes),
+        ("energy_pj", r.energy.total_pj()),
+        ("tile_mac_energy_share", r.tile_mac_energy_share),
+        ("area_mm2", r.area_mm2),
+        ("spill", r.spill),
+        ("end_to_end.latency_cycles", r.end_to_end.latency_cycles),
+        ("end_to_end.energy_pj", r.end_to_end.energy_pj),
+    ];
+    fields.extend(r.units.iter().map(|u| ("utilisation", u.utilisation)));
+    fields
 }
 
 /// CSV: one record per point with every number unrounded (as JSON has it), one utilisation

@@ -803,19 +803,61 @@ struct ExprEmitter<'a> {
     emitted: BTreeMap<ExprId, (String, String)>,
 }
 
+/// One step of [`ExprEmitter::value`]'s walk: a node to number (its operands after it), or a
+/// numbered node whose operands are done.
+enum Frame {
+    Enter(ExprId),
+    Exit(ExprId, usize),
+}
+
 impl ExprEmitter<'_> {
-    fn value(&mut self, id: ExprId) -> (String, String) {
-        let k = self.next;
-        self.next += 1;
-        let (v, p) = (format!("x{k}"), format!("q{k}"));
+    /// Emits the expression rooted at `root` and returns its value and presence names. Nodes
+    /// are numbered in pre-order and their statements come in post-order, operands left to
+    /// right, walked with an explicit stack so that no expression's depth reaches the stack.
+    fn value(&mut self, root: ExprId) -> (String, String) {
+        let mut frames = vec![Frame::Enter(root)];
+        let mut results: Vec<(String, String)> = Vec::new();
+        while let Some(frame) = frames.pop() {
+            let (id, k) = match frame {
+                Frame::Enter(id) => {
+                    let k = self.next;
+                    self.next += 1;
+                    match self.c.expr(id) {
+                        Expr::Unary(_, arg) => {
+                            frames.extend([Frame::Exit(id, k), Frame::Enter(*arg)]);
+                            continue;
+                        }
+                        Expr::Binary { lhs, rhs, .. } => {
+                            frames.extend([
+                                Frame::Exit(id, k),
+                                Frame::Enter(*rhs),
+                                Frame::Enter(*lhs),
+                            ]);
+                            continue;
+                        }
+                        Expr::Access(_) | Expr::Const(_) => (id, k),
+                    }
+                }
+                Frame::Exit(id, k) => (id, k),
+            };
+            let (v, p) = (format!("x{k}"), format!("q{k}"));
+            self.node(id, &v, &p, &mut results);
+            self.emitted.insert(id, (v.clone(), p.clone()));
+            results.push((v, p));
+        }
+        results.pop().unwrap_or_default()
+    }
+
+    /// The statements of one node, its operands' names taken from `results`.
+    fn node(&mut self, id: ExprId, v: &str, p: &str, results: &mut Vec<(String, String)>) {
         match self.c.expr(id) {
-            Expr::Access(a) => self.access(a, &v, &p),
+            Expr::Access(a) => self.access(a, v, p),
             Expr::Const(konst) => self.lines.push(format!(
                 "const float {v} = {}; const bool {p} = true;",
                 cexpr::constant(konst, self.names)
             )),
             Expr::Unary(op, arg) => {
-                let (av, ap) = self.value(*arg);
+                let (av, ap) = results.pop().unwrap_or_default();
                 let value = match (op, self.c.expr(*arg)) {
                     // exp(x - c) is 0 when x is a present -inf, as for sub-then-exp (`eval`
                     // does the same).
@@ -838,22 +880,15 @@ impl ExprEmitter<'_> {
                     "const bool {p} = {ap}; const float {v} = {p} ? {value} : 0.0f;"
                 ));
             }
-            Expr::Binary {
-                op,
-                merge,
-                lhs,
-                rhs,
-            } => {
-                let (a, pa) = self.value(*lhs);
-                let (b, pb) = self.value(*rhs);
+            Expr::Binary { op, merge, .. } => {
+                let (b, pb) = results.pop().unwrap_or_default();
+                let (a, pa) = results.pop().unwrap_or_default();
                 let (present, value) = merged(*op, *merge, (&a, &pa), (&b, &pb));
                 self.lines.push(format!(
                     "const bool {p} = {present}; const float {v} = {p} ? ({value}) : 0.0f;"
                 ));
             }
         }
-        self.emitted.insert(id, (v.clone(), p.clone()));
-        (v, p)
     }
 
     /// A load: absent where a filter fails (checked first, so an index the filter protects is

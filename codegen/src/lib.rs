@@ -121,7 +121,61 @@ pub struct GpuSchedule {
     pub ldmatrix: bool,
 }
 
+/// The most threads a block may have on every GPU target.
+pub const MAX_THREADS_PER_BLOCK: u32 = 1024;
+/// The most warps a block may have on any target (fewer where warps are wider).
+pub const MAX_WARPS: u32 = 32;
+/// The largest key tile (`block_n`).
+pub const MAX_BLOCK_N: u32 = 1024;
+/// The largest head dimension the fused kernel is specialised for.
+pub const MAX_HEAD_DIM: u32 = 1024;
+
 impl GpuSchedule {
+    /// The same schedule with `warps` warps per block and the query tile that goes with them
+    /// (`warps × rows per warp`); [`GpuSchedule::check`] refuses a count out of range.
+    pub fn with_warps(mut self, target: Target, warps: u32) -> GpuSchedule {
+        self.block_m = warps.saturating_mul(TargetDialect::of(target).rows_per_warp());
+        self.warps = warps;
+        self
+    }
+
+    /// The most warps per block on `target`.
+    pub fn max_warps(target: Target) -> u32 {
+        let warp_size = TargetDialect::of(target).warp_size.max(1);
+        (MAX_THREADS_PER_BLOCK / warp_size).min(MAX_WARPS)
+    }
+
+    /// Every field in its range for `target`, each refusal naming the field, its limit and the
+    /// fix. [`plan`] calls it first, so no lowering ever sees a zero or wrapped tile size.
+    pub fn check(&self, target: Target) -> Result<()> {
+        let bad = |field, reason: String| Err(CodegenError::Schedule { field, reason });
+        let max_warps = GpuSchedule::max_warps(target);
+        if !(1..=max_warps).contains(&self.warps) {
+            return bad(
+                "warps",
+                format!(
+                    "{} is not between 1 and {max_warps}, the most warps of a block on {target}",
+                    self.warps
+                ),
+            );
+        }
+        for (field, value, max) in [
+            ("block_n", self.block_n, MAX_BLOCK_N),
+            ("head_dim", self.head_dim, MAX_HEAD_DIM),
+        ] {
+            if value == 0 || !value.is_multiple_of(16) || value > max {
+                return bad(
+                    field,
+                    format!("{value} is not a positive multiple of 16 up to {max}"),
+                );
+            }
+        }
+        if self.block_m == 0 {
+            return bad("block_m", "must be at least 1".into());
+        }
+        Ok(())
+    }
+
     /// A schedule that fits `target`'s shared memory for `dtype` at `head_dim`.
     pub fn suggested(target: Target, dtype: DType, head_dim: u32) -> GpuSchedule {
         let d = TargetDialect::of(target);
@@ -238,12 +292,7 @@ pub fn plan(cascade: &Cascade, schedule: &GpuSchedule, target: Target) -> Result
             reason: format!("the cascade does not verify: {problem}"),
         });
     }
-    if schedule.block_n == 0 || !schedule.block_n.is_multiple_of(16) {
-        return Err(CodegenError::Schedule {
-            field: "block_n",
-            reason: format!("{} is not a positive multiple of 16", schedule.block_n),
-        });
-    }
+    schedule.check(target)?;
     let found = if schedule.fuse {
         pattern::match_online_softmax(cascade)
     } else {

@@ -307,6 +307,7 @@ fn plan_code_has_no_target_branches() {
 #[test]
 fn cli_codegen_no_fuse_and_json() {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli_codegen_json");
+    let _ = std::fs::remove_dir_all(&dir);
     let out = cascade(&[
         "codegen",
         "attention_1pass",

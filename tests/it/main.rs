@@ -1,5 +1,6 @@
 //! End-to-end tests of the `cascade` binary, one module per boundary.
 
+mod adversarial;
 mod cli;
 mod codegen;
 mod eval;
@@ -10,4 +11,5 @@ mod rewrite;
 mod sim;
 mod support;
 mod tidy;
+mod values;
 mod zoo;
