@@ -8,7 +8,9 @@ use std::fs;
 use std::path::Path;
 
 use cascade_ir::Cascade;
-use cascade_scheduler::{ArchSpec, ConfigError, Problem, Workloads, shipped};
+use cascade_scheduler::{
+    ArchSpec, BlockMask, ConfigError, MappingOverrides, Problem, Workloads, shipped,
+};
 
 use crate::load;
 use crate::output::UserError;
@@ -169,4 +171,73 @@ pub fn seq_label(seq: u64) -> String {
     } else {
         seq.to_string()
     }
+}
+
+/// A mapping file (`--mapping FILE`): the choices that override the scheduler's.
+pub fn mapping(path: Option<&str>) -> anyhow::Result<MappingOverrides> {
+    let Some(path) = path else {
+        return Ok(MappingOverrides::default());
+    };
+    let text = fs::read_to_string(path)
+        .map_err(|e| UserError::message(format!("cannot read {path}: {e}")))?;
+    MappingOverrides::from_toml(&text).map_err(|errs| config_error(path, &errs))
+}
+
+/// Reads `--block-mask NAME=FILE` arguments: which blocks of the mask input NAME attend. A
+/// `.npy` file holds a 2-D array (key blocks × query blocks) where non-zero attends; any other
+/// file is text, one line per key block of `0`/`1` (or `.`/`#`) per query block, with `//`
+/// lines as comments.
+pub fn block_masks(args: &[String]) -> anyhow::Result<Vec<(String, BlockMask)>> {
+    let mut out = Vec::new();
+    for arg in args {
+        let Some((name, path)) = arg.split_once('=') else {
+            return Err(UserError::message(format!(
+                "cannot read --block-mask `{arg}`; write NAME=FILE, e.g. BM=layout.npy"
+            ))
+            .into());
+        };
+        let bytes =
+            fs::read(path).map_err(|e| UserError::message(format!("cannot read {path}: {e}")))?;
+        let bad = |why: String| UserError::message(format!("block mask {path}: {why}"));
+        let (rows, cols, bits) = if path.ends_with(".npy") {
+            let header = crate::npy::read_header(&bytes).map_err(|e| bad(e.to_string()))?;
+            let data = crate::npy::read_data(&bytes, &header).map_err(|e| bad(e.to_string()))?;
+            let [rows, cols] = header.shape[..] else {
+                return Err(bad(format!(
+                    "a block mask is 2-D (key blocks × query blocks), not of shape {:?}",
+                    header.shape
+                ))
+                .into());
+            };
+            let bits = data.iter().map(|&x| x != 0.0).collect();
+            (rows, cols, bits)
+        } else {
+            let text = String::from_utf8(bytes).map_err(|_| bad("not text".into()))?;
+            let lines: Vec<Vec<bool>> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("//"))
+                .map(|l| {
+                    l.chars()
+                        .filter(|c| !c.is_whitespace() && *c != ',')
+                        .map(|c| match c {
+                            '1' | '#' => Ok(true),
+                            '0' | '.' => Ok(false),
+                            other => Err(bad(format!(
+                                "`{other}` is not a block: write 1 or # (attends) and 0 or . (masked)"
+                            ))),
+                        })
+                        .collect::<Result<Vec<bool>, UserError>>()
+                })
+                .collect::<Result<_, _>>()?;
+            let cols = lines.first().map_or(0, Vec::len);
+            if lines.iter().any(|l| l.len() != cols) {
+                return Err(bad("every line needs one entry per query block".into()).into());
+            }
+            (lines.len(), cols, lines.into_iter().flatten().collect())
+        };
+        let mask = BlockMask::new(rows as u64, cols as u64, bits).map_err(bad)?;
+        out.push((name.trim().to_string(), mask));
+    }
+    Ok(out)
 }

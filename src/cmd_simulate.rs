@@ -2,7 +2,7 @@
 //! each workload point; a table, JSON or CSV per point, and with `--detail` the schedule itself.
 //! `--engine cycle|both` also runs the cycle-level simulator and reports it beside the model.
 
-use cascade_scheduler::{Outcome, schedule};
+use cascade_scheduler::{Outcome, schedule_with};
 use cascade_sim::cycle::{self, CycleConfig, CycleReport};
 use cascade_sim::{SimReport, simulate};
 use comfy_table::{Table, presets};
@@ -45,6 +45,14 @@ pub struct Args {
     /// extrapolating from the steady state; 0 executes every slot.
     #[arg(long, default_value_t = 4096)]
     max_slots: u64,
+    /// A mapping file (binding, tiles, loop order, residency) overriding the scheduler's
+    /// choices; `--detail` prints the mapping used in this format.
+    #[arg(long)]
+    mapping: Option<String>,
+    /// `NAME=FILE`: which blocks of the mask input NAME attend (a .npy array or a text bitmap,
+    /// key blocks × query blocks); masked blocks are skipped. Repeatable.
+    #[arg(long = "block-mask")]
+    block_mask: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -74,9 +82,15 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
     let workloads = arch_load::workloads(args.workloads.as_deref())?;
     let mut problems = arch_load::problems(&workloads, &args.workload, args.seq.as_deref())?;
     arch_load::add_shape(&mut problems, args.shape.as_deref())?;
+    let overrides = arch_load::mapping(args.mapping.as_deref())?;
+    for (name, mask) in arch_load::block_masks(&args.block_mask)? {
+        for p in &mut problems {
+            p.block_masks.insert(name.clone(), mask.clone());
+        }
+    }
     let mut rows = Vec::new();
     for p in &problems {
-        match schedule(&loaded.cascade, &loaded.arch, p) {
+        match schedule_with(&loaded.cascade, &loaded.arch, p, &overrides) {
             Ok(Outcome::Scheduled(s)) => {
                 let cy = matches!(args.engine, Some(Engine::Cycle | Engine::Both)).then(|| {
                     let config = CycleConfig {
@@ -86,7 +100,9 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
                     };
                     Box::new(cycle::run(&s, &loaded.arch, &config))
                 });
-                rows.push(Row::Ok(Box::new(simulate(&s, &loaded.arch)), s, cy))
+                let report = simulate(&s, &loaded.arch);
+                crate::output::check_finite(&report)?;
+                rows.push(Row::Ok(Box::new(report), s, cy))
             }
             Ok(Outcome::Infeasible(why)) => rows.push(Row::Infeasible {
                 workload: p.label.clone(),
@@ -332,9 +348,20 @@ fn print_detail(
             phase.buffer_words,
             phase.spill * 100.0
         );
-        println!("  loops: {}", phase.loop_order.join(" / "));
-        for (u, text) in &phase.epochs {
-            println!("  epoch on {}: {text}", arch.unit(*u).name());
+        println!("  loops: {}", phase.loops.lines().join(" / "));
+        for epoch in &phase.epochs {
+            println!("  epoch on {}: {epoch}", arch.unit(epoch.unit).name());
+        }
+        let occ = &phase.occupancy;
+        if occ.empty + occ.partial > 0 {
+            println!(
+                "  tiles by the filters: {} empty, {} partial, {} full; {} key-tile slots run per instance of {}",
+                occ.empty,
+                occ.partial,
+                occ.full,
+                occ.slots(),
+                part.tiles()
+            );
         }
         if phase.stall_per_tile > 0 {
             println!("  drain stall: {} cycles per tile", phase.stall_per_tile);
@@ -370,10 +397,7 @@ fn print_detail(
             ops.join(", "),
             e.cycles_per_point.to_string(),
             if e.per_key_tile {
-                format!(
-                    "{:.0}",
-                    e.cycles as f64 / s.phases[e.phase].partition.tiles() as f64
-                )
+                format!("{:.0}", e.tile_cycles)
             } else {
                 "once".to_string()
             },
@@ -389,6 +413,7 @@ fn print_detail(
         en.buffer_pj * 1e-12,
         en.dram_pj * 1e-12
     );
+    println!("\nmapping (a file for --mapping):\n{}", s.mapping);
 }
 
 fn report_json(
@@ -406,14 +431,26 @@ fn report_json(
         "units": r.units.iter().map(|u| json!({
             "name": u.name, "pes": u.pes, "busy_cycles": u.busy_cycles,
             "stall_cycles": u.stall_cycles, "utilisation": u.utilisation,
+            "occupancy": u.occupancy,
         })).collect::<Vec<_>>(),
+        "mapping": s.mapping.to_string(),
         "phases": r.phases.iter().zip(&s.phases).map(|(p, sp)| json!({
             "einsums": p.einsums, "compute_cycles": p.compute_cycles, "memory_cycles": p.memory_cycles,
             "latency_cycles": p.latency_cycles, "bound": p.bound, "spill": p.spill,
             "passes": sp.passes, "m0": sp.partition.m0, "m1": sp.partition.m1,
             "p0": sp.partition.p0, "p1": sp.partition.p1, "p2": sp.partition.p2,
-            "loop_order": sp.loop_order,
-            "epochs": sp.epochs.iter().map(|(u, t)| json!({"unit": arch.unit(*u).name(), "epoch": t})).collect::<Vec<_>>(),
+            "loop_order": sp.loops.lines(),
+            "epochs": sp.epochs.iter().map(|e| json!({
+                "unit": arch.unit(e.unit).name(),
+                "epoch": e.to_string(),
+                "slots": e.slots.iter().map(|slot| slot.iter().map(|i| json!({
+                    "einsum": i.name, "lag": i.lag,
+                })).collect::<Vec<_>>()).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "tiles": {
+                "empty": sp.occupancy.empty, "partial": sp.occupancy.partial,
+                "full": sp.occupancy.full, "slots_run": sp.occupancy.slots(),
+            },
         })).collect::<Vec<_>>(),
         "einsums": r.einsums.iter().map(|e| json!({
             "name": e.name, "unit": e.unit, "cycles": e.cycles, "share": e.share,

@@ -65,6 +65,13 @@ fn pe_dims(arg: &str) -> anyhow::Result<Vec<u64>> {
     if lo == 0 || hi < lo || step == Some(0) {
         return Err(bad().into());
     }
+    let max = cascade_scheduler::arch::MAX_DIM;
+    if hi > max {
+        return Err(UserError::message(format!(
+            "--pe-dim `{arg}` goes up to {hi}; the model accepts array sides up to {max}"
+        ))
+        .into());
+    }
     Ok(match step {
         Some(s) => (lo..=hi).step_by(s as usize).collect(),
         None => std::iter::successors(Some(lo), |&d| d.checked_mul(2))

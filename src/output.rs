@@ -157,3 +157,20 @@ where
         _ => Ok(()),
     }
 }
+
+/// Refuses to report a result with a number that is not finite: validated inputs keep every
+/// count bounded, so one is a bug (exit status 2), never a value to print.
+pub fn check_finite(report: &cascade_sim::SimReport) -> anyhow::Result<()> {
+    let bad = report.non_finite();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "the model produced numbers that are not finite for {} at {} ({}): {}",
+            report.workload,
+            report.seq,
+            report.arch,
+            bad.join(", ")
+        ))
+    }
+}

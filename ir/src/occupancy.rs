@@ -463,7 +463,7 @@ pub fn present_points(region: &Region, keys: u64, queries: u64) -> u64 {
     }
     let mut total: u64 = 0;
     for conj in &region.disjuncts {
-        if conj.iter().any(|c| *c == Cond::Unknown) {
+        if conj.contains(&Cond::Unknown) {
             return grid_points;
         }
         for p in 0..queries as i64 {

@@ -159,6 +159,7 @@ impl Workloads {
             ffn_dim: model.s,
             head_dim: model.e,
             sizes,
+            block_masks: BTreeMap::new(),
         }
     }
 }
@@ -176,13 +177,83 @@ pub struct Problem {
     pub ffn_dim: u64,
     /// E: the head dimension of the projections.
     pub head_dim: u64,
-    /// Sizes of the cascade's ranks by name; batch and heads are implicit on every tensor.
+    /// Sizes of the cascade's ranks by name. Batch is implicit on every tensor, and so are the
+    /// heads unless the cascade declares a rank `H` (then the sizes give `H` and, for grouped
+    /// heads, `G`).
     pub sizes: BTreeMap<String, u64>,
+    /// Which blocks of an additive mask input hold `-inf` everywhere, by the input's name.
+    pub block_masks: BTreeMap<String, BlockMask>,
 }
 
+/// The rank through which a cascade takes its attention heads when it does not leave them
+/// implicit.
+pub const HEAD_RANK: &str = "H";
+
 impl Problem {
-    /// Independent attention instances: batch × heads.
-    pub fn instances(&self) -> u64 {
-        self.batch * self.heads
+    /// Independent attention instances when every head is one: batch × heads, or `None` when
+    /// the product does not fit 64 bits.
+    pub fn instances(&self) -> Option<u64> {
+        self.batch.checked_mul(self.heads)
+    }
+
+    /// Independent attention instances of `cascade`: batch × heads, or batch alone when the
+    /// cascade declares the head rank `H` itself.
+    pub fn instances_for(&self, cascade: &cascade_ir::Cascade) -> Option<u64> {
+        if cascade.rank_by_name(HEAD_RANK).is_some() {
+            Some(self.batch)
+        } else {
+            self.instances()
+        }
+    }
+}
+
+/// A block mask given as data: which (key block, query block) pairs attend (`true`) and which
+/// hold `-inf` on every point (`false`), for an input indexed by the blocks of two split ranks
+/// (`BM[MB,PB]` with `split M -> MB M0`, `split P -> PB P0`). BigBird-style and block-sparse
+/// layouts are such bitmaps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockMask {
+    key_blocks: u64,
+    query_blocks: u64,
+    /// Key-block major: `bits[kb * query_blocks + qb]`.
+    bits: Vec<bool>,
+}
+
+impl BlockMask {
+    /// A bitmap of `key_blocks × query_blocks` entries, key-block major.
+    pub fn new(key_blocks: u64, query_blocks: u64, bits: Vec<bool>) -> Result<BlockMask, String> {
+        let n = key_blocks.checked_mul(query_blocks);
+        if n != Some(bits.len() as u64) || bits.is_empty() {
+            return Err(format!(
+                "a {key_blocks} × {query_blocks} block mask needs {} entries, not {}",
+                n.map_or_else(|| "more".to_string(), |n| n.to_string()),
+                bits.len()
+            ));
+        }
+        Ok(BlockMask {
+            key_blocks,
+            query_blocks,
+            bits,
+        })
+    }
+
+    pub fn key_blocks(&self) -> u64 {
+        self.key_blocks
+    }
+
+    pub fn query_blocks(&self) -> u64 {
+        self.query_blocks
+    }
+
+    /// Whether key block `kb` and query block `qb` attend; outside the bitmap, no.
+    pub fn attends(&self, kb: u64, qb: u64) -> bool {
+        kb < self.key_blocks
+            && qb < self.query_blocks
+            && self.bits[(kb * self.query_blocks + qb) as usize]
+    }
+
+    /// The fraction of block pairs that attend.
+    pub fn density(&self) -> f64 {
+        self.bits.iter().filter(|&&b| b).count() as f64 / self.bits.len() as f64
     }
 }

@@ -132,7 +132,7 @@ fn per_einsum_busy_cycles_are_the_scheduled_work() {
     let s = sched(&arch, &cascade, &p);
     let cy = run(&s, &arch, &config(None));
     assert!(!cy.extrapolated);
-    let n = p.instances() as f64;
+    let n = p.instances().expect("fits") as f64;
     for (plan, (name, busy)) in s.einsums.iter().zip(&cy.einsums) {
         assert_eq!(&plan.name, name);
         let want = plan.cycles as f64 * n;
@@ -165,7 +165,7 @@ fn no_interleaving_holds_the_array_for_one_drain_per_tile() {
     // (LM's max must come back through RM before SLN can use it); with interleaving it does not.
     let p = problem("bert", 1 << 10);
     let tiles = (1024 / 256) * (1024 / 256);
-    let n = p.instances();
+    let n = p.instances().expect("fits");
     let (plain, cascade) = load("fusemax-no-interleave");
     let s = sched(&plain, &cascade, &p);
     let cy = run(&s, &plain, &config(None));
@@ -211,7 +211,7 @@ fn starved_dram_sets_the_latency_at_bytes_over_bandwidth() {
     let (_, cascade) = load("fusemax");
     let s = sched(&arch, &cascade, &p);
     assert_eq!(s.phases[0].partition.p2, 1);
-    let bytes = (4 * p.seq * p.head_dim * 2 * p.instances()) as f64;
+    let bytes = (4 * p.seq * p.head_dim * 2 * p.instances().expect("fits")) as f64;
     let per_cycle = (1u64 << 30) as f64 / 940e6;
     let memory = bytes / per_cycle;
     let cy = run(&s, &arch, &config(None));
@@ -246,7 +246,7 @@ fn one_tile_buffer_serialises_reads_and_compute() {
     let p = problem("bert", 1 << 10);
     let s = sched(&arch, &cascade, &p);
     let phase = &s.phases[2];
-    let n = p.instances() as f64;
+    let n = p.instances().expect("fits") as f64;
     let slots = 16.0 * n;
     let per_cycle = arch.dram_bytes_per_cycle();
     let read = phase.traffic.dram_read * n * 2.0 / slots / per_cycle;

@@ -313,6 +313,7 @@ fn simulate_stage(case: &Case, arch_name: &str) -> Outcome {
         ffn_dim: 256,
         head_dim: sizes.get("E").copied().unwrap_or(1),
         sizes,
+        block_masks: Default::default(),
     };
     match cascade_scheduler::schedule(&case.cascade, &arch, &problem) {
         Err(e) => Outcome::Refused(e.to_string()),
