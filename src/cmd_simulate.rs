@@ -19,15 +19,25 @@ pub struct Args {
     /// Model name(s) from the workloads file, comma-separated, or `all`.
     #[arg(long, default_value = "all")]
     workload: String,
-    /// Sequence lengths (M = P), e.g. `1k,4k,64k`; default: the workloads file's list.
+    /// Sequence lengths, e.g. `1k,4k,64k`: prefill lengths (M = P) and decode cache lengths (M);
+    /// default: the workload set's.
     #[arg(long)]
     seq: Option<String>,
-    /// Cascade to run instead of the architecture's own: a library name or a file.
+    /// Cascade to run at every point: a library name, a variant or a file; default: the one the
+    /// workload names for each model, else the architecture's own.
     #[arg(long)]
     cascade: Option<String>,
-    /// Workloads file instead of the shipped one.
+    /// Workload set: a shipped one (`transformers`, FuseMax's four encoders, the default;
+    /// `llm`, today's decoder models in prefill and decode) or a TOML path.
     #[arg(long)]
     workloads: Option<String>,
+    /// Which points of the workload set: `prefill`, `decode` or `all` (default: every one it
+    /// has).
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Decode batches, e.g. `1,16,256`; default: the workload set's.
+    #[arg(long)]
+    batch: Option<String>,
     /// Extra rank sizes the workload does not give, e.g. `W=256` for a window.
     #[arg(long)]
     shape: Option<String>,
@@ -78,10 +88,22 @@ enum Row {
 
 pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
     let format = if args.csv { OutputFormat::Csv } else { format };
-    let loaded = arch_load::arch_with_cascade(&args.arch, args.cascade.as_deref())?;
+    let arch = arch_load::arch(&args.arch)?;
     let workloads = arch_load::workloads(args.workloads.as_deref())?;
-    let mut problems = arch_load::problems(&workloads, &args.workload, args.seq.as_deref())?;
+    let points = arch_load::Points {
+        scenario: args.scenario.clone(),
+        batch: args.batch.clone(),
+    };
+    let mut problems = arch_load::points(&workloads, &args.workload, args.seq.as_deref(), &points)?;
     arch_load::add_shape(&mut problems, args.shape.as_deref())?;
+    let cascades = arch_load::cascades_for(&args.arch, &arch, args.cascade.as_deref(), &problems)?;
+    let running = if cascades.iter().all(|c| c.name == cascades[0].name) {
+        cascades
+            .first()
+            .map_or_else(String::new, |c| c.name.clone())
+    } else {
+        "each model's cascade".to_string()
+    };
     let overrides = arch_load::mapping(args.mapping.as_deref())?;
     for (name, mask) in arch_load::block_masks(&args.block_mask)? {
         for p in &mut problems {
@@ -89,8 +111,8 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
         }
     }
     let mut rows = Vec::new();
-    for p in &problems {
-        match schedule_with(&loaded.cascade, &loaded.arch, p, &overrides) {
+    for (p, cascade) in problems.iter().zip(&cascades) {
+        match schedule_with(cascade, &arch, p, &overrides) {
             Ok(Outcome::Scheduled(s)) => {
                 let cy = matches!(args.engine, Some(Engine::Cycle | Engine::Both)).then(|| {
                     let config = CycleConfig {
@@ -98,9 +120,9 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
                         tile_buffers: 2,
                         log_events: 0,
                     };
-                    Box::new(cycle::run(&s, &loaded.arch, &config))
+                    Box::new(cycle::run(&s, &arch, &config))
                 });
-                let report = simulate(&s, &loaded.arch);
+                let report = simulate(&s, &arch);
                 crate::output::check_finite(&report)?;
                 rows.push(Row::Ok(Box::new(report), s, cy))
             }
@@ -112,13 +134,14 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
             Err(e) => {
                 return Err(crate::output::UserError::message(format!(
                     "{e} (cascade {})",
-                    loaded.cascade.name
+                    cascade.name
                 ))
                 .into());
             }
         }
     }
-    let header = [
+    let mixed = running == "each model's cascade";
+    let mut header = vec![
         "model",
         "seq",
         "latency_s",
@@ -133,6 +156,9 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
         "e2e_latency_s",
         "e2e_energy_j",
     ];
+    if mixed {
+        header.push("cascade");
+    }
     let cells = |r: &SimReport| -> Vec<String> {
         let util: Vec<String> = r
             .units
@@ -157,21 +183,18 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
             format!("{:.3}", r.tile_mac_energy_share),
             format!("{:.3}", r.spill),
             format!("{:.1}", r.area_mm2),
-            format!(
-                "{:.4e}",
-                r.end_to_end.latency_cycles / loaded.arch.clock_hz()
-            ),
+            format!("{:.4e}", r.end_to_end.latency_cycles / arch.clock_hz()),
             format!("{:.4e}", r.end_to_end.energy_pj * 1e-12),
         ]
     };
     match format {
-        OutputFormat::Csv => print_csv(csv_records(&rows, &loaded.arch, args.engine))?,
+        OutputFormat::Csv => print_csv(csv_records(&rows, &arch, args.engine))?,
         OutputFormat::Json => print_json(&json!({
-            "arch": loaded.arch.name(),
-            "cascade": loaded.cascade.name,
+            "arch": arch.name(),
+            "cascade": running,
             "points": rows.iter().map(|row| match row {
                 Row::Ok(r, s, cy) => {
-                    let mut v = report_json(r, s, &loaded.arch);
+                    let mut v = report_json(r, s, &arch);
                     if let Some(cy) = cy {
                         v["cycle"] = cycle_json(cy);
                         if args.engine == Some(Engine::Both) {
@@ -186,21 +209,21 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
             }).collect::<Vec<_>>(),
         })),
         OutputFormat::Text if args.engine == Some(Engine::Cycle) => {
-            println!(
-                "{} running {} (cycle-level engine)",
-                loaded.arch.name(),
-                loaded.cascade.name
-            );
+            println!("{} running {running} (cycle-level engine)", arch.name());
             println!("{}", cycle_table(&rows, false));
         }
         OutputFormat::Text => {
-            println!("{} running {}", loaded.arch.name(), loaded.cascade.name);
+            println!("{} running {running}", arch.name());
             let mut table = Table::new();
             table.load_style(presets::ASCII_MARKDOWN).set_header(header);
             for row in &rows {
                 match row {
                     Row::Ok(r, _, _) => {
-                        table.add_row(cells(r));
+                        let mut row = cells(r);
+                        if mixed {
+                            row.push(r.cascade.clone());
+                        }
+                        table.add_row(row);
                     }
                     Row::Infeasible {
                         workload,
@@ -219,7 +242,7 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
             if args.detail {
                 for row in &rows {
                     if let Row::Ok(r, s, _) = row {
-                        print_detail(r, s, &loaded.arch);
+                        print_detail(r, s, &arch);
                     }
                 }
             }
@@ -423,6 +446,7 @@ fn report_json(
 ) -> Value {
     json!({
         "workload": r.workload,
+        "cascade": r.cascade,
         "seq": r.seq,
         "latency_s": r.latency_s,
         "latency_cycles": r.latency_cycles,

@@ -328,20 +328,19 @@ pub fn area_mm2(arch: &ArchSpec) -> f64 {
     pes / 1e6 + table.buffer_area_mm2(arch.buffer_bytes())
 }
 
-/// Cycles and energy of one layer's linear layers on the tile unit at full utilisation: the Q,
-/// K, V and output projections (B·P × D × H·E each) and the two FFN matmuls (B·P × D × S).
-/// Each matmul reads its input activations and weights from DRAM and writes its output once;
-/// it lasts max(compute, memory).
+/// Cycles and energy of one layer's linear layers on the tile unit at full utilisation: the
+/// workload's matmuls per token (for FuseMax's models the Q, K, V and output projections,
+/// B·P × D × H·E each, and the two FFN matmuls, B·P × D × S), over every token the step
+/// processes (batch × queries). Each matmul reads its input activations and weights from DRAM
+/// and writes its output once; it lasts max(compute, memory).
 fn linear_layers(schedule: &Schedule, arch: &ArchSpec) -> (f64, f64) {
     let p = &schedule.problem;
-    let rows = p.batch as f64 * p.seq as f64;
-    let (d, s, he) = (
-        p.model_dim as f64,
-        p.ffn_dim as f64,
-        p.heads as f64 * p.head_dim as f64,
-    );
-    // (inner, outer) dimensions of each weight matrix.
-    let matmuls = [(d, he), (d, he), (d, he), (he, d), (d, s), (s, d)];
+    let rows = p.batch as f64 * p.queries() as f64;
+    let matmuls: Vec<(f64, f64)> = p
+        .linear
+        .iter()
+        .map(|&(k, n)| (k as f64, n as f64))
+        .collect();
     let unit = arch.unit(arch.tile_unit());
     let (pes, cols, tile_rows) = (unit.pes() as f64, unit.cols() as f64, unit.rows() as f64);
     let table = arch.costs();

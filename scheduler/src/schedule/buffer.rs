@@ -139,7 +139,7 @@ pub(crate) fn place(
     };
     let sized = size_buffer(
         a,
-        &sz,
+        (&sz, tiles),
         arch,
         &roles_of,
         &reader_passes,
@@ -296,7 +296,7 @@ struct Sized {
 /// P1 and the spilled fraction from the buffer's capacity.
 fn size_buffer(
     a: &Analysis<'_>,
-    sz: &Sizes<'_>,
+    (sz, tiles): (&Sizes<'_>, &TileWork),
     arch: &ArchSpec,
     roles_of: &BTreeMap<TensorId, Role>,
     reader_passes: &ReaderPasses,
@@ -326,7 +326,15 @@ fn size_buffer(
             }
             Role::State => resident_per_query += sz.per_iteration(t) / r.p.max(1),
             Role::PassState => {
-                crossing.push((t, sz.per_query(t), a.pass[a.writer[&t]], last));
+                // A row holds only the key tiles its writer runs on (a window's W keys).
+                let w = a.writer[&t];
+                let share = if sz.has_key(t) {
+                    tiles.peak_row_share(w)
+                } else {
+                    1.0
+                };
+                let words = (sz.per_query(t) as f64 * share).ceil() as u64;
+                crossing.push((t, words, a.pass[w], last));
             }
             Role::TileInput => {
                 stream_tile_words += sz.words(t) / (r.m_tiles * r.p_tiles).max(1);
@@ -575,7 +583,9 @@ impl Ctx<'_> {
         // query and temporal key ranks it lacks are walked once per tile.
         let reread = |x: usize, t: TensorId| -> f64 {
             let tdims = &a.cascade.tensor(t).ranks;
-            let lacks = |k: &cascade_ir::RankId| !tdims.contains(k);
+            // A tensor over a whole rank has each of its parts (`Q[E,P,H]` has the heads `r`).
+            let lacks =
+                |k: &cascade_ir::RankId| !tdims.contains(k) && !tdims.contains(&r.base[k.index()]);
             let space = &a.spaces[x];
             let query = space.iter().any(|&k| r.is_column(k) && lacks(&k));
             let key = r

@@ -159,10 +159,6 @@ pub(crate) fn resolve(
         .iter()
         .flat_map(|&t| cascade.tensor(t).ranks.iter().map(|&r| base[r.index()]))
         .collect();
-    let primary = out_ranks
-        .iter()
-        .copied()
-        .max_by_key(|&r| (sizes[r.index()], std::cmp::Reverse(r)));
     let iterated: BTreeSet<RankId> = cascade
         .einsum_ids()
         .filter(|&id| cascade.einsum(id).section == Section::Body)
@@ -174,6 +170,48 @@ pub(crate) fn resolve(
         .copied()
         .filter(|r| !out_ranks.contains(r) && !cascade.rank(*r).is_param)
         .max_by_key(|&r| (sizes[r.index()], std::cmp::Reverse(r)));
+    // The query: an output rank that is not a head dimension of the values. A value tensor
+    // is an input with the key rank that an Einsum reads while reducing the key (V[F,M] in
+    // `A[m,p] * V[f,m]`), so F is a head dimension even when it is larger than P (decode);
+    // a mask or bias over keys and queries is read without that reduction. Among the rest a
+    // rank a filter compares with the key (the causal `m <= p`) comes first, then the largest.
+    let aliases = layout_aliases(cascade);
+    let src = |t: TensorId| aliases.get(&t).copied().unwrap_or(t);
+    let mut value_ranks: BTreeSet<RankId> = BTreeSet::new();
+    let mut filtered_with_key: BTreeSet<RankId> = BTreeSet::new();
+    for id in cascade.einsum_ids() {
+        let e = cascade.einsum(id);
+        let reduces_key = cascade
+            .reduced_ranks(id)
+            .iter()
+            .any(|&r| Some(base[r.index()]) == key);
+        for a in cascade.accesses(e.value) {
+            let t = cascade.tensor(src(a.tensor));
+            let has_key = t.ranks.iter().any(|&r| Some(base[r.index()]) == key);
+            if reduces_key && has_key && t.kind == TensorKind::Input {
+                value_ranks.extend(t.ranks.iter().map(|&r| base[r.index()]));
+            }
+            for f in &a.filters {
+                for c in &f.conds {
+                    let mut vars = Vec::new();
+                    c.lhs.collect_vars(&mut vars);
+                    c.rhs.collect_vars(&mut vars);
+                    let bases: BTreeSet<RankId> = vars.iter().map(|&r| base[r.index()]).collect();
+                    if key.is_some_and(|k| bases.contains(&k)) {
+                        filtered_with_key.extend(bases);
+                    }
+                }
+            }
+        }
+    }
+    let primary = out_ranks.iter().copied().max_by_key(|&r| {
+        (
+            !value_ranks.contains(&r),
+            filtered_with_key.contains(&r),
+            sizes[r.index()],
+            std::cmp::Reverse(r),
+        )
+    });
     // Splits: the inner part from the problem (for the key, the mapping's key tile first),
     // else from the outer part, else the array's rows; the outer part covers the whole.
     for (i, rank) in cascade.ranks.iter().enumerate() {
@@ -226,6 +264,24 @@ pub(crate) fn resolve(
         Ok(c) => c,
         Err(why) => return Ok(Err(why)),
     };
+    // Ranks every body Einsum iterates without reducing them, other than the key and the
+    // columns (a GQA group, the heads of per-head attention), are independent instances: a
+    // loop around everything, with one of each per instance.
+    let instance_ranks = instance_ranks(cascade, &base, key, &columns);
+    let mut instances = problem.instances_for(cascade).ok_or_else(too_large)?;
+    for &r in &instance_ranks {
+        instances = instances
+            .checked_mul(sizes[r.index()])
+            .filter(|&n| n <= 1 << 48)
+            .ok_or_else(too_large)?;
+        sizes[r.index()] = 1;
+        let whole = base[r.index()];
+        if let Some((outer, inner)) = cascade.rank(whole).split
+            && whole != r
+        {
+            sizes[whole.index()] = sizes[outer.index()] * sizes[inner.index()];
+        }
+    }
     let p: u64 = columns
         .iter()
         .try_fold(1u64, |acc, &r| acc.checked_mul(sizes[r.index()]))
@@ -249,10 +305,9 @@ pub(crate) fn resolve(
     // Per instance every count below is a product of rank sizes (checked again where it is
     // formed); instances multiply them as floats in the model. Refuse problems that cannot be
     // counted rather than overflow.
-    let instances = problem
-        .instances_for(cascade)
-        .filter(|&n| n <= 1 << 48)
-        .ok_or_else(too_large)?;
+    if instances > 1 << 48 {
+        return Err(too_large());
+    }
     let total = (0..cascade.ranks.len())
         .filter(|&i| !is_part(RankId(i as u32)))
         .try_fold(1u64, |acc, i| acc.checked_mul(sizes[i]))
@@ -375,6 +430,42 @@ fn column_ranks(
         ))));
     }
     Ok(Ok(picked))
+}
+
+/// The ranks (whole or split parts) that every body Einsum iterates and none reduces, other than
+/// the key, the columns and their parts.
+fn instance_ranks(
+    cascade: &Cascade,
+    base: &[RankId],
+    key: Option<RankId>,
+    columns: &[RankId],
+) -> Vec<RankId> {
+    let body: Vec<EinsumId> = cascade
+        .einsum_ids()
+        .filter(|&id| cascade.einsum(id).section == Section::Body)
+        .collect();
+    if body.is_empty() {
+        return Vec::new();
+    }
+    let on_columns = |r: RankId| {
+        columns.contains(&r)
+            || columns
+                .iter()
+                .any(|&c| base[c.index()] == r || base[r.index()] == c)
+    };
+    (0..cascade.ranks.len())
+        .map(|i| RankId(i as u32))
+        .filter(|&r| {
+            !cascade.rank(r).is_param
+                && Some(base[r.index()]) != key
+                && !on_columns(r)
+                && cascade.rank(r).split.is_none()
+                && body.iter().all(|&id| {
+                    cascade.iteration_space(id).contains(&r)
+                        && !cascade.reduced_ranks(id).contains(&r)
+                })
+        })
+        .collect()
 }
 
 fn param_used(cascade: &Cascade, rank: RankId) -> bool {

@@ -257,6 +257,17 @@ impl TileWork {
         }
     }
 
+    /// The largest share of a row's key tiles Einsum `x` runs on: how much of a query's key
+    /// rank its output holds at most (a causal row can hold all of it, a window's row W keys).
+    pub fn peak_row_share(&self, x: usize) -> f64 {
+        let n = self.key_tiles.max(1) as f64;
+        match &self.runs[x] {
+            Some(Rows::Uniform(k)) => *k as f64 / n,
+            Some(Rows::PerRow(v)) => v.iter().copied().max().unwrap_or(0) as f64 / n,
+            None => 1.0,
+        }
+    }
+
     /// Whether Einsum `x` runs on fewer than all tiles: its presence or the dead tiles leave
     /// some out, so the key tiles it reads are those of live tiles.
     pub fn restricted(&self, x: usize) -> bool {
