@@ -546,3 +546,45 @@ fn degenerate_and_huge_inputs_are_values_or_errors() {
         512 * 512
     );
 }
+
+#[test]
+fn workload_values_are_checked_where_they_enter() {
+    // Heads beyond the model's range, kv_heads that do not divide the heads, a zero length and
+    // an unknown FFN kind are each reported with their field.
+    let text = shipped::workload_set("llm")
+        .unwrap()
+        .replacen("heads = 32\n", "heads = 1099511627776\n", 1)
+        .replacen(
+            "kv_heads = 8\nE = 128\nF = 128\nD = 8192",
+            "kv_heads = 7\nE = 128\nF = 128\nD = 8192",
+            1,
+        )
+        .replacen("seq = [2048,", "seq = [0,", 1)
+        .replacen("S = 14336\nffn = \"gated\"", "S = 14336\nffn = \"swish\"", 1);
+    let raw = cascade_scheduler::RawWorkloads::from_toml(&text).expect("parses");
+    let errs: Vec<String> = cascade_scheduler::Workloads::new(raw)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for field in [
+        "`models.llama3-8b.heads`: is 1099511627776",
+        "`models.llama3-70b.kv_heads`: is 7",
+        "`seq`: is 0",
+        "`models.llama3-8b.ffn`: is `swish`",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.starts_with(field)),
+            "{field}: {errs:?}"
+        );
+    }
+    // Every shipped workload set validates, and the LLM set has decode points.
+    for (name, _) in shipped::WORKLOAD_SETS {
+        let w = shipped::load_workload_set(name).unwrap().unwrap();
+        assert!(!w.models().is_empty(), "{name}");
+    }
+    let llm = shipped::load_workload_set("llm").unwrap().unwrap();
+    let d = llm.decode().expect("decode points");
+    assert_eq!((d.kv.first(), d.kv.last()), (Some(&4096), Some(&(1 << 20))));
+    assert_eq!((d.batch.first(), d.batch.last()), (Some(&1), Some(&256)));
+}

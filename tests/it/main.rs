@@ -3,6 +3,7 @@
 mod cli;
 mod codegen;
 mod eval;
+mod models;
 mod parse;
 mod passes;
 mod pipeline;
