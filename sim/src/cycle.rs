@@ -538,15 +538,13 @@ fn exec_phase(
     let read_cycles = phase.traffic.dram_read * n * word_bytes / slots / bytes_per_cycle;
     let write_cycles = phase.traffic.dram_write * n * word_bytes / slots / bytes_per_cycle;
     let order = Order::of(schedule, arch, k);
-    // Each member's position in the row groups' run lists.
-    let run_index: BTreeMap<usize, usize> = phase
-        .einsums
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| (x, i))
-        .collect();
+    // Each member's position in the row groups' run lists, by Einsum index.
+    let mut run_index = vec![0usize; schedule.einsums.len()];
+    for (i, &x) in phase.einsums.iter().enumerate() {
+        run_index[x] = i;
+    }
     let runs_at = |x: usize, info: &SlotInfo| -> bool {
-        let runs = layout.rows[info.group].runs[run_index[&x]];
+        let runs = layout.rows[info.group].runs[run_index[x]];
         info.key < runs
     };
 

@@ -121,6 +121,15 @@ impl TileWork {
         let (Some(key), Some(primary)) = (r.key, r.primary) else {
             return Ok(work);
         };
+        // Without a filter or a block mask every tile is full for every Einsum.
+        let filtered = a.body.iter().any(|&id| {
+            let e = c.einsum(id);
+            !e.output.filters.is_empty()
+                || c.accesses(e.value).iter().any(|x| !x.filters.is_empty())
+        });
+        if !filtered && problem.block_masks.is_empty() {
+            return Ok(work);
+        }
         let key_ranks: Vec<RankId> = [r.key, r.key_temporal, r.key_spatial]
             .into_iter()
             .flatten()
