@@ -28,7 +28,13 @@ pub fn source(arg: &str) -> anyhow::Result<(String, String)> {
     if let Some(text) = library::source(arg) {
         return Ok((format!("ir/cascades/{arg}.cascade"), text.to_string()));
     }
-    let names: Vec<&str> = library::names().collect();
+    if let Some(text) = library::variant_source(arg) {
+        return Ok((
+            format!("ir/cascades/variants/{arg}.cascade"),
+            text.to_string(),
+        ));
+    }
+    let names: Vec<&str> = library::names().chain(library::variant_names()).collect();
     let looks_like_path = arg.contains('/') || arg.ends_with(".cascade");
     let what = if looks_like_path {
         format!("no file `{arg}`")

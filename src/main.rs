@@ -21,6 +21,7 @@ mod cmd_rewrite;
 mod cmd_show;
 mod cmd_simulate;
 mod cmd_sweep;
+mod cmd_zoo;
 mod eval_io;
 mod files;
 mod load;
@@ -41,7 +42,7 @@ use crate::output::{Format, OutputFormat, UserError};
 #[derive(Debug, Parser)]
 #[command(name = "cascade", version)]
 struct Cli {
-    /// Output format of results and errors (`csv`: simulate, compare and sweep only).
+    /// Output format of results and errors (`csv`: simulate, compare, sweep and zoo only).
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
     #[command(subcommand)]
@@ -70,6 +71,8 @@ enum Command {
     Sweep(cmd_sweep::Args),
     /// Generate a CUDA, HIP or C++ kernel for a cascade.
     Codegen(cmd_codegen::Args),
+    /// Every library cascade and model variant at workload points on one architecture: one table.
+    Zoo(cmd_zoo::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -87,6 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare(args) => cmd_compare::run(args, format),
         Command::Sweep(args) => cmd_sweep::run(args, format),
         Command::Codegen(args) => cmd_codegen::run(args, plain("codegen")?),
+        Command::Zoo(args) => cmd_zoo::run(args, format),
     }
 }
 

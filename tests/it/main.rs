@@ -4,6 +4,7 @@ mod adversarial;
 mod cli;
 mod codegen;
 mod eval;
+mod models;
 mod parse;
 mod passes;
 mod pipeline;
