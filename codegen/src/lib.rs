@@ -125,10 +125,10 @@ impl GpuSchedule {
     /// A schedule that fits `target`'s shared memory for `dtype` at `head_dim`.
     pub fn suggested(target: Target, dtype: DType, head_dim: u32) -> GpuSchedule {
         let d = TargetDialect::of(target);
-        let warps = d.suggested_tiles.0;
+        let (warps, block_n) = fused::suggest(&d, dtype, head_dim);
         GpuSchedule {
-            block_m: warps * d.rows_per_warp(),
-            block_n: d.suggested_block_n(dtype),
+            block_m: warps * d.rows_per_warp(dtype),
+            block_n,
             warps,
             stages: 2,
             dtype,
@@ -180,7 +180,13 @@ impl KernelPlan {
         let s = &self.schedule;
         match &self.lowering {
             Lowering::Fused(p) => format!(
-                "fused online-softmax kernel: block_m={} block_n={} warps={} stages={} dtype={} head_dim={} matrix={}{} smem={}B",
+                "fused attention kernel ({}{}): block_m={} block_n={} warps={} stages={} dtype={} head_dim={} matrix={}{} smem={}B regs~{} min_blocks={}",
+                p.form,
+                if p.split {
+                    ", split-K + combine kernels"
+                } else {
+                    ""
+                },
                 p.block_m,
                 p.block_n,
                 p.warps,
@@ -189,7 +195,9 @@ impl KernelPlan {
                 p.head_dim,
                 p.matrix_path,
                 if p.ldmatrix { "+ldmatrix" } else { "" },
-                p.smem_bytes
+                p.smem_bytes,
+                p.registers,
+                p.min_blocks_per_sm
             ),
             Lowering::Generic(p) => format!(
                 "generic lowering: {} kernels (one per Einsum, one store per output), dtype={} (fused lowering not applicable: {})",
@@ -245,7 +253,7 @@ pub fn plan(cascade: &Cascade, schedule: &GpuSchedule, target: Target) -> Result
         });
     }
     let found = if schedule.fuse {
-        pattern::match_online_softmax(cascade)
+        pattern::recognise(cascade)
     } else {
         Err("the schedule asks for the generic lowering".to_string())
     };

@@ -21,6 +21,7 @@ macro_rules! fused_template {
             ty: &'a TypeDialect,
             set_smem: &'a str,
             launch: &'a str,
+            launch_combine: &'a str,
         }
     };
 }
@@ -72,9 +73,12 @@ pub fn render(c: &Cascade, plan: &KernelPlan) -> Result<Kernel> {
                 "{}{}, {}, SMEM_BYTES)",
                 d.set_max_dynamic_smem, p.kernel, d.smem_attribute
             );
-            // The C++ template calls its per-batch function instead of launching a grid.
-            let launch = d.launch(&p.kernel, "grid", "block", "SMEM_BYTES", &p.kernel_args);
-            let (h, set_smem, launch) = (&header[..], &set_smem[..], &launch[..]);
+            // The C++ template runs its loops instead of launching a grid.
+            let launch = d.launch(&p.kernel, "grid", "block", "SMEM_BYTES", "a");
+            let launch_combine =
+                d.launch(&p.combine_kernel, "combine_grid", "combine_block", "0", "a");
+            let (h, set_smem, launch, launch_combine) =
+                (&header[..], &set_smem[..], &launch[..], &launch_combine[..]);
             match target {
                 Target::Cuda => CudaFused {
                     header: h,
@@ -83,6 +87,7 @@ pub fn render(c: &Cascade, plan: &KernelPlan) -> Result<Kernel> {
                     ty: &ty,
                     set_smem,
                     launch,
+                    launch_combine,
                 }
                 .render()?,
                 Target::Hip => HipFused {
@@ -92,6 +97,7 @@ pub fn render(c: &Cascade, plan: &KernelPlan) -> Result<Kernel> {
                     ty: &ty,
                     set_smem,
                     launch,
+                    launch_combine,
                 }
                 .render()?,
                 Target::Cpp => CppFused {
@@ -101,6 +107,7 @@ pub fn render(c: &Cascade, plan: &KernelPlan) -> Result<Kernel> {
                     ty: &ty,
                     set_smem,
                     launch,
+                    launch_combine,
                 }
                 .render()?,
             }
