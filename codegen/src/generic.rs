@@ -54,6 +54,9 @@ pub struct Buffer {
 pub struct GenericPlan {
     pub launcher: String,
     pub abi_params: String,
+    /// The workspace query's parameters and the launcher's size arguments passed on.
+    pub size_params: String,
+    pub size_args: String,
     pub why_not_fused: String,
     /// C definitions of the operator table's helper functions.
     pub op_helpers: Vec<String>,
@@ -95,6 +98,8 @@ pub fn plan(c: &Cascade, d: &TargetDialect, why_not_fused: String) -> Result<Gen
         op_helpers: cexpr::c_helpers().into_iter().map(String::from).collect(),
         launcher: format!("cascade_{}", c.name),
         abi_params: sizes::abi_params(c, d),
+        size_params: sizes::size_params(c),
+        size_args: sizes::size_args(c),
         why_not_fused,
         ctx_fields: ctx_fields(c),
         size_setup: sizes::size_setup(c, &|r| format!("c.s_{}", c.rank(r).name), ""),

@@ -127,3 +127,24 @@ pub fn abi_params(c: &Cascade, d: &TargetDialect) -> String {
     params.extend(d.stream_param.map(String::from));
     params.join(", ")
 }
+
+/// `int batch, long long E, …`: the launcher's size parameters (the workspace query's whole
+/// parameter list).
+pub fn size_params(c: &Cascade) -> String {
+    std::iter::once("int batch".to_string())
+        .chain(
+            abi_sizes(c)
+                .iter()
+                .map(|&r| format!("long long {}", c.rank(r).name)),
+        )
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `batch, E, …`: the size parameters passed on.
+pub fn size_args(c: &Cascade) -> String {
+    std::iter::once("batch".to_string())
+        .chain(abi_sizes(c).iter().map(|&r| c.rank(r).name.clone()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -158,25 +158,26 @@ pub fn abi(c: &Cascade, att: &Attention, d: &TargetDialect, granule: u32) -> Abi
             (n.clone(), rows_of(&u, att.ranks.p, format!("a.out_{n}")))
         })
         .collect();
-    let mut decode = vec!["long long rem_h = h;".to_string()];
-    for &h in att.ranks.heads.iter().rev() {
-        let (v, s) = (c.var_name(h), &c.rank(h).name);
-        decode.push(format!(
-            "const long long hv_{v} = rem_h % a.s_{s}; rem_h /= a.s_{s};"
-        ));
+    // The head index `h` in mixed radix, the last head variable fastest.
+    let mut decode = Vec::new();
+    if att.ranks.heads.is_empty() {
+        decode.push("(void)h;".to_string());
+    } else {
+        decode.push("long long rem_h = h;".to_string());
+        for (i, &h) in att.ranks.heads.iter().rev().enumerate() {
+            let (v, s) = (c.var_name(h), &c.rank(h).name);
+            if i + 1 == att.ranks.heads.len() {
+                decode.push(format!("const long long hv_{v} = rem_h;"));
+            } else {
+                decode.push(format!(
+                    "const long long hv_{v} = rem_h % a.s_{s}; rem_h /= a.s_{s};"
+                ));
+            }
+        }
     }
-    decode.push("(void)rem_h;".into());
-    let sizes_list = sizes::abi_sizes(c);
     Abi {
         abi_params: sizes::abi_params(c, d),
-        size_params: std::iter::once("int batch".to_string())
-            .chain(
-                sizes_list
-                    .iter()
-                    .map(|&r| format!("long long {}", c.rank(r).name)),
-            )
-            .collect::<Vec<_>>()
-            .join(", "),
+        size_params: sizes::size_params(c),
         size_setup: sizes::size_setup(c, &|r| format!("s_{}", c.rank(r).name), "const long long "),
         args_fields: fields,
         args_setup: setup,

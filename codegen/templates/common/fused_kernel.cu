@@ -84,6 +84,7 @@
       cascade_load_q(qa, q_s, row0, lane);
       // Per-row values of the scores (row inputs, the folded scale), once per row slot.
       float rowv[ROW_SLOTS][N_ROWV];
+      (void)rowv;
 #pragma unroll
       for (int r = 0; r < ROW_SLOTS; ++r) {
         const long long row_p = p0 + row0 + frag_slot_row(lane, r);
@@ -113,8 +114,8 @@
         int st[N_ATOMS];
         const int cls = cascade_classify(st, k_tile0, k_tile0 + BLOCK_N - 1, p_lo, p_hi, k_end, a{{ p.head_args }});
         float s[S_TILES][4];
-{% for role in p.roles %}        // {{ role }}
-{% endfor %}        cascade_scores(s, qa, q_s, kt, row0, lane);
+        // The scores, then the online update and P·V (the header lists the Einsums of each step).
+        cascade_scores(s, qa, q_s, kt, row0, lane);
         if (cls == CLASS_FAST) {
 #pragma unroll
           for (int j = 0; j < S_TILES; ++j) {

@@ -6,13 +6,13 @@ typedef float elem_t;
 constexpr int HEAD_DIM = {{ p.head_dim }};
 constexpr int BLOCK_M = {{ p.block_m }};
 constexpr int BLOCK_N = {{ p.block_n }};
-constexpr int N_ATOMS = {{ p.n_atoms }};
-constexpr int N_ROWV = {{ p.n_rowv }};
-constexpr int N_ROWE = {{ p.n_rowe }};
-constexpr int TARGET_BLOCKS = {{ d.target_blocks }};
-constexpr int TILE_SKIP = 0, TILE_PARTIAL = 1, TILE_FULL = 2;
-constexpr int CLASS_SKIP = 0, CLASS_GENERAL = 1, CLASS_FAST = 2;
-constexpr float LOG2E = 1.4426950408889634f, LN2 = 0.6931471805599453f;
+[[maybe_unused]] constexpr int N_ATOMS = {{ p.n_atoms }};
+[[maybe_unused]] constexpr int N_ROWV = {{ p.n_rowv }};
+[[maybe_unused]] constexpr int N_ROWE = {{ p.n_rowe }};
+[[maybe_unused]] constexpr int TARGET_BLOCKS = {{ d.target_blocks }};
+[[maybe_unused]] constexpr int TILE_SKIP = 0, TILE_PARTIAL = 1, TILE_FULL = 2;
+[[maybe_unused]] constexpr int CLASS_SKIP = 0, CLASS_GENERAL = 1, CLASS_FAST = 2;
+[[maybe_unused]] constexpr float LOG2E = 1.4426950408889634f, LN2 = 0.6931471805599453f;
 
 {% include "common/helpers.cu" %}
 {{ d.exp2_def }}
@@ -69,8 +69,7 @@ void cascade_fused_one(const Args& a, long long bz, long long h) {
         if (cls == CLASS_SKIP) continue;
         for (int r = 0; r < BLOCK_M && p0 + r < n_queries; ++r) {
           const long long row_p = p0 + r;
-{% for role in p.roles %}          // {{ role }}
-{% endfor %}          for (int col = 0; col < BLOCK_N; ++col) {
+          for (int col = 0; col < BLOCK_N; ++col) {
             const long long key = k_tile0 + col;
             float qk = 0.0f;
             if (key < k_end)
