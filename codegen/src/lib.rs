@@ -180,7 +180,7 @@ impl KernelPlan {
         let s = &self.schedule;
         match &self.lowering {
             Lowering::Fused(p) => format!(
-                "fused attention kernel ({}{}): block_m={} block_n={} warps={} stages={} dtype={} head_dim={} matrix={}{} smem={}B regs~{} min_blocks={}",
+                "fused attention kernel ({}{}): block_m={} block_n={} warps={} stages={} dtype={} head_dim={} matrix={}{}{} smem={}B regs~{} min_blocks={}",
                 p.form,
                 if p.split {
                     ", split-K + combine kernels"
@@ -195,6 +195,11 @@ impl KernelPlan {
                 p.head_dim,
                 p.matrix_path,
                 if p.ldmatrix { "+ldmatrix" } else { "" },
+                if p.mma && !p.q_in_registers {
+                    " q-from-smem"
+                } else {
+                    ""
+                },
                 p.smem_bytes,
                 p.registers,
                 p.min_blocks_per_sm

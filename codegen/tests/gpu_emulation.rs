@@ -388,6 +388,14 @@ fn cuda_tensor_core_kernels_match_the_interpreter_under_host_emulation() {
             bf,
             SIZES,
         ),
+        // Head dim 128: the query fragments are reloaded from shared memory per key tile.
+        Case::new(
+            "cuda_bf16_causal_hd128_q_from_smem",
+            lib("attention_causal_1pass"),
+            cuda,
+            bf,
+            "E=128,F=128,M=150,P=100",
+        ),
         plain,
         Case::new("cuda_bf16_window", common::window_1pass(), cuda, bf, SIZES),
         Case::new(

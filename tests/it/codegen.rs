@@ -267,6 +267,7 @@ fn templates_hold_no_arithmetic_and_no_target_branches() {
                                 | ["if", "p.mma"]
                                 | ["if", "p.mfma"]
                                 | ["if", "p.ldmatrix"]
+                                | ["if", "p.q_in_registers"]
                                 | ["if", "p.softmax"]
                                 | ["if", "p.split"]
                         ) || matches!(words[..], ["include", f]
@@ -372,5 +373,36 @@ fn cli_codegen_no_fuse_and_json() {
     assert!(
         source.contains("for (long long it = 0; it < c.s_M1 && !(it >= c.s_M1); ++it) {"),
         "host loop over the iterative rank"
+    );
+}
+
+/// tools/gpu_check.py's own tests, which need no GPU and no PyTorch: the subprocess per variant
+/// with rows appended as they finish (a hang or a crash costs one variant), the time budget,
+/// the mask pair counts, the launcher prototype parser, argument errors, and generating every
+/// variant's fused source with this build's CLI.
+#[test]
+fn gpu_check_script_passes_its_tests_without_a_gpu() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = std::process::Command::new("python3")
+        .arg("--version")
+        .output();
+    if python.is_err() {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "python3 is missing under CI=true"
+        );
+        eprintln!("skipping: no python3");
+        return;
+    }
+    let out = std::process::Command::new("python3")
+        .arg(root.join("tools/test_gpu_check.py"))
+        .env("CASCADE_BIN", env!("CARGO_BIN_EXE_cascade"))
+        .output()
+        .expect("python3 runs");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("test_generate_only_writes_every_fused_source_and_the_manifest ... ok"),
+        "the generation test ran: {log}"
     );
 }

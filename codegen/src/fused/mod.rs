@@ -66,6 +66,8 @@ pub struct FusedPlan {
     pub mma_asm: String,
     /// MMA operands come from shared memory through `ldmatrix` (else 32/16-bit loads).
     pub ldmatrix: bool,
+    /// The query fragments stay in registers through the key loop (else reloaded per tile).
+    pub q_in_registers: bool,
     pub ldsm_asm: String,
     pub ldsm_trans_asm: String,
     /// Softmax weights (else the scores are the weights); the split-K kernel pair.
@@ -251,6 +253,7 @@ pub fn plan(c: &Cascade, att: &Attention, s: &GpuSchedule, d: &TargetDialect) ->
             String::new()
         },
         ldmatrix: mma && s.ldmatrix,
+        q_in_registers: tiles.q_in_registers,
         ldsm_asm: "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\\n".into(),
         ldsm_trans_asm: "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\\n"
             .into(),

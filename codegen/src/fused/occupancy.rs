@@ -33,6 +33,9 @@ pub struct Tiles {
     /// Estimated registers per thread, and the resident blocks the launch bounds ask for.
     pub registers: u32,
     pub min_blocks_per_sm: u32,
+    /// The query fragments stay in registers through the key loop (else they are reloaded
+    /// from shared memory per key tile, leaving their registers to the accumulators).
+    pub q_in_registers: bool,
 }
 
 /// `(warps, block_n)` for `dtype` at `head_dim`: the first of the target's preferences whose
@@ -129,7 +132,13 @@ impl Tiles {
             );
         }
         let threads = s.warps.checked_mul(d.warp_size).ok_or_else(too_big)?;
-        let registers = registers(matrix, s);
+        let (mut registers, q_registers) = registers(matrix, s);
+        // Keep a fifth of the register file's per-thread limit for the score function, heads
+        // and epilogue; past that, the query fragments are the ones to give up.
+        let q_in_registers = registers.saturating_mul(5) <= d.max_regs_per_thread.saturating_mul(4);
+        if !q_in_registers {
+            registers -= q_registers;
+        }
         if registers > d.max_regs_per_thread {
             return bad(
                 "head_dim",
@@ -155,20 +164,26 @@ impl Tiles {
             matrix,
             registers,
             min_blocks_per_sm: if fits_two && d.lockstep_warps { 2 } else { 1 },
+            q_in_registers,
         })
     }
 }
 
-/// Registers one thread keeps for the key loop on `matrix` (32-bit each).
-fn registers(matrix: MatrixPath, s: &GpuSchedule) -> u32 {
+/// Registers one thread keeps for the key loop on `matrix` (32-bit each), and how many of
+/// them hold query fragments.
+fn registers(matrix: MatrixPath, s: &GpuSchedule) -> (u32, u32) {
     let (hd, bn) = (s.head_dim, s.block_n);
-    let fragments = match matrix {
+    let (fragments, q) = match matrix {
         // 32 lanes share a 16-row slice: hd/2 accumulators, bn/2 scores, hd/4 packed Q words.
-        MatrixPath::MmaM16n8k16 => hd / 2 + bn / 2 + hd / 4,
-        // 64 lanes share 16 queries: hd/4 accumulators, bn/4 scores, hd/8 packed Q words.
-        MatrixPath::Mfma16x16x16 => hd / 4 + bn / 4 + hd / 8,
-        MatrixPath::Simt => hd / 2 + bn / 2,
-        MatrixPath::Scalar => 0,
+        MatrixPath::MmaM16n8k16 => (hd / 2 + bn / 2, hd / 4),
+        // 64 lanes share 16 queries: hd/4 accumulators, bn/4 scores, hd/8 packed Q words; the
+        // 512-register file always keeps them.
+        MatrixPath::Mfma16x16x16 => (hd / 4 + bn / 4, hd / 8),
+        MatrixPath::Simt => (hd / 2 + bn / 2, 0),
+        MatrixPath::Scalar => (0, 0),
     };
-    BASE_REGISTERS.saturating_add(fragments)
+    (
+        BASE_REGISTERS.saturating_add(fragments).saturating_add(q),
+        q,
+    )
 }

@@ -196,12 +196,15 @@
       // running max (base 2) and the denominator of every row.
       const long long part = ((bz * a.n_heads + h) * a.n_splits + split) * n_queries;
       const long long n_parts = a.batch * a.n_heads * a.n_splits * n_queries;
+      float* ws_rows = a.ws + (part + p0 + row0) * HEAD_DIM;
+      const int rows_left = static_cast<int>(n_queries - p0 - row0 < ROWS_PER_WARP ? n_queries - p0 - row0 : ROWS_PER_WARP);
+      const int n_f = static_cast<int>({{ p.f_size }});
 #pragma unroll
       for (int dj = 0; dj < O_TILES; ++dj)
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-          const long long row_p = p0 + row0 + frag_row(lane, i), col_f = frag_o_col(lane, dj, i);
-          if (row_p < n_queries && col_f < {{ p.f_size }}) a.ws[(part + row_p) * HEAD_DIM + col_f] = o[dj][i];
+          const int row = frag_row(lane, i), col = frag_o_col(lane, dj, i);
+          if (row < rows_left && col < n_f) ws_rows[row * HEAD_DIM + col] = o[dj][i];
         }
 #pragma unroll
       for (int r = 0; r < ROW_SLOTS; ++r) {

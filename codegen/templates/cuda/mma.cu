@@ -24,54 +24,63 @@
   asm volatile("{{ p.ldsm_trans_asm }}" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
 }
 {% endif %}
-// The warp's query rows as A fragments of the first product, kept in registers for the loop.
+// One 16-column step of the warp's query rows as the A fragment of the first product.
+{{ d.device_fn }} void cascade_q_frag(uint32_t (&r)[4], const elem_t* q_s, int row0, int lane, int kk) {
+{% if p.ldmatrix %}  // Matrices 0-3: rows 0-7, 8-15 of the warp's slice at columns 0-7, then at 8-15: a0..a3.
+  cascade_ldsm_x4(r, q_s + (row0 + ((lane / 8) & 1) * 8 + lane % 8) * SMEM_LD + kk * 16 + (lane / 16) * 8);
+{% else %}  const elem_t* qb = q_s + (row0 + lane / 4) * SMEM_LD + kk * 16 + 2 * (lane % 4);
+  r[0] = *reinterpret_cast<const uint32_t*>(qb);
+  r[1] = *reinterpret_cast<const uint32_t*>(qb + 8 * SMEM_LD);
+  r[2] = *reinterpret_cast<const uint32_t*>(qb + 8);
+  r[3] = *reinterpret_cast<const uint32_t*>(qb + 8 * SMEM_LD + 8);
+{% endif %}}
+
+{% if p.q_in_registers %}// The query fragments stay in registers for the whole key loop.
 struct QFrags {
   uint32_t a[QK_KSTEPS][4];
 };
 
 {{ d.device_fn }} void cascade_load_q(QFrags& qa, const elem_t* q_s, int row0, int lane) {
-{% if p.ldmatrix %}  // Matrices 0-3: rows 0-7, 8-15 of the warp's slice at columns 0-7, then at 8-15: a0..a3.
 #pragma unroll
-  for (int kk = 0; kk < QK_KSTEPS; ++kk)
-    cascade_ldsm_x4(qa.a[kk], q_s + (row0 + ((lane / 8) & 1) * 8 + lane % 8) * SMEM_LD + kk * 16 + (lane / 16) * 8);
-{% else %}  const int g = lane / 4, t = lane % 4;
-#pragma unroll
-  for (int kk = 0; kk < QK_KSTEPS; ++kk) {
-    const elem_t* qb = q_s + (row0 + g) * SMEM_LD + kk * 16 + 2 * t;
-    qa.a[kk][0] = *reinterpret_cast<const uint32_t*>(qb);
-    qa.a[kk][1] = *reinterpret_cast<const uint32_t*>(qb + 8 * SMEM_LD);
-    qa.a[kk][2] = *reinterpret_cast<const uint32_t*>(qb + 8);
-    qa.a[kk][3] = *reinterpret_cast<const uint32_t*>(qb + 8 * SMEM_LD + 8);
-  }
-{% endif %}}
+  for (int kk = 0; kk < QK_KSTEPS; ++kk) cascade_q_frag(qa.a[kk], q_s, row0, lane, kk);
+}
+{% else %}// The query fragments are reloaded from shared memory for each key tile (the plan keeps their
+// registers for the accumulators).
+struct QFrags {
+  int unused;
+};
 
+{{ d.device_fn }} void cascade_load_q(QFrags& qa, const elem_t* q_s, int row0, int lane) {
+  (void)qa; (void)q_s; (void)row0; (void)lane;
+}
+{% endif %}
 // Raw scores Q·K of this lane's fragment (see frag_s_col / frag_row).
 {{ d.device_fn }} void cascade_scores(float (&s)[S_TILES][4], const QFrags& qa, const elem_t* q_s, const elem_t* kt, int row0, int lane) {
-  (void)q_s; (void)row0;
+  (void)qa; (void)q_s; (void)row0;
 #pragma unroll
   for (int j = 0; j < S_TILES; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-{% if p.ldmatrix %}  // Matrices 0-3: keys of tile j then j+1, head columns 0-7 then 8-15 of the step: b0, b1 of each.
-  const int quarter = lane / 8;
 #pragma unroll
   for (int kk = 0; kk < QK_KSTEPS; ++kk) {
+{% if p.q_in_registers %}    const uint32_t (&a)[4] = qa.a[kk];
+{% else %}    uint32_t a[4];
+    cascade_q_frag(a, q_s, row0, lane, kk);
+{% endif %}{% if p.ldmatrix %}    // Matrices 0-3: keys of tile j then j+1, head columns 0-7 then 8-15 of the step: b0, b1 of each.
+    const int quarter = lane / 8;
 #pragma unroll
     for (int j = 0; j < S_TILES; j += 2) {
       uint32_t b[4];
       cascade_ldsm_x4(b, kt + ((j + (quarter >> 1)) * 8 + lane % 8) * SMEM_LD + kk * 16 + (quarter & 1) * 8);
-      cascade_mma(s[j], qa.a[kk], b[0], b[1]);
-      cascade_mma(s[j + 1], qa.a[kk], b[2], b[3]);
+      cascade_mma(s[j], a, b[0], b[1]);
+      cascade_mma(s[j + 1], a, b[2], b[3]);
     }
-  }
-{% else %}  const int g = lane / 4, t = lane % 4;
-#pragma unroll
-  for (int kk = 0; kk < QK_KSTEPS; ++kk) {
+{% else %}    const int g = lane / 4, t = lane % 4;
 #pragma unroll
     for (int j = 0; j < S_TILES; ++j) {
       const elem_t* kb = kt + (j * 8 + g) * SMEM_LD + kk * 16 + 2 * t;
-      cascade_mma(s[j], qa.a[kk], *reinterpret_cast<const uint32_t*>(kb), *reinterpret_cast<const uint32_t*>(kb + 8));
+      cascade_mma(s[j], a, *reinterpret_cast<const uint32_t*>(kb), *reinterpret_cast<const uint32_t*>(kb + 8));
     }
-  }
-{% endif %}}
+{% endif %}  }
+}
 
 // o += P V with P from registers: two adjacent score tiles form one A fragment (FA2's reuse).
 {{ d.device_fn }} void cascade_pv(float (&o)[O_TILES][4], const float (&s)[S_TILES][4], const elem_t* vt, float* p_s, int row0, int lane) {
