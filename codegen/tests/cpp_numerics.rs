@@ -474,6 +474,38 @@ fn issue_examples_match_the_interpreter_or_are_refused() {
         .no_fuse()
         .poison("MASK"),
     );
+    // A ∪-added bias beside a causal filter: masked keys come back with the bias alone as
+    // their score (the masking trap lint warns about); the fused kernel computes exactly that.
+    let union_bias = variant(
+        &lib("attention_masked_1pass"),
+        "attention_masked_causal_union",
+        &[(
+            "Q[e,p] * BK[e,m1,m0]",
+            "Q[e,p] * BK[e,m1,m0 : m1*M0+m0 <= p]",
+        )],
+    );
+    cases.push(Case::new(
+        "fused_union_bias_beside_filter",
+        union_bias,
+        RAGGED,
+        Expect::Fused,
+    ));
+    // A runtime softmax scale (a scalar input) and a per-query temperature.
+    let tau = common::parse(RUNTIME_SCALE, "runtime_scale");
+    cases.push(Case::new("fused_runtime_scale", tau.clone(), RAGGED, Expect::Fused));
+    cases.push(Case::new("generic_runtime_scale", tau, RAGGED, Expect::Generic).no_fuse());
+    // The running max and sum as outputs beside AV (log-sum-exp = MX + log SM).
+    let lse = common::parse(ROW_OUTPUTS, "row_outputs");
+    cases.push(Case::new("fused_row_outputs", lse.clone(), RAGGED, Expect::Fused));
+    cases.push(Case::new("generic_row_outputs", lse, RAGGED, Expect::Generic).no_fuse());
+    // BSHD: the head varies faster than the position in Q, K, V and the output.
+    let bshd = common::parse(BSHD_3PASS, "bshd_3pass");
+    cases.push(Case::new(
+        "fused_bshd_heads",
+        bshd,
+        "E=16,F=16,M=23,P=9,H=3",
+        Expect::Fused,
+    ));
     let merges = common::parse(MERGES, "merges");
     cases.push(Case::new("every_merge", merges, "K=8", Expect::Generic));
 
@@ -540,6 +572,69 @@ fn refused_reads_are_interpreter_errors() {
         );
     }
 }
+
+/// The scores scaled at run time by a scalar input.
+const RUNTIME_SCALE: &str = "cascade runtime_scale
+ranks E F M P
+input Q[E,P] K[E,M] V[F,M] TAU
+
+QK[m,p] = Q[e,p] * K[e, m : m <= p] * TAU
+GM[p]   = max(m) QK[m,p]
+SN[m,p] = exp(QK[m,p] - GM[p])
+SD[p]   = SN[m,p]
+A[m,p]  = SN[m,p] / SD[p]
+AV[f,p] = A[m,p] * V[f,m]
+
+output AV
+";
+
+/// The 1-pass form with its final max and sum as outputs.
+const ROW_OUTPUTS: &str = "cascade row_outputs
+ranks E F M P
+split M -> M1 M0
+input Q[E,P] K[E,M] V[F,M]
+
+init
+BK[e,m1,m0] = K[e, m1*M0+m0]
+BV[f,m1,m0] = V[f, m1*M0+m0]
+RM[0,p]     = -inf
+RD[0,p]     = 0
+RNV[f,0,p]  = 0
+
+einsums
+BQK[m1,m0,p]  = Q[e,p] * BK[e,m1,m0 : m1*M0+m0 <= p] * 1/sqrt(E)
+LM[m1,p]      = max(m0) BQK[m1,m0,p]
+RM[m1+1,p]    = max(RM[m1,p], LM[m1,p])
+SLN[m1,m0,p]  = exp(BQK[m1,m0,p] - RM[m1+1,p])
+SLD[m1,p]     = SLN[m1,m0,p]
+SLNV[f,m1,p]  = SLN[m1,m0,p] * BV[f,m1,m0]
+PRM[m1,p]     = exp(RM[m1,p] - RM[m1+1,p])
+SPD[m1,p]     = RD[m1,p] * PRM[m1,p]
+RD[m1+1,p]    = SLD[m1,p] + SPD[m1,p]
+SPNV[f,m1,p]  = RNV[f,m1,p] * PRM[m1,p]
+RNV[f,m1+1,p] = SLNV[f,m1,p] + SPNV[f,m1,p]
+AV[f,p]       = RNV[f,M1,p] / RD[M1,p]
+MX[p]         = RM[M1,p]
+SM[p]         = RD[M1,p]
+
+stop m1 >= M1
+output AV MX SM
+";
+
+/// Heads between the feature and the position (BSHD).
+const BSHD_3PASS: &str = "cascade bshd_3pass
+ranks E F M P H
+input Q[E,H,P] K[E,H,M] V[F,H,M]
+
+QK[m,p,h] = Q[e,h,p] * K[e,h,m] * 1/sqrt(E)
+GM[p,h]   = max(m) QK[m,p,h]
+SN[m,p,h] = exp(QK[m,p,h] - GM[p,h])
+SD[p,h]   = SN[m,p,h]
+A[m,p,h]  = SN[m,p,h] / SD[p,h]
+AV[f,h,p] = A[m,p,h] * V[f,h,m]
+
+output AV
+";
 
 /// Grouped-query attention: queries `h = g*R + r`, keys and values per group `g`.
 const GQA_3PASS: &str = "cascade gqa_3pass
