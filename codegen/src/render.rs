@@ -172,7 +172,7 @@ pub fn render(c: &Cascade, plan: &KernelPlan) -> Result<Kernel> {
         plan.summary(),
         d.build_line,
         prototypes.replace('\n', "\n    "),
-        format!("{}{workspace_note}", sizes::abi_note(c))
+        sizes::abi_note(c) + &workspace_note
     );
     Ok(Kernel {
         symbol: launcher,

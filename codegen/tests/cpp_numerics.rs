@@ -492,11 +492,21 @@ fn issue_examples_match_the_interpreter_or_are_refused() {
     ));
     // A runtime softmax scale (a scalar input) and a per-query temperature.
     let tau = common::parse(RUNTIME_SCALE, "runtime_scale");
-    cases.push(Case::new("fused_runtime_scale", tau.clone(), RAGGED, Expect::Fused));
+    cases.push(Case::new(
+        "fused_runtime_scale",
+        tau.clone(),
+        RAGGED,
+        Expect::Fused,
+    ));
     cases.push(Case::new("generic_runtime_scale", tau, RAGGED, Expect::Generic).no_fuse());
     // The running max and sum as outputs beside AV (log-sum-exp = MX + log SM).
     let lse = common::parse(ROW_OUTPUTS, "row_outputs");
-    cases.push(Case::new("fused_row_outputs", lse.clone(), RAGGED, Expect::Fused));
+    cases.push(Case::new(
+        "fused_row_outputs",
+        lse.clone(),
+        RAGGED,
+        Expect::Fused,
+    ));
     cases.push(Case::new("generic_row_outputs", lse, RAGGED, Expect::Generic).no_fuse());
     // BSHD: the head varies faster than the position in Q, K, V and the output.
     let bshd = common::parse(BSHD_3PASS, "bshd_3pass");

@@ -26,8 +26,16 @@ pub struct Rows {
 #[derive(Debug, Clone)]
 pub struct Abi {
     pub abi_params: String,
+    /// The `_args` helper's parameters (the ABI's without workspace and stream), the same as
+    /// arguments, and as the workspace query passes them (null pointers).
+    pub core_params: String,
+    pub core_args: String,
+    pub null_args: String,
     /// `int batch, long long E, …`.
     pub size_params: String,
+    /// Where the launcher refuses the shape: a negative batch, features past the kernel's
+    /// head dimension or not a whole number of copy granules.
+    pub shape_check: String,
     pub size_setup: Vec<String>,
     pub args_fields: Vec<String>,
     /// Statements filling `Args a` from the launcher's arguments and sizes.
@@ -42,7 +50,13 @@ pub struct Abi {
     pub outputs: Vec<(String, Rows)>,
 }
 
-pub fn abi(c: &Cascade, att: &Attention, d: &TargetDialect, granule: u32) -> Abi {
+pub fn abi(
+    c: &Cascade,
+    att: &Attention,
+    d: &TargetDialect,
+    granule: u32,
+    launch_scale: Option<&str>,
+) -> Abi {
     let mut fields: Vec<String> = c
         .ranks
         .iter()
@@ -158,6 +172,39 @@ pub fn abi(c: &Cascade, att: &Attention, d: &TargetDialect, granule: u32) -> Abi
             (n.clone(), rows_of(&u, att.ranks.p, format!("a.out_{n}")))
         })
         .collect();
+    if let Some(scale) = launch_scale {
+        setup.push(format!("a.score_scale = {scale};"));
+    }
+    let abi_params = sizes::abi_params(c, d);
+    let core: Vec<&str> = abi_params
+        .split(", ")
+        .filter(|p| {
+            !p.starts_with("void* workspace")
+                && !p.starts_with("unsigned long long workspace")
+                && !p.starts_with("void* stream")
+        })
+        .collect();
+    let arg_name = |p: &str| p.rsplit(' ').next().unwrap_or_default().to_string();
+    let null_args: Vec<String> = core
+        .iter()
+        .map(|p| {
+            if p.contains('*') {
+                "nullptr".to_string()
+            } else {
+                arg_name(p)
+            }
+        })
+        .collect();
+    let (e, f) = (&c.rank(att.ranks.e).name, &c.rank(att.ranks.f).name);
+    let mut checks = vec![
+        "batch < 0".to_string(),
+        format!("s_{e} > HEAD_DIM"),
+        format!("s_{f} > HEAD_DIM"),
+    ];
+    if granule > 1 {
+        checks.push(format!("s_{e} % {granule} != 0"));
+        checks.push(format!("s_{f} % {granule} != 0"));
+    }
     // The head index `h` in mixed radix, the last head variable fastest.
     let mut decode = Vec::new();
     if att.ranks.heads.is_empty() {
@@ -176,7 +223,15 @@ pub fn abi(c: &Cascade, att: &Attention, d: &TargetDialect, granule: u32) -> Abi
         }
     }
     Abi {
-        abi_params: sizes::abi_params(c, d),
+        core_params: core.join(", "),
+        core_args: core
+            .iter()
+            .map(|p| arg_name(p))
+            .collect::<Vec<_>>()
+            .join(", "),
+        null_args: null_args.join(", "),
+        shape_check: checks.join(" || "),
+        abi_params,
         size_params: sizes::size_params(c),
         size_setup: sizes::size_setup(c, &|r| format!("s_{}", c.rank(r).name), "const long long "),
         args_fields: fields,

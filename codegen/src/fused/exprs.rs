@@ -396,51 +396,11 @@ pub fn score_code(c: &Cascade, att: &Attention, causal: bool) -> Result<ScoreCod
         }
     };
     // Q·K times row constants: one multiplier (with log₂e) per row or per launch.
-    let mut multiplier = None;
-    if softmax && att.score.leaves.len() == 1 {
-        let mut factors = Vec::new();
-        flatten_mul(value, &mut factors);
-        let qk_only = factors.iter().filter(|f| matches!(f, Node::Qk(_))).count() == 1;
-        let rest: Vec<&Node> = factors
-            .iter()
-            .copied()
-            .filter(|f| !matches!(f, Node::Qk(_)))
-            .collect();
-        let constant = |f: &&Node| matches!(f, Node::Const(_));
-        let row_level =
-            |f: &&Node| matches!(f, Node::Const(_) | Node::Load(..)) && !uses_keys(att, f);
-        if qk_only && rest.iter().all(constant) {
-            let product: Vec<String> = rest
-                .iter()
-                .map(|f| match f {
-                    Node::Const(k) => cexpr::constant(k, &launch_names),
-                    _ => unreachable!("constants only"),
-                })
-                .chain([LOG2E.to_string()])
-                .collect();
-            code.launch_scale = Some(product.join(" * "));
-            multiplier = Some("a.score_scale".to_string());
-        } else if qk_only && rest.iter().all(row_level) {
-            let mut atoms = Vec::new();
-            let mut r = Render {
-                names: &names,
-                atoms: &mut atoms,
-                mode: Atoms::AllTrue,
-                leaf: &leaf,
-                leaves: &att.score.leaves,
-            };
-            let parts: Vec<String> = rest
-                .iter()
-                .map(|f| r.node(f).map(|(v, _)| v))
-                .collect::<std::result::Result<_, _>>()
-                .map_err(fail)?;
-            let k = code.n_rowv;
-            code.n_rowv += 1;
-            code.row_setup
-                .push(format!("rowv[r][{k}] = {} * {LOG2E};", parts.join(" * ")));
-            multiplier = Some(format!("rowv[r][{k}]"));
-        }
-    }
+    let multiplier = if softmax && att.score.leaves.len() == 1 {
+        multiplier(att, &mut code, &names, &launch_names, &leaf).map_err(fail)?
+    } else {
+        None
+    };
     // The fast path: every atom holds.
     let mut atoms = Vec::new();
     let fast = {
@@ -506,6 +466,62 @@ pub fn score_code(c: &Cascade, att: &Attention, causal: bool) -> Result<ScoreCod
     code.general
         .push(format!("sv = ({present}) ? {general_v} : {absent};"));
     Ok(code)
+}
+
+/// For scores `Q·K × X…` with every `X` a constant or a per-row load: the one multiplier
+/// (the factors times log₂e), as `a.score_scale` set by the launcher when all are constants,
+/// else as a per-row value it adds to `code`'s row setup. `None` for any other score.
+fn multiplier(
+    att: &Attention,
+    code: &mut ScoreCode,
+    names: &KernelNames,
+    launch_names: &KernelNames,
+    leaf: &dyn Fn(&Node) -> Option<String>,
+) -> std::result::Result<Option<String>, String> {
+    let mut factors = Vec::new();
+    flatten_mul(&att.score.value, &mut factors);
+    let qk_only = factors.iter().filter(|f| matches!(f, Node::Qk(_))).count() == 1;
+    let rest: Vec<&Node> = factors
+        .iter()
+        .copied()
+        .filter(|f| !matches!(f, Node::Qk(_)))
+        .collect();
+    if !qk_only {
+        return Ok(None);
+    }
+    let constants: Option<Vec<String>> = rest
+        .iter()
+        .map(|f| match f {
+            Node::Const(k) => Some(cexpr::constant(k, launch_names)),
+            _ => None,
+        })
+        .collect();
+    if let Some(constants) = constants {
+        let product: Vec<String> = constants.into_iter().chain([LOG2E.to_string()]).collect();
+        code.launch_scale = Some(product.join(" * "));
+        return Ok(Some("a.score_scale".to_string()));
+    }
+    let row_level = |f: &&Node| matches!(f, Node::Const(_) | Node::Load(..)) && !uses_keys(att, f);
+    if !rest.iter().all(row_level) {
+        return Ok(None);
+    }
+    let mut atoms = Vec::new();
+    let mut r = Render {
+        names,
+        atoms: &mut atoms,
+        mode: Atoms::AllTrue,
+        leaf,
+        leaves: &att.score.leaves,
+    };
+    let parts: Vec<String> = rest
+        .iter()
+        .map(|f| r.node(f).map(|(v, _)| v))
+        .collect::<std::result::Result<_, _>>()?;
+    let k = code.n_rowv;
+    code.n_rowv += 1;
+    code.row_setup
+        .push(format!("rowv[r][{k}] = {} * {LOG2E};", parts.join(" * ")));
+    Ok(Some(format!("rowv[r][{k}]")))
 }
 
 /// The operands of the top product chain (`*` with merge ∩).

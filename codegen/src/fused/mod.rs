@@ -125,7 +125,7 @@ pub fn plan(c: &Cascade, att: &Attention, s: &GpuSchedule, d: &TargetDialect) ->
     let score = exprs::score_code(c, att, s.causal)?;
     let epilogue = exprs::epilogue_code(c, att)?;
     let granule = (d.row_granule_bytes / tiles.elem).max(1);
-    let abi = abi::abi(c, att, d, granule);
+    let abi = abi::abi(c, att, d, granule, score.launch_scale.as_deref());
     let names = exprs::KernelNames {
         c,
         att,
@@ -136,40 +136,7 @@ pub fn plan(c: &Cascade, att: &Attention, s: &GpuSchedule, d: &TargetDialect) ->
     let size = |r: cascade_ir::RankId| format!("a.s_{}", c.rank(r).name);
     let ranks = &att.ranks;
     let heads: Vec<String> = ranks.heads.iter().map(|&h| c.var_name(h)).collect();
-    let mut args_setup = abi.args_setup.clone();
-    if let Some(scale) = &score.launch_scale {
-        args_setup.push(format!("a.score_scale = {scale};"));
-    }
-    let (e, f) = (&c.rank(ranks.e).name, &c.rank(ranks.f).name);
-    let mut checks = vec![
-        "batch < 0".to_string(),
-        format!("s_{e} > HEAD_DIM"),
-        format!("s_{f} > HEAD_DIM"),
-    ];
-    if granule > 1 {
-        checks.push(format!("s_{e} % {granule} != 0"));
-        checks.push(format!("s_{f} % {granule} != 0"));
-    }
-    let core: Vec<&str> = abi
-        .abi_params
-        .split(", ")
-        .filter(|p| {
-            !p.starts_with("void* workspace")
-                && !p.starts_with("unsigned long long workspace")
-                && !p.starts_with("void* stream")
-        })
-        .collect();
-    let arg_name = |p: &str| p.rsplit(' ').next().unwrap_or_default().to_string();
-    let null_args: Vec<String> = core
-        .iter()
-        .map(|p| {
-            if p.contains('*') {
-                "nullptr".to_string()
-            } else {
-                arg_name(p)
-            }
-        })
-        .collect();
+    let f = &c.rank(ranks.f).name;
     let mma = tiles.matrix == MatrixPath::MmaM16n8k16;
     let roles = att
         .roles
@@ -182,36 +149,7 @@ pub fn plan(c: &Cascade, att: &Attention, s: &GpuSchedule, d: &TargetDialect) ->
             )
         })
         .collect();
-    let elem_outputs = epilogue
-        .elem
-        .iter()
-        .map(|(t, value)| {
-            let name = c.tensor(*t).name.clone();
-            let rows = abi
-                .outputs
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, r)| r.clone())
-                .expect("every output has rows");
-            ElemOutput {
-                name,
-                rows,
-                value: value.clone(),
-            }
-        })
-        .collect();
-    let row_stores = epilogue
-        .rows
-        .iter()
-        .map(|(t, value)| {
-            let name = &c.tensor(*t).name;
-            let rows = &abi.outputs.iter().find(|(n, _)| n == name).expect("every output has rows").1;
-            format!(
-                "if (row_ok && frag_row_leader(lane)) {{ elem_t* dst = {}; dst[row_p * {}] = from_f({value}); }}",
-                rows.base, rows.seq
-            )
-        })
-        .collect();
+    let (elem_outputs, row_stores) = outputs(c, &epilogue, &abi);
     Ok(FusedPlan {
         kernel: format!("{symbol}_fused"),
         combine_kernel: format!("{symbol}_combine"),
@@ -287,17 +225,13 @@ pub fn plan(c: &Cascade, att: &Attention, s: &GpuSchedule, d: &TargetDialect) ->
         row_stores,
         elem_outputs,
         abi_params: abi.abi_params.clone(),
-        core_params: core.join(", "),
-        core_args: core
-            .iter()
-            .map(|p| arg_name(p))
-            .collect::<Vec<_>>()
-            .join(", "),
-        null_args: null_args.join(", "),
+        core_params: abi.core_params.clone(),
+        core_args: abi.core_args.clone(),
+        null_args: abi.null_args.clone(),
         size_params: abi.size_params.clone(),
         size_setup: abi.size_setup.clone(),
-        shape_check: checks.join(" || "),
-        args_setup,
+        shape_check: abi.shape_check.clone(),
+        args_setup: abi.args_setup.clone(),
         aligned: if abi.aligned.is_empty() {
             "true".into()
         } else {
@@ -306,6 +240,45 @@ pub fn plan(c: &Cascade, att: &Attention, s: &GpuSchedule, d: &TargetDialect) ->
         roles,
         op_helpers: cexpr::c_helpers().into_iter().map(String::from).collect(),
     })
+}
+
+/// Each element output's rows and value, and the statements storing the per-row outputs.
+fn outputs(
+    c: &Cascade,
+    epilogue: &exprs::EpilogueCode,
+    abi: &abi::Abi,
+) -> (Vec<ElemOutput>, Vec<String>) {
+    let rows_of = |name: &str| {
+        abi.outputs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, r)| r.clone())
+            .expect("every output has rows")
+    };
+    let elem = epilogue
+        .elem
+        .iter()
+        .map(|(t, value)| {
+            let name = c.tensor(*t).name.clone();
+            ElemOutput {
+                rows: rows_of(&name),
+                name,
+                value: value.clone(),
+            }
+        })
+        .collect();
+    let rows = epilogue
+        .rows
+        .iter()
+        .map(|(t, value)| {
+            let rows = rows_of(&c.tensor(*t).name);
+            format!(
+                "if (row_ok && frag_row_leader(lane)) {{ elem_t* dst = {}; dst[row_p * {}] = from_f({value}); }}",
+                rows.base, rows.seq
+            )
+        })
+        .collect();
+    (elem, rows)
 }
 
 /// The tile classifier's body: each atom's state over the tile from interval bounds, then the

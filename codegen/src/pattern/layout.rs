@@ -88,11 +88,10 @@ impl TensorUse {
                 }
             }
         }
-        if seq.is_some() && !seq_seen {
-            return Err(format!(
-                "{name} is not indexed by {}",
-                c.var_name(seq.expect("checked"))
-            ));
+        if let Some(s) = seq
+            && !seq_seen
+        {
+            return Err(format!("{name} is not indexed by {}", c.var_name(s)));
         }
         Ok(TensorUse { tensor, indices })
     }

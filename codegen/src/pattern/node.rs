@@ -63,10 +63,8 @@ impl Node {
 
     fn collect_loads(&self, out: &mut Vec<(TensorId, Vec<IndexExpr>)>) {
         match self {
-            Node::Load(t, idx) => {
-                if !out.iter().any(|(u, j)| u == t && j == idx) {
-                    out.push((*t, idx.clone()));
-                }
+            Node::Load(t, idx) if !out.iter().any(|(u, j)| u == t && j == idx) => {
+                out.push((*t, idx.clone()));
             }
             Node::Unary(_, a) | Node::Guard(_, a) => a.collect_loads(out),
             Node::Binary(_, _, a, b) => {
@@ -370,7 +368,7 @@ impl Ctx<'_> {
             return Err(format!("`{text}` is not a sum"));
         }
         let mut factors = Vec::new();
-        self.factors(c.einsum(def).value, &mut factors)?;
+        self.factors(c.einsum(def).value, &mut factors, 0)?;
         let (mut q, mut k, mut rest) = (None, None, Vec::new());
         for f in factors {
             match c.expr(f) {
@@ -467,7 +465,10 @@ impl Ctx<'_> {
     }
 
     /// The operands of a product tree whose every node is `*` with merge ∩.
-    fn factors(&self, id: ExprId, out: &mut Vec<ExprId>) -> M<()> {
+    fn factors(&self, id: ExprId, out: &mut Vec<ExprId>, depth: usize) -> M<()> {
+        if depth > MAX_DEPTH {
+            return Err("the scores' product is too deep for the fused kernel".into());
+        }
         match self.c.expr(id) {
             Expr::Binary {
                 op: BinaryOp::Mul,
@@ -475,8 +476,8 @@ impl Ctx<'_> {
                 lhs,
                 rhs,
             } => {
-                self.factors(*lhs, out)?;
-                self.factors(*rhs, out)
+                self.factors(*lhs, out, depth + 1)?;
+                self.factors(*rhs, out, depth + 1)
             }
             Expr::Binary { .. } | Expr::Unary(..) => {
                 Err("the scores' product has a term other than factors".into())
