@@ -1,11 +1,12 @@
-//! The fused kernel's mask: which scores of a key tile × query tile can be present.
+//! The fused kernel's mask: where each condition of the scores' presence holds over a key tile
+//! × query tile.
 //!
-//! Filters may use any comparison (`< <= > >= == !=`) over the key `m = m1*M0+m0` (or `m1`
-//! and `m0` on their own), the query `p`, sizes and params, in any conjunction. Each
-//! condition's `lhs - rhs` is bounded by interval arithmetic over the tile (keys
-//! `k_lo..=k_hi`, queries `p_lo..=p_hi`); from that interval the condition holds nowhere in the
-//! tile (it is skipped), everywhere (no per-point test) or maybe (the tile is partial and every
-//! point is tested). Interval arithmetic over-approximates, so "nowhere" and "everywhere" are
+//! Filters may use any comparison (`< <= > >= == !=`) over the key `m` (or the parts of its
+//! split on their own), the query `p`, the heads (one value per block), sizes and params. Each
+//! condition (an *atom* of the presence formula) has its `lhs - rhs` bounded by interval
+//! arithmetic over the tile (keys `k_lo..=k_hi`, queries `p_lo..=p_hi`); from that interval it
+//! holds nowhere in the tile, everywhere (no per-point test) or maybe (tested per point). The
+//! kernel combines the atoms' states in three-valued logic to skip tiles. Interval arithmetic over-approximates, so "nowhere" and "everywhere" are
 //! always right whatever the operator; imprecision only costs per-point tests. (Testing the
 //! four corners of the tile, which this replaces, is only sound for `< <= > >=` over affine
 //! expressions: `m != p` holds at every corner of a diagonal tile.)
