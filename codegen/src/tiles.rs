@@ -22,6 +22,7 @@ pub struct MaskRanks {
     pub m: RankId,
     pub split: Option<(RankId, RankId)>,
     pub p: RankId,
+    pub query_split: Option<(RankId, RankId)>,
     pub exact: Vec<RankId>,
 }
 
@@ -107,6 +108,17 @@ impl Emitter<'_> {
                 (
                     format!("(k_lo / {z} == k_hi / {z} ? k_lo % {z} : 0LL)"),
                     format!("(k_lo / {z} == k_hi / {z} ? k_hi % {z} : {z} - 1)"),
+                )
+            }
+            IndexExpr::Var(v) if r.query_split.is_some_and(|(outer, _)| outer == *v) => {
+                let z = self.sizes.size(r.query_split.expect("split").1);
+                (format!("(p_lo / {z})"), format!("(p_hi / {z})"))
+            }
+            IndexExpr::Var(v) if r.query_split.is_some_and(|(_, i)| i == *v) => {
+                let z = self.sizes.size(r.query_split.expect("split").1);
+                (
+                    format!("(p_lo / {z} == p_hi / {z} ? p_lo % {z} : 0LL)"),
+                    format!("(p_lo / {z} == p_hi / {z} ? p_hi % {z} : {z} - 1)"),
                 )
             }
             IndexExpr::Var(v) if r.exact.contains(v) => {

@@ -120,6 +120,8 @@ struct Case {
     /// The cascade whose interpreter gives the expected outputs, when the schedule changes
     /// the meaning (`--causal`); else the case's own.
     reference: Option<Cascade>,
+    /// Call the strided launcher on BSHD copies of Q and AV (see [`driver`]).
+    bshd: bool,
 }
 
 impl Case {
@@ -141,6 +143,7 @@ impl Case {
             sizes,
             tol,
             reference: None,
+            bshd: false,
         }
     }
 }
@@ -148,7 +151,17 @@ impl Case {
 /// A host `main` in the kernel's translation unit: converts the f32 inputs of `in.bin` to the
 /// element type, poisons the outputs with NaN, calls the launcher (no workspace: it allocates
 /// its own) and writes the outputs, as f32, to `out.bin`.
-fn driver(c: &Cascade, shape: &Shape, kernel: &Kernel, sizes: &[i64], batch: usize) -> String {
+/// With `bshd`, the driver lays Q and AV out as (batch, position, head, feature) instead of the
+/// cascade's (batch, head, position, feature) and calls the strided launcher with those strides
+/// (for Q[E,P,H] K[E,M] V[F,M] AV[F,P,H]).
+fn driver(
+    c: &Cascade,
+    shape: &Shape,
+    kernel: &Kernel,
+    sizes: &[i64],
+    batch: usize,
+    bshd: bool,
+) -> String {
     let numel = |t: cascade_ir::TensorId| -> usize { tensor_extents(c, shape, t).iter().product() };
     let mut s = String::from("#include <cstdio>\n#include <type_traits>\nint main() {\n");
     s.push_str(
@@ -176,14 +189,34 @@ fn driver(c: &Cascade, shape: &Shape, kernel: &Kernel, sizes: &[i64], batch: usi
     }
     args.push(batch.to_string());
     args.extend(sizes.iter().map(|v| format!("{v}LL")));
+    let mut symbol = kernel.symbol.clone();
+    if bshd {
+        let size = |n: &str| shape.size(c.rank_by_name(n).expect("rank"));
+        let (p, h, e, m) = (size("P"), size("H"), size("E"), size("M"));
+        // (b, h, p, e) <-> (b, p, h, e) for Q and AV, in place of the buffers.
+        writeln!(s, "  auto swap = [&](std::vector<elem_t>& x, bool to_bshd) {{ std::vector<elem_t> y(x.size()); for (size_t b = 0; b < {batch}; ++b) for (long long hh = 0; hh < {h}; ++hh) for (long long pp = 0; pp < {p}; ++pp) for (long long ee = 0; ee < {e}; ++ee) {{ const size_t bhsd = ((b * {h} + hh) * {p} + pp) * {e} + ee, bshd = ((b * {p} + pp) * {h} + hh) * {e} + ee; if (to_bshd) y[bshd] = x[bhsd]; else y[bhsd] = x[bshd]; }} x = y; }};").unwrap();
+        s.push_str("  swap(in_Q, true);\n");
+        writeln!(
+            s,
+            "  const long long strides[] = {{{q_batch}, {q_seq}, {e}, {k_batch}, {e}, 0, {k_batch}, {e}, 0, {q_batch}, {q_seq}, {e}}};",
+            q_batch = p * h * e,
+            q_seq = h * e,
+            k_batch = m * e
+        )
+        .unwrap();
+        args.push("strides".into());
+        symbol.push_str("_strided");
+    }
     args.extend(["nullptr".to_string(), "0ull".into(), "nullptr".into()]);
     writeln!(
         s,
-        "  const int rc = {}({});\n  if (rc != 0) {{ fprintf(stderr, \"launcher returned %d\\n\", rc); return 20 + rc; }}",
-        kernel.symbol,
+        "  const int rc = {symbol}({});\n  if (rc != 0) {{ fprintf(stderr, \"launcher returned %d\\n\", rc); return 20 + rc; }}",
         args.join(", ")
     )
     .unwrap();
+    if bshd {
+        s.push_str("  swap(out_AV, false);\n");
+    }
     s.push_str("  FILE* g = fopen(\"out.bin\", \"wb\");\n");
     for &o in &c.outputs {
         writeln!(
@@ -270,7 +303,7 @@ fn check(case: &Case) -> Result<String, String> {
     let src = emulated_source(&kernel.source, case.target);
     std::fs::write(
         dir.join("kernel.cpp"),
-        src + "\n" + &driver(c, &shape, &kernel, &sizes, batch),
+        src + "\n" + &driver(c, &shape, &kernel, &sizes, batch, case.bshd),
     )
     .unwrap();
     std::fs::write(dir.join("in.bin"), bytes).unwrap();
@@ -379,6 +412,15 @@ fn cuda_tensor_core_kernels_match_the_interpreter_under_host_emulation() {
     );
     simt.causal = true;
     simt.reference = Some(lib("attention_causal_1pass"));
+    // The strided launcher with a layout other than the cascade's.
+    let mut bshd = Case::new(
+        "cuda_bf16_mqa_strided_bshd",
+        zoo("mqa_3pass"),
+        cuda,
+        bf,
+        "E=64,F=64,M=70,P=40,H=3",
+    );
+    bshd.bshd = true;
     let cases = vec![
         Case::new("cuda_bf16_1pass", lib("attention_1pass"), cuda, bf, SIZES),
         Case::new(
@@ -423,6 +465,7 @@ fn cuda_tensor_core_kernels_match_the_interpreter_under_host_emulation() {
             SIZES,
         ),
         simt,
+        bshd,
         Case::new("cuda_bf16_ne_p", no_self, cuda, bf, SIZES),
         // Heads: GQA with two groups of two query heads (E fastest, then the sequence).
         Case::new(
@@ -490,6 +533,14 @@ fn cuda_tensor_core_kernels_match_the_interpreter_under_host_emulation() {
             cuda,
             bf,
             "E=64,F=64,M=600,P=3,M0=30",
+        ),
+        // Keys and queries read as blocks (`mb*M0+m0`, `pb*P0+p0`) with a per-block bias.
+        Case::new(
+            "cuda_bf16_block_sparse",
+            zoo("block_sparse_mask"),
+            cuda,
+            bf,
+            "E=64,F=64,M=144,P=80,M0=16,P0=16",
         ),
         Case::new(
             "cuda_bf16_output_filter",

@@ -48,6 +48,11 @@ pub struct Abi {
     pub v: Rows,
     /// Every output by name, with its rows.
     pub outputs: Vec<(String, Rows)>,
+    /// The `Args` stride fields in the order the strided launcher takes them, that order in
+    /// words, and its parameters.
+    pub stride_fields: Vec<String>,
+    pub stride_doc: String,
+    pub strided_params: String,
 }
 
 pub fn abi(
@@ -117,6 +122,7 @@ pub fn abi(
     }
     let mut aligned = Vec::new();
     let mut strided: Vec<String> = Vec::new();
+    let mut stride_fields: Vec<String> = Vec::new();
     let mut rows_of = |u: &TensorUse, seq: RankId, pointer: String| -> Rows {
         let name = c.tensor(u.tensor).name.clone();
         if !strided.contains(&name) {
@@ -132,8 +138,11 @@ pub fn abi(
             ));
             setup.push(format!("a.st_{name}_batch = {};", st.batch));
             setup.push(format!("a.st_{name}_seq = {};", st.seq));
+            stride_fields.push(format!("st_{name}_batch"));
+            stride_fields.push(format!("st_{name}_seq"));
             for (h, s) in att.ranks.heads.iter().zip(&st.heads) {
                 setup.push(format!("a.st_{name}_{} = {s};", c.var_name(*h)));
+                stride_fields.push(format!("st_{name}_{}", c.var_name(*h)));
             }
             if granule > 1 {
                 aligned.push(format!("reinterpret_cast<uintptr_t>({pointer}) % 16 == 0"));
@@ -222,7 +231,40 @@ pub fn abi(
             }
         }
     }
+    let per_tensor = std::iter::once("batch entry".to_string())
+        .chain(std::iter::once("position".to_string()))
+        .chain(
+            att.ranks
+                .heads
+                .iter()
+                .map(|&h| format!("head variable {}", c.var_name(h))),
+        )
+        .collect::<Vec<_>>()
+        .join(", ");
+    let tensors: Vec<String> = stride_fields
+        .iter()
+        .filter_map(|f| {
+            f.strip_suffix("_batch")?
+                .strip_prefix("st_")
+                .map(String::from)
+        })
+        .collect();
+    let stride_doc = format!(
+        "strides[] holds, for {} in that order, the step per {per_tensor}",
+        tensors.join(", ")
+    );
+    let strided_params = core
+        .iter()
+        .map(|p| p.to_string())
+        .chain(std::iter::once("const long long* strides".to_string()))
+        .chain(d.workspace_params.map(String::from))
+        .chain(d.stream_param.map(String::from))
+        .collect::<Vec<_>>()
+        .join(", ");
     Abi {
+        stride_fields,
+        stride_doc,
+        strided_params,
         core_params: core.join(", "),
         core_args: core
             .iter()

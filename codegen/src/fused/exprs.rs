@@ -124,6 +124,14 @@ impl Names for KernelNames<'_> {
                 return format!("(key % {})", self.size(inner));
             }
         }
+        if let Some((outer, inner)) = ranks.query_split {
+            if r == outer {
+                return format!("(row_p / {})", self.size(inner));
+            }
+            if r == inner {
+                return format!("(row_p % {})", self.size(inner));
+            }
+        }
         if r == ranks.p {
             "row_p".into()
         } else if r == ranks.f {
@@ -316,7 +324,11 @@ fn load_bounds(att: &Attention, idx: &[IndexExpr], names: &KernelNames) -> Vec<S
     if vars.iter().any(|v| keys.contains(v)) {
         out.push(format!("key < {}", names.size(r.key.m)));
     }
-    if vars.contains(&r.p) {
+    let mut queries = vec![r.p];
+    if let Some((outer, inner)) = r.query_split {
+        queries.extend([outer, inner]);
+    }
+    if vars.iter().any(|v| queries.contains(v)) {
         out.push(format!("row_p < {}", names.size(r.p)));
     }
     if vars.contains(&r.f) {

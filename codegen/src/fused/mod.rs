@@ -112,6 +112,10 @@ pub struct FusedPlan {
     pub shape_check: String,
     pub args_setup: Vec<String>,
     pub aligned: String,
+    /// The strided launcher: its parameters, the stride fields it sets in order, that order.
+    pub strided_params: String,
+    pub stride_fields: Vec<String>,
+    pub stride_doc: String,
     /// The Einsum each kernel step implements, for the comments.
     pub roles: Vec<String>,
     /// C definitions of the operator table's helper functions.
@@ -232,6 +236,9 @@ pub fn plan(c: &Cascade, att: &Attention, s: &GpuSchedule, d: &TargetDialect) ->
         size_setup: abi.size_setup.clone(),
         shape_check: abi.shape_check.clone(),
         args_setup: abi.args_setup.clone(),
+        strided_params: abi.strided_params.clone(),
+        stride_fields: abi.stride_fields.clone(),
+        stride_doc: abi.stride_doc.clone(),
         aligned: if abi.aligned.is_empty() {
             "true".into()
         } else {
@@ -294,6 +301,7 @@ fn classify_lines(
         m: key.m,
         split: key.split,
         p: att.ranks.p,
+        query_split: att.ranks.query_split,
         exact: att.ranks.heads.clone(),
     };
     let describe = |k: &cascade_ir::Compare| cascade_ir::dsl::print_compare(c, k);

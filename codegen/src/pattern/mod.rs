@@ -121,6 +121,9 @@ pub struct Ranks {
     /// The value and output feature dimension (`e` again when keys double as values).
     pub f: RankId,
     pub p: RankId,
+    /// The parts of the query rank's split when the cascade reads queries by them
+    /// (`Q[e, pb*P0+p0]`); every such index is written as `p` itself.
+    pub query_split: Option<(RankId, RankId)>,
     pub key: KeyRanks,
     /// Every other variable of the scores (heads, groups, batch ranks), in declaration order:
     /// each output row is one query of one combination of them.
@@ -485,14 +488,62 @@ impl Ctx<'_> {
                     && !v_vars.contains(r)
             })
             .collect();
-        let p = candidates
+        // Or queries read by the parts of a split (`Q[e, pb*P0+p0]`), both row variables.
+        let split_query = c.ranks.iter().enumerate().find_map(|(i, r)| {
+            let (outer, inner) = r.split?;
+            let both = parts.row_vars.contains(&outer) && parts.row_vars.contains(&inner);
+            (both && first.q.indices.contains(&IndexExpr::tiled(outer, inner)))
+                .then_some((RankId(i as u32), (outer, inner)))
+        });
+        let (p, query_split) = match candidates
             .iter()
             .copied()
             .find(|r| mask_vars.contains(r))
             .or_else(|| candidates.iter().copied().min())
-            .ok_or("no rank of the scores is a query position that Q has and K and V lack")?;
-        let mut heads: Vec<RankId> = parts.row_vars.iter().copied().filter(|r| *r != p).collect();
+        {
+            Some(p) => (p, None),
+            None => match split_query {
+                Some((p, split)) => (p, Some(split)),
+                None => {
+                    return Err(
+                        "no rank of the scores is a query position that Q has and K and V lack"
+                            .into(),
+                    );
+                }
+            },
+        };
+        let query_vars: Vec<RankId> = match query_split {
+            Some((outer, inner)) => vec![outer, inner],
+            None => vec![p],
+        };
+        let mut heads: Vec<RankId> = parts
+            .row_vars
+            .iter()
+            .copied()
+            .filter(|r| !query_vars.contains(r))
+            .collect();
         heads.sort();
+        // Every `pb*P0+p0` written as the query `p`.
+        let query = KeyRanks {
+            m: p,
+            split: query_split,
+        };
+        let q_norm = |i: &IndexExpr| query.normalise(i);
+        let c_norm = |k: &Compare| query.normalise_cond(k);
+        let score = parts.score.map(&q_norm, &c_norm);
+        let products: Vec<node::Product> = parts
+            .products
+            .iter()
+            .map(|pr| node::Product {
+                q: Access {
+                    indices: pr.q.indices.iter().map(q_norm).collect(),
+                    ..pr.q.clone()
+                },
+                conds: pr.conds.iter().map(c_norm).collect(),
+                ..pr.clone()
+            })
+            .collect();
+        let first = products[0].clone();
         let f = match parts.v.indices.first() {
             Some(IndexExpr::Var(f)) => *f,
             _ => return Err("V's first index is not a feature variable".into()),
@@ -523,11 +574,20 @@ impl Ctx<'_> {
         )?;
         let mut key_vars = self.key.vars();
         key_vars.push(self.key.m);
-        let score_vars: Vec<RankId> = key_vars.iter().chain([&p]).chain(&heads).copied().collect();
-        self.check_node(&parts.score, &score_vars, &mask, "score")?;
+        let mut row_vars: Vec<RankId> = query_vars.clone();
+        row_vars.push(p);
+        let score_vars: Vec<RankId> = key_vars
+            .iter()
+            .chain(&row_vars)
+            .chain(&heads)
+            .copied()
+            .collect();
+        let mask: Vec<Compare> = mask.iter().map(c_norm).collect();
+        self.check_node(&score, &score_vars, &mask, "score")?;
         let mut outputs = Vec::new();
         for (t, idx, value) in parts.outputs {
-            let idx: Vec<IndexExpr> = idx.iter().map(|i| self.key.normalise(i)).collect();
+            let idx: Vec<IndexExpr> = idx.iter().map(|i| q_norm(&self.key.normalise(i))).collect();
+            let value = value.map(&q_norm, &c_norm);
             let per_row = !idx.contains(&IndexExpr::Var(f));
             if per_row && value.any(&|n| matches!(n, Node::Numerator)) {
                 return Err(format!(
@@ -538,7 +598,7 @@ impl Ctx<'_> {
             let feature = (!per_row).then_some(f);
             let used = TensorUse::new(c, t, idx.clone(), feature, Some(p), &heads)?;
             used.covers(c, &heads)?;
-            let mut allowed: Vec<RankId> = [p].into_iter().chain(heads.iter().copied()).collect();
+            let mut allowed: Vec<RankId> = row_vars.iter().chain(&heads).copied().collect();
             if !per_row {
                 allowed.push(f);
             }
@@ -558,6 +618,7 @@ impl Ctx<'_> {
                 e,
                 f,
                 p,
+                query_split,
                 key: self.key,
                 heads,
             },
@@ -565,8 +626,8 @@ impl Ctx<'_> {
             k,
             v,
             score: Score {
-                value: parts.score,
-                leaves: parts.products.into_iter().map(|p| p.conds).collect(),
+                value: score,
+                leaves: products.into_iter().map(|p| p.conds).collect(),
             },
             weights: parts.weights,
             outputs,

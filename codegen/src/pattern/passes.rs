@@ -35,9 +35,9 @@ pub(super) fn recognise(c: &Cascade) -> M<Attention> {
     let (copy, av) = probe.peel_copy(out)?;
     let e_av = probe.only_def(av, Phase::PreLoop)?;
     let shape = probe.output_shape(e_av)?;
-    let key = match shape {
-        Shape::Sum { m, .. } | Shape::Div { m, .. } => KeyRanks { m, split: None },
-        Shape::Split { s, m0, .. } => {
+    let key = match &shape {
+        Shape::Sum { keys, .. } | Shape::Div { keys, .. } => key_ranks(c, keys)?,
+        &Shape::Split { s, m0, .. } => {
             let m = c
                 .ranks
                 .iter()
@@ -56,8 +56,8 @@ pub(super) fn recognise(c: &Cascade) -> M<Attention> {
     }
     x.no_output_filter(e_av)?;
     let mut parts = match shape {
-        Shape::Sum { m, weight, v } => x.sum_form(e_av, m, weight, v)?,
-        Shape::Div { m, num, den } => x.div_form(e_av, m, num, den)?,
+        Shape::Sum { keys, weight, v } => x.sum_form(e_av, &keys, weight, v)?,
+        Shape::Div { keys, num, den } => x.div_form(e_av, &keys, num, den)?,
         Shape::Split {
             s,
             m0,
@@ -85,14 +85,18 @@ pub(super) fn recognise(c: &Cascade) -> M<Attention> {
 
 /// How the Einsum before the output reduces, which decides the form.
 enum Shape {
-    /// `AV = sum(m) X·V`.
+    /// `AV = sum(keys) X·V` (the keys: one rank, or both parts of a split).
     Sum {
-        m: RankId,
+        keys: Vec<RankId>,
         weight: Access,
         v: Access,
     },
     /// `AV = N / D`.
-    Div { m: RankId, num: Access, den: Access },
+    Div {
+        keys: Vec<RankId>,
+        num: Access,
+        den: Access,
+    },
     /// `AV = SNV / SD` with `SNV = sum(s) SLNV·CS` over the splits `s`.
     Split {
         s: RankId,
@@ -123,20 +127,24 @@ impl Ctx<'_> {
     fn output_shape(&self, e_av: EinsumId) -> M<Shape> {
         let c = self.c;
         if c.reduce_op(e_av).is_some() {
-            let reduced = c.reduced_ranks(e_av);
-            let [m] = reduced[..] else {
-                return Err("the output does not sum over one key rank".into());
-            };
-            self.reduction(e_av, ReduceOp::Sum, &[m])?;
+            let keys = c.reduced_ranks(e_av);
+            key_ranks(c, &keys)?;
+            self.reduction(e_av, ReduceOp::Sum, &keys)?;
             let (a, b) = self.binary(self.value(e_av), BinaryOp::Mul, &[Merge::Intersect])?;
-            let (weight, v) = self.weight_and_value(a, b, m)?;
-            return Ok(Shape::Sum { m, weight, v });
+            let (weight, v) = self.weight_and_value(a, b, &keys)?;
+            return Ok(Shape::Sum { keys, weight, v });
         }
         let (num, den) = self.binary(self.value(e_av), BinaryOp::Div, &DIV_MERGES)?;
         let e_num = self.only_def(self.plain(&num)?, Phase::PreLoop)?;
         let reduced = c.reduced_ranks(e_num);
         let [r] = reduced[..] else {
-            return Err("the numerator does not sum over one rank".into());
+            // Keys as both parts of a split, reduced together (a block layout of the keys).
+            key_ranks(c, &reduced)?;
+            return Ok(Shape::Div {
+                keys: reduced,
+                num,
+                den,
+            });
         };
         // Split-K: the numerator sums per-split numerators that are themselves sums.
         if let Ok((a, b)) = self.binary(self.value(e_num), BinaryOp::Mul, &[Merge::Intersect])
@@ -165,16 +173,20 @@ impl Ctx<'_> {
                 }
             }
         }
-        Ok(Shape::Div { m: r, num, den })
+        Ok(Shape::Div {
+            keys: vec![r],
+            num,
+            den,
+        })
     }
 
     /// Which operand of `X·V` is the value input (indexed by the key and a feature, without
     /// the query) and which the weight.
-    fn weight_and_value(&self, a: Access, b: Access, m: RankId) -> M<(Access, Access)> {
+    fn weight_and_value(&self, a: Access, b: Access, keys: &[RankId]) -> M<(Access, Access)> {
         let is_value = |acc: &Access| {
             let mut vars = Vec::new();
             acc.collect_vars(&mut vars);
-            vars.contains(&m) && self.c.tensor(acc.tensor).ranks.len() >= 2
+            keys.iter().all(|k| vars.contains(k)) && self.c.tensor(acc.tensor).ranks.len() >= 2
         };
         // The weight is a computed tensor; the value an input or its tile copy.
         let input = |acc: &Access| {
@@ -192,7 +204,7 @@ impl Ctx<'_> {
     }
 
     /// `AV = sum(m) X·V`: a softmax when `X = SN / SD`, else the weights `X` themselves.
-    fn sum_form(&mut self, e_av: EinsumId, m: RankId, weight: Access, v: Access) -> M<Parts> {
+    fn sum_form(&mut self, e_av: EinsumId, m: &[RankId], weight: Access, v: Access) -> M<Parts> {
         self.role("weights x V (MMA 2)", e_av);
         let v = self.value_operand(&v)?;
         let t_w = self.plain(&weight)?;
@@ -206,17 +218,17 @@ impl Ctx<'_> {
             let (s_acc, row_vars) = score;
             return self.finish(Form::Softmax, Weights::Softmax, &s_acc, v, row_vars);
         }
-        let row_vars = self.row_vars(t_w, &[m]);
+        let row_vars = self.row_vars(t_w, m);
         let w = Weights::Direct { normalised: false };
         self.finish(Form::Weighted, w, &weight, v, row_vars)
     }
 
     /// `AV = N / D`: the deferred softmax (`N = sum(m) SN·V`, `D = sum(m) SN`) or normalised
     /// weights (`N = sum(m) W·V`, `D = sum(m) W`).
-    fn div_form(&mut self, e_av: EinsumId, m: RankId, num: Access, den: Access) -> M<Parts> {
+    fn div_form(&mut self, e_av: EinsumId, m: &[RankId], num: Access, den: Access) -> M<Parts> {
         self.role("deferred division", e_av);
         let e_num = self.only_def(self.plain(&num)?, Phase::PreLoop)?;
-        self.reduction(e_num, ReduceOp::Sum, &[m])?;
+        self.reduction(e_num, ReduceOp::Sum, m)?;
         self.no_output_filter(e_num)?;
         self.role("weights x V (MMA 2)", e_num);
         let (a, b) = self.binary(self.value(e_num), BinaryOp::Mul, &[Merge::Intersect])?;
@@ -228,31 +240,36 @@ impl Ctx<'_> {
         }
         // D = sum(m) W over the same weights.
         let e_den = self.only_def(self.plain(&den)?, Phase::PreLoop)?;
-        self.reduction(e_den, ReduceOp::Sum, &[m])?;
+        self.reduction(e_den, ReduceOp::Sum, m)?;
         self.no_output_filter(e_den)?;
         if self.plain(&self.access(self.value(e_den))?)? != t_w {
             return Err("the denominator does not sum the weights of the numerator".into());
         }
         self.role("denominator", e_den);
-        let row_vars = self.row_vars(t_w, &[m]);
+        let row_vars = self.row_vars(t_w, m);
         let w = Weights::Direct { normalised: true };
         self.finish(Form::Weighted, w, &weight, v, row_vars)
     }
 
     /// `SN = exp(S - GM)`, `GM = max(m) S`, `SD = sum(m) SN` (`sd` reads SD): the access to
     /// the scores and the row variables.
-    fn softmax_core(&mut self, t_sn: TensorId, sd: &Access, m: RankId) -> M<(Access, Vec<RankId>)> {
+    fn softmax_core(
+        &mut self,
+        t_sn: TensorId,
+        sd: &Access,
+        m: &[RankId],
+    ) -> M<(Access, Vec<RankId>)> {
         let e_sn = self.only_def(t_sn, Phase::PreLoop)?;
         let (s_acc, gm_acc) =
             self.binary(self.value(e_sn), BinaryOp::SubExp, &[Merge::Intersect])?;
         let t_s = self.plain(&s_acc)?;
         let e_gm = self.only_def(self.plain(&gm_acc)?, Phase::PreLoop)?;
-        self.reduction(e_gm, ReduceOp::Max, &[m])?;
+        self.reduction(e_gm, ReduceOp::Max, m)?;
         if self.plain(&self.access(self.value(e_gm))?)? != t_s {
             return Err("the max is not over the scores".into());
         }
         let e_sd = self.only_def(self.plain(sd)?, Phase::PreLoop)?;
-        self.reduction(e_sd, ReduceOp::Sum, &[m])?;
+        self.reduction(e_sd, ReduceOp::Sum, m)?;
         if self.plain(&self.access(self.value(e_sd))?)? != t_sn {
             return Err("the denominator does not sum the numerators".into());
         }
@@ -262,7 +279,7 @@ impl Ctx<'_> {
         self.role("numerators", e_sn);
         self.role("row max", e_gm);
         self.role("denominator", e_sd);
-        let row_vars = self.row_vars(t_s, &[m]);
+        let row_vars = self.row_vars(t_s, m);
         Ok((s_acc, row_vars))
     }
 
@@ -370,5 +387,28 @@ impl Ctx<'_> {
             row_vars,
             outputs: Vec::new(),
         })
+    }
+}
+
+/// The key ranks from the variables a reduction over keys reduces: one rank, or the two parts
+/// of a split (in either order).
+fn key_ranks(c: &Cascade, keys: &[RankId]) -> M<KeyRanks> {
+    match keys[..] {
+        [m] => Ok(KeyRanks { m, split: None }),
+        [a, b] => c
+            .ranks
+            .iter()
+            .enumerate()
+            .find_map(|(i, r)| match r.split {
+                Some((outer, inner)) if (outer, inner) == (a, b) || (outer, inner) == (b, a) => {
+                    Some(KeyRanks {
+                        m: RankId(i as u32),
+                        split: Some((outer, inner)),
+                    })
+                }
+                _ => None,
+            })
+            .ok_or_else(|| "the output reduces two ranks that are not the parts of one split".into()),
+        _ => Err("the output does not sum over one key rank".into()),
     }
 }

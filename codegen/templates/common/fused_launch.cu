@@ -6,12 +6,10 @@ extern "C" unsigned long long {{ p.launcher }}_workspace_bytes({{ p.size_params 
   return {{ p.launcher }}_ws_bytes(a);
 }
 
-extern "C" int {{ p.launcher }}({{ p.abi_params }}) {
+// Launches the kernels on arguments already filled and checked.
+static int {{ p.launcher }}_launch(Args& a, void* workspace, unsigned long long workspace_bytes, void* stream_ptr) {
   {{ d.stream_type }} stream = static_cast<{{ d.stream_type }}>(stream_ptr);
-  Args a{};
-  const int rc = {{ p.launcher }}_args(a, {{ p.core_args }});
-  if (rc != CASCADE_OK) return rc;
-  if (batch == 0) return CASCADE_OK;
+  if (a.batch == 0) return CASCADE_OK;
   // Rows are copied and stored 16 bytes at a time.
   if (!({{ p.aligned }})) return CASCADE_ERR_SHAPE;
   const unsigned long long need = {{ p.launcher }}_ws_bytes(a);
@@ -32,4 +30,21 @@ extern "C" int {{ p.launcher }}({{ p.abi_params }}) {
   const dim3 combine_block(256);
   {{ launch_combine }}
 {% endif %}  return {{ d.get_last_error }} == {{ d.success }} ? CASCADE_OK : CASCADE_ERR_DEVICE;
+}
+
+extern "C" int {{ p.launcher }}({{ p.abi_params }}) {
+  Args a{};
+  const int rc = {{ p.launcher }}_args(a, {{ p.core_args }});
+  if (rc != CASCADE_OK) return rc;
+  return {{ p.launcher }}_launch(a, workspace, workspace_bytes, stream_ptr);
+}
+
+// The same with the caller's strides in elements instead of the cascade's layout (a view's
+// strides, say): {{ p.stride_doc }}.
+extern "C" int {{ p.launcher }}_strided({{ p.strided_params }}) {
+  Args a{};
+  const int rc = {{ p.launcher }}_args(a, {{ p.core_args }});
+  if (rc != CASCADE_OK) return rc;
+{% for f in p.stride_fields %}  a.{{ f }} = strides[{{ loop.index0 }}];
+{% endfor %}  return {{ p.launcher }}_launch(a, workspace, workspace_bytes, stream_ptr);
 }

@@ -175,14 +175,29 @@ void cascade_combine(const Args& a) {
 {% include "common/fused_args.cu" %}
 }  // namespace
 
-extern "C" int {{ p.launcher }}({{ p.abi_params }}) {
-  Args a{};
-  const int rc = {{ p.launcher }}_args(a, {{ p.core_args }});
-  if (rc != CASCADE_OK) return rc;
+// Runs the kernels' loops on arguments already filled and checked.
+static int {{ p.launcher }}_run(Args& a) {
   std::vector<float> ws({{ p.launcher }}_ws_bytes(a) / 4);
   a.ws = ws.data();
   for (long long bz = 0; bz < a.batch; ++bz)
     for (long long h = 0; h < a.n_heads; ++h) cascade_fused_one(a, bz, h);
 {% if p.split %}  cascade_combine(a);
 {% endif %}  return CASCADE_OK;
+}
+
+extern "C" int {{ p.launcher }}({{ p.abi_params }}) {
+  Args a{};
+  const int rc = {{ p.launcher }}_args(a, {{ p.core_args }});
+  if (rc != CASCADE_OK) return rc;
+  return {{ p.launcher }}_run(a);
+}
+
+// The same with the caller's strides in elements instead of the cascade's layout:
+// {{ p.stride_doc }}.
+extern "C" int {{ p.launcher }}_strided({{ p.strided_params }}) {
+  Args a{};
+  const int rc = {{ p.launcher }}_args(a, {{ p.core_args }});
+  if (rc != CASCADE_OK) return rc;
+{% for f in p.stride_fields %}  a.{{ f }} = strides[{{ loop.index0 }}];
+{% endfor %}  return {{ p.launcher }}_run(a);
 }
