@@ -54,6 +54,9 @@ pub struct Buffer {
 pub struct GenericPlan {
     pub launcher: String,
     pub abi_params: String,
+    /// The workspace query's parameters and the launcher's size arguments passed on.
+    pub size_params: String,
+    pub size_args: String,
     pub why_not_fused: String,
     /// C definitions of the operator table's helper functions.
     pub op_helpers: Vec<String>,
@@ -94,7 +97,9 @@ pub fn plan(c: &Cascade, d: &TargetDialect, why_not_fused: String) -> Result<Gen
     Ok(GenericPlan {
         op_helpers: cexpr::c_helpers().into_iter().map(String::from).collect(),
         launcher: format!("cascade_{}", c.name),
-        abi_params: abi_params(c, d),
+        abi_params: sizes::abi_params(c, d),
+        size_params: sizes::size_params(c),
+        size_args: sizes::size_args(c),
         why_not_fused,
         ctx_fields: ctx_fields(c),
         size_setup: sizes::size_setup(c, &|r| format!("c.s_{}", c.rank(r).name), ""),
@@ -118,25 +123,6 @@ fn launch(d: &TargetDialect, kernel: &str, points: &str) -> String {
         "{{ const long long n = {points}; if (n > 0) {{ {} }} }}",
         d.launch(kernel, &grid, &format!("dim3({THREADS})"), "0", "c, it, n")
     )
-}
-
-fn abi_params(c: &Cascade, d: &TargetDialect) -> String {
-    let mut params: Vec<String> = inputs(c)
-        .map(|t| format!("const void* {}", c.tensor(t).name))
-        .collect();
-    params.extend(
-        c.outputs
-            .iter()
-            .map(|&t| format!("void* {}", c.tensor(t).name)),
-    );
-    params.push("int batch".into());
-    params.extend(
-        sizes::abi_sizes(c)
-            .iter()
-            .map(|&r| format!("long long {}", c.rank(r).name)),
-    );
-    params.extend(d.stream_param.map(String::from));
-    params.join(", ")
 }
 
 fn ctx_fields(c: &Cascade) -> Vec<String> {
