@@ -44,11 +44,7 @@ fn arch_file(arg: &str) -> anyhow::Result<(ArchSpec, Option<PathBuf>)> {
     let path = Path::new(arg);
     let (what, text, dir) = if path.is_file() {
         let text = fs::read_to_string(path).map_err(|e| files::error("read", path, &e))?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        (arg.to_string(), text, Some(dir))
+        (arg.to_string(), text, arch_dir(arg))
     } else if let Some(text) = shipped::arch(arg) {
         (format!("arch-configs/{arg}.toml"), text.to_string(), None)
     } else {
@@ -106,6 +102,16 @@ fn cost_table(what: &str, name: &str, dir: Option<&Path>) -> anyhow::Result<Stri
     let label = path.display().to_string();
     RawCosts::from_toml(&text).map_err(|e| config_error(&label, &[e]))?;
     Ok(text)
+}
+
+/// The directory an architecture file's references resolve in: its own, for a file; none for
+/// a shipped name.
+fn arch_dir(arg: &str) -> Option<PathBuf> {
+    let path = Path::new(arg);
+    path.is_file().then(|| match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    })
 }
 
 /// `relative` under `dir`, when it exists and its real path (links resolved) stays inside
@@ -330,7 +336,13 @@ pub fn cascades_for(
             out.push(c.clone());
             continue;
         }
-        let cascade = load::load(&name)?.parsed.cascade;
+        let cascade = match chosen.or(p.cascade.as_deref()) {
+            Some(c) => load::load(c)?,
+            // The architecture's own, confined to its directory.
+            None => arch_cascade(arch_arg, &name, arch_dir(arch_arg).as_deref())?,
+        }
+        .parsed
+        .cascade;
         let errs = arch.check_binding(&cascade);
         if !errs.is_empty() {
             return Err(config_error(

@@ -260,7 +260,7 @@ fn sweep_refuses_array_sides_the_model_cannot_count() {
     let out = cascade(&["sweep", "--arch", "fusemax", "--pe-dim", "16..4294967296"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("the model accepts array sides up to 65536"),
+        stderr(&out).contains("more than the widest array, 65536"),
         "{}",
         stderr(&out)
     );
