@@ -1059,6 +1059,15 @@ fn pricier_op_kinds_are_avoided() {
         "sigmoid_attention",
         &config(by_hardware(&fusemax, Metric::Cycles), ALL, ATTENTION, "M"),
     );
-    assert!(r.before.cost.is_finite() && r.before.cost > 0.0, "{}", r.before.cost);
-    assert!(r.after.cost <= r.before.cost, "{} > {}", r.after.cost, r.before.cost);
+    assert!(
+        r.before.cost.is_finite() && r.before.cost > 0.0,
+        "{}",
+        r.before.cost
+    );
+    assert!(
+        r.after.cost <= r.before.cost,
+        "{} > {}",
+        r.after.cost,
+        r.before.cost
+    );
 }

@@ -55,6 +55,8 @@ pub struct Abi {
     pub strided_params: String,
 }
 
+/// The whole ABI of the fused kernel of `att`: the `Args` fields and how the launcher fills
+/// them, the rows of Q, K, V and every output, and the launcher's parameter lists.
 pub fn abi(
     c: &Cascade,
     att: &Attention,
@@ -62,6 +64,63 @@ pub fn abi(
     granule: u32,
     launch_scale: Option<&str>,
 ) -> Abi {
+    let (fields, mut setup) = scalar_fields(c, att);
+    let mut rows = RowStrides {
+        c,
+        heads: &att.ranks.heads,
+        granule,
+        fields,
+        setup: Vec::new(),
+        aligned: Vec::new(),
+        stride_fields: Vec::new(),
+    };
+    let name = |u: &TensorUse| c.tensor(u.tensor).name.clone();
+    let m = att.ranks.key.m;
+    let q = rows.of(&att.q, att.ranks.p, format!("a.in_{}", name(&att.q)));
+    let k = rows.of(&att.k, m, format!("a.in_{}", name(&att.k)));
+    let v = rows.of(&att.v, m, format!("a.in_{}", name(&att.v)));
+    let outputs = att
+        .outputs
+        .iter()
+        .map(|o| {
+            let u = TensorUse {
+                tensor: o.tensor,
+                indices: o.indices.clone(),
+            };
+            let n = c.tensor(o.tensor).name.clone();
+            (n.clone(), rows.of(&u, att.ranks.p, format!("a.out_{n}")))
+        })
+        .collect();
+    setup.append(&mut rows.setup);
+    if let Some(scale) = launch_scale {
+        setup.push(format!("a.score_scale = {scale};"));
+    }
+    let launcher = Launcher::new(c, d);
+    Abi {
+        stride_doc: stride_doc(c, att, &rows.stride_fields),
+        strided_params: launcher.strided_params(d),
+        stride_fields: rows.stride_fields,
+        core_params: launcher.core.join(", "),
+        core_args: launcher.core_args(),
+        null_args: launcher.null_args(),
+        shape_check: shape_check(c, att, granule),
+        abi_params: launcher.abi_params.clone(),
+        size_params: sizes::size_params(c),
+        size_setup: sizes::size_setup(c, &|r| format!("s_{}", c.rank(r).name), "const long long "),
+        args_fields: rows.fields,
+        args_setup: setup,
+        aligned: rows.aligned,
+        head_decode: head_decode(c, att),
+        q,
+        k,
+        v,
+        outputs,
+    }
+}
+
+/// The `Args` fields of every size, its inverse square root, the batch and head counts, the
+/// score scale, the workspace and the tensors' pointers, and the statements that fill them.
+fn scalar_fields(c: &Cascade, att: &Attention) -> (Vec<String>, Vec<String>) {
     let mut fields: Vec<String> = c
         .ranks
         .iter()
@@ -120,42 +179,31 @@ pub fn abi(
         fields.push(format!("elem_t* out_{n};"));
         setup.push(format!("a.out_{n} = static_cast<elem_t*>({n});"));
     }
-    let mut aligned = Vec::new();
-    let mut strided: Vec<String> = Vec::new();
-    let mut stride_fields: Vec<String> = Vec::new();
-    let mut rows_of = |u: &TensorUse, seq: RankId, pointer: String| -> Rows {
+    (fields, setup)
+}
+
+/// The stride fields of each addressed tensor (declared once however often it is read), the
+/// statements that fill them, and the alignment each needs for 16-byte copies.
+struct RowStrides<'a> {
+    c: &'a Cascade,
+    heads: &'a [RankId],
+    granule: u32,
+    fields: Vec<String>,
+    setup: Vec<String>,
+    aligned: Vec<String>,
+    stride_fields: Vec<String>,
+}
+
+impl RowStrides<'_> {
+    /// The rows of `u` stepped along `seq`, from `pointer`; declares its strides the first time.
+    fn of(&mut self, u: &TensorUse, seq: RankId, pointer: String) -> Rows {
+        let c = self.c;
         let name = c.tensor(u.tensor).name.clone();
-        if !strided.contains(&name) {
-            strided.push(name.clone());
-            let st = strides(c, u, seq, &att.ranks.heads);
-            fields.push(format!(
-                "long long st_{name}_batch, st_{name}_seq{};",
-                att.ranks
-                    .heads
-                    .iter()
-                    .map(|&h| format!(", st_{name}_{}", c.var_name(h)))
-                    .collect::<String>()
-            ));
-            setup.push(format!("a.st_{name}_batch = {};", st.batch));
-            setup.push(format!("a.st_{name}_seq = {};", st.seq));
-            stride_fields.push(format!("st_{name}_batch"));
-            stride_fields.push(format!("st_{name}_seq"));
-            for (h, s) in att.ranks.heads.iter().zip(&st.heads) {
-                setup.push(format!("a.st_{name}_{} = {s};", c.var_name(*h)));
-                stride_fields.push(format!("st_{name}_{}", c.var_name(*h)));
-            }
-            if granule > 1 {
-                aligned.push(format!("reinterpret_cast<uintptr_t>({pointer}) % 16 == 0"));
-                for s in std::iter::once("batch".to_string())
-                    .chain(std::iter::once("seq".to_string()))
-                    .chain(att.ranks.heads.iter().map(|&h| c.var_name(h)))
-                {
-                    aligned.push(format!("a.st_{name}_{s} % {granule} == 0"));
-                }
-            }
+        if !self.stride_fields.contains(&format!("st_{name}_batch")) {
+            self.declare(u, seq, &name, &pointer);
         }
         let mut base = format!("{pointer} + bz * a.st_{name}_batch");
-        for &h in &att.ranks.heads {
+        for &h in self.heads {
             let v = c.var_name(h);
             base.push_str(&format!(" + hv_{v} * a.st_{name}_{v}"));
         }
@@ -163,47 +211,106 @@ pub fn abi(
             base,
             seq: format!("a.st_{name}_seq"),
         }
-    };
-    let name = |u: &TensorUse| c.tensor(u.tensor).name.clone();
-    let m = att.ranks.key.m;
-    let q = rows_of(&att.q, att.ranks.p, format!("a.in_{}", name(&att.q)));
-    let k = rows_of(&att.k, m, format!("a.in_{}", name(&att.k)));
-    let v = rows_of(&att.v, m, format!("a.in_{}", name(&att.v)));
-    let outputs = att
-        .outputs
-        .iter()
-        .map(|o| {
-            let u = TensorUse {
-                tensor: o.tensor,
-                indices: o.indices.clone(),
-            };
-            let n = c.tensor(o.tensor).name.clone();
-            (n.clone(), rows_of(&u, att.ranks.p, format!("a.out_{n}")))
-        })
-        .collect();
-    if let Some(scale) = launch_scale {
-        setup.push(format!("a.score_scale = {scale};"));
     }
-    let abi_params = sizes::abi_params(c, d);
-    let core: Vec<&str> = abi_params
-        .split(", ")
-        .filter(|p| {
-            !p.starts_with("void* workspace")
-                && !p.starts_with("unsigned long long workspace")
-                && !p.starts_with("void* stream")
-        })
-        .collect();
-    let arg_name = |p: &str| p.rsplit(' ').next().unwrap_or_default().to_string();
-    let null_args: Vec<String> = core
-        .iter()
-        .map(|p| {
-            if p.contains('*') {
-                "nullptr".to_string()
-            } else {
-                arg_name(p)
+
+    fn declare(&mut self, u: &TensorUse, seq: RankId, name: &str, pointer: &str) {
+        let c = self.c;
+        let st = strides(c, u, seq, self.heads);
+        self.fields.push(format!(
+            "long long st_{name}_batch, st_{name}_seq{};",
+            self.heads
+                .iter()
+                .map(|&h| format!(", st_{name}_{}", c.var_name(h)))
+                .collect::<String>()
+        ));
+        self.setup
+            .push(format!("a.st_{name}_batch = {};", st.batch));
+        self.setup.push(format!("a.st_{name}_seq = {};", st.seq));
+        self.stride_fields.push(format!("st_{name}_batch"));
+        self.stride_fields.push(format!("st_{name}_seq"));
+        for (h, s) in self.heads.iter().zip(&st.heads) {
+            self.setup
+                .push(format!("a.st_{name}_{} = {s};", c.var_name(*h)));
+            self.stride_fields
+                .push(format!("st_{name}_{}", c.var_name(*h)));
+        }
+        if self.granule > 1 {
+            self.aligned
+                .push(format!("reinterpret_cast<uintptr_t>({pointer}) % 16 == 0"));
+            for s in ["batch".to_string(), "seq".to_string()]
+                .into_iter()
+                .chain(self.heads.iter().map(|&h| c.var_name(h)))
+            {
+                self.aligned
+                    .push(format!("a.st_{name}_{s} % {} == 0", self.granule));
             }
-        })
-        .collect();
+        }
+    }
+}
+
+/// The launcher's parameters: the whole ABI's, and its core (without workspace and stream).
+struct Launcher {
+    abi_params: String,
+    core: Vec<String>,
+}
+
+impl Launcher {
+    fn new(c: &Cascade, d: &TargetDialect) -> Launcher {
+        let abi_params = sizes::abi_params(c, d);
+        let core = abi_params
+            .split(", ")
+            .filter(|p| {
+                !p.starts_with("void* workspace")
+                    && !p.starts_with("unsigned long long workspace")
+                    && !p.starts_with("void* stream")
+            })
+            .map(String::from)
+            .collect();
+        Launcher { abi_params, core }
+    }
+
+    fn arg_name(p: &str) -> String {
+        p.rsplit(' ').next().unwrap_or_default().to_string()
+    }
+
+    fn core_args(&self) -> String {
+        self.core
+            .iter()
+            .map(|p| Launcher::arg_name(p))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The core arguments as the workspace query passes them: null pointers, sizes as given.
+    fn null_args(&self) -> String {
+        self.core
+            .iter()
+            .map(|p| {
+                if p.contains('*') {
+                    "nullptr".to_string()
+                } else {
+                    Launcher::arg_name(p)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn strided_params(&self, d: &TargetDialect) -> String {
+        self.core
+            .iter()
+            .cloned()
+            .chain(std::iter::once("const long long* strides".to_string()))
+            .chain(d.workspace_params.map(String::from))
+            .chain(d.stream_param.map(String::from))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Where the launcher refuses the shape: a negative batch, features past the kernel's head
+/// dimension or not a whole number of copy granules.
+fn shape_check(c: &Cascade, att: &Attention, granule: u32) -> String {
     let (e, f) = (&c.rank(att.ranks.e).name, &c.rank(att.ranks.f).name);
     let mut checks = vec![
         "batch < 0".to_string(),
@@ -214,25 +321,34 @@ pub fn abi(
         checks.push(format!("s_{e} % {granule} != 0"));
         checks.push(format!("s_{f} % {granule} != 0"));
     }
-    // The head index `h` in mixed radix, the last head variable fastest.
+    checks.join(" || ")
+}
+
+/// The head index `h` in mixed radix, the last head variable fastest.
+fn head_decode(c: &Cascade, att: &Attention) -> Vec<String> {
     let mut decode = Vec::new();
     if att.ranks.heads.is_empty() {
         decode.push("(void)h;".to_string());
-    } else {
-        decode.push("long long rem_h = h;".to_string());
-        for (i, &h) in att.ranks.heads.iter().rev().enumerate() {
-            let (v, s) = (c.var_name(h), &c.rank(h).name);
-            if i + 1 == att.ranks.heads.len() {
-                decode.push(format!("const long long hv_{v} = rem_h;"));
-            } else {
-                decode.push(format!(
-                    "const long long hv_{v} = rem_h % a.s_{s}; rem_h /= a.s_{s};"
-                ));
-            }
+        return decode;
+    }
+    decode.push("long long rem_h = h;".to_string());
+    for (i, &h) in att.ranks.heads.iter().rev().enumerate() {
+        let (v, s) = (c.var_name(h), &c.rank(h).name);
+        if i + 1 == att.ranks.heads.len() {
+            decode.push(format!("const long long hv_{v} = rem_h;"));
+        } else {
+            decode.push(format!(
+                "const long long hv_{v} = rem_h % a.s_{s}; rem_h /= a.s_{s};"
+            ));
         }
     }
-    let per_tensor = std::iter::once("batch entry".to_string())
-        .chain(std::iter::once("position".to_string()))
+    decode
+}
+
+/// The strided launcher's comment on its `strides[]` argument.
+fn stride_doc(c: &Cascade, att: &Attention, stride_fields: &[String]) -> String {
+    let per_tensor = ["batch entry".to_string(), "position".to_string()]
+        .into_iter()
         .chain(
             att.ranks
                 .heads
@@ -249,42 +365,10 @@ pub fn abi(
                 .map(String::from)
         })
         .collect();
-    let stride_doc = format!(
+    format!(
         "strides[] holds, for {} in that order, the step per {per_tensor}",
         tensors.join(", ")
-    );
-    let strided_params = core
-        .iter()
-        .map(|p| p.to_string())
-        .chain(std::iter::once("const long long* strides".to_string()))
-        .chain(d.workspace_params.map(String::from))
-        .chain(d.stream_param.map(String::from))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Abi {
-        stride_fields,
-        stride_doc,
-        strided_params,
-        core_params: core.join(", "),
-        core_args: core
-            .iter()
-            .map(|p| arg_name(p))
-            .collect::<Vec<_>>()
-            .join(", "),
-        null_args: null_args.join(", "),
-        shape_check: checks.join(" || "),
-        abi_params,
-        size_params: sizes::size_params(c),
-        size_setup: sizes::size_setup(c, &|r| format!("s_{}", c.rank(r).name), "const long long "),
-        args_fields: fields,
-        args_setup: setup,
-        aligned,
-        head_decode: decode,
-        q,
-        k,
-        v,
-        outputs,
-    }
+    )
 }
 
 /// A tensor's strides in the cascade's layout: per batch entry, per step of `seq`, per head.
