@@ -404,38 +404,72 @@ fn explanation_chains_general_rules() {
     }
 }
 
+/// The library's iterative cascades (Cascade 5, its causal form, Cascade 3) lift with their
+/// loops, splits and filters, and rewrite to interpreter-equal cascades with no more passes.
 #[test]
-fn unsupported_inputs_are_errors_not_panics() {
-    let cfg = config(by_passes("M"), ALL, ATTENTION, "M");
-    for name in ["attention_1pass", "attention_causal_1pass", "pedagogical_3"] {
-        let err = check(
-            &load(name),
-            &config(
-                by_passes("M"),
-                ALL,
-                &[
-                    ("E", 1),
-                    ("F", 1),
-                    ("M", 1),
-                    ("P", 1),
-                    ("K", 1),
-                    ("W", 1),
-                    ("M1", 1),
-                    ("M0", 1),
-                ],
-                "M",
-            ),
-        );
-        assert!(
-            matches!(err, Err(CheckError::Rewrite(_))),
-            "{name} should be refused"
-        );
+fn iterative_library_cascades_rewrite_soundly() {
+    let sizes: &[(&str, i64)] = &[("E", 64), ("F", 64), ("M", 4096), ("P", 4096), ("K", 1024)];
+    for (name, rank) in [
+        ("attention_1pass", "M"),
+        ("attention_causal_1pass", "M"),
+        ("pedagogical_3", "K"),
+    ] {
+        let c = load(name);
+        let mut cfg = config(by_passes(rank), ALL, sizes, rank);
+        cfg.sizes.sizes.retain(|k, _| c.rank_by_name(k).is_some());
+        let r = check(&c, &cfg).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(r.after.passes <= r.before.passes, "{name}");
+        assert_eq!(r.after.passes, 1, "{name}");
+    }
+}
+
+/// What still cannot be lifted is refused, naming the Einsum and what to write instead.
+#[test]
+fn what_cannot_be_lifted_is_refused_naming_the_einsum_and_the_fix() {
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "cascade mutual\nranks E M\ninput A[E,M]\ninit\nX[e,0] = 0\nY[e,0] = 1.0\neinsums\n\
+             X[e,m+1] = X[e,m] + Y[e,m] * A[e,m]\nY[e,m+1] = Y[e,m] * X[e,m]\nOUT[e] = X[e,M]\n\
+             stop m >= M\noutput OUT\n",
+            &[
+                "running states whose updates read each other",
+                "X, Y",
+                "merge the two",
+            ],
+        ),
+        (
+            "cascade shifted\nranks M\ninput A[M]\nB[m] = A[M - 1 - m]\noutput B\n",
+            &[
+                "the read `A[M-1-m]`",
+                "in `B[m] = A[M-1-m]`",
+                "pass the shifted tensor as an input",
+            ],
+        ),
+        (
+            "cascade two\nranks M\ninput A[M]\nB[m] = A[m] * 2.0\nC[m] = A[m] + 1.0\noutput B C\n",
+            &["2 outputs (B, C)", "one output at a time"],
+        ),
+    ];
+    let cfg = config(by_ops(), ALL, &[("E", 4), ("M", 8)], "M");
+    for (src, wanted) in cases {
+        let c = dsl::check(src, "test")
+            .unwrap_or_else(|d| panic!("{d:?}\n{src}"))
+            .cascade;
+        let mut cfg = cfg.clone();
+        cfg.sizes.sizes.retain(|k, _| c.rank_by_name(k).is_some());
+        let err = match check(&c, &cfg) {
+            Err(CheckError::Rewrite(e)) => e.to_string(),
+            other => panic!("{src}: {other:?}"),
+        };
+        for w in wanted {
+            assert!(err.contains(w), "{w:?} not in {err}");
+        }
     }
     let missing = check(
         &load("attention_3pass"),
         &RewriteConfig {
             sizes: spec(&[("E", 1)]),
-            ..cfg
+            ..config(by_passes("M"), ALL, ATTENTION, "M")
         },
     );
     assert!(missing.unwrap_err().to_string().contains("add F=N"));
@@ -671,10 +705,18 @@ fn cli_rewrite_node_limit_and_json() {
 
 #[test]
 fn cli_rewrite_refuses_unsupported_input_with_exit_1() {
-    let out = cascade(&["rewrite", "attention_1pass", "--objective", "passes"]);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("rewrite-refuses");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("two.cascade");
+    std::fs::write(
+        &path,
+        "cascade two\nranks M\ninput A[M]\nB[m] = A[m] * 2.0\nC[m] = A[m] + 1.0\noutput B C\n",
+    )
+    .expect("write");
+    let out = cascade(&["rewrite", path.to_str().unwrap(), "--objective", "ops"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).expect("utf-8");
-    assert!(err.contains("does not support iterative ranks"), "{err}");
+    assert!(err.contains("2 outputs (B, C)"), "{err}");
     let out = cascade(&[
         "rewrite",
         "attention_3pass",

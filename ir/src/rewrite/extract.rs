@@ -12,9 +12,8 @@
 //!   chosen node reads exactly its class's free variables;
 //! * folds iterate one rank variable only. Extraction runs once without folds and once for each
 //!   rank variable that some fold iterates, and [`extract_all`] returns every run's result;
-//! * in a run with folds over `v`, no Einsum reduces `v` (a sum over the whole rank is
-//!   `Σ_m x`, not `Σ_m1 Σ_m0 x[m := …]`: the reduction is hoisted out of the loop), and an
-//!   Einsum that runs once per step (its tensor is indexed by `v`) reads a value that does not
+//! * in a run with folds over `v`, an Einsum that reduces `v` runs once, before or after the
+//!   loop (the loop plan's rule), and an Einsum that runs once per step (its tensor is indexed by `v`) reads a value that does not
 //!   vary with `v` only if that value is computed before the loop: its whole term reads no
 //!   per-step tensor and no final state. A class read that way is extracted a second time under
 //!   that constraint (mode `pre`).
@@ -378,12 +377,10 @@ impl Ctx<'_> {
             // Lowering splits one rank at a time, and never the rank it iterates.
             Cx::Split([q, _]) => Some(self.rank(*q)) != self.run.var && !mode.env,
             // An Einsum reduces the ranks its operands read: `Σ_e x` with `x` independent of
-            // `e` (that is `|E|·x`) has no Einsum. And no Einsum reduces the loop's rank: one
-            // whose space has the loop variable but whose output lacks it has no single place
-            // in the loop (a sum over the whole rank is `Σ_m x` instead of `Σ_m1 Σ_m0 …`).
+            // `e` (that is `|E|·x`) has no Einsum. One that reduces the loop's own rank runs
+            // once, before the loop or after it (the loop plan's rule), never per step.
             Cx::Sum([r, x]) | Cx::RMax([r, x]) | Cx::RMin([r, x]) | Cx::RProd([r, x]) => {
-                let r = self.rank(*r);
-                facts(self.egraph, *x).vars.contains(&r) && self.run.var.as_ref() != Some(&r)
+                facts(self.egraph, *x).vars.contains(&self.rank(*r))
             }
             _ => true,
         }
@@ -528,7 +525,7 @@ impl Ctx<'_> {
 fn value_children(node: &Cx) -> Vec<usize> {
     match node {
         Cx::At(_) | Cx::Outer(_) | Cx::Inner(_) | Cx::State(_) => Vec::new(),
-        Cx::Where(_) | Cx::Split(_) => vec![1],
+        Cx::Where(_) | Cx::Split(_) | Cx::Join(_) => vec![1],
         _ if binder(node).is_some() => (1..node.children().len()).collect(),
         _ => (0..node.children().len()).collect(),
     }

@@ -12,7 +12,7 @@
 //! Lowering refuses (as [`RewriteError::Internal`]) what it cannot write faithfully: a tile
 //! variable bound inside the split of its rank around a use of the rank (ranks cannot be
 //! renamed), a reduction over a rank its body does not read, and a term that reads a variable
-//! the output lacks. With an iterative rank the body is ordered by the loop plan's [`Phase`]:
+//! the output lacks. With an iterative rank the body is ordered by the loop plan's [`Phase`](crate::plan::Phase):
 //! Einsums that run before the loop, the loop's, then those that read its results, each in
 //! dependency order; [`phase_problems`] states what a lowered cascade must not contain.
 
@@ -27,7 +27,7 @@ use crate::ast::{
     Access, Cascade, Compare, CompareOp, Constant, Einsum, Expr, ExprId, Filter, IndexExpr, Rank,
     RankId, ReduceOp, Reduction, Section, Tensor, TensorId, TensorKind,
 };
-use crate::plan::{Ambiguity, LoopPlan, Phase};
+use crate::plan::{Ambiguity, LoopPlan};
 
 /// Writes an expression back as a cascade with the interface `sig`.
 pub fn lower(
@@ -92,6 +92,8 @@ struct Lower<'a> {
     folds: Vec<Fold>,
     fold_keys: HashMap<(usize, usize, usize, Option<String>), usize>,
     split_inputs: HashMap<(usize, String), Val>,
+    /// Tensors written at a split index by a join: the parent rank of the split.
+    joined: HashMap<TensorId, RankId>,
     used: HashSet<String>,
     counter: usize,
     iterative: Option<String>,
@@ -144,6 +146,15 @@ impl<'a> Lower<'a> {
                     }
                     (None, v, s)
                 }
+                Cx::Join([h, x]) => {
+                    let (mut v, s) = un(&[*x]);
+                    let h = rn(h);
+                    let had = v.remove(&sig.tiles.outer(&h)) | v.remove(&sig.tiles.inner(&h));
+                    if had {
+                        v.insert(h);
+                    }
+                    (None, v, s)
+                }
                 Cx::Fold([i, a, b]) => {
                     let (mut v, _) = un(&[*a, *b]);
                     v.remove(&rn(i));
@@ -164,7 +175,7 @@ impl<'a> Lower<'a> {
             fv.push(v);
             state.push(s);
         }
-        let ranks = sig
+        let mut ranks: Vec<Rank> = sig
             .ranks
             .iter()
             .map(|(n, p)| Rank {
@@ -173,6 +184,17 @@ impl<'a> Lower<'a> {
                 is_param: *p,
             })
             .collect();
+        // The cascade's own splits stay as declared.
+        let position = |ranks: &[Rank], name: &str| ranks.iter().position(|r| r.name == name);
+        for (parent, outer, inner) in &sig.splits {
+            if let (Some(p), Some(o), Some(i)) = (
+                position(&ranks, parent),
+                position(&ranks, outer),
+                position(&ranks, inner),
+            ) {
+                ranks[p].split = Some((RankId(o as u32), RankId(i as u32)));
+            }
+        }
         let tensors: Vec<Tensor> = Vec::new();
         let mut l = Lower {
             expr,
@@ -197,6 +219,7 @@ impl<'a> Lower<'a> {
             folds: Vec::new(),
             fold_keys: HashMap::new(),
             split_inputs: HashMap::new(),
+            joined: HashMap::new(),
             used: HashSet::new(),
             counter: 0,
             iterative: None,
@@ -542,24 +565,17 @@ impl<'a> Lower<'a> {
                 };
                 self.fold_access(f, At::Prev)?
             }
-            Cx::Fold([v, a, b]) => {
-                let hint = self
-                    .names
-                    .get(i)
-                    .cloned()
-                    .flatten()
-                    .map(|n| format!("R{n}"));
+            Cx::Fold([v, a, b]) | Cx::Scan([v, a, b]) | Cx::ScanPrev([v, a, b]) => {
+                let hint = self.names.get(i).cloned().flatten();
                 let f = self.fold(*v, *a, *b, &env, hint)?;
-                self.fold_access(f, At::Final)?
+                let at = match node {
+                    Cx::Fold(_) => At::Final,
+                    Cx::Scan(_) => At::Next,
+                    _ => At::Prev,
+                };
+                self.fold_access(f, at)?
             }
-            Cx::Scan([v, a, b]) => {
-                let f = self.fold(*v, *a, *b, &env, None)?;
-                self.fold_access(f, At::Next)?
-            }
-            Cx::ScanPrev([v, a, b]) => {
-                let f = self.fold(*v, *a, *b, &env, None)?;
-                self.fold_access(f, At::Prev)?
-            }
+            Cx::Join([h, x]) => self.join(id, *h, *x, &env, ctx)?,
             Cx::Sum([r, x]) | Cx::RMax([r, x]) | Cx::RMin([r, x]) | Cx::RProd([r, x]) => {
                 self.reduction(id, &node, *r, *x, &env, ctx)?
             }
@@ -575,6 +591,37 @@ impl<'a> Lower<'a> {
             }
         };
         self.memo.insert(key, val.clone());
+        Ok(val)
+    }
+
+    /// `(join h x)`: a tensor over `h` written at the split index, `T[…, g*R+r, …] = X[…, g, r, …]`.
+    fn join(
+        &mut self,
+        id: Id,
+        h: Id,
+        x: Id,
+        env: &Option<String>,
+        ctx: Option<usize>,
+    ) -> Result<Val, RewriteError> {
+        let hv = self.rank_name[usize::from(h)].clone().unwrap_or_default();
+        if env.as_deref() == Some(hv.as_str()) {
+            return Err(self.err("a join inside a split of the same rank"));
+        }
+        let parent = self.rank_of_var(&hv)?;
+        let (outer, inner) = self.ensure_split(parent)?;
+        let value = self.operand(x, env, ctx)?;
+        let dims = self.node_dims(usize::from(id), env, ctx)?;
+        let val = self.einsum(id, env, "J", dims, None, value)?;
+        let Val::Access(t, ..) = &val else {
+            unreachable!("an Einsum's value is an access")
+        };
+        let last = self.body.last_mut().expect("the join's Einsum");
+        for idx in &mut last.output.indices {
+            if *idx == IndexExpr::Var(parent) {
+                *idx = tiled_index(outer, inner);
+            }
+        }
+        self.joined.insert(*t, parent);
         Ok(val)
     }
 
@@ -884,6 +931,15 @@ impl<'a> Lower<'a> {
                 })
                 .collect();
             self.cascade.tensors[t.index()].ranks = ranks;
+            // A tensor written through a join keeps its split index.
+            if let Some(&parent) = self.joined.get(&t) {
+                let (outer, inner) = self.ensure_split(parent)?;
+                for idx in &mut out_idx {
+                    if *idx == IndexExpr::Var(parent) {
+                        *idx = tiled_index(outer, inner);
+                    }
+                }
+            }
             self.body.last_mut().expect("checked above").output.indices = out_idx;
             t
         } else {
@@ -972,8 +1028,8 @@ fn substitute(idx: &IndexExpr, rank: RankId, to: &IndexExpr) -> IndexExpr {
 }
 
 /// Problems a lowered cascade must not have: the loop plan's ambiguities (a per-step Einsum
-/// that reads an after-loop tensor or a final state, …, see [`crate::plan`]) and, a restriction
-/// of this lowering, a body Einsum that reduces the loop's own rank. Empty for a valid cascade.
+/// that reads an after-loop tensor or a final state, …, see [`crate::plan`]). Empty for a valid
+/// cascade.
 pub fn phase_problems(c: &Cascade) -> Vec<String> {
     let plan = LoopPlan::new(c);
     let name = |t: TensorId| c.tensor(t).name.clone();
@@ -1000,17 +1056,7 @@ pub fn phase_problems(c: &Cascade) -> Vec<String> {
             }
         })
         .collect();
-    let Some(r) = plan.iterative else {
-        return problems;
-    };
-    for p in plan.placements.iter().filter(|p| p.phase != Phase::Init) {
-        if p.space.reduced.contains(&r) {
-            problems.push(format!(
-                "{} reduces the loop's rank {}",
-                out(p.einsum),
-                c.rank(r).name
-            ));
-        }
-    }
+    problems.sort();
+    problems.dedup();
     problems
 }

@@ -176,22 +176,7 @@ pub fn rewrite(cascade: &Cascade, config: &RewriteConfig) -> Result<Rewritten, R
         .next()
         .ok_or(RewriteError::Extraction)?;
     let (expr, classes) = (best.expr, best.classes);
-    // Names of the original tensors, by e-class, for readable output.
-    let mut class_names: BTreeMap<egg::Id, String> = BTreeMap::new();
-    for (i, name) in lifted.names.iter().enumerate() {
-        if let Some(name) = name {
-            let id = runner.egraph.lookup_expr(&sub_expr(&lifted.expr, i));
-            if let Some(id) = id {
-                class_names
-                    .entry(runner.egraph.find(id))
-                    .or_insert_with(|| name.clone());
-            }
-        }
-    }
-    let names: Vec<Option<String>> = classes
-        .iter()
-        .map(|c| class_names.get(&runner.egraph.find(*c)).cloned())
-        .collect();
+    let names = node_names(&runner.egraph, &lifted, &expr, &classes);
     let out = lower_checked(&expr, &names, &lifted.signature)?;
     let pass_rank = pass_rank(cascade, config);
     let before = metrics(cascade, &pass_rank, &sizes, config)?;
@@ -255,6 +240,42 @@ pub fn lower_checked(
     Ok(out)
 }
 
+/// A name for each node of the extracted term: the input tensor its e-class computes. A fold
+/// that replaces a reduction is the running form of it (`RSD` for `SD`); a fold, scan or
+/// scan-prev of the input's own running state keeps the state's name.
+fn node_names(
+    egraph: &lang::CxGraph,
+    lifted: &Lifted,
+    expr: &RecExpr<Cx>,
+    classes: &[egg::Id],
+) -> Vec<Option<String>> {
+    let folds = |node: &Cx| matches!(node, Cx::Fold(_) | Cx::Scan(_) | Cx::ScanPrev(_));
+    // Names of the original tensors, by e-class, and whether a state's fold carries it.
+    let mut class_names: BTreeMap<egg::Id, (String, bool)> = BTreeMap::new();
+    for (i, name) in lifted.names.iter().enumerate() {
+        if let Some(name) = name {
+            let state = folds(&lifted.expr[egg::Id::from(i)]);
+            if let Some(id) = egraph.lookup_expr(&sub_expr(&lifted.expr, i)) {
+                class_names
+                    .entry(egraph.find(id))
+                    .or_insert_with(|| (name.clone(), state));
+            }
+        }
+    }
+    expr.as_ref()
+        .iter()
+        .zip(classes)
+        .map(|(node, c)| {
+            let (name, state) = class_names.get(&egraph.find(*c))?;
+            match node {
+                Cx::Fold(_) if !state => Some(format!("R{name}")),
+                _ if folds(node) && !state => None,
+                _ => Some(name.clone()),
+            }
+        })
+        .collect()
+}
+
 /// The sub-expression of `expr` rooted at node `i`.
 fn sub_expr(expr: &RecExpr<Cx>, i: usize) -> RecExpr<Cx> {
     let nodes = expr.as_ref()[..=i].to_vec();
@@ -312,20 +333,56 @@ pub struct Sizes {
 }
 
 impl Sizes {
+    /// Sizes of every declared rank from `config.sizes`: a part of the cascade's own split
+    /// may be left out (it is derived from the other part, or the inner part is the tile), and
+    /// the tiles of the ranks the rewriter may split are `config.tile` wide.
     pub fn new(cascade: &Cascade, config: &RewriteConfig) -> Result<Sizes, RewriteError> {
         let tiles = Tiles::of_cascade(cascade);
+        let mut sizes: Vec<Option<i64>> = cascade
+            .ranks
+            .iter()
+            .map(|r| config.sizes.sizes.get(&r.name).copied())
+            .collect();
+        loop {
+            let mut changed = false;
+            for (p, r) in cascade.ranks.iter().enumerate() {
+                let Some((o, i)) = r.split else { continue };
+                let (o, i) = (o.index(), i.index());
+                let derived = match (sizes[p], sizes[o], sizes[i]) {
+                    (Some(n), None, Some(t)) => Some((o, (n + t - 1) / t.max(1))),
+                    (Some(n), Some(k), None) => Some((i, (n + k - 1) / k.max(1))),
+                    (Some(n), None, None) => Some((i, config.tile.clamp(1, n.max(1)))),
+                    (None, Some(k), Some(t)) => Some((p, k * t)),
+                    _ => None,
+                };
+                if let Some((slot, n)) = derived {
+                    sizes[slot] = Some(n);
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
         let mut by_var = BTreeMap::new();
-        for r in &cascade.ranks {
-            let Some(&n) = config.sizes.sizes.get(&r.name) else {
+        for (r, n) in cascade.ranks.iter().zip(&sizes) {
+            let Some(n) = *n else {
                 return Err(RewriteError::MissingSize {
                     rank: r.name.clone(),
                 });
             };
             let v = r.name.to_lowercase();
-            let tile = config.tile.clamp(1, n.max(1));
-            by_var.insert(tiles.outer(&v), (n as f64 / tile as f64).ceil());
-            by_var.insert(tiles.inner(&v), tile as f64);
-            by_var.insert(v, n as f64);
+            if r.split.is_none() {
+                let tile = config.tile.clamp(1, n.max(1));
+                by_var
+                    .entry(tiles.outer(&v))
+                    .or_insert((n as f64 / tile as f64).ceil());
+                by_var.entry(tiles.inner(&v)).or_insert(tile as f64);
+            }
+        }
+        // Declared ranks last: a cascade's own split parts are its tiles.
+        for (r, n) in cascade.ranks.iter().zip(&sizes) {
+            by_var.insert(r.name.to_lowercase(), n.unwrap_or(1) as f64);
         }
         Ok(Sizes { by_var })
     }

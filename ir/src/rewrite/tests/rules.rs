@@ -199,6 +199,7 @@ fn side_cascade(
     let sig = Signature {
         name: "side".into(),
         ranks: ranks.into_iter().map(|r| (r, false)).collect(),
+        splits: Vec::new(),
         inputs: binds
             .iter()
             .filter_map(|(_, bind)| match bind {
