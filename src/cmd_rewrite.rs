@@ -1,5 +1,10 @@
 //! `cascade rewrite FILE|NAME`: equality saturation; prints the cheapest equivalent cascade
 //! under flops or, with `--arch`, under the scheduler's per-op-kind hardware prices.
+//!
+//! Standard output holds only the derived cascade (named `<input>_derived` unless `--name`),
+//! so `cascade rewrite X > x.cascade` writes a file that parses; passes, op counts, the stop
+//! reason and the `--explain` chain go to standard error. With `--format json` one object on
+//! standard output carries the cascade and every statistic.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,7 +16,7 @@ use std::time::Duration;
 use cascade_ir::ShapeSpec;
 use cascade_ir::dsl;
 use cascade_ir::ops::OpKind;
-use cascade_ir::passes;
+use cascade_ir::passes::{self, RankChoice};
 use cascade_ir::rewrite::{self, CostModel, Limits, Objective, OpWeights, RewriteConfig, RuleSets};
 use cascade_scheduler::{HardwareCost, Metric};
 use serde_json::json;
@@ -54,10 +59,13 @@ pub struct Args {
     /// What a hardware cost charges per op (with `--arch`).
     #[arg(long, value_enum, requires = "arch")]
     pub metric: Option<MetricArg>,
-    /// The rank whose passes count and which may be split and folded (default: M, else the
-    /// first rank).
+    /// The rank whose passes count and which may be split and folded (default: the rank the
+    /// softmax normaliser reduces, else the loop's, else the one the last reduction reduces).
     #[arg(long)]
     pub rank: Option<String>,
+    /// The derived cascade's name (default: the input's name followed by `_derived`).
+    #[arg(long)]
+    pub name: Option<String>,
     /// Rank sizes for op counts, e.g. E=64,M=4096 (default: 64 for E and F, 4096 otherwise).
     #[arg(long)]
     pub shape: Option<String>,
@@ -73,13 +81,14 @@ pub struct Args {
     /// Print the chain of rules from the input to the result.
     #[arg(long)]
     pub explain: bool,
-    /// Stop saturating at this many e-nodes.
+    /// Stop saturating at this many e-nodes (1 to 100000000).
     #[arg(long, default_value_t = 200_000)]
     pub limit_nodes: usize,
-    /// Stop saturating after this many iterations.
+    /// Stop saturating after this many iterations (0 to 100000; 0 extracts the input as it is).
     #[arg(long, default_value_t = 30)]
     pub limit_iters: usize,
-    /// Stop saturating after this many seconds.
+    /// Stop saturating after this many seconds (more than 0, at most 86400); extraction and
+    /// lowering share the budget, so the command ends within about twice this.
     #[arg(long, default_value_t = 10.0)]
     pub limit_time: f64,
     /// Write the extracted cascade to this file instead of standard output.
@@ -87,31 +96,122 @@ pub struct Args {
     pub out: Option<String>,
 }
 
+/// The largest limits a user may ask for: beyond them a run would not end in a useful time.
+const MAX_NODES: usize = 100_000_000;
+const MAX_ITERS: usize = 100_000;
+const MAX_SECONDS: f64 = 86_400.0;
+
+/// The limits, or a user error naming the flag and its range.
+fn limits(args: &Args) -> Result<Limits, UserError> {
+    if !(1..=MAX_NODES).contains(&args.limit_nodes) {
+        return Err(UserError::message(format!(
+            "--limit-nodes {}: give a number of e-nodes from 1 to {MAX_NODES}",
+            args.limit_nodes
+        )));
+    }
+    if args.limit_iters > MAX_ITERS {
+        return Err(UserError::message(format!(
+            "--limit-iters {}: give at most {MAX_ITERS} iterations",
+            args.limit_iters
+        )));
+    }
+    let t = args.limit_time;
+    if !(t > 0.0 && t <= MAX_SECONDS) {
+        return Err(UserError::message(format!(
+            "--limit-time {t}: give a number of seconds above 0 and at most {MAX_SECONDS}"
+        )));
+    }
+    if args.tile < 1 {
+        return Err(UserError::message(format!(
+            "--tile {}: the tile of a split needs at least 1 element",
+            args.tile
+        )));
+    }
+    Ok(Limits {
+        iterations: args.limit_iters,
+        nodes: args.limit_nodes,
+        time: Duration::from_secs_f64(t),
+    })
+}
+
+/// `--rank`, or the rank the cascade's structure names; an ambiguous cascade asks for one, and
+/// so does one that reduces nothing when passes are the objective (`None` otherwise).
+fn rank(args: &Args, cascade: &cascade_ir::Cascade) -> Result<Option<String>, UserError> {
+    let names = || {
+        cascade
+            .ranks
+            .iter()
+            .map(|x| x.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match &args.rank {
+        Some(r) if cascade.rank_by_name(r).is_some() => Ok(Some(r.clone())),
+        Some(r) => Err(UserError::message(format!(
+            "--rank {r}: {} declares no rank {r}; use one of {}",
+            cascade.name,
+            names()
+        ))),
+        None => match passes::rank_choice(cascade) {
+            RankChoice::One(r) => Ok(Some(cascade.rank(r).name.clone())),
+            RankChoice::Ambiguous(ranks) => {
+                let ranks: Vec<String> = ranks
+                    .iter()
+                    .map(|r| cascade.rank(*r).name.clone())
+                    .collect();
+                Err(UserError::message(format!(
+                    "{} has normalisers over {}, so which rank to optimise is ambiguous; pass --rank {}",
+                    cascade.name,
+                    ranks.join(" and "),
+                    ranks.join(" or --rank ")
+                )))
+            }
+            RankChoice::None if args.objective != ObjectiveArg::Passes => Ok(None),
+            RankChoice::None => Err(UserError::message(format!(
+                "{} reduces no rank; pass --rank with one of {}",
+                cascade.name,
+                names()
+            ))),
+        },
+    }
+}
+
+/// `--name`, checked to be a name the DSL reads back, or `<input>_derived`.
+fn derived_name(args: &Args, input: &str) -> Result<String, UserError> {
+    let Some(name) = &args.name else {
+        return Ok(format!("{input}_derived"));
+    };
+    let mut chars = name.chars();
+    let ident = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ident || dsl::RESERVED.contains(&name.as_str()) {
+        return Err(UserError::message(format!(
+            "--name {name}: a cascade's name is a letter or `_` followed by letters, digits or `_`, and no keyword"
+        )));
+    }
+    Ok(name.clone())
+}
+
 pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
     let loaded = load::load(&args.input)?;
     let cascade = &loaded.parsed.cascade;
-    let rank = match &args.rank {
-        Some(r) if cascade.rank_by_name(r).is_some() => r.clone(),
-        Some(r) => {
-            let names: Vec<&str> = cascade.ranks.iter().map(|x| x.name.as_str()).collect();
-            return Err(UserError::message(format!(
-                "--rank {r}: {} declares no rank {r}; use one of {}",
-                cascade.name,
-                names.join(", ")
-            ))
-            .into());
-        }
-        None => passes::default_rank(cascade)
-            .map(|r| cascade.rank(r).name.clone())
-            .ok_or_else(|| {
-                UserError::message(format!(
-                    "{} declares no rank to count passes over",
-                    cascade.name
-                ))
-            })?,
-    };
+    let rank = rank(&args, cascade)?;
+    let name = derived_name(&args, &cascade.name)?;
+    let limits = limits(&args)?;
+    // Default sizes for op counts; the parts of the cascade's own splits follow from them.
+    let parts: Vec<_> = cascade
+        .ranks
+        .iter()
+        .filter_map(|r| r.split)
+        .flat_map(|(o, i)| [o, i])
+        .collect();
     let mut sizes = ShapeSpec::default();
-    for r in &cascade.ranks {
+    for (i, r) in cascade.ranks.iter().enumerate() {
+        if parts.contains(&cascade_ir::RankId(i as u32)) {
+            continue;
+        }
         let default = if matches!(r.name.as_str(), "E" | "F") {
             64
         } else {
@@ -138,13 +238,10 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
         }
         sizes.sizes.extend(given.sizes);
     }
-    if !(args.limit_time > 0.0 && args.limit_time.is_finite()) {
-        return Err(UserError::message("--limit-time must be a positive number of seconds").into());
-    }
     let (cost, model) = cost_model(&args)?;
     let objective = match args.objective {
         ObjectiveArg::Passes => Objective::Passes {
-            rank: rank.clone(),
+            rank: rank.clone().unwrap_or_default(),
             cost,
         },
         ObjectiveArg::Ops | ObjectiveArg::Hardware => Objective::Cost(cost),
@@ -157,19 +254,16 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
         },
         sizes,
         tile: args.tile,
-        split_ranks: vec![rank.clone()],
-        limits: Limits {
-            iterations: args.limit_iters,
-            nodes: args.limit_nodes,
-            time: Duration::from_secs_f64(args.limit_time),
-        },
+        split_ranks: rank.iter().cloned().collect(),
+        limits,
         explain: args.explain,
     };
     // A rewriter bug (an invalid result it refused to hand on) is an internal error: exit 2.
-    let result = rewrite::rewrite(cascade, &config).map_err(|e| match e {
+    let mut result = rewrite::rewrite(cascade, &config).map_err(|e| match e {
         rewrite::RewriteError::Internal(_) => anyhow::anyhow!(e),
         e => UserError::message(e.to_string()).into(),
     })?;
+    result.cascade.name = name;
     let text = dsl::print(&result.cascade);
     if let Some(path) = &args.out {
         fs::write(path, &text)
@@ -183,6 +277,7 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
     match format {
         Format::Json => print_json(&json!({
             "input": loaded.path,
+            "name": result.cascade.name,
             "rank": rank,
             "cascade": if args.out.is_some() { None } else { Some(&text) },
             "out": args.out,
@@ -193,27 +288,42 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
             "stop": result.stop.to_string(),
             "iterations": result.iterations,
             "egraph_nodes": result.egraph_nodes,
+            "egraph_classes": result.egraph_classes,
+            "elapsed_s": result.elapsed.as_secs_f64(),
+            "limits": {
+                "nodes": config.limits.nodes,
+                "iterations": config.limits.iterations,
+                "time_s": config.limits.time.as_secs_f64(),
+            },
             "explanation": result.explanation.as_ref().map(|steps| {
-                steps.iter().map(|s| json!({ "rule": s.rule, "forward": s.forward })).collect::<Vec<_>>()
+                steps.iter().map(|s| json!({ "rule": s.rule, "forward": s.forward, "term": s.term })).collect::<Vec<_>>()
             }),
         })),
         Format::Text => {
-            let mut out = String::new();
             if args.out.is_none() {
-                out.push_str(&text);
-                out.push('\n');
+                // A closed pipe (`| head`) is not an error of the rewrite.
+                match std::io::stdout()
+                    .lock()
+                    .write_all(format!("{text}\n").as_bytes())
+                {
+                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+                    _ => {}
+                }
             }
+            let mut out = String::new();
             let show = |m: &BTreeMap<OpKind, f64>| {
                 m.iter()
                     .map(|(k, v)| format!("{k} {}", *v as u64))
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            let _ = writeln!(
-                out,
-                "passes over {rank}: {} -> {}",
-                result.before.passes, result.after.passes
-            );
+            if let Some(rank) = &rank {
+                let _ = writeln!(
+                    out,
+                    "passes over {rank}: {} -> {}",
+                    result.before.passes, result.after.passes
+                );
+            }
             let _ = writeln!(out, "ops before: {}", show(&result.before.ops));
             let _ = writeln!(out, "ops after:  {}", show(&result.after.ops));
             let _ = writeln!(out, "cost model: {}", model.describe());
@@ -224,8 +334,11 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
             );
             let _ = writeln!(
                 out,
-                "stop: {} after {} iterations, {} e-nodes",
-                result.stop, result.iterations, result.egraph_nodes
+                "stop: {} after {} iterations, {} e-nodes, {:.3} s",
+                result.stop,
+                result.iterations,
+                result.egraph_nodes,
+                result.elapsed.as_secs_f64()
             );
             if let Some(path) = &args.out {
                 let _ = writeln!(out, "wrote {path}");
@@ -237,11 +350,7 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
                     let _ = writeln!(out, "  {:>3}. {}{dir}", i + 1, s.rule);
                 }
             }
-            // A closed pipe (`| head`) is not an error of the rewrite.
-            match std::io::stdout().lock().write_all(out.as_bytes()) {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
-                _ => {}
-            }
+            let _ = std::io::stderr().lock().write_all(out.as_bytes());
         }
     }
     Ok(())

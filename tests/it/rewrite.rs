@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::{cascade, stdout};
+use crate::support::{cascade, stderr, stdout};
 
 use cascade_ir::ast::{Cascade, Constant, Expr, ExprId, IndexExpr, Section, TensorId, TensorKind};
 use cascade_ir::ops::OpKind;
@@ -615,8 +615,10 @@ fn masked_attention_also_becomes_one_pass() {
 // ---------------------------------------------------------------------------------------------
 // The `cascade rewrite` command.
 
+/// Standard output holds only the derived cascade, named `<input>_derived`; the statistics and
+/// the explanation go to standard error.
 #[test]
-fn cli_rewrite_prints_cascade_passes_ops_and_stop_reason() {
+fn cli_rewrite_prints_the_cascade_on_stdout_and_statistics_on_stderr() {
     let out = cascade(&[
         "rewrite",
         "attention_3pass",
@@ -624,21 +626,126 @@ fn cli_rewrite_prints_cascade_passes_ops_and_stop_reason() {
         "passes",
         "--explain",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    let printed = &text[..text.find("\npasses over").expect("summary")];
-    let parsed = dsl::check(printed, "stdout")
-        .expect("the printed cascade verifies")
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let text = stdout(&out);
+    let parsed = dsl::check(&text, "stdout")
+        .expect("stdout is exactly a cascade that verifies")
         .cascade;
+    assert_eq!(parsed.name, "attention_3pass_derived");
     assert!(same_structure(&parsed, &load("attention_1pass")));
-    assert!(text.contains("passes over M: 3 -> 1"), "{text}");
-    assert!(text.contains("ops before: mac 2147483648"), "{text}");
-    assert!(text.contains("stop: saturated"), "{text}");
-    assert!(text.contains(". rescale-fold-exp"), "{text}");
+    assert!(!text.contains("passes over"), "{text}");
+    assert!(err.contains("passes over M: 3 -> 1"), "{err}");
+    assert!(err.contains("ops before: mac 2147483648"), "{err}");
+    assert!(err.contains("stop: saturated"), "{err}");
+    assert!(err.contains(". rescale-fold-exp"), "{err}");
+    let named = cascade(&[
+        "rewrite",
+        "attention_3pass",
+        "--objective",
+        "ops",
+        "--name",
+        "mine",
+    ]);
+    assert!(
+        stdout(&named).starts_with("cascade mine\n"),
+        "{}",
+        stdout(&named)
+    );
+    for bad in ["2x", "a-b", "output", ""] {
+        let out = cascade(&[
+            "rewrite",
+            "attention_3pass",
+            "--objective",
+            "ops",
+            "--name",
+            bad,
+        ]);
+        assert_eq!(out.status.code(), Some(1), "--name {bad:?}");
+        assert!(stderr(&out).contains("--name"), "{}", stderr(&out));
+        assert!(out.stdout.is_empty());
+    }
+}
+
+/// Without `--rank` the rank is the normaliser's, found by structure: a copy of the 3-pass
+/// cascade with `M` renamed is rewritten over the renamed rank; a cascade with normalisers over
+/// two ranks is refused with a request for `--rank`.
+#[test]
+fn cli_rewrite_finds_the_normalisers_rank_or_asks_for_one() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("rewrite-rank");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let renamed = library::source("attention_3pass")
+        .expect("library")
+        .replace("ranks E F M P", "ranks E F N P")
+        .replace("K[E,M]", "K[E,N]")
+        .replace("V[F,M]", "V[F,N]")
+        .replace("[m,", "[n,")
+        .replace("max(m)", "max(n)")
+        .replace("f,m]", "f,n]")
+        .replace("e,m]", "e,n]");
+    let path = dir.join("renamed.cascade");
+    std::fs::write(&path, &renamed).expect("write");
+    let out = cascade(&["rewrite", path.to_str().unwrap(), "--objective", "passes"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("passes over N: 3 -> 1"), "{err}");
+    assert!(
+        stdout(&out).contains("split N -> N1 N0"),
+        "{}",
+        stdout(&out)
+    );
+    let two = dir.join("two.cascade");
+    std::fs::write(
+        &two,
+        "cascade two\nranks M N\ninput A[M] B[N]\nX = exp(A[m])\nY = exp(B[n])\nZ = X * Y\noutput Z\n",
+    )
+    .expect("write");
+    let out = cascade(&["rewrite", two.to_str().unwrap(), "--objective", "passes"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("ambiguous") && err.contains("--rank M or --rank N"),
+        "{err}"
+    );
+    let out = cascade(&[
+        "rewrite",
+        two.to_str().unwrap(),
+        "--objective",
+        "passes",
+        "--rank",
+        "N",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Limits outside their range are user errors that name the flag, never a panic.
+#[test]
+fn cli_rewrite_refuses_out_of_range_limits() {
+    for (flag, value) in [
+        ("--limit-time", "0"),
+        ("--limit-time", "-1"),
+        ("--limit-time", "1e300"),
+        ("--limit-time", "NaN"),
+        ("--limit-time", "inf"),
+        ("--limit-nodes", "0"),
+        ("--limit-nodes", "1000000000000"),
+        ("--limit-iters", "1000000000"),
+        ("--limit-iters", "-3"),
+        ("--tile", "0"),
+    ] {
+        let arg = format!("{flag}={value}");
+        let out = cascade(&["rewrite", "attention_3pass", "--objective", "ops", &arg]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{flag} {value}: {err}");
+        assert!(
+            err.contains(flag.trim_start_matches("--")),
+            "{flag} {value}: {err}"
+        );
+        assert!(
+            !err.contains("panicked") && out.stdout.is_empty(),
+            "{flag} {value}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -667,10 +774,11 @@ fn cli_rewrite_writes_out_file_and_honours_switches() {
         same_structure(&parsed, &load("attention_2pass_deferred")),
         "{written}"
     );
-    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(out.stdout.is_empty(), "{}", stdout(&out));
+    let err = stderr(&out);
     assert!(
-        text.contains("passes over M: 3 -> 2") && !text.contains("cascade attention_3pass"),
-        "{text}"
+        err.contains("passes over M: 3 -> 2") && err.contains("wrote "),
+        "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -701,6 +809,19 @@ fn cli_rewrite_node_limit_and_json() {
         "{v}"
     );
     assert_eq!(v["passes"]["before"], 3);
+    assert_eq!(v["name"], "attention_3pass_derived");
+    for key in [
+        "egraph_nodes",
+        "egraph_classes",
+        "iterations",
+        "elapsed_s",
+        "limits",
+        "ops",
+        "cost",
+    ] {
+        assert!(!v[key].is_null(), "{key} missing: {v}");
+    }
+    assert!(v["egraph_nodes"].as_u64().expect("nodes") <= 20 + 64, "{v}");
 }
 
 #[test]
@@ -833,9 +954,8 @@ output OUT
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let text = stdout(&out);
-        let printed = &text[..text.find("\npasses over").expect("summary")];
-        let result = dsl::check(printed, "stdout")
+        let printed = stdout(&out);
+        let result = dsl::check(&printed, "stdout")
             .unwrap_or_else(|d| panic!("{d:?}\n{printed}"))
             .cascade;
         check::valid(&result).unwrap_or_else(|e| panic!("{objective}: {e}"));
@@ -959,7 +1079,7 @@ fn cli_rewrite_hardware_objective_on_fusemax_is_no_costlier_and_equal() {
             "--metric",
             "energy",
         ])
-        .stdout,
+        .stderr,
     )
     .expect("utf-8");
     assert!(

@@ -177,7 +177,9 @@ pub fn rewrite(cascade: &Cascade, config: &RewriteConfig) -> Result<Rewritten, R
         .ok_or(RewriteError::Extraction)?;
     let (expr, classes) = (best.expr, best.classes);
     let names = node_names(&runner.egraph, &lifted, &expr, &classes);
-    let out = lower_checked(&expr, &names, &lifted.signature)?;
+    let mut out = lower_checked(&expr, &names, &lifted.signature)?;
+    // A derived cascade is a cascade of its own: later stages must not report the input's name.
+    out.name = format!("{}_derived", cascade.name);
     let pass_rank = pass_rank(cascade, config);
     let before = metrics(cascade, &pass_rank, &sizes, config)?;
     let after = metrics(&out, &pass_rank, &sizes, config)?;
