@@ -475,6 +475,70 @@ fn what_cannot_be_lifted_is_refused_naming_the_einsum_and_the_fix() {
     assert!(missing.unwrap_err().to_string().contains("add F=N"));
 }
 
+/// A chain of `n` Einsums, each reading the previous one, summed over `m` at the end.
+fn chain(n: usize) -> String {
+    let mut src =
+        String::from("cascade chain\nranks M P\ninput A[M,P] B[M,P]\nX0[m,p] = A[m,p] * B[m,p]\n");
+    for k in 1..n {
+        let line = match k % 3 {
+            0 => format!("X{k}[m,p] = X{}[m,p] * 0.5\n", k - 1),
+            1 => format!("X{k}[m,p] = X{}[m,p] + B[m,p]\n", k - 1),
+            _ => format!("X{k}[m,p] = exp(X{}[m,p] - A[m,p])\n", k - 1),
+        };
+        src.push_str(&line);
+    }
+    src.push_str(&format!("S[p] = X{}[m,p]\noutput S\n", n - 1));
+    src
+}
+
+/// Lifting, extraction and lowering walk terms with explicit stacks: a chain of 2,000 Einsums
+/// (a term 2,000 deep, which overflowed the recursive lowering) lifts, extracts and lowers on a
+/// 256 KiB stack to a valid, interpreter-equal cascade.
+#[test]
+fn deep_chains_rewrite_on_a_small_stack() {
+    use cascade_ir::rewrite::{extract, lang, lift, lower};
+    let c = dsl::check(&chain(2000), "chain").expect("verifies").cascade;
+    let input = c.clone();
+    let lowered = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let lifted = lift(&c).expect("lifts");
+            let mut g = lang::CxGraph::default();
+            let root = g.add_expr(&lifted.expr);
+            g.rebuild();
+            let by_ops = by_ops();
+            let (expr, _) = extract::extract(&g, root, &by_ops, &|_| 8.0).expect("extracts");
+            lower(&expr, &vec![None; expr.as_ref().len()], &lifted.signature).expect("lowers")
+        })
+        .expect("thread")
+        .join()
+        .expect("no stack overflow");
+    check::valid(&lowered).expect("valid");
+    let mut small = trial();
+    small.seeds = vec![0];
+    small.values = (-0.1, 0.1);
+    check::equal(&input, &lowered, &small).expect("equal");
+}
+
+/// The time limit bounds the whole rewrite: when extraction cannot finish within half the
+/// limit again, the input comes back unchanged with the stop reason saying so.
+#[test]
+fn a_rewrite_that_runs_out_of_time_returns_its_input() {
+    let c = dsl::check(&chain(1500), "chain").expect("verifies").cascade;
+    let mut cfg = config(by_ops(), ALL, &[("M", 64), ("P", 64)], "M");
+    cfg.limits.time = Duration::from_millis(1);
+    let r = cascade_ir::rewrite::rewrite(&c, &cfg).expect("a limit is not an error");
+    assert_eq!(r.stop, Stop::ExtractionTimeLimit(Duration::from_millis(1)));
+    assert!(
+        r.stop.to_string().contains("returned unchanged"),
+        "{}",
+        r.stop
+    );
+    assert_eq!(r.cascade.einsums, c.einsums);
+    assert_eq!(r.cascade.name, "chain_derived");
+    assert_eq!(r.before, r.after);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Snapshots of the extracted cascades (what the goals above accept, as text).
 

@@ -18,10 +18,11 @@
 //!   per-step tensor and no final state. A class read that way is extracted a second time under
 //!   that constraint (mode `pre`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use egg::{Id, Language, RecExpr};
 
@@ -122,14 +123,23 @@ impl Run {
     }
 }
 
+/// The most classes a term lists to count each shared class once; a larger term (a long
+/// chain of Einsums) is costed as a tree above them, which keeps extraction linear in the
+/// e-graph's size.
+const SHARED_TERM_CAP: usize = 128;
+
 /// The cost of a term: passes over the objective's rank and the summed op cost.
 #[derive(Debug, Clone)]
 struct Best {
     node: Cx,
     passes: u32,
     total: f64,
-    /// Classes (in a mode) used by the term, each with its own node's cost.
-    uses: Rc<BTreeMap<(Id, Mode), f64>>,
+    /// Classes (in a mode) used by the term, each with its own node's cost; `None` once the
+    /// term has more than [`SHARED_TERM_CAP`] classes, whose costs are then in `extra`.
+    uses: Option<Rc<BTreeMap<(Id, Mode), f64>>>,
+    /// The cost of the parts of the term not listed in `uses`, summed as a tree (a subterm
+    /// shared between two large operands is counted twice).
+    extra: f64,
     /// Rank variables `m` such that the term binds a tile variable of `m` around a use of `m`.
     captures: Rc<BTreeSet<String>>,
     /// The term lowers to an access with no Einsum of its own (an input, a split input, a
@@ -155,9 +165,23 @@ pub fn extract_all(
     objective: &Objective,
     size: &dyn Fn(&str) -> f64,
 ) -> Vec<Extracted> {
+    extract_all_until(egraph, root, objective, size, None)
+}
+
+/// [`extract_all`] that gives up at `deadline`: the runs finished by then, or none.
+pub fn extract_all_until(
+    egraph: &CxGraph,
+    root: Id,
+    objective: &Objective,
+    size: &dyn Fn(&str) -> f64,
+    deadline: Option<Instant>,
+) -> Vec<Extracted> {
     let mut out = Vec::new();
     for run in runs(egraph, true) {
-        if let Some(e) = extract_run(egraph, root, objective, size, &run) {
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            break;
+        }
+        if let Some(e) = extract_run(egraph, root, objective, size, &run, deadline) {
             out.push(e);
         }
     }
@@ -189,6 +213,7 @@ fn extract_run(
     objective: &Objective,
     size: &dyn Fn(&str) -> f64,
     run: &Run,
+    deadline: Option<Instant>,
 ) -> Option<Extracted> {
     let tiles = &egraph.analysis.tiles;
     let rank_vars: Vec<String> = match objective {
@@ -206,8 +231,9 @@ fn extract_run(
         mdep: &mdep,
         family: &rank_vars,
         run,
+        deadline,
     };
-    let best = cx.choose();
+    let best = cx.choose()?;
     let root = egraph.find(root);
     let top = best.get(&(root, ANY))?;
     let (passes, total) = (top.passes, top.total);
@@ -218,7 +244,7 @@ fn extract_run(
         b: &mut b,
         classes: Vec::new(),
         memo: HashMap::new(),
-        stack: Vec::new(),
+        stack: HashSet::new(),
     };
     build.build(root, ANY)?;
     let classes = build.classes;
@@ -290,12 +316,14 @@ struct Ctx<'a> {
     /// The objective's rank variable and its tiles (empty for cost objectives).
     family: &'a [String],
     run: &'a Run,
+    /// When to give up (checked every few hundred classes).
+    deadline: Option<Instant>,
 }
 
 impl Ctx<'_> {
     /// The best node of every class in every mode of the run, by greedy fixpoint over DAG
-    /// costs.
-    fn choose(&self) -> Bests {
+    /// costs; `None` when the deadline passes first.
+    fn choose(&self) -> Option<Bests> {
         let egraph = self.egraph;
         let mut ids: Vec<Id> = egraph.classes().map(|c| c.id).collect();
         ids.sort();
@@ -303,7 +331,10 @@ impl Ctx<'_> {
         let mut best: Bests = HashMap::new();
         for _round in 0..64 {
             let mut changed = false;
-            for &class in &ids {
+            for (k, &class) in ids.iter().enumerate() {
+                if k % 256 == 0 && self.deadline.is_some_and(|d| Instant::now() > d) {
+                    return None;
+                }
                 for &mode in &modes {
                     if mode.env && !self.under_env(class) {
                         continue;
@@ -323,7 +354,7 @@ impl Ctx<'_> {
                 break;
             }
         }
-        best
+        Some(best)
     }
 
     fn rank(&self, id: Id) -> String {
@@ -400,7 +431,9 @@ impl Ctx<'_> {
         if !self.allowed(class, mode, node) {
             return None;
         }
-        let mut uses: BTreeMap<(Id, Mode), f64> = BTreeMap::new();
+        let mut uses: Option<BTreeMap<(Id, Mode), f64>> = Some(BTreeMap::new());
+        let mut extra = 0.0;
+        let mut seen: Vec<(Id, Mode)> = Vec::new();
         let mut captures: BTreeSet<String> = BTreeSet::new();
         let mut passes = 0u32;
         let mut leaf_children = true;
@@ -411,12 +444,26 @@ impl Ctx<'_> {
             if c == class {
                 return None;
             }
-            let cb = best.get(&(c, self.mode_of_child(class, mode, node, c)))?;
-            if cb.uses.contains_key(&(class, mode)) {
+            let ckey = (c, self.mode_of_child(class, mode, node, c));
+            let cb = best.get(&ckey)?;
+            // A term that uses the class itself is a cycle. Large terms keep no list, but costs
+            // only grow from operand to node, so greedy improvement never closes a cycle there.
+            if cb
+                .uses
+                .as_ref()
+                .is_some_and(|u| u.contains_key(&(class, mode)))
+            {
                 return None;
             }
-            for (key, v) in cb.uses.iter() {
-                uses.insert(*key, *v);
+            if !seen.contains(&ckey) {
+                seen.push(ckey);
+                match (&mut uses, &cb.uses) {
+                    (Some(mine), Some(theirs)) => {
+                        mine.extend(theirs.iter().map(|(k, v)| (*k, *v)));
+                        extra += cb.extra;
+                    }
+                    _ => extra += cb.total,
+                }
             }
             captures.extend(cb.captures.iter().cloned());
             if value_children.contains(&k) {
@@ -451,14 +498,31 @@ impl Ctx<'_> {
         {
             passes = crate::passes::pass_after(me_dep, [(passes, true)]);
         }
-        let own = self.own_cost(class, node, best, mode);
-        uses.insert((class, mode), own);
-        let total = uses.values().sum();
+        // Non-negative, so that a term never costs less than its operands.
+        let own = self.own_cost(class, node, best, mode).max(0.0);
+        let total = match &mut uses {
+            Some(mine) => {
+                mine.insert((class, mode), own);
+                let listed: f64 = mine.values().sum();
+                if mine.len() > SHARED_TERM_CAP {
+                    extra += listed;
+                    uses = None;
+                    extra
+                } else {
+                    listed + extra
+                }
+            }
+            None => {
+                extra += own;
+                extra
+            }
+        };
         Some(Best {
             node: node.clone(),
             passes,
             total,
-            uses: Rc::new(uses),
+            extra,
+            uses: uses.map(Rc::new),
             captures: Rc::new(captures),
             leaf,
         })
@@ -538,37 +602,62 @@ struct Build<'a> {
     b: &'a mut Builder,
     classes: Vec<Id>,
     memo: HashMap<(Id, Mode), Id>,
-    stack: Vec<(Id, Mode)>,
+    /// The classes being built (expanded, children not yet written): a cycle check.
+    stack: HashSet<(Id, Mode)>,
 }
 
 impl Build<'_> {
+    /// Writes the chosen term of `class` in `mode`, children first, from an explicit stack (a
+    /// term as deep as the cascade is long never reaches the call stack); `None` on a cycle.
     fn build(&mut self, class: Id, mode: Mode) -> Option<Id> {
         let egraph = self.cx.egraph;
-        let class = egraph.find(class);
-        if let Some(id) = self.memo.get(&(class, mode)) {
-            return Some(*id);
+        let root = (egraph.find(class), mode);
+        let mut todo: Vec<((Id, Mode), bool)> = vec![(root, false)];
+        while let Some(((class, mode), expanded)) = todo.pop() {
+            if self.memo.contains_key(&(class, mode)) {
+                continue;
+            }
+            let node = self.best.get(&(class, mode))?.node.clone();
+            let kids: Vec<(Id, Mode)> = node
+                .children()
+                .iter()
+                .map(|c| {
+                    let c = egraph.find(*c);
+                    (c, self.cx.mode_of_child(class, mode, &node, c))
+                })
+                .collect();
+            if !expanded {
+                if self.stack.contains(&(class, mode)) {
+                    return None;
+                }
+                self.stack.insert((class, mode));
+                todo.push(((class, mode), true));
+                // Reversed, so that operands are written left to right.
+                for k in kids.into_iter().rev() {
+                    if !self.memo.contains_key(&k) {
+                        if self.stack.contains(&k) {
+                            return None;
+                        }
+                        todo.push((k, false));
+                    }
+                }
+                continue;
+            }
+            let mut ids = Vec::with_capacity(kids.len());
+            for k in &kids {
+                ids.push(*self.memo.get(k)?);
+            }
+            let mut it = ids.into_iter();
+            let node = node.map_children(|_| it.next().expect("one id per child"));
+            let before = self.b.expr.as_ref().len();
+            let id = self.b.add(node);
+            if self.b.expr.as_ref().len() > before {
+                self.classes.push(class);
+            }
+            self.stack.remove(&(class, mode));
+            self.memo.insert((class, mode), id);
         }
-        if self.stack.contains(&(class, mode)) {
-            return None;
-        }
-        self.stack.push((class, mode));
-        let node = self.best.get(&(class, mode))?.node.clone();
-        let mut kids = Vec::new();
-        for c in node.children() {
-            let c = egraph.find(*c);
-            let cm = self.cx.mode_of_child(class, mode, &node, c);
-            kids.push(self.build(c, cm)?);
-        }
-        let mut k = kids.into_iter();
-        let node = node.map_children(|_| k.next().expect("one id per child"));
-        let before = self.b.expr.as_ref().len();
-        let id = self.b.add(node);
-        if self.b.expr.as_ref().len() > before {
-            self.classes.push(class);
-        }
-        self.stack.pop();
-        self.memo.insert((class, mode), id);
-        Some(id)
+        self.memo.get(&root).copied()
     }
 }
 
@@ -607,5 +696,5 @@ pub fn term_passes(expr: &RecExpr<Cx>, rank: &str, tiles: &Tiles) -> u32 {
         cost: Arc::new(OpWeights::flops()),
     };
     let run = runs(&g, false).remove(0);
-    extract_run(&g, root, &objective, &|_| 1.0, &run).map_or(0, |e| e.passes)
+    extract_run(&g, root, &objective, &|_| 1.0, &run, None).map_or(0, |e| e.passes)
 }

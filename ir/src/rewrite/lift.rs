@@ -36,7 +36,6 @@ use crate::ast::{
     ReduceOp, Section, TensorId, TensorKind,
 };
 use crate::dsl;
-use crate::plan::LoopPlan;
 
 /// The expression of a cascade plus what is needed to write it back as a cascade.
 #[derive(Debug, Clone)]
@@ -275,15 +274,16 @@ impl<'a> Lifter<'a> {
                 ));
             }
         }
-        let plan = LoopPlan::new(c);
-        if !plan.ambiguities.is_empty() {
+        // `verify` has rejected ambiguous loop phases; one iterative rank is what is left.
+        let iterative = c.iterative_ranks();
+        if iterative.len() > 1 {
             return Err(l.refuse(
                 None,
-                "a cascade whose loop phases are ambiguous".into(),
+                format!("{} iterative ranks", iterative.len()),
                 "run `cascade check` and write what it suggests",
             ));
         }
-        l.iterative = plan.iterative;
+        l.iterative = iterative.first().copied();
         if let Some(r) = l.iterative {
             let want = Compare {
                 lhs: IndexExpr::Var(r),

@@ -50,6 +50,7 @@ pub fn lower(
             sig.output.0
         )));
     }
+    l.prelower(root)?;
     let val = l.lower(root, None, None)?;
     l.finish(val)
 }
@@ -66,6 +67,8 @@ struct Fold {
     tensor: TensorId,
     var: String,
     dims: Vec<String>,
+    /// The update Einsum has been written (or is being written).
+    done: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -513,16 +516,105 @@ impl<'a> Lower<'a> {
         Ok(self.push_expr(Expr::Unary(uop, arg)))
     }
 
+    /// The memo key of node `id` lowered under `env` and `ctx`: the split and the fold state
+    /// matter only where the node reads them.
+    fn key(&self, id: Id, env: Option<String>, ctx: Option<usize>) -> Key {
+        let i = usize::from(id);
+        (
+            i,
+            env.filter(|m| self.fv[i].contains(m)),
+            ctx.filter(|_| self.state[i]),
+        )
+    }
+
+    /// Lowers the sub-terms of `root` bottom-up from an explicit stack, so that lowering any
+    /// node finds its operands already lowered and recurses one node deep at most: the depth
+    /// of the term never reaches the call stack.
+    fn prelower(&mut self, root: Id) -> Result<(), RewriteError> {
+        let mut stack: Vec<(Key, bool)> = vec![(self.key(root, None, None), false)];
+        while let Some((key, expanded)) = stack.pop() {
+            if self.memo.contains_key(&key) {
+                continue;
+            }
+            let (i, env, ctx) = key.clone();
+            if expanded {
+                self.lower(Id::from(i), env, ctx)?;
+                continue;
+            }
+            stack.push((key, true));
+            // Reversed, so that operands are lowered left to right, as written.
+            for sub in self.sub_keys(Id::from(i), &env, ctx)?.into_iter().rev() {
+                if !self.memo.contains_key(&sub) {
+                    stack.push((sub, false));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The keys [`Self::lower`] asks for when it lowers node `id` (its operands, or a fused
+    /// body's operands), declaring a fold's state first so that its step can read it.
+    fn sub_keys(
+        &mut self,
+        id: Id,
+        env: &Option<String>,
+        ctx: Option<usize>,
+    ) -> Result<Vec<Key>, RewriteError> {
+        let node = self.expr[id].clone();
+        let operands = |l: &Self, x: Id, env: &Option<String>, ctx: Option<usize>| -> Vec<Key> {
+            l.expr[x]
+                .children()
+                .iter()
+                .map(|c| l.key(*c, env.clone(), ctx))
+                .collect()
+        };
+        Ok(match &node {
+            Cx::Lit(_)
+            | Cx::At(_)
+            | Cx::Mask(_)
+            | Cx::Name(_)
+            | Cx::Outer(_)
+            | Cx::Inner(_)
+            | Cx::State(_) => Vec::new(),
+            Cx::Split([m, x]) => {
+                let m = self.rank_name[usize::from(*m)].clone().unwrap_or_default();
+                vec![self.key(*x, Some(m), ctx)]
+            }
+            Cx::Fold([v, a, b]) | Cx::Scan([v, a, b]) | Cx::ScanPrev([v, a, b]) => {
+                let hint = self.names.get(usize::from(id)).cloned().flatten();
+                let f = self.fold_alloc(*v, *a, *b, env, hint)?;
+                if self.folds[f].done {
+                    Vec::new()
+                } else if is_map(&self.expr[*b]) {
+                    operands(self, *b, env, Some(f))
+                } else {
+                    vec![self.key(*b, env.clone(), Some(f))]
+                }
+            }
+            Cx::Sum([_, x]) | Cx::RMax([_, x]) | Cx::RMin([_, x]) | Cx::RProd([_, x]) => {
+                if is_map(&self.expr[*x]) && self.uses[usize::from(*x)] == 1 {
+                    operands(self, *x, env, ctx)
+                } else {
+                    vec![self.key(*x, env.clone(), ctx)]
+                }
+            }
+            Cx::Where([_, x]) | Cx::Join([_, x]) => vec![self.key(*x, env.clone(), ctx)],
+            other => other
+                .children()
+                .iter()
+                .map(|c| self.key(*c, env.clone(), ctx))
+                .collect(),
+        })
+    }
+
     fn lower(
         &mut self,
         id: Id,
         env: Option<String>,
         ctx: Option<usize>,
     ) -> Result<Val, RewriteError> {
-        let i = usize::from(id);
-        let env = env.filter(|m| self.fv[i].contains(m));
-        let ctx = ctx.filter(|_| self.state[i]);
-        let key = (i, env.clone(), ctx);
+        let key = self.key(id, env, ctx);
+        let (i, env, ctx) = key.clone();
         if let Some(v) = self.memo.get(&key) {
             return Ok(v.clone());
         }
@@ -791,7 +883,44 @@ impl<'a> Lower<'a> {
         Ok(val)
     }
 
+    /// The state tensor of a fold with its initial Einsum, and its update once the step is
+    /// lowered: `S[0, …] = init` and `S[i+1, …] = step`.
     fn fold(
+        &mut self,
+        v: Id,
+        init: Id,
+        step: Id,
+        env: &Option<String>,
+        hint: Option<String>,
+    ) -> Result<usize, RewriteError> {
+        let f = self.fold_alloc(v, init, step, env, hint)?;
+        if self.folds[f].done {
+            return Ok(f);
+        }
+        self.folds[f].done = true;
+        let value = if is_map(&self.expr[step]) {
+            self.map_expr(step, env, Some(f))?
+        } else {
+            self.operand(step, env, Some(f))?
+        };
+        let Val::Access(tensor, idx, _) = self.fold_access(f, At::Next)? else {
+            unreachable!("fold access")
+        };
+        self.body.push(Einsum {
+            section: Section::Body,
+            output: Access {
+                tensor,
+                indices: idx,
+                filters: Vec::new(),
+            },
+            reduction: None,
+            value,
+        });
+        Ok(f)
+    }
+
+    /// The state tensor of a fold and its initial Einsum, declared once per fold.
+    fn fold_alloc(
         &mut self,
         v: Id,
         init: Id,
@@ -818,6 +947,13 @@ impl<'a> Lower<'a> {
         let init_val = match &self.expr[init] {
             Cx::Lit(Lit::Num(bits)) => Constant::Num(f64::from_bits(*bits)),
             Cx::Lit(Lit::NegInf) => Constant::NegInf,
+            Cx::Lit(Lit::InvSqrt(r)) => {
+                let r = r.as_str();
+                match self.cascade.ranks.iter().position(|x| x.name == r) {
+                    Some(p) => Constant::InvSqrtSize(RankId(p as u32)),
+                    None => return Err(self.err(format!("1/sqrt of undeclared rank {r}"))),
+                }
+            }
             _ => return Err(self.err("a fold whose initial value is not a constant")),
         };
         let mut vars = self.fv[usize::from(step)].clone();
@@ -837,6 +973,7 @@ impl<'a> Lower<'a> {
             tensor,
             var: var.clone(),
             dims: dims.clone(),
+            done: false,
         });
         self.fold_keys.insert(key, f);
         // S[0, …] = init.
@@ -859,30 +996,13 @@ impl<'a> Lower<'a> {
             reduction: None,
             value,
         });
-        // S[i+1, …] = step.
-        let value = if is_map(&self.expr[step]) {
-            self.map_expr(step, env, Some(f))?
-        } else {
-            self.operand(step, env, Some(f))?
-        };
-        let Val::Access(_, idx, _) = self.fold_access(f, At::Next)? else {
-            unreachable!("fold access")
-        };
-        self.body.push(Einsum {
-            section: Section::Body,
-            output: Access {
-                tensor,
-                indices: idx,
-                filters: Vec::new(),
-            },
-            reduction: None,
-            value,
-        });
         Ok(f)
     }
 
     fn fold_access(&mut self, f: usize, at: At) -> Result<Val, RewriteError> {
-        let Fold { tensor, var, dims } = self.folds[f].clone();
+        let Fold {
+            tensor, var, dims, ..
+        } = self.folds[f].clone();
         let rank = self.rank_of_var(&var)?;
         let mut indices = Vec::new();
         for d in &dims {

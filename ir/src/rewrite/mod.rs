@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use egg::{BackoffScheduler, RecExpr, Runner};
+use egg::{BackoffScheduler, Language as _, RecExpr, Runner};
 
 pub use extract::{CostModel, Objective, OpWeights};
 use lang::{Cx, Scope, Tiles};
@@ -88,6 +88,9 @@ pub enum Stop {
     NodeLimit(usize),
     /// The time limit (the value) was reached; results may then differ from run to run.
     TimeLimit(Duration),
+    /// Extraction did not finish within half the time limit (the value) after saturation: the
+    /// input is returned as it is (lowered back).
+    ExtractionTimeLimit(Duration),
     Other(String),
 }
 
@@ -98,6 +101,11 @@ impl fmt::Display for Stop {
             Stop::IterationLimit(n) => write!(f, "iteration limit ({n} iterations)"),
             Stop::NodeLimit(n) => write!(f, "e-node limit (stopped at {n} e-nodes)"),
             Stop::TimeLimit(t) => write!(f, "time limit ({:.1} s)", t.as_secs_f64()),
+            Stop::ExtractionTimeLimit(t) => write!(
+                f,
+                "time limit ({:.1} s) reached while extracting: the input is returned unchanged",
+                t.as_secs_f64()
+            ),
             Stop::Other(s) => write!(f, "stopped: {s}"),
         }
     }
@@ -140,12 +148,64 @@ pub struct Rewritten {
     pub explanation: Option<Vec<Step>>,
 }
 
-/// Derives the cheapest equivalent of `cascade` that the rules reach within the limits.
+/// Derives the cheapest equivalent of `cascade` that the rules reach within the limits:
+/// lift, saturate, extract, lower and verify, then measure both cascades.
+///
+/// Saturation stops at the time limit; extraction may use half of it again, and past that the
+/// input is returned unchanged ([`Stop::ExtractionTimeLimit`]), so that the whole rewrite ends
+/// within about twice the limit on any input.
 pub fn rewrite(cascade: &Cascade, config: &RewriteConfig) -> Result<Rewritten, RewriteError> {
     let start = Instant::now();
     let lifted = lift(cascade)?;
     let sizes = Sizes::new(cascade, config)?;
-    let size = |v: &str| sizes.of_var(v);
+    let mut runner = saturate(&lifted, config);
+    let deadline = start + config.limits.time.mul_f64(1.5);
+    let chosen = choose(&runner, &lifted, config, &sizes, deadline)?;
+    let pass_rank = pass_rank(cascade, config);
+    let before = metrics(cascade, &pass_rank, &sizes, config)?;
+    let timed_out = chosen.is_none();
+    let (mut out, expr, after) = match chosen {
+        Some((expr, names)) => {
+            let out = lower_checked(&expr, &names, &lifted.signature)?;
+            let after = metrics(&out, &pass_rank, &sizes, config)?;
+            (out, expr, after)
+        }
+        None => (cascade.clone(), lifted.expr.clone(), before.clone()),
+    };
+    // A derived cascade is a cascade of its own: later stages must not report the input's name.
+    out.name = format!("{}_derived", cascade.name);
+    let explanation = config.explain.then(|| {
+        let mut ex = runner.explain_equivalence(&lifted.expr, &expr);
+        ex.get_flat_strings()
+            .into_iter()
+            .skip(1)
+            .map(|s| step(&s))
+            .collect()
+    });
+    let report = runner.report();
+    Ok(Rewritten {
+        cascade: out,
+        before,
+        after,
+        stop: match report.stop_reason {
+            _ if timed_out => Stop::ExtractionTimeLimit(config.limits.time),
+            egg::StopReason::Saturated => Stop::Saturated,
+            egg::StopReason::IterationLimit(n) => Stop::IterationLimit(n),
+            egg::StopReason::NodeLimit(n) => Stop::NodeLimit(n),
+            egg::StopReason::TimeLimit(s) => Stop::TimeLimit(Duration::from_secs_f64(s)),
+            egg::StopReason::Other(s) => Stop::Other(s),
+        },
+        iterations: report.iterations,
+        egraph_nodes: report.egraph_nodes,
+        egraph_classes: report.egraph_classes,
+        elapsed: start.elapsed(),
+        term: expr.to_string(),
+        explanation,
+    })
+}
+
+/// Equality saturation of the lifted term under the configured rules and limits.
+fn saturate(lifted: &Lifted, config: &RewriteConfig) -> Runner<Cx, Scope> {
     let tiles = lifted.signature.tiles.clone();
     let mut split = BTreeSet::new();
     let mut fold = BTreeSet::new();
@@ -169,47 +229,39 @@ pub fn rewrite(cascade: &Cascade, config: &RewriteConfig) -> Result<Rewritten, R
     if config.explain {
         runner = runner.with_explanations_enabled();
     }
-    let mut runner = runner.with_expr(&lifted.expr).run(&rules);
-    let root = runner.roots[0];
-    let best = extract::extract_all(&runner.egraph, root, &config.objective, &size)
-        .into_iter()
-        .next()
-        .ok_or(RewriteError::Extraction)?;
-    let (expr, classes) = (best.expr, best.classes);
-    let names = node_names(&runner.egraph, &lifted, &expr, &classes);
-    let mut out = lower_checked(&expr, &names, &lifted.signature)?;
-    // A derived cascade is a cascade of its own: later stages must not report the input's name.
-    out.name = format!("{}_derived", cascade.name);
-    let pass_rank = pass_rank(cascade, config);
-    let before = metrics(cascade, &pass_rank, &sizes, config)?;
-    let after = metrics(&out, &pass_rank, &sizes, config)?;
-    let explanation = config.explain.then(|| {
-        let mut ex = runner.explain_equivalence(&lifted.expr, &expr);
-        ex.get_flat_strings()
-            .into_iter()
-            .skip(1)
-            .map(|s| step(&s))
-            .collect()
-    });
-    let report = runner.report();
-    Ok(Rewritten {
-        cascade: out,
-        before,
-        after,
-        stop: match report.stop_reason {
-            egg::StopReason::Saturated => Stop::Saturated,
-            egg::StopReason::IterationLimit(n) => Stop::IterationLimit(n),
-            egg::StopReason::NodeLimit(n) => Stop::NodeLimit(n),
-            egg::StopReason::TimeLimit(s) => Stop::TimeLimit(Duration::from_secs_f64(s)),
-            egg::StopReason::Other(s) => Stop::Other(s),
-        },
-        iterations: report.iterations,
-        egraph_nodes: report.egraph_nodes,
-        egraph_classes: report.egraph_classes,
-        elapsed: start.elapsed(),
-        term: expr.to_string(),
-        explanation,
-    })
+    runner.with_expr(&lifted.expr).run(&rules)
+}
+
+/// An extracted term and a name for each of its nodes.
+type Chosen = (RecExpr<Cx>, Vec<Option<String>>);
+
+/// The cheapest term for the objective with a name for each node, or `None` when extraction
+/// did not finish by `deadline`.
+fn choose(
+    runner: &Runner<Cx, Scope>,
+    lifted: &Lifted,
+    config: &RewriteConfig,
+    sizes: &Sizes,
+    deadline: Instant,
+) -> Result<Option<Chosen>, RewriteError> {
+    let size = |v: &str| sizes.of_var(v);
+    let best = extract::extract_all_until(
+        &runner.egraph,
+        runner.roots[0],
+        &config.objective,
+        &size,
+        Some(deadline),
+    )
+    .into_iter()
+    .next();
+    match best {
+        Some(best) => {
+            let names = node_names(&runner.egraph, lifted, &best.expr, &best.classes);
+            Ok(Some((best.expr, names)))
+        }
+        None if Instant::now() > deadline => Ok(None),
+        None => Err(RewriteError::Extraction),
+    }
 }
 
 /// Lowers an extracted term and checks the cascade as every later stage will: `verify` finds
@@ -227,10 +279,10 @@ pub fn lower_checked(
         RewriteError::Internal(what) => internal(what),
         other => other,
     })?;
+    // `verify` reports the loop plan's ambiguities too ([`lower::phase_problems`]).
     let problems: Vec<String> = crate::verify::verify(&out)
         .iter()
         .map(|e| e.to_string())
-        .chain(lower::phase_problems(&out))
         .collect();
     if !problems.is_empty() {
         return Err(internal(format!(
@@ -254,14 +306,26 @@ fn node_names(
     let folds = |node: &Cx| matches!(node, Cx::Fold(_) | Cx::Scan(_) | Cx::ScanPrev(_));
     // Names of the original tensors, by e-class, and whether a state's fold carries it.
     let mut class_names: BTreeMap<egg::Id, (String, bool)> = BTreeMap::new();
-    for (i, name) in lifted.names.iter().enumerate() {
-        if let Some(name) = name {
+    // The e-class of every node of the input term, children first (one lookup each).
+    let mut class_of: Vec<Option<egg::Id>> = Vec::with_capacity(lifted.expr.as_ref().len());
+    for (i, node) in lifted.expr.as_ref().iter().enumerate() {
+        let mut missing = false;
+        let node = node
+            .clone()
+            .map_children(|c| match class_of[usize::from(c)] {
+                Some(k) => k,
+                None => {
+                    missing = true;
+                    c
+                }
+            });
+        let class = if missing { None } else { egraph.lookup(node) };
+        class_of.push(class);
+        if let (Some(name), Some(class)) = (&lifted.names[i], class) {
             let state = folds(&lifted.expr[egg::Id::from(i)]);
-            if let Some(id) = egraph.lookup_expr(&sub_expr(&lifted.expr, i)) {
-                class_names
-                    .entry(egraph.find(id))
-                    .or_insert_with(|| (name.clone(), state));
-            }
+            class_names
+                .entry(egraph.find(class))
+                .or_insert_with(|| (name.clone(), state));
         }
     }
     expr.as_ref()
@@ -276,13 +340,6 @@ fn node_names(
             }
         })
         .collect()
-}
-
-/// The sub-expression of `expr` rooted at node `i`.
-fn sub_expr(expr: &RecExpr<Cx>, i: usize) -> RecExpr<Cx> {
-    let nodes = expr.as_ref()[..=i].to_vec();
-    let full: RecExpr<Cx> = nodes.into();
-    full
 }
 
 /// One flat explanation line: the rule is written as `(Rewrite=> name …)` or `(Rewrite<= name …)`.
