@@ -233,10 +233,12 @@ fn extract_run(
         run,
         deadline,
     };
-    let best = cx.choose()?;
+    let mut best = cx.choose()?;
     let root = egraph.find(root);
+    cx.reuse_running_states(&mut best, root);
     let top = best.get(&(root, ANY))?;
-    let (passes, total) = (top.passes, top.total);
+    let passes = top.passes;
+    let total = cx.term_cost(&best, root);
     let mut b = Builder::default();
     let mut build = Build {
         cx: &cx,
@@ -526,6 +528,73 @@ impl Ctx<'_> {
             captures: Rc::new(captures),
             leaf,
         })
+    }
+
+    /// The (class, mode) keys of the term chosen for `root`, each once.
+    fn term_keys(&self, best: &Bests, root: Id) -> Vec<(Id, Mode)> {
+        let mut seen: HashSet<(Id, Mode)> = HashSet::new();
+        let mut order = Vec::new();
+        let mut todo = vec![(root, ANY)];
+        while let Some(key) = todo.pop() {
+            if !seen.insert(key) {
+                continue;
+            }
+            order.push(key);
+            let Some(b) = best.get(&key) else { continue };
+            for c in b.node.children() {
+                let c = self.egraph.find(*c);
+                todo.push((c, self.mode_of_child(key.0, key.1, &b.node, c)));
+            }
+        }
+        order
+    }
+
+    /// The cost of the chosen term, each class counted once.
+    fn term_cost(&self, best: &Bests, root: Id) -> f64 {
+        self.term_keys(best, root)
+            .into_iter()
+            .filter_map(|(class, mode)| {
+                let b = best.get(&(class, mode))?;
+                Some(self.own_cost(class, &b.node, best, mode).max(0.0))
+            })
+            .sum()
+    }
+
+    /// A reduction whose value is the final state of a recurrence the chosen term already runs
+    /// (`max_i y` beside the running max `R[i+1] = max(R[i], y_i)` of an online softmax) is
+    /// read from that recurrence: the greedy choice sees the two as equally costly on their
+    /// own, but together the recurrence is computed once.
+    fn reuse_running_states(&self, best: &mut Bests, root: Id) {
+        let keys = self.term_keys(best, root);
+        let mut running: HashSet<[Id; 3]> = HashSet::new();
+        for key in &keys {
+            if let Some(Best {
+                node: Cx::Fold(ch) | Cx::Scan(ch) | Cx::ScanPrev(ch),
+                ..
+            }) = best.get(key)
+            {
+                running.insert(ch.map(|c| self.egraph.find(c)));
+            }
+        }
+        for (class, mode) in keys {
+            let Some(old) = best.get(&(class, mode)) else {
+                continue;
+            };
+            if reduction(&old.node).is_none() {
+                continue;
+            }
+            let reuse = self.egraph[class].nodes.iter().find_map(|node| {
+                let Cx::Fold(ch) = node else { return None };
+                if !running.contains(&ch.map(|c| self.egraph.find(c))) {
+                    return None;
+                }
+                let cand = self.candidate(class, mode, node, best)?;
+                (cand.passes <= old.passes).then_some(cand)
+            });
+            if let Some(cand) = reuse {
+                best.insert((class, mode), cand);
+            }
+        }
     }
 
     /// Adds what a binder node captures; `None` when a split would capture a tile variable.

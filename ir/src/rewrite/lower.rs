@@ -24,8 +24,8 @@ use super::RewriteError;
 use super::lang::{Cx, Lit, Mask, binary_of, binder, is_map};
 use super::lift::Signature;
 use crate::ast::{
-    Access, Cascade, Compare, CompareOp, Constant, Einsum, Expr, ExprId, Filter, IndexExpr, Rank,
-    RankId, ReduceOp, Reduction, Section, Tensor, TensorId, TensorKind,
+    Access, BinaryOp, Cascade, Compare, CompareOp, Constant, Einsum, Expr, ExprId, Filter,
+    IndexExpr, Rank, RankId, ReduceOp, Reduction, Section, Tensor, TensorId, TensorKind,
 };
 use crate::plan::{Ambiguity, LoopPlan};
 
@@ -599,6 +599,15 @@ impl<'a> Lower<'a> {
                 }
             }
             Cx::Where([_, x]) | Cx::Join([_, x]) => vec![self.key(*x, env.clone(), ctx)],
+            _ if self.scaled_sum(&node).is_some() => {
+                let (sum, _) = self.scaled_sum(&node).expect("checked");
+                let x = self.expr[sum].children()[1];
+                if is_map(&self.expr[x]) && self.uses[usize::from(x)] == 1 {
+                    operands(self, x, env, ctx)
+                } else {
+                    vec![self.key(x, env.clone(), ctx)]
+                }
+            }
             other => other
                 .children()
                 .iter()
@@ -668,6 +677,12 @@ impl<'a> Lower<'a> {
                 self.fold_access(f, at)?
             }
             Cx::Join([h, x]) => self.join(id, *h, *x, &env, ctx)?,
+            _ if self.scaled_sum(&node).is_some() => {
+                let (sum, c) = self.scaled_sum(&node).expect("checked");
+                let sum_node = self.expr[sum].clone();
+                let [r, x] = [sum_node.children()[0], sum_node.children()[1]];
+                self.scaled_reduction(id, &sum_node, r, x, Some(c), &env, ctx)?
+            }
             Cx::Sum([r, x]) | Cx::RMax([r, x]) | Cx::RMin([r, x]) | Cx::RProd([r, x]) => {
                 self.reduction(id, &node, *r, *x, &env, ctx)?
             }
@@ -718,12 +733,48 @@ impl<'a> Lower<'a> {
     }
 
     /// A reduction node: one Einsum, with the body fused when it is a map used only here.
+    /// `c · Σ_r x` or `(Σ_r x) · c` with a constant `c` and a reduction read only here: the sum
+    /// and the constant, written as one Einsum `Σ_r x·c`.
+    ///
+    /// The normal form of a constant scale (`1/sqrt(E)`, a temperature constant): since
+    /// `c · Σ_r x = Σ_r x·c`, the scale of a contraction is written inside it, the shape in
+    /// which a kernel applies it once per result (FuseMax's and FlashAttention's scaled scores).
+    fn scaled_sum(&self, node: &Cx) -> Option<(Id, Id)> {
+        let Cx::Mul([a, b]) = node else {
+            return None;
+        };
+        let constant = |id: &Id| matches!(self.expr[*id], Cx::Lit(Lit::Num(_) | Lit::InvSqrt(_)));
+        let sum = |id: &Id| matches!(self.expr[*id], Cx::Sum(_)) && self.uses[usize::from(*id)] == 1;
+        if constant(a) && sum(b) {
+            Some((*b, *a))
+        } else if constant(b) && sum(a) {
+            Some((*a, *b))
+        } else {
+            None
+        }
+    }
+
     fn reduction(
         &mut self,
         id: Id,
         node: &Cx,
         r: Id,
         x: Id,
+        env: &Option<String>,
+        ctx: Option<usize>,
+    ) -> Result<Val, RewriteError> {
+        self.scaled_reduction(id, node, r, x, None, env, ctx)
+    }
+
+    /// A reduction Einsum, its body multiplied by the constant `scale` when there is one.
+    #[allow(clippy::too_many_arguments)]
+    fn scaled_reduction(
+        &mut self,
+        id: Id,
+        node: &Cx,
+        r: Id,
+        x: Id,
+        scale: Option<Id>,
         env: &Option<String>,
         ctx: Option<usize>,
     ) -> Result<Val, RewriteError> {
@@ -740,11 +791,20 @@ impl<'a> Lower<'a> {
             )));
         }
         let rank = self.rank_of_var(&rv)?;
-        let body = if is_map(&self.expr[x]) && self.uses[usize::from(x)] == 1 {
+        let mut body = if is_map(&self.expr[x]) && self.uses[usize::from(x)] == 1 {
             self.map_expr(x, env, ctx)?
         } else {
             self.operand(x, env, ctx)?
         };
+        if let Some(c) = scale {
+            let rhs = self.operand(c, env, ctx)?;
+            body = self.push_expr(Expr::Binary {
+                op: BinaryOp::Mul,
+                merge: BinaryOp::Mul.default_merge(),
+                lhs: body,
+                rhs,
+            });
+        }
         let dims = self.node_dims(usize::from(id), env, ctx)?;
         let reduction = (op != ReduceOp::Sum).then(|| Reduction {
             op,

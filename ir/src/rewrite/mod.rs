@@ -211,7 +211,10 @@ fn saturate(lifted: &Lifted, config: &RewriteConfig) -> Runner<Cx, Scope> {
     let mut fold = BTreeSet::new();
     for r in &config.split_ranks {
         let v = r.to_lowercase();
+        // A fold may run over the rank, its tiles (the 1-pass form) or each tile's elements
+        // (split-K: one fold per tile, combined after the loop).
         fold.insert(tiles.outer(&v));
+        fold.insert(tiles.inner(&v));
         fold.insert(v.clone());
         split.insert(v);
     }

@@ -100,10 +100,14 @@ fn bindings(rule: &str) -> Option<Vec<(&'static str, Bind)>> {
             ("?b", Input("B", &["e", "m"], Finite)),
             ("?c", Input("C", &["f", "m"], Finite)),
         ],
-        "rescale-fold-exp" => vec![
+        "rescale-fold-exp" | "rescale-fold-exp-rev" => vec![
             ("?i", Rank("m")),
             ("?y", Input("Y", &["m", "p"], Scores)),
             ("?w", Input("W", &["f", "m"], Finite)),
+        ],
+        "rescale-fold-exp-bare" | "fold-max" | "fold-max-present" => vec![
+            ("?i", Rank("m")),
+            ("?y", Input("Y", &["m", "p"], Scores)),
         ],
         "rescale-fold-lin" => vec![
             ("?i", Rank("k")),
