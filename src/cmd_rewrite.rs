@@ -32,7 +32,9 @@ pub enum ObjectiveArg {
     Passes,
     /// Fewest ops (flops: a multiply-accumulate counts 2).
     Ops,
-    /// Cheapest on the `--arch` hardware by `--metric` (per-op-kind weights of its units).
+    /// Cheapest on the `--arch` hardware by `--metric` among the forms that stream over the
+    /// rank (a recurrence reads each key once: the 1-pass form, split-K, …); a loop's steps
+    /// are priced on each unit's PEs, so few points per step leave PEs idle.
     Hardware,
 }
 
@@ -239,12 +241,16 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
         sizes.sizes.extend(given.sizes);
     }
     let (cost, model) = cost_model(&args)?;
-    let objective = match args.objective {
-        ObjectiveArg::Passes => Objective::Passes {
+    let objective = match (args.objective, &rank) {
+        (ObjectiveArg::Passes, _) => Objective::Passes {
             rank: rank.clone().unwrap_or_default(),
             cost,
         },
-        ObjectiveArg::Ops | ObjectiveArg::Hardware => Objective::Cost(cost),
+        (ObjectiveArg::Hardware, Some(rank)) => Objective::Streaming {
+            rank: rank.clone(),
+            cost,
+        },
+        (ObjectiveArg::Ops | ObjectiveArg::Hardware, _) => Objective::Cost(cost),
     };
     let config = RewriteConfig {
         objective,
@@ -362,6 +368,47 @@ enum Model {
     Hardware(HardwareCost),
 }
 
+/// An architecture's prices with the parallelism of its units: a step of a loop runs its
+/// points on the PEs of the op's unit, so it takes at least one op's cycles however few points
+/// it has (one query of decode fills a column of a 256×256 array). Energy does not depend on it.
+#[derive(Debug, Clone)]
+struct Parallel {
+    hw: HardwareCost,
+    /// PEs of the unit each op kind is charged on.
+    pes: BTreeMap<OpKind, f64>,
+}
+
+impl Parallel {
+    fn new(arch: &cascade_scheduler::ArchSpec, hw: HardwareCost) -> Parallel {
+        let pes = OpKind::ALL
+            .into_iter()
+            .filter_map(|k| {
+                let unit = &hw.price(k)?.unit;
+                let u = arch.units().iter().find(|u| u.name() == unit)?;
+                Some((k, u.pes() as f64))
+            })
+            .collect();
+        Parallel { hw, pes }
+    }
+}
+
+impl CostModel for Parallel {
+    fn op_cost(&self, kind: OpKind, count: f64) -> f64 {
+        self.hw.op_cost(kind, count)
+    }
+
+    fn op_cost_in_steps(&self, kind: OpKind, count: f64, steps: f64) -> f64 {
+        match (self.hw.metric(), self.pes.get(&kind)) {
+            (Metric::Cycles, Some(&pes)) if steps >= 1.0 && count > 0.0 => {
+                // Unit cycles per op are one PE's cycles over the unit's PEs.
+                let op_cycles = self.hw.weight(kind) * pes;
+                steps * (count / steps / pes).ceil() * op_cycles
+            }
+            _ => self.hw.op_cost(kind, count),
+        }
+    }
+}
+
 impl Model {
     fn describe(&self) -> String {
         match self {
@@ -376,6 +423,9 @@ impl Model {
                         "; no unit executes {}, so a cascade that needs it costs inf",
                         names.join(", ")
                     );
+                }
+                if h.metric() == Metric::Cycles {
+                    text.push_str("; a loop's steps run on each unit's PEs");
                 }
                 text
             }
@@ -415,8 +465,10 @@ fn cost_model(args: &Args) -> anyhow::Result<(Arc<dyn CostModel>, Model)> {
         .into()),
         (None, _) => Ok((Arc::new(OpWeights::flops()), Model::Flops)),
         (Some(arch), _) => {
-            let hw = HardwareCost::new(&arch_load::arch(arch)?, metric);
-            Ok((Arc::new(hw.clone()), Model::Hardware(hw)))
+            let spec = arch_load::arch(arch)?;
+            let hw = HardwareCost::new(&spec, metric);
+            let parallel = Parallel::new(&spec, hw.clone());
+            Ok((Arc::new(parallel), Model::Hardware(hw)))
         }
     }
 }

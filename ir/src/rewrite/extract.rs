@@ -35,6 +35,14 @@ use crate::ops::OpKind;
 pub trait CostModel: fmt::Debug + Send + Sync {
     /// The cost of `count` ops of `kind`.
     fn op_cost(&self, kind: OpKind, count: f64) -> f64;
+
+    /// The cost of `count` ops of `kind` done in `steps` sequential steps (the steps of a
+    /// loop) of `count / steps` independent ops each. A model of parallel hardware charges
+    /// the steps it cannot fill; by default only the count matters.
+    fn op_cost_in_steps(&self, kind: OpKind, count: f64, steps: f64) -> f64 {
+        let _ = steps;
+        self.op_cost(kind, count)
+    }
 }
 
 /// A cost linear in op counts, one weight per op kind.
@@ -71,13 +79,36 @@ pub enum Objective {
     },
     /// The cheapest by `cost` (`OpWeights::flops()` for the `ops` objective).
     Cost(Arc<dyn CostModel>),
+    /// A form that streams over `rank`: a recurrence over the rank or one of its tiles reads
+    /// every element (key) in one pass, so no value per element is kept for a later pass (a
+    /// second pass over per-tile summaries, as split-K's combine makes, is not one over the
+    /// elements); among those the cheapest by `cost`. The design space of FlashAttention and
+    /// FlashDecoding, priced by the caller's hardware.
+    Streaming {
+        rank: String,
+        cost: Arc<dyn CostModel>,
+    },
 }
 
 impl Objective {
-    fn cost(&self) -> &dyn CostModel {
+    pub fn cost(&self) -> &dyn CostModel {
         match self {
-            Objective::Passes { cost, .. } | Objective::Cost(cost) => cost.as_ref(),
+            Objective::Passes { cost, .. }
+            | Objective::Cost(cost)
+            | Objective::Streaming { cost, .. } => cost.as_ref(),
         }
+    }
+
+    /// The rank whose passes the objective counts, if any.
+    pub fn rank(&self) -> Option<&str> {
+        match self {
+            Objective::Passes { rank, .. } | Objective::Streaming { rank, .. } => Some(rank),
+            Objective::Cost(_) => None,
+        }
+    }
+
+    fn streaming(&self) -> bool {
+        matches!(self, Objective::Streaming { .. })
     }
 }
 
@@ -145,6 +176,8 @@ struct Best {
     /// The term lowers to an access with no Einsum of its own (an input, a split input, a
     /// filtered input or a constant).
     leaf: bool,
+    /// The term runs a recurrence over the run's loop variable.
+    folds: bool,
 }
 
 type Bests = HashMap<(Id, Mode), Best>;
@@ -154,8 +187,23 @@ type Bests = HashMap<(Id, Mode), Best>;
 pub struct Extracted {
     pub expr: RecExpr<Cx>,
     pub classes: Vec<Id>,
+    /// Passes over the objective's rank (over its elements for [`Objective::Streaming`]).
     pub passes: u32,
     pub total: f64,
+    /// The term runs a recurrence over the rank (or a tile of it).
+    pub folds: bool,
+}
+
+impl Extracted {
+    /// The objective's order: for streaming, a term with a recurrence first; then passes,
+    /// then cost.
+    fn key(&self, streaming: bool) -> (u32, u32, f64) {
+        (
+            u32::from(streaming && !self.folds),
+            self.passes,
+            self.total,
+        )
+    }
 }
 
 /// The best term for `root` of every extraction run, cheapest first.
@@ -186,9 +234,10 @@ pub fn extract_all_until(
         }
     }
     // Stable: on equal cost the run without folds comes first.
+    let streaming = objective.streaming();
     out.sort_by(|a, b| {
-        (a.passes, a.total)
-            .partial_cmp(&(b.passes, b.total))
+        a.key(streaming)
+            .partial_cmp(&b.key(streaming))
             .unwrap_or(std::cmp::Ordering::Equal)
     });
     out
@@ -216,19 +265,27 @@ fn extract_run(
     deadline: Option<Instant>,
 ) -> Option<Extracted> {
     let tiles = &egraph.analysis.tiles;
-    let rank_vars: Vec<String> = match objective {
-        Objective::Passes { rank, .. } => {
+    let rank_vars: Vec<String> = match objective.rank() {
+        Some(rank) => {
             let v = rank.to_lowercase();
             vec![tiles.outer(&v), tiles.inner(&v), v]
         }
-        Objective::Cost(_) => Vec::new(),
+        None => Vec::new(),
+    };
+    // What counts as traversing the rank: any part of it, or for streaming its elements only
+    // (a value indexed by the outer tile alone is a per-tile summary).
+    let elements: Vec<String> = match objective {
+        Objective::Streaming { .. } => vec![rank_vars[1].clone(), rank_vars[2].clone()],
+        _ => rank_vars.clone(),
     };
     let mdep = |id: Id| rank_vars.iter().any(|v| egraph[id].data.vars.contains(v));
+    let traverses = |id: Id| elements.iter().any(|v| egraph[id].data.vars.contains(v));
     let cx = Ctx {
         egraph,
         objective,
         size,
         mdep: &mdep,
+        traverses: &traverses,
         family: &rank_vars,
         run,
         deadline,
@@ -237,7 +294,7 @@ fn extract_run(
     let root = egraph.find(root);
     cx.reuse_running_states(&mut best, root);
     let top = best.get(&(root, ANY))?;
-    let passes = top.passes;
+    let (passes, folds) = (top.passes, top.folds);
     let total = cx.term_cost(&best, root);
     let mut b = Builder::default();
     let mut build = Build {
@@ -255,6 +312,7 @@ fn extract_run(
         classes,
         passes,
         total,
+        folds,
     })
 }
 
@@ -294,8 +352,8 @@ fn runs(egraph: &CxGraph, checked: bool) -> Vec<Run> {
     out
 }
 
-/// Whether `cand` beats the best so far.
-fn better(cand: &Best, old: Option<&Best>) -> bool {
+/// Whether `cand` beats the best so far (for streaming, a term with a recurrence first).
+fn better(cand: &Best, old: Option<&Best>, streaming: bool) -> bool {
     let Some(old) = old else {
         return true;
     };
@@ -306,7 +364,8 @@ fn better(cand: &Best, old: Option<&Best>) -> bool {
     } else {
         0.0
     };
-    (cand.passes, cand.total) < (old.passes, old.total - slack)
+    let order = |b: &Best| u32::from(streaming && !b.folds);
+    (order(cand), cand.passes, cand.total) < (order(old), old.passes, old.total - slack)
 }
 
 /// What a candidate needs to know besides the bests found so far.
@@ -315,6 +374,8 @@ struct Ctx<'a> {
     objective: &'a Objective,
     size: &'a dyn Fn(&str) -> f64,
     mdep: &'a dyn Fn(Id) -> bool,
+    /// Whether a class traverses the rank (reads it along data a pass goes over).
+    traverses: &'a dyn Fn(Id) -> bool,
     /// The objective's rank variable and its tiles (empty for cost objectives).
     family: &'a [String],
     run: &'a Run,
@@ -345,7 +406,7 @@ impl Ctx<'_> {
                         let Some(cand) = self.candidate(class, mode, node, &best) else {
                             continue;
                         };
-                        if better(&cand, best.get(&(class, mode))) {
+                        if better(&cand, best.get(&(class, mode)), self.objective.streaming()) {
                             best.insert((class, mode), cand);
                             changed = true;
                         }
@@ -439,8 +500,16 @@ impl Ctx<'_> {
         let mut captures: BTreeSet<String> = BTreeSet::new();
         let mut passes = 0u32;
         let mut leaf_children = true;
-        let me_dep = (self.mdep)(class);
+        // Whether the node's value is read along data of the rank (for streaming: its
+        // elements); a pass over the rank is counted where such a read follows a completion.
+        let me_dep = (self.traverses)(class);
         let value_children = value_children(node);
+        let mut folds = match node {
+            Cx::Fold([i, ..]) | Cx::Scan([i, ..]) | Cx::ScanPrev([i, ..]) | Cx::State(i) => {
+                Some(self.rank(*i)) == self.run.var && self.family.contains(&self.rank(*i))
+            }
+            _ => false,
+        };
         for (k, c) in node.children().iter().enumerate() {
             let c = egraph.find(*c);
             if c == class {
@@ -468,6 +537,7 @@ impl Ctx<'_> {
                 }
             }
             captures.extend(cb.captures.iter().cloned());
+            folds |= cb.folds;
             if value_children.contains(&k) {
                 leaf_children &= cb.leaf;
             }
@@ -489,7 +559,7 @@ impl Ctx<'_> {
             }
             self.capture_check(class, node, &mut captures)?;
         }
-        if matches!(node, Cx::At(_) | Cx::State(_)) && me_dep {
+        if matches!(node, Cx::At(_) | Cx::State(_)) && (self.mdep)(class) {
             passes = passes.max(1);
         }
         // The final state of a fold over the rank, read along another part of the rank (a state
@@ -527,6 +597,7 @@ impl Ctx<'_> {
             uses: uses.map(Rc::new),
             captures: Rc::new(captures),
             leaf,
+            folds,
         })
     }
 
@@ -566,32 +637,45 @@ impl Ctx<'_> {
     /// own, but together the recurrence is computed once.
     fn reuse_running_states(&self, best: &mut Bests, root: Id) {
         let keys = self.term_keys(best, root);
-        let mut running: HashSet<[Id; 3]> = HashSet::new();
+        let triple = |node: &Cx| match node {
+            Cx::Fold(ch) | Cx::Scan(ch) | Cx::ScanPrev(ch) => Some(ch.map(|c| self.egraph.find(c))),
+            _ => None,
+        };
+        // How many classes of the term read each recurrence (by rank, initial value and step).
+        let mut running: HashMap<[Id; 3], usize> = HashMap::new();
         for key in &keys {
-            if let Some(Best {
-                node: Cx::Fold(ch) | Cx::Scan(ch) | Cx::ScanPrev(ch),
-                ..
-            }) = best.get(key)
-            {
-                running.insert(ch.map(|c| self.egraph.find(c)));
+            if let Some(t) = best.get(key).and_then(|b| triple(&b.node)) {
+                *running.entry(t).or_default() += 1;
             }
         }
         for (class, mode) in keys {
             let Some(old) = best.get(&(class, mode)) else {
                 continue;
             };
-            if reduction(&old.node).is_none() {
+            // A reduction, or a recurrence no other class reads.
+            let alone = match triple(&old.node) {
+                Some(t) => running.get(&t) == Some(&1),
+                None => reduction(&old.node).is_some(),
+            };
+            if !alone {
                 continue;
             }
             let reuse = self.egraph[class].nodes.iter().find_map(|node| {
-                let Cx::Fold(ch) = node else { return None };
-                if !running.contains(&ch.map(|c| self.egraph.find(c))) {
+                let Cx::Fold(_) = node else { return None };
+                let t = triple(node)?;
+                if running.get(&t).copied().unwrap_or(0) == 0 || Some(t) == triple(&old.node) {
                     return None;
                 }
                 let cand = self.candidate(class, mode, node, best)?;
-                (cand.passes <= old.passes).then_some(cand)
+                (cand.passes <= old.passes && cand.folds >= old.folds).then_some((t, cand))
             });
-            if let Some(cand) = reuse {
+            if let Some((t, cand)) = reuse {
+                if let Some(old_t) = triple(&old.node)
+                    && let Some(n) = running.get_mut(&old_t)
+                {
+                    *n -= 1;
+                }
+                *running.entry(t).or_default() += 1;
                 best.insert((class, mode), cand);
             }
         }
@@ -624,11 +708,14 @@ impl Ctx<'_> {
             None => &egraph[class].data.vars,
         };
         let points: f64 = space.iter().map(|v| (self.size)(v)).product();
+        // A node the loop runs once per step does its points in that many sequential steps.
+        let steps = match &self.run.var {
+            Some(v) if space.contains(v) => (self.size)(v),
+            _ => 1.0,
+        };
         let cost = self.objective.cost();
-        let mut own: f64 = node_ops(node)
-            .iter()
-            .map(|k| cost.op_cost(*k, points))
-            .sum();
+        let price = |k: OpKind, n: f64| cost.op_cost_in_steps(k, n, steps);
+        let mut own: f64 = node_ops(node).iter().map(|k| price(*k, points)).sum();
         // A sum of products is a multiply-accumulate, as `ops::point_ops` counts it: the sum
         // turns the body's multiply into a MAC instead of adding its own add.
         if let Cx::Sum([_, body]) = node {
@@ -638,10 +725,7 @@ impl Ctx<'_> {
                 best.get(&(body, body_mode)).map(|b| &b.node),
                 Some(Cx::Mul(_))
             ) {
-                let (mac, mul) = (
-                    cost.op_cost(OpKind::Mac, points),
-                    cost.op_cost(OpKind::Mul, points),
-                );
+                let (mac, mul) = (price(OpKind::Mac, points), price(OpKind::Mul, points));
                 // An unpriceable multiply already makes the body infinite; ∞ − ∞ would be NaN.
                 own = if mul.is_finite() { mac - mul } else { mac };
             }

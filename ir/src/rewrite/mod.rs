@@ -372,7 +372,7 @@ fn step(line: &str) -> Step {
 /// The rank whose passes are reported: the objective's, else `M`, else the first rank.
 fn pass_rank(cascade: &Cascade, config: &RewriteConfig) -> String {
     match &config.objective {
-        Objective::Passes { rank, .. } => rank.clone(),
+        Objective::Passes { rank, .. } | Objective::Streaming { rank, .. } => rank.clone(),
         Objective::Cost(_) => config
             .split_ranks
             .first()
@@ -465,17 +465,39 @@ fn metrics(
     config: &RewriteConfig,
 ) -> Result<Metrics, RewriteError> {
     let ops = op_totals(cascade, sizes);
-    let cost = match &config.objective {
-        Objective::Passes { cost, .. } | Objective::Cost(cost) => {
-            ops.iter().map(|(k, n)| cost.op_cost(*k, *n)).sum()
-        }
-    };
+    let cost = cascade_cost(cascade, sizes, config.objective.cost());
     // The pass analysis of the cascade is authoritative; the term-level count that extraction
     // minimises (`extract::term_passes`) agrees with it, which the tests check.
     let passes = cascade
         .rank_by_name(pass_rank)
         .map_or(0, |r| crate::passes::passes(cascade, r).passes);
     Ok(Metrics { passes, ops, cost })
+}
+
+/// The cost of a cascade under `cost`: each Einsum's ops over its iteration space, an Einsum
+/// of the loop (its output indexed by the iterative rank) in as many steps as the rank has.
+pub fn cascade_cost(cascade: &Cascade, sizes: &Sizes, cost: &dyn CostModel) -> f64 {
+    let iterative = cascade.iterative_ranks().first().copied();
+    let mut total = 0.0;
+    for id in cascade.einsum_ids() {
+        let points: f64 = cascade
+            .iteration_space(id)
+            .iter()
+            .map(|r| sizes.of_rank(cascade, *r))
+            .product();
+        let mut out = Vec::new();
+        for idx in &cascade.einsum(id).output.indices {
+            idx.collect_vars(&mut out);
+        }
+        let steps = match iterative {
+            Some(r) if out.contains(&r) => sizes.of_rank(cascade, r),
+            _ => 1.0,
+        };
+        for (kind, n) in point_ops(cascade, id) {
+            total += cost.op_cost_in_steps(kind, f64::from(n) * points, steps);
+        }
+    }
+    total
 }
 
 /// Ops of each kind over a whole cascade: per-point ops times the iteration space.
