@@ -1,15 +1,24 @@
 //! Finds architectures and workloads from command-line arguments: a shipped name or a path.
 //!
 //! Shipped files are embedded in the binary (`cascade_scheduler::shipped`), so `--arch fusemax`
-//! works from any directory. A path is read from disk; its cost table is found by name among
-//! the shipped tables, else as `costs/NAME.toml` beside the architecture file.
+//! works from any directory. A path is read from disk. The references inside an architecture
+//! file are confined: its cost table (`costs = NAME`) is a shipped table, else the file
+//! `costs/NAME.toml` beside it, and its cascade (`cascade = …`) a library cascade, else a file
+//! under its directory; a name that would leave that directory (`../x`, `/etc/x`, a symbolic
+//! link out) is refused without reading anything, so no error ever shows another file's text.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use cascade_ir::Cascade;
-use cascade_scheduler::{ArchSpec, ConfigError, Problem, Workloads, shipped};
+use cascade_scheduler::{
+    ArchSpec, BlockMask, ConfigError, MappingOverrides, Problem, RawArch, RawCosts, Workloads,
+    shipped,
+};
 
+use cascade_cli::values;
+
+use crate::files;
 use crate::load;
 use crate::output::UserError;
 
@@ -27,11 +36,19 @@ fn config_error(what: &str, errs: &[ConfigError]) -> anyhow::Error {
 
 /// Loads and validates an architecture (a shipped name or a TOML path).
 pub fn arch(arg: &str) -> anyhow::Result<ArchSpec> {
+    Ok(arch_file(arg)?.0)
+}
+
+/// An architecture and the directory of its file (`None` for a shipped one).
+fn arch_file(arg: &str) -> anyhow::Result<(ArchSpec, Option<PathBuf>)> {
     let path = Path::new(arg);
     let (what, text, dir) = if path.is_file() {
-        let text = fs::read_to_string(path)
-            .map_err(|e| UserError::message(format!("cannot read {arg}: {e}")))?;
-        (arg.to_string(), text, path.parent().map(Path::to_path_buf))
+        let text = fs::read_to_string(path).map_err(|e| files::error("read", path, &e))?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        (arg.to_string(), text, Some(dir))
     } else if let Some(text) = shipped::arch(arg) {
         (format!("arch-configs/{arg}.toml"), text.to_string(), None)
     } else {
@@ -42,20 +59,79 @@ pub fn arch(arg: &str) -> anyhow::Result<ArchSpec> {
         ))
         .into());
     };
-    let costs = |name: &str| {
-        shipped::costs(name).map(str::to_string).or_else(|| {
-            let dir = dir.as_ref()?;
-            fs::read_to_string(dir.join("costs").join(format!("{name}.toml"))).ok()
-        })
+    let raw = RawArch::from_toml(&text).map_err(|e| config_error(&what, &[e]))?;
+    let costs = match raw.costs.as_deref() {
+        None => None,
+        Some(name) => Some(cost_table(&what, name, dir.as_deref())?),
     };
-    shipped::parse_arch(&text, costs).map_err(|errs| config_error(&what, &errs))
+    let spec = shipped::parse_arch(&text, |name| {
+        costs
+            .clone()
+            .or_else(|| shipped::costs(name).map(str::to_string))
+    })
+    .map_err(|errs| config_error(&what, &errs))?;
+    Ok((spec, dir))
+}
+
+/// The text of the cost table an architecture file names: shipped, or `costs/NAME.toml`
+/// under `dir`. A table in a file is checked here, so its errors name that file.
+fn cost_table(what: &str, name: &str, dir: Option<&Path>) -> anyhow::Result<String> {
+    if let Some(text) = shipped::costs(name) {
+        return Ok(text.to_string());
+    }
+    let shipped_names = || {
+        let names: Vec<&str> = shipped::COSTS.iter().map(|c| c.0).collect();
+        names.join(", ")
+    };
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    let found = dir
+        .filter(|_| plain)
+        .and_then(|dir| confined(dir, &Path::new("costs").join(format!("{name}.toml"))));
+    let Some(path) = found else {
+        let beside = match dir {
+            Some(d) => format!(", nor a file {}/costs/{name}.toml", d.display()),
+            None => String::new(),
+        };
+        return Err(UserError::message(format!(
+            "{what}: `costs = \"{name}\"` names no shipped cost table{beside}; name one of {} or a plain file name (letters, digits, `_`, `-`, `.`) of a table in the costs/ folder beside the architecture file",
+            shipped_names()
+        ))
+        .into());
+    };
+    let text = fs::read_to_string(&path).map_err(|e| files::error("read", &path, &e))?;
+    let label = path.display().to_string();
+    RawCosts::from_toml(&text).map_err(|e| config_error(&label, &[e]))?;
+    Ok(text)
+}
+
+/// `relative` under `dir`, when it exists and its real path (links resolved) stays inside
+/// `dir`'s; `None` otherwise.
+fn confined(dir: &Path, relative: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    if !relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)))
+    {
+        return None;
+    }
+    let root = fs::canonicalize(dir).ok()?;
+    let path = fs::canonicalize(dir.join(relative)).ok()?;
+    (path.starts_with(&root) && path.is_file()).then_some(path)
 }
 
 /// Loads an architecture and the cascade it runs (`cascade` overrides the architecture's own),
-/// checking the architecture's explicit bindings against that cascade.
+/// checking the architecture's explicit bindings against that cascade. The architecture's own
+/// cascade is a library cascade, else a file under the architecture file's directory.
 pub fn arch_with_cascade(arg: &str, cascade: Option<&str>) -> anyhow::Result<LoadedArch> {
-    let arch = arch(arg)?;
-    let loaded = load::load(cascade.unwrap_or(arch.cascade()))?;
+    let (arch, dir) = arch_file(arg)?;
+    let loaded = match cascade {
+        Some(c) => load::load(c)?,
+        None => arch_cascade(arg, arch.cascade(), dir.as_deref())?,
+    };
     let cascade = loaded.parsed.cascade;
     let errs = arch.check_binding(&cascade);
     if !errs.is_empty() {
@@ -71,72 +147,205 @@ pub fn arch_with_cascade(arg: &str, cascade: Option<&str>) -> anyhow::Result<Loa
     Ok(LoadedArch { arch, cascade })
 }
 
-/// The workload set: the shipped one, or a TOML path.
+/// The cascade an architecture file names (`cascade = …`), confined as its cost table is.
+fn arch_cascade(arg: &str, name: &str, dir: Option<&Path>) -> anyhow::Result<load::Loaded> {
+    if let Some(loaded) = load::library(name) {
+        return loaded;
+    }
+    let Some(path) = dir.and_then(|d| confined(d, Path::new(name))) else {
+        let names: Vec<&str> = cascade_ir::library::names().collect();
+        let beside = match dir {
+            Some(d) => format!(" nor a file under {}", d.display()),
+            None => String::new(),
+        };
+        return Err(UserError::message(format!(
+            "{arg}: `cascade = \"{name}\"` is neither a library cascade{beside}; name one of {} or a .cascade file in the architecture file's directory",
+            names.join(", ")
+        ))
+        .into());
+    };
+    load::load(&path.display().to_string())
+}
+
+/// The workload set: a shipped one by name (`transformers`, the default, or `llm`), or a TOML
+/// path.
 pub fn workloads(arg: Option<&str>) -> anyhow::Result<Workloads> {
-    let (what, text) = match arg {
-        None => (
-            "arch-configs/workloads/transformers.toml".to_string(),
-            shipped::WORKLOADS.to_string(),
+    let arg = arg.unwrap_or("transformers");
+    let (what, text) = match shipped::workload_set(arg) {
+        Some(text) if !Path::new(arg).is_file() => (
+            format!("arch-configs/workloads/{arg}.toml"),
+            text.to_string(),
         ),
-        Some(path) => (
-            path.to_string(),
-            fs::read_to_string(path)
-                .map_err(|e| UserError::message(format!("cannot read {path}: {e}")))?,
-        ),
+        _ => {
+            if !Path::new(arg).is_file() {
+                let names: Vec<&str> = shipped::WORKLOAD_SETS.iter().map(|w| w.0).collect();
+                return Err(UserError::message(format!(
+                    "`{arg}` is neither a file nor a shipped workload set; give a path to a .toml file or one of: {}",
+                    names.join(", ")
+                ))
+                .into());
+            }
+            (
+                arg.to_string(),
+                fs::read_to_string(arg).map_err(|e| files::error("read", Path::new(arg), &e))?,
+            )
+        }
     };
     let raw =
         cascade_scheduler::RawWorkloads::from_toml(&text).map_err(|e| config_error(&what, &[e]))?;
     Workloads::new(raw).map_err(|errs| config_error(&what, &errs))
 }
 
-/// Parses `1k,4k,64k` (k = 1024, M = 1024²) into sequence lengths.
+/// Parses `1k,4k,64k` (k = 1024, M = 1024²) into sequence lengths (see [`values::seq_list`]).
 pub fn seq_list(arg: &str) -> anyhow::Result<Vec<u64>> {
-    arg.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| match cascade_ir::shape::parse_size(s) {
-            Some(v) if v > 0 => Ok(v as u64),
-            _ => Err(UserError::message(format!(
-                "cannot read sequence length `{s}`; write numbers with optional k/M suffixes, e.g. 1k,4k,64k"
-            ))
-            .into()),
-        })
-        .collect()
+    values::seq_list(arg).map_err(|e| UserError::message(e.0).into())
 }
 
-/// The problems for `--workload NAME|all` and `--seq LIST` (default: the workload file's lengths).
+/// Which points of a workload set: prefill, decode or both, and the decode batches.
+#[derive(Debug, Clone, Default)]
+pub struct Points {
+    /// `prefill`, `decode` or `all`; default: every scenario the file has.
+    pub scenario: Option<String>,
+    /// Decode batches (`1,16`), instead of the file's.
+    pub batch: Option<String>,
+}
+
+/// The problems for `--workload NAME|all`, `--seq LIST` (prefill lengths and decode cache
+/// lengths; default: the file's) and the scenarios and batches of `points`.
+pub fn points(
+    workloads: &Workloads,
+    workload: &str,
+    seq: Option<&str>,
+    points: &Points,
+) -> anyhow::Result<Vec<Problem>> {
+    let scenario = points.scenario.as_deref().unwrap_or("all");
+    let (prefill, decode) = match scenario {
+        "all" => (true, true),
+        "prefill" => (true, false),
+        "decode" => (false, true),
+        other => {
+            return Err(UserError::message(format!(
+                "--scenario `{other}`: use prefill, decode or all"
+            ))
+            .into());
+        }
+    };
+    let models = models(workloads, workload)?;
+    let mut out = Vec::new();
+    if prefill {
+        let seqs = match seq {
+            Some(s) => seq_list(s)?,
+            None => workloads.seq().to_vec(),
+        };
+        out.extend(
+            models
+                .iter()
+                .flat_map(|m| seqs.iter().map(|&s| workloads.problem(m, s))),
+        );
+    }
+    match (decode, workloads.decode()) {
+        (true, Some(d)) => {
+            let kvs = match seq {
+                Some(s) => seq_list(s)?,
+                None => d.kv.clone(),
+            };
+            let batches = match &points.batch {
+                Some(b) => seq_list(b)?,
+                None => d.batch.clone(),
+            };
+            for m in &models {
+                for &kv in &kvs {
+                    for &b in &batches {
+                        out.push(workloads.decode_problem(m, kv, b));
+                    }
+                }
+            }
+        }
+        (true, None) if scenario == "decode" => {
+            return Err(UserError::message(
+                "this workload set has no decode points; use --workloads llm or add a [decode] table",
+            )
+            .into());
+        }
+        _ => {}
+    }
+    Ok(out)
+}
+
+fn models<'a>(
+    workloads: &'a Workloads,
+    workload: &str,
+) -> anyhow::Result<Vec<&'a cascade_scheduler::Model>> {
+    if workload.eq_ignore_ascii_case("all") {
+        return Ok(workloads.models().iter().collect());
+    }
+    let mut picked = Vec::new();
+    for name in workload.split(',') {
+        match workloads.model(name.trim()) {
+            Some(m) => picked.push(m),
+            None => {
+                let names: Vec<&str> = workloads.models().iter().map(|m| m.name()).collect();
+                return Err(UserError::message(format!(
+                    "no workload `{name}`; use `all` or one of: {}",
+                    names.join(", ")
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(picked)
+}
+
+/// The prefill problems for `--workload NAME|all` and `--seq LIST` (default: the workload
+/// file's lengths).
 pub fn problems(
     workloads: &Workloads,
     workload: &str,
     seq: Option<&str>,
 ) -> anyhow::Result<Vec<Problem>> {
-    let models: Vec<_> = if workload.eq_ignore_ascii_case("all") {
-        workloads.models().iter().collect()
-    } else {
-        let mut picked = Vec::new();
-        for name in workload.split(',') {
-            match workloads.model(name.trim()) {
-                Some(m) => picked.push(m),
-                None => {
-                    let names: Vec<&str> = workloads.models().iter().map(|m| m.name()).collect();
-                    return Err(UserError::message(format!(
-                        "no workload `{name}`; use `all` or one of: {}",
-                        names.join(", ")
-                    ))
-                    .into());
-                }
-            }
+    let scenario = Points {
+        scenario: Some("prefill".into()),
+        batch: None,
+    };
+    points(workloads, workload, seq, &scenario)
+}
+
+/// The cascade each problem runs: `chosen` (`--cascade`) for all, else the one the workload
+/// names for the model, else the architecture's own; each loaded once and checked against the
+/// architecture's explicit bindings.
+pub fn cascades_for(
+    arch_arg: &str,
+    arch: &ArchSpec,
+    chosen: Option<&str>,
+    problems: &[Problem],
+) -> anyhow::Result<Vec<Cascade>> {
+    let mut loaded: Vec<(String, Cascade)> = Vec::new();
+    let mut out = Vec::with_capacity(problems.len());
+    for p in problems {
+        let name = chosen
+            .or(p.cascade.as_deref())
+            .unwrap_or(arch.cascade())
+            .to_string();
+        if let Some((_, c)) = loaded.iter().find(|(n, _)| *n == name) {
+            out.push(c.clone());
+            continue;
         }
-        picked
-    };
-    let seqs = match seq {
-        Some(s) => seq_list(s)?,
-        None => workloads.seq().to_vec(),
-    };
-    Ok(models
-        .iter()
-        .flat_map(|m| seqs.iter().map(|&s| workloads.problem(m, s)))
-        .collect())
+        let cascade = load::load(&name)?.parsed.cascade;
+        let errs = arch.check_binding(&cascade);
+        if !errs.is_empty() {
+            return Err(config_error(
+                &format!(
+                    "{arch_arg} (architecture `{}` running cascade `{}`)",
+                    arch.name(),
+                    cascade.name
+                ),
+                &errs,
+            ));
+        }
+        loaded.push((name, cascade.clone()));
+        out.push(cascade);
+    }
+    Ok(out)
 }
 
 /// Adds the sizes of `--shape NAME=SIZE,…` (ranks the workload does not give, such as a window
@@ -147,9 +356,10 @@ pub fn add_shape(problems: &mut [Problem], shape: Option<&str>) -> anyhow::Resul
         .parse()
         .map_err(|e: cascade_ir::ShapeError| UserError::message(e.to_string()))?;
     for (name, &size) in &spec.sizes {
-        if size < 1 {
+        if !(1..=cascade_ir::shape::MAX_SIZE).contains(&size) {
             return Err(UserError::message(format!(
-                "rank {name} has size {size} in --shape: sizes must be at least 1"
+                "rank {name} has size {size} in --shape: sizes must be between 1 and {}",
+                cascade_ir::shape::MAX_SIZE
             ))
             .into());
         }
@@ -169,4 +379,73 @@ pub fn seq_label(seq: u64) -> String {
     } else {
         seq.to_string()
     }
+}
+
+/// A mapping file (`--mapping FILE`): the choices that override the scheduler's.
+pub fn mapping(path: Option<&str>) -> anyhow::Result<MappingOverrides> {
+    let Some(path) = path else {
+        return Ok(MappingOverrides::default());
+    };
+    let text = fs::read_to_string(path)
+        .map_err(|e| UserError::message(format!("cannot read {path}: {e}")))?;
+    MappingOverrides::from_toml(&text).map_err(|errs| config_error(path, &errs))
+}
+
+/// Reads `--block-mask NAME=FILE` arguments: which blocks of the mask input NAME attend. A
+/// `.npy` file holds a 2-D array (key blocks × query blocks) where non-zero attends; any other
+/// file is text, one line per key block of `0`/`1` (or `.`/`#`) per query block, with `//`
+/// lines as comments.
+pub fn block_masks(args: &[String]) -> anyhow::Result<Vec<(String, BlockMask)>> {
+    let mut out = Vec::new();
+    for arg in args {
+        let Some((name, path)) = arg.split_once('=') else {
+            return Err(UserError::message(format!(
+                "cannot read --block-mask `{arg}`; write NAME=FILE, e.g. BM=layout.npy"
+            ))
+            .into());
+        };
+        let bytes =
+            fs::read(path).map_err(|e| UserError::message(format!("cannot read {path}: {e}")))?;
+        let bad = |why: String| UserError::message(format!("block mask {path}: {why}"));
+        let (rows, cols, bits) = if path.ends_with(".npy") {
+            let header = crate::npy::read_header(&bytes).map_err(|e| bad(e.to_string()))?;
+            let data = crate::npy::read_data(&bytes, &header).map_err(|e| bad(e.to_string()))?;
+            let [rows, cols] = header.shape[..] else {
+                return Err(bad(format!(
+                    "a block mask is 2-D (key blocks × query blocks), not of shape {:?}",
+                    header.shape
+                ))
+                .into());
+            };
+            let bits = data.iter().map(|&x| x != 0.0).collect();
+            (rows, cols, bits)
+        } else {
+            let text = String::from_utf8(bytes).map_err(|_| bad("not text".into()))?;
+            let lines: Vec<Vec<bool>> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("//"))
+                .map(|l| {
+                    l.chars()
+                        .filter(|c| !c.is_whitespace() && *c != ',')
+                        .map(|c| match c {
+                            '1' | '#' => Ok(true),
+                            '0' | '.' => Ok(false),
+                            other => Err(bad(format!(
+                                "`{other}` is not a block: write 1 or # (attends) and 0 or . (masked)"
+                            ))),
+                        })
+                        .collect::<Result<Vec<bool>, UserError>>()
+                })
+                .collect::<Result<_, _>>()?;
+            let cols = lines.first().map_or(0, Vec::len);
+            if lines.iter().any(|l| l.len() != cols) {
+                return Err(bad("every line needs one entry per query block".into()).into());
+            }
+            (lines.len(), cols, lines.into_iter().flatten().collect())
+        };
+        let mask = BlockMask::new(rows as u64, cols as u64, bits).map_err(bad)?;
+        out.push((name.trim().to_string(), mask));
+    }
+    Ok(out)
 }

@@ -1,13 +1,12 @@
 //! `cascade codegen FILE|NAME --target cuda|hip|cpp --out DIR`: write a kernel source, its C
 //! header and a README with the build line.
 
-use std::fs;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use cascade_codegen::{CodegenError, DType, GpuSchedule, Target, emit};
 use serde_json::json;
 
+use crate::files;
 use crate::load;
 use crate::output::{Format, UserError, print_json};
 
@@ -55,9 +54,14 @@ pub struct Args {
     /// Warps per block; the query tile is warps × 16 × warp size / 32 rows.
     #[arg(long)]
     pub warps: Option<u32>,
-    /// Directory to write the source, header and README into (created if missing).
+    /// Directory to write the source, header and README into (created if missing; refused
+    /// when it holds anything, unless --force).
     #[arg(long)]
     pub out: PathBuf,
+    /// Write into a non-empty --out directory, replacing the kernel's three files there (other
+    /// files are kept).
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
@@ -82,15 +86,13 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
         schedule.block_n = n;
     }
     if let Some(w) = args.warps {
-        schedule.block_m = schedule.block_m / schedule.warps * w;
-        schedule.warps = w;
+        schedule = schedule.with_warps(target, w);
     }
     let kernel = emit(&loaded.parsed.cascade, &schedule, target).map_err(|e| match e {
         CodegenError::Template(_) => anyhow::Error::new(e),
         _ => UserError::message(format!("{}: {e}", loaded.path)).into(),
     })?;
-    fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    files::output_dir(&args.out, "--out", args.force)?;
     let files = [
         (&kernel.source_name, &kernel.source),
         (&kernel.header_name, &kernel.header),
@@ -99,7 +101,7 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
     let mut written = Vec::new();
     for (name, text) in files {
         let path = args.out.join(name);
-        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        files::write_atomic(&path, text.as_bytes())?;
         written.push(path.display().to_string());
     }
     match format {

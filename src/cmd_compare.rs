@@ -7,7 +7,7 @@ use comfy_table::{Table, presets};
 use serde_json::json;
 
 use crate::arch_load::{self, LoadedArch, seq_label};
-use crate::output::{OutputFormat, print_csv, print_json};
+use crate::output::{OutputFormat, check_finite, print_csv, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -56,6 +56,7 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
         &baselines.iter().map(config).collect::<Vec<_>>(),
         &problems,
     );
+    check_ratios(&cmp)?;
     match format {
         OutputFormat::Csv => print_csv(csv_records(&cmp, args.end_to_end))?,
         OutputFormat::Json => print_json(&comparison_json(&cmp)),
@@ -111,6 +112,43 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Every ratio the comparison reports is finite, or it is an error (see `check_finite`).
+fn check_ratios(cmp: &Comparison) -> anyhow::Result<()> {
+    let fields = |ratios: &[Option<Ratio>]| -> Vec<(&'static str, f64)> {
+        ratios
+            .iter()
+            .flatten()
+            .flat_map(|r| [("speedup", r.speedup), ("energy ratio", r.energy)])
+            .collect()
+    };
+    for r in &cmp.rows {
+        for report in std::iter::once(&r.subject)
+            .chain(&r.baselines)
+            .filter_map(Evaluation::report)
+        {
+            let fields = crate::cmd_simulate::report_fields(report);
+            check_finite(&crate::cmd_simulate::report_label(report), &fields)?;
+        }
+        let what = format!(
+            "{} against {} at {} {}",
+            cmp.subject,
+            cmp.baselines.join(", "),
+            r.workload,
+            seq_label(r.seq)
+        );
+        check_finite(&what, &fields(&r.attention))?;
+        check_finite(&format!("{what} (end to end)"), &fields(&r.end_to_end))?;
+    }
+    let what = format!(
+        "{} against {} (mean)",
+        cmp.subject,
+        cmp.baselines.join(", ")
+    );
+    check_finite(&what, &fields(&cmp.mean_attention))?;
+    check_finite(&what, &fields(&cmp.mean_end_to_end))?;
     Ok(())
 }
 

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::eval_io::{self, Dumped};
 use crate::load;
 use crate::npy::{NpyElement, tuple};
-use crate::output::{Format, UserError, print_json};
+use crate::output::{Format, UserError, num, print_json};
 
 /// Element type of the evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -57,6 +57,56 @@ pub struct Args {
     /// Evaluate in f64 or f32 (inputs are read or drawn in f64 and rounded).
     #[arg(long, value_enum, default_value_t = Dtype::F64)]
     pub dtype: Dtype,
+    /// Refuse shapes whose evaluation would allocate more than this many bytes (k/M/G/T/P
+    /// suffixes, powers of 1024); the estimate is made before anything is allocated.
+    #[arg(long, value_name = "BYTES", default_value = "4G")]
+    pub max_memory: String,
+}
+
+/// Bytes the evaluation allocates, estimated from the shape before anything is allocated: the
+/// inputs in f64 (drawn or read) and rounded to the dtype, every tensor's values and presence,
+/// a copy of the largest (an Einsum that reads its own output), the outputs' checksums, the
+/// reference's copy of the inputs and its output, and one tensor's `.npy` bytes for --dump.
+fn memory_estimate(c: &Cascade, shape: &Shape, dtype: Dtype) -> Option<u64> {
+    let p = cascade_ir::eval::points(c, shape)?;
+    let elem: u64 = match dtype {
+        Dtype::F64 => 8,
+        Dtype::F32 => 4,
+    };
+    let [total, inputs, outputs, largest] =
+        [p.total, p.inputs, p.outputs, p.largest].map(|n| n as u64);
+    let terms = [
+        inputs.checked_mul(8 + elem + 8)?,
+        total.checked_add(largest)?.checked_mul(elem + 1)?,
+        outputs.checked_mul(8 + 8)?,
+        largest.checked_mul(elem)?,
+    ];
+    terms.iter().try_fold(0u64, |acc, t| acc.checked_add(*t))
+}
+
+/// Refuses a shape whose evaluation would need more than `--max-memory`.
+fn check_memory(c: &Cascade, shape: &Shape, args: &Args) -> anyhow::Result<()> {
+    use cascade_cli::values::{self, MAX_MEMORY_BYTES, human_bytes};
+    let limit = values::bytes(&args.max_memory, "--max-memory", MAX_MEMORY_BYTES)
+        .map_err(|e| UserError::message(e.0))?;
+    let need = memory_estimate(c, shape, args.dtype);
+    match need {
+        Some(need) if need <= limit => Ok(()),
+        Some(need) => Err(UserError::message(format!(
+            "--shape {}: evaluating {} would allocate about {need} bytes ({}), more than --max-memory {} ({}); evaluate a smaller shape or raise --max-memory",
+            args.shape,
+            c.name,
+            human_bytes(need),
+            args.max_memory,
+            human_bytes(limit)
+        ))
+        .into()),
+        None => Err(UserError::message(format!(
+            "--shape {}: the tensors of {} hold more points than a 64-bit count; evaluate a smaller shape",
+            args.shape, c.name
+        ))
+        .into()),
+    }
 }
 
 /// Relative error (to the largest finite reference magnitude) under which the result counts as
@@ -274,6 +324,7 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
     let loaded = load::load(&args.target)?;
     let c = &loaded.parsed.cascade;
     let shape = resolve_shape(c, &args.shape)?;
+    check_memory(c, &shape, &args)?;
     let (inputs, source) = match &args.inputs {
         Some(dir) => {
             let files = eval_io::read_inputs(dir, c, &shape, &args.shape)?;
@@ -443,9 +494,9 @@ impl Report<'_> {
                 "name": s.name,
                 "dims": s.dims,
                 "present": s.present,
-                "sum": s.sum,
-                "sum_of_squares": s.sum_sq,
-                "max_abs": s.max_abs,
+                "sum": num(s.sum),
+                "sum_of_squares": num(s.sum_sq),
+                "max_abs": num(s.max_abs),
                 "nan": s.nan,
                 "inf": s.inf,
             })).collect::<Vec<_>>(),
@@ -464,9 +515,9 @@ fn comparison_json(c: &Cascade, cmp: &Comparison) -> Value {
                 "recognised_by": "structure",
                 "roles": roles(c, &v.known),
                 "output": v.output,
-                "max_abs_error": v.max_abs,
-                "max_rel_error": v.max_rel,
-                "reference_max_abs": v.ref_max,
+                "max_abs_error": num(v.max_abs),
+                "max_rel_error": num(v.max_rel),
+                "reference_max_abs": num(v.ref_max),
                 "tolerance": v.tolerance,
                 "output_nan": v.nan,
             "within_tolerance": v.ok,

@@ -53,6 +53,9 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
         .map(|s| resolve_shape(c, s))
         .transpose()?;
     let report = passes(c, rank);
+    if let (Some(shape), Some(spec)) = (&shape, &args.shape) {
+        check_counts(&report, shape, spec)?;
+    }
     let per_rank: Vec<(String, u32)> = top_level_ranks(c)
         .into_iter()
         .map(|r| (c.rank(r).name.clone(), passes(c, r).passes))
@@ -65,7 +68,11 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
             if let (Some(shape), Some(spec)) = (&shape, &args.shape) {
                 println!("op totals at {spec}:");
                 for (kind, poly) in &report.totals {
-                    println!("  {:<5}  {}", kind.name(), poly.eval(shape));
+                    println!(
+                        "  {:<5}  {}",
+                        kind.name(),
+                        poly.checked_eval(shape).unwrap_or(0)
+                    );
                 }
             }
         }
@@ -76,6 +83,23 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
             &per_rank,
             shape.as_ref(),
         )),
+    }
+    Ok(())
+}
+
+/// Every op count at `--shape` fits in 64 bits, or the shape is refused (never a wrapped or
+/// saturated count).
+fn check_counts(report: &PassReport, shape: &Shape, spec: &str) -> anyhow::Result<()> {
+    let per_einsum = report.einsums.iter().flat_map(|e| &e.ops);
+    for (kind, poly) in report.totals.iter().chain(per_einsum) {
+        if poly.checked_eval(shape).is_none() {
+            return Err(UserError::message(format!(
+                "--shape {spec}: the {} count {} is more than a 64-bit integer holds at these sizes; give smaller sizes",
+                kind.name(),
+                poly.display_with(&report.rank_names)
+            ))
+            .into());
+        }
     }
     Ok(())
 }
@@ -93,7 +117,7 @@ fn to_json(
             .map(|(k, p)| {
                 let value = json!({
                     "polynomial": p.display(c).to_string(),
-                    "count": shape.map(|s| p.eval(s)),
+                    "count": shape.and_then(|s| p.checked_eval(s)),
                 });
                 (k.name().to_string(), value)
             })

@@ -8,8 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs;
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +21,7 @@ use serde_json::json;
 
 use crate::arch_load;
 use crate::load;
-use crate::output::{Format, UserError, print_json};
+use crate::output::{Format, UserError, num, print_json};
 
 /// What extraction minimises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -272,8 +270,7 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
     result.cascade.name = name;
     let text = dsl::print(&result.cascade);
     if let Some(path) = &args.out {
-        fs::write(path, &text)
-            .map_err(|e| UserError::message(format!("cannot write --out {path}: {e}")))?;
+        crate::files::write_atomic(std::path::Path::new(path), text.as_bytes())?;
     }
     let ops = |m: &BTreeMap<OpKind, f64>| -> BTreeMap<String, u64> {
         m.iter()
@@ -288,7 +285,7 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
             "cascade": if args.out.is_some() { None } else { Some(&text) },
             "out": args.out,
             "cost_model": model.json(),
-            "cost": { "before": result.before.cost, "after": result.after.cost },
+            "cost": { "before": num(result.before.cost), "after": num(result.after.cost) },
             "passes": { "before": result.before.passes, "after": result.after.passes },
             "ops": { "before": ops(&result.before.ops), "after": ops(&result.after.ops) },
             "stop": result.stop.to_string(),
@@ -308,13 +305,7 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
         Format::Text => {
             if args.out.is_none() {
                 // A closed pipe (`| head`) is not an error of the rewrite.
-                match std::io::stdout()
-                    .lock()
-                    .write_all(format!("{text}\n").as_bytes())
-                {
-                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
-                    _ => {}
-                }
+                crate::output::write_stdout(format!("{text}\n").as_bytes())?;
             }
             let mut out = String::new();
             let show = |m: &BTreeMap<OpKind, f64>| {
@@ -356,7 +347,7 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
                     let _ = writeln!(out, "  {:>3}. {}{dir}", i + 1, s.rule);
                 }
             }
-            let _ = std::io::stderr().lock().write_all(out.as_bytes());
+            eprint!("{out}");
         }
     }
     Ok(())

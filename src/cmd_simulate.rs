@@ -2,14 +2,14 @@
 //! each workload point; a table, JSON or CSV per point, and with `--detail` the schedule itself.
 //! `--engine cycle|both` also runs the cycle-level simulator and reports it beside the model.
 
-use cascade_scheduler::{Outcome, schedule};
+use cascade_scheduler::{Outcome, schedule_with};
 use cascade_sim::cycle::{self, CycleConfig, CycleReport};
 use cascade_sim::{SimReport, simulate};
 use comfy_table::{Table, presets};
 use serde_json::{Value, json};
 
 use crate::arch_load::{self, seq_label};
-use crate::output::{OutputFormat, print_csv, print_json};
+use crate::output::{OutputFormat, UserError, check_finite, print_csv, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,15 +19,25 @@ pub struct Args {
     /// Model name(s) from the workloads file, comma-separated, or `all`.
     #[arg(long, default_value = "all")]
     workload: String,
-    /// Sequence lengths (M = P), e.g. `1k,4k,64k`; default: the workloads file's list.
+    /// Sequence lengths, e.g. `1k,4k,64k`: prefill lengths (M = P) and decode cache lengths (M);
+    /// default: the workload set's.
     #[arg(long)]
     seq: Option<String>,
-    /// Cascade to run instead of the architecture's own: a library name or a file.
+    /// Cascade to run at every point: a library name, a variant or a file; default: the one the
+    /// workload names for each model, else the architecture's own.
     #[arg(long)]
     cascade: Option<String>,
-    /// Workloads file instead of the shipped one.
+    /// Workload set: a shipped one (`transformers`, FuseMax's four encoders, the default;
+    /// `llm`, today's decoder models in prefill and decode) or a TOML path.
     #[arg(long)]
     workloads: Option<String>,
+    /// Which points of the workload set: `prefill`, `decode` or `all` (default: every one it
+    /// has).
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Decode batches, e.g. `1,16,256`; default: the workload set's.
+    #[arg(long)]
+    batch: Option<String>,
     /// Extra rank sizes the workload does not give, e.g. `W=256` for a window.
     #[arg(long)]
     shape: Option<String>,
@@ -45,6 +55,14 @@ pub struct Args {
     /// extrapolating from the steady state; 0 executes every slot.
     #[arg(long, default_value_t = 4096)]
     max_slots: u64,
+    /// A mapping file (binding, tiles, loop order, residency) overriding the scheduler's
+    /// choices; `--detail` prints the mapping used in this format.
+    #[arg(long)]
+    mapping: Option<String>,
+    /// `NAME=FILE`: which blocks of the mask input NAME attend (a .npy array or a text bitmap,
+    /// key blocks × query blocks); masked blocks are skipped. Repeatable.
+    #[arg(long = "block-mask")]
+    block_mask: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -70,13 +88,31 @@ enum Row {
 
 pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
     let format = if args.csv { OutputFormat::Csv } else { format };
-    let loaded = arch_load::arch_with_cascade(&args.arch, args.cascade.as_deref())?;
+    let arch = arch_load::arch(&args.arch)?;
     let workloads = arch_load::workloads(args.workloads.as_deref())?;
-    let mut problems = arch_load::problems(&workloads, &args.workload, args.seq.as_deref())?;
+    let points = arch_load::Points {
+        scenario: args.scenario.clone(),
+        batch: args.batch.clone(),
+    };
+    let mut problems = arch_load::points(&workloads, &args.workload, args.seq.as_deref(), &points)?;
     arch_load::add_shape(&mut problems, args.shape.as_deref())?;
+    let cascades = arch_load::cascades_for(&args.arch, &arch, args.cascade.as_deref(), &problems)?;
+    let running = if cascades.iter().all(|c| c.name == cascades[0].name) {
+        cascades
+            .first()
+            .map_or_else(String::new, |c| c.name.clone())
+    } else {
+        "each model's cascade".to_string()
+    };
+    let overrides = arch_load::mapping(args.mapping.as_deref())?;
+    for (name, mask) in arch_load::block_masks(&args.block_mask)? {
+        for p in &mut problems {
+            p.block_masks.insert(name.clone(), mask.clone());
+        }
+    }
     let mut rows = Vec::new();
-    for p in &problems {
-        match schedule(&loaded.cascade, &loaded.arch, p) {
+    for (p, cascade) in problems.iter().zip(&cascades) {
+        match schedule_with(cascade, &arch, p, &overrides) {
             Ok(Outcome::Scheduled(s)) => {
                 let cy = matches!(args.engine, Some(Engine::Cycle | Engine::Both)).then(|| {
                     let config = CycleConfig {
@@ -84,9 +120,10 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
                         tile_buffers: 2,
                         log_events: 0,
                     };
-                    Box::new(cycle::run(&s, &loaded.arch, &config))
+                    Box::new(cycle::run(&s, &arch, &config))
                 });
-                rows.push(Row::Ok(Box::new(simulate(&s, &loaded.arch)), s, cy))
+                let report = simulate(&s, &arch);
+                rows.push(Row::Ok(Box::new(report), s, cy))
             }
             Ok(Outcome::Infeasible(why)) => rows.push(Row::Infeasible {
                 workload: p.label.clone(),
@@ -96,13 +133,19 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
             Err(e) => {
                 return Err(crate::output::UserError::message(format!(
                     "{e} (cascade {})",
-                    loaded.cascade.name
+                    cascade.name
                 ))
                 .into());
             }
         }
     }
-    let header = [
+    for row in &rows {
+        if let Row::Ok(r, _, cy) = row {
+            check_point(r, cy.as_deref())?;
+        }
+    }
+    let mixed = running == "each model's cascade";
+    let mut header = vec![
         "model",
         "seq",
         "latency_s",
@@ -117,6 +160,9 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
         "e2e_latency_s",
         "e2e_energy_j",
     ];
+    if mixed {
+        header.push("cascade");
+    }
     let cells = |r: &SimReport| -> Vec<String> {
         let util: Vec<String> = r
             .units
@@ -141,21 +187,18 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
             format!("{:.3}", r.tile_mac_energy_share),
             format!("{:.3}", r.spill),
             format!("{:.1}", r.area_mm2),
-            format!(
-                "{:.4e}",
-                r.end_to_end.latency_cycles / loaded.arch.clock_hz()
-            ),
+            format!("{:.4e}", r.end_to_end.latency_cycles / arch.clock_hz()),
             format!("{:.4e}", r.end_to_end.energy_pj * 1e-12),
         ]
     };
     match format {
-        OutputFormat::Csv => print_csv(csv_records(&rows, &loaded.arch, args.engine))?,
+        OutputFormat::Csv => print_csv(csv_records(&rows, &arch, args.engine))?,
         OutputFormat::Json => print_json(&json!({
-            "arch": loaded.arch.name(),
-            "cascade": loaded.cascade.name,
+            "arch": arch.name(),
+            "cascade": running,
             "points": rows.iter().map(|row| match row {
                 Row::Ok(r, s, cy) => {
-                    let mut v = report_json(r, s, &loaded.arch);
+                    let mut v = report_json(r, s, &arch);
                     if let Some(cy) = cy {
                         v["cycle"] = cycle_json(cy);
                         if args.engine == Some(Engine::Both) {
@@ -170,21 +213,21 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
             }).collect::<Vec<_>>(),
         })),
         OutputFormat::Text if args.engine == Some(Engine::Cycle) => {
-            println!(
-                "{} running {} (cycle-level engine)",
-                loaded.arch.name(),
-                loaded.cascade.name
-            );
+            println!("{} running {running} (cycle-level engine)", arch.name());
             println!("{}", cycle_table(&rows, false));
         }
         OutputFormat::Text => {
-            println!("{} running {}", loaded.arch.name(), loaded.cascade.name);
+            println!("{} running {running}", arch.name());
             let mut table = Table::new();
             table.load_style(presets::ASCII_MARKDOWN).set_header(header);
             for row in &rows {
                 match row {
                     Row::Ok(r, _, _) => {
-                        table.add_row(cells(r));
+                        let mut row = cells(r);
+                        if mixed {
+                            row.push(r.cascade.clone());
+                        }
+                        table.add_row(row);
                     }
                     Row::Infeasible {
                         workload,
@@ -203,13 +246,57 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
             if args.detail {
                 for row in &rows {
                     if let Row::Ok(r, s, _) = row {
-                        print_detail(r, s, &loaded.arch);
+                        print_detail(r, s, &arch);
                     }
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Every number a point reports is finite, or the point is an error (see `check_finite`).
+pub fn check_point(r: &SimReport, cy: Option<&CycleReport>) -> anyhow::Result<()> {
+    // Every number of the report, not only those shown (a unit's busy cycles, say).
+    if let Some(bad) = r.non_finite().first() {
+        return Err(UserError::message(format!(
+            "{}: the model gives {bad}, not a finite number; check that the architecture's and the workload's numbers (clock, bandwidths, energies, sizes) are in a physical range",
+            report_label(r)
+        ))
+        .into());
+    }
+    let mut fields = report_fields(r);
+    if let Some(cy) = cy {
+        fields.extend([
+            ("cycle.latency_cycles", cy.latency_cycles),
+            ("cycle.latency_s", cy.latency_s),
+        ]);
+    }
+    Ok(check_finite(&report_label(r), &fields)?)
+}
+
+/// `fusemax running attention_1pass at BERT 1K`.
+pub fn report_label(r: &SimReport) -> String {
+    let seq = seq_label(r.seq);
+    format!("{} running {} at {} {seq}", r.arch, r.cascade, r.workload)
+}
+
+/// The numbers a report's table, CSV and JSON show.
+pub fn report_fields(r: &SimReport) -> Vec<(&'static str, f64)> {
+    let mut fields = vec![
+        ("latency_s", r.latency_s),
+        ("latency_cycles", r.latency_cycles),
+        ("memory_cycles", r.memory_cycles),
+        ("dram_bytes", r.dram_bytes),
+        ("energy_pj", r.energy.total_pj()),
+        ("tile_mac_energy_share", r.tile_mac_energy_share),
+        ("area_mm2", r.area_mm2),
+        ("spill", r.spill),
+        ("end_to_end.latency_cycles", r.end_to_end.latency_cycles),
+        ("end_to_end.energy_pj", r.end_to_end.energy_pj),
+    ];
+    fields.extend(r.units.iter().map(|u| ("utilisation", u.utilisation)));
+    fields
 }
 
 /// CSV: one record per point with every number unrounded (as JSON has it), one utilisation
@@ -332,9 +419,20 @@ fn print_detail(
             phase.buffer_words,
             phase.spill * 100.0
         );
-        println!("  loops: {}", phase.loop_order.join(" / "));
-        for (u, text) in &phase.epochs {
-            println!("  epoch on {}: {text}", arch.unit(*u).name());
+        println!("  loops: {}", phase.loops.lines().join(" / "));
+        for epoch in &phase.epochs {
+            println!("  epoch on {}: {epoch}", arch.unit(epoch.unit).name());
+        }
+        let occ = &phase.occupancy;
+        if occ.empty + occ.partial > 0 {
+            println!(
+                "  tiles by the filters: {} empty, {} partial, {} full; {} key-tile slots run per instance of {}",
+                occ.empty,
+                occ.partial,
+                occ.full,
+                occ.slots(),
+                part.tiles()
+            );
         }
         if phase.stall_per_tile > 0 {
             println!("  drain stall: {} cycles per tile", phase.stall_per_tile);
@@ -370,10 +468,7 @@ fn print_detail(
             ops.join(", "),
             e.cycles_per_point.to_string(),
             if e.per_key_tile {
-                format!(
-                    "{:.0}",
-                    e.cycles as f64 / s.phases[e.phase].partition.tiles() as f64
-                )
+                format!("{:.0}", e.tile_cycles)
             } else {
                 "once".to_string()
             },
@@ -389,6 +484,7 @@ fn print_detail(
         en.buffer_pj * 1e-12,
         en.dram_pj * 1e-12
     );
+    println!("\nmapping (a file for --mapping):\n{}", s.mapping);
 }
 
 fn report_json(
@@ -398,6 +494,7 @@ fn report_json(
 ) -> Value {
     json!({
         "workload": r.workload,
+        "cascade": r.cascade,
         "seq": r.seq,
         "latency_s": r.latency_s,
         "latency_cycles": r.latency_cycles,
@@ -406,14 +503,26 @@ fn report_json(
         "units": r.units.iter().map(|u| json!({
             "name": u.name, "pes": u.pes, "busy_cycles": u.busy_cycles,
             "stall_cycles": u.stall_cycles, "utilisation": u.utilisation,
+            "occupancy": u.occupancy,
         })).collect::<Vec<_>>(),
+        "mapping": s.mapping.to_string(),
         "phases": r.phases.iter().zip(&s.phases).map(|(p, sp)| json!({
             "einsums": p.einsums, "compute_cycles": p.compute_cycles, "memory_cycles": p.memory_cycles,
             "latency_cycles": p.latency_cycles, "bound": p.bound, "spill": p.spill,
             "passes": sp.passes, "m0": sp.partition.m0, "m1": sp.partition.m1,
             "p0": sp.partition.p0, "p1": sp.partition.p1, "p2": sp.partition.p2,
-            "loop_order": sp.loop_order,
-            "epochs": sp.epochs.iter().map(|(u, t)| json!({"unit": arch.unit(*u).name(), "epoch": t})).collect::<Vec<_>>(),
+            "loop_order": sp.loops.lines(),
+            "epochs": sp.epochs.iter().map(|e| json!({
+                "unit": arch.unit(e.unit).name(),
+                "epoch": e.to_string(),
+                "slots": e.slots.iter().map(|slot| slot.iter().map(|i| json!({
+                    "einsum": i.name, "lag": i.lag,
+                })).collect::<Vec<_>>()).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "tiles": {
+                "empty": sp.occupancy.empty, "partial": sp.occupancy.partial,
+                "full": sp.occupancy.full, "slots_run": sp.occupancy.slots(),
+            },
         })).collect::<Vec<_>>(),
         "einsums": r.einsums.iter().map(|e| json!({
             "name": e.name, "unit": e.unit, "cycles": e.cycles, "share": e.share,

@@ -10,8 +10,11 @@ use indicatif::{ParallelProgressIterator, ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::json;
 
+use cascade_cli::values;
+
 use crate::arch_load::{self, seq_label};
-use crate::output::{OutputFormat, UserError, print_csv, print_json};
+use crate::files;
+use crate::output::{OutputFormat, UserError, check_finite, print_csv, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -44,54 +47,46 @@ pub struct Args {
     plot: Option<PathBuf>,
 }
 
-/// Parses `A..B` (powers of two from A to B) or `A..B:S` (A, A+S, … ≤ B).
-fn pe_dims(arg: &str) -> anyhow::Result<Vec<u64>> {
-    let bad = || {
-        UserError::message(format!(
-            "cannot read --pe-dim `{arg}`; write 16..512 (powers of two) or 16..512:16 (a step)"
-        ))
-    };
-    let (range, step) = match arg.split_once(':') {
-        Some((r, s)) => (r, Some(s.trim().parse::<u64>().map_err(|_| bad())?)),
-        None => (arg, None),
-    };
-    let (lo, hi) = range.split_once("..").ok_or_else(bad)?;
-    let lo: u64 = lo.trim().parse().map_err(|_| bad())?;
-    let hi: u64 = hi
-        .trim()
-        .trim_start_matches('=')
-        .parse()
-        .map_err(|_| bad())?;
-    if lo == 0 || hi < lo || step == Some(0) {
-        return Err(bad().into());
-    }
-    Ok(match step {
-        Some(s) => (lo..=hi).step_by(s as usize).collect(),
-        None => std::iter::successors(Some(lo), |&d| d.checked_mul(2))
-            .take_while(|&d| d <= hi)
-            .collect(),
-    })
-}
+/// The most design points one sweep evaluates (array sizes × models × lengths).
+const MAX_DESIGN_POINTS: usize = 1 << 20;
 
-fn bytes(arg: &str, flag: &str) -> anyhow::Result<u64> {
-    match cascade_ir::shape::parse_size(arg) {
-        Some(v) if v > 0 => Ok(v as u64),
-        _ => Err(UserError::message(format!(
-            "cannot read {flag} `{arg}`; write bytes with optional k/M suffixes, e.g. 64k"
-        ))
-        .into()),
-    }
+fn user<T>(r: Result<T, cascade_cli::values::ValueError>) -> anyhow::Result<T> {
+    r.map_err(|e| UserError::message(e.0).into())
 }
 
 pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
     let loaded = arch_load::arch_with_cascade(&args.arch, args.cascade.as_deref())?;
     let workloads = arch_load::workloads(None)?;
     let problems = arch_load::problems(&workloads, &args.workload, Some(&args.seq))?;
-    let dims = pe_dims(&args.pe_dim)?;
+    let dims = user(values::pe_dims(&args.pe_dim))?;
     let (min_buffer, max_buffer) = (
-        bytes(&args.min_buffer, "--min-buffer")?,
-        bytes(&args.max_buffer, "--max-buffer")?,
+        user(values::bytes(
+            &args.min_buffer,
+            "--min-buffer",
+            values::MAX_BUFFER_BYTES,
+        ))?,
+        user(values::bytes(
+            &args.max_buffer,
+            "--max-buffer",
+            values::MAX_BUFFER_BYTES,
+        ))?,
     );
+    if min_buffer > max_buffer {
+        return Err(UserError::message(format!(
+            "--min-buffer {} is larger than --max-buffer {}; give a range from small to large",
+            args.min_buffer, args.max_buffer
+        ))
+        .into());
+    }
+    let count = problems.len().saturating_mul(dims.len());
+    if count > MAX_DESIGN_POINTS {
+        return Err(UserError::message(format!(
+            "the sweep has {count} design points ({} array sizes × {} workload points), more than the limit of {MAX_DESIGN_POINTS}; sweep fewer sizes or lengths",
+            dims.len(),
+            problems.len()
+        ))
+        .into());
+    }
     let jobs: Vec<(usize, u64)> = (0..problems.len())
         .flat_map(|p| dims.iter().map(move |&d| (p, d)))
         .collect();
@@ -127,19 +122,36 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
             slot.1 = marked;
         }
     }
-    let records = csv_records(&problems, &points);
-    if let Some(path) = &args.out {
-        let mut w = csv::Writer::from_path(path)
-            .map_err(|e| UserError::message(format!("cannot write {}: {e}", path.display())))?;
-        for r in &records {
-            w.write_record(r)?;
-        }
-        w.flush()
-            .map_err(|e| UserError::message(format!("cannot write {}: {e}", path.display())))?;
+    for (p, d) in points.iter().filter(|(_, d)| d.infeasible.is_none()) {
+        let what = format!(
+            "{} at {} {} with a {}×{} array",
+            loaded.arch.name(),
+            problems[*p].label,
+            seq_label(problems[*p].seq),
+            d.dim,
+            d.dim
+        );
+        let fields = [
+            ("latency_s", d.latency_s),
+            ("energy_pj", d.energy_pj),
+            ("area_mm2", d.area_mm2),
+        ];
+        check_finite(&what, &fields)?;
     }
-    if let Some(path) = &args.plot {
-        plot(path, &problems, &points)
-            .map_err(|e| UserError::message(format!("cannot draw {}: {e}", path.display())))?;
+    let records = csv_records(&problems, &points);
+    // Both files are made in memory first, so a failure leaves neither half-written.
+    let plot_text = match &args.plot {
+        Some(path) => Some(
+            plot(&problems, &points)
+                .map_err(|e| UserError::message(format!("cannot draw {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    if let Some(path) = &args.out {
+        files::write_atomic(path, &csv_bytes(&records)?)?;
+    }
+    if let (Some(path), Some(text)) = (&args.plot, plot_text) {
+        files::write_atomic(path, text.as_bytes())?;
     }
     match format {
         OutputFormat::Csv => print_csv(&records)?,
@@ -221,8 +233,28 @@ fn csv_records(
     records
 }
 
+/// CSV records as the bytes of a file.
+fn csv_bytes(records: &[Vec<String>]) -> anyhow::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in records {
+        w.write_record(r)?;
+    }
+    w.into_inner()
+        .map_err(|e| anyhow::anyhow!("CSV buffer: {e}"))
+}
+
+/// The SVG text of the latency-against-area plot.
 fn plot(
-    path: &std::path::Path,
+    problems: &[cascade_scheduler::Problem],
+    points: &[(usize, DesignPoint)],
+) -> Result<String, Box<dyn std::error::Error>> {
+    let mut svg = String::new();
+    draw(&mut svg, problems, points)?;
+    Ok(svg)
+}
+
+fn draw(
+    svg: &mut String,
     problems: &[cascade_scheduler::Problem],
     points: &[(usize, DesignPoint)],
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -241,7 +273,7 @@ fn plot(
         l0 = l0.min(d.latency_s);
         l1 = l1.max(d.latency_s);
     }
-    let root = SVGBackend::new(path, (800, 600)).into_drawing_area();
+    let root = SVGBackend::with_string(svg, (800, 600)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .margin(20)

@@ -14,7 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write as _};
 use std::path::Path;
 
 use cascade_ir::eval::{Evaluation, TensorValue};
@@ -267,14 +266,7 @@ fn dump_tensor<T: Float + NpyElement>(
     value: &TensorValue<T>,
     with_presence: bool,
 ) -> anyhow::Result<Dumped> {
-    let write = |file: &str, bytes: Vec<u8>| {
-        write_atomic(dir, file, &bytes).map_err(|e| {
-            UserError::message(format!(
-                "--dump {}: cannot write {file} ({e})",
-                dir.display()
-            ))
-        })
-    };
+    let write = |file: &str, bytes: Vec<u8>| crate::files::write_atomic(&dir.join(file), &bytes);
     let file = format!("{name}.npy");
     write(&file, npy::write(&value.values))?;
     let present_file = if with_presence {
@@ -310,19 +302,4 @@ fn refuse_case_clashes(dir: &Path, names: &[String]) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Writes `dir/file` through a temporary file in `dir` and a rename.
-fn write_atomic(dir: &Path, file: &str, bytes: &[u8]) -> io::Result<()> {
-    let temporary = dir.join(format!(".{file}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = fs::File::create(&temporary)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&temporary, dir.join(file))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temporary);
-    }
-    result
 }

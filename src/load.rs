@@ -22,14 +22,19 @@ pub struct Loaded {
 pub fn source(arg: &str) -> anyhow::Result<(String, String)> {
     let path = Path::new(arg);
     if path.is_file() {
-        let text = fs::read_to_string(path)
-            .map_err(|e| UserError::message(format!("cannot read {arg}: {e}")))?;
+        let text = fs::read_to_string(path).map_err(|e| crate::files::error("read", path, &e))?;
         return Ok((arg.to_string(), text));
     }
     if let Some(text) = library::source(arg) {
         return Ok((format!("ir/cascades/{arg}.cascade"), text.to_string()));
     }
-    let names: Vec<&str> = library::names().collect();
+    if let Some(text) = library::variant_source(arg) {
+        return Ok((
+            format!("ir/cascades/variants/{arg}.cascade"),
+            text.to_string(),
+        ));
+    }
+    let names: Vec<&str> = library::names().chain(library::variant_names()).collect();
     let looks_like_path = arg.contains('/') || arg.ends_with(".cascade");
     let what = if looks_like_path {
         format!("no file `{arg}`")
@@ -41,6 +46,25 @@ pub fn source(arg: &str) -> anyhow::Result<(String, String)> {
         names.join(", ")
     ))
     .into())
+}
+
+/// The library cascade `name`, parsed and verified, if there is one (never a file).
+pub fn library(name: &str) -> Option<anyhow::Result<Loaded>> {
+    let text = library::source(name)?;
+    Some(checked(
+        format!("ir/cascades/{name}.cascade"),
+        text.to_string(),
+    ))
+}
+
+fn checked(path: String, source: String) -> anyhow::Result<Loaded> {
+    let parsed =
+        dsl::check(&source, &path).map_err(|d| UserError::diagnostics(&d, &source, &path))?;
+    Ok(Loaded {
+        path,
+        source,
+        parsed,
+    })
 }
 
 /// Loads and parses `arg`; syntax errors become a user error with diagnostics.
@@ -58,11 +82,5 @@ pub fn parse(arg: &str) -> anyhow::Result<Loaded> {
 /// Loads, parses and verifies `arg`: what every command that uses a cascade wants.
 pub fn load(arg: &str) -> anyhow::Result<Loaded> {
     let (path, source) = source(arg)?;
-    let parsed =
-        dsl::check(&source, &path).map_err(|d| UserError::diagnostics(&d, &source, &path))?;
-    Ok(Loaded {
-        path,
-        source,
-        parsed,
-    })
+    checked(path, source)
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io::{IsTerminal, Write as _};
 
-use cascade_ir::dsl::{Diagnostics, line_col};
+use cascade_ir::dsl::{Diagnostics, LineIndex};
 use serde_json::{Value, json};
 
 /// How a command prints its result (and its errors).
@@ -22,12 +22,12 @@ pub enum OutputFormat {
     #[value(alias = "table")]
     Text,
     Json,
-    /// One CSV record per point (simulate, compare, sweep).
+    /// One CSV record per point (simulate, compare, sweep, zoo).
     Csv,
 }
 
 /// The commands that print `--format csv`.
-pub const CSV_COMMANDS: [&str; 3] = ["simulate", "compare", "sweep"];
+pub const CSV_COMMANDS: [&str; 4] = ["simulate", "compare", "sweep", "zoo"];
 
 impl OutputFormat {
     /// The format for a command that prints text or JSON only; `--format csv` is a user error.
@@ -96,10 +96,11 @@ impl std::error::Error for UserError {}
 /// Each diagnostic as `{file, line, column, end_line, end_column, message, label, hint}`
 /// (1-based lines and columns).
 pub fn diagnostics_json(diags: &Diagnostics, source: &str, path: &str) -> Value {
+    let lines = LineIndex::new(source);
     diags
         .iter()
         .map(|d| {
-            let (line, column) = line_col(source, d.span.start);
+            let (line, column) = lines.line_col(d.span.start);
             // A span that ends on a newline ("expected … at the end of the line") ends on its line.
             let covers_newline = source
                 .get(d.span.clone())
@@ -109,7 +110,7 @@ pub fn diagnostics_json(diags: &Diagnostics, source: &str, path: &str) -> Value 
             } else {
                 d.span.end
             };
-            let (end_line, end_column) = line_col(source, end);
+            let (end_line, end_column) = lines.line_col(end);
             json!({
                 "file": path,
                 "line": line,
@@ -127,6 +128,48 @@ pub fn diagnostics_json(diags: &Diagnostics, source: &str, path: &str) -> Value 
 /// Colour diagnostics only for a terminal, and never when `NO_COLOR` is set.
 pub fn stderr_color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// A float for JSON: the number when it is finite, else the string `"NaN"`, `"inf"` or `"-inf"`
+/// (JSON has no such numbers, and `serde_json` would silently write `null`).
+pub fn num(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else if x.is_nan() {
+        json!("NaN")
+    } else if x > 0.0 {
+        json!("inf")
+    } else {
+        json!("-inf")
+    }
+}
+
+/// Refuses to report a result that is not a finite number: `what` names the result (a
+/// workload point), `fields` its reported numbers. JSON has no NaN or infinity and a table
+/// would print a meaningless `NaN` or `0.00x`, so the first non-finite field is an error that
+/// says where it came from.
+pub fn check_finite(what: &str, fields: &[(&str, f64)]) -> Result<(), UserError> {
+    match fields.iter().find(|(_, x)| !x.is_finite()) {
+        None => Ok(()),
+        Some((field, x)) => Err(UserError::message(format!(
+            "{what}: the model gives {field} = {x}, not a finite number; check that the architecture's and the workload's numbers (clock, bandwidths, energies, sizes) are in a physical range"
+        ))),
+    }
+}
+
+/// The user error for output that could not be written to stdout (a full disk, `/dev/full`);
+/// a closed pipe is not reported (see `main`).
+pub fn stdout_error(e: &std::io::Error) -> anyhow::Error {
+    UserError::message(format!("cannot write to standard output: {e}")).into()
+}
+
+/// Writes `text` to stdout; a closed pipe (`| head`) ends the output quietly, any other
+/// failure is a user error.
+pub fn write_stdout(text: &[u8]) -> anyhow::Result<()> {
+    match std::io::stdout().lock().write_all(text) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(stdout_error(&e)),
+        _ => Ok(()),
+    }
 }
 
 /// Prints a JSON value on stdout, pretty.
@@ -152,8 +195,5 @@ where
     let bytes = w
         .into_inner()
         .map_err(|e| anyhow::anyhow!("CSV buffer: {e}"))?;
-    match std::io::stdout().lock().write_all(&bytes) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
+    write_stdout(&bytes)
 }

@@ -32,6 +32,31 @@ impl fmt::Display for Target {
     }
 }
 
+/// The instructions of the fused kernel's two matrix products, which fix how a warp's lanes
+/// own the score and output fragments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatrixPath {
+    /// `mma.sync.aligned.m16n8k16` with f32 accumulation (NVIDIA sm_80 and later).
+    MmaM16n8k16,
+    /// `v_mfma_f32_16x16x16_{f16,bf16}` (AMD CDNA, gfx90a and gfx942, wave64).
+    Mfma16x16x16,
+    /// Scalar FMAs that give each lane the fragment an m16n8k16 MMA would (any warp width).
+    Simt,
+    /// The C++ target's host loops.
+    Scalar,
+}
+
+impl MatrixPath {
+    pub fn name(self) -> &'static str {
+        match self {
+            MatrixPath::MmaM16n8k16 => "mma.sync.m16n8k16",
+            MatrixPath::Mfma16x16x16 => "mfma.16x16x16",
+            MatrixPath::Simt => "simt",
+            MatrixPath::Scalar => "scalar",
+        }
+    }
+}
+
 /// Spellings and capabilities that differ between targets. Text fields are pasted verbatim by
 /// templates; the others are what plan code decides from.
 #[derive(Debug, Clone)]
@@ -43,17 +68,35 @@ pub struct TargetDialect {
     /// rows and key/value tiles are double-buffered, so `block_m` and `stages` are fixed by the
     /// warp count. A host loop (C++) takes any `block_m`.
     pub lockstep_warps: bool,
-    /// Name of the fused kernel's matrix path when the element type has no tensor-core MMA.
-    pub plain_matrix_path: &'static str,
-    /// `(warps, block_n for 4-byte elements, block_n for 2-byte elements)` of
-    /// [`crate::GpuSchedule::suggested`]: tiles that fit the target's shared memory.
-    pub suggested_tiles: (u32, u32, u32),
+    /// `(warps, block_n)` pairs [`crate::GpuSchedule::suggested`] tries in order for the
+    /// tensor-core path and for the scalar one; the first whose tiles fit is suggested.
+    pub tile_preferences: &'static [(u32, u32)],
+    pub scalar_tile_preferences: &'static [(u32, u32)],
+    /// Registers of one multiprocessor (compute unit), the most one thread may use, shared
+    /// memory per multiprocessor and resident threads per multiprocessor: what the
+    /// occupancy-aware plan divides among blocks.
+    pub regs_per_sm: u32,
+    pub max_regs_per_thread: u32,
+    pub smem_per_sm: u32,
+    pub max_threads_per_sm: u32,
+    /// Blocks the split-K launcher aims to fill the device with (about two per multiprocessor
+    /// of a large part).
+    pub target_blocks: u32,
+    /// Rows are copied in granules of this many bytes, so feature sizes and strides must be
+    /// multiples of it (16: one `cp.async` / 128-bit access).
+    pub row_granule_bytes: u32,
     /// The launcher's last ABI parameter (the stream), or `None` where there is none.
     pub stream_param: Option<&'static str>,
+    /// The launcher's workspace parameters (before the stream), or `None` where scratch is
+    /// host memory the launcher allocates itself.
+    pub workspace_params: Option<&'static str>,
     /// A kernel launch with `{kernel}`, `{grid}`, `{block}`, `{smem}` and `{args}` placeholders.
     pub launch_format: &'static str,
-    /// The fast single-precision exponential of the fused kernel's softmax.
-    pub fast_exp: &'static str,
+    /// Definition of `float cascade_exp2(float)`, the fused kernel's softmax exponential
+    /// (`2^x`, the scores carrying log₂e).
+    pub exp2_def: &'static str,
+    /// Vector types of the matrix builtins (HIP's `ext_vector_type`s), empty elsewhere.
+    pub vector_types_def: &'static str,
     /// Lanes that execute in lockstep: 32 on NVIDIA, 64 on CDNA (gfx90a, gfx942), 1 on a CPU.
     pub warp_size: u32,
     /// `#include` lines of the runtime and the 16-bit float types.
@@ -109,6 +152,13 @@ pub struct TypeDialect {
     pub pack2: &'static str,
     /// PTX type of the `mma.sync` operands (`bf16`, `f16`), empty where no MMA exists.
     pub mma_ptx_type: &'static str,
+    /// The matrix instructions of the fused kernel for this element type.
+    pub matrix: MatrixPath,
+    /// The MFMA builtin and its operand vector type (HIP), empty elsewhere.
+    pub mfma_builtin: &'static str,
+    pub mfma_operand: &'static str,
+    /// Definition of `cascade_mfma_elem(float)`, one operand element of the MFMA (HIP).
+    pub mfma_elem_def: &'static str,
 }
 
 impl TargetDialect {
@@ -118,11 +168,29 @@ impl TargetDialect {
                 target,
                 dtypes: &[DType::F16, DType::Bf16, DType::F32],
                 lockstep_warps: true,
-                plain_matrix_path: "simt",
-                suggested_tiles: (4, 32, 64),
+                // 128 query rows per block where 8 warps' tiles fit (FlashAttention-2's tile).
+                tile_preferences: &[
+                    (8, 64),
+                    (8, 32),
+                    (4, 64),
+                    (4, 32),
+                    (4, 16),
+                    (2, 16),
+                    (1, 16),
+                ],
+                scalar_tile_preferences: &[(4, 32), (2, 32), (2, 16), (1, 16)],
+                regs_per_sm: 65536,
+                max_regs_per_thread: 255,
+                // sm_80's 164 KiB (sm_90's 228 KiB holds more, but one binary runs on both).
+                smem_per_sm: 164 * 1024,
+                max_threads_per_sm: 2048,
+                target_blocks: 264,
+                row_granule_bytes: 16,
                 stream_param: Some("void* stream_ptr"),
+                workspace_params: Some("void* workspace, unsigned long long workspace_bytes"),
                 launch_format: "{kernel}<<<{grid}, {block}, {smem}, stream>>>({args});",
-                fast_exp: "__expf",
+                exp2_def: "[[maybe_unused]] static __device__ __forceinline__ float cascade_exp2(float x) {\n  // ex2.approx flushes denormals; the exponents here are <= 0 and underflow to 0 anyway.\n  float r;\n  asm(\"ex2.approx.ftz.f32 %0, %1;\" : \"=f\"(r) : \"f\"(x));\n  return r;\n}",
+                vector_types_def: "",
                 warp_size: 32,
                 includes: "#include <cuda_runtime.h>\n#include <cuda_fp16.h>\n#include <cuda_bf16.h>\n#include <math.h>\n#include <stdint.h>",
                 device_fn: "[[maybe_unused]] static __device__ __forceinline__",
@@ -152,12 +220,28 @@ impl TargetDialect {
                 target,
                 dtypes: &[DType::F16, DType::Bf16, DType::F32],
                 lockstep_warps: true,
-                plain_matrix_path: "simt",
-                // 64 KiB of LDS holds a 64-row query tile and two 32-key stages at head dim 128.
-                suggested_tiles: (2, 32, 32),
+                // 64 KiB of LDS: 8 waves (128 rows) at head dim 64, 4 waves and 32-key stages at 128.
+                tile_preferences: &[
+                    (8, 64),
+                    (8, 32),
+                    (4, 64),
+                    (4, 32),
+                    (4, 16),
+                    (2, 16),
+                    (1, 16),
+                ],
+                scalar_tile_preferences: &[(2, 32), (2, 16), (1, 16)],
+                regs_per_sm: 131072,
+                max_regs_per_thread: 512,
+                smem_per_sm: 64 * 1024,
+                max_threads_per_sm: 2048,
+                target_blocks: 608,
+                row_granule_bytes: 16,
                 stream_param: Some("void* stream_ptr"),
+                workspace_params: Some("void* workspace, unsigned long long workspace_bytes"),
                 launch_format: "hipLaunchKernelGGL({kernel}, {grid}, {block}, {smem}, stream, {args});",
-                fast_exp: "__expf",
+                exp2_def: "[[maybe_unused]] static __device__ __forceinline__ float cascade_exp2(float x) { return exp2f(x); }",
+                vector_types_def: "typedef _Float16 cascade_f16x4 __attribute__((ext_vector_type(4)));\ntypedef short cascade_bf16x4 __attribute__((ext_vector_type(4)));\ntypedef float cascade_f32x4 __attribute__((ext_vector_type(4)));",
                 warp_size: 64,
                 includes: "#include <hip/hip_runtime.h>\n#include <hip/hip_fp16.h>\n#include <hip/hip_bfloat16.h>\n#include <math.h>\n#include <stdint.h>",
                 device_fn: "[[maybe_unused]] static __device__ __forceinline__",
@@ -180,18 +264,27 @@ impl TargetDialect {
                 point_loop_close: "}",
                 smem_attribute: "hipFuncAttributeMaxDynamicSharedMemorySize",
                 max_smem_bytes: 64 * 1024,
-                build_line: "hipcc -O3 -std=c++17 --offload-arch=gfx90a -fPIC -shared",
+                // hipcc picks its platform from what it finds on PATH (nvcc makes it try CUDA).
+                build_line: "HIP_PLATFORM=amd hipcc -O3 -std=c++17 --offload-arch=gfx90a -fPIC -shared",
                 extension: "hip",
             },
             Target::Cpp => TargetDialect {
                 target,
                 dtypes: &[DType::F32],
                 lockstep_warps: false,
-                plain_matrix_path: "scalar",
-                suggested_tiles: (4, 64, 64),
+                tile_preferences: &[(4, 64)],
+                scalar_tile_preferences: &[(4, 64)],
+                regs_per_sm: u32::MAX,
+                max_regs_per_thread: u32::MAX,
+                smem_per_sm: u32::MAX,
+                max_threads_per_sm: u32::MAX,
+                target_blocks: 16,
+                row_granule_bytes: 4,
                 stream_param: None,
+                workspace_params: None,
                 launch_format: "{kernel}({args});",
-                fast_exp: "std::exp",
+                exp2_def: "[[maybe_unused]] static inline float cascade_exp2(float x) { return std::exp2(x); }",
+                vector_types_def: "",
                 warp_size: 1,
                 includes: "#include <algorithm>\n#include <cmath>\n#include <cstdint>\n#include <cstring>\n#include <vector>",
                 device_fn: "[[maybe_unused]] static inline",
@@ -230,30 +323,33 @@ impl TargetDialect {
             .replace("{args}", args)
     }
 
-    /// Query rows each warp of the fused kernel owns: one 16-row MMA slice per 32 lanes.
-    pub fn rows_per_warp(&self) -> u32 {
-        if self.warp_size >= 32 {
-            16 * self.warp_size / 32
-        } else {
-            16
+    /// Query rows each warp of the fused kernel owns: 16 per MFMA wave (its lanes split the
+    /// keys), else one 16-row slice per 32 lanes.
+    pub fn rows_per_warp(&self, dtype: DType) -> u32 {
+        match TargetDialect::types(self.target, dtype).matrix {
+            MatrixPath::Mfma16x16x16 => 16,
+            _ if self.warp_size >= 32 => 16 * self.warp_size / 32,
+            _ => 16,
         }
-    }
-
-    /// `block_n` that fits this target's shared memory for `dtype`.
-    pub fn suggested_block_n(&self, dtype: DType) -> u32 {
-        let (_, wide, narrow) = self.suggested_tiles;
-        if dtype.bytes() >= 4 { wide } else { narrow }
     }
 
     /// Spellings for one element type on this target.
     pub fn types(target: Target, dtype: DType) -> TypeDialect {
         match (target, dtype) {
+            (Target::Cpp, _) => TypeDialect {
+                matrix: MatrixPath::Scalar,
+                ..TargetDialect::types(Target::Cuda, DType::F32)
+            },
             (_, DType::F32) => TypeDialect {
                 elem: "float",
                 to_float: "cascade_f32_to_float",
                 from_float: "cascade_float_to_f32",
                 pack2: "",
                 mma_ptx_type: "",
+                matrix: MatrixPath::Simt,
+                mfma_builtin: "",
+                mfma_operand: "",
+                mfma_elem_def: "",
             },
             (Target::Cuda, DType::F16) => TypeDialect {
                 elem: "__half",
@@ -261,6 +357,10 @@ impl TargetDialect {
                 from_float: "__float2half_rn",
                 pack2: "__floats2half2_rn",
                 mma_ptx_type: "f16",
+                matrix: MatrixPath::MmaM16n8k16,
+                mfma_builtin: "",
+                mfma_operand: "",
+                mfma_elem_def: "",
             },
             (Target::Cuda, DType::Bf16) => TypeDialect {
                 elem: "__nv_bfloat16",
@@ -268,6 +368,10 @@ impl TargetDialect {
                 from_float: "__float2bfloat16_rn",
                 pack2: "__floats2bfloat162_rn",
                 mma_ptx_type: "bf16",
+                matrix: MatrixPath::MmaM16n8k16,
+                mfma_builtin: "",
+                mfma_operand: "",
+                mfma_elem_def: "",
             },
             (Target::Hip, DType::F16) => TypeDialect {
                 elem: "__half",
@@ -275,6 +379,10 @@ impl TargetDialect {
                 from_float: "__float2half",
                 pack2: "",
                 mma_ptx_type: "",
+                matrix: MatrixPath::Mfma16x16x16,
+                mfma_builtin: "__builtin_amdgcn_mfma_f32_16x16x16f16",
+                mfma_operand: "cascade_f16x4",
+                mfma_elem_def: "[[maybe_unused]] static __device__ __forceinline__ _Float16 cascade_mfma_elem(float x) { return static_cast<_Float16>(x); }",
             },
             (Target::Hip, DType::Bf16) => TypeDialect {
                 elem: "hip_bfloat16",
@@ -282,14 +390,11 @@ impl TargetDialect {
                 from_float: "hip_bfloat16",
                 pack2: "",
                 mma_ptx_type: "",
-            },
-            // The C++ target computes in f32 only; `plan` rejects other types before this.
-            (Target::Cpp, _) => TypeDialect {
-                elem: "float",
-                to_float: "cascade_f32_to_float",
-                from_float: "cascade_float_to_f32",
-                pack2: "",
-                mma_ptx_type: "",
+                matrix: MatrixPath::Mfma16x16x16,
+                // The `_1k` form (gfx90a and later) takes four bf16 per lane, like f16.
+                mfma_builtin: "__builtin_amdgcn_mfma_f32_16x16x16bf16_1k",
+                mfma_operand: "cascade_bf16x4",
+                mfma_elem_def: "[[maybe_unused]] static __device__ __forceinline__ short cascade_mfma_elem(float x) { return static_cast<short>(hip_bfloat16(x).data); }",
             },
         }
     }

@@ -54,6 +54,9 @@ pub struct Buffer {
 pub struct GenericPlan {
     pub launcher: String,
     pub abi_params: String,
+    /// The workspace query's parameters and the launcher's size arguments passed on.
+    pub size_params: String,
+    pub size_args: String,
     pub why_not_fused: String,
     /// C definitions of the operator table's helper functions.
     pub op_helpers: Vec<String>,
@@ -94,7 +97,9 @@ pub fn plan(c: &Cascade, d: &TargetDialect, why_not_fused: String) -> Result<Gen
     Ok(GenericPlan {
         op_helpers: cexpr::c_helpers().into_iter().map(String::from).collect(),
         launcher: format!("cascade_{}", c.name),
-        abi_params: abi_params(c, d),
+        abi_params: sizes::abi_params(c, d),
+        size_params: sizes::size_params(c),
+        size_args: sizes::size_args(c),
         why_not_fused,
         ctx_fields: ctx_fields(c),
         size_setup: sizes::size_setup(c, &|r| format!("c.s_{}", c.rank(r).name), ""),
@@ -118,25 +123,6 @@ fn launch(d: &TargetDialect, kernel: &str, points: &str) -> String {
         "{{ const long long n = {points}; if (n > 0) {{ {} }} }}",
         d.launch(kernel, &grid, &format!("dim3({THREADS})"), "0", "c, it, n")
     )
-}
-
-fn abi_params(c: &Cascade, d: &TargetDialect) -> String {
-    let mut params: Vec<String> = inputs(c)
-        .map(|t| format!("const void* {}", c.tensor(t).name))
-        .collect();
-    params.extend(
-        c.outputs
-            .iter()
-            .map(|&t| format!("void* {}", c.tensor(t).name)),
-    );
-    params.push("int batch".into());
-    params.extend(
-        sizes::abi_sizes(c)
-            .iter()
-            .map(|&r| format!("long long {}", c.rank(r).name)),
-    );
-    params.extend(d.stream_param.map(String::from));
-    params.join(", ")
 }
 
 fn ctx_fields(c: &Cascade) -> Vec<String> {
@@ -803,19 +789,61 @@ struct ExprEmitter<'a> {
     emitted: BTreeMap<ExprId, (String, String)>,
 }
 
+/// One step of [`ExprEmitter::value`]'s walk: a node to number (its operands after it), or a
+/// numbered node whose operands are done.
+enum Frame {
+    Enter(ExprId),
+    Exit(ExprId, usize),
+}
+
 impl ExprEmitter<'_> {
-    fn value(&mut self, id: ExprId) -> (String, String) {
-        let k = self.next;
-        self.next += 1;
-        let (v, p) = (format!("x{k}"), format!("q{k}"));
+    /// Emits the expression rooted at `root` and returns its value and presence names. Nodes
+    /// are numbered in pre-order and their statements come in post-order, operands left to
+    /// right, walked with an explicit stack so that no expression's depth reaches the stack.
+    fn value(&mut self, root: ExprId) -> (String, String) {
+        let mut frames = vec![Frame::Enter(root)];
+        let mut results: Vec<(String, String)> = Vec::new();
+        while let Some(frame) = frames.pop() {
+            let (id, k) = match frame {
+                Frame::Enter(id) => {
+                    let k = self.next;
+                    self.next += 1;
+                    match self.c.expr(id) {
+                        Expr::Unary(_, arg) => {
+                            frames.extend([Frame::Exit(id, k), Frame::Enter(*arg)]);
+                            continue;
+                        }
+                        Expr::Binary { lhs, rhs, .. } => {
+                            frames.extend([
+                                Frame::Exit(id, k),
+                                Frame::Enter(*rhs),
+                                Frame::Enter(*lhs),
+                            ]);
+                            continue;
+                        }
+                        Expr::Access(_) | Expr::Const(_) => (id, k),
+                    }
+                }
+                Frame::Exit(id, k) => (id, k),
+            };
+            let (v, p) = (format!("x{k}"), format!("q{k}"));
+            self.node(id, &v, &p, &mut results);
+            self.emitted.insert(id, (v.clone(), p.clone()));
+            results.push((v, p));
+        }
+        results.pop().unwrap_or_default()
+    }
+
+    /// The statements of one node, its operands' names taken from `results`.
+    fn node(&mut self, id: ExprId, v: &str, p: &str, results: &mut Vec<(String, String)>) {
         match self.c.expr(id) {
-            Expr::Access(a) => self.access(a, &v, &p),
+            Expr::Access(a) => self.access(a, v, p),
             Expr::Const(konst) => self.lines.push(format!(
                 "const float {v} = {}; const bool {p} = true;",
                 cexpr::constant(konst, self.names)
             )),
             Expr::Unary(op, arg) => {
-                let (av, ap) = self.value(*arg);
+                let (av, ap) = results.pop().unwrap_or_default();
                 let value = match (op, self.c.expr(*arg)) {
                     // exp(x - c) is 0 when x is a present -inf, as for sub-then-exp (`eval`
                     // does the same).
@@ -838,22 +866,15 @@ impl ExprEmitter<'_> {
                     "const bool {p} = {ap}; const float {v} = {p} ? {value} : 0.0f;"
                 ));
             }
-            Expr::Binary {
-                op,
-                merge,
-                lhs,
-                rhs,
-            } => {
-                let (a, pa) = self.value(*lhs);
-                let (b, pb) = self.value(*rhs);
+            Expr::Binary { op, merge, .. } => {
+                let (b, pb) = results.pop().unwrap_or_default();
+                let (a, pa) = results.pop().unwrap_or_default();
                 let (present, value) = merged(*op, *merge, (&a, &pa), (&b, &pb));
                 self.lines.push(format!(
                     "const bool {p} = {present}; const float {v} = {p} ? ({value}) : 0.0f;"
                 ));
             }
         }
-        self.emitted.insert(id, (v.clone(), p.clone()));
-        (v, p)
     }
 
     /// A load: absent where a filter fails (checked first, so an index the filter protects is

@@ -2,20 +2,22 @@
 //!
 //! [`plan`] turns a cascade and a [`GpuSchedule`] into a [`KernelPlan`]: every tile size, loop
 //! bound, buffer name and C expression the source needs, computed here in Rust. The templates
-//! under `codegen/templates/{cuda,hip,cpp}/` only lay that plan out as text, and every
+//! under `codegen/templates/{cuda,hip,cpp,common}/` only lay that plan out as text, and every
 //! CUDA-vs-HIP-vs-C++ difference comes from one [`TargetDialect`] table. [`emit`] renders it.
 //! Both lowerings take when each Einsum runs from [`cascade_ir::plan::LoopPlan`], the
 //! interpreter's own schedule.
 //!
 //! Two lowerings:
-//! * **fused** — a cascade whose Einsums form the online-softmax structure (FuseMax Cascade 5,
-//!   with any filters on the scores) becomes one FlashAttention-2-style kernel: a query tile per
-//!   block, a loop over key/value tiles with tiles outside every filter skipped (`tiles.rs`
-//!   classifies them soundly for every comparison), the two products on tensor cores
-//!   (`mma.sync.m16n8k16`, fp16/bf16 on CUDA) or a portable SIMT path, running
-//!   max/denominator/numerator in registers and the deferred division at the end. A filter it
-//!   cannot honour (on the values, on another Einsum's output, over another variable) sends
-//!   the cascade to the generic lowering;
+//! * **fused** — a cascade that [`pattern::recognise`] describes as attention (the 1-pass
+//!   online softmax, the 3-pass or deferred softmax, the split-K form, or weighted attention
+//!   without a max; any score function of `Q·K`, masks, heads, layouts and epilogue) becomes
+//!   one FlashAttention-2-style kernel (two for split-K): a query tile per block, key/value tiles
+//!   skipped where the mask holds nowhere (`tiles.rs` classifies them soundly for every
+//!   comparison), the two products on tensor cores (`mma.sync.m16n8k16`, CUDA fp16/bf16), matrix
+//!   cores (`v_mfma_f32_16x16x16`, HIP fp16/bf16) or scalar FMAs, the online softmax in base 2
+//!   in registers, and the outputs from the final numerator, denominator and max. What it
+//!   cannot honour (a filter on the values or the head dimension, a computed `Q`, an Einsum
+//!   with no role) sends the cascade to the generic lowering with the reason;
 //! * **generic** — any other valid cascade becomes one kernel per Einsum over global memory, with
 //!   presence, merges, filters, reductions and iterative ranks as the IR semantics define them.
 //!   What the interpreter would fail on while running (an index that may leave its tensor, a
@@ -28,8 +30,12 @@
 //! # ABI
 //!
 //! Every source, fused or generic, exports the same launcher for a cascade:
-//! `extern "C" int cascade_<name>(inputs…, outputs…, int batch, long long <size>…[, void* stream])`
-//! returning 0 or a `CASCADE_ERR_*` code. The sizes ([`abi_sizes`]) are every rank that is not
+//! `extern "C" int cascade_<name>(inputs…, outputs…, int batch, long long <size>…[, void*
+//! workspace, unsigned long long workspace_bytes][, void* stream])` returning 0 or a
+//! `CASCADE_ERR_*` code (the C++ target has neither workspace nor stream). A GPU launcher is
+//! stream-ordered; with a workspace of `cascade_<name>_workspace_bytes(batch, <size>…)` bytes it
+//! allocates nothing (so it can be captured in a CUDA graph), and given `nullptr` it uses one
+//! buffer it allocates on first use and grows. The sizes ([`abi_sizes`]) are every rank that is not
 //! the outer part of a split, in declaration order: the plain ranks, the params, and the inner
 //! rank of each split (`M0` of `split M -> M1 M0`, declared after `M`). An inner size of 0 asks
 //! for the interpreter's default, `gcd(parent, 64)` ([`cascade_ir::shape::Shape::resolve`] given
@@ -121,14 +127,68 @@ pub struct GpuSchedule {
     pub ldmatrix: bool,
 }
 
+/// The most threads a block may have on every GPU target.
+pub const MAX_THREADS_PER_BLOCK: u32 = 1024;
+/// The most warps a block may have on any target (fewer where warps are wider).
+pub const MAX_WARPS: u32 = 32;
+/// The largest key tile (`block_n`).
+pub const MAX_BLOCK_N: u32 = 1024;
+/// The largest head dimension the fused kernel is specialised for.
+pub const MAX_HEAD_DIM: u32 = 1024;
+
 impl GpuSchedule {
+    /// The same schedule with `warps` warps per block and the query tile that goes with them
+    /// (`warps × rows per warp`); [`GpuSchedule::check`] refuses a count out of range.
+    pub fn with_warps(mut self, target: Target, warps: u32) -> GpuSchedule {
+        self.block_m = warps.saturating_mul(TargetDialect::of(target).rows_per_warp(self.dtype));
+        self.warps = warps;
+        self
+    }
+
+    /// The most warps per block on `target`.
+    pub fn max_warps(target: Target) -> u32 {
+        let warp_size = TargetDialect::of(target).warp_size.max(1);
+        (MAX_THREADS_PER_BLOCK / warp_size).min(MAX_WARPS)
+    }
+
+    /// Every field in its range for `target`, each refusal naming the field, its limit and the
+    /// fix. [`plan`] calls it first, so no lowering ever sees a zero or wrapped tile size.
+    pub fn check(&self, target: Target) -> Result<()> {
+        let bad = |field, reason: String| Err(CodegenError::Schedule { field, reason });
+        let max_warps = GpuSchedule::max_warps(target);
+        if !(1..=max_warps).contains(&self.warps) {
+            return bad(
+                "warps",
+                format!(
+                    "{} is not between 1 and {max_warps}, the most warps of a block on {target}",
+                    self.warps
+                ),
+            );
+        }
+        for (field, value, max) in [
+            ("block_n", self.block_n, MAX_BLOCK_N),
+            ("head_dim", self.head_dim, MAX_HEAD_DIM),
+        ] {
+            if value == 0 || !value.is_multiple_of(16) || value > max {
+                return bad(
+                    field,
+                    format!("{value} is not a positive multiple of 16 up to {max}"),
+                );
+            }
+        }
+        if self.block_m == 0 {
+            return bad("block_m", "must be at least 1".into());
+        }
+        Ok(())
+    }
+
     /// A schedule that fits `target`'s shared memory for `dtype` at `head_dim`.
     pub fn suggested(target: Target, dtype: DType, head_dim: u32) -> GpuSchedule {
         let d = TargetDialect::of(target);
-        let warps = d.suggested_tiles.0;
+        let (warps, block_n) = fused::suggest(&d, dtype, head_dim);
         GpuSchedule {
-            block_m: warps * d.rows_per_warp(),
-            block_n: d.suggested_block_n(dtype),
+            block_m: warps * d.rows_per_warp(dtype),
+            block_n,
             warps,
             stages: 2,
             dtype,
@@ -180,7 +240,13 @@ impl KernelPlan {
         let s = &self.schedule;
         match &self.lowering {
             Lowering::Fused(p) => format!(
-                "fused online-softmax kernel: block_m={} block_n={} warps={} stages={} dtype={} head_dim={} matrix={}{} smem={}B",
+                "fused attention kernel ({}{}): block_m={} block_n={} warps={} stages={} dtype={} head_dim={} matrix={}{}{} smem={}B regs~{} min_blocks={}",
+                p.form,
+                if p.split {
+                    ", split-K + combine kernels"
+                } else {
+                    ""
+                },
                 p.block_m,
                 p.block_n,
                 p.warps,
@@ -189,7 +255,14 @@ impl KernelPlan {
                 p.head_dim,
                 p.matrix_path,
                 if p.ldmatrix { "+ldmatrix" } else { "" },
-                p.smem_bytes
+                if p.mma && !p.q_in_registers {
+                    " q-from-smem"
+                } else {
+                    ""
+                },
+                p.smem_bytes,
+                p.registers,
+                p.min_blocks_per_sm
             ),
             Lowering::Generic(p) => format!(
                 "generic lowering: {} kernels (one per Einsum, one store per output), dtype={} (fused lowering not applicable: {})",
@@ -238,14 +311,9 @@ pub fn plan(cascade: &Cascade, schedule: &GpuSchedule, target: Target) -> Result
             reason: format!("the cascade does not verify: {problem}"),
         });
     }
-    if schedule.block_n == 0 || !schedule.block_n.is_multiple_of(16) {
-        return Err(CodegenError::Schedule {
-            field: "block_n",
-            reason: format!("{} is not a positive multiple of 16", schedule.block_n),
-        });
-    }
+    schedule.check(target)?;
     let found = if schedule.fuse {
-        pattern::match_online_softmax(cascade)
+        pattern::recognise(cascade)
     } else {
         Err("the schedule asks for the generic lowering".to_string())
     };

@@ -7,7 +7,9 @@
 //! be exact.
 
 use cascade_ir::shape::DEFAULT_TILE;
-use cascade_ir::{Cascade, RankId};
+use cascade_ir::{Cascade, RankId, TensorKind};
+
+use crate::TargetDialect;
 
 /// Sizes the launcher takes, in order: every rank that is not the outer part of a split (plain
 /// ranks, params and the inner rank of each split), in declaration order.
@@ -98,4 +100,51 @@ fn is_split_outer(c: &Cascade, r: RankId) -> bool {
 
 fn rank_ids(c: &Cascade) -> impl Iterator<Item = RankId> + '_ {
     (0..c.ranks.len() as u32).map(RankId)
+}
+
+/// The launcher's parameters, the same for both lowerings of a cascade: inputs and outputs in
+/// declaration order, `batch`, the sizes ([`abi_sizes`]), then the target's workspace and
+/// stream parameters.
+pub fn abi_params(c: &Cascade, d: &TargetDialect) -> String {
+    let mut params: Vec<String> = c
+        .tensors
+        .iter()
+        .filter(|t| t.kind == TensorKind::Input)
+        .map(|t| format!("const void* {}", t.name))
+        .collect();
+    params.extend(
+        c.outputs
+            .iter()
+            .map(|&t| format!("void* {}", c.tensor(t).name)),
+    );
+    params.push("int batch".into());
+    params.extend(
+        abi_sizes(c)
+            .iter()
+            .map(|&r| format!("long long {}", c.rank(r).name)),
+    );
+    params.extend(d.workspace_params.map(String::from));
+    params.extend(d.stream_param.map(String::from));
+    params.join(", ")
+}
+
+/// `int batch, long long E, …`: the launcher's size parameters (the workspace query's whole
+/// parameter list).
+pub fn size_params(c: &Cascade) -> String {
+    std::iter::once("int batch".to_string())
+        .chain(
+            abi_sizes(c)
+                .iter()
+                .map(|&r| format!("long long {}", c.rank(r).name)),
+        )
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `batch, E, …`: the size parameters passed on.
+pub fn size_args(c: &Cascade) -> String {
+    std::iter::once("batch".to_string())
+        .chain(abi_sizes(c).iter().map(|&r| c.rank(r).name.clone()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -1,11 +1,12 @@
-//! The fused kernel's mask: which scores of a key tile × query tile can be present.
+//! The fused kernel's mask: where each condition of the scores' presence holds over a key tile
+//! × query tile.
 //!
-//! Filters may use any comparison (`< <= > >= == !=`) over the key `m = m1*M0+m0` (or `m1`
-//! and `m0` on their own), the query `p`, sizes and params, in any conjunction. Each
-//! condition's `lhs - rhs` is bounded by interval arithmetic over the tile (keys
-//! `k_lo..=k_hi`, queries `p_lo..=p_hi`); from that interval the condition holds nowhere in the
-//! tile (it is skipped), everywhere (no per-point test) or maybe (the tile is partial and every
-//! point is tested). Interval arithmetic over-approximates, so "nowhere" and "everywhere" are
+//! Filters may use any comparison (`< <= > >= == !=`) over the key `m` (or the parts of its
+//! split on their own), the query `p`, the heads (one value per block), sizes and params. Each
+//! condition (an *atom* of the presence formula) has its `lhs - rhs` bounded by interval
+//! arithmetic over the tile (keys `k_lo..=k_hi`, queries `p_lo..=p_hi`); from that interval it
+//! holds nowhere in the tile, everywhere (no per-point test) or maybe (tested per point). The
+//! kernel combines the atoms' states in three-valued logic to skip tiles. Interval arithmetic over-approximates, so "nowhere" and "everywhere" are
 //! always right whatever the operator; imprecision only costs per-point tests. (Testing the
 //! four corners of the tile, which this replaces, is only sound for `< <= > >=` over affine
 //! expressions: `m != p` holds at every corner of a diagonal tile.)
@@ -14,55 +15,31 @@ use cascade_ir::{Compare, CompareOp, IndexExpr, RankId};
 
 use crate::cexpr::{self, Names};
 
-/// The ranks the mask ranges over: the key `m` and its split `m1`, `m0`, and the query `p`.
-#[derive(Debug, Clone, Copy)]
+/// The ranks the mask ranges over: the key `m` and the parts of its split, the query `p`, and
+/// variables with one value per block (the heads), whose interval is that value.
+#[derive(Debug, Clone)]
 pub struct MaskRanks {
     pub m: RankId,
-    pub m1: RankId,
-    pub m0: RankId,
+    pub split: Option<(RankId, RankId)>,
     pub p: RankId,
+    pub query_split: Option<(RankId, RankId)>,
+    pub exact: Vec<RankId>,
 }
 
-/// `cond` with every `m1*M0+m0` written as the key `m` itself, so the key's interval is exact.
-pub fn with_keys(cond: &Compare, r: MaskRanks) -> Compare {
-    Compare {
-        lhs: key_form(&cond.lhs, r),
-        op: cond.op,
-        rhs: key_form(&cond.rhs, r),
-    }
-}
-
-fn key_form(e: &IndexExpr, r: MaskRanks) -> IndexExpr {
-    if *e == IndexExpr::tiled(r.m1, r.m0) {
-        return IndexExpr::Var(r.m);
-    }
-    let sub = |x: &IndexExpr| Box::new(key_form(x, r));
-    match e {
-        IndexExpr::Add(a, b) => IndexExpr::Add(sub(a), sub(b)),
-        IndexExpr::Sub(a, b) => IndexExpr::Sub(sub(a), sub(b)),
-        IndexExpr::Mul(a, b) => IndexExpr::Mul(sub(a), sub(b)),
-        other => other.clone(),
-    }
-}
-
-/// The body of the tile classifier: statements ending in `return TILE_*`. `sizes` names sizes
-/// and params in C, `m0_size` is the C name of `|M0|` and `describe` labels each condition.
-pub fn tile_state(
+/// Statements setting `st[k]` for each condition `conds[k]`: `TILE_SKIP` where it holds
+/// nowhere in the tile, `TILE_FULL` where it holds everywhere, `TILE_PARTIAL` otherwise.
+/// `names` names variables and sizes in C; `describe` labels each condition.
+pub fn atom_states(
     conds: &[Compare],
     r: MaskRanks,
-    sizes: &dyn Names,
-    m0_size: &str,
+    names: &dyn Names,
     describe: &dyn Fn(&Compare) -> String,
 ) -> Vec<String> {
-    let mut lines = vec![
-        "const long long k_lo = tile * BLOCK_N, k_hi = k_lo + BLOCK_N - 1;".to_string(),
-        "bool full = true;".to_string(),
-    ];
+    let mut lines = Vec::new();
     for (n, cond) in conds.iter().enumerate() {
         let mut e = Emitter {
-            r,
-            sizes,
-            m0_size,
+            r: r.clone(),
+            sizes: names,
             lines: Vec::new(),
             next: 0,
             prefix: format!("c{n}_"),
@@ -70,17 +47,19 @@ pub fn tile_state(
         lines.push(format!("{{  // {}", describe(cond)));
         let diff = IndexExpr::Sub(Box::new(cond.lhs.clone()), Box::new(cond.rhs.clone()));
         let Some((lo, hi)) = e.interval(&diff) else {
-            lines.push("  full = false;  // no interval for it: test every point".into());
+            lines.push(format!(
+                "  st[{n}] = TILE_PARTIAL;  // no interval for it: test every point"
+            ));
             lines.push("}".into());
             continue;
         };
         lines.extend(e.lines.into_iter().map(|l| format!("  {l}")));
         let (never, always) = verdicts(cond.op, &lo, &hi);
-        lines.push(format!("  if ({never}) return TILE_SKIP;"));
-        lines.push(format!("  full = full && ({always});"));
+        lines.push(format!(
+            "  st[{n}] = ({never}) ? TILE_SKIP : (({always}) ? TILE_FULL : TILE_PARTIAL);"
+        ));
         lines.push("}".into());
     }
-    lines.push("return full ? TILE_FULL : TILE_PARTIAL;".into());
     lines
 }
 
@@ -106,7 +85,6 @@ fn verdicts(op: CompareOp, lo: &str, hi: &str) -> (String, String) {
 struct Emitter<'a> {
     r: MaskRanks,
     sizes: &'a dyn Names,
-    m0_size: &'a str,
     lines: Vec<String>,
     next: usize,
     prefix: String,
@@ -115,17 +93,38 @@ struct Emitter<'a> {
 impl Emitter<'_> {
     /// `(lo, hi)` as C expressions; `None` for a variable outside the mask's ranks.
     fn interval(&mut self, e: &IndexExpr) -> Option<(String, String)> {
-        let r = self.r;
-        let z = self.m0_size;
+        let r = self.r.clone();
+        let inner = r.split.map(|(_, inner)| self.sizes.size(inner));
         Some(match e {
             IndexExpr::Var(v) if *v == r.m => ("k_lo".into(), "k_hi".into()),
             IndexExpr::Var(v) if *v == r.p => ("p_lo".into(), "p_hi".into()),
-            IndexExpr::Var(v) if *v == r.m1 => (format!("(k_lo / {z})"), format!("(k_hi / {z})")),
+            IndexExpr::Var(v) if r.split.is_some_and(|(outer, _)| outer == *v) => {
+                let z = inner.expect("split");
+                (format!("(k_lo / {z})"), format!("(k_hi / {z})"))
+            }
             // m0 is exact inside one M0 block; a tile that crosses blocks sees all of 0..M0.
-            IndexExpr::Var(v) if *v == r.m0 => (
-                format!("(k_lo / {z} == k_hi / {z} ? k_lo % {z} : 0LL)"),
-                format!("(k_lo / {z} == k_hi / {z} ? k_hi % {z} : {z} - 1)"),
-            ),
+            IndexExpr::Var(v) if r.split.is_some_and(|(_, i)| i == *v) => {
+                let z = inner.expect("split");
+                (
+                    format!("(k_lo / {z} == k_hi / {z} ? k_lo % {z} : 0LL)"),
+                    format!("(k_lo / {z} == k_hi / {z} ? k_hi % {z} : {z} - 1)"),
+                )
+            }
+            IndexExpr::Var(v) if r.query_split.is_some_and(|(outer, _)| outer == *v) => {
+                let z = self.sizes.size(r.query_split.expect("split").1);
+                (format!("(p_lo / {z})"), format!("(p_hi / {z})"))
+            }
+            IndexExpr::Var(v) if r.query_split.is_some_and(|(_, i)| i == *v) => {
+                let z = self.sizes.size(r.query_split.expect("split").1);
+                (
+                    format!("(p_lo / {z} == p_hi / {z} ? p_lo % {z} : 0LL)"),
+                    format!("(p_lo / {z} == p_hi / {z} ? p_hi % {z} : {z} - 1)"),
+                )
+            }
+            IndexExpr::Var(v) if r.exact.contains(v) => {
+                let x = self.sizes.var(*v);
+                (x.clone(), x)
+            }
             IndexExpr::Var(_) => return None,
             IndexExpr::Size(_) | IndexExpr::Lit(_) => {
                 let x = cexpr::index(e, self.sizes);

@@ -66,18 +66,21 @@ fn causal_reference(inputs: &BTreeMap<String, ArrayD<f64>>) -> ArrayD<f64> {
 
 #[test]
 fn cpp_target_matches_the_interpreter_on_every_library_cascade() {
-    let fused = [
-        "attention_1pass",
-        "attention_causal_1pass",
-        "attention_masked_1pass",
+    // Every attention form fuses (1-pass, 3-pass, deferred, split-K, sigmoid); linear
+    // attention and the pedagogical reductions are not attention.
+    let generic = [
+        "linear_attention",
+        "pedagogical_1",
+        "pedagogical_2",
+        "pedagogical_3",
     ];
     let mut cases: Vec<Case> = common::library()
         .into_iter()
         .map(|c| {
-            let expect = if fused.contains(&c.name.as_str()) {
-                Expect::Fused
-            } else {
+            let expect = if generic.contains(&c.name.as_str()) {
                 Expect::Generic
+            } else {
+                Expect::Fused
             };
             let sizes = declared(&c, LIBRARY_SIZES);
             Case::new(&c.name.clone(), c, &sizes, expect)
@@ -200,7 +203,8 @@ fn issue_examples_match_the_interpreter_or_are_refused() {
     let mut cases = Vec::new();
     let one_pass = lib("attention_1pass");
 
-    // Post-loop order: an Einsum after the loop that reads only post-loop tensors runs after it.
+    // Post-loop order: an Einsum after the loop that reads only post-loop tensors runs after it
+    // (the fused kernel inlines it into its epilogue).
     let doubled = variant(
         &one_pass,
         "attention_1pass_doubled",
@@ -214,10 +218,11 @@ fn issue_examples_match_the_interpreter_or_are_refused() {
     );
     cases.push(Case::new(
         "post_loop_order",
-        doubled,
+        doubled.clone(),
         RAGGED,
-        Expect::Generic,
+        Expect::Fused,
     ));
+    cases.push(Case::new("post_loop_order_generic", doubled, RAGGED, Expect::Generic).no_fuse());
 
     // A pre-loop full reduction over the iterative rank's parent beside the fold, and a
     // post-loop reduction over the iterative rank itself.
@@ -245,14 +250,23 @@ fn issue_examples_match_the_interpreter_or_are_refused() {
         "gqa_two_groups",
         gqa.clone(),
         "E=16,F=16,M=23,P=9,H=4,G=2",
-        Expect::Generic,
+        Expect::Fused,
     ));
+    cases.push(
+        Case::new(
+            "gqa_two_groups_generic",
+            gqa.clone(),
+            "E=16,F=16,M=23,P=9,H=4,G=2",
+            Expect::Generic,
+        )
+        .no_fuse(),
+    );
     // Only H given: the launcher gets R = 0 and picks gcd(4, 64) = 4, one group, as `eval` does.
     cases.push(Case::new(
         "gqa_default_split",
         gqa,
         "E=16,F=16,M=23,P=9,H=4",
-        Expect::Generic,
+        Expect::Fused,
     ));
 
     // Filters with == and != on the fused kernel's scores, and filters over m or p alone.
@@ -346,7 +360,7 @@ fn issue_examples_match_the_interpreter_or_are_refused() {
         RAGGED,
         Expect::Fused,
     ));
-    // ...elsewhere the recogniser declines it and the generic lowering honours it.
+    // ...and on the output as a condition of its epilogue (absent rows are written as 0).
     let out_av = variant(
         &one_pass,
         "attention_out_av",
@@ -354,10 +368,19 @@ fn issue_examples_match_the_interpreter_or_are_refused() {
     );
     cases.push(Case::new(
         "output_filter_on_av",
-        out_av,
+        out_av.clone(),
         RAGGED,
-        Expect::Generic,
+        Expect::Fused,
     ));
+    cases.push(
+        Case::new(
+            "output_filter_on_av_generic",
+            out_av,
+            RAGGED,
+            Expect::Generic,
+        )
+        .no_fuse(),
+    );
 
     // Out-of-range reads: refused unless a filter keeps the index inside.
     let shift = |name: &str, value: &str| {
@@ -434,13 +457,65 @@ fn issue_examples_match_the_interpreter_or_are_refused() {
     );
     cases.push(
         Case::new(
+            "fused_and_merge_3pass",
+            and_3pass.clone(),
+            RAGGED,
+            Expect::Fused,
+        )
+        .poison("MASK"),
+    );
+    cases.push(
+        Case::new(
             "generic_and_merge_3pass",
             and_3pass,
             RAGGED,
             Expect::Generic,
         )
+        .no_fuse()
         .poison("MASK"),
     );
+    // A ∪-added bias beside a causal filter: masked keys come back with the bias alone as
+    // their score (the masking trap lint warns about); the fused kernel computes exactly that.
+    let union_bias = variant(
+        &lib("attention_masked_1pass"),
+        "attention_masked_causal_union",
+        &[(
+            "Q[e,p] * BK[e,m1,m0]",
+            "Q[e,p] * BK[e,m1,m0 : m1*M0+m0 <= p]",
+        )],
+    );
+    cases.push(Case::new(
+        "fused_union_bias_beside_filter",
+        union_bias,
+        RAGGED,
+        Expect::Fused,
+    ));
+    // A runtime softmax scale (a scalar input) and a per-query temperature.
+    let tau = common::parse(RUNTIME_SCALE, "runtime_scale");
+    cases.push(Case::new(
+        "fused_runtime_scale",
+        tau.clone(),
+        RAGGED,
+        Expect::Fused,
+    ));
+    cases.push(Case::new("generic_runtime_scale", tau, RAGGED, Expect::Generic).no_fuse());
+    // The running max and sum as outputs beside AV (log-sum-exp = MX + log SM).
+    let lse = common::parse(ROW_OUTPUTS, "row_outputs");
+    cases.push(Case::new(
+        "fused_row_outputs",
+        lse.clone(),
+        RAGGED,
+        Expect::Fused,
+    ));
+    cases.push(Case::new("generic_row_outputs", lse, RAGGED, Expect::Generic).no_fuse());
+    // BSHD: the head varies faster than the position in Q, K, V and the output.
+    let bshd = common::parse(BSHD_3PASS, "bshd_3pass");
+    cases.push(Case::new(
+        "fused_bshd_heads",
+        bshd,
+        "E=16,F=16,M=23,P=9,H=3",
+        Expect::Fused,
+    ));
     let merges = common::parse(MERGES, "merges");
     cases.push(Case::new("every_merge", merges, "K=8", Expect::Generic));
 
@@ -507,6 +582,69 @@ fn refused_reads_are_interpreter_errors() {
         );
     }
 }
+
+/// The scores scaled at run time by a scalar input.
+const RUNTIME_SCALE: &str = "cascade runtime_scale
+ranks E F M P
+input Q[E,P] K[E,M] V[F,M] TAU
+
+QK[m,p] = Q[e,p] * K[e, m : m <= p] * TAU
+GM[p]   = max(m) QK[m,p]
+SN[m,p] = exp(QK[m,p] - GM[p])
+SD[p]   = SN[m,p]
+A[m,p]  = SN[m,p] / SD[p]
+AV[f,p] = A[m,p] * V[f,m]
+
+output AV
+";
+
+/// The 1-pass form with its final max and sum as outputs.
+const ROW_OUTPUTS: &str = "cascade row_outputs
+ranks E F M P
+split M -> M1 M0
+input Q[E,P] K[E,M] V[F,M]
+
+init
+BK[e,m1,m0] = K[e, m1*M0+m0]
+BV[f,m1,m0] = V[f, m1*M0+m0]
+RM[0,p]     = -inf
+RD[0,p]     = 0
+RNV[f,0,p]  = 0
+
+einsums
+BQK[m1,m0,p]  = Q[e,p] * BK[e,m1,m0 : m1*M0+m0 <= p] * 1/sqrt(E)
+LM[m1,p]      = max(m0) BQK[m1,m0,p]
+RM[m1+1,p]    = max(RM[m1,p], LM[m1,p])
+SLN[m1,m0,p]  = exp(BQK[m1,m0,p] - RM[m1+1,p])
+SLD[m1,p]     = SLN[m1,m0,p]
+SLNV[f,m1,p]  = SLN[m1,m0,p] * BV[f,m1,m0]
+PRM[m1,p]     = exp(RM[m1,p] - RM[m1+1,p])
+SPD[m1,p]     = RD[m1,p] * PRM[m1,p]
+RD[m1+1,p]    = SLD[m1,p] + SPD[m1,p]
+SPNV[f,m1,p]  = RNV[f,m1,p] * PRM[m1,p]
+RNV[f,m1+1,p] = SLNV[f,m1,p] + SPNV[f,m1,p]
+AV[f,p]       = RNV[f,M1,p] / RD[M1,p]
+MX[p]         = RM[M1,p]
+SM[p]         = RD[M1,p]
+
+stop m1 >= M1
+output AV MX SM
+";
+
+/// Heads between the feature and the position (BSHD).
+const BSHD_3PASS: &str = "cascade bshd_3pass
+ranks E F M P H
+input Q[E,H,P] K[E,H,M] V[F,H,M]
+
+QK[m,p,h] = Q[e,h,p] * K[e,h,m] * 1/sqrt(E)
+GM[p,h]   = max(m) QK[m,p,h]
+SN[m,p,h] = exp(QK[m,p,h] - GM[p,h])
+SD[p,h]   = SN[m,p,h]
+A[m,p,h]  = SN[m,p,h] / SD[p,h]
+AV[f,h,p] = A[m,p,h] * V[f,h,m]
+
+output AV
+";
 
 /// Grouped-query attention: queries `h = g*R + r`, keys and values per group `g`.
 const GQA_3PASS: &str = "cascade gqa_3pass

@@ -1,7 +1,9 @@
-//! Every generated CUDA source compiles for sm_80 and sm_90a (the fused kernels without register
-//! spills and with tensor-core HMMA instructions in the SASS), and every HIP source for gfx90a
-//! and gfx942. Compilers come from scripts/install-gpu-toolchain.sh; under CI=true a missing
-//! one fails the test.
+//! Every generated CUDA source compiles for sm_80 and sm_90a (one nvcc run builds both), the
+//! fused kernels without register spills and with what makes them fast in the SASS:
+//! tensor-core HMMA and LDSM, MUFU.EX2 for the base-2 softmax, LDGSTS (`cp.async`) tile loads
+//! and 128-bit output stores. Every HIP source compiles for gfx90a and gfx942 to ISA text, the
+//! 16-bit fused kernels with MFMA instructions and no scratch. Compilers come from
+//! scripts/install-gpu-toolchain.sh; under CI=true a missing one fails the test.
 
 mod common;
 
@@ -14,6 +16,13 @@ use cascade_ir::Cascade;
 struct Unit {
     label: String,
     kernel: Kernel,
+}
+
+fn zoo(name: &str) -> Cascade {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/data/zoo")
+        .join(format!("{name}.cascade"));
+    common::parse(&std::fs::read_to_string(path).expect("zoo file"), name)
 }
 
 fn units(target: Target) -> Vec<Unit> {
@@ -48,6 +57,23 @@ fn units(target: Target) -> Vec<Unit> {
             kernel: emit(fused, &s, target).expect("emit"),
         });
     }
+    // The zoo's kernel kinds at head dim 128: heads, split-K, sigmoid, soft-capping, ALiBi,
+    // a sink logit and a union of masks.
+    for name in [
+        "gqa_1pass",
+        "split_k_combine",
+        "sigmoid_bias_causal",
+        "softcap_causal_3pass",
+        "alibi_causal_3pass",
+        "sink_logit_1pass",
+        "sinks_window_3pass",
+    ] {
+        let s = GpuSchedule::suggested(target, DType::Bf16, 128);
+        out.push(Unit {
+            label: format!("zoo_{name}"),
+            kernel: emit(&zoo(name), &s, target).expect("emit"),
+        });
+    }
     out
 }
 
@@ -77,6 +103,11 @@ fn write(dir: &Path, u: &Unit) -> PathBuf {
     path
 }
 
+/// How many SASS lines contain `op`.
+fn count(sass: &str, op: &str) -> usize {
+    sass.lines().filter(|l| l.contains(op)).count()
+}
+
 #[test]
 fn cuda_sources_compile_for_sm80_and_sm90a_with_tensor_cores_and_no_spills() {
     let Some(nvcc) = common::tool("CASCADE_NVCC") else {
@@ -88,28 +119,29 @@ fn cuda_sources_compile_for_sm80_and_sm90a_with_tensor_cores_and_no_spills() {
     let dir = common::scratch("cuda");
     let units = units(Target::Cuda);
     assert!(
-        units.iter().filter(|u| u.kernel.fused).count() >= 5,
-        "the 1-pass cascades fuse"
+        units.iter().filter(|u| u.kernel.fused).count() >= 15,
+        "the attention cascades fuse"
     );
-    let jobs: Vec<(&Unit, &str)> = units
-        .iter()
-        .flat_map(|u| [(u, "sm_80"), (u, "sm_90a")])
-        .collect();
-    let reports = parallel(&jobs, |(u, arch)| {
+    let indices: Vec<usize> = (0..units.len()).collect();
+    let reports = parallel(&indices, |&i| {
+        let u = &units[i];
         let src = write(&dir, u);
-        let cubin = dir.join(format!("{}.{arch}.cubin", u.label));
+        let fatbin = dir.join(format!("{}.fatbin", u.label));
         let log = common::run(
             Command::new(&nvcc)
                 .args([
                     "-std=c++17",
                     "-O3",
-                    "-cubin",
-                    &format!("-arch={arch}"),
+                    "-fatbin",
+                    "-gencode",
+                    "arch=compute_80,code=sm_80",
+                    "-gencode",
+                    "arch=compute_90a,code=sm_90a",
                     "-Xptxas",
                     "-v",
                     "-o",
                 ])
-                .arg(&cubin)
+                .arg(&fatbin)
                 .arg(&src),
         );
         // nvdisasm sits next to cuobjdump (the install script puts both there).
@@ -117,12 +149,14 @@ fn cuda_sources_compile_for_sm80_and_sm90a_with_tensor_cores_and_no_spills() {
             Command::new(&cuobjdump)
                 .env("NVDISASM_PATH", cuobjdump.parent().expect("dir"))
                 .arg("-sass")
-                .arg(&cubin),
+                .arg(&fatbin),
         );
-        (*u, *arch, log, sass)
+        (i, log, sass)
     });
-    for (u, arch, log, sass) in reports {
-        let hmma = sass.lines().filter(|l| l.contains("HMMA")).count();
+    for (i, log, sass) in reports {
+        let u = &units[i];
+        let label = &u.label;
+        let hmma = count(&sass, "HMMA");
         if u.kernel.fused {
             let spills: Vec<&str> = log
                 .lines()
@@ -130,41 +164,55 @@ fn cuda_sources_compile_for_sm80_and_sm90a_with_tensor_cores_and_no_spills() {
                     l.contains("spill") && !l.contains(" 0 bytes spill stores, 0 bytes spill loads")
                 })
                 .collect();
-            assert!(
-                spills.is_empty(),
-                "{} on {arch} spills registers:\n{log}",
-                u.label
-            );
+            assert!(spills.is_empty(), "{label} spills registers:\n{log}");
+            for arch in ["sm_80", "sm_90a"] {
+                assert!(
+                    log.contains(&format!("for '{arch}'")),
+                    "{label}: ptxas compiled nothing for {arch}:\n{log}"
+                );
+            }
             assert!(
                 log.contains("Used"),
-                "{} on {arch}: ptxas printed no register usage:\n{log}",
-                u.label
+                "{label}: ptxas printed no register usage:\n{log}"
             );
-            if u.kernel.summary.contains("mma.sync") {
-                assert!(hmma > 0, "{} on {arch}: no HMMA in the SASS", u.label);
-                let ldsm = sass.lines().filter(|l| l.contains("LDSM")).count();
+            let summary = &u.kernel.summary;
+            if summary.contains("mma.sync") {
+                assert!(hmma > 0, "{label}: no HMMA in the SASS");
                 assert_eq!(
-                    ldsm > 0,
-                    u.kernel.summary.contains("+ldmatrix"),
-                    "{} on {arch}: {ldsm} LDSM",
-                    u.label
+                    count(&sass, "LDSM") > 0,
+                    summary.contains("+ldmatrix"),
+                    "{label}: LDSM in the SASS iff the plan loads with ldmatrix"
                 );
             } else {
-                assert_eq!(
-                    hmma, 0,
-                    "{} on {arch}: the SIMT path uses no tensor cores",
-                    u.label
+                assert_eq!(hmma, 0, "{label}: the SIMT path uses no tensor cores");
+            }
+            assert!(
+                count(&sass, "LDGSTS") > 0,
+                "{label}: no cp.async tile loads"
+            );
+            if summary.contains("softmax") {
+                assert!(
+                    count(&sass, "MUFU.EX2") > 0,
+                    "{label}: no base-2 exponential"
+                );
+            }
+            if !summary.contains("split-K") && !summary.contains("f32") {
+                assert!(
+                    count(&sass, "STG.E.128") > 0,
+                    "{label}: the output is not stored 128 bits at a time"
                 );
             }
         }
-        eprintln!("{} {arch}: ok, {hmma} HMMA", u.label);
+        let regs: Vec<&str> = log.lines().filter(|l| l.contains("Used")).collect();
+        eprintln!("{label}: ok, {hmma} HMMA; {}", regs.join(" | ").trim());
     }
 }
 
-/// The host side too (launchers, allocation, launch syntax): shared libraries of a fused and two
-/// generic sources per GPU target, built as their README says.
+/// The host side too (launchers, workspaces, launch syntax): shared libraries of a fused and
+/// two generic sources per GPU target, built with each README's own build line (the HIP one
+/// with nvcc on PATH, which hipcc would otherwise take for a CUDA platform).
 #[test]
-fn launchers_build_into_shared_libraries() {
+fn launchers_build_into_shared_libraries_with_the_readme_build_line() {
     let Some(nvcc) = common::tool("CASCADE_NVCC") else {
         return;
     };
@@ -176,7 +224,11 @@ fn launchers_build_into_shared_libraries() {
     };
     let dir = common::scratch("host");
     let lib = common::library();
-    let names = ["attention_causal_1pass", "attention_3pass", "pedagogical_3"];
+    let names = [
+        "attention_causal_1pass",
+        "attention_2pass_localmax",
+        "pedagogical_3",
+    ];
     let jobs: Vec<(Target, &Cascade)> = [Target::Cuda, Target::Hip]
         .into_iter()
         .flat_map(|t| {
@@ -185,6 +237,12 @@ fn launchers_build_into_shared_libraries() {
                 .map(move |c| (t, c))
         })
         .collect();
+    let path = format!(
+        "{}:{}:{}",
+        nvcc.parent().expect("nvcc dir").display(),
+        hipcc.parent().expect("hipcc dir").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let built = parallel(&jobs, |(target, c)| {
         let kernel = emit(
             c,
@@ -192,48 +250,44 @@ fn launchers_build_into_shared_libraries() {
             *target,
         )
         .expect("emit");
+        // One folder per target: both READMEs name the library lib<symbol>.so.
+        let dir = dir.join(target.name());
+        std::fs::create_dir_all(&dir).expect("target dir");
         let src = dir.join(&kernel.source_name);
         std::fs::write(&src, &kernel.source).expect("write");
-        let so = dir.join(format!("lib{}_{target}.so", kernel.symbol));
-        let mut cmd = match target {
-            Target::Cuda => {
-                let mut cmd = Command::new(&nvcc);
-                cmd.args([
-                    "-O3",
-                    "-std=c++17",
-                    "-arch=sm_80",
-                    "-Xcompiler",
-                    "-fPIC",
-                    "-shared",
-                ])
-                .arg(format!("-L{}", cuda_home.join("lib").display()));
-                cmd
-            }
-            _ => {
-                let mut cmd = Command::new(&hipcc);
-                cmd.args([
-                    "-O3",
-                    "-std=c++17",
-                    "--offload-arch=gfx90a",
-                    "-fPIC",
-                    "-shared",
-                    "-Werror=unused-result",
-                ]);
-                cmd
-            }
-        };
-        common::run(cmd.arg("-o").arg(&so).arg(&src));
+        let so = dir.join(format!("lib{}.so", kernel.symbol));
+        // The README's line: `[VAR=value …] compiler flags… -o lib….so source`.
+        let line = kernel
+            .readme
+            .lines()
+            .find(|l| l.trim_start().contains(" -o lib"))
+            .expect("a build line")
+            .trim()
+            .to_string();
+        let mut words: Vec<String> = line.split_whitespace().map(String::from).collect();
+        let mut cmd = Command::new("env");
+        cmd.env("PATH", &path).current_dir(&dir);
+        if *target == Target::Cuda {
+            // The wheels' toolkit keeps its libraries in lib/, not lib64/.
+            words.push(format!("-L{}", cuda_home.join("lib").display()));
+        } else {
+            words.push("-Werror=unused-result".into());
+        }
+        common::run(cmd.args(&words));
         let size = std::fs::metadata(&so).map(|m| m.len()).unwrap_or(0);
-        (kernel.symbol, *target, size)
+        (kernel.symbol, *target, size, line)
     });
-    for (symbol, target, size) in built {
-        assert!(size > 0, "{symbol} ({target}): no shared library");
-        eprintln!("{symbol} ({target}): {size} bytes");
+    for (symbol, target, size, line) in built {
+        assert!(
+            size > 0,
+            "{symbol} ({target}): no shared library from `{line}`"
+        );
+        eprintln!("{symbol} ({target}): {size} bytes from `{line}`");
     }
 }
 
 #[test]
-fn hip_sources_compile_for_gfx90a_and_gfx942() {
+fn hip_sources_compile_for_gfx90a_and_gfx942_with_matrix_cores_and_no_scratch() {
     let Some(clang15) = common::tool("CASCADE_HIP_CLANG") else {
         return;
     };
@@ -259,7 +313,7 @@ fn hip_sources_compile_for_gfx90a_and_gfx942() {
         } else {
             (&clang15, &libs15)
         };
-        let obj = dir.join(format!("{}.{arch}.co", u.label));
+        let isa = dir.join(format!("{}.{arch}.s", u.label));
         common::run(
             Command::new(clang)
                 .args([
@@ -269,19 +323,40 @@ fn hip_sources_compile_for_gfx90a_and_gfx942() {
                     "--rocm-path=/usr",
                     "-O3",
                     "--cuda-device-only",
-                    "--no-gpu-bundle-output",
+                    "-S",
                     "-Werror=return-type",
                 ])
                 .arg(format!("--hip-device-lib-path={}", libs.display()))
                 .arg(format!("--offload-arch={arch}"))
-                .arg("-c")
                 .arg(&src)
                 .arg("-o")
-                .arg(&obj),
+                .arg(&isa),
         );
-        let size = std::fs::metadata(&obj).map(|m| m.len()).unwrap_or(0);
-        assert!(size > 0, "{} for {arch}: empty code object", u.label);
-        format!("{} {arch}: {size} bytes", u.label)
+        let text = std::fs::read_to_string(&isa).expect("ISA text");
+        let label = &u.label;
+        let mfma = count(&text, "v_mfma_f32_16x16x16");
+        if u.kernel.fused {
+            assert_eq!(
+                mfma > 0,
+                u.kernel.summary.contains("mfma"),
+                "{label} for {arch}: MFMA in the ISA iff the plan uses matrix cores"
+            );
+            if mfma > 0 {
+                let scratch: Vec<&str> = text
+                    .lines()
+                    .filter(|l| l.contains("; ScratchSize:") && !l.ends_with(" 0"))
+                    .collect();
+                assert!(
+                    scratch.is_empty(),
+                    "{label} for {arch} uses scratch: {scratch:?}"
+                );
+            }
+        }
+        let vgprs: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("; TotalNumVgprs:") || l.contains("; Occupancy:"))
+            .collect();
+        format!("{label} {arch}: {mfma} MFMA, {}", vgprs.join(" ").trim())
     });
     for line in done {
         eprintln!("{line}");

@@ -325,23 +325,50 @@ impl Cascade {
         found
     }
 
-    /// Every access in the expression tree rooted at `root`, left to right.
+    /// Every access in the expression tree rooted at `root`, left to right. Iterative, so an
+    /// expression of any depth is walked without recursion.
     pub fn accesses(&self, root: ExprId) -> Vec<&Access> {
         let mut out = Vec::new();
-        self.collect_accesses(root, &mut out);
+        let mut stack = vec![root];
+        while let Some(id) = stack.pop() {
+            match self.expr(id) {
+                Expr::Access(a) => out.push(a),
+                Expr::Const(_) => {}
+                Expr::Unary(_, arg) => stack.push(*arg),
+                Expr::Binary { lhs, rhs, .. } => stack.extend([*rhs, *lhs]),
+            }
+        }
         out
     }
 
-    fn collect_accesses<'a>(&'a self, id: ExprId, out: &mut Vec<&'a Access>) {
-        match self.expr(id) {
-            Expr::Access(a) => out.push(a),
-            Expr::Const(_) => {}
-            Expr::Unary(_, arg) => self.collect_accesses(*arg, out),
-            Expr::Binary { lhs, rhs, .. } => {
-                self.collect_accesses(*lhs, out);
-                self.collect_accesses(*rhs, out);
+    /// The nodes of the expression tree rooted at `root` in post-order, operands left to right
+    /// before their parent: the order a recursive walk would visit them (a node shared by two
+    /// parents appears once per use). Iterative, so any depth is walked without recursion.
+    pub fn post_order(&self, root: ExprId) -> Vec<ExprId> {
+        let mut out = Vec::new();
+        // `(node, children pushed)`: a node is emitted on its second visit.
+        let mut stack = vec![(root, false)];
+        while let Some((id, expanded)) = stack.pop() {
+            if expanded {
+                out.push(id);
+                continue;
+            }
+            stack.push((id, true));
+            match self.expr(id) {
+                Expr::Access(_) | Expr::Const(_) => {}
+                Expr::Unary(_, arg) => stack.push((*arg, false)),
+                Expr::Binary { lhs, rhs, .. } => {
+                    stack.push((*rhs, false));
+                    stack.push((*lhs, false));
+                }
             }
         }
+        out
+    }
+
+    /// For each tensor, the Einsums that write it, in program order.
+    pub fn writers(&self) -> Writers {
+        Writers::of(self)
     }
 
     /// The index variables an Einsum iterates over (output, operands and filters), sorted.
@@ -377,6 +404,44 @@ impl Cascade {
             Some(r) => Some(r.op),
             None if !self.reduced_ranks(id).is_empty() => Some(ReduceOp::Sum),
             None => None,
+        }
+    }
+}
+
+/// The Einsums that write each tensor, in program order, in two flat vectors (one allocation
+/// each however many tensors there are).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Writers {
+    /// `ids[start[t]..start[t + 1]]` write tensor `t`.
+    start: Vec<usize>,
+    ids: Vec<EinsumId>,
+}
+
+impl Writers {
+    fn of(c: &Cascade) -> Writers {
+        let n = c.tensors.len();
+        let mut start = vec![0usize; n + 1];
+        let tensor = |id: EinsumId| c.einsum(id).output.tensor.index();
+        for id in c.einsum_ids().filter(|id| tensor(*id) < n) {
+            start[tensor(id) + 1] += 1;
+        }
+        for t in 0..n {
+            start[t + 1] += start[t];
+        }
+        let mut next = start.clone();
+        let mut ids = vec![EinsumId(0); start[n]];
+        for id in c.einsum_ids().filter(|id| tensor(*id) < n) {
+            ids[next[tensor(id)]] = id;
+            next[tensor(id)] += 1;
+        }
+        Writers { start, ids }
+    }
+
+    /// The writers of `t`, in program order (none for a tensor id out of range).
+    pub fn of_tensor(&self, t: TensorId) -> &[EinsumId] {
+        match (self.start.get(t.index()), self.start.get(t.index() + 1)) {
+            (Some(&a), Some(&b)) => &self.ids[a..b],
+            _ => &[],
         }
     }
 }
@@ -435,30 +500,50 @@ impl IndexExpr {
         }
     }
 
-    /// Evaluates the expression with `var` giving each variable's value and `size` each size.
-    pub fn eval(&self, var: &impl Fn(RankId) -> i64, size: &impl Fn(RankId) -> i64) -> i64 {
-        match self {
+    /// Evaluates the expression with `var` giving each variable's value and `size` each size;
+    /// `None` when a step overflows `i64` (an index near `i64::MAX` is no index of any tensor).
+    pub fn eval(&self, var: &impl Fn(RankId) -> i64, size: &impl Fn(RankId) -> i64) -> Option<i64> {
+        Some(match self {
             IndexExpr::Var(r) => var(*r),
             IndexExpr::Size(r) => size(*r),
             IndexExpr::Lit(k) => *k,
-            IndexExpr::Add(a, b) => a.eval(var, size) + b.eval(var, size),
-            IndexExpr::Sub(a, b) => a.eval(var, size) - b.eval(var, size),
-            IndexExpr::Mul(a, b) => a.eval(var, size) * b.eval(var, size),
+            IndexExpr::Add(a, b) => a.eval(var, size)?.checked_add(b.eval(var, size)?)?,
+            IndexExpr::Sub(a, b) => a.eval(var, size)?.checked_sub(b.eval(var, size)?)?,
+            IndexExpr::Mul(a, b) => a.eval(var, size)?.checked_mul(b.eval(var, size)?)?,
+        })
+    }
+
+    /// How deep the expression nests (a variable, size or literal is 1). Iterative.
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(self, 1)];
+        while let Some((e, d)) = stack.pop() {
+            deepest = deepest.max(d);
+            if let IndexExpr::Add(a, b) | IndexExpr::Sub(a, b) | IndexExpr::Mul(a, b) = e {
+                stack.push((a, d + 1));
+                stack.push((b, d + 1));
+            }
         }
+        deepest
     }
 }
 
 impl Compare {
-    pub fn holds(&self, var: &impl Fn(RankId) -> i64, size: &impl Fn(RankId) -> i64) -> bool {
-        let (l, r) = (self.lhs.eval(var, size), self.rhs.eval(var, size));
-        match self.op {
+    /// Whether the comparison holds; `None` when evaluating a side overflows `i64`.
+    pub fn holds(
+        &self,
+        var: &impl Fn(RankId) -> i64,
+        size: &impl Fn(RankId) -> i64,
+    ) -> Option<bool> {
+        let (l, r) = (self.lhs.eval(var, size)?, self.rhs.eval(var, size)?);
+        Some(match self.op {
             CompareOp::Lt => l < r,
             CompareOp::Le => l <= r,
             CompareOp::Gt => l > r,
             CompareOp::Ge => l >= r,
             CompareOp::Eq => l == r,
             CompareOp::Ne => l != r,
-        }
+        })
     }
 }
 

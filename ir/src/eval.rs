@@ -126,6 +126,10 @@ pub enum EvalError {
     TooLarge { tensor: String, limit: usize },
     #[error("the cascade has several iterative ranks ({ranks}); the interpreter supports one")]
     SeveralIterativeRanks { ranks: String },
+    #[error(
+        "{einsum}: {what} leaves the 64-bit integer range over the iteration space; keep index literals and sizes small enough that every index stays within ±9.2e18"
+    )]
+    IndexOverflow { einsum: String, what: String },
 }
 
 /// The most tensor points one evaluation may hold (8 GiB of f64 values), so that a large
@@ -191,7 +195,12 @@ fn run_loop<T: Element>(
     let size = |r: RankId| shape.size(r);
     let mut r = 0;
     loop {
-        let holds = stop.holds(&|v| if v == rank { r } else { 0 }, &size);
+        let Some(holds) = stop.holds(&|v| if v == rank { r } else { 0 }, &size) else {
+            return Err(EvalError::IndexOverflow {
+                einsum: format!("the stop condition at {var}={r}"),
+                what: "a side of the comparison".into(),
+            });
+        };
         if holds {
             return Ok(());
         }
@@ -232,8 +241,7 @@ impl<T: Element> Store<T> {
             strides: Vec::with_capacity(n),
             all_present: Vec::with_capacity(n),
         };
-        for (i, tensor) in cascade.tensors.iter().enumerate() {
-            let extents = tensor_extents(cascade, shape, TensorId(i as u32));
+        for (tensor, extents) in cascade.tensors.iter().zip(all_extents(cascade, shape)) {
             let len = extents
                 .iter()
                 .try_fold(1usize, |acc, e| acc.checked_mul(*e));
@@ -324,6 +332,75 @@ impl<T: Element> Store<T> {
     }
 }
 
+/// [`tensor_extents`] of every tensor, by id, in one pass over the Einsums.
+pub fn all_extents(cascade: &Cascade, shape: &Shape) -> Vec<Vec<usize>> {
+    let mut state: Vec<Vec<bool>> = cascade
+        .tensors
+        .iter()
+        .map(|t| vec![false; t.ranks.len()])
+        .collect();
+    for e in &cascade.einsums {
+        let t = e.output.tensor.index();
+        for (d, idx) in e.output.indices.iter().enumerate() {
+            let rank = cascade.tensors[t].ranks.get(d);
+            if rank.is_some() && idx.shifted_var().as_ref() == rank {
+                state[t][d] = true;
+            }
+        }
+    }
+    cascade
+        .tensors
+        .iter()
+        .zip(state)
+        .map(|(t, state)| {
+            t.ranks
+                .iter()
+                .zip(state)
+                .map(|(r, s)| shape.size(*r) as usize + usize::from(s))
+                .collect()
+        })
+        .collect()
+}
+
+/// How many points an evaluation of a cascade stores, by kind of tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Points {
+    /// Every tensor at its extent (state tensors at `|R|+1`).
+    pub total: usize,
+    /// The inputs alone.
+    pub inputs: usize,
+    /// The outputs alone.
+    pub outputs: usize,
+    /// The largest single tensor.
+    pub largest: usize,
+}
+
+/// The points [`evaluate`] stores for `cascade` at `shape`, counted without allocating;
+/// `None` when a count overflows `usize`. Callers multiply by their element sizes to estimate
+/// memory before they allocate anything.
+pub fn points(cascade: &Cascade, shape: &Shape) -> Option<Points> {
+    let mut p = Points {
+        total: 0,
+        inputs: 0,
+        outputs: 0,
+        largest: 0,
+    };
+    for (i, extents) in all_extents(cascade, shape).into_iter().enumerate() {
+        let len = extents
+            .iter()
+            .try_fold(1usize, |acc, e| acc.checked_mul(*e))?;
+        p.total = p.total.checked_add(len)?;
+        p.largest = p.largest.max(len);
+        if cascade.tensors[i].kind == TensorKind::Input {
+            p.inputs = p.inputs.checked_add(len)?;
+        }
+        if cascade.outputs.iter().any(|o| o.index() == i) {
+            p.outputs = p.outputs.checked_add(len)?;
+        }
+    }
+    Some(p)
+}
+
 /// The extent of each dimension: `|R|`, or `|R|+1` where some Einsum writes the tensor at
 /// `r+k` along an iterative rank (state tensors keep every step).
 pub fn tensor_extents(cascade: &Cascade, shape: &Shape, id: TensorId) -> Vec<usize> {
@@ -357,29 +434,57 @@ impl Affine {
         }
     }
 
-    fn combine(mut self, other: &Affine, sign: i64) -> Affine {
-        self.constant += sign * other.constant;
+    /// `self + sign · other`; `None` on overflow.
+    fn combine(mut self, other: &Affine, sign: i64) -> Option<Affine> {
+        self.constant = self
+            .constant
+            .checked_add(sign.checked_mul(other.constant)?)?;
         for (a, b) in self.coeffs.iter_mut().zip(&other.coeffs) {
-            *a += sign * b;
+            *a = a.checked_add(sign.checked_mul(*b)?)?;
         }
-        self
+        Some(self)
     }
 
-    fn scale(mut self, k: i64) -> Affine {
-        self.constant *= k;
+    /// `k · self`; `None` on overflow.
+    fn scale(mut self, k: i64) -> Option<Affine> {
+        self.constant = self.constant.checked_mul(k)?;
         for a in &mut self.coeffs {
-            *a *= k;
+            *a = a.checked_mul(k)?;
         }
-        self
+        Some(self)
     }
 
     fn is_constant(&self) -> bool {
         self.coeffs.iter().all(|c| *c == 0)
     }
+
+    /// The smallest and largest value over the box `0 ≤ r < sizes[r]` (in i128, which holds
+    /// every sum of i64 products here).
+    fn range(&self, sizes: &[i64]) -> (i128, i128) {
+        let (mut lo, mut hi) = (i128::from(self.constant), i128::from(self.constant));
+        for (c, size) in self.coeffs.iter().zip(sizes) {
+            let step = i128::from(*c) * i128::from((*size - 1).max(0));
+            if step < 0 {
+                lo += step;
+            } else {
+                hi += step;
+            }
+        }
+        (lo, hi)
+    }
 }
 
-fn linearize(expr: &IndexExpr, shape: &Shape, n: usize) -> Option<Affine> {
-    Some(match expr {
+/// Why an index expression has no affine form the interpreter can run.
+enum NotAffine {
+    /// A product of two variables.
+    Product,
+    /// A coefficient or constant beyond `i64`.
+    Overflow,
+}
+
+fn linearize(expr: &IndexExpr, shape: &Shape, n: usize) -> Result<Affine, NotAffine> {
+    let fits = |a: Option<Affine>| a.ok_or(NotAffine::Overflow);
+    Ok(match expr {
         IndexExpr::Var(r) => {
             let mut a = Affine::constant(n, 0);
             a.coeffs[r.index()] = 1;
@@ -387,16 +492,18 @@ fn linearize(expr: &IndexExpr, shape: &Shape, n: usize) -> Option<Affine> {
         }
         IndexExpr::Size(r) => Affine::constant(n, shape.size(*r)),
         IndexExpr::Lit(k) => Affine::constant(n, *k),
-        IndexExpr::Add(a, b) => linearize(a, shape, n)?.combine(&linearize(b, shape, n)?, 1),
-        IndexExpr::Sub(a, b) => linearize(a, shape, n)?.combine(&linearize(b, shape, n)?, -1),
+        IndexExpr::Add(a, b) => fits(linearize(a, shape, n)?.combine(&linearize(b, shape, n)?, 1))?,
+        IndexExpr::Sub(a, b) => {
+            fits(linearize(a, shape, n)?.combine(&linearize(b, shape, n)?, -1))?
+        }
         IndexExpr::Mul(a, b) => {
             let (a, b) = (linearize(a, shape, n)?, linearize(b, shape, n)?);
             if a.is_constant() {
-                b.scale(a.constant)
+                fits(b.scale(a.constant))?
             } else if b.is_constant() {
-                a.scale(b.constant)
+                fits(a.scale(b.constant))?
             } else {
-                return None;
+                return Err(NotAffine::Product);
             }
         }
     })
@@ -487,12 +594,32 @@ impl<T: Element> Kernel<T> {
             reads_output: false,
         };
         let label = || einsum_label(cascade, id);
+        let overflow = |what: String| EvalError::IndexOverflow {
+            einsum: label(),
+            what,
+        };
         let affine_of = |idx: &IndexExpr, tensor: TensorId, position: usize| {
-            linearize(idx, shape, n).ok_or_else(|| EvalError::NonAffineIndex {
-                einsum: label(),
-                tensor: cascade.tensor(tensor).name.clone(),
-                position,
+            let name = &cascade.tensor(tensor).name;
+            linearize(idx, shape, n).map_err(|e| match e {
+                NotAffine::Product => EvalError::NonAffineIndex {
+                    einsum: label(),
+                    tensor: name.clone(),
+                    position,
+                },
+                NotAffine::Overflow => overflow(format!("index {position} of {name}")),
             })
+        };
+        // `offset + index · stride`, or the overflow error naming the access.
+        let add_scaled = |offset: Affine, index: &Affine, stride: i64, tensor: TensorId| {
+            index
+                .clone()
+                .scale(stride)
+                .and_then(|scaled| offset.combine(&scaled, 1))
+                .ok_or_else(|| overflow(format!("the offset into {}", cascade.tensor(tensor).name)))
+        };
+        let difference = |lhs: Affine, rhs: &Affine| {
+            lhs.combine(rhs, -1)
+                .ok_or_else(|| overflow("a filter".to_string()))
         };
 
         // Output offset and per-position indices (checked at run time if needed).
@@ -501,7 +628,8 @@ impl<T: Element> Kernel<T> {
         let mut position_counters = Vec::new();
         for (d, idx) in out.indices.iter().enumerate() {
             let a = affine_of(idx, out.tensor, d)?;
-            offset = offset.combine(&a.clone().scale(store.strides[out.tensor.index()][d]), 1);
+            let stride = store.strides[out.tensor.index()][d];
+            offset = add_scaled(offset, &a, stride, out.tensor)?;
             position_counters.push(a);
         }
         kernel.out_offset = kernel.push_counter(offset);
@@ -518,15 +646,15 @@ impl<T: Element> Kernel<T> {
             for c in &f.conds {
                 let lhs = affine_of(&c.lhs, out.tensor, f.position)?;
                 let rhs = affine_of(&c.rhs, out.tensor, f.position)?;
-                let counter = kernel.push_counter(lhs.combine(&rhs, -1));
+                let counter = kernel.push_counter(difference(lhs, &rhs)?);
                 kernel.out_filters.push((counter, c.op));
             }
         }
 
         // Right-hand side, children before parents (the arena order).
-        let mut ids = Vec::new();
-        subtree(cascade, einsum.value, &mut ids);
+        let mut ids = cascade.post_order(einsum.value);
         ids.sort();
+        ids.dedup();
         let slot = |e: ExprId, ids: &[ExprId]| ids.binary_search(&e).expect("child in subtree");
         let bare_zero =
             matches!(cascade.expr(einsum.value), Expr::Const(Constant::Num(x)) if *x == 0.0);
@@ -539,7 +667,7 @@ impl<T: Element> Kernel<T> {
                     let mut checks = Vec::new();
                     for (d, idx) in a.indices.iter().enumerate() {
                         let aff = affine_of(idx, a.tensor, d)?;
-                        offset = offset.combine(&aff.clone().scale(store.strides[t][d]), 1);
+                        offset = add_scaled(offset, &aff, store.strides[t][d], a.tensor)?;
                         let counter = kernel.push_counter(aff);
                         checks.push(Check {
                             counter,
@@ -553,7 +681,7 @@ impl<T: Element> Kernel<T> {
                         for c in &f.conds {
                             let lhs = affine_of(&c.lhs, a.tensor, f.position)?;
                             let rhs = affine_of(&c.rhs, a.tensor, f.position)?;
-                            filters.push((kernel.push_counter(lhs.combine(&rhs, -1)), c.op));
+                            filters.push((kernel.push_counter(difference(lhs, &rhs)?), c.op));
                         }
                     }
                     Node::Load {
@@ -587,10 +715,10 @@ impl<T: Element> Kernel<T> {
 
         // Loop order: larger total stride outside, so the innermost loop walks memory densely.
         let mut loop_ranks: Vec<RankId> = space.into_iter().filter(|r| Some(*r) != fixed).collect();
-        let weight = |r: RankId, k: &Kernel<T>| -> i64 {
+        let weight = |r: RankId, k: &Kernel<T>| -> u128 {
             k.counters
                 .iter()
-                .map(|c| c.affine.coeffs[r.index()].abs())
+                .map(|c| u128::from(c.affine.coeffs[r.index()].unsigned_abs()))
                 .sum()
         };
         loop_ranks.sort_by_key(|&r| (std::cmp::Reverse(weight(r, &kernel)), r));
@@ -606,6 +734,25 @@ impl<T: Element> Kernel<T> {
             })
             .collect();
         kernel.ranks = loop_ranks;
+        // Every counter's value over the whole iteration space (the fixed rank over all its
+        // steps) fits in i64, so the run-time arithmetic below cannot overflow and no bounds
+        // check is skipped by a wrapped value.
+        let box_sizes: Vec<i64> = (0..n)
+            .map(|r| {
+                let rank = RankId(r as u32);
+                let in_space = kernel.ranks.contains(&rank) || kernel.fixed == Some(rank);
+                if in_space { shape.size(rank) } else { 1 }
+            })
+            .collect();
+        let fits =
+            |(lo, hi): (i128, i128)| lo >= i128::from(i64::MIN) && hi <= i128::from(i64::MAX);
+        if !kernel
+            .counters
+            .iter()
+            .all(|c| fits(c.affine.range(&box_sizes)))
+        {
+            return Err(overflow("an index, offset or filter".to_string()));
+        }
         Ok(kernel)
     }
 
@@ -625,18 +772,19 @@ impl<T: Element> Kernel<T> {
             .collect()
     }
 
-    /// Whether a counter stays inside `0..extent` over the whole loop box.
+    /// Whether a counter stays inside `0..extent` over the whole loop box (in i128, so no
+    /// sum wraps around into the range).
     fn in_range(&self, bases: &[i64], counter: usize, extent: usize) -> bool {
-        let (mut lo, mut hi) = (bases[counter], bases[counter]);
+        let (mut lo, mut hi) = (i128::from(bases[counter]), i128::from(bases[counter]));
         for (level, size) in self.sizes.iter().enumerate() {
-            let step = self.strides[level][counter] * (size - 1);
+            let step = i128::from(self.strides[level][counter]) * i128::from(size - 1);
             if step < 0 {
                 lo += step;
             } else {
                 hi += step;
             }
         }
-        lo >= 0 && hi < extent as i64
+        lo >= 0 && hi < extent as i128
     }
 
     fn run(&self, cascade: &Cascade, store: &mut Store<T>, r: i64) -> Result<(), EvalError> {
@@ -1030,21 +1178,6 @@ fn advance(
         idx[pos] = 0;
     }
     false
-}
-
-fn subtree(cascade: &Cascade, id: ExprId, out: &mut Vec<ExprId>) {
-    if out.contains(&id) {
-        return;
-    }
-    out.push(id);
-    match cascade.expr(id) {
-        Expr::Access(_) | Expr::Const(_) => {}
-        Expr::Unary(_, a) => subtree(cascade, *a, out),
-        Expr::Binary { lhs, rhs, .. } => {
-            subtree(cascade, *lhs, out);
-            subtree(cascade, *rhs, out);
-        }
-    }
 }
 
 /// A short name for an Einsum in messages: its position and what it writes.

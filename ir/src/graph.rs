@@ -6,7 +6,7 @@
 //! reads the state written in the same iteration: a plain edge.
 
 use petgraph::Direction;
-use petgraph::algo::tarjan_scc;
+use petgraph::algo::kosaraju_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
@@ -36,13 +36,11 @@ pub fn dependency_graph(c: &Cascade) -> DependencyGraph {
     for id in c.einsum_ids() {
         graph.add_node(id);
     }
+    let writers = c.writers();
     for consumer in c.einsum_ids() {
         for read in c.accesses(c.einsum(consumer).value) {
-            for producer in c.einsum_ids() {
+            for &producer in writers.of_tensor(read.tensor) {
                 let write = &c.einsum(producer).output;
-                if write.tensor != read.tensor {
-                    continue;
-                }
                 let dep = Dep {
                     tensor: read.tensor,
                     carried: carried_rank(write, read),
@@ -120,10 +118,11 @@ impl DependencyGraph {
     }
 
     /// Groups of Einsums that depend on each other without going through carried state,
-    /// each sorted, in order of their first Einsum. Empty for a valid cascade.
+    /// each sorted, in order of their first Einsum. Empty for a valid cascade. Kosaraju's
+    /// algorithm walks the graph with explicit stacks, so a chain of any length is fine.
     pub fn cycles(&self) -> Vec<Vec<EinsumId>> {
         let plain = self.within_step();
-        let mut cycles: Vec<Vec<EinsumId>> = tarjan_scc(&plain)
+        let mut cycles: Vec<Vec<EinsumId>> = kosaraju_scc(&plain)
             .into_iter()
             .filter(|scc| scc.len() > 1 || plain.contains_edge(scc[0], scc[0]))
             .map(|scc| {

@@ -15,8 +15,8 @@
 //! Under `∪`, two operands each masked by conditions the other lacks are taken as a union of
 //! masks (attention sinks ∪ a window) and not warned about.
 
-use crate::ast::{BinaryOp, Cascade, Constant, EinsumId, Expr, ExprId, Merge, ReduceOp};
-use crate::plan::LoopPlan;
+use crate::ast::{BinaryOp, Cascade, Compare, Constant, EinsumId, Expr, ExprId, Merge, ReduceOp};
+use crate::plan::TensorGuards;
 
 /// One warning about an Einsum.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,7 @@ enum Masked {
 
 /// Warns about every place a masked point is brought back with a value (see the module doc).
 pub fn lint(c: &Cascade) -> Vec<Warning> {
-    let plan = LoopPlan::new(c);
+    let plan = TensorGuards::of(c);
     let mut tensor = vec![Masked::Absent; c.tensors.len()];
     // Where each tensor's masked points were brought back as 0 or -inf, as text.
     let mut origin: Vec<Option<String>> = vec![None; c.tensors.len()];
@@ -87,9 +87,19 @@ pub fn lint(c: &Cascade) -> Vec<Warning> {
     warnings
 }
 
+/// A binary node of the expression being walked.
+#[derive(Clone, Copy)]
+struct Node {
+    id: ExprId,
+    op: BinaryOp,
+    merge: Merge,
+    lhs: ExprId,
+    rhs: ExprId,
+}
+
 struct Ctx<'a> {
     c: &'a Cascade,
-    plan: &'a LoopPlan,
+    plan: &'a TensorGuards,
     tensor: &'a [Masked],
     origins: &'a [Option<String>],
     einsum: EinsumId,
@@ -99,55 +109,84 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn expr(&mut self, id: ExprId) -> Masked {
-        match self.c.expr(id) {
-            Expr::Access(a) => {
-                if self.origin.is_none() {
-                    self.origin.clone_from(&self.origins[a.tensor.index()]);
+    /// What the masked points of the expression rooted at `root` hold, walking its nodes in
+    /// post-order with a stack of operand results (no recursion, whatever the depth).
+    fn expr(&mut self, root: ExprId) -> Masked {
+        let guards = self.plan.node_guards(self.c, root);
+        // `(what the operand's masked points hold, its position in the post-order)`.
+        let mut stack: Vec<(Masked, usize)> = Vec::new();
+        for (i, id) in self.c.post_order(root).into_iter().enumerate() {
+            let masked = match self.c.expr(id) {
+                Expr::Access(a) => {
+                    if self.origin.is_none() {
+                        self.origin.clone_from(&self.origins[a.tensor.index()]);
+                    }
+                    self.tensor[a.tensor.index()]
                 }
-                self.tensor[a.tensor.index()]
-            }
-            Expr::Const(_) => Masked::Absent,
-            Expr::Unary(op, arg) => {
-                let arg_masked = self.expr(*arg);
-                let f = op.info().eval.f64;
-                let out = match arg_masked {
-                    Masked::Zero => classify(f(0.0)),
-                    Masked::NegInf => classify(f(f64::NEG_INFINITY)),
-                    other => other,
-                };
-                if out == Masked::Value && arg_masked != Masked::Value {
-                    let held = if arg_masked == Masked::Zero {
-                        "0"
-                    } else {
-                        "-inf"
+                Expr::Const(_) => Masked::Absent,
+                Expr::Unary(op, _) => {
+                    let (arg, _) = stack.pop().unwrap_or((Masked::Absent, i));
+                    self.unary(*op, arg)
+                }
+                Expr::Binary {
+                    op,
+                    merge,
+                    lhs,
+                    rhs,
+                } => {
+                    let (b, gb) = stack.pop().unwrap_or((Masked::Absent, i));
+                    let (a, ga) = stack.pop().unwrap_or((Masked::Absent, i));
+                    let node = Node {
+                        id,
+                        op: *op,
+                        merge: *merge,
+                        lhs: *lhs,
+                        rhs: *rhs,
                     };
-                    let origin = self.origin_text();
-                    self.warn(format!(
-                        "`{op}` turns the {held} of masked points{origin} into {}, so masked keys count",
-                        f(if arg_masked == Masked::Zero { 0.0 } else { f64::NEG_INFINITY })
-                    ), format!("apply `{op}` before masking, or keep masked points absent (`{{&}}` where they are brought back)"));
+                    self.binary(&node, (a, &guards[ga]), (b, &guards[gb]))
                 }
-                out
-            }
-            Expr::Binary {
-                op,
-                merge,
-                lhs,
-                rhs,
-            } => self.binary(id, *op, *merge, *lhs, *rhs),
+            };
+            stack.push((masked, i));
         }
+        stack.pop().map_or(Masked::Absent, |(m, _)| m)
     }
 
+    fn unary(&mut self, op: crate::ast::UnaryOp, arg_masked: Masked) -> Masked {
+        let f = op.info().eval.f64;
+        let out = match arg_masked {
+            Masked::Zero => classify(f(0.0)),
+            Masked::NegInf => classify(f(f64::NEG_INFINITY)),
+            other => other,
+        };
+        if out == Masked::Value && arg_masked != Masked::Value {
+            let held = if arg_masked == Masked::Zero {
+                "0"
+            } else {
+                "-inf"
+            };
+            let origin = self.origin_text();
+            self.warn(format!(
+                "`{op}` turns the {held} of masked points{origin} into {}, so masked keys count",
+                f(if arg_masked == Masked::Zero { 0.0 } else { f64::NEG_INFINITY })
+            ), format!("apply `{op}` before masking, or keep masked points absent (`{{&}}` where they are brought back)"));
+        }
+        out
+    }
+
+    /// A binary node with what each operand's masked points hold and each operand's guard.
     fn binary(
         &mut self,
-        id: ExprId,
-        op: BinaryOp,
-        merge: Merge,
-        lhs: ExprId,
-        rhs: ExprId,
+        node: &Node,
+        (a, ga): (Masked, &[Compare]),
+        (b, gb): (Masked, &[Compare]),
     ) -> Masked {
-        let (a, b) = (self.expr(lhs), self.expr(rhs));
+        let Node {
+            id,
+            op,
+            merge,
+            lhs,
+            rhs,
+        } = *node;
         let combined = combine(op, a, b);
         if combined == Masked::Value && a != Masked::Value && b != Masked::Value {
             let origin = self.origin_text();
@@ -160,10 +199,6 @@ impl Ctx<'_> {
             );
         }
         // Points where one operand is masked (absent) but the merge computes anyway.
-        let (ga, gb) = (
-            self.plan.guard_of(self.c, lhs),
-            self.plan.guard_of(self.c, rhs),
-        );
         let lost_left = ga.iter().any(|k| !gb.contains(k));
         let lost_right = gb.iter().any(|k| !ga.contains(k));
         let revived = match merge {
@@ -217,18 +252,7 @@ impl Ctx<'_> {
     }
 
     fn text(&self, id: ExprId) -> String {
-        let mut c = self.c.clone();
-        // Print one expression node by wrapping it in a throwaway Einsum of the same output.
-        let e = c.einsums[self.einsum.index()].clone();
-        c.einsums = vec![crate::ast::Einsum {
-            value: id,
-            reduction: None,
-            ..e
-        }];
-        let printed = crate::dsl::print_einsum(&c, EinsumId(0));
-        printed
-            .split_once(" = ")
-            .map_or(printed.clone(), |(_, rhs)| rhs.to_string())
+        crate::dsl::print_expr(self.c, id)
     }
 
     fn warn(&mut self, message: String, hint: String) {

@@ -100,6 +100,29 @@ pub fn point_ops(cascade: &Cascade, id: EinsumId) -> PointOps {
     ops
 }
 
+/// The unary functions one Einsum applies per point of its iteration space, by function.
+///
+/// [`point_ops`] counts each of them under its kind as well (`tanh` as [`OpKind::Other`],
+/// `recip` as [`OpKind::Div`]); a cost model that prices functions one by one reads both.
+pub fn point_functions(cascade: &Cascade, id: EinsumId) -> BTreeMap<UnaryOp, u32> {
+    fn walk(cascade: &Cascade, id: ExprId, out: &mut BTreeMap<UnaryOp, u32>) {
+        match cascade.expr(id) {
+            Expr::Access(_) | Expr::Const(_) => {}
+            Expr::Unary(op, arg) => {
+                *out.entry(*op).or_default() += 1;
+                walk(cascade, *arg, out);
+            }
+            Expr::Binary { lhs, rhs, .. } => {
+                walk(cascade, *lhs, out);
+                walk(cascade, *rhs, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(cascade, cascade.einsum(id).value, &mut out);
+    out
+}
+
 fn count_expr(cascade: &Cascade, id: ExprId, ops: &mut PointOps) {
     match cascade.expr(id) {
         Expr::Access(_) | Expr::Const(_) => {}

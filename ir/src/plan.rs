@@ -24,6 +24,7 @@
 
 use crate::ast::{
     Access, Cascade, Compare, EinsumId, Expr, ExprId, IndexExpr, Merge, RankId, Section, TensorId,
+    Writers,
 };
 use crate::graph;
 use crate::passes::{self, PassReport};
@@ -134,7 +135,49 @@ pub struct LoopPlan {
     pub steps: Vec<Step>,
     pub ambiguities: Vec<Ambiguity>,
     /// What each tensor's presence guarantees to its readers (see [`guards`]).
-    carried: Vec<Option<TensorGuard>>,
+    carried: TensorGuards,
+}
+
+/// What each tensor's presence guarantees to its readers, without the rest of a plan: what
+/// lint compares the operands of a merge by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorGuards(Vec<Option<TensorGuard>>);
+
+impl TensorGuards {
+    pub fn of(c: &Cascade) -> TensorGuards {
+        TensorGuards(guards(c).1)
+    }
+
+    /// [`LoopPlan::guard_of`] of every node of the expression rooted at `root`, in the order of
+    /// [`Cascade::post_order`], computed in one bottom-up pass.
+    pub fn node_guards(&self, c: &Cascade, root: ExprId) -> Vec<Vec<Compare>> {
+        let order = c.post_order(root);
+        let mut out: Vec<Vec<Compare>> = Vec::with_capacity(order.len());
+        // Positions in `out` of the operands not yet taken by their parent.
+        let mut stack: Vec<usize> = Vec::new();
+        for node in order {
+            let guard = match c.expr(node) {
+                Expr::Access(a) => access_guard(a, &self.0),
+                Expr::Const(_) => Vec::new(),
+                Expr::Unary(..) => stack.pop().map(|i| out[i].clone()).unwrap_or_default(),
+                Expr::Binary { merge, .. } => {
+                    let r = stack.pop().map(|i| out[i].clone()).unwrap_or_default();
+                    let l = stack.pop().map(|i| out[i].clone()).unwrap_or_default();
+                    match merge {
+                        Merge::Intersect => l.into_iter().chain(r).collect(),
+                        Merge::Union => l.into_iter().filter(|k| r.contains(k)).collect(),
+                        Merge::Right => r,
+                        Merge::All => Vec::new(),
+                    }
+                }
+            };
+            let mut guard = guard;
+            dedup_conds(&mut guard);
+            stack.push(out.len());
+            out.push(guard);
+        }
+        out
+    }
 }
 
 impl LoopPlan {
@@ -143,15 +186,32 @@ impl LoopPlan {
         let iterative = ranks.first().copied();
         let phases = phases(c, iterative);
         let (guards, carried) = guards(c);
+        let writers = c.writers();
         let placements = c
             .einsum_ids()
-            .map(|id| Placement {
+            .zip(guards)
+            .map(|(id, guard)| Placement {
                 einsum: id,
                 phase: phases[id.index()],
-                space: space(c, id, guards[id.index()].clone()),
-                reads: reads(c, id),
+                space: space(c, id, guard),
+                reads: reads(c, &writers, id),
             })
             .collect();
+        let ambiguities = LoopPlan::ambiguities(c);
+        LoopPlan {
+            iterative,
+            placements,
+            steps: steps(c, &phases, iterative),
+            ambiguities,
+            carried: TensorGuards(carried),
+        }
+    }
+
+    /// The ambiguities alone (what `verify` needs), without iteration spaces or guards.
+    pub fn ambiguities(c: &Cascade) -> Vec<Ambiguity> {
+        let ranks = c.iterative_ranks();
+        let iterative = ranks.first().copied();
+        let phases = phases(c, iterative);
         let mut ambiguities = Vec::new();
         if ranks.len() > 1 {
             ambiguities.push(Ambiguity::SeveralIterativeRanks { ranks });
@@ -159,21 +219,20 @@ impl LoopPlan {
         if let Some(r) = iterative {
             ambiguities.extend(step_ambiguities(c, &phases, r));
         }
-        LoopPlan {
-            iterative,
-            placements,
-            steps: steps(c, &phases, iterative),
-            ambiguities,
-            carried,
-        }
+        ambiguities
     }
 
     /// The guard of one expression node of the cascade: the conditions every point where it
     /// can be present satisfies (the masking check compares an operator's operands by it).
     pub fn guard_of(&self, c: &Cascade, id: ExprId) -> Vec<Compare> {
-        let mut g = expr_guard(c, id, &self.carried);
+        let mut g = expr_guard(c, id, &self.carried.0);
         dedup_conds(&mut g);
         g
+    }
+
+    /// [`TensorGuards::node_guards`] with this plan's guards.
+    pub fn node_guards(&self, c: &Cascade, root: ExprId) -> Vec<Vec<Compare>> {
+        self.carried.node_guards(c, root)
     }
 
     pub fn placement(&self, id: EinsumId) -> &Placement {
@@ -286,16 +345,13 @@ fn space(c: &Cascade, id: EinsumId, guard: Vec<Compare>) -> IterationSpace {
     }
 }
 
-fn reads(c: &Cascade, id: EinsumId) -> Vec<Read> {
+fn reads(c: &Cascade, writers: &Writers, id: EinsumId) -> Vec<Read> {
     c.accesses(c.einsum(id).value)
         .into_iter()
         .map(|a| {
-            let writers = c
-                .einsum_ids()
-                .filter(|w| c.einsum(*w).output.tensor == a.tensor);
             let mut carried = false;
             let mut producers = Vec::new();
-            for w in writers {
+            for &w in writers.of_tensor(a.tensor) {
                 if graph::carried_rank(&c.einsum(w).output, a).is_some() {
                     carried = true;
                 } else {
@@ -440,7 +496,8 @@ fn guards(c: &Cascade) -> (Vec<Vec<Compare>>, Vec<Option<TensorGuard>>) {
         {
             let kept: Vec<Compare> = guard
                 .iter()
-                .filter(|cond| uses_only(cond, &vars))
+                .filter(|cond| uses_only(cond, &vars) && carriable(cond))
+                .take(MAX_CARRIED_CONDS)
                 .cloned()
                 .collect();
             carried[t] = Some(TensorGuard { conds: kept, vars });
@@ -452,29 +509,48 @@ fn guards(c: &Cascade) -> (Vec<Vec<Compare>>, Vec<Option<TensorGuard>>) {
 
 type Carried = [Option<TensorGuard>];
 
+/// The most conditions a tensor carries to its readers, and the deepest index expression among
+/// them. A guard is an over-approximation, so dropping a condition keeps it sound; the caps
+/// keep guards from growing along a chain of Einsums that each shift an index.
+const MAX_CARRIED_CONDS: usize = 32;
+const MAX_CARRIED_DEPTH: usize = 16;
+
+/// The guard of the expression rooted at `id`, computed bottom-up over its post-order with a
+/// stack of operand guards (no recursion, whatever the depth).
 fn expr_guard(c: &Cascade, id: ExprId, carried: &Carried) -> Vec<Compare> {
-    match c.expr(id) {
-        Expr::Access(a) => {
-            let mut g: Vec<Compare> = a.filters.iter().flat_map(|f| f.conds.clone()).collect();
-            if let Some(t) = &carried[a.tensor.index()] {
-                g.extend(t.conds.iter().map(|k| substitute(k, &t.vars, &a.indices)));
+    let mut stack: Vec<Vec<Compare>> = Vec::new();
+    for node in c.post_order(id) {
+        let guard = match c.expr(node) {
+            Expr::Access(a) => access_guard(a, carried),
+            Expr::Const(_) => Vec::new(),
+            Expr::Unary(..) => stack.pop().unwrap_or_default(),
+            Expr::Binary { merge, .. } => {
+                let r = stack.pop().unwrap_or_default();
+                let l = stack.pop().unwrap_or_default();
+                match merge {
+                    Merge::Intersect => l.into_iter().chain(r).collect(),
+                    Merge::Union => l.into_iter().filter(|k| r.contains(k)).collect(),
+                    Merge::Right => r,
+                    Merge::All => Vec::new(),
+                }
             }
-            g
-        }
-        Expr::Const(_) => Vec::new(),
-        Expr::Unary(_, arg) => expr_guard(c, *arg, carried),
-        Expr::Binary {
-            merge, lhs, rhs, ..
-        } => {
-            let (l, r) = (expr_guard(c, *lhs, carried), expr_guard(c, *rhs, carried));
-            match merge {
-                Merge::Intersect => l.into_iter().chain(r).collect(),
-                Merge::Union => l.into_iter().filter(|k| r.contains(k)).collect(),
-                Merge::Right => r,
-                Merge::All => Vec::new(),
-            }
-        }
+        };
+        stack.push(guard);
     }
+    stack.pop().unwrap_or_default()
+}
+
+fn access_guard(a: &Access, carried: &Carried) -> Vec<Compare> {
+    let mut g: Vec<Compare> = a.filters.iter().flat_map(|f| f.conds.clone()).collect();
+    if let Some(t) = &carried[a.tensor.index()] {
+        g.extend(t.conds.iter().map(|k| substitute(k, &t.vars, &a.indices)));
+    }
+    g
+}
+
+/// Whether a condition is small enough to carry on to a tensor's readers.
+fn carriable(cond: &Compare) -> bool {
+    cond.lhs.depth().max(cond.rhs.depth()) <= MAX_CARRIED_DEPTH
 }
 
 fn dedup_conds(conds: &mut Vec<Compare>) {

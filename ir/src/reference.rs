@@ -17,6 +17,9 @@ use crate::shape::Shape;
 use crate::{dsl, library};
 
 pub mod structure;
+pub mod variants;
+
+pub use variants::Variant;
 
 /// Which keys each query sees, and what is added to the scores.
 #[derive(Debug, Clone, Copy)]
@@ -177,6 +180,8 @@ pub enum Form {
     Linear,
     /// Sigmoid attention with scale `1/sqrt(E)`.
     Sigmoid,
+    /// A model variant of `ir/cascades/variants/`, with its own reference.
+    Variant(Variant),
 }
 
 impl Form {
@@ -202,6 +207,11 @@ impl Form {
             "sigmoid_attention" => Some(Form::Sigmoid),
             _ => None,
         }
+    }
+
+    /// The form of a model variant (`ir/cascades/variants/`), by its name.
+    pub fn of_variant(name: &str) -> Option<Form> {
+        Variant::of(name).map(Form::Variant)
     }
 }
 
@@ -232,6 +242,7 @@ impl fmt::Display for Form {
             Form::Pedagogical => f.write_str("Z = (Σ A·B)(Σ A)"),
             Form::Linear => f.write_str("linear attention (elu+1 feature map, unnormalised)"),
             Form::Sigmoid => f.write_str("sigmoid attention (scale 1/sqrt(E))"),
+            Form::Variant(v) => f.write_str(v.describe()),
         }
     }
 }
@@ -273,9 +284,12 @@ impl Known {
 /// (see [`structure`]). Its name never counts, so an edited copy that keeps the name of a
 /// library cascade gets no reference, and a renamed copy still gets one.
 pub fn known_form(cascade: &Cascade) -> Option<Known> {
-    library::names().find_map(|name| {
-        let form = Form::of_library(name)?;
-        let library_cascade = dsl::parse(library::source(name)?, name).ok()?.cascade;
+    let library = library::names().map(|n| (n, Form::of_library(n), library::source(n)));
+    let variants =
+        library::variant_names().map(|n| (n, Form::of_variant(n), library::variant_source(n)));
+    library.chain(variants).find_map(|(name, form, source)| {
+        let form = form?;
+        let library_cascade = dsl::parse(source?, name).ok()?.cascade;
         let map = structure::same_structure(cascade, &library_cascade)?;
         let library_names = map
             .iter()
@@ -359,6 +373,14 @@ pub fn compute(
         Form::Pedagogical => ndarray::arr0(pedagogical(input1("A")?, input1("B")?)).into_dyn(),
         Form::Linear => linear_attention(input2("Q")?, input2("K")?, input2("V")?).into_dyn(),
         Form::Sigmoid => sigmoid_attention(input2("Q")?, input2("K")?, input2("V")?).into_dyn(),
+        Form::Variant(v) => {
+            let param = |name: &str| cascade.rank_by_name(name).map(|r| shape.size(r) as usize);
+            variants::compute(
+                v,
+                &|name: &str| inputs.get(name),
+                &variants::Params { param: &param },
+            )?
+        }
     })
 }
 

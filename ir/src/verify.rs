@@ -151,7 +151,22 @@ pub enum VerifyError {
     },
     #[error("ranks {ranks} are all iterative; a cascade may carry state along one rank only")]
     SeveralIterativeRanks { ranks: String },
+    #[error("{what} nests {depth} levels deep, more than the limit of {limit}")]
+    TooDeep {
+        at: Location,
+        what: &'static str,
+        depth: usize,
+        limit: usize,
+    },
 }
+
+/// The deepest expression tree (right-hand side) a cascade may hold. The parser's statement
+/// limits keep every parsed cascade below it; a cascade built in code that goes beyond it is
+/// refused, so that every stage may walk expressions without a deep stack.
+pub const MAX_EXPR_DEPTH: usize = 256;
+
+/// The deepest index expression (`m1*M0+m0` is 3) a cascade may hold, for the same reason.
+pub const MAX_INDEX_DEPTH: usize = 256;
 
 impl VerifyError {
     /// Where the problem is.
@@ -172,7 +187,8 @@ impl VerifyError {
             | VerifyError::ReductionMismatch { at, .. }
             | VerifyError::LoopReadsPostLoop { at, .. }
             | VerifyError::ReadsOtherStep { at, .. }
-            | VerifyError::InitWritesStep { at, .. } => *at,
+            | VerifyError::InitWritesStep { at, .. }
+            | VerifyError::TooDeep { at, .. } => *at,
             VerifyError::Cycle { einsums, .. } => Location::Einsum {
                 einsum: einsums[0],
                 access: None,
@@ -201,6 +217,7 @@ impl VerifyError {
             VerifyError::ReadsOtherStep { .. } => "another step",
             VerifyError::InitWritesStep { .. } => "written in init",
             VerifyError::SeveralIterativeRanks { .. } => "several iterative ranks",
+            VerifyError::TooDeep { .. } => "too deep",
         }
     }
 
@@ -279,6 +296,9 @@ impl VerifyError {
                 "initialise `{tensor_name}` at index 0 in `init` and update it at r+1 under `einsums`"
             ),
             VerifyError::SeveralIterativeRanks { .. } => "keep the running state along one rank (write the others' state at plain indices), or split the cascade in two".into(),
+            VerifyError::TooDeep { .. } => {
+                "split the Einsum into several shallower ones".into()
+            }
         }
     }
 }
@@ -289,9 +309,18 @@ impl VerifyError {
 /// iterative ranks without a stop condition, outputs never written, inputs written, explicit
 /// reductions that do not match the ranks reduced, and a cascade without outputs.
 pub fn verify(c: &Cascade) -> Vec<VerifyError> {
+    // Depth first: every later check may walk index expressions recursively.
+    let deep = index_depths(c);
+    if !deep.is_empty() {
+        return deep;
+    }
     let bad = bad_ids(c);
     if !bad.is_empty() {
         return bad;
+    }
+    let deep = expr_depths(c);
+    if !deep.is_empty() {
+        return deep;
     }
     let mut errors = Vec::new();
     accesses_match_tensors(c, &mut errors);
@@ -311,13 +340,13 @@ pub fn verify(c: &Cascade) -> Vec<VerifyError> {
 /// Constructs whose meaning would depend on who runs them (see [`crate::plan`]).
 fn ambiguities(c: &Cascade, errors: &mut Vec<VerifyError>) {
     use crate::plan::{Ambiguity, LoopPlan};
-    let plan = LoopPlan::new(c);
-    let rank_name = plan
-        .iterative
-        .map(|r| c.rank(r).name.clone())
+    let rank_name = c
+        .iterative_ranks()
+        .first()
+        .map(|r| c.rank(*r).name.clone())
         .unwrap_or_default();
     let output = |id: EinsumId| c.tensor(c.einsum(id).output.tensor).name.clone();
-    for a in &plan.ambiguities {
+    for a in &LoopPlan::ambiguities(c) {
         errors.push(match a {
             Ambiguity::LoopReadsPostLoop {
                 einsum,
@@ -377,6 +406,76 @@ fn ambiguities(c: &Cascade, errors: &mut Vec<VerifyError>) {
             },
         });
     }
+}
+
+/// Index expressions deeper than [`MAX_INDEX_DEPTH`], each reported at its Einsum.
+fn index_depths(c: &Cascade) -> Vec<VerifyError> {
+    let too_deep = |idx: &IndexExpr| Some(idx.depth()).filter(|d| *d > MAX_INDEX_DEPTH);
+    let access_depth = |a: &Access| {
+        let conds = a.filters.iter().flat_map(|f| &f.conds);
+        a.indices
+            .iter()
+            .chain(conds.flat_map(|k| [&k.lhs, &k.rhs]))
+            .find_map(too_deep)
+    };
+    let mut errors = Vec::new();
+    let mut report = |at: Location, depth: usize| {
+        errors.push(VerifyError::TooDeep {
+            at,
+            what: "an index expression",
+            depth,
+            limit: MAX_INDEX_DEPTH,
+        });
+    };
+    for (i, e) in c.einsums.iter().enumerate() {
+        if let Some(depth) = access_depth(&e.output) {
+            let einsum = EinsumId(i as u32);
+            report(
+                Location::Einsum {
+                    einsum,
+                    access: Some(0),
+                },
+                depth,
+            );
+        }
+    }
+    for e in &c.exprs {
+        if let Expr::Access(a) = e
+            && let Some(depth) = access_depth(a)
+        {
+            report(Location::Cascade, depth);
+        }
+    }
+    if let Some(stop) = &c.stop
+        && let Some(depth) = too_deep(&stop.lhs).or(too_deep(&stop.rhs))
+    {
+        report(Location::Cascade, depth);
+    }
+    errors
+}
+
+/// Right-hand sides deeper than [`MAX_EXPR_DEPTH`]; `c` has valid ids (children first).
+fn expr_depths(c: &Cascade) -> Vec<VerifyError> {
+    let mut depth = vec![1usize; c.exprs.len()];
+    for (i, e) in c.exprs.iter().enumerate() {
+        depth[i] = 1 + match e {
+            Expr::Access(_) | Expr::Const(_) => 0,
+            Expr::Unary(_, a) => depth[a.index()],
+            Expr::Binary { lhs, rhs, .. } => depth[lhs.index()].max(depth[rhs.index()]),
+        };
+    }
+    c.einsum_ids()
+        .filter(|id| depth[c.einsum(*id).value.index()] > MAX_EXPR_DEPTH)
+        .map(|einsum| VerifyError::TooDeep {
+            at: Location::Einsum {
+                einsum,
+                access: None,
+            },
+            what: "the right-hand side",
+            depth: depth[c.einsum(einsum).value.index()],
+            limit: MAX_EXPR_DEPTH,
+        })
+        .collect()
 }
 
 /// Pushes every rank an index expression names, as a variable or a size.
@@ -513,25 +612,31 @@ fn state_tensors(c: &Cascade) -> Vec<TensorId> {
 }
 
 fn read_before_write(c: &Cascade, errors: &mut Vec<VerifyError>) {
-    let state = state_tensors(c);
+    let mut state = vec![false; c.tensors.len()];
+    for t in state_tensors(c) {
+        state[t.index()] = true;
+    }
+    let writers = c.writers();
     let mut written: Vec<bool> = c
         .tensors
         .iter()
         .map(|t| t.kind == TensorKind::Input)
         .collect();
-    let ever_written: Vec<bool> = (0..c.tensors.len())
-        .map(|t| {
-            c.tensors[t].kind == TensorKind::Input
-                || c.einsums.iter().any(|e| e.output.tensor.index() == t)
+    let ever_written: Vec<bool> = c
+        .tensors
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            t.kind == TensorKind::Input || !writers.of_tensor(TensorId(i as u32)).is_empty()
         })
         .collect();
     for id in c.einsum_ids() {
         for (n, a) in einsum_accesses(c, id).into_iter().enumerate().skip(1) {
             let t = a.tensor;
-            if state.contains(&t) {
+            if state[t.index()] {
                 // Reading the state of an earlier iteration needs `init` (`iterative_state`);
                 // reading this iteration's new state needs its update to come first.
-                if later_update(c, id, a).is_some() {
+                if later_update(c, writers.of_tensor(t), id, a).is_some() {
                     errors.push(VerifyError::ReadBeforeWrite {
                         at: Location::Einsum {
                             einsum: id,
@@ -582,9 +687,14 @@ fn read_before_write(c: &Cascade, errors: &mut Vec<VerifyError>) {
 
 /// An Einsum after `reader` that updates the state `read` sees at the same step (`S[r+k]`
 /// written at `r+k`, read at `r+j` with `j >= k`).
-fn later_update(c: &Cascade, reader: EinsumId, read: &Access) -> Option<EinsumId> {
+fn later_update(
+    c: &Cascade,
+    writers: &[EinsumId],
+    reader: EinsumId,
+    read: &Access,
+) -> Option<EinsumId> {
     use crate::graph::offset;
-    c.einsum_ids().filter(|p| *p > reader).find(|p| {
+    writers.iter().copied().filter(|p| *p > reader).find(|p| {
         let w = &c.einsum(*p).output;
         w.tensor == read.tensor
             && w.indices.iter().zip(&read.indices).any(|(wi, ri)| {
@@ -595,6 +705,7 @@ fn later_update(c: &Cascade, reader: EinsumId, read: &Access) -> Option<EinsumId
 }
 
 fn iterative_state(c: &Cascade, errors: &mut Vec<VerifyError>) {
+    let writers = c.writers();
     let mut reported: Vec<(TensorId, RankId)> = Vec::new();
     for id in c.einsum_ids() {
         let out = &c.einsum(id).output;
@@ -605,7 +716,8 @@ fn iterative_state(c: &Cascade, errors: &mut Vec<VerifyError>) {
             if reported.contains(&(out.tensor, rank)) {
                 continue;
             }
-            let initialised = c.einsums.iter().any(|e| {
+            let initialised = writers.of_tensor(out.tensor).iter().any(|w| {
+                let e = c.einsum(*w);
                 e.section == Section::Init
                     && e.output.tensor == out.tensor
                     && e.output.indices.get(pos) == Some(&IndexExpr::Lit(0))
@@ -739,9 +851,9 @@ fn outputs(c: &Cascade, errors: &mut Vec<VerifyError>) {
     if c.outputs.is_empty() {
         errors.push(VerifyError::NoOutputs);
     }
+    let writers = c.writers();
     for (n, t) in c.outputs.iter().enumerate() {
-        let written = c.tensor(*t).kind == TensorKind::Input
-            || c.einsums.iter().any(|e| e.output.tensor == *t);
+        let written = c.tensor(*t).kind == TensorKind::Input || !writers.of_tensor(*t).is_empty();
         if !written {
             errors.push(VerifyError::OutputNeverWritten {
                 output: n,
@@ -908,5 +1020,46 @@ mod tests {
         let parsed = dsl::parse(src, "t").unwrap();
         let d = dsl::verify_diagnostics(&parsed);
         assert_eq!(&src[d.0[0].span.clone()], "A[p,m]");
+    }
+
+    #[test]
+    fn a_long_chain_checks_lints_and_prints_without_deep_recursion() {
+        let n = 30_000;
+        let mut src = String::from("cascade chain\nranks M P\ninput A[M,P]\nT0[m,p] = A[m,p]\n");
+        for i in 1..n {
+            src.push_str(&format!(
+                "T{i}[m,p : m <= p] = T{}[m,p] *{{&}} A[m,p]\n",
+                i - 1
+            ));
+        }
+        src.push_str(&format!("output T{}\n", n - 1));
+        let parsed = dsl::check(&src, "chain").expect("verifies");
+        assert!(crate::lint::lint(&parsed.cascade).is_empty());
+        let printed = dsl::print(&parsed.cascade);
+        assert_eq!(printed.lines().count(), n + 6);
+        let plan = crate::plan::LoopPlan::new(&parsed.cascade);
+        let last = plan.placement(EinsumId(n as u32 - 1));
+        assert_eq!(
+            last.space.guard.len(),
+            1,
+            "one m <= p, however long the chain"
+        );
+    }
+
+    #[test]
+    fn expressions_deeper_than_the_limit_are_refused() {
+        let mut c = dsl::parse(library::source("attention_3pass").unwrap(), "a")
+            .unwrap()
+            .cascade;
+        let mut deep = IndexExpr::Var(RankId(0));
+        for _ in 0..MAX_INDEX_DEPTH {
+            deep = IndexExpr::Add(Box::new(deep), Box::new(IndexExpr::Lit(0)));
+        }
+        c.einsums[0].output.indices[0] = deep;
+        let errs = verify(&c);
+        assert!(
+            matches!(&errs[..], [VerifyError::TooDeep { depth, .. }] if *depth == MAX_INDEX_DEPTH + 1),
+            "{errs:?}"
+        );
     }
 }

@@ -286,3 +286,24 @@ fn products_of_index_variables_are_rejected_by_name() {
         }
     );
 }
+
+#[test]
+fn an_index_literal_near_i64_max_is_an_error_not_a_skipped_bounds_check() {
+    let src = "cascade far\nranks I\ninput A[I]\nB[i] = A[i + 9223372036854775807]\noutput B\n";
+    let err = run(src, "I=4", &[("A", vec![1.0, 2.0, 3.0, 4.0])]).expect_err("overflows");
+    assert!(
+        matches!(&err, EvalError::IndexOverflow { einsum, .. } if einsum == "Einsum 1 (writing B)"),
+        "{err:?}"
+    );
+    // Literals that cancel are fine: the index is `i` again.
+    let src = "cascade near\nranks I\ninput A[I]\nB[i] = A[i + 9223372036854775807 - 9223372036854775807]\noutput B\n";
+    let ev = run(src, "I=2", &[("A", vec![1.0, 2.0])]).expect("evaluates");
+    assert_eq!(points(&ev, "B"), [Some(1.0), Some(2.0)]);
+}
+
+#[test]
+fn a_stop_condition_that_overflows_is_an_error() {
+    let src = "cascade s\nranks K\ninput A[K]\ninit\nS[0] = 0\neinsums\nS[k+1] = S[k] + A[k]\nZ = S[K]\nstop k * 9223372036854775807 >= 9223372036854775807 * 9223372036854775807\noutput Z\n";
+    let err = run(src, "K=2", &[("A", vec![1.0, 2.0])]).expect_err("overflows");
+    assert!(matches!(err, EvalError::IndexOverflow { .. }), "{err:?}");
+}

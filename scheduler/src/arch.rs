@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use cascade_ir::ops::{OpKind, point_ops};
-use cascade_ir::{Cascade, Section};
+use cascade_ir::ops::{OpKind, UNARY, point_functions, point_ops};
+use cascade_ir::{Cascade, EinsumId, Section, UnaryOp};
 use serde::Deserialize;
 
 /// A problem in an architecture, cost or workload file, naming the field and the fix.
@@ -66,8 +66,11 @@ pub struct RawUnit {
     pub register_words: Option<i64>,
     /// Hardware blocks in each PE, by area-table name, for the area estimate.
     pub components: Option<BTreeMap<String, i64>>,
-    /// The op kinds the PE executes, by `OpKind` name.
+    /// The ops the PE executes: op kinds (`mac`, `other`, …) or unary functions by name
+    /// (`tanh`, `sigmoid`, …).
     pub ops: Option<BTreeMap<String, RawOp>>,
+    /// Whether a PE with a masked point in a partly present tile is gated (no energy).
+    pub gates_masked: Option<bool>,
 }
 
 /// How a PE executes one op kind.
@@ -161,7 +164,88 @@ impl RawCosts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UnitId(pub usize);
 
-/// How one op kind runs on a unit.
+/// What a unit prices: an op kind of the IR (`mac`, `exp`, `other`, …) or one unary function of
+/// its operator table by name (`tanh`, `sigmoid`, `recip`, …; [`cascade_ir::ops::UNARY`]).
+///
+/// A function the unit does not price by name falls back to its kind (`recip` to `div`, `tanh`
+/// to `other`), so an arch file can give one cost to every function of a kind or one per
+/// function. `exp` is both a kind and a function name; it is the kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PointOp {
+    Kind(OpKind),
+    Function(UnaryOp),
+}
+
+impl PointOp {
+    /// The name an arch file writes (`ops.NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PointOp::Kind(k) => k.name(),
+            PointOp::Function(f) => f.info().name,
+        }
+    }
+
+    /// The op an arch file's `ops.NAME` names: an op kind first, else a unary function.
+    pub fn from_name(name: &str) -> Option<PointOp> {
+        OpKind::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .map(PointOp::Kind)
+            .or_else(|| UnaryOp::from_name(name).map(PointOp::Function))
+    }
+
+    /// Every name an arch file may write, kinds first.
+    pub fn all_names() -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = OpKind::ALL.iter().map(|k| k.name()).collect();
+        for u in &UNARY {
+            if !names.contains(&u.name) {
+                names.push(u.name);
+            }
+        }
+        names
+    }
+
+    /// The kind a function falls back to when a unit does not price it by name.
+    pub fn kind(self) -> OpKind {
+        match self {
+            PointOp::Kind(k) => k,
+            PointOp::Function(f) => f.info().kind,
+        }
+    }
+}
+
+impl fmt::Display for PointOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The ops one Einsum performs per point of its iteration space, as units price them: the IR's
+/// op kinds ([`point_ops`]), with each unary function other than `exp` counted by name instead
+/// of under its kind.
+pub fn einsum_ops(cascade: &Cascade, id: EinsumId) -> BTreeMap<PointOp, u32> {
+    let mut ops: BTreeMap<PointOp, u32> = point_ops(cascade, id)
+        .into_iter()
+        .map(|(k, n)| (PointOp::Kind(k), n))
+        .collect();
+    for (f, n) in point_functions(cascade, id) {
+        let op = PointOp::Function(f);
+        if PointOp::from_name(op.name()) != Some(op) {
+            continue; // `exp`: the kind itself.
+        }
+        let kind = PointOp::Kind(op.kind());
+        if let Some(count) = ops.get_mut(&kind) {
+            *count = count.saturating_sub(n);
+            if *count == 0 {
+                ops.remove(&kind);
+            }
+        }
+        *ops.entry(op).or_default() += n;
+    }
+    ops
+}
+
+/// How one op runs on a unit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpImpl {
     cycles: u64,
@@ -190,7 +274,8 @@ pub struct Unit {
     cols: u64,
     register_words: u64,
     components: BTreeMap<String, u64>,
-    ops: BTreeMap<OpKind, OpImpl>,
+    ops: BTreeMap<PointOp, OpImpl>,
+    gates_masked: bool,
 }
 
 impl Unit {
@@ -203,6 +288,7 @@ impl Unit {
     pub fn cols(&self) -> u64 {
         self.cols
     }
+    /// PEs: at most `MAX_DIM²`, which validation guarantees.
     pub fn pes(&self) -> u64 {
         self.rows * self.cols
     }
@@ -216,21 +302,35 @@ impl Unit {
     pub fn components(&self) -> &BTreeMap<String, u64> {
         &self.components
     }
-    pub fn op(&self, kind: OpKind) -> Option<&OpImpl> {
-        self.ops.get(&kind)
+    /// Whether a PE whose point is masked (absent) in a partly present tile is gated, spending
+    /// no energy; it still occupies its cycle.
+    pub fn gates_masked(&self) -> bool {
+        self.gates_masked
     }
-    pub fn ops(&self) -> &BTreeMap<OpKind, OpImpl> {
+    /// How the unit runs an op kind, as the file gives it.
+    pub fn op(&self, kind: OpKind) -> Option<&OpImpl> {
+        self.ops.get(&PointOp::Kind(kind))
+    }
+    /// How the unit runs `op`: its own entry, or for a function the entry of its kind.
+    pub fn resolve(&self, op: PointOp) -> Option<&OpImpl> {
+        self.ops
+            .get(&op)
+            .or_else(|| self.ops.get(&PointOp::Kind(op.kind())))
+    }
+    /// Every op the file prices, by kind or by function.
+    pub fn ops(&self) -> &BTreeMap<PointOp, OpImpl> {
         &self.ops
     }
 
     /// Cycles per iteration-space point for the given op counts, or the first unsupported op.
     /// Ops on the same functional unit add up; different functional units overlap, so the
     /// slowest functional unit sets the throughput.
-    pub fn cycles_per_point(&self, ops: &BTreeMap<OpKind, u32>) -> Result<u64, OpKind> {
+    pub fn cycles_per_point(&self, ops: &BTreeMap<PointOp, u32>) -> Result<u64, PointOp> {
         let mut per_pipe: BTreeMap<&str, u64> = BTreeMap::new();
-        for (&kind, &count) in ops {
-            let imp = self.ops.get(&kind).ok_or(kind)?;
-            *per_pipe.entry(imp.pipeline.as_str()).or_default() += imp.cycles * u64::from(count);
+        for (&op, &count) in ops {
+            let imp = self.resolve(op).ok_or(op)?;
+            let slot = per_pipe.entry(imp.pipeline.as_str()).or_default();
+            *slot = slot.saturating_add(imp.cycles.saturating_mul(u64::from(count)));
         }
         Ok(per_pipe.values().copied().max().unwrap_or(0))
     }
@@ -335,6 +435,7 @@ impl ArchSpec {
             "e.g. `clock_mhz = 940.0`",
             &mut errs,
         );
+        let clock_mhz = at_most_f64(clock_mhz, MAX_CLOCK_MHZ, "clock_mhz", "MHz", &mut errs);
         let word_bits = positive_int(
             raw.word_bits,
             "word_bits",
@@ -392,12 +493,21 @@ impl ArchSpec {
                 ));
                 None
             }
-            Some(d) => positive_f64(
-                d.bandwidth_gib_s,
-                "dram.bandwidth_gib_s",
-                "e.g. `bandwidth_gib_s = 400.0`",
-                &mut errs,
-            ),
+            Some(d) => {
+                let bw = positive_f64(
+                    d.bandwidth_gib_s,
+                    "dram.bandwidth_gib_s",
+                    "e.g. `bandwidth_gib_s = 400.0`",
+                    &mut errs,
+                );
+                at_most_f64(
+                    bw,
+                    MAX_BANDWIDTH_GIB_S,
+                    "dram.bandwidth_gib_s",
+                    "GiB/s",
+                    &mut errs,
+                )
+            }
         };
         let find_unit = |field: &str, unit: &str, errs: &mut Vec<ConfigError>| -> Option<UnitId> {
             let found = units.iter().position(|u| u.name == unit).map(UnitId);
@@ -540,7 +650,7 @@ impl ArchSpec {
                 continue;
             };
             let unit = self.unit(unit);
-            if let Err(op) = unit.cycles_per_point(&point_ops(cascade, id)) {
+            if let Err(op) = unit.cycles_per_point(&einsum_ops(cascade, id)) {
                 errs.push(ConfigError::field(
                     field,
                     format!(
@@ -554,8 +664,21 @@ impl ArchSpec {
     }
 
     /// A copy with a square `dim × dim` tile unit, a `dim`-wide row unit and another buffer.
-    /// Used by design-space sweeps; the per-PE description is kept.
-    pub fn resized(&self, dim: u64, buffer_bytes: u64) -> ArchSpec {
+    /// Used by design-space sweeps; the per-PE description is kept. A side above [`MAX_DIM`]
+    /// or a buffer outside `1..=MAX_BUFFER` bytes is refused, as it is in a file.
+    pub fn resized(&self, dim: u64, buffer_bytes: u64) -> Result<ArchSpec, ConfigError> {
+        if !(1..=MAX_DIM).contains(&dim) {
+            return Err(ConfigError::field(
+                "pe_dim",
+                format!("is {dim}; the model accepts array sides from 1 to {MAX_DIM}"),
+            ));
+        }
+        if !(1..=MAX_BUFFER).contains(&buffer_bytes) {
+            return Err(ConfigError::field(
+                "buffer.capacity_bytes",
+                format!("is {buffer_bytes}; the model accepts 1 to {MAX_BUFFER} bytes"),
+            ));
+        }
         let mut arch = self.clone();
         let (tile, row) = (self.tile_unit.0, self.row_unit.0);
         let unit = &mut arch.units[tile];
@@ -566,9 +689,9 @@ impl ArchSpec {
         if row != tile {
             arch.units[row].cols = dim;
         }
-        arch.buffer_bytes = buffer_bytes.max(1);
+        arch.buffer_bytes = buffer_bytes;
         arch.name = format!("{}-{dim}x{dim}", self.name);
-        arch
+        Ok(arch)
     }
 
     pub fn name(&self) -> &str {
@@ -723,7 +846,7 @@ fn positive_int(
 }
 
 /// Largest array side the model accepts (so PE counts and products stay countable).
-const MAX_DIM: u64 = 1 << 16;
+pub const MAX_DIM: u64 = 1 << 16;
 /// Largest cycle or action count per op, and register-file size.
 const MAX_COUNT: u64 = 1 << 20;
 /// Largest integer field otherwise (buffer bytes and the like: 1 PiB).
@@ -756,7 +879,7 @@ fn positive_f64(
         Some(v) if !(v.is_finite() && v > 0.0) => {
             errs.push(ConfigError::field(
                 field,
-                format!("is {v}; it must be a positive number ({fix})"),
+                format!("is {}; it must be a positive number ({fix})", show(v)),
             ));
             None
         }
@@ -764,19 +887,61 @@ fn positive_f64(
     }
 }
 
-fn non_negative_f64(value: f64, field: &str, errs: &mut Vec<ConfigError>) -> bool {
-    let ok = value.is_finite() && value >= 0.0;
+/// Physical ranges of the real-valued fields: beyond them a file describes no hardware, and
+/// products of them with counts could overflow to infinity.
+const MAX_CLOCK_MHZ: f64 = 1e5;
+const MAX_BANDWIDTH_GIB_S: f64 = 1048576.0;
+/// Energy of one action or access, in pJ (a DRAM access is a few hundred).
+const MAX_ENERGY_PJ: f64 = 1e6;
+/// Area of one component in µm² (1000 mm²), and of the reference buffer in mm².
+const MAX_AREA_UM2: f64 = 1e9;
+const MAX_AREA_MM2: f64 = 1e6;
+
+/// A number as a message shows it: exponent notation when it is huge or tiny.
+fn show(v: f64) -> String {
+    if v != 0.0 && !(1e-4..1e7).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
+fn at_most_f64(
+    value: Option<f64>,
+    max: f64,
+    field: &str,
+    unit: &str,
+    errs: &mut Vec<ConfigError>,
+) -> Option<f64> {
+    match value {
+        Some(v) if v > max => {
+            errs.push(ConfigError::field(
+                field,
+                format!(
+                    "is {} {unit}; the model accepts at most {} {unit}",
+                    show(v),
+                    show(max)
+                ),
+            ));
+            None
+        }
+        v => v,
+    }
+}
+
+fn non_negative_f64(value: f64, max: f64, field: &str, errs: &mut Vec<ConfigError>) -> bool {
+    let ok = value.is_finite() && (0.0..=max).contains(&value);
     if !ok {
         errs.push(ConfigError::field(
             field,
-            format!("is {value}; it must be a non-negative number"),
+            format!(
+                "is {}; it must be a number from 0 to {}",
+                show(value),
+                show(max)
+            ),
         ));
     }
     ok
-}
-
-fn op_kind(name: &str) -> Option<OpKind> {
-    OpKind::ALL.into_iter().find(|k| k.name() == name)
 }
 
 fn check_unit(
@@ -840,13 +1005,12 @@ fn check_unit(
     }
     for (op_name, op) in raw_ops {
         let field = at(&format!("ops.{op_name}"));
-        let Some(kind) = op_kind(&op_name) else {
-            let known: Vec<&str> = OpKind::ALL.iter().map(|k| k.name()).collect();
+        let Some(kind) = PointOp::from_name(&op_name) else {
             errs.push(ConfigError::field(
                 &field,
                 format!(
-                    "`{op_name}` is not an op kind; use one of {}",
-                    known.join(", ")
+                    "`{op_name}` is neither an op kind nor a unary function of the IR; use one of {}",
+                    PointOp::all_names().join(", ")
                 ),
             ));
             continue;
@@ -901,6 +1065,7 @@ fn check_unit(
         register_words,
         components,
         ops,
+        gates_masked: raw.gates_masked.unwrap_or(false),
     })
 }
 
@@ -909,7 +1074,7 @@ fn check_costs(raw: RawCosts, errs: &mut Vec<ConfigError>) -> Option<CostTable> 
     let name = required(raw.name, "costs: name", "add `name = \"my-table\"`", errs);
     let energy_pj = raw.energy_pj.unwrap_or_default();
     for (k, &v) in &energy_pj {
-        non_negative_f64(v, &format!("costs: energy_pj.{k}"), errs);
+        non_negative_f64(v, MAX_ENERGY_PJ, &format!("costs: energy_pj.{k}"), errs);
     }
     for needed in ["register_read", "register_write"] {
         if !energy_pj.contains_key(needed) {
@@ -921,7 +1086,7 @@ fn check_costs(raw: RawCosts, errs: &mut Vec<ConfigError>) -> Option<CostTable> 
     }
     let area_um2 = raw.area_um2.unwrap_or_default();
     for (k, &v) in &area_um2 {
-        non_negative_f64(v, &format!("costs: area_um2.{k}"), errs);
+        non_negative_f64(v, MAX_AREA_UM2, &format!("costs: area_um2.{k}"), errs);
     }
     if !area_um2.contains_key("register_word") {
         errs.push(ConfigError::field(
@@ -943,10 +1108,17 @@ fn check_costs(raw: RawCosts, errs: &mut Vec<ConfigError>) -> Option<CostTable> 
         ));
         return None;
     };
-    let buffer_access_bits =
-        positive_int(b.access_bits, "costs: buffer.access_bits", "e.g. 64", errs);
-    let buffer_read_pj = positive_f64(b.read_pj, "costs: buffer.read_pj", "pJ per access", errs);
-    let buffer_write_pj = positive_f64(b.write_pj, "costs: buffer.write_pj", "pJ per access", errs);
+    let bits = |v: Option<i64>, field: &str, errs: &mut Vec<ConfigError>| {
+        let v = positive_int(v, field, "e.g. 64", errs);
+        at_most(v, 1 << 16, field, errs)
+    };
+    let energy = |v: Option<f64>, field: &str, errs: &mut Vec<ConfigError>| {
+        let v = positive_f64(v, field, "pJ per access", errs);
+        at_most_f64(v, MAX_ENERGY_PJ, field, "pJ", errs)
+    };
+    let buffer_access_bits = bits(b.access_bits, "costs: buffer.access_bits", errs);
+    let buffer_read_pj = energy(b.read_pj, "costs: buffer.read_pj", errs);
+    let buffer_write_pj = energy(b.write_pj, "costs: buffer.write_pj", errs);
     let buffer_reference_bytes = positive_int(
         b.reference_bytes,
         "costs: buffer.reference_bytes",
@@ -959,8 +1131,15 @@ fn check_costs(raw: RawCosts, errs: &mut Vec<ConfigError>) -> Option<CostTable> 
         "the area of that SRAM",
         errs,
     );
-    let dram_access_bits = positive_int(d.access_bits, "costs: dram.access_bits", "e.g. 64", errs);
-    let dram_access_pj = positive_f64(d.access_pj, "costs: dram.access_pj", "pJ per access", errs);
+    let buffer_reference_area_mm2 = at_most_f64(
+        buffer_reference_area_mm2,
+        MAX_AREA_MM2,
+        "costs: buffer.reference_area_mm2",
+        "mm²",
+        errs,
+    );
+    let dram_access_bits = bits(d.access_bits, "costs: dram.access_bits", errs);
+    let dram_access_pj = energy(d.access_pj, "costs: dram.access_pj", errs);
     if errs.len() != before {
         return None;
     }

@@ -10,7 +10,7 @@ use std::fmt;
 use cascade_ir::ops::OpKind;
 use cascade_ir::rewrite::CostModel;
 
-use crate::arch::{ArchSpec, UnitId};
+use crate::arch::{ArchSpec, OpImpl, PointOp, UnitId};
 
 /// The cost of one op of one kind on one unit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -24,31 +24,47 @@ pub struct OpCost {
 }
 
 /// Per unit name, the cost of every op kind that unit executes.
+///
+/// `other`, when the unit prices its functions one by one (`tanh`, `sigmoid`, … but no `other`),
+/// costs what its most expensive such function costs: the rewriter counts kinds, not
+/// functions, so this is an upper bound. Other kinds are the unit's own entries only (a unit
+/// that prices `recip` but has no `div` does not divide).
 pub fn op_costs(arch: &ArchSpec) -> BTreeMap<String, BTreeMap<OpKind, OpCost>> {
     let table = arch.costs();
     arch.units()
         .iter()
         .map(|unit| {
-            let ops = unit
-                .ops()
-                .iter()
-                .map(|(&kind, imp)| {
-                    let energy_pj = imp
-                        .actions()
-                        .iter()
-                        .map(|(action, &n)| n as f64 * table.energy_pj(action).unwrap_or(0.0))
-                        .sum();
-                    let cycles = imp.cycles() as f64;
-                    (
-                        kind,
-                        OpCost {
-                            cycles,
-                            unit_cycles: cycles / unit.pes() as f64,
-                            energy_pj,
-                        },
-                    )
-                })
-                .collect();
+            let cost_of = |imp: &OpImpl| {
+                let energy_pj = imp
+                    .actions()
+                    .iter()
+                    .map(|(action, &n)| n as f64 * table.energy_pj(action).unwrap_or(0.0))
+                    .sum();
+                let cycles = imp.cycles() as f64;
+                OpCost {
+                    cycles,
+                    unit_cycles: cycles / unit.pes() as f64,
+                    energy_pj,
+                }
+            };
+            let mut ops: BTreeMap<OpKind, OpCost> = BTreeMap::new();
+            for (op, imp) in unit.ops() {
+                let cost = cost_of(imp);
+                match op {
+                    PointOp::Kind(k) => {
+                        ops.insert(*k, cost);
+                    }
+                    PointOp::Function(_)
+                        if op.kind() == OpKind::Other && unit.op(OpKind::Other).is_none() =>
+                    {
+                        let slot = ops.entry(op.kind()).or_insert(cost);
+                        if (cost.cycles, cost.energy_pj) > (slot.cycles, slot.energy_pj) {
+                            *slot = cost;
+                        }
+                    }
+                    PointOp::Function(_) => {}
+                }
+            }
             (unit.name().to_string(), ops)
         })
         .collect()
@@ -100,7 +116,7 @@ impl HardwareCost {
         let preferred = [arch.tile_unit(), arch.row_unit()];
         let mut prices = BTreeMap::new();
         for kind in OpKind::ALL {
-            let has = |u: UnitId| arch.unit(u).op(kind).is_some();
+            let has = |u: UnitId| costs[arch.unit(u).name()].contains_key(&kind);
             let unit = preferred.into_iter().find(|&u| has(u)).or_else(|| {
                 arch.unit_ids()
                     .filter(|&u| has(u))

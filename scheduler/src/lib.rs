@@ -8,16 +8,20 @@
 
 pub mod arch;
 pub mod cost;
+pub mod mapping;
 pub mod schedule;
 pub mod search;
 pub mod shipped;
 pub mod workload;
 
-pub use arch::{ArchSpec, ConfigError, CostTable, Fusion, RawArch, RawCosts, Unit, UnitId};
+pub use arch::{
+    ArchSpec, ConfigError, CostTable, Fusion, PointOp, RawArch, RawCosts, Unit, UnitId, einsum_ops,
+};
 pub use cost::{HardwareCost, KindPrice, Metric, OpCost, op_costs};
+pub use mapping::{Mapping, MappingOverrides, Placement, RawMapping};
 pub use schedule::{
-    EinsumPlan, Infeasible, Level, Outcome, Partition, Phase, Residency, Schedule, ScheduleError,
-    Traffic, schedule,
+    EinsumPlan, Epoch, EpochItem, Infeasible, Level, Loop, LoopNest, Occupancy, Outcome, Partition,
+    Phase, Residency, RowGroup, Schedule, ScheduleError, Traffic, schedule, schedule_with,
 };
 pub use search::{Search, StopReason};
-pub use workload::{Model, Problem, RawWorkloads, Workloads};
+pub use workload::{BlockMask, Model, Problem, RawWorkloads, Scenario, Workloads};

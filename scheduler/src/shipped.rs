@@ -22,8 +22,23 @@ pub const COSTS: &[(&str, &str)] = &[(
     include_str!("../../arch-configs/costs/accelergy-45nm.toml"),
 )];
 
-/// The shipped workload set.
+/// The shipped workload set of the FuseMax evaluation (the default).
 pub const WORKLOADS: &str = include_str!("../../arch-configs/workloads/transformers.toml");
+
+/// Every shipped workload set: (name, TOML text). `transformers` is FuseMax's four encoders,
+/// `llm` today's decoder models in prefill and decode.
+pub const WORKLOAD_SETS: &[(&str, &str)] = &[
+    ("llm", include_str!("../../arch-configs/workloads/llm.toml")),
+    ("transformers", WORKLOADS),
+];
+
+/// A shipped workload set's text by name.
+pub fn workload_set(name: &str) -> Option<&'static str> {
+    WORKLOAD_SETS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| *t)
+}
 
 /// A shipped architecture's text by name.
 pub fn arch(name: &str) -> Option<&'static str> {
@@ -61,7 +76,17 @@ pub fn parse_arch(
     crate::ArchSpec::new(raw, costs)
 }
 
-/// The shipped workload set, validated.
+/// The shipped default workload set, validated.
 pub fn load_workloads() -> Result<crate::Workloads, Vec<crate::ConfigError>> {
-    crate::Workloads::new(crate::RawWorkloads::from_toml(WORKLOADS).map_err(|e| vec![e])?)
+    load_workload_set("transformers").expect("shipped")
+}
+
+/// A shipped workload set by name, validated.
+pub fn load_workload_set(name: &str) -> Option<Result<crate::Workloads, Vec<crate::ConfigError>>> {
+    let text = workload_set(name)?;
+    Some(
+        crate::RawWorkloads::from_toml(text)
+            .map_err(|e| vec![e])
+            .and_then(crate::Workloads::new),
+    )
 }

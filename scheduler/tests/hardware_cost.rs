@@ -19,17 +19,31 @@ fn int(v: &Value, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("`{key}` is an integer")) as f64
 }
 
+/// The unary functions of kind `other`, which a unit may price one by one.
+const OTHER_FUNCTIONS: [&str; 7] = ["neg", "sqrt", "sigmoid", "softplus", "relu", "elu1", "tanh"];
+
+/// The entries of a unit that price `kind`: its own, or for `other` (when the unit has no
+/// `other` entry) every function of that kind it prices.
+fn entries(unit: &Value, kind: OpKind) -> Vec<&Value> {
+    let Some(ops) = unit.get("ops") else {
+        return Vec::new();
+    };
+    match ops.get(kind.name()) {
+        Some(op) => vec![op],
+        None if kind == OpKind::Other => {
+            OTHER_FUNCTIONS.iter().filter_map(|f| ops.get(*f)).collect()
+        }
+        None => Vec::new(),
+    }
+}
+
 /// The unit a kind is charged on and its weight, from the raw TOML: the tile unit if it has
-/// the op, else the row unit, else the unit with the most PEs (first by name on a tie).
+/// the op, else the row unit, else the unit with the most PEs (first by name on a tie). A kind
+/// priced function by function costs its most expensive function (cycles, then energy).
 fn expected(arch: &Value, costs: &Value, kind: OpKind, metric: Metric) -> Option<(String, f64)> {
     let units = table(arch, "units");
     let binding = table(arch, "binding");
-    let has = |u: &str| {
-        units[u]
-            .get("ops")
-            .and_then(|o| o.get(kind.name()))
-            .is_some()
-    };
+    let has = |u: &str| !entries(&units[u], kind).is_empty();
     let pes = |u: &str| int(&units[u], "rows") * int(&units[u], "cols");
     let preferred = ["tile", "row"]
         .iter()
@@ -40,23 +54,30 @@ fn expected(arch: &Value, costs: &Value, kind: OpKind, metric: Metric) -> Option
         with.sort_by(|a, b| pes(b).total_cmp(&pes(a)).then(a.cmp(b)));
         with.first().map(|u| u.to_string())
     })?;
-    let op = &units[&unit]["ops"][kind.name()];
+    let energy_of = |op: &Value| {
+        let energy = table(costs, "energy_pj");
+        op.get("actions")
+            .and_then(Value::as_table)
+            .map_or(0.0, |actions| {
+                actions
+                    .iter()
+                    .map(|(a, n)| {
+                        n.as_integer().expect("count") as f64 * energy[a].as_float().expect("pJ")
+                    })
+                    .sum::<f64>()
+            })
+    };
+    let op = entries(&units[&unit], kind)
+        .into_iter()
+        .max_by(|a, b| {
+            (int(a, "cycles"), energy_of(a))
+                .partial_cmp(&(int(b, "cycles"), energy_of(b)))
+                .expect("finite")
+        })
+        .expect("has the op");
     let weight = match metric {
         Metric::Cycles => int(op, "cycles") / pes(&unit),
-        Metric::Energy => {
-            let energy = table(costs, "energy_pj");
-            op.get("actions")
-                .and_then(Value::as_table)
-                .map_or(0.0, |actions| {
-                    actions
-                        .iter()
-                        .map(|(a, n)| {
-                            n.as_integer().expect("count") as f64
-                                * energy[a].as_float().expect("pJ")
-                        })
-                        .sum()
-                })
-        }
+        Metric::Energy => energy_of(op),
     };
     Some((unit, weight))
 }
@@ -92,8 +113,8 @@ fn weights_are_the_arch_files_numbers() {
             }
         }
     }
-    // Five architectures × two metrics × six priced kinds (none executes `other`).
-    assert_eq!(priced, 60);
+    // Five architectures × two metrics × seven priced kinds (`other` through the functions).
+    assert_eq!(priced, 70);
 }
 
 #[test]
@@ -116,10 +137,19 @@ fn shipped_prices_as_the_reference_describes() {
 
 #[test]
 fn unsupported_kinds_cost_infinity_but_zero_ops_cost_nothing() {
-    let hw = HardwareCost::new(
-        &shipped::load_arch("fusemax").unwrap().unwrap(),
-        Metric::Cycles,
-    );
+    // FuseMax without its unary functions: nothing executes `other`.
+    let text: String = shipped::arch("fusemax")
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            !OTHER_FUNCTIONS
+                .iter()
+                .any(|f| l.starts_with(&format!("ops.{f} ")))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let arch = shipped::parse_arch(&text, |n| shipped::costs(n).map(str::to_string)).unwrap();
+    let hw = HardwareCost::new(&arch, Metric::Cycles);
     assert_eq!(hw.unsupported(), vec![OpKind::Other]);
     assert_eq!(hw.op_cost(OpKind::Other, 1.0), f64::INFINITY);
     assert_eq!(hw.op_cost(OpKind::Other, 0.0), 0.0);

@@ -80,12 +80,21 @@ fn fusemax_binding_is_the_papers() {
     for e in ["RM", "PRM", "SPD", "RD", "SPNV", "RNV", "AV"] {
         assert_eq!(unit_of(&s, &a, e), "array1d", "{e}");
     }
-    let epochs: Vec<&str> = s.phases[0].epochs.iter().map(|(_, t)| t.as_str()).collect();
-    assert!(
-        epochs
-            .iter()
-            .any(|t| t.starts_with("(SLNV[") && t.contains("| BQK[t])")),
-        "{epochs:?}"
+    // The 2D array's epoch starts with SLNV of an older tile interleaved with BQK of the
+    // newest: `(SLNV[t-3] | BQK[t]) → LM[t] → SLN[t-2] → SLD[t-2]`.
+    let epoch = s.phases[0]
+        .epochs
+        .iter()
+        .find(|e| a.unit(e.unit).name() == "array2d")
+        .expect("a 2D-array epoch");
+    let first: Vec<(&str, u32)> = epoch.slots[0]
+        .iter()
+        .map(|i| (i.name.as_str(), i.lag))
+        .collect();
+    assert_eq!(first, [("SLNV", 3), ("BQK", 0)], "{epoch}");
+    assert_eq!(
+        epoch.to_string(),
+        "(SLNV[t-3] | BQK[t]) → LM[t] → SLN[t-2] → SLD[t-2]"
     );
 }
 
@@ -227,11 +236,24 @@ fn no_interleave_adds_one_drain_per_tile() {
 
 #[test]
 fn infeasibility_is_a_value_with_a_reason() {
-    // No unit computes a sigmoid.
+    // FuseMax without its sigmoid entries: no unit computes one.
     let a = arch("fusemax");
-    match schedule(&library("sigmoid_attention"), &a, &problem("bert", 4096)).unwrap() {
+    let text: String = shipped::arch("fusemax")
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("ops.sigmoid "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let no_sigmoid = parse_arch(&text, |n| shipped::costs(n).map(str::to_string)).unwrap();
+    match schedule(
+        &library("sigmoid_attention"),
+        &no_sigmoid,
+        &problem("bert", 4096),
+    )
+    .unwrap()
+    {
         Outcome::Infeasible(why) => assert!(
-            why.reason.contains("`other`") && why.reason.contains('S'),
+            why.reason.contains("`sigmoid`") && why.reason.contains('S'),
             "{why}"
         ),
         Outcome::Scheduled(_) => panic!("sigmoid has no unit"),
@@ -410,35 +432,25 @@ fn epochs_never_run_a_consumer_before_its_producer_of_the_same_tile() {
                 continue;
             };
             for phase in &s.phases {
-                for (unit, text) in &phase.epochs {
-                    let items: Vec<&str> = text
-                        .split(['(', ')', '|', '→'])
-                        .map(str::trim)
-                        .filter(|item| !item.is_empty())
-                        .collect();
-                    let position = |name: &str, stage: u32| {
-                        let label = if stage == 0 {
-                            format!("{name}[t]")
-                        } else {
-                            format!("{name}[t-{stage}]")
-                        };
-                        items.iter().position(|item| *item == label)
-                    };
-                    for e in s.einsums.iter().filter(|e| e.unit == *unit) {
+                for epoch in &phase.epochs {
+                    let order: Vec<usize> = epoch.order().map(|i| i.einsum).collect();
+                    let position = |x: usize| order.iter().position(|&y| y == x);
+                    for (x, e) in s.einsums.iter().enumerate() {
+                        if e.unit != epoch.unit {
+                            continue;
+                        }
                         for &d in &e.deps {
                             let p = &s.einsums[d];
-                            if p.unit != *unit || p.stage != e.stage {
+                            if p.unit != epoch.unit || p.stage != e.stage {
                                 continue;
                             }
-                            let (Some(pp), Some(ep)) =
-                                (position(&p.name, p.stage), position(&e.name, e.stage))
-                            else {
+                            let (Some(pp), Some(ep)) = (position(d), position(x)) else {
                                 continue;
                             };
                             checked += 1;
                             assert!(
                                 pp < ep,
-                                "{arch_name}/{cascade}: {} before its producer {} in `{text}`",
+                                "{arch_name}/{cascade}: {} before its producer {} in `{epoch}`",
                                 e.name,
                                 p.name
                             );
@@ -486,4 +498,93 @@ fn passes_agree_with_the_ir_pass_analysis() {
             assert_eq!(e.pass + 1, theirs.pass, "{name}: {}", e.name);
         }
     }
+}
+
+/// Inputs that once panicked or wrapped around (issue 12): each is now a value or an error
+/// with a reason, and every reported number is finite.
+#[test]
+fn degenerate_and_huge_inputs_are_values_or_errors() {
+    // A cascade without ranks: one point of work, scheduled without a panic.
+    let c = cascade_ir::dsl::parse(
+        "cascade noranks\ninput A[] B[]\n\nZ[] = A[] * B[]\n\noutput Z\n",
+        "noranks",
+    )
+    .expect("parses")
+    .cascade;
+    match schedule(&c, &arch("fusemax"), &problem("bert", 1024)).expect("no sizes needed") {
+        Outcome::Scheduled(s) => assert_eq!(s.einsums.len(), 1),
+        Outcome::Infeasible(why) => panic!("{why}"),
+    }
+    // Batch × heads beyond 64 bits is too large to count, not latency 0.
+    let mut p = problem("bert", 1024);
+    p.heads = 1 << 40;
+    p.batch = 1 << 40;
+    let err = schedule(&library("attention_1pass"), &arch("fusemax"), &p).unwrap_err();
+    assert!(err.to_string().contains("too large to count"), "{err}");
+    // A clock of 1e308 MHz (1e314 Hz is infinite) and a bandwidth of 1e300 are refused.
+    let base = shipped::arch("fusemax").unwrap();
+    let errs = arch_errors(&base.replace("clock_mhz = 940.0", "clock_mhz = 1e308"));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("`clock_mhz`: is 1e308 MHz")),
+        "{errs:?}"
+    );
+    let errs = arch_errors(&base.replace("bandwidth_gib_s = 400.0", "bandwidth_gib_s = 1e300"));
+    assert!(
+        errs.iter().any(|e| e.starts_with("`dram.bandwidth_gib_s`")),
+        "{errs:?}"
+    );
+    // An array side beyond the model's range is refused when a sweep resizes to it.
+    let a = arch("fusemax");
+    let err = a.resized(1 << 33, 1 << 24).unwrap_err();
+    assert!(
+        err.to_string().contains("array sides from 1 to 65536"),
+        "{err}"
+    );
+    assert_eq!(
+        a.resized(512, 1 << 24).unwrap().unit(a.tile_unit()).pes(),
+        512 * 512
+    );
+}
+
+#[test]
+fn workload_values_are_checked_where_they_enter() {
+    // Heads beyond the model's range, kv_heads that do not divide the heads, a zero length and
+    // an unknown FFN kind are each reported with their field.
+    let text = shipped::workload_set("llm")
+        .unwrap()
+        .replacen("heads = 32\n", "heads = 1099511627776\n", 1)
+        .replacen(
+            "kv_heads = 8\nE = 128\nF = 128\nD = 8192",
+            "kv_heads = 7\nE = 128\nF = 128\nD = 8192",
+            1,
+        )
+        .replacen("seq = [2048,", "seq = [0,", 1)
+        .replacen("S = 14336\nffn = \"gated\"", "S = 14336\nffn = \"swish\"", 1);
+    let raw = cascade_scheduler::RawWorkloads::from_toml(&text).expect("parses");
+    let errs: Vec<String> = cascade_scheduler::Workloads::new(raw)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for field in [
+        "`models.llama3-8b.heads`: is 1099511627776",
+        "`models.llama3-70b.kv_heads`: is 7",
+        "`seq`: is 0",
+        "`models.llama3-8b.ffn`: is `swish`",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.starts_with(field)),
+            "{field}: {errs:?}"
+        );
+    }
+    // Every shipped workload set validates, and the LLM set has decode points.
+    for (name, _) in shipped::WORKLOAD_SETS {
+        let w = shipped::load_workload_set(name).unwrap().unwrap();
+        assert!(!w.models().is_empty(), "{name}");
+    }
+    let llm = shipped::load_workload_set("llm").unwrap().unwrap();
+    let d = llm.decode().expect("decode points");
+    assert_eq!((d.kv.first(), d.kv.last()), (Some(&4096), Some(&(1 << 20))));
+    assert_eq!((d.batch.first(), d.batch.last()), (Some(&1), Some(&256)));
 }

@@ -111,3 +111,49 @@ fn cycle_engine_full_comparison(bencher: divan::Bencher) {
         total
     });
 }
+
+/// The zoo's work: every library cascade (but the pedagogical ones) and every model variant at
+/// the LLM workloads' points, prefill 8K and decode 64K at batch 16 for each of the six
+/// models, scheduled and simulated in parallel as `cascade zoo` does (25 × 12 = 300 points).
+#[divan::bench(sample_count = 10)]
+fn zoo_300_points(bencher: divan::Bencher) {
+    let arch = shipped::load_arch("fusemax").unwrap().unwrap();
+    let w = shipped::load_workload_set("llm").unwrap().unwrap();
+    let names: Vec<&str> = cascade_ir::library::names()
+        .filter(|n| !n.starts_with("pedagogical"))
+        .chain(cascade_ir::library::variant_names())
+        .collect();
+    let cascades: Vec<Cascade> = names
+        .iter()
+        .map(|n| {
+            let src = cascade_ir::library::source(n)
+                .or_else(|| cascade_ir::library::variant_source(n))
+                .unwrap();
+            cascade_ir::dsl::parse(src, n).unwrap().cascade
+        })
+        .collect();
+    let mut points: Vec<Problem> = Vec::new();
+    for m in w.models() {
+        points.push(w.problem(m, 8192));
+        points.push(w.decode_problem(m, 65536, 16));
+    }
+    for p in &mut points {
+        for (r, s) in [("W", 4096), ("S", 4), ("L", 512), ("RP", 64)] {
+            p.sizes.entry(r.into()).or_insert(s);
+        }
+    }
+    let jobs: Vec<(usize, usize)> = (0..cascades.len())
+        .flat_map(|c| (0..points.len()).map(move |p| (c, p)))
+        .collect();
+    assert!(jobs.len() >= 300, "{} points", jobs.len());
+    bencher.bench_local(|| {
+        jobs.par_iter()
+            .filter(|&&(c, p)| {
+                matches!(
+                    schedule(&cascades[c], &arch, &points[p]),
+                    Ok(Outcome::Scheduled(s)) if cascade_sim::simulate(&s, &arch).latency_cycles > 0.0
+                )
+            })
+            .count()
+    });
+}

@@ -34,7 +34,19 @@ impl Evaluation {
 /// Schedules and simulates one configuration at one point.
 pub fn evaluate(config: Config<'_>, problem: &Problem) -> Evaluation {
     match schedule(config.cascade, config.arch, problem) {
-        Ok(Outcome::Scheduled(s)) => Evaluation::Ok(Box::new(simulate(&s, config.arch))),
+        Ok(Outcome::Scheduled(s)) => {
+            let report = simulate(&s, config.arch);
+            let bad = report.non_finite();
+            if bad.is_empty() {
+                Evaluation::Ok(Box::new(report))
+            } else {
+                // Validated inputs keep every number finite; this is a bug, refused as one.
+                Evaluation::Infeasible(format!(
+                    "internal error: the model produced numbers that are not finite: {}",
+                    bad.join(", ")
+                ))
+            }
+        }
         Ok(Outcome::Infeasible(why)) => Evaluation::Infeasible(why.reason),
         Err(e) => Evaluation::Infeasible(e.to_string()),
     }

@@ -1,12 +1,14 @@
 //! The cycle-level simulator: executes a schedule tile by tile instead of summing formulas.
 //!
 //! Entry point: [`run`]`(&Schedule, &ArchSpec, &CycleConfig) -> CycleReport`. Each phase is a
-//! stream of *slots*, one per (instance, query tile, pass, key tile) in the scheduler's loop
-//! order. In every slot each per-key-tile Einsum of that pass does its share of work (its
-//! cycles over the phase's tiles); Einsums that run once per query tile do theirs after the
-//! query tile's last key tile. Units are resources that take their items in the scheduler's
-//! epoch order (slot `t - stage` in epoch `t`, oldest heavy item first when the tile unit
-//! interleaves). The scheduler already gives an interleaved Einsum that reads a same-tile
+//! stream of *slots*, one per (instance, query tile, pass, key tile with work) in the
+//! scheduler's loop order. A query tile has as many key-tile slots as the phase's occupancy
+//! gives it ([`cascade_scheduler::Occupancy`]: a causal mask gives the first query tile one,
+//! the last all of them), and a per-key-tile Einsum of that pass does one tile of work on as
+//! many of them as it runs on (the first ones); Einsums that run once per query tile do theirs
+//! after the query tile's last key tile. Units are resources that take their items in the
+//! order of the scheduler's epochs ([`cascade_scheduler::Epoch`]: slot `t - lag` in epoch `t`,
+//! the interleaved item of the oldest tile first). The scheduler already gives an interleaved Einsum that reads a same-tile
 //! producer one more tile of lag (the reference's `(SLNV[b] | BQK[d]) → … → SLN[c]`, b < c);
 //! should an order still run a consumer before its producer of the same tile, the engine adds
 //! that lag itself rather than break the dependency. An item starts
@@ -24,15 +26,16 @@
 //! DRAM is one channel at the arch's bandwidth. A slot's reads (the phase's reads spread evenly
 //! over its slots) may start once slot `s - tile_buffers` has been consumed by its lag-0
 //! items; reads have priority and a finished slot's writes fill the channel's idle time, the
-//! rest draining at the end of the phase. With a slot limit, the phase runs twice (the limit
-//! and the limit less a window of whole query groups) and the difference of the two end times
-//! is the steady-state period per slot that prices the slots not executed.
+//! rest draining at the end of the phase. With a slot limit, the phase runs twice (whole query
+//! tiles up to the limit, and that less a window of whole query tiles); the difference of the
+//! two end times over the busiest resource's work in the window is the steady-state time per
+//! unit of work, which prices the work not executed at the busiest resource's share of it.
 //!
 //! Energy is not simulated: it is the analytical model's action counts × table.
 
 use std::collections::BTreeMap;
 
-use cascade_scheduler::{ArchSpec, Schedule, UnitId};
+use cascade_scheduler::{ArchSpec, RowGroup, Schedule, UnitId};
 
 use crate::{Energy, simulate};
 
@@ -122,21 +125,44 @@ struct PhaseRun {
     events: Vec<Event>,
 }
 
-/// A phase's slot structure.
-struct Shape {
-    m1: u64,
-    q_tiles: u64,
+/// A phase's slot structure: per instance, its query tiles in order, each a row of
+/// `passes × slots` slots.
+struct Layout<'a> {
+    rows: &'a [RowGroup],
     passes: u64,
     min_pass: u32,
+    /// Slots of one instance.
+    per_instance: u64,
     slots: u64,
+    query_tiles: u64,
 }
 
-impl Shape {
-    fn of(schedule: &Schedule, k: usize) -> Shape {
+/// Where a slot sits: the first slot of its query tile, the tile's key slots per pass, its
+/// pass and key slot, and which row group it belongs to.
+#[derive(Debug, Clone, Copy, Default)]
+struct SlotInfo {
+    row_start: u64,
+    row_slots: u64,
+    pass: u64,
+    key: u64,
+    group: usize,
+}
+
+impl SlotInfo {
+    /// The slot of the same query tile at `pass` and key slot `key`.
+    fn at(&self, pass: u64, key: u64) -> u64 {
+        self.row_start + pass * self.row_slots + key
+    }
+
+    fn last_of_row(&self, passes: u64) -> bool {
+        self.pass == passes - 1 && self.key + 1 == self.row_slots
+    }
+}
+
+impl<'a> Layout<'a> {
+    fn of(schedule: &'a Schedule, k: usize) -> Layout<'a> {
         let phase = &schedule.phases[k];
-        let part = &phase.partition;
-        let m1 = part.m1.max(1);
-        let q_tiles = part.p.div_ceil(part.p0.max(1)).max(1);
+        let rows = &phase.occupancy.rows;
         let passes = u64::from(phase.passes.max(1));
         let min_pass = phase
             .einsums
@@ -144,32 +170,63 @@ impl Shape {
             .map(|&x| schedule.einsums[x].pass)
             .min()
             .unwrap_or(0);
-        Shape {
-            m1,
-            q_tiles,
+        let per_instance = passes * rows.iter().map(|r| r.count * r.slots).sum::<u64>();
+        Layout {
+            rows,
             passes,
             min_pass,
-            slots: q_tiles * passes * m1 * schedule.instances(),
+            per_instance,
+            slots: per_instance * schedule.instances(),
+            query_tiles: rows.iter().map(|r| r.count).sum::<u64>() * schedule.instances(),
         }
     }
 
-    /// Slots of one query tile: every pass over every key tile.
-    fn group(&self) -> u64 {
-        self.passes * self.m1
+    /// Slots in the first `tiles` query tiles (counting over instances).
+    fn slots_of_query_tiles(&self, tiles: u64) -> u64 {
+        let per = self.rows.iter().map(|r| r.count).sum::<u64>().max(1);
+        let (whole, rest) = (tiles / per, tiles % per);
+        let mut slots = whole * self.per_instance;
+        let mut left = rest;
+        for r in self.rows {
+            let take = left.min(r.count);
+            slots += take * r.slots * self.passes;
+            left -= take;
+            if left == 0 {
+                break;
+            }
+        }
+        slots
     }
 
-    /// The slot of the same query tile at `pass` and key tile `j`.
-    fn slot(&self, s: u64, pass: u64, j: u64) -> u64 {
-        (s / self.group() * self.passes + pass) * self.m1 + j
-    }
-
-    fn pass_of_slot(&self, s: u64) -> u64 {
-        s % self.group() / self.m1
+    /// The slots in order, one [`SlotInfo`] each.
+    fn cursor(&self) -> impl Iterator<Item = SlotInfo> + '_ {
+        let instances = self.slots / self.per_instance.max(1);
+        let passes = self.passes;
+        (0..instances).flat_map(move |i| {
+            let mut start = i * self.per_instance;
+            self.rows.iter().enumerate().flat_map(move |(g, r)| {
+                let first = start;
+                start += r.count * r.slots * passes;
+                (0..r.count).flat_map(move |q| {
+                    let row_start = first + q * r.slots * passes;
+                    (0..passes).flat_map(move |pass| {
+                        (0..r.slots).map(move |key| SlotInfo {
+                            row_start,
+                            row_slots: r.slots,
+                            pass,
+                            key,
+                            group: g,
+                        })
+                    })
+                })
+            })
+        })
     }
 }
 
 /// Executes `schedule` on `arch`.
 pub fn run(schedule: &Schedule, arch: &ArchSpec, config: &CycleConfig) -> CycleReport {
+    let n = schedule.instances() as f64;
     let mut totals: BTreeMap<UnitId, Counters> = BTreeMap::new();
     let mut einsum_busy = vec![0.0; schedule.einsums.len()];
     let mut phases = Vec::new();
@@ -177,47 +234,86 @@ pub fn run(schedule: &Schedule, arch: &ArchSpec, config: &CycleConfig) -> CycleR
     let mut latency = 0.0;
     let mut dram_busy_total = 0.0;
     let mut extrapolated = false;
+    let bytes_per_cycle = arch.dram_bytes_per_cycle();
+    let word_bytes = arch.word_bytes() as f64;
 
     for k in 0..schedule.phases.len() {
-        let shape = Shape::of(schedule, k);
-        let slots = shape.slots;
-        // At least two query groups, so the window below covers whole ones.
-        let executed = config
-            .max_slots
-            .map_or(slots, |l| l.max(2 * shape.group()).clamp(1, slots));
+        let phase = &schedule.phases[k];
+        let layout = Layout::of(schedule, k);
+        let slots = layout.slots;
+        // Whole query tiles, at least two, up to the limit.
+        let executed = match config.max_slots {
+            None => slots,
+            Some(limit) => {
+                let mut tiles = 2;
+                while tiles < layout.query_tiles && layout.slots_of_query_tiles(tiles) < limit {
+                    tiles += 1;
+                }
+                layout
+                    .slots_of_query_tiles(tiles.min(layout.query_tiles))
+                    .clamp(1, slots)
+            }
+        };
         let budget = config.log_events.saturating_sub(events.len());
-        let full = exec_phase(schedule, arch, k, &shape, executed, config, budget);
+        let full = exec_phase(schedule, arch, k, &layout, executed, config, budget);
         events.extend(full.events.iter().cloned());
+        // The work of the whole phase per resource: each unit's Einsums, and DRAM.
+        let mut total_work: BTreeMap<UnitId, f64> = BTreeMap::new();
+        for &x in &phase.einsums {
+            let e = &schedule.einsums[x];
+            *total_work.entry(e.unit).or_default() += e.cycles as f64 * n;
+        }
+        let dram_total =
+            (phase.traffic.dram_read + phase.traffic.dram_write) * n * word_bytes / bytes_per_cycle;
         let (cycles, period) = if executed < slots {
             extrapolated = true;
-            // The window: whole query groups from the second half, so once-per-query-tile
-            // work and every pass are counted at their rates.
-            let window = (executed / 2 / shape.group()).max(1) * shape.group();
-            let shorter = exec_phase(schedule, arch, k, &shape, executed - window, config, 0);
-            let period = (full.cycles - shorter.cycles) / window as f64;
-            let rest = (slots - executed) as f64;
-            let scale = rest / window as f64;
-            // Counters of the unexecuted slots: the window's, repeated.
-            let mut units = full.units.clone();
-            for (u, c) in &full.units {
-                let s = shorter.units.get(u).cloned().unwrap_or_default();
-                let t = units.entry(*u).or_default();
-                t.busy += (c.busy - s.busy) * scale;
-                t.drain += (c.drain - s.drain) * scale;
-                t.dram += (c.dram - s.dram) * scale;
-            }
-            for (&x, &b) in &full.einsum_busy {
-                let s = shorter.einsum_busy.get(&x).copied().unwrap_or(0.0);
-                einsum_busy[x] += b + (b - s) * scale;
-            }
-            dram_busy_total += full.dram_busy + (full.dram_busy - shorter.dram_busy) * scale;
-            for (u, c) in units {
+            // The window: whole query tiles from the second half of those executed.
+            let executed_tiles = (1..=layout.query_tiles)
+                .find(|&t| layout.slots_of_query_tiles(t) >= executed)
+                .unwrap_or(layout.query_tiles);
+            let window_tiles = (executed_tiles / 2).max(1);
+            let shorter_slots = layout.slots_of_query_tiles(executed_tiles - window_tiles);
+            let shorter = exec_phase(schedule, arch, k, &layout, shorter_slots, config, 0);
+            let elapsed = full.cycles - shorter.cycles;
+            // Work per resource in the window, and what is left after the executed slots.
+            let done = |run: &PhaseRun, u: UnitId| run.units.get(&u).map_or(0.0, |c| c.busy);
+            let mut window_work: Vec<(f64, f64)> = total_work
+                .iter()
+                .map(|(&u, &total)| (done(&full, u) - done(&shorter, u), total - done(&full, u)))
+                .collect();
+            window_work.push((
+                full.dram_busy - shorter.dram_busy,
+                (dram_total - full.dram_busy).max(0.0),
+            ));
+            // Steady-state time per unit of the busiest resource's work, times the most work
+            // any resource still has.
+            let busiest = window_work
+                .iter()
+                .copied()
+                .fold((0.0f64, 0.0f64), |a, w| if w.0 > a.0 { w } else { a });
+            let per_work = if busiest.0 > 0.0 {
+                elapsed / busiest.0
+            } else {
+                1.0
+            };
+            let rest_work = window_work.iter().map(|w| w.1).fold(0.0, f64::max);
+            let rest = per_work * rest_work;
+            let scale = if elapsed > 0.0 { rest / elapsed } else { 0.0 };
+            // Busy time is the work itself; stalls of the unexecuted slots repeat the window's.
+            for (&u, &total) in &total_work {
                 let t = totals.entry(u).or_default();
-                t.busy += c.busy;
-                t.drain += c.drain;
-                t.dram += c.dram;
+                let c = full.units.get(&u).cloned().unwrap_or_default();
+                let s = shorter.units.get(&u).cloned().unwrap_or_default();
+                t.busy += total;
+                t.drain += c.drain + (c.drain - s.drain) * scale;
+                t.dram += c.dram + (c.dram - s.dram) * scale;
             }
-            (full.cycles + period * rest, period)
+            for &x in &phase.einsums {
+                einsum_busy[x] += schedule.einsums[x].cycles as f64 * n;
+            }
+            dram_busy_total += full.dram_busy.max(dram_total);
+            let period = elapsed / (executed - shorter_slots).max(1) as f64;
+            (full.cycles + rest, period)
         } else {
             for (&x, &b) in &full.einsum_busy {
                 einsum_busy[x] += b;
@@ -317,12 +413,114 @@ impl Dram {
     }
 }
 
+/// The order and lags of one phase's items, from the scheduler's epochs.
+struct Order {
+    /// Per unit: its per-key-tile items in epoch order.
+    units: BTreeMap<UnitId, Vec<usize>>,
+    /// The lag each per-key-tile item runs at.
+    lag: BTreeMap<usize, u64>,
+    /// The epoch after which each once-per-query item runs.
+    once_stage: BTreeMap<usize, u64>,
+    once: Vec<usize>,
+    max_stage: u64,
+    /// Draining reductions whose result comes back to the tile unit within the tile.
+    feeds_back: Vec<bool>,
+}
+
+impl Order {
+    fn of(schedule: &Schedule, arch: &ArchSpec, k: usize) -> Order {
+        let phase = &schedule.phases[k];
+        let member = |x: usize| phase.einsums.contains(&x);
+        let tile_unit = arch.tile_unit();
+        let mut units: BTreeMap<UnitId, Vec<usize>> = BTreeMap::new();
+        for &x in &phase.einsums {
+            // Every unit of the phase, including those with only once-per-query work.
+            units.entry(schedule.einsums[x].unit).or_default();
+        }
+        for epoch in &phase.epochs {
+            units
+                .entry(epoch.unit)
+                .or_default()
+                .extend(epoch.order().map(|i| i.einsum));
+        }
+        let per_tile: Vec<usize> = phase
+            .einsums
+            .iter()
+            .copied()
+            .filter(|&x| schedule.einsums[x].per_key_tile)
+            .collect();
+        let once: Vec<usize> = phase
+            .einsums
+            .iter()
+            .copied()
+            .filter(|&x| !schedule.einsums[x].per_key_tile)
+            .collect();
+        // The lag each item actually runs at: the scheduler's stage, raised where the epoch
+        // order would put a consumer before its producer of the same tile (a later hop on the
+        // same unit, or any hop to another unit, takes the next epoch).
+        let position = |x: usize| {
+            let u = schedule.einsums[x].unit;
+            units[&u].iter().position(|&y| y == x).unwrap_or(0)
+        };
+        let mut lag: BTreeMap<usize, u64> = BTreeMap::new();
+        for &x in &per_tile {
+            let e = &schedule.einsums[x];
+            let mut l = u64::from(e.stage);
+            for &d in e.deps.iter().filter(|&&d| lag.contains_key(&d)) {
+                let p = &schedule.einsums[d];
+                let hop = p.unit != e.unit || position(d) > position(x);
+                l = l.max(lag[&d] + u64::from(hop));
+            }
+            lag.insert(x, l);
+        }
+        // Once-per-query-tile Einsums run in the epoch after their producers' latest lag.
+        let once_stage: BTreeMap<usize, u64> = once
+            .iter()
+            .map(|&x| {
+                let e = &schedule.einsums[x];
+                let s = e
+                    .deps
+                    .iter()
+                    .filter_map(|&d| lag.get(&d).map(|&l| (d, l)))
+                    .map(|(d, l)| l + u64::from(schedule.einsums[d].unit != e.unit))
+                    .max()
+                    .unwrap_or(0);
+                (x, s)
+            })
+            .collect();
+        let max_stage = lag
+            .values()
+            .copied()
+            .chain(once_stage.values().copied())
+            .max()
+            .unwrap_or(0);
+        let feeds_back = (0..schedule.einsums.len())
+            .map(|x| {
+                let e = &schedule.einsums[x];
+                e.drains
+                    && member(x)
+                    && per_tile.iter().any(|&y| {
+                        schedule.einsums[y].unit == tile_unit && depends_on(schedule, y, x, &member)
+                    })
+            })
+            .collect();
+        Order {
+            units,
+            lag,
+            once_stage,
+            once,
+            max_stage,
+            feeds_back,
+        }
+    }
+}
+
 /// Executes the first `executed` slots of phase `k`, starting at cycle 0.
 fn exec_phase(
     schedule: &Schedule,
     arch: &ArchSpec,
     k: usize,
-    shape: &Shape,
+    layout: &Layout<'_>,
     executed: u64,
     config: &CycleConfig,
     log: usize,
@@ -334,112 +532,33 @@ fn exec_phase(
     let bytes_per_cycle = arch.dram_bytes_per_cycle();
     let word_bytes = arch.word_bytes() as f64;
     let buffers = config.tile_buffers.max(1);
-    let m1 = shape.m1;
-    let tiles = (m1 * shape.q_tiles) as f64;
-    let slots = shape.slots as f64;
+    let slots = layout.slots.max(1) as f64;
     let member = |x: usize| phase.einsums.contains(&x);
-    let pass_of = |x: usize| u64::from(schedule.einsums[x].pass - shape.min_pass);
+    let pass_of = |x: usize| u64::from(schedule.einsums[x].pass - layout.min_pass);
     let read_cycles = phase.traffic.dram_read * n * word_bytes / slots / bytes_per_cycle;
     let write_cycles = phase.traffic.dram_write * n * word_bytes / slots / bytes_per_cycle;
-
-    let per_tile: Vec<usize> = phase
-        .einsums
-        .iter()
-        .copied()
-        .filter(|&x| schedule.einsums[x].per_key_tile)
-        .collect();
-    let once: Vec<usize> = phase
-        .einsums
-        .iter()
-        .copied()
-        .filter(|&x| !schedule.einsums[x].per_key_tile)
-        .collect();
-    // The per-unit order of one epoch: (stage, index), with the heaviest item of the oldest
-    // tile first when the tile unit interleaves, as the scheduler lays epochs out.
-    let mut order: BTreeMap<UnitId, Vec<usize>> = BTreeMap::new();
-    for &x in &phase.einsums {
-        // Every unit of the phase, including those with only once-per-query work.
-        let items = order.entry(schedule.einsums[x].unit).or_default();
-        if schedule.einsums[x].per_key_tile {
-            items.push(x);
-        }
+    let order = Order::of(schedule, arch, k);
+    // Each member's position in the row groups' run lists, by Einsum index.
+    let mut run_index = vec![0usize; schedule.einsums.len()];
+    for (i, &x) in phase.einsums.iter().enumerate() {
+        run_index[x] = i;
     }
-    for (&u, items) in order.iter_mut() {
-        items.sort_by_key(|&x| (schedule.einsums[x].stage, x));
-        let lo = items.first().map(|&x| schedule.einsums[x].stage);
-        let hi = items.last().map(|&x| schedule.einsums[x].stage);
-        if arch.interleave() && u == tile_unit && lo != hi {
-            let heavy = items
-                .iter()
-                .copied()
-                .filter(|&x| Some(schedule.einsums[x].stage) == hi)
-                .max_by_key(|&x| (schedule.einsums[x].cycles, std::cmp::Reverse(x)));
-            if let Some(h) = heavy {
-                items.retain(|&x| x != h);
-                items.insert(0, h);
-            }
-        }
-    }
-    // The lag each item actually runs at: the scheduler's stage, raised where the epoch order
-    // would put a consumer before its producer of the same tile (a later hop on the same unit,
-    // or any hop to another unit, takes the next epoch).
-    let mut lag: BTreeMap<usize, u64> = BTreeMap::new();
-    let position = |x: usize| {
-        let u = schedule.einsums[x].unit;
-        order[&u].iter().position(|&y| y == x).unwrap_or(0)
+    let runs_at = |x: usize, info: &SlotInfo| -> bool {
+        let runs = layout.rows[info.group].runs[run_index[x]];
+        info.key < runs
     };
-    for &x in &per_tile {
-        let e = &schedule.einsums[x];
-        let mut l = u64::from(e.stage);
-        for &d in e.deps.iter().filter(|&&d| lag.contains_key(&d)) {
-            let p = &schedule.einsums[d];
-            let hop = p.unit != e.unit || position(d) > position(x);
-            l = l.max(lag[&d] + u64::from(hop));
-        }
-        lag.insert(x, l);
-    }
-    // Once-per-query-tile Einsums run in the epoch after their producers' latest lag.
-    let once_stage: BTreeMap<usize, u64> = once
-        .iter()
-        .map(|&x| {
-            let e = &schedule.einsums[x];
-            let s = e
-                .deps
-                .iter()
-                .filter_map(|&d| lag.get(&d).map(|&l| (d, l)))
-                .map(|(d, l)| l + u64::from(schedule.einsums[d].unit != e.unit))
-                .max()
-                .unwrap_or(0);
-            (x, s)
-        })
-        .collect();
-    let max_stage = lag
-        .values()
-        .copied()
-        .chain(once_stage.values().copied())
-        .max()
-        .unwrap_or(0);
-    // Draining reductions whose result comes back to the tile unit within the tile.
-    let feeds_back: Vec<bool> = (0..schedule.einsums.len())
-        .map(|x| {
-            let e = &schedule.einsums[x];
-            e.drains
-                && member(x)
-                && per_tile.iter().any(|&y| {
-                    schedule.einsums[y].unit == tile_unit && depends_on(schedule, y, x, &member)
-                })
-        })
-        .collect();
 
     let mut finish: BTreeMap<(usize, u64), f64> = BTreeMap::new();
     let mut unit_free: BTreeMap<UnitId, f64> = BTreeMap::new();
-    // Per-slot times live in a ring: a slot is forgotten once its last lag has run and its
+    // Per-slot state lives in a ring: a slot is forgotten once its last lag has run and its
     // buffer has been handed on, so memory stays bounded however many slots execute.
-    let ring = (buffers + max_stage + 2) as usize;
+    let ring = (buffers + order.max_stage + 2) as usize;
     let at = |s: u64| (s % ring as u64) as usize;
     let mut consumed = vec![0.0; ring];
     let mut arrived = vec![0.0; ring];
     let mut complete = vec![0.0f64; ring];
+    let mut info = vec![SlotInfo::default(); ring];
+    let mut cursor = layout.cursor();
     let mut units: BTreeMap<UnitId, Counters> = BTreeMap::new();
     let mut einsum_busy: BTreeMap<usize, f64> = BTreeMap::new();
     let mut dram = Dram {
@@ -449,8 +568,10 @@ fn exec_phase(
     };
     let mut issued = 0u64;
     let mut events = Vec::new();
+    // Finish times are kept for about two query tiles of the longest row.
+    let longest = layout.rows.iter().map(|r| r.slots).max().unwrap_or(1) * layout.passes;
 
-    for epoch in 0..executed + max_stage {
+    for epoch in 0..executed + order.max_stage {
         // Reads as far ahead as the tile buffers allow.
         while issued < executed && issued <= epoch {
             let free = if issued >= buffers {
@@ -461,34 +582,35 @@ fn exec_phase(
             let s = at(issued);
             consumed[s] = 0.0;
             complete[s] = 0.0;
+            info[s] = cursor.next().expect("the layout has every slot");
             arrived[s] = dram.read(free, read_cycles);
             issued += 1;
         }
-        for (&u, items) in &order {
+        for (&u, items) in &order.units {
             let mut list: Vec<(usize, u64)> = items
                 .iter()
                 .filter_map(|&x| {
-                    let s = epoch.checked_sub(lag[&x]).filter(|&s| s < executed)?;
-                    (shape.pass_of_slot(s) == pass_of(x)).then_some((x, s))
+                    let s = epoch.checked_sub(order.lag[&x]).filter(|&s| s < executed)?;
+                    let si = &info[at(s)];
+                    (si.pass == pass_of(x) && runs_at(x, si)).then_some((x, s))
                 })
                 .collect();
-            for &x in &once {
+            for &x in &order.once {
                 if schedule.einsums[x].unit != u {
                     continue;
                 }
-                if let Some(s) = epoch.checked_sub(once_stage[&x]).filter(|&s| s < executed)
-                    && s % shape.group() == shape.group() - 1
+                if let Some(s) = epoch
+                    .checked_sub(order.once_stage[&x])
+                    .filter(|&s| s < executed)
+                    && info[at(s)].last_of_row(layout.passes)
                 {
                     list.push((x, s));
                 }
             }
             for (x, s) in list {
                 let e = &schedule.einsums[x];
-                let dur = if e.per_key_tile {
-                    e.cycles as f64 / tiles
-                } else {
-                    e.cycles as f64 / shape.q_tiles as f64
-                };
+                let si = info[at(s)];
+                let dur = e.tile_cycles;
                 let mut ready = 0.0f64;
                 for &d in e.deps.iter().filter(|&&d| member(d)) {
                     let p = &schedule.einsums[d];
@@ -496,23 +618,23 @@ fn exec_phase(
                         continue;
                     }
                     // A producer of an earlier pass, or one feeding once-per-query work,
-                    // reduced the whole key rank: wait for the query tile's last key tile.
+                    // reduced the whole key rank: wait for the query tile's last key slot.
                     let ds = if pass_of(d) < pass_of(x) || !e.per_key_tile {
-                        shape.slot(s, pass_of(d), m1 - 1)
+                        si.at(pass_of(d), si.row_slots - 1)
                     } else {
-                        shape.slot(s, pass_of(d), s % m1)
+                        si.at(pass_of(d), si.key)
                     };
                     // The lags put every producer in an earlier epoch or earlier on this
-                    // unit's list, so it has run unless its slot is outside the window.
-                    match finish.get(&(d, ds)) {
-                        Some(&f) => ready = ready.max(f + if p.drains { rows } else { 0.0 }),
-                        None => debug_assert!(ds >= executed, "{} before {}", e.name, p.name),
+                    // unit's list; a producer that does not run on that slot (the tile is
+                    // outside its occupancy) has nothing to wait for.
+                    if let Some(&f) = finish.get(&(d, ds)) {
+                        ready = ready.max(f + if p.drains { rows } else { 0.0 });
                     }
                 }
                 let free = unit_free.get(&u).copied().unwrap_or(0.0);
                 let mut start = free.max(ready);
                 let c = units.entry(u).or_default();
-                if e.per_key_tile && lag[&x] == 0 && arrived[at(s)] > start {
+                if e.per_key_tile && order.lag[&x] == 0 && arrived[at(s)] > start {
                     c.dram += arrived[at(s)] - start;
                     start = arrived[at(s)];
                 }
@@ -520,13 +642,13 @@ fn exec_phase(
                 c.busy += dur;
                 *einsum_busy.entry(x).or_default() += dur;
                 let mut held = end;
-                if feeds_back[x] && !arch.interleave() {
+                if order.feeds_back[x] && !arch.interleave() {
                     c.drain += rows;
                     held += rows;
                 }
                 unit_free.insert(u, held);
                 finish.insert((x, s), end);
-                if e.per_key_tile && lag[&x] == 0 {
+                if e.per_key_tile && order.lag[&x] == 0 {
                     consumed[at(s)] = consumed[at(s)].max(end);
                 }
                 complete[at(s)] = complete[at(s)].max(held);
@@ -542,12 +664,12 @@ fn exec_phase(
             }
         }
         // A slot whose last stage has run writes its results back.
-        if let Some(s) = epoch.checked_sub(max_stage).filter(|&s| s < executed) {
+        if let Some(s) = epoch.checked_sub(order.max_stage).filter(|&s| s < executed) {
             dram.writes.push_back((complete[at(s)], write_cycles));
         }
         // Forget finish times no later item can ask for.
-        let keep = 2 * shape.group() + max_stage + 2;
-        if epoch % shape.group() == 0 && epoch > keep {
+        let keep = 2 * longest + order.max_stage + 2;
+        if epoch % longest.max(1) == 0 && epoch > keep {
             finish.retain(|&(_, s), _| s >= epoch - keep);
         }
     }

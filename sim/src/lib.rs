@@ -26,6 +26,9 @@ pub struct UnitReport {
     pub stall_cycles: f64,
     /// Busy cycles over the layer's latency.
     pub utilisation: f64,
+    /// While busy, the fraction of the unit's PEs that hold a present point: 1 for full tiles,
+    /// 1/256 for one query on a 256-wide array, about half on a causal diagonal tile.
+    pub occupancy: f64,
 }
 
 /// One Einsum's share of its unit's busy time.
@@ -117,7 +120,8 @@ pub fn simulate(schedule: &Schedule, arch: &ArchSpec) -> SimReport {
             let e = &schedule.einsums[i];
             *phase_busy.entry(e.unit).or_default() += e.cycles as f64 * n;
         }
-        let tiles = phase.partition.tiles() as f64 * n;
+        // Key tile × query tile slots the phase runs (all of them unless a mask empties some).
+        let tiles = phase.occupancy.slots() as f64 * n;
         let phase_stall = phase.stall_per_tile as f64 * tiles;
         if phase_stall > 0.0 {
             *stall.entry(tile_unit).or_default() += phase_stall;
@@ -161,16 +165,29 @@ pub fn simulate(schedule: &Schedule, arch: &ArchSpec) -> SimReport {
             spill: phase.spill,
         });
     }
+    // PE-cycles spent on present points, per unit.
+    let mut useful: BTreeMap<UnitId, f64> = BTreeMap::new();
+    for e in &schedule.einsums {
+        *useful.entry(e.unit).or_default() +=
+            e.present_points as f64 * e.cycles_per_point as f64 * n;
+    }
     let units = arch
         .unit_ids()
         .map(|u| {
             let b = busy.get(&u).copied().unwrap_or(0.0);
+            let pes = arch.unit(u).pes() as f64;
+            let used = useful.get(&u).copied().unwrap_or(0.0);
             UnitReport {
                 name: arch.unit(u).name().to_string(),
                 pes: arch.unit(u).pes(),
                 busy_cycles: b,
                 stall_cycles: stall.get(&u).copied().unwrap_or(0.0),
                 utilisation: if latency > 0.0 { b / latency } else { 0.0 },
+                occupancy: if b > 0.0 {
+                    (used / (pes * b)).min(1.0)
+                } else {
+                    0.0
+                },
             }
         })
         .collect();
@@ -249,6 +266,48 @@ pub fn simulate(schedule: &Schedule, arch: &ArchSpec) -> SimReport {
     }
 }
 
+impl SimReport {
+    /// Every number of the report that is not finite, by name; empty when all are. Validated
+    /// inputs keep every count and price bounded, so a non-finite number is a bug, and the
+    /// commands refuse to print one.
+    pub fn non_finite(&self) -> Vec<String> {
+        let mut bad = Vec::new();
+        let mut check = |name: String, v: f64| {
+            if !v.is_finite() {
+                bad.push(format!("{name} = {v}"));
+            }
+        };
+        check("latency_cycles".into(), self.latency_cycles);
+        check("latency_s".into(), self.latency_s);
+        check("dram_bytes".into(), self.dram_bytes);
+        check("memory_cycles".into(), self.memory_cycles);
+        check("energy.compute_pj".into(), self.energy.compute_pj);
+        check("energy.register_pj".into(), self.energy.register_pj);
+        check("energy.buffer_pj".into(), self.energy.buffer_pj);
+        check("energy.dram_pj".into(), self.energy.dram_pj);
+        check("area_mm2".into(), self.area_mm2);
+        check("spill".into(), self.spill);
+        check("tile_mac_energy_share".into(), self.tile_mac_energy_share);
+        check(
+            "end_to_end.latency_cycles".into(),
+            self.end_to_end.latency_cycles,
+        );
+        check("end_to_end.energy_pj".into(), self.end_to_end.energy_pj);
+        for u in &self.units {
+            check(format!("{}.busy_cycles", u.name), u.busy_cycles);
+            check(format!("{}.utilisation", u.name), u.utilisation);
+            check(format!("{}.occupancy", u.name), u.occupancy);
+        }
+        for p in &self.phases {
+            check("phase.latency_cycles".into(), p.latency_cycles);
+        }
+        if self.latency_cycles <= 0.0 && self.energy.total_pj() > 0.0 {
+            bad.push("latency 0 with energy spent".into());
+        }
+        bad
+    }
+}
+
 /// Chip area: every unit's PEs (components and register words) plus the global buffer.
 pub fn area_mm2(arch: &ArchSpec) -> f64 {
     let table = arch.costs();
@@ -269,20 +328,19 @@ pub fn area_mm2(arch: &ArchSpec) -> f64 {
     pes / 1e6 + table.buffer_area_mm2(arch.buffer_bytes())
 }
 
-/// Cycles and energy of one layer's linear layers on the tile unit at full utilisation: the Q,
-/// K, V and output projections (B·P × D × H·E each) and the two FFN matmuls (B·P × D × S).
-/// Each matmul reads its input activations and weights from DRAM and writes its output once;
-/// it lasts max(compute, memory).
+/// Cycles and energy of one layer's linear layers on the tile unit at full utilisation: the
+/// workload's matmuls per token (for FuseMax's models the Q, K, V and output projections,
+/// B·P × D × H·E each, and the two FFN matmuls, B·P × D × S), over every token the step
+/// processes (batch × queries). Each matmul reads its input activations and weights from DRAM
+/// and writes its output once; it lasts max(compute, memory).
 fn linear_layers(schedule: &Schedule, arch: &ArchSpec) -> (f64, f64) {
     let p = &schedule.problem;
-    let rows = (p.batch * p.seq) as f64;
-    let (d, s, he) = (
-        p.model_dim as f64,
-        p.ffn_dim as f64,
-        (p.heads * p.head_dim) as f64,
-    );
-    // (inner, outer) dimensions of each weight matrix.
-    let matmuls = [(d, he), (d, he), (d, he), (he, d), (d, s), (s, d)];
+    let rows = p.batch as f64 * p.queries() as f64;
+    let matmuls: Vec<(f64, f64)> = p
+        .linear
+        .iter()
+        .map(|&(k, n)| (k as f64, n as f64))
+        .collect();
     let unit = arch.unit(arch.tile_unit());
     let (pes, cols, tile_rows) = (unit.pes() as f64, unit.cols() as f64, unit.rows() as f64);
     let table = arch.costs();

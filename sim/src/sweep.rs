@@ -40,10 +40,25 @@ pub fn design_point(
     let mut best = None;
     let mut reason = None;
     while let Some(bytes) = search.next() {
-        let arch = base.resized(dim, bytes);
+        let arch = match base.resized(dim, bytes) {
+            Ok(arch) => arch,
+            Err(e) => {
+                reason = Some(e.to_string());
+                break;
+            }
+        };
         match schedule(cascade, &arch, problem) {
             Ok(Outcome::Scheduled(s)) => {
                 let report = simulate(&s, &arch);
+                let bad = report.non_finite();
+                if !bad.is_empty() {
+                    // Validated inputs keep every number finite; this is a bug, refused as one.
+                    reason = Some(format!(
+                        "internal error: the model produced numbers that are not finite: {}",
+                        bad.join(", ")
+                    ));
+                    break;
+                }
                 let row = report
                     .units
                     .iter()

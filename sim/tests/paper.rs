@@ -153,7 +153,8 @@ fn fusemax_latency_matches_the_hand_formula() {
     for p in problems() {
         let (m, f) = (p.seq as f64, p.sizes["F"] as f64);
         let per_query_tile = (m / 256.0) * (2.0 * f + 10.0) + f;
-        let expected = p.instances() as f64 * (p.seq as f64 / 256.0) * per_query_tile;
+        let expected =
+            p.instances().expect("fits") as f64 * (p.seq as f64 / 256.0) * per_query_tile;
         let r = run(&fusemax, &p);
         // The pipeline fill adds a few epochs once per layer.
         assert!(
@@ -246,7 +247,7 @@ fn energy_is_action_counts_times_the_table() {
     let w = shipped::load_workloads().unwrap();
     let p = w.problem(w.model("bert").unwrap(), 4096);
     let r = run(&fusemax, &p);
-    let macs = p.instances() as f64 * 4096.0 * 4096.0 * (64.0 + 6.0 + 64.0);
+    let macs = p.instances().expect("fits") as f64 * 4096.0 * 4096.0 * (64.0 + 6.0 + 64.0);
     let got = r.compute_by_action[&("array2d".to_string(), "mac".to_string())];
     assert!(within(got, macs * 17.16, 1e-9), "{got} vs {}", macs * 17.16);
 }
@@ -276,7 +277,7 @@ fn unfused_phases_round_trip_through_dram() {
     let bounds: Vec<&str> = r.phases.iter().map(|x| x.bound.as_str()).collect();
     assert_eq!(bounds, ["memory", "array1d", "memory"]);
     let (m, e) = (16384.0f64, 64.0);
-    let words = p.instances() as f64 * (2.0 * m * e + m * m);
+    let words = p.instances().expect("fits") as f64 * (2.0 * m * e + m * m);
     let bytes_per_cycle = 400.0 * 1024f64.powi(3) / 940e6;
     let expected = words * 2.0 / bytes_per_cycle;
     assert!(
@@ -285,6 +286,6 @@ fn unfused_phases_round_trip_through_dram() {
         r.phases[0].memory_cycles
     );
     // The softmax phase runs 4 one-cycle ops per score on 256 PEs.
-    let softmax = p.instances() as f64 * 4.0 * m * m / 256.0;
+    let softmax = p.instances().expect("fits") as f64 * 4.0 * m * m / 256.0;
     assert!(within(r.phases[1].compute_cycles, softmax, 1e-9));
 }

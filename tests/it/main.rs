@@ -1,8 +1,10 @@
 //! End-to-end tests of the `cascade` binary, one module per boundary.
 
+mod adversarial;
 mod cli;
 mod codegen;
 mod eval;
+mod models;
 mod parse;
 mod passes;
 mod pipeline;
@@ -10,4 +12,5 @@ mod rewrite;
 mod sim;
 mod support;
 mod tidy;
+mod values;
 mod zoo;

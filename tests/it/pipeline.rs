@@ -82,6 +82,7 @@ fn derived_one_pass_cascade_runs_the_whole_pipeline_like_cascade_5() {
 
     // Code generation recognises it as the online-softmax structure and fuses it.
     let out_dir = dir.join("kernel");
+    let _ = std::fs::remove_dir_all(&out_dir);
     let codegen = json(&[
         "codegen",
         derived,

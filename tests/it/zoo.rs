@@ -310,6 +310,9 @@ fn simulate_stage(case: &Case, arch_name: &str) -> Outcome {
         .collect();
     let problem = cascade_scheduler::Problem {
         label: case.name.clone(),
+        scenario: cascade_scheduler::Scenario::Prefill,
+        cascade: None,
+        linear: vec![(64, 64), (64, 256), (256, 64)],
         seq: sizes.get("M").copied().unwrap_or(1),
         batch: 1,
         heads: 1,
@@ -317,6 +320,7 @@ fn simulate_stage(case: &Case, arch_name: &str) -> Outcome {
         ffn_dim: 256,
         head_dim: sizes.get("E").copied().unwrap_or(1),
         sizes,
+        block_masks: Default::default(),
     };
     match cascade_scheduler::schedule(&case.cascade, &arch, &problem) {
         Err(e) => Outcome::Refused(e.to_string()),

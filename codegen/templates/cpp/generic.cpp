@@ -3,13 +3,7 @@ namespace {
 
 typedef float elem_t;
 
-// exp(x - c) is 0 whenever x = -inf (also c = -inf), and 0/0 is 0: fully masked rows give zeros.
-{{ d.device_fn }} float cascade_subexp(float x, float c) { return x == -INFINITY ? 0.0f : expf(x - c); }
-{{ d.device_fn }} float cascade_div(float a, float b) { return (a == 0.0f && b == 0.0f) ? 0.0f : a / b; }
-// The operator table's helpers (cascade_ir::ops::UNARY).
-{% for h in p.op_helpers %}{{ d.device_fn }} {{ h }}
-{% endfor %}{{ d.device_fn }} float to_f(float x) { return x; }
-{{ d.device_fn }} float from_f(float x) { return x; }
+{% include "common/helpers.cu" %}
 
 // Every rank size, the batch entry's inputs and outputs, and each computed tensor as values
 // plus a presence byte per point (first rank fastest).

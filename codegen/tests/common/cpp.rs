@@ -105,7 +105,7 @@ pub fn declared(c: &Cascade, sizes: &str) -> String {
 
 /// The launcher's size arguments: the shape's size, or 0 for a split's inner rank when the
 /// sizes name neither part of the split (the launcher then picks the interpreter's default).
-fn abi_args(c: &Cascade, spec: &ShapeSpec, shape: Option<&Shape>) -> Vec<i64> {
+pub fn abi_args(c: &Cascade, spec: &ShapeSpec, shape: Option<&Shape>) -> Vec<i64> {
     let given = |r: RankId| spec.sizes.get(&c.rank(r).name).copied();
     abi_sizes(c)
         .into_iter()

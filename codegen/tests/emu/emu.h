@@ -1,10 +1,13 @@
-// Host emulation of the CUDA/HIP features the fused kernel uses, for the codegen tests only:
-// one OS thread per GPU thread, std::barrier for __syncthreads and warp-wide exchanges, and
-// mma.sync.m16n8k16 computed from the fragments of all 32 lanes as the PTX ISA lays them out.
+// Host emulation of the CUDA/HIP features the fused kernels use, for the codegen tests only:
+// one OS thread per GPU thread, std::barrier for __syncthreads and warp-wide exchanges,
+// mma.sync.m16n8k16 computed from the fragments of all 32 lanes as the PTX ISA lays them out,
+// v_mfma_f32_16x16x16 from all 64 lanes as AMD's CDNA ISA lays them out, grid launches (blocks
+// one after another) and the runtime calls the launchers make (device memory is host memory).
 #pragma once
 #include <barrier>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <thread>
@@ -125,9 +128,31 @@ inline void copy16(void* dst, const void* src, bool valid) {
   else std::memset(dst, 0, 16);
 }
 
-// Runs `body` as one block of `threads` threads.
+// v_mfma_f32_16x16x16 (f16 or bf16 operands, f32 accumulation) from the 64 lanes' fragments:
+// A[m][k] is element k % 4 of lane m + 16 (k / 4), B[k][n] element k % 4 of lane n + 16 (k / 4),
+// and lane n + 16 (m / 4) receives D[m][n] as element m % 4.
+inline uint16_t mfma_a[64][64][4], mfma_b[64][64][4];
+inline void mfma16(const uint16_t* a, const uint16_t* b, float* c, bool bf16) {
+  const int w = warp(), l = lane();
+  for (int i = 0; i < 4; ++i) {
+    mfma_a[w][l][i] = a[i];
+    mfma_b[w][l][i] = b[i];
+  }
+  warp_sync();
+  auto val = [&](uint16_t bits) { return bf16 ? bf16_bits(bits) : f16_bits(bits); };
+  const int n = l % 16;
+  for (int i = 0; i < 4; ++i) {
+    const int m = 4 * (l / 16) + i;
+    float acc = 0.0f;
+    for (int k = 0; k < 16; ++k) acc += val(mfma_a[w][m + 16 * (k / 4)][k % 4]) * val(mfma_b[w][n + 16 * (k / 4)][k % 4]);
+    c[i] += acc;
+  }
+  warp_sync();
+}
+
+// Runs `body` as block (bx, by, bz) of `threads` threads.
 template <class F>
-void run_block(unsigned bx, unsigned by, int threads, F body) {
+void run_block(dim3 block_idx, int threads, F body) {
   block_barrier = std::make_unique<std::barrier<>>(threads);
   warp_barriers.clear();
   for (int w = 0; w < (threads + warp_size - 1) / warp_size; ++w)
@@ -136,14 +161,63 @@ void run_block(unsigned bx, unsigned by, int threads, F body) {
   for (int i = 0; i < threads; ++i)
     pool.emplace_back([=] {
       threadIdx = dim3(i);
-      blockIdx = dim3(bx, by);
+      blockIdx = block_idx;
       body();
     });
   for (auto& th : pool) th.join();
 }
+
+// A kernel launch: every block of the grid, one after another.
+template <class F>
+void launch(dim3 grid, dim3 block, F body) {
+  gridDim = grid;
+  blockDim = block;
+  for (unsigned z = 0; z < grid.z; ++z)
+    for (unsigned y = 0; y < grid.y; ++y)
+      for (unsigned x = 0; x < grid.x; ++x) run_block(dim3(x, y, z), block.x, body);
+}
 }  // namespace emu
 
+// The runtime calls of the launchers.
+typedef int cudaError_t;
+typedef void* cudaStream_t;
+constexpr cudaError_t cudaSuccess = 0;
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+inline cudaError_t cudaFuncSetAttribute(const void*, cudaFuncAttribute, int bytes) { return bytes <= 256 * 1024 ? cudaSuccess : 1; }
+inline cudaError_t cudaGetLastError() { return cudaSuccess; }
+inline cudaError_t cudaMalloc(void** p, size_t n) { *p = std::calloc(n, 1); return *p != nullptr ? cudaSuccess : 2; }
+inline cudaError_t cudaFree(void* p) { std::free(p); return cudaSuccess; }
+inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t) { std::memset(p, v, n); return cudaSuccess; }
+typedef int hipError_t;
+typedef void* hipStream_t;
+constexpr hipError_t hipSuccess = 0;
+enum hipFuncAttribute { hipFuncAttributeMaxDynamicSharedMemorySize = 8 };
+inline hipError_t hipFuncSetAttribute(const void*, hipFuncAttribute, int bytes) { return bytes <= 64 * 1024 ? hipSuccess : 1; }
+inline hipError_t hipGetLastError() { return hipSuccess; }
+inline hipError_t hipMalloc(void** p, size_t n) { *p = std::calloc(n, 1); return *p != nullptr ? hipSuccess : 2; }
+inline hipError_t hipFree(void* p) { std::free(p); return hipSuccess; }
+inline hipError_t hipMemsetAsync(void* p, int v, size_t n, hipStream_t) { std::memset(p, v, n); return hipSuccess; }
+#define hipLaunchKernelGGL(kernel, grid, block, smem, stream, ...) emu::launch(grid, block, [&] { kernel(__VA_ARGS__); })
+
+// HIP's vector types (GCC's vector extension in place of clang's ext_vector_type) and the MFMA
+// builtins the kernels call.
+typedef _Float16 cascade_f16x4 __attribute__((vector_size(8)));
+typedef short cascade_bf16x4 __attribute__((vector_size(8)));
+typedef float cascade_f32x4 __attribute__((vector_size(16)));
+template <class V>
+inline cascade_f32x4 emu_mfma(V a, V b, cascade_f32x4 c, bool bf16) {
+  uint16_t ab[4], bb[4];
+  std::memcpy(ab, &a, 8);
+  std::memcpy(bb, &b, 8);
+  float acc[4] = {c[0], c[1], c[2], c[3]};
+  emu::mfma16(ab, bb, acc, bf16);
+  return cascade_f32x4{acc[0], acc[1], acc[2], acc[3]};
+}
+inline cascade_f32x4 __builtin_amdgcn_mfma_f32_16x16x16f16(cascade_f16x4 a, cascade_f16x4 b, cascade_f32x4 c, int, int, int) { return emu_mfma(a, b, c, false); }
+inline cascade_f32x4 __builtin_amdgcn_mfma_f32_16x16x16bf16_1k(cascade_bf16x4 a, cascade_bf16x4 b, cascade_f32x4 c, int, int, int) { return emu_mfma(a, b, c, true); }
+
 inline float __expf(float x) { return std::exp(x); }
+using std::exp2f;
 inline void __syncthreads() { emu::block_barrier->arrive_and_wait(); }
 inline float __shfl_xor_sync(unsigned, float x, int o) { return emu::exchange_xor(x, o); }
 inline float __shfl_xor(float x, int o) { return emu::exchange_xor(x, o); }

@@ -49,12 +49,41 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Line starts of a source, so that many positions are turned into lines and columns in time
+/// linear in the source (each [`line_col`] call alone scans the source up to its offset).
+#[derive(Debug, Clone)]
+pub struct LineIndex<'a> {
+    source: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub fn new(source: &'a str) -> LineIndex<'a> {
+        let starts = std::iter::once(0)
+            .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineIndex { source, starts }
+    }
+
+    /// [`line_col`] of `offset`.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = floor_char_boundary(self.source, offset.min(self.source.len()));
+        let line = self.starts.partition_point(|s| *s <= offset);
+        let start = self.starts[line - 1];
+        (line, self.source[start..offset].chars().count() + 1)
+    }
+}
+
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     while !s.is_char_boundary(i) {
         i -= 1;
     }
     i
 }
+
+/// The most diagnostics rendered at once; the rest are counted in one closing line, so a file
+/// with a million broken lines is reported in time linear in its size.
+pub const MAX_RENDERED: usize = 100;
 
 /// Every problem found in one source file, in source order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -87,7 +116,8 @@ impl Diagnostics {
 
     fn render_kind(&self, source: &str, path: &str, color: bool, kind: ReportKind) -> String {
         let mut out = Vec::new();
-        for d in &self.0 {
+        let mut cache = (path, Source::from(source));
+        for d in self.0.iter().take(MAX_RENDERED) {
             let span = clamp(source, d.span.clone());
             let report = Report::build(kind, (path, span.clone()))
                 .with_config(
@@ -100,9 +130,20 @@ impl Diagnostics {
                 .with_help(&d.hint)
                 .finish();
             // Writing into a Vec cannot fail; a failure would only lose this report's text.
-            let _ = report.write((path, Source::from(source)), &mut out);
+            let _ = report.write(&mut cache, &mut out);
         }
-        String::from_utf8_lossy(&out).into_owned()
+        let mut text = String::from_utf8_lossy(&out).into_owned();
+        if let Some(more) = self.0.len().checked_sub(MAX_RENDERED).filter(|n| *n > 0) {
+            let what = if kind == ReportKind::Error {
+                "problems"
+            } else {
+                "warnings"
+            };
+            text.push_str(&format!(
+                "... and {more} more {what} in {path} (only the first {MAX_RENDERED} are shown; fix these first)\n"
+            ));
+        }
+        text
     }
 }
 
@@ -148,6 +189,15 @@ mod tests {
         assert_eq!(line_col(src, 0), (1, 1));
         assert_eq!(line_col(src, 4), (2, 2));
         assert_eq!(line_col(src, 99), (3, 1));
+    }
+
+    #[test]
+    fn the_line_index_agrees_with_line_col() {
+        let src = "ab\ncé\n\nd";
+        let index = LineIndex::new(src);
+        for offset in 0..=src.len() + 2 {
+            assert_eq!(index.line_col(offset), line_col(src, offset), "{offset}");
+        }
     }
 
     #[test]

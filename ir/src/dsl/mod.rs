@@ -55,9 +55,9 @@ mod print;
 
 use std::ops::Range;
 
-pub use diag::{Diagnostic, Diagnostics, line_col};
+pub use diag::{Diagnostic, Diagnostics, LineIndex, line_col};
 pub use parser::RESERVED;
-pub use print::{print, print_compare, print_einsum, print_index};
+pub use print::{print, print_compare, print_einsum, print_expr, print_index};
 
 use crate::ast::Cascade;
 use crate::verify::Location;

@@ -4,7 +4,7 @@
 //! reports every broken line. Intermediate tensors get their ranks after the whole file is read,
 //! from the index expressions of their writes (then of their reads).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::diag::{Diagnostic, Diagnostics};
 use super::lexer::{Span, Tok, Token, lex_line};
@@ -33,7 +33,8 @@ enum Phase {
 #[derive(Debug)]
 struct Use {
     write: bool,
-    indices: Vec<IndexExpr>,
+    /// The rank each index walks (`verify::index_rank`), decided when the access is read.
+    ranks: Vec<Option<RankId>>,
 }
 
 type PResult<T> = Result<T, Diagnostic>;
@@ -70,6 +71,7 @@ pub fn parse(source: &str) -> Result<Parsed, Diagnostics> {
         line_end: 0,
         line_accesses: Vec::new(),
         depth: 0,
+        names: Names::default(),
     };
     let mut base = 0;
     for line in source.split_inclusive('\n') {
@@ -136,9 +138,37 @@ struct Parser {
     line_end: usize,
     line_accesses: Vec<Span>,
     depth: usize,
+    names: Names,
+}
+
+/// Name lookups by hash, so that parsing is linear in the number of declarations and uses.
+#[derive(Default)]
+struct Names {
+    ranks: HashMap<String, RankId>,
+    /// Index variables (`m1`) of the ranks that are not parameters.
+    vars: HashMap<String, RankId>,
+    tensors: HashMap<String, TensorId>,
 }
 
 impl Parser {
+    fn rank_id(&self, name: &str) -> Option<RankId> {
+        self.names.ranks.get(name).copied()
+    }
+
+    fn tensor_id(&self, name: &str) -> Option<TensorId> {
+        self.names.tensors.get(name).copied()
+    }
+
+    fn push_tensor(&mut self, tensor: Tensor, span: Span, defined: bool) -> TensorId {
+        let id = TensorId(self.c.tensors.len() as u32);
+        self.names.tensors.insert(tensor.name.clone(), id);
+        self.c.tensors.push(tensor);
+        self.map.tensors.push(span);
+        self.uses.push(Vec::new());
+        self.tensor_defined.push(defined);
+        id
+    }
+
     // ---- token helpers -------------------------------------------------------------------
 
     fn peek(&self) -> Option<&Tok> {
@@ -388,7 +418,7 @@ impl Parser {
                 "pick another rank name",
             ));
         }
-        if self.c.rank_by_name(name).is_some() {
+        if self.rank_id(name).is_some() {
             return Err(Diagnostic::new(
                 format!("rank `{name}` is declared twice"),
                 span.clone(),
@@ -396,7 +426,7 @@ impl Parser {
                 "declare each rank once",
             ));
         }
-        if self.c.tensor_by_name(name).is_some() || self.c.tensor_by_name(&lower).is_some() {
+        if self.tensor_id(name).is_some() || self.tensor_id(&lower).is_some() {
             return Err(Diagnostic::new(
                 format!("rank `{name}` clashes with a tensor name"),
                 span.clone(),
@@ -408,6 +438,11 @@ impl Parser {
     }
 
     fn push_rank(&mut self, name: String, span: Span, is_param: bool) -> RankId {
+        let id = RankId(self.c.ranks.len() as u32);
+        self.names.ranks.insert(name.clone(), id);
+        if !is_param {
+            self.names.vars.entry(name.to_lowercase()).or_insert(id);
+        }
         self.c.ranks.push(Rank {
             name,
             split: None,
@@ -436,7 +471,7 @@ impl Parser {
     fn split_decl(&mut self) -> PResult<()> {
         let hint = "write `split M -> M1 M0` (m = m1*M0 + m0)";
         let (parent, pspan) = self.ident("the rank to split", hint)?;
-        let Some(pid) = self.c.rank_by_name(&parent) else {
+        let Some(pid) = self.rank_id(&parent) else {
             return Err(self.unknown_rank(&parent, pspan));
         };
         if self.c.rank(pid).is_param {
@@ -482,7 +517,7 @@ impl Parser {
         while self.peek().is_some() {
             let (name, span) = self.ident("a tensor name", hint)?;
             self.check_tensor_name(&name, &span)?;
-            if self.c.tensor_by_name(&name).is_some() {
+            if self.tensor_id(&name).is_some() {
                 return Err(Diagnostic::new(
                     format!("input `{name}` is declared twice"),
                     span,
@@ -498,7 +533,7 @@ impl Parser {
                         self.expect(Tok::Comma, hint)?;
                     }
                     let (r, rspan) = self.ident("a rank name", hint)?;
-                    let Some(id) = self.c.rank_by_name(&r) else {
+                    let Some(id) = self.rank_id(&r) else {
                         return Err(self.unknown_rank(&r, rspan));
                     };
                     if self.c.rank(id).is_param {
@@ -513,14 +548,12 @@ impl Parser {
                 }
                 end = self.prev_end();
             }
-            self.c.tensors.push(Tensor {
+            let input = Tensor {
                 name,
                 kind: TensorKind::Input,
                 ranks,
-            });
-            self.map.tensors.push(span.start..end);
-            self.uses.push(Vec::new());
-            self.tensor_defined.push(true);
+            };
+            self.push_tensor(input, span.start..end, true);
         }
         Ok(())
     }
@@ -755,9 +788,7 @@ impl Parser {
                     _ => unreachable!("peeked a number"),
                 };
                 let sqrt_rank = match (self.peek_at(1), self.peek_at(3)) {
-                    (Some(Tok::Ident(f)), Some(Tok::Ident(r))) if f == "sqrt" => {
-                        self.c.rank_by_name(r)
-                    }
+                    (Some(Tok::Ident(f)), Some(Tok::Ident(r))) if f == "sqrt" => self.rank_id(r),
                     _ => None,
                 };
                 if let Some(id) = sqrt_rank
@@ -891,7 +922,7 @@ impl Parser {
                 ),
             ));
         }
-        if self.c.rank_by_name(name).is_some() || self.var_by_name(name).is_some() {
+        if self.rank_id(name).is_some() || self.var_by_name(name).is_some() {
             return Err(Diagnostic::new(
                 format!("`{name}` is a rank (or its index variable), not a tensor"),
                 span.clone(),
@@ -904,19 +935,16 @@ impl Parser {
 
     /// The tensor called `name`, created on first mention.
     fn tensor(&mut self, name: &str, span: Span) -> PResult<TensorId> {
-        if let Some(t) = self.c.tensor_by_name(name) {
+        if let Some(t) = self.tensor_id(name) {
             return Ok(t);
         }
         self.check_tensor_name(name, &span)?;
-        self.c.tensors.push(Tensor {
+        let tensor = Tensor {
             name: name.to_string(),
             kind: TensorKind::Intermediate,
             ranks: Vec::new(),
-        });
-        self.map.tensors.push(span);
-        self.uses.push(Vec::new());
-        self.tensor_defined.push(false);
-        Ok(TensorId(self.c.tensors.len() as u32 - 1))
+        };
+        Ok(self.push_tensor(tensor, span, false))
     }
 
     fn access(&mut self, write: bool) -> PResult<Access> {
@@ -948,10 +976,8 @@ impl Parser {
             self.map.tensors[tensor.index()] = span.clone();
             self.tensor_defined[tensor.index()] = true;
         }
-        self.uses[tensor.index()].push(Use {
-            write,
-            indices: indices.clone(),
-        });
+        let ranks = indices.iter().map(|i| index_rank(&self.c, i)).collect();
+        self.uses[tensor.index()].push(Use { write, ranks });
         self.line_accesses.push(span);
         Ok(Access {
             tensor,
@@ -1018,11 +1044,13 @@ impl Parser {
     }
 
     fn index_atom(&mut self) -> PResult<IndexExpr> {
-        let hint = format!(
-            "an index is built from variables ({}), sizes ({}), integers, + - * and parentheses",
-            self.var_list(),
-            self.rank_list()
-        );
+        let hint = |p: &Parser| {
+            format!(
+                "an index is built from variables ({}), sizes ({}), integers, + - * and parentheses",
+                p.var_list(),
+                p.rank_list()
+            )
+        };
         match self.peek().cloned() {
             Some(Tok::Int(k)) => {
                 self.pos += 1;
@@ -1044,7 +1072,7 @@ impl Parser {
             Some(Tok::Ident(name)) => {
                 let span = self.here();
                 self.pos += 1;
-                if let Some(r) = self.c.rank_by_name(&name) {
+                if let Some(r) = self.rank_id(&name) {
                     return Ok(IndexExpr::Size(r));
                 }
                 if let Some(r) = self.var_by_name(&name) {
@@ -1060,9 +1088,9 @@ impl Parser {
                 "fractional index",
                 self.here(),
                 "indices are integers",
-                hint,
+                hint(self),
             )),
-            _ => Err(self.unexpected("an index expression", &hint)),
+            _ => Err(self.unexpected("an index expression", &hint(self))),
         }
     }
 
@@ -1073,11 +1101,7 @@ impl Parser {
         if name.chars().any(|c| c.is_ascii_uppercase()) {
             return None;
         }
-        self.c
-            .ranks
-            .iter()
-            .position(|r| !r.is_param && r.name.to_lowercase() == name)
-            .map(|i| RankId(i as u32))
+        self.names.vars.get(name).copied()
     }
 
     fn rank_list(&self) -> String {
@@ -1154,15 +1178,15 @@ impl Parser {
             let Some(first) = uses.iter().find(|u| u.write).or(uses.first()) else {
                 continue;
             };
-            let arity = first.indices.len();
+            let arity = first.ranks.len();
             let mut ranks = Vec::with_capacity(arity);
             for pos in 0..arity {
                 let found = uses
                     .iter()
                     .filter(|u| u.write)
                     .chain(uses.iter().filter(|u| !u.write))
-                    .filter(|u| u.indices.len() == arity)
-                    .find_map(|u| index_rank(&self.c, &u.indices[pos]));
+                    .filter(|u| u.ranks.len() == arity)
+                    .find_map(|u| u.ranks[pos]);
                 match found {
                     Some(r) => ranks.push(r),
                     None => {

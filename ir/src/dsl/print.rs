@@ -135,16 +135,6 @@ fn prec(c: &Cascade, id: ExprId) -> u8 {
     }
 }
 
-fn wrapped(c: &Cascade, id: ExprId, paren: bool, out: &mut String) {
-    if paren {
-        out.push('(');
-        expr(c, id, out);
-        out.push(')');
-    } else {
-        expr(c, id, out);
-    }
-}
-
 fn merge_suffix(op: BinaryOp, merge: Merge) -> String {
     if merge == op.default_merge() {
         String::new()
@@ -153,17 +143,47 @@ fn merge_suffix(op: BinaryOp, merge: Merge) -> String {
     }
 }
 
-fn expr(c: &Cascade, id: ExprId, out: &mut String) {
+/// One expression node (`exp(a - b)`), as the DSL writes it.
+pub fn print_expr(c: &Cascade, id: ExprId) -> String {
+    let mut out = String::new();
+    expr(c, id, &mut out);
+    out
+}
+
+/// A piece of printed text: literal text, or a node still to print (in parentheses or not).
+enum Piece {
+    Str(&'static str),
+    Text(String),
+    Node(ExprId, bool),
+}
+
+/// Prints the expression rooted at `root` with an explicit stack of pieces, so that an
+/// expression of any depth prints without recursion.
+fn expr(c: &Cascade, root: ExprId, out: &mut String) {
+    let mut stack = vec![Piece::Node(root, false)];
+    while let Some(piece) = stack.pop() {
+        match piece {
+            Piece::Str(s) => out.push_str(s),
+            Piece::Text(s) => out.push_str(&s),
+            Piece::Node(id, true) => {
+                stack.extend([Piece::Str(")"), Piece::Node(id, false), Piece::Str("(")]);
+            }
+            Piece::Node(id, false) => stack.extend(pieces(c, id).into_iter().rev()),
+        }
+    }
+}
+
+/// What one node prints as, left to right, its operands as nodes still to print.
+fn pieces(c: &Cascade, id: ExprId) -> Vec<Piece> {
+    use Piece::{Node, Str, Text};
     match c.expr(id) {
-        Expr::Access(a) => out.push_str(&access(c, a)),
-        Expr::Const(k) => out.push_str(&constant(c, *k)),
+        Expr::Access(a) => vec![Text(access(c, a))],
+        Expr::Const(k) => vec![Text(constant(c, *k))],
         Expr::Unary(UnaryOp::Neg, arg) => {
-            out.push('-');
             let bare = matches!(c.expr(*arg), Expr::Access(_));
-            wrapped(c, *arg, !bare, out);
+            vec![Str("-"), Node(*arg, !bare)]
         }
         Expr::Unary(op, arg) => {
-            let _ = write!(out, "{op}(");
             // `exp(a - b)` would read back as sub-then-exp, so a subtraction gets its own parens.
             let sub = matches!(
                 c.expr(*arg),
@@ -172,8 +192,11 @@ fn expr(c: &Cascade, id: ExprId, out: &mut String) {
                     ..
                 }
             );
-            wrapped(c, *arg, sub && *op == UnaryOp::Exp, out);
-            out.push(')');
+            vec![
+                Text(format!("{op}(")),
+                Node(*arg, sub && *op == UnaryOp::Exp),
+                Str(")"),
+            ]
         }
         Expr::Binary {
             op,
@@ -183,21 +206,20 @@ fn expr(c: &Cascade, id: ExprId, out: &mut String) {
         } => {
             let m = merge_suffix(*op, *merge);
             match op {
-                BinaryOp::SubExp => {
-                    let _ = write!(out, "exp{m}(");
-                    expr(c, *lhs, out);
-                    out.push_str(" - ");
-                    wrapped(c, *rhs, prec(c, *rhs) <= 1, out);
-                    out.push(')');
-                }
-                BinaryOp::Max | BinaryOp::Min => {
-                    let name = op.info().name;
-                    let _ = write!(out, "{name}{m}(");
-                    expr(c, *lhs, out);
-                    out.push_str(", ");
-                    expr(c, *rhs, out);
-                    out.push(')');
-                }
+                BinaryOp::SubExp => vec![
+                    Text(format!("exp{m}(")),
+                    Node(*lhs, false),
+                    Str(" - "),
+                    Node(*rhs, prec(c, *rhs) <= 1),
+                    Str(")"),
+                ],
+                BinaryOp::Max | BinaryOp::Min => vec![
+                    Text(format!("{}{m}(", op.info().name)),
+                    Node(*lhs, false),
+                    Str(", "),
+                    Node(*rhs, false),
+                    Str(")"),
+                ],
                 BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div => {
                     let sym = op.info().symbol.unwrap_or("?");
                     let p = if matches!(op, BinaryOp::Add | BinaryOp::Sub) {
@@ -205,9 +227,11 @@ fn expr(c: &Cascade, id: ExprId, out: &mut String) {
                     } else {
                         2
                     };
-                    wrapped(c, *lhs, prec(c, *lhs) < p, out);
-                    let _ = write!(out, " {sym}{m} ");
-                    wrapped(c, *rhs, prec(c, *rhs) <= p, out);
+                    vec![
+                        Node(*lhs, prec(c, *lhs) < p),
+                        Text(format!(" {sym}{m} ")),
+                        Node(*rhs, prec(c, *rhs) <= p),
+                    ]
                 }
             }
         }
@@ -237,28 +261,35 @@ fn number(x: f64) -> String {
 
 /// `T[i,j : cond && cond]`, or the bare name for a scalar.
 pub(crate) fn access(c: &Cascade, a: &Access) -> String {
-    let mut s = c.tensor(a.tensor).name.clone();
+    let mut s = String::new();
+    write_access(c, a, &mut s);
+    s
+}
+
+fn write_access(c: &Cascade, a: &Access, s: &mut String) {
+    s.push_str(&c.tensor(a.tensor).name);
     if a.indices.is_empty() {
-        return s;
+        return;
     }
     s.push('[');
     for (pos, idx) in a.indices.iter().enumerate() {
         if pos > 0 {
             s.push(',');
         }
-        s.push_str(&index(c, idx));
-        let conds: Vec<String> = a
+        write_index(c, idx, s);
+        let mut first = true;
+        for cond in a
             .filters
             .iter()
             .filter(|f| f.position == pos)
-            .flat_map(|f| f.conds.iter().map(|cond| compare(c, cond)))
-            .collect();
-        if !conds.is_empty() {
-            let _ = write!(s, " : {}", conds.join(" && "));
+            .flat_map(|f| &f.conds)
+        {
+            s.push_str(if first { " : " } else { " && " });
+            first = false;
+            write_compare(c, cond, s);
         }
     }
     s.push(']');
-    s
 }
 
 /// An affine comparison as the DSL writes it (`m <= p`).
@@ -268,33 +299,55 @@ pub fn print_compare(c: &Cascade, cmp: &Compare) -> String {
 
 /// An index expression as the DSL writes it (`m1*M0+m0`).
 pub fn print_index(c: &Cascade, e: &IndexExpr) -> String {
-    index(c, e)
+    let mut s = String::new();
+    write_index(c, e, &mut s);
+    s
 }
 
 pub(crate) fn compare(c: &Cascade, cmp: &Compare) -> String {
-    format!("{} {} {}", index(c, &cmp.lhs), cmp.op, index(c, &cmp.rhs))
+    let mut s = String::new();
+    write_compare(c, cmp, &mut s);
+    s
 }
 
-/// Index arithmetic without spaces (`m1*M0+m0`, `p-m`), parenthesised only where needed.
-pub(crate) fn index(c: &Cascade, e: &IndexExpr) -> String {
+fn write_compare(c: &Cascade, cmp: &Compare, s: &mut String) {
+    write_index(c, &cmp.lhs, s);
+    let _ = write!(s, " {} ", cmp.op);
+    write_index(c, &cmp.rhs, s);
+}
+
+/// Index arithmetic without spaces (`m1*M0+m0`, `p-m`), parenthesised only where needed. Its
+/// depth is bounded (`verify::MAX_INDEX_DEPTH`), so it recurses.
+fn write_index(c: &Cascade, e: &IndexExpr, s: &mut String) {
     let additive = |e: &IndexExpr| matches!(e, IndexExpr::Add(..) | IndexExpr::Sub(..));
-    let wrap = |e: &IndexExpr, paren: bool| {
+    let wrap = |e: &IndexExpr, paren: bool, s: &mut String| {
         if paren {
-            format!("({})", index(c, e))
+            s.push('(');
+            write_index(c, e, s);
+            s.push(')');
         } else {
-            index(c, e)
+            write_index(c, e, s);
         }
     };
     match e {
-        IndexExpr::Var(r) => c.var_name(*r),
-        IndexExpr::Size(r) => c.rank(*r).name.clone(),
-        IndexExpr::Lit(k) => k.to_string(),
-        IndexExpr::Add(a, b) => format!("{}+{}", index(c, a), wrap(b, additive(b))),
-        IndexExpr::Sub(a, b) => format!("{}-{}", index(c, a), wrap(b, additive(b))),
-        IndexExpr::Mul(a, b) => format!(
-            "{}*{}",
-            wrap(a, additive(a)),
-            wrap(b, additive(b) || matches!(**b, IndexExpr::Mul(..)))
-        ),
+        IndexExpr::Var(r) => s.push_str(&c.var_name(*r)),
+        IndexExpr::Size(r) => s.push_str(&c.rank(*r).name),
+        IndexExpr::Lit(k) => {
+            let _ = write!(s, "{k}");
+        }
+        IndexExpr::Add(a, b) | IndexExpr::Sub(a, b) => {
+            write_index(c, a, s);
+            s.push(if matches!(e, IndexExpr::Add(..)) {
+                '+'
+            } else {
+                '-'
+            });
+            wrap(b, additive(b), s);
+        }
+        IndexExpr::Mul(a, b) => {
+            wrap(a, additive(a), s);
+            s.push('*');
+            wrap(b, additive(b) || matches!(**b, IndexExpr::Mul(..)), s);
+        }
     }
 }

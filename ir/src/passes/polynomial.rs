@@ -45,7 +45,18 @@ impl Polynomial {
         self.terms.is_empty()
     }
 
-    /// The value with every rank at its size in `shape` (saturating: sizes are small).
+    /// The value with every rank at its size in `shape`; `None` when it overflows `i64`.
+    pub fn checked_eval(&self, shape: &Shape) -> Option<i64> {
+        self.terms.iter().try_fold(0i64, |sum, (m, c)| {
+            let term = m
+                .iter()
+                .try_fold(*c, |acc, r| acc.checked_mul(shape.size(*r)))?;
+            sum.checked_add(term)
+        })
+    }
+
+    /// The value with every rank at its size in `shape`, saturating at the `i64` range (use
+    /// [`Polynomial::checked_eval`] where a saturated count would be reported).
     pub fn eval(&self, shape: &Shape) -> i64 {
         self.terms
             .iter()

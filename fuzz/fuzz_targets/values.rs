@@ -1,0 +1,36 @@
+//! Fuzzes the command line's value parsers (`cascade_cli::values` and the shape syntax): any
+//! text as a sequence list, an array-size range, a byte count and a shape, the shape also bound
+//! to every library cascade. A parser must refuse what it cannot use, and what it accepts must
+//! be within its stated limits.
+
+#![no_main]
+
+use cascade_cli::values::{self, MAX_BUFFER_BYTES, MAX_PE_DIM, MAX_PE_DIMS, MAX_SEQ};
+use cascade_ir::shape::MAX_SIZE;
+use cascade_ir::{Shape, ShapeSpec, dsl, library};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|bytes: &[u8]| {
+    let text = String::from_utf8_lossy(bytes);
+    if let Ok(seqs) = values::seq_list(&text) {
+        assert!(!seqs.is_empty() && seqs.iter().all(|s| (1..=MAX_SEQ).contains(s)));
+    }
+    if let Ok(dims) = values::pe_dims(&text) {
+        assert!(!dims.is_empty() && dims.len() as u64 <= MAX_PE_DIMS);
+        assert!(dims.iter().all(|d| (1..=MAX_PE_DIM).contains(d)));
+        assert!(dims.windows(2).all(|w| w[0] < w[1]), "sizes ascend");
+    }
+    if let Ok(n) = values::bytes(&text, "--max-buffer", MAX_BUFFER_BYTES) {
+        assert!((1..=MAX_BUFFER_BYTES).contains(&n));
+    }
+    if let Ok(spec) = text.parse::<ShapeSpec>() {
+        for name in library::names() {
+            let c = dsl::parse(library::source(name).expect("library"), name)
+                .expect("library parses")
+                .cascade;
+            if let Ok(shape) = Shape::resolve(&c, &spec) {
+                assert!(shape.sizes().iter().all(|s| (1..=MAX_SIZE).contains(s)));
+            }
+        }
+    }
+});

@@ -1,0 +1,210 @@
+//! The values the command line takes apart from its flags' own types: sequence lengths,
+//! array-size ranges, byte counts and memory limits. Each parser checks its value where it
+//! enters (positive, at most a stated maximum, no overflow) and says what it accepts; the
+//! fuzz targets and property tests call them directly, so they live in the `cascade_cli`
+//! library rather than in the binary.
+
+use std::fmt;
+
+use cascade_ir::shape::{MAX_SIZE, parse_size};
+
+/// A value the user gave that cannot be used, with what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueError(pub String);
+
+impl fmt::Display for ValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ValueError {}
+
+fn err<T>(message: String) -> Result<T, ValueError> {
+    Err(ValueError(message))
+}
+
+/// The longest sequence length (`--seq`): [`MAX_SIZE`], 4096M tokens.
+pub const MAX_SEQ: u64 = MAX_SIZE as u64;
+
+/// The most entries one `--seq` list may hold.
+pub const MAX_SEQ_ENTRIES: usize = 1024;
+
+/// The widest array a sweep may try (`--pe-dim`): 65536 × 65536 PEs.
+pub const MAX_PE_DIM: u64 = 1 << 16;
+
+/// The most array sizes one `--pe-dim` range may produce.
+pub const MAX_PE_DIMS: u64 = 1 << 16;
+
+/// The largest buffer a sweep may try (`--min-buffer`, `--max-buffer`): 1 TiB.
+pub const MAX_BUFFER_BYTES: u64 = 1 << 40;
+
+/// The largest `--max-memory`: 1 PiB.
+pub const MAX_MEMORY_BYTES: u64 = 1 << 50;
+
+/// Parses `1k,4k,64k` (k = 1024, M = 1024²) into sequence lengths, each in `1..=MAX_SEQ`.
+pub fn seq_list(arg: &str) -> Result<Vec<u64>, ValueError> {
+    let items: Vec<&str> = arg
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if items.is_empty() {
+        return err(format!(
+            "--seq `{arg}` lists no sequence length; write numbers with optional k/M suffixes, e.g. 1k,4k,64k"
+        ));
+    }
+    if items.len() > MAX_SEQ_ENTRIES {
+        return err(format!(
+            "--seq lists {} lengths, more than the limit of {MAX_SEQ_ENTRIES}; run several commands",
+            items.len()
+        ));
+    }
+    items
+        .into_iter()
+        .map(|s| match parse_size(s) {
+            Some(v) if v >= 1 && v as u64 <= MAX_SEQ => Ok(v as u64),
+            Some(v) if v >= 1 => err(format!(
+                "sequence length `{s}` is {v}, more than the longest, {MAX_SEQ} (4096M)"
+            )),
+            Some(v) => err(format!(
+                "sequence length `{s}` is {v}; lengths must be at least 1"
+            )),
+            None => err(format!(
+                "cannot read sequence length `{s}`; write numbers up to {MAX_SEQ} with optional k/M suffixes, e.g. 1k,4k,64k"
+            )),
+        })
+        .collect()
+}
+
+/// Parses `A..B` (powers of two from A to B) or `A..B:S` (A, A+S, … ≤ B) into array sizes, each
+/// in `1..=MAX_PE_DIM`, at most [`MAX_PE_DIMS`] of them; the count is known before any is made.
+pub fn pe_dims(arg: &str) -> Result<Vec<u64>, ValueError> {
+    let bad = || {
+        ValueError(format!(
+            "cannot read --pe-dim `{arg}`; write 16..512 (powers of two) or 16..512:16 (a step), with sizes from 1 to {MAX_PE_DIM}"
+        ))
+    };
+    let number = |s: &str| s.trim().parse::<u64>().map_err(|_| bad());
+    let (range, step) = match arg.split_once(':') {
+        Some((r, s)) => (r, Some(number(s)?)),
+        None => (arg, None),
+    };
+    let (lo, hi) = range.split_once("..").ok_or_else(bad)?;
+    let (lo, hi) = (
+        number(lo)?,
+        number(hi.trim_start().trim_start_matches('='))?,
+    );
+    if lo == 0 || hi < lo || step == Some(0) {
+        return Err(bad());
+    }
+    if hi > MAX_PE_DIM {
+        return err(format!(
+            "--pe-dim `{arg}` goes up to {hi}, more than the widest array, {MAX_PE_DIM}"
+        ));
+    }
+    match step {
+        Some(s) => {
+            let count = (hi - lo) / s + 1;
+            if count > MAX_PE_DIMS {
+                return err(format!(
+                    "--pe-dim `{arg}` makes {count} array sizes, more than the limit of {MAX_PE_DIMS}; use a larger step"
+                ));
+            }
+            Ok((0..count).map(|k| lo + k * s).collect())
+        }
+        None => Ok(std::iter::successors(Some(lo), |&d| d.checked_mul(2))
+            .take_while(|&d| d <= hi)
+            .collect()),
+    }
+}
+
+/// Parses a byte count with optional binary suffixes (`64k`, `32M`, `4G`, `1T`, `1P`), in
+/// `1..=max`; `flag` names the option in messages.
+pub fn bytes(arg: &str, flag: &str, max: u64) -> Result<u64, ValueError> {
+    let text = arg.trim();
+    let (digits, shift) = match text.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&text[..i], 10),
+        Some((i, 'm' | 'M')) => (&text[..i], 20),
+        Some((i, 'g' | 'G')) => (&text[..i], 30),
+        Some((i, 't' | 'T')) => (&text[..i], 40),
+        Some((i, 'p' | 'P')) => (&text[..i], 50),
+        _ => (text, 0),
+    };
+    let value = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|v| v.checked_mul(1 << shift));
+    match value {
+        Some(v) if (1..=max).contains(&v) => Ok(v),
+        Some(0) => err(format!("{flag} `{arg}` is 0 bytes; give at least 1")),
+        Some(v) => err(format!(
+            "{flag} `{arg}` is {v} bytes, more than the limit of {max} ({})",
+            human_bytes(max)
+        )),
+        None if digits.parse::<u128>().is_ok() => err(format!(
+            "{flag} `{arg}` is more than the limit of {max} ({})",
+            human_bytes(max)
+        )),
+        None => err(format!(
+            "cannot read {flag} `{arg}`; write bytes with optional k/M/G/T/P suffixes (powers of 1024), e.g. 64k or 4G"
+        )),
+    }
+}
+
+/// `4294967296` → `4 GiB`, rounded down to the largest unit that divides nothing away when
+/// possible, else with one decimal.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut unit = 0;
+    let mut value = n as f64;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value.fract() == 0.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_too_large_to_hold_is_refused_before_anything_is_made() {
+        let e = pe_dims("1..18446744073709551615:1").unwrap_err();
+        assert!(e.0.contains("more than the widest array, 65536"), "{e}");
+        let e = pe_dims("1..65536:1").map(|d| d.len());
+        assert_eq!(e, Ok(65536));
+        assert_eq!(pe_dims("16..512").unwrap(), [16, 32, 64, 128, 256, 512]);
+        assert_eq!(pe_dims("16..=64:16").unwrap(), [16, 32, 48, 64]);
+    }
+
+    #[test]
+    fn byte_counts_name_the_limit() {
+        assert_eq!(bytes("4G", "--max-memory", MAX_MEMORY_BYTES), Ok(4 << 30));
+        let e = bytes("2T", "--max-buffer", MAX_BUFFER_BYTES).unwrap_err();
+        assert_eq!(
+            e.0,
+            "--max-buffer `2T` is 2199023255552 bytes, more than the limit of 1099511627776 (1 TiB)"
+        );
+        let e = bytes("99999999999999999999", "--max-memory", MAX_MEMORY_BYTES).unwrap_err();
+        assert!(e.0.contains("more than the limit"), "{e}");
+        assert!(bytes("0", "--x", 10).is_err() && bytes("-1", "--x", 10).is_err());
+        assert!(bytes("1é", "--x", 10).is_err() && bytes("", "--x", 10).is_err());
+    }
+
+    #[test]
+    fn sequence_lengths_are_positive_and_bounded() {
+        assert_eq!(seq_list("1k, 4k,1M").unwrap(), [1024, 4096, 1 << 20]);
+        assert!(seq_list("0").is_err() && seq_list("-4k").is_err() && seq_list(",").is_err());
+        let e = seq_list("8192M").unwrap_err();
+        assert_eq!(
+            e.0,
+            "sequence length `8192M` is 8589934592, more than the longest, 4294967296 (4096M)"
+        );
+    }
+}
