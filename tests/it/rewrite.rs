@@ -1051,6 +1051,55 @@ fn by_hardware(arch: &cascade_scheduler::ArchSpec, metric: cascade_scheduler::Me
     Objective::Cost(Arc::new(cascade_scheduler::HardwareCost::new(arch, metric)))
 }
 
+/// Cycles of `--objective hardware` recomputed from the IR: per Einsum and op kind, the
+/// points of one step (all of them outside the loop; one step's share in an Einsum whose output
+/// is indexed by the iterative rank) spread over the PEs of the kind's unit, rounded up to whole
+/// ops per PE, times one PE's cycles for the op, times the steps. A split rank's inner part is
+/// `tile` long.
+fn stepped_cycles(
+    c: &Cascade,
+    sizes: &[(&str, i64)],
+    tile: i64,
+    arch: &cascade_scheduler::ArchSpec,
+) -> f64 {
+    let hw = cascade_scheduler::HardwareCost::new(arch, cascade_scheduler::Metric::Cycles);
+    let mut s = spec(sizes);
+    for r in &c.ranks {
+        if let Some((_, inner)) = r.split {
+            s.sizes.insert(c.rank(inner).name.clone(), tile);
+        }
+    }
+    let shape = Shape::resolve(c, &s).expect("shape");
+    let iterative = c.iterative_ranks().first().copied();
+    c.einsum_ids()
+        .map(|id| {
+            let points: f64 = c
+                .iteration_space(id)
+                .iter()
+                .map(|r| shape.size(*r) as f64)
+                .product();
+            let mut out = Vec::new();
+            for idx in &c.einsum(id).output.indices {
+                idx.collect_vars(&mut out);
+            }
+            let steps = match iterative {
+                Some(r) if out.contains(&r) => shape.size(r) as f64,
+                _ => 1.0,
+            };
+            cascade_ir::ops::point_ops(c, id)
+                .iter()
+                .map(|(k, n)| {
+                    let price = hw.price(*k).expect("the arch executes every kind");
+                    let unit = arch.units().iter().find(|u| u.name() == price.unit);
+                    let pes = unit.expect("the priced unit").pes() as f64;
+                    let per_pe = (f64::from(*n) * points / steps / pes).ceil();
+                    steps * per_pe * price.weight * pes
+                })
+                .sum::<f64>()
+        })
+        .sum()
+}
+
 /// Hardware cost recomputed from the IR: per Einsum, `point_ops` × the iteration-space size ×
 /// the kind's weight. A split rank's inner part is `tile` long.
 fn hardware_cost(
@@ -1120,10 +1169,12 @@ fn cli_rewrite_hardware_objective_on_fusemax_is_no_costlier_and_equal() {
     let input = load("attention_3pass");
     let text = v["cascade"].as_str().expect("cascade text");
     let result = dsl::check(text, "stdout").expect("verifies").cascade;
-    // The CLI's default sizes: 64 for E and F, 4096 otherwise, tiles of 64.
+    // The CLI's default sizes: 64 for E and F, 4096 otherwise, tiles of 64; cycles with a
+    // loop's steps on the units' PEs.
+    let fusemax = shipped_arch("fusemax");
     let (before, after) = (
-        hardware_cost(&input, ATTENTION, 64, &hw),
-        hardware_cost(&result, ATTENTION, 64, &hw),
+        stepped_cycles(&input, ATTENTION, 64, &fusemax),
+        stepped_cycles(&result, ATTENTION, 64, &fusemax),
     );
     assert!(after <= before, "{after} > {before}\n{text}");
     let close = |a: f64, b: &serde_json::Value| (a - b.as_f64().unwrap()).abs() <= 1e-9 * a;
@@ -1151,6 +1202,93 @@ fn cli_rewrite_hardware_objective_on_fusemax_is_no_costlier_and_equal() {
         "{text}"
     );
     assert!(text.contains("cost: "), "{text}");
+}
+
+/// `--objective hardware` makes the choice between the streaming forms of one input. At decode
+/// (one query, 65,536 keys) the 1-pass fold over key tiles gives each of its 1,024 steps 64
+/// scores, which leave most of FuseMax's 256×256 array idle: split-K (a fold over each tile's
+/// keys, all tiles at once, and a combine rescaling every tile by its running max) is chosen.
+/// At prefill, or on FLAT (exp and the rescaling on a 256-wide array that one step of 64 scores
+/// fills better), the plain 1-pass fold stays. Every result is the input under the interpreter.
+#[test]
+fn cli_rewrite_hardware_objective_picks_split_k_where_pes_would_idle() {
+    const DECODE: &[(&str, i64)] = &[("E", 64), ("F", 64), ("M", 65536), ("P", 1)];
+    let run = |arch: &str, sizes: &[(&str, i64)]| -> (Cascade, serde_json::Value) {
+        let shape: Vec<String> = sizes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let shape = shape.join(",");
+        let args = [
+            "--format",
+            "json",
+            "rewrite",
+            "attention_1pass",
+            "--objective",
+            "hardware",
+            "--arch",
+            arch,
+            "--shape",
+            &shape,
+        ];
+        let out = cascade(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let text = v["cascade"].as_str().expect("cascade text");
+        let result = dsl::check(text, "stdout").expect("verifies").cascade;
+        check::valid(&result).unwrap_or_else(|e| panic!("{e}"));
+        check::equal(&load("attention_1pass"), &result, &trial())
+            .unwrap_or_else(|e| panic!("{arch} {shape}: {e}\n{text}"));
+        (result, v)
+    };
+    let loop_rank = |c: &Cascade| -> Vec<String> {
+        c.iterative_ranks()
+            .iter()
+            .map(|r| c.rank(*r).name.clone())
+            .collect()
+    };
+    let input = load("attention_1pass");
+    let (fusemax, flat) = (shipped_arch("fusemax"), shipped_arch("flat"));
+    let close = |a: f64, b: &serde_json::Value| (a - b.as_f64().unwrap()).abs() <= 1e-9 * a;
+
+    // Decode on FuseMax: split-K, cheaper than the 1-pass input by the CLI's own model.
+    let (split_k, v) = run("fusemax", DECODE);
+    assert_eq!(loop_rank(&split_k), ["M0"], "{}", dsl::print(&split_k));
+    assert!(
+        dsl::print(&split_k).contains("= max(m1) "),
+        "{}",
+        dsl::print(&split_k)
+    );
+    let (before, after) = (
+        stepped_cycles(&input, DECODE, 64, &fusemax),
+        stepped_cycles(&split_k, DECODE, 64, &fusemax),
+    );
+    assert!(
+        close(before, &v["cost"]["before"]),
+        "{before} vs {}",
+        v["cost"]
+    );
+    assert!(
+        close(after, &v["cost"]["after"]),
+        "{after} vs {}",
+        v["cost"]
+    );
+    assert!(after < before, "{after} >= {before}");
+
+    // Prefill on FuseMax: the 1-pass fold over key tiles stays.
+    let (prefill, v) = run("fusemax", ATTENTION);
+    assert_eq!(loop_rank(&prefill), ["M1"], "{}", dsl::print(&prefill));
+    let kept = stepped_cycles(&prefill, ATTENTION, 64, &fusemax);
+    assert!(close(kept, &v["cost"]["after"]), "{kept} vs {}", v["cost"]);
+    assert!(kept < stepped_cycles(&split_k, ATTENTION, 64, &fusemax));
+
+    // Decode on FLAT: the 1-pass fold stays, and there split-K would cost more.
+    let (one_pass, v) = run("flat", DECODE);
+    assert_eq!(loop_rank(&one_pass), ["M1"], "{}", dsl::print(&one_pass));
+    let kept = stepped_cycles(&one_pass, DECODE, 64, &flat);
+    assert!(close(kept, &v["cost"]["after"]), "{kept} vs {}", v["cost"]);
+    assert!(kept < stepped_cycles(&split_k, DECODE, 64, &flat));
 }
 
 #[test]
@@ -1279,11 +1417,37 @@ fn pricier_op_kinds_are_avoided() {
             < hardware_cost(&cycles.cascade, &sizes, 64, &hw)
     );
 
-    // No unit executes `other`: sigmoid attention costs +inf either way, and still rewrites.
-    let r = derive(
-        "sigmoid_attention",
-        &config(by_hardware(&fusemax, Metric::Cycles), ALL, ATTENTION, "M"),
-    );
+    // FuseMax prices its unary functions one by one, `other` as the dearest of them: sigmoid
+    // attention has a finite cost, which the rewrite does not raise.
+    let sigmoid = |arch: &cascade_scheduler::ArchSpec| {
+        derive(
+            "sigmoid_attention",
+            &config(by_hardware(arch, Metric::Cycles), ALL, ATTENTION, "M"),
+        )
+    };
+    let r = sigmoid(&fusemax);
+    assert!(r.before.cost.is_finite(), "{}", r.before.cost);
+    assert!(r.after.cost <= r.before.cost);
+    // Without those entries no unit executes `other`: it costs +inf either way, and still
+    // rewrites.
+    let text = cascade_scheduler::shipped::arch("fusemax").expect("shipped");
+    let functions = [
+        "relu", "neg", "recip", "sqrt", "tanh", "sigmoid", "softplus", "elu1",
+    ];
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            !functions
+                .iter()
+                .any(|f| l.starts_with(&format!("ops.{f} ")))
+        })
+        .collect();
+    assert!(kept.len() < text.lines().count());
+    let no_functions = cascade_scheduler::shipped::parse_arch(&kept.join("\n"), |n| {
+        cascade_scheduler::shipped::costs(n).map(str::to_string)
+    })
+    .expect("the edited architecture validates");
+    let r = sigmoid(&no_functions);
     assert_eq!(
         (r.before.cost, r.after.cost),
         (f64::INFINITY, f64::INFINITY)

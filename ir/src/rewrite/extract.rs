@@ -198,11 +198,7 @@ impl Extracted {
     /// The objective's order: for streaming, a term with a recurrence first; then passes,
     /// then cost.
     fn key(&self, streaming: bool) -> (u32, u32, f64) {
-        (
-            u32::from(streaming && !self.folds),
-            self.passes,
-            self.total,
-        )
+        (u32::from(streaming && !self.folds), self.passes, self.total)
     }
 }
 

@@ -91,6 +91,8 @@ struct Lower<'a> {
     state: Vec<bool>,
     rank_name: Vec<Option<String>>,
     uses: Vec<u32>,
+    /// Whether each node is (part of) a softmax score: see [`Self::scaled_sum`].
+    score: Vec<bool>,
     memo: HashMap<Key, Val>,
     folds: Vec<Fold>,
     fold_keys: HashMap<(usize, usize, usize, Option<String>), usize>,
@@ -178,6 +180,23 @@ impl<'a> Lower<'a> {
             fv.push(v);
             state.push(s);
         }
+        // Softmax scores: values that reach an exp-shift or a max through map ops, splits and
+        // filters (parents come after their children, so one backward sweep marks them all).
+        let mut score = vec![false; nodes.len()];
+        for (i, node) in nodes.iter().enumerate().rev() {
+            match node {
+                Cx::SubExp(ch) | Cx::Max(ch) => {
+                    ch.iter().for_each(|c| score[usize::from(*c)] = true)
+                }
+                Cx::RMax([_, x]) => score[usize::from(*x)] = true,
+                Cx::Split([_, x]) | Cx::Where([_, x]) if score[i] => score[usize::from(*x)] = true,
+                _ if score[i] && is_map(node) => node
+                    .children()
+                    .iter()
+                    .for_each(|c| score[usize::from(*c)] = true),
+                _ => {}
+            }
+        }
         let mut ranks: Vec<Rank> = sig
             .ranks
             .iter()
@@ -218,6 +237,7 @@ impl<'a> Lower<'a> {
             state,
             rank_name,
             uses,
+            score,
             memo: HashMap::new(),
             folds: Vec::new(),
             fold_keys: HashMap::new(),
@@ -599,8 +619,8 @@ impl<'a> Lower<'a> {
                 }
             }
             Cx::Where([_, x]) | Cx::Join([_, x]) => vec![self.key(*x, env.clone(), ctx)],
-            _ if self.scaled_sum(&node).is_some() => {
-                let (sum, _) = self.scaled_sum(&node).expect("checked");
+            _ if self.scaled_sum(id, &node).is_some() => {
+                let (sum, _) = self.scaled_sum(id, &node).expect("checked");
                 let x = self.expr[sum].children()[1];
                 if is_map(&self.expr[x]) && self.uses[usize::from(x)] == 1 {
                     operands(self, x, env, ctx)
@@ -677,8 +697,8 @@ impl<'a> Lower<'a> {
                 self.fold_access(f, at)?
             }
             Cx::Join([h, x]) => self.join(id, *h, *x, &env, ctx)?,
-            _ if self.scaled_sum(&node).is_some() => {
-                let (sum, c) = self.scaled_sum(&node).expect("checked");
+            _ if self.scaled_sum(id, &node).is_some() => {
+                let (sum, c) = self.scaled_sum(id, &node).expect("checked");
                 let sum_node = self.expr[sum].clone();
                 let [r, x] = [sum_node.children()[0], sum_node.children()[1]];
                 self.scaled_reduction(id, &sum_node, r, x, Some(c), &env, ctx)?
@@ -736,15 +756,22 @@ impl<'a> Lower<'a> {
     /// `c · Σ_r x` or `(Σ_r x) · c` with a constant `c` and a reduction read only here: the sum
     /// and the constant, written as one Einsum `Σ_r x·c`.
     ///
-    /// The normal form of a constant scale (`1/sqrt(E)`, a temperature constant): since
-    /// `c · Σ_r x = Σ_r x·c`, the scale of a contraction is written inside it, the shape in
-    /// which a kernel applies it once per result (FuseMax's and FlashAttention's scaled scores).
-    fn scaled_sum(&self, node: &Cx) -> Option<(Id, Id)> {
+    /// The normal form of a constant scale (`1/sqrt(E)`, a temperature constant) of a softmax
+    /// score: since `c · Σ_r x = Σ_r x·c`, the scale of a contraction whose value reaches an
+    /// exp-shift or a max is written inside it, the shape in which the fused kernel applies it
+    /// once per score (FuseMax's and FlashAttention's scaled scores). Elsewhere (sigmoid
+    /// attention's scores) the scale stays outside: inside, the op counts charge it once per
+    /// point of the contraction, and no fused lowering looks for it there.
+    fn scaled_sum(&self, id: Id, node: &Cx) -> Option<(Id, Id)> {
         let Cx::Mul([a, b]) = node else {
             return None;
         };
+        if !self.score[usize::from(id)] {
+            return None;
+        }
         let constant = |id: &Id| matches!(self.expr[*id], Cx::Lit(Lit::Num(_) | Lit::InvSqrt(_)));
-        let sum = |id: &Id| matches!(self.expr[*id], Cx::Sum(_)) && self.uses[usize::from(*id)] == 1;
+        let sum =
+            |id: &Id| matches!(self.expr[*id], Cx::Sum(_)) && self.uses[usize::from(*id)] == 1;
         if constant(a) && sum(b) {
             Some((*b, *a))
         } else if constant(b) && sum(a) {

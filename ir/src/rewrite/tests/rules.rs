@@ -105,10 +105,9 @@ fn bindings(rule: &str) -> Option<Vec<(&'static str, Bind)>> {
             ("?y", Input("Y", &["m", "p"], Scores)),
             ("?w", Input("W", &["f", "m"], Finite)),
         ],
-        "rescale-fold-exp-bare" | "fold-max" | "fold-max-present" => vec![
-            ("?i", Rank("m")),
-            ("?y", Input("Y", &["m", "p"], Scores)),
-        ],
+        "rescale-fold-exp-bare" | "fold-max" | "fold-max-present" => {
+            vec![("?i", Rank("m")), ("?y", Input("Y", &["m", "p"], Scores))]
+        }
         "rescale-fold-lin" => vec![
             ("?i", Rank("k")),
             ("?y", Input("Y", &["k", "p"], Positive)),
