@@ -17,7 +17,10 @@ mod polynomial;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::ast::{Access, Cascade, EinsumId, IndexExpr, RankId, Section, TensorId, TensorKind};
+use crate::ast::{
+    Access, BinaryOp, Cascade, EinsumId, Expr, ExprId, IndexExpr, RankId, ReduceOp, Section,
+    TensorId, TensorKind, UnaryOp,
+};
 use crate::ops::{OpKind, point_ops};
 use crate::plan::LoopPlan;
 
@@ -273,19 +276,87 @@ pub fn passes_with(cascade: &Cascade, plan: &LoopPlan, rank: RankId) -> PassRepo
     }
 }
 
-/// The rank a caller most likely means: `M` when declared, else the first top-level rank.
-pub fn default_rank(cascade: &Cascade) -> Option<RankId> {
-    let is_part = |id: RankId| {
-        cascade
+/// Which rank a cascade's passes are about, read from its structure (never from its names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RankChoice {
+    One(RankId),
+    /// Several ranks fit equally; the caller must name one.
+    Ambiguous(Vec<RankId>),
+    None,
+}
+
+/// The rank a caller most likely means: the top-level rank (a split's parent) the softmax
+/// normaliser reduces, a sum of exponentials (`SD[p] = SN[m,p]` with `SN = exp(…)`, or its
+/// tile form over `m0`); without one, the iterative rank's; without that, the ranks the last
+/// reducing Einsum reduces.
+pub fn rank_choice(cascade: &Cascade) -> RankChoice {
+    let c = cascade;
+    let top = |mut r: RankId| {
+        while let Some(p) = c
             .ranks
             .iter()
-            .any(|r| r.split.is_some_and(|(a, b)| a == id || b == id))
+            .position(|x| x.split.is_some_and(|(a, b)| a == r || b == r))
+        {
+            r = RankId(p as u32);
+        }
+        r
     };
-    cascade.rank_by_name("M").or_else(|| {
-        (0..cascade.ranks.len())
-            .map(|i| RankId(i as u32))
-            .find(|&id| !cascade.rank(id).is_param && !is_part(id))
-    })
+    let is_exp = |e: ExprId| {
+        matches!(
+            c.expr(e),
+            Expr::Unary(UnaryOp::Exp, _)
+                | Expr::Binary {
+                    op: BinaryOp::SubExp,
+                    ..
+                }
+        )
+    };
+    let exp_tensor = |t: TensorId| {
+        c.einsums
+            .iter()
+            .any(|w| w.output.tensor == t && w.reduction.is_none() && is_exp(w.value))
+    };
+    let choose = |mut ranks: Vec<RankId>| {
+        ranks.sort();
+        ranks.dedup();
+        match ranks[..] {
+            [] => RankChoice::None,
+            [r] => RankChoice::One(r),
+            _ => RankChoice::Ambiguous(ranks),
+        }
+    };
+    let sums = c
+        .einsum_ids()
+        .filter(|id| c.reduce_op(*id) == Some(ReduceOp::Sum));
+    let mut normalisers = Vec::new();
+    for id in sums {
+        let value = c.einsum(id).value;
+        let exp = is_exp(value) || matches!(c.expr(value), Expr::Access(a) if exp_tensor(a.tensor));
+        if exp {
+            normalisers.extend(c.reduced_ranks(id).into_iter().map(top));
+        }
+    }
+    if !normalisers.is_empty() {
+        return choose(normalisers);
+    }
+    if let Some(&r) = c.iterative_ranks().first() {
+        return RankChoice::One(top(r));
+    }
+    let last = c
+        .einsum_ids()
+        .filter(|id| !c.reduced_ranks(*id).is_empty())
+        .last();
+    choose(last.map_or(Vec::new(), |id| {
+        c.reduced_ranks(id).into_iter().map(top).collect()
+    }))
+}
+
+/// The rank of [`rank_choice`], `None` when there is none or it is ambiguous.
+pub fn default_rank(cascade: &Cascade) -> Option<RankId> {
+    match rank_choice(cascade) {
+        RankChoice::One(r) => Some(r),
+        RankChoice::Ambiguous(_) | RankChoice::None => None,
+    }
 }
 
 /// Ranks the cascade iterates that are not parts of a split: the ones a user asks about.
@@ -567,5 +638,43 @@ impl fmt::Display for PassReport {
             writeln!(f, "  {:<5}  {}", k.name(), p.display_with(&self.rank_names))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> Cascade {
+        crate::dsl::parse(src, "test").expect("parses").cascade
+    }
+
+    /// The normaliser's rank is found by structure: renaming `M` changes nothing, and a
+    /// cascade with two normalisers over different ranks is ambiguous.
+    #[test]
+    fn the_default_rank_is_the_normalisers() {
+        let three = crate::library::source("attention_3pass").expect("library");
+        let renamed = three
+            .replace("ranks E F M P", "ranks E F N P")
+            .replace("K[E,M]", "K[E,N]")
+            .replace("V[F,M]", "V[F,N]")
+            .replace("[m,", "[n,")
+            .replace("max(m)", "max(n)")
+            .replace("f,m]", "f,n]")
+            .replace("e,m]", "e,n]");
+        let c = parse(&renamed);
+        assert_eq!(default_rank(&c), c.rank_by_name("N"), "{renamed}");
+        let one = parse(crate::library::source("attention_1pass").expect("library"));
+        assert_eq!(default_rank(&one), one.rank_by_name("M"));
+        let pedagogical = parse(crate::library::source("pedagogical_1").expect("library"));
+        assert_eq!(default_rank(&pedagogical), pedagogical.rank_by_name("K"));
+        let two = parse(
+            "cascade two\nranks M N\ninput A[M] B[N]\nX = exp(A[m])\nY = exp(B[n])\nZ = X * Y\noutput Z\n",
+        );
+        assert_eq!(
+            rank_choice(&two),
+            RankChoice::Ambiguous(vec![RankId(0), RankId(1)])
+        );
+        assert_eq!(default_rank(&two), None);
     }
 }

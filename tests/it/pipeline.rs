@@ -92,8 +92,8 @@ fn derived_one_pass_cascade_runs_the_whole_pipeline_like_cascade_5() {
         out_dir.to_str().expect("utf-8"),
     ]);
     assert_eq!(codegen["fused"], true, "{codegen}");
-    let source =
-        std::fs::read_to_string(out_dir.join("cascade_attention_3pass.cu")).expect("kernel source");
+    let source = std::fs::read_to_string(out_dir.join("cascade_attention_3pass_derived.cu"))
+        .expect("kernel source, named after the derived cascade");
     assert!(
         source.contains("mma.sync.aligned.m16n8k16"),
         "tensor-core MMAs in the fused kernel"

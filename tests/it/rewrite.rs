@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::{cascade, stdout};
+use crate::support::{cascade, stderr, stdout};
 
 use cascade_ir::ast::{Cascade, Constant, Expr, ExprId, IndexExpr, Section, TensorId, TensorKind};
 use cascade_ir::ops::OpKind;
@@ -404,41 +404,139 @@ fn explanation_chains_general_rules() {
     }
 }
 
+/// The library's iterative cascades (Cascade 5, its causal form, Cascade 3) lift with their
+/// loops, splits and filters, and rewrite to interpreter-equal cascades with no more passes.
 #[test]
-fn unsupported_inputs_are_errors_not_panics() {
-    let cfg = config(by_passes("M"), ALL, ATTENTION, "M");
-    for name in ["attention_1pass", "attention_causal_1pass", "pedagogical_3"] {
-        let err = check(
-            &load(name),
-            &config(
-                by_passes("M"),
-                ALL,
-                &[
-                    ("E", 1),
-                    ("F", 1),
-                    ("M", 1),
-                    ("P", 1),
-                    ("K", 1),
-                    ("W", 1),
-                    ("M1", 1),
-                    ("M0", 1),
-                ],
-                "M",
-            ),
-        );
-        assert!(
-            matches!(err, Err(CheckError::Rewrite(_))),
-            "{name} should be refused"
-        );
+fn iterative_library_cascades_rewrite_soundly() {
+    let sizes: &[(&str, i64)] = &[("E", 64), ("F", 64), ("M", 4096), ("P", 4096), ("K", 1024)];
+    for (name, rank) in [
+        ("attention_1pass", "M"),
+        ("attention_causal_1pass", "M"),
+        ("pedagogical_3", "K"),
+    ] {
+        let c = load(name);
+        let mut cfg = config(by_passes(rank), ALL, sizes, rank);
+        cfg.sizes.sizes.retain(|k, _| c.rank_by_name(k).is_some());
+        let r = check(&c, &cfg).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(r.after.passes <= r.before.passes, "{name}");
+        assert_eq!(r.after.passes, 1, "{name}");
+    }
+}
+
+/// What still cannot be lifted is refused, naming the Einsum and what to write instead.
+#[test]
+fn what_cannot_be_lifted_is_refused_naming_the_einsum_and_the_fix() {
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "cascade mutual\nranks E M\ninput A[E,M]\ninit\nX[e,0] = 0\nY[e,0] = 1.0\neinsums\n\
+             X[e,m+1] = X[e,m] + Y[e,m] * A[e,m]\nY[e,m+1] = Y[e,m] * X[e,m]\nOUT[e] = X[e,M]\n\
+             stop m >= M\noutput OUT\n",
+            &[
+                "running states whose updates read each other",
+                "X, Y",
+                "merge the two",
+            ],
+        ),
+        (
+            "cascade shifted\nranks M\ninput A[M]\nB[m] = A[M - 1 - m]\noutput B\n",
+            &[
+                "the read `A[M-1-m]`",
+                "in `B[m] = A[M-1-m]`",
+                "pass the shifted tensor as an input",
+            ],
+        ),
+        (
+            "cascade two\nranks M\ninput A[M]\nB[m] = A[m] * 2.0\nC[m] = A[m] + 1.0\noutput B C\n",
+            &["2 outputs (B, C)", "one output at a time"],
+        ),
+    ];
+    let cfg = config(by_ops(), ALL, &[("E", 4), ("M", 8)], "M");
+    for (src, wanted) in cases {
+        let c = dsl::check(src, "test")
+            .unwrap_or_else(|d| panic!("{d:?}\n{src}"))
+            .cascade;
+        let mut cfg = cfg.clone();
+        cfg.sizes.sizes.retain(|k, _| c.rank_by_name(k).is_some());
+        let err = match check(&c, &cfg) {
+            Err(CheckError::Rewrite(e)) => e.to_string(),
+            other => panic!("{src}: {other:?}"),
+        };
+        for w in wanted {
+            assert!(err.contains(w), "{w:?} not in {err}");
+        }
     }
     let missing = check(
         &load("attention_3pass"),
         &RewriteConfig {
             sizes: spec(&[("E", 1)]),
-            ..cfg
+            ..config(by_passes("M"), ALL, ATTENTION, "M")
         },
     );
     assert!(missing.unwrap_err().to_string().contains("add F=N"));
+}
+
+/// A chain of `n` Einsums, each reading the previous one, summed over `m` at the end.
+fn chain(n: usize) -> String {
+    let mut src =
+        String::from("cascade chain\nranks M P\ninput A[M,P] B[M,P]\nX0[m,p] = A[m,p] * B[m,p]\n");
+    for k in 1..n {
+        let line = match k % 3 {
+            0 => format!("X{k}[m,p] = X{}[m,p] * 0.5\n", k - 1),
+            1 => format!("X{k}[m,p] = X{}[m,p] + B[m,p]\n", k - 1),
+            _ => format!("X{k}[m,p] = exp(X{}[m,p] - A[m,p])\n", k - 1),
+        };
+        src.push_str(&line);
+    }
+    src.push_str(&format!("S[p] = X{}[m,p]\noutput S\n", n - 1));
+    src
+}
+
+/// Lifting, extraction and lowering walk terms with explicit stacks: a chain of 2,000 Einsums
+/// (a term 2,000 deep, which overflowed the recursive lowering) lifts, extracts and lowers on a
+/// 256 KiB stack to a valid, interpreter-equal cascade.
+#[test]
+fn deep_chains_rewrite_on_a_small_stack() {
+    use cascade_ir::rewrite::{extract, lang, lift, lower};
+    let c = dsl::check(&chain(2000), "chain").expect("verifies").cascade;
+    let input = c.clone();
+    let lowered = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let lifted = lift(&c).expect("lifts");
+            let mut g = lang::CxGraph::default();
+            let root = g.add_expr(&lifted.expr);
+            g.rebuild();
+            let by_ops = by_ops();
+            let (expr, _) = extract::extract(&g, root, &by_ops, &|_| 8.0).expect("extracts");
+            lower(&expr, &vec![None; expr.as_ref().len()], &lifted.signature).expect("lowers")
+        })
+        .expect("thread")
+        .join()
+        .expect("no stack overflow");
+    check::valid(&lowered).expect("valid");
+    let mut small = trial();
+    small.seeds = vec![0];
+    small.values = (-0.1, 0.1);
+    check::equal(&input, &lowered, &small).expect("equal");
+}
+
+/// The time limit bounds the whole rewrite: when extraction cannot finish within half the
+/// limit again, the input comes back unchanged with the stop reason saying so.
+#[test]
+fn a_rewrite_that_runs_out_of_time_returns_its_input() {
+    let c = dsl::check(&chain(1500), "chain").expect("verifies").cascade;
+    let mut cfg = config(by_ops(), ALL, &[("M", 64), ("P", 64)], "M");
+    cfg.limits.time = Duration::from_millis(1);
+    let r = cascade_ir::rewrite::rewrite(&c, &cfg).expect("a limit is not an error");
+    assert_eq!(r.stop, Stop::ExtractionTimeLimit(Duration::from_millis(1)));
+    assert!(
+        r.stop.to_string().contains("returned unchanged"),
+        "{}",
+        r.stop
+    );
+    assert_eq!(r.cascade.einsums, c.einsums);
+    assert_eq!(r.cascade.name, "chain_derived");
+    assert_eq!(r.before, r.after);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -581,8 +679,10 @@ fn masked_attention_also_becomes_one_pass() {
 // ---------------------------------------------------------------------------------------------
 // The `cascade rewrite` command.
 
+/// Standard output holds only the derived cascade, named `<input>_derived`; the statistics and
+/// the explanation go to standard error.
 #[test]
-fn cli_rewrite_prints_cascade_passes_ops_and_stop_reason() {
+fn cli_rewrite_prints_the_cascade_on_stdout_and_statistics_on_stderr() {
     let out = cascade(&[
         "rewrite",
         "attention_3pass",
@@ -590,21 +690,126 @@ fn cli_rewrite_prints_cascade_passes_ops_and_stop_reason() {
         "passes",
         "--explain",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    let printed = &text[..text.find("\npasses over").expect("summary")];
-    let parsed = dsl::check(printed, "stdout")
-        .expect("the printed cascade verifies")
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let text = stdout(&out);
+    let parsed = dsl::check(&text, "stdout")
+        .expect("stdout is exactly a cascade that verifies")
         .cascade;
+    assert_eq!(parsed.name, "attention_3pass_derived");
     assert!(same_structure(&parsed, &load("attention_1pass")));
-    assert!(text.contains("passes over M: 3 -> 1"), "{text}");
-    assert!(text.contains("ops before: mac 2147483648"), "{text}");
-    assert!(text.contains("stop: saturated"), "{text}");
-    assert!(text.contains(". rescale-fold-exp"), "{text}");
+    assert!(!text.contains("passes over"), "{text}");
+    assert!(err.contains("passes over M: 3 -> 1"), "{err}");
+    assert!(err.contains("ops before: mac 2147483648"), "{err}");
+    assert!(err.contains("stop: saturated"), "{err}");
+    assert!(err.contains(". rescale-fold-exp"), "{err}");
+    let named = cascade(&[
+        "rewrite",
+        "attention_3pass",
+        "--objective",
+        "ops",
+        "--name",
+        "mine",
+    ]);
+    assert!(
+        stdout(&named).starts_with("cascade mine\n"),
+        "{}",
+        stdout(&named)
+    );
+    for bad in ["2x", "a-b", "output", ""] {
+        let out = cascade(&[
+            "rewrite",
+            "attention_3pass",
+            "--objective",
+            "ops",
+            "--name",
+            bad,
+        ]);
+        assert_eq!(out.status.code(), Some(1), "--name {bad:?}");
+        assert!(stderr(&out).contains("--name"), "{}", stderr(&out));
+        assert!(out.stdout.is_empty());
+    }
+}
+
+/// Without `--rank` the rank is the normaliser's, found by structure: a copy of the 3-pass
+/// cascade with `M` renamed is rewritten over the renamed rank; a cascade with normalisers over
+/// two ranks is refused with a request for `--rank`.
+#[test]
+fn cli_rewrite_finds_the_normalisers_rank_or_asks_for_one() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("rewrite-rank");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let renamed = library::source("attention_3pass")
+        .expect("library")
+        .replace("ranks E F M P", "ranks E F N P")
+        .replace("K[E,M]", "K[E,N]")
+        .replace("V[F,M]", "V[F,N]")
+        .replace("[m,", "[n,")
+        .replace("max(m)", "max(n)")
+        .replace("f,m]", "f,n]")
+        .replace("e,m]", "e,n]");
+    let path = dir.join("renamed.cascade");
+    std::fs::write(&path, &renamed).expect("write");
+    let out = cascade(&["rewrite", path.to_str().unwrap(), "--objective", "passes"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("passes over N: 3 -> 1"), "{err}");
+    assert!(
+        stdout(&out).contains("split N -> N1 N0"),
+        "{}",
+        stdout(&out)
+    );
+    let two = dir.join("two.cascade");
+    std::fs::write(
+        &two,
+        "cascade two\nranks M N\ninput A[M] B[N]\nX = exp(A[m])\nY = exp(B[n])\nZ = X * Y\noutput Z\n",
+    )
+    .expect("write");
+    let out = cascade(&["rewrite", two.to_str().unwrap(), "--objective", "passes"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("ambiguous") && err.contains("--rank M or --rank N"),
+        "{err}"
+    );
+    let out = cascade(&[
+        "rewrite",
+        two.to_str().unwrap(),
+        "--objective",
+        "passes",
+        "--rank",
+        "N",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Limits outside their range are user errors that name the flag, never a panic.
+#[test]
+fn cli_rewrite_refuses_out_of_range_limits() {
+    for (flag, value) in [
+        ("--limit-time", "0"),
+        ("--limit-time", "-1"),
+        ("--limit-time", "1e300"),
+        ("--limit-time", "NaN"),
+        ("--limit-time", "inf"),
+        ("--limit-nodes", "0"),
+        ("--limit-nodes", "1000000000000"),
+        ("--limit-iters", "1000000000"),
+        ("--limit-iters", "-3"),
+        ("--tile", "0"),
+    ] {
+        let arg = format!("{flag}={value}");
+        let out = cascade(&["rewrite", "attention_3pass", "--objective", "ops", &arg]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{flag} {value}: {err}");
+        assert!(
+            err.contains(flag.trim_start_matches("--")),
+            "{flag} {value}: {err}"
+        );
+        assert!(
+            !err.contains("panicked") && out.stdout.is_empty(),
+            "{flag} {value}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -633,10 +838,11 @@ fn cli_rewrite_writes_out_file_and_honours_switches() {
         same_structure(&parsed, &load("attention_2pass_deferred")),
         "{written}"
     );
-    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(out.stdout.is_empty(), "{}", stdout(&out));
+    let err = stderr(&out);
     assert!(
-        text.contains("passes over M: 3 -> 2") && !text.contains("cascade attention_3pass"),
-        "{text}"
+        err.contains("passes over M: 3 -> 2") && err.contains("wrote "),
+        "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -667,14 +873,35 @@ fn cli_rewrite_node_limit_and_json() {
         "{v}"
     );
     assert_eq!(v["passes"]["before"], 3);
+    assert_eq!(v["name"], "attention_3pass_derived");
+    for key in [
+        "egraph_nodes",
+        "egraph_classes",
+        "iterations",
+        "elapsed_s",
+        "limits",
+        "ops",
+        "cost",
+    ] {
+        assert!(!v[key].is_null(), "{key} missing: {v}");
+    }
+    assert!(v["egraph_nodes"].as_u64().expect("nodes") <= 20 + 64, "{v}");
 }
 
 #[test]
 fn cli_rewrite_refuses_unsupported_input_with_exit_1() {
-    let out = cascade(&["rewrite", "attention_1pass", "--objective", "passes"]);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("rewrite-refuses");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("two.cascade");
+    std::fs::write(
+        &path,
+        "cascade two\nranks M\ninput A[M]\nB[m] = A[m] * 2.0\nC[m] = A[m] + 1.0\noutput B C\n",
+    )
+    .expect("write");
+    let out = cascade(&["rewrite", path.to_str().unwrap(), "--objective", "ops"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).expect("utf-8");
-    assert!(err.contains("does not support iterative ranks"), "{err}");
+    assert!(err.contains("2 outputs (B, C)"), "{err}");
     let out = cascade(&[
         "rewrite",
         "attention_3pass",
@@ -791,9 +1018,8 @@ output OUT
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let text = stdout(&out);
-        let printed = &text[..text.find("\npasses over").expect("summary")];
-        let result = dsl::check(printed, "stdout")
+        let printed = stdout(&out);
+        let result = dsl::check(&printed, "stdout")
             .unwrap_or_else(|d| panic!("{d:?}\n{printed}"))
             .cascade;
         check::valid(&result).unwrap_or_else(|e| panic!("{objective}: {e}"));
@@ -823,6 +1049,55 @@ fn edited_fusemax(from: &str, to: &str) -> cascade_scheduler::ArchSpec {
 
 fn by_hardware(arch: &cascade_scheduler::ArchSpec, metric: cascade_scheduler::Metric) -> Objective {
     Objective::Cost(Arc::new(cascade_scheduler::HardwareCost::new(arch, metric)))
+}
+
+/// Cycles of `--objective hardware` recomputed from the IR: per Einsum and op kind, the
+/// points of one step (all of them outside the loop; one step's share in an Einsum whose output
+/// is indexed by the iterative rank) spread over the PEs of the kind's unit, rounded up to whole
+/// ops per PE, times one PE's cycles for the op, times the steps. A split rank's inner part is
+/// `tile` long.
+fn stepped_cycles(
+    c: &Cascade,
+    sizes: &[(&str, i64)],
+    tile: i64,
+    arch: &cascade_scheduler::ArchSpec,
+) -> f64 {
+    let hw = cascade_scheduler::HardwareCost::new(arch, cascade_scheduler::Metric::Cycles);
+    let mut s = spec(sizes);
+    for r in &c.ranks {
+        if let Some((_, inner)) = r.split {
+            s.sizes.insert(c.rank(inner).name.clone(), tile);
+        }
+    }
+    let shape = Shape::resolve(c, &s).expect("shape");
+    let iterative = c.iterative_ranks().first().copied();
+    c.einsum_ids()
+        .map(|id| {
+            let points: f64 = c
+                .iteration_space(id)
+                .iter()
+                .map(|r| shape.size(*r) as f64)
+                .product();
+            let mut out = Vec::new();
+            for idx in &c.einsum(id).output.indices {
+                idx.collect_vars(&mut out);
+            }
+            let steps = match iterative {
+                Some(r) if out.contains(&r) => shape.size(r) as f64,
+                _ => 1.0,
+            };
+            cascade_ir::ops::point_ops(c, id)
+                .iter()
+                .map(|(k, n)| {
+                    let price = hw.price(*k).expect("the arch executes every kind");
+                    let unit = arch.units().iter().find(|u| u.name() == price.unit);
+                    let pes = unit.expect("the priced unit").pes() as f64;
+                    let per_pe = (f64::from(*n) * points / steps / pes).ceil();
+                    steps * per_pe * price.weight * pes
+                })
+                .sum::<f64>()
+        })
+        .sum()
 }
 
 /// Hardware cost recomputed from the IR: per Einsum, `point_ops` × the iteration-space size ×
@@ -894,10 +1169,12 @@ fn cli_rewrite_hardware_objective_on_fusemax_is_no_costlier_and_equal() {
     let input = load("attention_3pass");
     let text = v["cascade"].as_str().expect("cascade text");
     let result = dsl::check(text, "stdout").expect("verifies").cascade;
-    // The CLI's default sizes: 64 for E and F, 4096 otherwise, tiles of 64.
+    // The CLI's default sizes: 64 for E and F, 4096 otherwise, tiles of 64; cycles with a
+    // loop's steps on the units' PEs.
+    let fusemax = shipped_arch("fusemax");
     let (before, after) = (
-        hardware_cost(&input, ATTENTION, 64, &hw),
-        hardware_cost(&result, ATTENTION, 64, &hw),
+        stepped_cycles(&input, ATTENTION, 64, &fusemax),
+        stepped_cycles(&result, ATTENTION, 64, &fusemax),
     );
     assert!(after <= before, "{after} > {before}\n{text}");
     let close = |a: f64, b: &serde_json::Value| (a - b.as_f64().unwrap()).abs() <= 1e-9 * a;
@@ -917,7 +1194,7 @@ fn cli_rewrite_hardware_objective_on_fusemax_is_no_costlier_and_equal() {
             "--metric",
             "energy",
         ])
-        .stdout,
+        .stderr,
     )
     .expect("utf-8");
     assert!(
@@ -925,6 +1202,93 @@ fn cli_rewrite_hardware_objective_on_fusemax_is_no_costlier_and_equal() {
         "{text}"
     );
     assert!(text.contains("cost: "), "{text}");
+}
+
+/// `--objective hardware` makes the choice between the streaming forms of one input. At decode
+/// (one query, 65,536 keys) the 1-pass fold over key tiles gives each of its 1,024 steps 64
+/// scores, which leave most of FuseMax's 256×256 array idle: split-K (a fold over each tile's
+/// keys, all tiles at once, and a combine rescaling every tile by its running max) is chosen.
+/// At prefill, or on FLAT (exp and the rescaling on a 256-wide array that one step of 64 scores
+/// fills better), the plain 1-pass fold stays. Every result is the input under the interpreter.
+#[test]
+fn cli_rewrite_hardware_objective_picks_split_k_where_pes_would_idle() {
+    const DECODE: &[(&str, i64)] = &[("E", 64), ("F", 64), ("M", 65536), ("P", 1)];
+    let run = |arch: &str, sizes: &[(&str, i64)]| -> (Cascade, serde_json::Value) {
+        let shape: Vec<String> = sizes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let shape = shape.join(",");
+        let args = [
+            "--format",
+            "json",
+            "rewrite",
+            "attention_1pass",
+            "--objective",
+            "hardware",
+            "--arch",
+            arch,
+            "--shape",
+            &shape,
+        ];
+        let out = cascade(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let text = v["cascade"].as_str().expect("cascade text");
+        let result = dsl::check(text, "stdout").expect("verifies").cascade;
+        check::valid(&result).unwrap_or_else(|e| panic!("{e}"));
+        check::equal(&load("attention_1pass"), &result, &trial())
+            .unwrap_or_else(|e| panic!("{arch} {shape}: {e}\n{text}"));
+        (result, v)
+    };
+    let loop_rank = |c: &Cascade| -> Vec<String> {
+        c.iterative_ranks()
+            .iter()
+            .map(|r| c.rank(*r).name.clone())
+            .collect()
+    };
+    let input = load("attention_1pass");
+    let (fusemax, flat) = (shipped_arch("fusemax"), shipped_arch("flat"));
+    let close = |a: f64, b: &serde_json::Value| (a - b.as_f64().unwrap()).abs() <= 1e-9 * a;
+
+    // Decode on FuseMax: split-K, cheaper than the 1-pass input by the CLI's own model.
+    let (split_k, v) = run("fusemax", DECODE);
+    assert_eq!(loop_rank(&split_k), ["M0"], "{}", dsl::print(&split_k));
+    assert!(
+        dsl::print(&split_k).contains("= max(m1) "),
+        "{}",
+        dsl::print(&split_k)
+    );
+    let (before, after) = (
+        stepped_cycles(&input, DECODE, 64, &fusemax),
+        stepped_cycles(&split_k, DECODE, 64, &fusemax),
+    );
+    assert!(
+        close(before, &v["cost"]["before"]),
+        "{before} vs {}",
+        v["cost"]
+    );
+    assert!(
+        close(after, &v["cost"]["after"]),
+        "{after} vs {}",
+        v["cost"]
+    );
+    assert!(after < before, "{after} >= {before}");
+
+    // Prefill on FuseMax: the 1-pass fold over key tiles stays.
+    let (prefill, v) = run("fusemax", ATTENTION);
+    assert_eq!(loop_rank(&prefill), ["M1"], "{}", dsl::print(&prefill));
+    let kept = stepped_cycles(&prefill, ATTENTION, 64, &fusemax);
+    assert!(close(kept, &v["cost"]["after"]), "{kept} vs {}", v["cost"]);
+    assert!(kept < stepped_cycles(&split_k, ATTENTION, 64, &fusemax));
+
+    // Decode on FLAT: the 1-pass fold stays, and there split-K would cost more.
+    let (one_pass, v) = run("flat", DECODE);
+    assert_eq!(loop_rank(&one_pass), ["M1"], "{}", dsl::print(&one_pass));
+    let kept = stepped_cycles(&one_pass, DECODE, 64, &flat);
+    assert!(close(kept, &v["cost"]["after"]), "{kept} vs {}", v["cost"]);
+    assert!(kept < stepped_cycles(&split_k, DECODE, 64, &flat));
 }
 
 #[test]
@@ -1053,21 +1417,39 @@ fn pricier_op_kinds_are_avoided() {
             < hardware_cost(&cycles.cascade, &sizes, 64, &hw)
     );
 
-    // The arch files price every unary function (sigmoid as exp, an add and a reciprocal on
-    // the multiplier), so sigmoid attention has a finite price and rewrites no dearer.
-    let r = derive(
-        "sigmoid_attention",
-        &config(by_hardware(&fusemax, Metric::Cycles), ALL, ATTENTION, "M"),
-    );
-    assert!(
-        r.before.cost.is_finite() && r.before.cost > 0.0,
-        "{}",
-        r.before.cost
-    );
-    assert!(
-        r.after.cost <= r.before.cost,
-        "{} > {}",
-        r.after.cost,
-        r.before.cost
+    // FuseMax prices its unary functions one by one, `other` as the dearest of them: sigmoid
+    // attention has a finite cost, which the rewrite does not raise.
+    let sigmoid = |arch: &cascade_scheduler::ArchSpec| {
+        derive(
+            "sigmoid_attention",
+            &config(by_hardware(arch, Metric::Cycles), ALL, ATTENTION, "M"),
+        )
+    };
+    let r = sigmoid(&fusemax);
+    assert!(r.before.cost.is_finite(), "{}", r.before.cost);
+    assert!(r.after.cost <= r.before.cost);
+    // Without those entries no unit executes `other`: it costs +inf either way, and still
+    // rewrites.
+    let text = cascade_scheduler::shipped::arch("fusemax").expect("shipped");
+    let functions = [
+        "relu", "neg", "recip", "sqrt", "tanh", "sigmoid", "softplus", "elu1",
+    ];
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            !functions
+                .iter()
+                .any(|f| l.starts_with(&format!("ops.{f} ")))
+        })
+        .collect();
+    assert!(kept.len() < text.lines().count());
+    let no_functions = cascade_scheduler::shipped::parse_arch(&kept.join("\n"), |n| {
+        cascade_scheduler::shipped::costs(n).map(str::to_string)
+    })
+    .expect("the edited architecture validates");
+    let r = sigmoid(&no_functions);
+    assert_eq!(
+        (r.before.cost, r.after.cost),
+        (f64::INFINITY, f64::INFINITY)
     );
 }

@@ -14,6 +14,9 @@
 //!   `S[0] = init`, `S[i+1] = step` where `step` reads `S[i]` as `(state i)`.
 //!   `(scan i init step)` is `S[i+1]` and `(scan-prev i init step)` is `S[i]`, read inside
 //!   another fold's step; a fold binds the `(state i)` leaves of its own step.
+//! * `(join h x)`: the inverse of a split, `x` with its tile variables `(outer h)`, `(inner h)`
+//!   set to `h / |inner|` and `h mod |inner|`; it frees `h`. A cascade that writes a tensor at a
+//!   split index (`OUT[f, g*R+r] = …`) lifts to a join; no rule matches it.
 //! * Maps: `+ - * / max min subexp` (binary, default merges) and unary functions.
 //!   A binary op with an explicit merge other than its default is its own operator,
 //!   `(+{&} a b)` ([`MergedOp`]): rules written for the default merges never match it, and only
@@ -47,6 +50,7 @@ define_language! {
         "rmin" = RMin([Id; 2]),
         "rprod" = RProd([Id; 2]),
         "split" = Split([Id; 2]),
+        "join" = Join([Id; 2]),
         "outer" = Outer(Id),
         "inner" = Inner(Id),
         "fold" = Fold([Id; 3]),
@@ -325,12 +329,22 @@ impl Tiles {
         Tiles { by_var }
     }
 
-    /// Tile names for the ranks of `cascade`, avoiding every name it declares.
+    /// Tile names for the ranks of `cascade`, avoiding every name it declares; a rank the
+    /// cascade splits itself (`split M -> M1 M0`) has the cascade's own parts as its tiles.
     pub fn of_cascade(cascade: &crate::ast::Cascade) -> Tiles {
-        Tiles::new(
+        let mut tiles = Tiles::new(
             cascade.ranks.iter().map(|r| r.name.as_str()),
             cascade.tensors.iter().map(|t| t.name.as_str()),
-        )
+        );
+        for r in &cascade.ranks {
+            if let Some((outer, inner)) = r.split {
+                tiles.by_var.insert(
+                    r.name.to_lowercase(),
+                    (cascade.var_name(outer), cascade.var_name(inner)),
+                );
+            }
+        }
+        tiles
     }
 
     /// The outer tile variable of rank variable `m` (`m1`).
@@ -405,7 +419,7 @@ fn node_total(egraph: &CxGraph, enode: &Cx) -> bool {
         | Cx::Mask(_) => false,
         // A reduction over a non-empty rank of a total body; a split or unary op of one.
         Cx::Sum([_, x]) | Cx::RMax([_, x]) | Cx::RMin([_, x]) | Cx::RProd([_, x]) => total(x),
-        Cx::Split([_, x]) => total(x),
+        Cx::Split([_, x]) | Cx::Join([_, x]) => total(x),
         other => other.children().iter().all(total),
     }
 }
@@ -479,6 +493,16 @@ pub fn node_facts(egraph: &CxGraph, enode: &Cx) -> Facts {
                 if vars.remove(&m) {
                     vars.insert(egraph.analysis.tiles.outer(&m));
                     vars.insert(egraph.analysis.tiles.inner(&m));
+                }
+                value(vars, state)
+            }
+            Cx::Join([h, x]) => {
+                let (mut vars, state) = union(&[*x]);
+                let h = rank_of(h);
+                let tiles = &egraph.analysis.tiles;
+                let had = vars.remove(&tiles.outer(&h)) | vars.remove(&tiles.inner(&h));
+                if had {
+                    vars.insert(h);
                 }
                 value(vars, state)
             }

@@ -12,7 +12,7 @@
 //! Lowering refuses (as [`RewriteError::Internal`]) what it cannot write faithfully: a tile
 //! variable bound inside the split of its rank around a use of the rank (ranks cannot be
 //! renamed), a reduction over a rank its body does not read, and a term that reads a variable
-//! the output lacks. With an iterative rank the body is ordered by the loop plan's [`Phase`]:
+//! the output lacks. With an iterative rank the body is ordered by the loop plan's [`Phase`](crate::plan::Phase):
 //! Einsums that run before the loop, the loop's, then those that read its results, each in
 //! dependency order; [`phase_problems`] states what a lowered cascade must not contain.
 
@@ -24,10 +24,10 @@ use super::RewriteError;
 use super::lang::{Cx, Lit, Mask, binary_of, binder, is_map};
 use super::lift::Signature;
 use crate::ast::{
-    Access, Cascade, Compare, CompareOp, Constant, Einsum, Expr, ExprId, Filter, IndexExpr, Rank,
-    RankId, ReduceOp, Reduction, Section, Tensor, TensorId, TensorKind,
+    Access, BinaryOp, Cascade, Compare, CompareOp, Constant, Einsum, Expr, ExprId, Filter,
+    IndexExpr, Rank, RankId, ReduceOp, Reduction, Section, Tensor, TensorId, TensorKind,
 };
-use crate::plan::{Ambiguity, LoopPlan, Phase};
+use crate::plan::{Ambiguity, LoopPlan};
 
 /// Writes an expression back as a cascade with the interface `sig`.
 pub fn lower(
@@ -50,6 +50,7 @@ pub fn lower(
             sig.output.0
         )));
     }
+    l.prelower(root)?;
     let val = l.lower(root, None, None)?;
     l.finish(val)
 }
@@ -66,6 +67,8 @@ struct Fold {
     tensor: TensorId,
     var: String,
     dims: Vec<String>,
+    /// The update Einsum has been written (or is being written).
+    done: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -88,10 +91,14 @@ struct Lower<'a> {
     state: Vec<bool>,
     rank_name: Vec<Option<String>>,
     uses: Vec<u32>,
+    /// Whether each node is (part of) a softmax score: see [`Self::scaled_sum`].
+    score: Vec<bool>,
     memo: HashMap<Key, Val>,
     folds: Vec<Fold>,
     fold_keys: HashMap<(usize, usize, usize, Option<String>), usize>,
     split_inputs: HashMap<(usize, String), Val>,
+    /// Tensors written at a split index by a join: the parent rank of the split.
+    joined: HashMap<TensorId, RankId>,
     used: HashSet<String>,
     counter: usize,
     iterative: Option<String>,
@@ -144,6 +151,15 @@ impl<'a> Lower<'a> {
                     }
                     (None, v, s)
                 }
+                Cx::Join([h, x]) => {
+                    let (mut v, s) = un(&[*x]);
+                    let h = rn(h);
+                    let had = v.remove(&sig.tiles.outer(&h)) | v.remove(&sig.tiles.inner(&h));
+                    if had {
+                        v.insert(h);
+                    }
+                    (None, v, s)
+                }
                 Cx::Fold([i, a, b]) => {
                     let (mut v, _) = un(&[*a, *b]);
                     v.remove(&rn(i));
@@ -164,7 +180,24 @@ impl<'a> Lower<'a> {
             fv.push(v);
             state.push(s);
         }
-        let ranks = sig
+        // Softmax scores: values that reach an exp-shift or a max through map ops, splits and
+        // filters (parents come after their children, so one backward sweep marks them all).
+        let mut score = vec![false; nodes.len()];
+        for (i, node) in nodes.iter().enumerate().rev() {
+            match node {
+                Cx::SubExp(ch) | Cx::Max(ch) => {
+                    ch.iter().for_each(|c| score[usize::from(*c)] = true)
+                }
+                Cx::RMax([_, x]) => score[usize::from(*x)] = true,
+                Cx::Split([_, x]) | Cx::Where([_, x]) if score[i] => score[usize::from(*x)] = true,
+                _ if score[i] && is_map(node) => node
+                    .children()
+                    .iter()
+                    .for_each(|c| score[usize::from(*c)] = true),
+                _ => {}
+            }
+        }
+        let mut ranks: Vec<Rank> = sig
             .ranks
             .iter()
             .map(|(n, p)| Rank {
@@ -173,6 +206,17 @@ impl<'a> Lower<'a> {
                 is_param: *p,
             })
             .collect();
+        // The cascade's own splits stay as declared.
+        let position = |ranks: &[Rank], name: &str| ranks.iter().position(|r| r.name == name);
+        for (parent, outer, inner) in &sig.splits {
+            if let (Some(p), Some(o), Some(i)) = (
+                position(&ranks, parent),
+                position(&ranks, outer),
+                position(&ranks, inner),
+            ) {
+                ranks[p].split = Some((RankId(o as u32), RankId(i as u32)));
+            }
+        }
         let tensors: Vec<Tensor> = Vec::new();
         let mut l = Lower {
             expr,
@@ -193,10 +237,12 @@ impl<'a> Lower<'a> {
             state,
             rank_name,
             uses,
+            score,
             memo: HashMap::new(),
             folds: Vec::new(),
             fold_keys: HashMap::new(),
             split_inputs: HashMap::new(),
+            joined: HashMap::new(),
             used: HashSet::new(),
             counter: 0,
             iterative: None,
@@ -490,16 +536,114 @@ impl<'a> Lower<'a> {
         Ok(self.push_expr(Expr::Unary(uop, arg)))
     }
 
+    /// The memo key of node `id` lowered under `env` and `ctx`: the split and the fold state
+    /// matter only where the node reads them.
+    fn key(&self, id: Id, env: Option<String>, ctx: Option<usize>) -> Key {
+        let i = usize::from(id);
+        (
+            i,
+            env.filter(|m| self.fv[i].contains(m)),
+            ctx.filter(|_| self.state[i]),
+        )
+    }
+
+    /// Lowers the sub-terms of `root` bottom-up from an explicit stack, so that lowering any
+    /// node finds its operands already lowered and recurses one node deep at most: the depth
+    /// of the term never reaches the call stack.
+    fn prelower(&mut self, root: Id) -> Result<(), RewriteError> {
+        let mut stack: Vec<(Key, bool)> = vec![(self.key(root, None, None), false)];
+        while let Some((key, expanded)) = stack.pop() {
+            if self.memo.contains_key(&key) {
+                continue;
+            }
+            let (i, env, ctx) = key.clone();
+            if expanded {
+                self.lower(Id::from(i), env, ctx)?;
+                continue;
+            }
+            stack.push((key, true));
+            // Reversed, so that operands are lowered left to right, as written.
+            for sub in self.sub_keys(Id::from(i), &env, ctx)?.into_iter().rev() {
+                if !self.memo.contains_key(&sub) {
+                    stack.push((sub, false));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The keys [`Self::lower`] asks for when it lowers node `id` (its operands, or a fused
+    /// body's operands), declaring a fold's state first so that its step can read it.
+    fn sub_keys(
+        &mut self,
+        id: Id,
+        env: &Option<String>,
+        ctx: Option<usize>,
+    ) -> Result<Vec<Key>, RewriteError> {
+        let node = self.expr[id].clone();
+        let operands = |l: &Self, x: Id, env: &Option<String>, ctx: Option<usize>| -> Vec<Key> {
+            l.expr[x]
+                .children()
+                .iter()
+                .map(|c| l.key(*c, env.clone(), ctx))
+                .collect()
+        };
+        Ok(match &node {
+            Cx::Lit(_)
+            | Cx::At(_)
+            | Cx::Mask(_)
+            | Cx::Name(_)
+            | Cx::Outer(_)
+            | Cx::Inner(_)
+            | Cx::State(_) => Vec::new(),
+            Cx::Split([m, x]) => {
+                let m = self.rank_name[usize::from(*m)].clone().unwrap_or_default();
+                vec![self.key(*x, Some(m), ctx)]
+            }
+            Cx::Fold([v, a, b]) | Cx::Scan([v, a, b]) | Cx::ScanPrev([v, a, b]) => {
+                let hint = self.names.get(usize::from(id)).cloned().flatten();
+                let f = self.fold_alloc(*v, *a, *b, env, hint)?;
+                if self.folds[f].done {
+                    Vec::new()
+                } else if is_map(&self.expr[*b]) {
+                    operands(self, *b, env, Some(f))
+                } else {
+                    vec![self.key(*b, env.clone(), Some(f))]
+                }
+            }
+            Cx::Sum([_, x]) | Cx::RMax([_, x]) | Cx::RMin([_, x]) | Cx::RProd([_, x]) => {
+                if is_map(&self.expr[*x]) && self.uses[usize::from(*x)] == 1 {
+                    operands(self, *x, env, ctx)
+                } else {
+                    vec![self.key(*x, env.clone(), ctx)]
+                }
+            }
+            Cx::Where([_, x]) | Cx::Join([_, x]) => vec![self.key(*x, env.clone(), ctx)],
+            _ if self.scaled_sum(id, &node).is_some() => {
+                let (sum, _) = self.scaled_sum(id, &node).expect("checked");
+                let x = self.expr[sum].children()[1];
+                if is_map(&self.expr[x]) && self.uses[usize::from(x)] == 1 {
+                    operands(self, x, env, ctx)
+                } else {
+                    vec![self.key(x, env.clone(), ctx)]
+                }
+            }
+            other => other
+                .children()
+                .iter()
+                .map(|c| self.key(*c, env.clone(), ctx))
+                .collect(),
+        })
+    }
+
     fn lower(
         &mut self,
         id: Id,
         env: Option<String>,
         ctx: Option<usize>,
     ) -> Result<Val, RewriteError> {
-        let i = usize::from(id);
-        let env = env.filter(|m| self.fv[i].contains(m));
-        let ctx = ctx.filter(|_| self.state[i]);
-        let key = (i, env.clone(), ctx);
+        let key = self.key(id, env, ctx);
+        let (i, env, ctx) = key.clone();
         if let Some(v) = self.memo.get(&key) {
             return Ok(v.clone());
         }
@@ -542,23 +686,22 @@ impl<'a> Lower<'a> {
                 };
                 self.fold_access(f, At::Prev)?
             }
-            Cx::Fold([v, a, b]) => {
-                let hint = self
-                    .names
-                    .get(i)
-                    .cloned()
-                    .flatten()
-                    .map(|n| format!("R{n}"));
+            Cx::Fold([v, a, b]) | Cx::Scan([v, a, b]) | Cx::ScanPrev([v, a, b]) => {
+                let hint = self.names.get(i).cloned().flatten();
                 let f = self.fold(*v, *a, *b, &env, hint)?;
-                self.fold_access(f, At::Final)?
+                let at = match node {
+                    Cx::Fold(_) => At::Final,
+                    Cx::Scan(_) => At::Next,
+                    _ => At::Prev,
+                };
+                self.fold_access(f, at)?
             }
-            Cx::Scan([v, a, b]) => {
-                let f = self.fold(*v, *a, *b, &env, None)?;
-                self.fold_access(f, At::Next)?
-            }
-            Cx::ScanPrev([v, a, b]) => {
-                let f = self.fold(*v, *a, *b, &env, None)?;
-                self.fold_access(f, At::Prev)?
+            Cx::Join([h, x]) => self.join(id, *h, *x, &env, ctx)?,
+            _ if self.scaled_sum(id, &node).is_some() => {
+                let (sum, c) = self.scaled_sum(id, &node).expect("checked");
+                let sum_node = self.expr[sum].clone();
+                let [r, x] = [sum_node.children()[0], sum_node.children()[1]];
+                self.scaled_reduction(id, &sum_node, r, x, Some(c), &env, ctx)?
             }
             Cx::Sum([r, x]) | Cx::RMax([r, x]) | Cx::RMin([r, x]) | Cx::RProd([r, x]) => {
                 self.reduction(id, &node, *r, *x, &env, ctx)?
@@ -578,13 +721,87 @@ impl<'a> Lower<'a> {
         Ok(val)
     }
 
+    /// `(join h x)`: a tensor over `h` written at the split index, `T[…, g*R+r, …] = X[…, g, r, …]`.
+    fn join(
+        &mut self,
+        id: Id,
+        h: Id,
+        x: Id,
+        env: &Option<String>,
+        ctx: Option<usize>,
+    ) -> Result<Val, RewriteError> {
+        let hv = self.rank_name[usize::from(h)].clone().unwrap_or_default();
+        if env.as_deref() == Some(hv.as_str()) {
+            return Err(self.err("a join inside a split of the same rank"));
+        }
+        let parent = self.rank_of_var(&hv)?;
+        let (outer, inner) = self.ensure_split(parent)?;
+        let value = self.operand(x, env, ctx)?;
+        let dims = self.node_dims(usize::from(id), env, ctx)?;
+        let val = self.einsum(id, env, "J", dims, None, value)?;
+        let Val::Access(t, ..) = &val else {
+            unreachable!("an Einsum's value is an access")
+        };
+        let last = self.body.last_mut().expect("the join's Einsum");
+        for idx in &mut last.output.indices {
+            if *idx == IndexExpr::Var(parent) {
+                *idx = tiled_index(outer, inner);
+            }
+        }
+        self.joined.insert(*t, parent);
+        Ok(val)
+    }
+
     /// A reduction node: one Einsum, with the body fused when it is a map used only here.
+    /// `c · Σ_r x` or `(Σ_r x) · c` with a constant `c` and a reduction read only here: the sum
+    /// and the constant, written as one Einsum `Σ_r x·c`.
+    ///
+    /// The normal form of a constant scale (`1/sqrt(E)`, a temperature constant) of a softmax
+    /// score: since `c · Σ_r x = Σ_r x·c`, the scale of a contraction whose value reaches an
+    /// exp-shift or a max is written inside it, the shape in which the fused kernel applies it
+    /// once per score (FuseMax's and FlashAttention's scaled scores). Elsewhere (sigmoid
+    /// attention's scores) the scale stays outside: inside, the op counts charge it once per
+    /// point of the contraction, and no fused lowering looks for it there.
+    fn scaled_sum(&self, id: Id, node: &Cx) -> Option<(Id, Id)> {
+        let Cx::Mul([a, b]) = node else {
+            return None;
+        };
+        if !self.score[usize::from(id)] {
+            return None;
+        }
+        let constant = |id: &Id| matches!(self.expr[*id], Cx::Lit(Lit::Num(_) | Lit::InvSqrt(_)));
+        let sum =
+            |id: &Id| matches!(self.expr[*id], Cx::Sum(_)) && self.uses[usize::from(*id)] == 1;
+        if constant(a) && sum(b) {
+            Some((*b, *a))
+        } else if constant(b) && sum(a) {
+            Some((*a, *b))
+        } else {
+            None
+        }
+    }
+
     fn reduction(
         &mut self,
         id: Id,
         node: &Cx,
         r: Id,
         x: Id,
+        env: &Option<String>,
+        ctx: Option<usize>,
+    ) -> Result<Val, RewriteError> {
+        self.scaled_reduction(id, node, r, x, None, env, ctx)
+    }
+
+    /// A reduction Einsum, its body multiplied by the constant `scale` when there is one.
+    #[allow(clippy::too_many_arguments)]
+    fn scaled_reduction(
+        &mut self,
+        id: Id,
+        node: &Cx,
+        r: Id,
+        x: Id,
+        scale: Option<Id>,
         env: &Option<String>,
         ctx: Option<usize>,
     ) -> Result<Val, RewriteError> {
@@ -601,11 +818,20 @@ impl<'a> Lower<'a> {
             )));
         }
         let rank = self.rank_of_var(&rv)?;
-        let body = if is_map(&self.expr[x]) && self.uses[usize::from(x)] == 1 {
+        let mut body = if is_map(&self.expr[x]) && self.uses[usize::from(x)] == 1 {
             self.map_expr(x, env, ctx)?
         } else {
             self.operand(x, env, ctx)?
         };
+        if let Some(c) = scale {
+            let rhs = self.operand(c, env, ctx)?;
+            body = self.push_expr(Expr::Binary {
+                op: BinaryOp::Mul,
+                merge: BinaryOp::Mul.default_merge(),
+                lhs: body,
+                rhs,
+            });
+        }
         let dims = self.node_dims(usize::from(id), env, ctx)?;
         let reduction = (op != ReduceOp::Sum).then(|| Reduction {
             op,
@@ -744,7 +970,44 @@ impl<'a> Lower<'a> {
         Ok(val)
     }
 
+    /// The state tensor of a fold with its initial Einsum, and its update once the step is
+    /// lowered: `S[0, …] = init` and `S[i+1, …] = step`.
     fn fold(
+        &mut self,
+        v: Id,
+        init: Id,
+        step: Id,
+        env: &Option<String>,
+        hint: Option<String>,
+    ) -> Result<usize, RewriteError> {
+        let f = self.fold_alloc(v, init, step, env, hint)?;
+        if self.folds[f].done {
+            return Ok(f);
+        }
+        self.folds[f].done = true;
+        let value = if is_map(&self.expr[step]) {
+            self.map_expr(step, env, Some(f))?
+        } else {
+            self.operand(step, env, Some(f))?
+        };
+        let Val::Access(tensor, idx, _) = self.fold_access(f, At::Next)? else {
+            unreachable!("fold access")
+        };
+        self.body.push(Einsum {
+            section: Section::Body,
+            output: Access {
+                tensor,
+                indices: idx,
+                filters: Vec::new(),
+            },
+            reduction: None,
+            value,
+        });
+        Ok(f)
+    }
+
+    /// The state tensor of a fold and its initial Einsum, declared once per fold.
+    fn fold_alloc(
         &mut self,
         v: Id,
         init: Id,
@@ -771,6 +1034,13 @@ impl<'a> Lower<'a> {
         let init_val = match &self.expr[init] {
             Cx::Lit(Lit::Num(bits)) => Constant::Num(f64::from_bits(*bits)),
             Cx::Lit(Lit::NegInf) => Constant::NegInf,
+            Cx::Lit(Lit::InvSqrt(r)) => {
+                let r = r.as_str();
+                match self.cascade.ranks.iter().position(|x| x.name == r) {
+                    Some(p) => Constant::InvSqrtSize(RankId(p as u32)),
+                    None => return Err(self.err(format!("1/sqrt of undeclared rank {r}"))),
+                }
+            }
             _ => return Err(self.err("a fold whose initial value is not a constant")),
         };
         let mut vars = self.fv[usize::from(step)].clone();
@@ -790,6 +1060,7 @@ impl<'a> Lower<'a> {
             tensor,
             var: var.clone(),
             dims: dims.clone(),
+            done: false,
         });
         self.fold_keys.insert(key, f);
         // S[0, …] = init.
@@ -812,30 +1083,13 @@ impl<'a> Lower<'a> {
             reduction: None,
             value,
         });
-        // S[i+1, …] = step.
-        let value = if is_map(&self.expr[step]) {
-            self.map_expr(step, env, Some(f))?
-        } else {
-            self.operand(step, env, Some(f))?
-        };
-        let Val::Access(_, idx, _) = self.fold_access(f, At::Next)? else {
-            unreachable!("fold access")
-        };
-        self.body.push(Einsum {
-            section: Section::Body,
-            output: Access {
-                tensor,
-                indices: idx,
-                filters: Vec::new(),
-            },
-            reduction: None,
-            value,
-        });
         Ok(f)
     }
 
     fn fold_access(&mut self, f: usize, at: At) -> Result<Val, RewriteError> {
-        let Fold { tensor, var, dims } = self.folds[f].clone();
+        let Fold {
+            tensor, var, dims, ..
+        } = self.folds[f].clone();
         let rank = self.rank_of_var(&var)?;
         let mut indices = Vec::new();
         for d in &dims {
@@ -884,6 +1138,15 @@ impl<'a> Lower<'a> {
                 })
                 .collect();
             self.cascade.tensors[t.index()].ranks = ranks;
+            // A tensor written through a join keeps its split index.
+            if let Some(&parent) = self.joined.get(&t) {
+                let (outer, inner) = self.ensure_split(parent)?;
+                for idx in &mut out_idx {
+                    if *idx == IndexExpr::Var(parent) {
+                        *idx = tiled_index(outer, inner);
+                    }
+                }
+            }
             self.body.last_mut().expect("checked above").output.indices = out_idx;
             t
         } else {
@@ -972,8 +1235,8 @@ fn substitute(idx: &IndexExpr, rank: RankId, to: &IndexExpr) -> IndexExpr {
 }
 
 /// Problems a lowered cascade must not have: the loop plan's ambiguities (a per-step Einsum
-/// that reads an after-loop tensor or a final state, …, see [`crate::plan`]) and, a restriction
-/// of this lowering, a body Einsum that reduces the loop's own rank. Empty for a valid cascade.
+/// that reads an after-loop tensor or a final state, …, see [`crate::plan`]). Empty for a valid
+/// cascade.
 pub fn phase_problems(c: &Cascade) -> Vec<String> {
     let plan = LoopPlan::new(c);
     let name = |t: TensorId| c.tensor(t).name.clone();
@@ -1000,17 +1263,7 @@ pub fn phase_problems(c: &Cascade) -> Vec<String> {
             }
         })
         .collect();
-    let Some(r) = plan.iterative else {
-        return problems;
-    };
-    for p in plan.placements.iter().filter(|p| p.phase != Phase::Init) {
-        if p.space.reduced.contains(&r) {
-            problems.push(format!(
-                "{} reduces the loop's rank {}",
-                out(p.einsum),
-                c.rank(r).name
-            ));
-        }
-    }
+    problems.sort();
+    problems.dedup();
     problems
 }

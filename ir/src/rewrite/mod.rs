@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use egg::{BackoffScheduler, RecExpr, Runner};
+use egg::{BackoffScheduler, Language as _, RecExpr, Runner};
 
 pub use extract::{CostModel, Objective, OpWeights};
 use lang::{Cx, Scope, Tiles};
@@ -88,6 +88,9 @@ pub enum Stop {
     NodeLimit(usize),
     /// The time limit (the value) was reached; results may then differ from run to run.
     TimeLimit(Duration),
+    /// Extraction did not finish within half the time limit (the value) after saturation: the
+    /// input is returned as it is (lowered back).
+    ExtractionTimeLimit(Duration),
     Other(String),
 }
 
@@ -98,6 +101,11 @@ impl fmt::Display for Stop {
             Stop::IterationLimit(n) => write!(f, "iteration limit ({n} iterations)"),
             Stop::NodeLimit(n) => write!(f, "e-node limit (stopped at {n} e-nodes)"),
             Stop::TimeLimit(t) => write!(f, "time limit ({:.1} s)", t.as_secs_f64()),
+            Stop::ExtractionTimeLimit(t) => write!(
+                f,
+                "time limit ({:.1} s) reached while extracting: the input is returned unchanged",
+                t.as_secs_f64()
+            ),
             Stop::Other(s) => write!(f, "stopped: {s}"),
         }
     }
@@ -140,18 +148,73 @@ pub struct Rewritten {
     pub explanation: Option<Vec<Step>>,
 }
 
-/// Derives the cheapest equivalent of `cascade` that the rules reach within the limits.
+/// Derives the cheapest equivalent of `cascade` that the rules reach within the limits:
+/// lift, saturate, extract, lower and verify, then measure both cascades.
+///
+/// Saturation stops at the time limit; extraction may use half of it again, and past that the
+/// input is returned unchanged ([`Stop::ExtractionTimeLimit`]), so that the whole rewrite ends
+/// within about twice the limit on any input.
 pub fn rewrite(cascade: &Cascade, config: &RewriteConfig) -> Result<Rewritten, RewriteError> {
     let start = Instant::now();
     let lifted = lift(cascade)?;
     let sizes = Sizes::new(cascade, config)?;
-    let size = |v: &str| sizes.of_var(v);
+    let mut runner = saturate(&lifted, config);
+    let deadline = start + config.limits.time.mul_f64(1.5);
+    let chosen = choose(&runner, &lifted, config, &sizes, deadline)?;
+    let pass_rank = pass_rank(cascade, config);
+    let before = metrics(cascade, &pass_rank, &sizes, config)?;
+    let timed_out = chosen.is_none();
+    let (mut out, expr, after) = match chosen {
+        Some((expr, names)) => {
+            let out = lower_checked(&expr, &names, &lifted.signature)?;
+            let after = metrics(&out, &pass_rank, &sizes, config)?;
+            (out, expr, after)
+        }
+        None => (cascade.clone(), lifted.expr.clone(), before.clone()),
+    };
+    // A derived cascade is a cascade of its own: later stages must not report the input's name.
+    out.name = format!("{}_derived", cascade.name);
+    let explanation = config.explain.then(|| {
+        let mut ex = runner.explain_equivalence(&lifted.expr, &expr);
+        ex.get_flat_strings()
+            .into_iter()
+            .skip(1)
+            .map(|s| step(&s))
+            .collect()
+    });
+    let report = runner.report();
+    Ok(Rewritten {
+        cascade: out,
+        before,
+        after,
+        stop: match report.stop_reason {
+            _ if timed_out => Stop::ExtractionTimeLimit(config.limits.time),
+            egg::StopReason::Saturated => Stop::Saturated,
+            egg::StopReason::IterationLimit(n) => Stop::IterationLimit(n),
+            egg::StopReason::NodeLimit(n) => Stop::NodeLimit(n),
+            egg::StopReason::TimeLimit(s) => Stop::TimeLimit(Duration::from_secs_f64(s)),
+            egg::StopReason::Other(s) => Stop::Other(s),
+        },
+        iterations: report.iterations,
+        egraph_nodes: report.egraph_nodes,
+        egraph_classes: report.egraph_classes,
+        elapsed: start.elapsed(),
+        term: expr.to_string(),
+        explanation,
+    })
+}
+
+/// Equality saturation of the lifted term under the configured rules and limits.
+fn saturate(lifted: &Lifted, config: &RewriteConfig) -> Runner<Cx, Scope> {
     let tiles = lifted.signature.tiles.clone();
     let mut split = BTreeSet::new();
     let mut fold = BTreeSet::new();
     for r in &config.split_ranks {
         let v = r.to_lowercase();
+        // A fold may run over the rank, its tiles (the 1-pass form) or each tile's elements
+        // (split-K: one fold per tile, combined after the loop).
         fold.insert(tiles.outer(&v));
+        fold.insert(tiles.inner(&v));
         fold.insert(v.clone());
         split.insert(v);
     }
@@ -169,60 +232,39 @@ pub fn rewrite(cascade: &Cascade, config: &RewriteConfig) -> Result<Rewritten, R
     if config.explain {
         runner = runner.with_explanations_enabled();
     }
-    let mut runner = runner.with_expr(&lifted.expr).run(&rules);
-    let root = runner.roots[0];
-    let best = extract::extract_all(&runner.egraph, root, &config.objective, &size)
-        .into_iter()
-        .next()
-        .ok_or(RewriteError::Extraction)?;
-    let (expr, classes) = (best.expr, best.classes);
-    // Names of the original tensors, by e-class, for readable output.
-    let mut class_names: BTreeMap<egg::Id, String> = BTreeMap::new();
-    for (i, name) in lifted.names.iter().enumerate() {
-        if let Some(name) = name {
-            let id = runner.egraph.lookup_expr(&sub_expr(&lifted.expr, i));
-            if let Some(id) = id {
-                class_names
-                    .entry(runner.egraph.find(id))
-                    .or_insert_with(|| name.clone());
-            }
+    runner.with_expr(&lifted.expr).run(&rules)
+}
+
+/// An extracted term and a name for each of its nodes.
+type Chosen = (RecExpr<Cx>, Vec<Option<String>>);
+
+/// The cheapest term for the objective with a name for each node, or `None` when extraction
+/// did not finish by `deadline`.
+fn choose(
+    runner: &Runner<Cx, Scope>,
+    lifted: &Lifted,
+    config: &RewriteConfig,
+    sizes: &Sizes,
+    deadline: Instant,
+) -> Result<Option<Chosen>, RewriteError> {
+    let size = |v: &str| sizes.of_var(v);
+    let best = extract::extract_all_until(
+        &runner.egraph,
+        runner.roots[0],
+        &config.objective,
+        &size,
+        Some(deadline),
+    )
+    .into_iter()
+    .next();
+    match best {
+        Some(best) => {
+            let names = node_names(&runner.egraph, lifted, &best.expr, &best.classes);
+            Ok(Some((best.expr, names)))
         }
+        None if Instant::now() > deadline => Ok(None),
+        None => Err(RewriteError::Extraction),
     }
-    let names: Vec<Option<String>> = classes
-        .iter()
-        .map(|c| class_names.get(&runner.egraph.find(*c)).cloned())
-        .collect();
-    let out = lower_checked(&expr, &names, &lifted.signature)?;
-    let pass_rank = pass_rank(cascade, config);
-    let before = metrics(cascade, &pass_rank, &sizes, config)?;
-    let after = metrics(&out, &pass_rank, &sizes, config)?;
-    let explanation = config.explain.then(|| {
-        let mut ex = runner.explain_equivalence(&lifted.expr, &expr);
-        ex.get_flat_strings()
-            .into_iter()
-            .skip(1)
-            .map(|s| step(&s))
-            .collect()
-    });
-    let report = runner.report();
-    Ok(Rewritten {
-        cascade: out,
-        before,
-        after,
-        stop: match report.stop_reason {
-            egg::StopReason::Saturated => Stop::Saturated,
-            egg::StopReason::IterationLimit(n) => Stop::IterationLimit(n),
-            egg::StopReason::NodeLimit(n) => Stop::NodeLimit(n),
-            egg::StopReason::TimeLimit(s) => Stop::TimeLimit(Duration::from_secs_f64(s)),
-            egg::StopReason::Other(s) => Stop::Other(s),
-        },
-        iterations: report.iterations,
-        egraph_nodes: report.egraph_nodes,
-        egraph_classes: report.egraph_classes,
-        elapsed: start.elapsed(),
-        term: expr.to_string(),
-        explanation,
-    })
 }
 
 /// Lowers an extracted term and checks the cascade as every later stage will: `verify` finds
@@ -240,10 +282,10 @@ pub fn lower_checked(
         RewriteError::Internal(what) => internal(what),
         other => other,
     })?;
+    // `verify` reports the loop plan's ambiguities too ([`lower::phase_problems`]).
     let problems: Vec<String> = crate::verify::verify(&out)
         .iter()
         .map(|e| e.to_string())
-        .chain(lower::phase_problems(&out))
         .collect();
     if !problems.is_empty() {
         return Err(internal(format!(
@@ -255,11 +297,52 @@ pub fn lower_checked(
     Ok(out)
 }
 
-/// The sub-expression of `expr` rooted at node `i`.
-fn sub_expr(expr: &RecExpr<Cx>, i: usize) -> RecExpr<Cx> {
-    let nodes = expr.as_ref()[..=i].to_vec();
-    let full: RecExpr<Cx> = nodes.into();
-    full
+/// A name for each node of the extracted term: the input tensor its e-class computes. A fold
+/// that replaces a reduction is the running form of it (`RSD` for `SD`); a fold, scan or
+/// scan-prev of the input's own running state keeps the state's name.
+fn node_names(
+    egraph: &lang::CxGraph,
+    lifted: &Lifted,
+    expr: &RecExpr<Cx>,
+    classes: &[egg::Id],
+) -> Vec<Option<String>> {
+    let folds = |node: &Cx| matches!(node, Cx::Fold(_) | Cx::Scan(_) | Cx::ScanPrev(_));
+    // Names of the original tensors, by e-class, and whether a state's fold carries it.
+    let mut class_names: BTreeMap<egg::Id, (String, bool)> = BTreeMap::new();
+    // The e-class of every node of the input term, children first (one lookup each).
+    let mut class_of: Vec<Option<egg::Id>> = Vec::with_capacity(lifted.expr.as_ref().len());
+    for (i, node) in lifted.expr.as_ref().iter().enumerate() {
+        let mut missing = false;
+        let node = node
+            .clone()
+            .map_children(|c| match class_of[usize::from(c)] {
+                Some(k) => k,
+                None => {
+                    missing = true;
+                    c
+                }
+            });
+        let class = if missing { None } else { egraph.lookup(node) };
+        class_of.push(class);
+        if let (Some(name), Some(class)) = (&lifted.names[i], class) {
+            let state = folds(&lifted.expr[egg::Id::from(i)]);
+            class_names
+                .entry(egraph.find(class))
+                .or_insert_with(|| (name.clone(), state));
+        }
+    }
+    expr.as_ref()
+        .iter()
+        .zip(classes)
+        .map(|(node, c)| {
+            let (name, state) = class_names.get(&egraph.find(*c))?;
+            match node {
+                Cx::Fold(_) if !state => Some(format!("R{name}")),
+                _ if folds(node) && !state => None,
+                _ => Some(name.clone()),
+            }
+        })
+        .collect()
 }
 
 /// One flat explanation line: the rule is written as `(Rewrite=> name …)` or `(Rewrite<= name …)`.
@@ -289,7 +372,7 @@ fn step(line: &str) -> Step {
 /// The rank whose passes are reported: the objective's, else `M`, else the first rank.
 fn pass_rank(cascade: &Cascade, config: &RewriteConfig) -> String {
     match &config.objective {
-        Objective::Passes { rank, .. } => rank.clone(),
+        Objective::Passes { rank, .. } | Objective::Streaming { rank, .. } => rank.clone(),
         Objective::Cost(_) => config
             .split_ranks
             .first()
@@ -312,20 +395,56 @@ pub struct Sizes {
 }
 
 impl Sizes {
+    /// Sizes of every declared rank from `config.sizes`: a part of the cascade's own split
+    /// may be left out (it is derived from the other part, or the inner part is the tile), and
+    /// the tiles of the ranks the rewriter may split are `config.tile` wide.
     pub fn new(cascade: &Cascade, config: &RewriteConfig) -> Result<Sizes, RewriteError> {
         let tiles = Tiles::of_cascade(cascade);
+        let mut sizes: Vec<Option<i64>> = cascade
+            .ranks
+            .iter()
+            .map(|r| config.sizes.sizes.get(&r.name).copied())
+            .collect();
+        loop {
+            let mut changed = false;
+            for (p, r) in cascade.ranks.iter().enumerate() {
+                let Some((o, i)) = r.split else { continue };
+                let (o, i) = (o.index(), i.index());
+                let derived = match (sizes[p], sizes[o], sizes[i]) {
+                    (Some(n), None, Some(t)) => Some((o, (n + t - 1) / t.max(1))),
+                    (Some(n), Some(k), None) => Some((i, (n + k - 1) / k.max(1))),
+                    (Some(n), None, None) => Some((i, config.tile.clamp(1, n.max(1)))),
+                    (None, Some(k), Some(t)) => Some((p, k * t)),
+                    _ => None,
+                };
+                if let Some((slot, n)) = derived {
+                    sizes[slot] = Some(n);
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
         let mut by_var = BTreeMap::new();
-        for r in &cascade.ranks {
-            let Some(&n) = config.sizes.sizes.get(&r.name) else {
+        for (r, n) in cascade.ranks.iter().zip(&sizes) {
+            let Some(n) = *n else {
                 return Err(RewriteError::MissingSize {
                     rank: r.name.clone(),
                 });
             };
             let v = r.name.to_lowercase();
-            let tile = config.tile.clamp(1, n.max(1));
-            by_var.insert(tiles.outer(&v), (n as f64 / tile as f64).ceil());
-            by_var.insert(tiles.inner(&v), tile as f64);
-            by_var.insert(v, n as f64);
+            if r.split.is_none() {
+                let tile = config.tile.clamp(1, n.max(1));
+                by_var
+                    .entry(tiles.outer(&v))
+                    .or_insert((n as f64 / tile as f64).ceil());
+                by_var.entry(tiles.inner(&v)).or_insert(tile as f64);
+            }
+        }
+        // Declared ranks last: a cascade's own split parts are its tiles.
+        for (r, n) in cascade.ranks.iter().zip(&sizes) {
+            by_var.insert(r.name.to_lowercase(), n.unwrap_or(1) as f64);
         }
         Ok(Sizes { by_var })
     }
@@ -346,17 +465,39 @@ fn metrics(
     config: &RewriteConfig,
 ) -> Result<Metrics, RewriteError> {
     let ops = op_totals(cascade, sizes);
-    let cost = match &config.objective {
-        Objective::Passes { cost, .. } | Objective::Cost(cost) => {
-            ops.iter().map(|(k, n)| cost.op_cost(*k, *n)).sum()
-        }
-    };
+    let cost = cascade_cost(cascade, sizes, config.objective.cost());
     // The pass analysis of the cascade is authoritative; the term-level count that extraction
     // minimises (`extract::term_passes`) agrees with it, which the tests check.
     let passes = cascade
         .rank_by_name(pass_rank)
         .map_or(0, |r| crate::passes::passes(cascade, r).passes);
     Ok(Metrics { passes, ops, cost })
+}
+
+/// The cost of a cascade under `cost`: each Einsum's ops over its iteration space, an Einsum
+/// of the loop (its output indexed by the iterative rank) in as many steps as the rank has.
+pub fn cascade_cost(cascade: &Cascade, sizes: &Sizes, cost: &dyn CostModel) -> f64 {
+    let iterative = cascade.iterative_ranks().first().copied();
+    let mut total = 0.0;
+    for id in cascade.einsum_ids() {
+        let points: f64 = cascade
+            .iteration_space(id)
+            .iter()
+            .map(|r| sizes.of_rank(cascade, *r))
+            .product();
+        let mut out = Vec::new();
+        for idx in &cascade.einsum(id).output.indices {
+            idx.collect_vars(&mut out);
+        }
+        let steps = match iterative {
+            Some(r) if out.contains(&r) => sizes.of_rank(cascade, r),
+            _ => 1.0,
+        };
+        for (kind, n) in point_ops(cascade, id) {
+            total += cost.op_cost_in_steps(kind, f64::from(n) * points, steps);
+        }
+    }
+    total
 }
 
 /// Ops of each kind over a whole cascade: per-point ops times the iteration space.

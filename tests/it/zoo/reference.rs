@@ -360,14 +360,15 @@ fn other_scores(case: &Case) -> Option<ArrayD<f64>> {
             };
             weighted(&phi, !causal)
         }
-        "sink_logit_1pass" => {
-            let sink = &case.inputs["SINK"];
+        "sink_logit_1pass" | "sink_logit_3pass" | "softmax1_3pass" => {
+            // softmax₁ is a sink logit fixed at 0.
+            let sink = |p: usize| case.inputs.get("SINK").map_or(0.0, |s| s[[p]]);
             let v = input2(case, "V");
             let mut out = ArrayD::zeros(IxDyn(&[v.nrows(), n_p]));
             for p in 0..n_p {
-                let max = (0..n_m).map(|m| dot(m, p)).fold(sink[[p]], f64::max);
+                let max = (0..n_m).map(|m| dot(m, p)).fold(sink(p), f64::max);
                 let ws: Vec<f64> = (0..n_m).map(|m| (dot(m, p) - max).exp()).collect();
-                let den = ws.iter().sum::<f64>() + (sink[[p]] - max).exp();
+                let den = ws.iter().sum::<f64>() + (sink(p) - max).exp();
                 for f in 0..v.nrows() {
                     out[[f, p]] = (0..n_m).map(|m| ws[m] * v[[f, m]]).sum::<f64>() / den;
                 }

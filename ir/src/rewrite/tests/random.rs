@@ -246,6 +246,7 @@ fn signature(collide: bool, out_vars: Vec<String>) -> Signature {
     Signature {
         name: "random".into(),
         ranks: ranks.iter().map(|r| (r.to_string(), false)).collect(),
+        splits: Vec::new(),
         inputs: inputs
             .iter()
             .map(|(t, r)| (t.to_string(), r.split(' ').map(str::to_string).collect()))

@@ -100,11 +100,14 @@ fn bindings(rule: &str) -> Option<Vec<(&'static str, Bind)>> {
             ("?b", Input("B", &["e", "m"], Finite)),
             ("?c", Input("C", &["f", "m"], Finite)),
         ],
-        "rescale-fold-exp" => vec![
+        "rescale-fold-exp" | "rescale-fold-exp-rev" => vec![
             ("?i", Rank("m")),
             ("?y", Input("Y", &["m", "p"], Scores)),
             ("?w", Input("W", &["f", "m"], Finite)),
         ],
+        "rescale-fold-exp-bare" | "fold-max" | "fold-max-present" => {
+            vec![("?i", Rank("m")), ("?y", Input("Y", &["m", "p"], Scores))]
+        }
         "rescale-fold-lin" => vec![
             ("?i", Rank("k")),
             ("?y", Input("Y", &["k", "p"], Positive)),
@@ -199,6 +202,7 @@ fn side_cascade(
     let sig = Signature {
         name: "side".into(),
         ranks: ranks.into_iter().map(|r| (r, false)).collect(),
+        splits: Vec::new(),
         inputs: binds
             .iter()
             .filter_map(|(_, bind)| match bind {
