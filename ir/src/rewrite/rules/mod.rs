@@ -57,7 +57,7 @@ pub mod exp;
 pub mod reduction;
 pub mod rescale;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use egg::{
     ConditionalApplier, ENodeOrVar, Id, Language, Pattern, PatternAst, RecExpr, Rewrite, Subst, Var,
@@ -192,12 +192,13 @@ impl Rule {
     /// `lhs`.
     pub fn rewrites(&self) -> Vec<Rewrite<Cx, Scope>> {
         let rhs = Pattern::new(self.rhs_ast());
-        let mut variants: Vec<PatternAst<Cx>> = Vec::new();
-        for v in commuted(&self.lhs_ast()) {
-            if !variants.iter().any(|w| w.to_string() == v.to_string()) {
-                variants.push(v);
-            }
-        }
+        // Commuting two equal operands gives the same pattern again: keep each once (by its
+        // node list, which is what the matcher sees).
+        let mut seen: HashSet<Vec<ENodeOrVar<Cx>>> = HashSet::new();
+        let variants: Vec<PatternAst<Cx>> = commuted(&self.lhs_ast())
+            .into_iter()
+            .filter(|v| seen.insert(v.as_ref().to_vec()))
+            .collect();
         variants
             .into_iter()
             .enumerate()
