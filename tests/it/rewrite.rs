@@ -1453,3 +1453,67 @@ fn pricier_op_kinds_are_avoided() {
         (f64::INFINITY, f64::INFINITY)
     );
 }
+
+#[test]
+fn mla_weight_absorption_is_chosen_only_where_it_is_cheaper() {
+    // Multi-head latent attention with keys and values up-projected from the latent cache
+    // C[L,M] (DeepSeek's shapes: E = 192, F = 128, L = 512, H = 128). Its multiply-adds:
+    //   up-projected: K = WK·C (E·L·M·H), V = WV·C (F·L·M·H), QK (E·M·P·H), AV (F·M·P·H);
+    //   absorbed:     QL = WKᵀ·Q (E·L·P·H), QK = QL·C (L·M·P·H), AL = A·C (L·M·P·H),
+    //                 AV = WV·AL (F·L·P·H).
+    // With one query (decode) the absorbed form is ~150× cheaper; at prefill (P = M) the
+    // up-projection is ~3× cheaper because L > E: associativity of contractions reaches both,
+    // and the ops objective must pick the cheaper one at each shape.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/zoo/mla_absorbed_3pass.cascade"
+    );
+    let input = dsl::check(&std::fs::read_to_string(path).expect("zoo file"), path)
+        .expect("verifies")
+        .cascade;
+    let (e, f, l, m, h) = (192.0, 128.0, 512.0, 4096.0, 128.0);
+    let up = |p: f64| h * (e * l * m + f * l * m + e * m * p + f * m * p);
+    let absorbed = |p: f64| h * (e * l * p + 2.0 * l * m * p + f * l * p);
+    let up_projects_keys = |c: &Cascade| {
+        c.einsums.iter().any(|x| {
+            let ranks: Vec<&str> = c
+                .tensor(x.output.tensor)
+                .ranks
+                .iter()
+                .map(|r| c.rank(*r).name.as_str())
+                .collect();
+            ranks.contains(&"E") && ranks.contains(&"M")
+        })
+    };
+    let mut trial = Trial::new(
+        &[("E", 3), ("F", 2), ("L", 4), ("M", 12), ("P", 5), ("H", 2)],
+        3,
+    );
+    trial.seeds = (0..2).collect();
+    for (p, want_absorbed) in [(1.0, true), (m, false)] {
+        let shape = format!("E={e},F={f},L={l},M={m},P={p},H={h}");
+        let out = cascade(&[
+            "--format",
+            "json",
+            "rewrite",
+            path,
+            "--objective",
+            "ops",
+            "--shape",
+            &shape,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let text = v["cascade"].as_str().expect("cascade text");
+        let result = dsl::check(text, "stdout").expect("verifies").cascade;
+        assert_eq!(up_projects_keys(&result), !want_absorbed, "P={p}:\n{text}");
+        let macs = v["ops"]["after"]["mac"].as_f64().expect("mac count");
+        let want = up(p).min(absorbed(p));
+        assert!(
+            (macs - want).abs() <= 1e-9 * want,
+            "P={p}: {macs} vs {want}"
+        );
+        assert_eq!(want == absorbed(p), want_absorbed);
+        check::equal(&input, &result, &trial).unwrap_or_else(|err| panic!("P={p}: {err}\n{text}"));
+    }
+}
