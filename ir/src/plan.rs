@@ -151,30 +151,9 @@ impl TensorGuards {
     /// [`LoopPlan::guard_of`] of every node of the expression rooted at `root`, in the order of
     /// [`Cascade::post_order`], computed in one bottom-up pass.
     pub fn node_guards(&self, c: &Cascade, root: ExprId) -> Vec<Vec<Compare>> {
-        let order = c.post_order(root);
-        let mut out: Vec<Vec<Compare>> = Vec::with_capacity(order.len());
-        // Positions in `out` of the operands not yet taken by their parent.
-        let mut stack: Vec<usize> = Vec::new();
-        for node in order {
-            let guard = match c.expr(node) {
-                Expr::Access(a) => access_guard(a, &self.0),
-                Expr::Const(_) => Vec::new(),
-                Expr::Unary(..) => stack.pop().map(|i| out[i].clone()).unwrap_or_default(),
-                Expr::Binary { merge, .. } => {
-                    let r = stack.pop().map(|i| out[i].clone()).unwrap_or_default();
-                    let l = stack.pop().map(|i| out[i].clone()).unwrap_or_default();
-                    match merge {
-                        Merge::Intersect => l.into_iter().chain(r).collect(),
-                        Merge::Union => l.into_iter().filter(|k| r.contains(k)).collect(),
-                        Merge::Right => r,
-                        Merge::All => Vec::new(),
-                    }
-                }
-            };
-            let mut guard = guard;
-            dedup_conds(&mut guard);
-            stack.push(out.len());
-            out.push(guard);
+        let mut out = node_domains::<Vec<Compare>>(c, root, &self.0);
+        for guard in &mut out {
+            dedup_conds(guard);
         }
         out
     }
@@ -225,7 +204,7 @@ impl LoopPlan {
     /// The guard of one expression node of the cascade: the conditions every point where it
     /// can be present satisfies (the masking check compares an operator's operands by it).
     pub fn guard_of(&self, c: &Cascade, id: ExprId) -> Vec<Compare> {
-        let mut g = expr_guard(c, id, &self.carried.0);
+        let mut g: Vec<Compare> = expr_domain(c, id, &self.carried.0);
         dedup_conds(&mut g);
         g
     }
@@ -455,20 +434,60 @@ fn step_offset(idx: &IndexExpr, r: RankId) -> Option<i64> {
     }
 }
 
-/// What a tensor's single writer guarantees about its present points: conditions over the
-/// writer's output variables, and the variable of each dimension.
-#[derive(Debug, Clone, PartialEq)]
-struct TensorGuard {
-    conds: Vec<Compare>,
-    vars: Vec<RankId>,
+/// A domain of presence: what the present points of a value satisfy, as guard propagation
+/// builds it from filters through merges and the tensors that carry them. The loop plan's guard
+/// is one conjunction (`Vec<Compare>`, where a `∪` keeps only the conditions common to both
+/// operands); [`crate::presence`] keeps a union as a union (a [`crate::presence::Dnf`]). Both
+/// are over-approximations of the present points, and both come from [`propagate`], so the
+/// rules of propagation are written once.
+pub(crate) trait Domain: Clone {
+    /// Present where every condition holds (everywhere when there is none).
+    fn all_of(conds: Vec<Compare>) -> Self;
+    /// `∩`: present where both are.
+    fn and(self, other: Self) -> Self;
+    /// `∪`: present where either is.
+    fn or(self, other: Self) -> Self;
+    /// Each conjunction of the domain replaced by `f` of it.
+    fn each_conj(&self, f: &dyn Fn(&[Compare]) -> Vec<Compare>) -> Self;
 }
 
-/// The guard of every Einsum, in the Einsum's own variables, and what each tensor carries.
-fn guards(c: &Cascade) -> (Vec<Vec<Compare>>, Vec<Option<TensorGuard>>) {
-    // What a tensor's writer guarantees about its present points, in the writer's output
-    // variables: `(conditions, output variable of each dimension)`. Only tensors with one
-    // writer whose output indices are plain variables carry a guard to their readers.
-    let mut carried: Vec<Option<TensorGuard>> = vec![None; c.tensors.len()];
+/// The loop plan's guard: one conjunction. `and` concatenates (callers deduplicate once, at
+/// the end, so that a long chain of `∩` stays linear).
+impl Domain for Vec<Compare> {
+    fn all_of(conds: Vec<Compare>) -> Self {
+        conds
+    }
+    fn and(mut self, other: Self) -> Self {
+        self.extend(other);
+        self
+    }
+    fn or(self, other: Self) -> Self {
+        self.into_iter().filter(|k| other.contains(k)).collect()
+    }
+    fn each_conj(&self, f: &dyn Fn(&[Compare]) -> Vec<Compare>) -> Self {
+        f(self)
+    }
+}
+
+/// What a tensor's single writer guarantees about its present points, in the writer's output
+/// variables, and the variable of each dimension.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Carried<D> {
+    pub domain: D,
+    pub vars: Vec<RankId>,
+}
+
+type TensorGuard = Carried<Vec<Compare>>;
+
+/// The presence of every Einsum in domain `D` (each passed through `widen` before a tensor
+/// carries it on), and what each tensor carries to its readers. Only tensors with one writer
+/// whose output indices are plain variables carry anything; what they carry keeps at most
+/// [`MAX_CARRIED_CONDS`] small conditions per conjunction, over the writer's output variables.
+pub(crate) fn propagate<D: Domain>(
+    c: &Cascade,
+    widen: &dyn Fn(EinsumId, D) -> D,
+) -> (Vec<D>, Vec<Option<Carried<D>>>) {
+    let mut carried: Vec<Option<Carried<D>>> = vec![None; c.tensors.len()];
     let mut writers = vec![0usize; c.tensors.len()];
     for e in &c.einsums {
         writers[e.output.tensor.index()] += 1;
@@ -476,11 +495,16 @@ fn guards(c: &Cascade) -> (Vec<Vec<Compare>>, Vec<Option<TensorGuard>>) {
     let mut out = Vec::with_capacity(c.einsums.len());
     for id in c.einsum_ids() {
         let e = c.einsum(id);
-        let mut guard = expr_guard(c, e.value, &carried);
-        for f in &e.output.filters {
-            guard.extend(f.conds.iter().cloned());
-        }
-        dedup_conds(&mut guard);
+        let filters: Vec<Compare> = e
+            .output
+            .filters
+            .iter()
+            .flat_map(|f| f.conds.iter().cloned())
+            .collect();
+        let domain = widen(
+            id,
+            expr_domain(c, e.value, &carried).and(D::all_of(filters)),
+        );
         let vars: Option<Vec<RankId>> = e
             .output
             .indices
@@ -494,20 +518,34 @@ fn guards(c: &Cascade) -> (Vec<Vec<Compare>>, Vec<Option<TensorGuard>>) {
         if writers[t] == 1
             && let Some(vars) = vars
         {
-            let kept: Vec<Compare> = guard
-                .iter()
-                .filter(|cond| uses_only(cond, &vars) && carriable(cond))
-                .take(MAX_CARRIED_CONDS)
-                .cloned()
-                .collect();
-            carried[t] = Some(TensorGuard { conds: kept, vars });
+            let kept = domain.each_conj(&|conj| {
+                let mut kept: Vec<Compare> = Vec::new();
+                for k in conj {
+                    if kept.len() < MAX_CARRIED_CONDS
+                        && uses_only(k, &vars)
+                        && carriable(k)
+                        && !kept.contains(k)
+                    {
+                        kept.push(k.clone());
+                    }
+                }
+                kept
+            });
+            carried[t] = Some(Carried { domain: kept, vars });
         }
-        out.push(guard);
+        out.push(domain);
     }
     (out, carried)
 }
 
-type Carried = [Option<TensorGuard>];
+/// The guard of every Einsum, in the Einsum's own variables, and what each tensor carries.
+fn guards(c: &Cascade) -> (Vec<Vec<Compare>>, Vec<Option<TensorGuard>>) {
+    let (mut out, carried) = propagate::<Vec<Compare>>(c, &|_, g| g);
+    for guard in &mut out {
+        dedup_conds(guard);
+    }
+    (out, carried)
+}
 
 /// The most conditions a tensor carries to its readers, and the deepest index expression among
 /// them. A guard is an over-approximation, so dropping a condition keeps it sound; the caps
@@ -515,37 +553,68 @@ type Carried = [Option<TensorGuard>];
 const MAX_CARRIED_CONDS: usize = 32;
 const MAX_CARRIED_DEPTH: usize = 16;
 
-/// The guard of the expression rooted at `id`, computed bottom-up over its post-order with a
-/// stack of operand guards (no recursion, whatever the depth).
-fn expr_guard(c: &Cascade, id: ExprId, carried: &Carried) -> Vec<Compare> {
-    let mut stack: Vec<Vec<Compare>> = Vec::new();
+/// The domain of the expression rooted at `id`, computed bottom-up over its post-order with a
+/// stack of operand domains (no recursion, whatever the depth).
+pub(crate) fn expr_domain<D: Domain>(c: &Cascade, id: ExprId, carried: &[Option<Carried<D>>]) -> D {
+    let mut stack: Vec<D> = Vec::new();
     for node in c.post_order(id) {
-        let guard = match c.expr(node) {
-            Expr::Access(a) => access_guard(a, carried),
-            Expr::Const(_) => Vec::new(),
-            Expr::Unary(..) => stack.pop().unwrap_or_default(),
-            Expr::Binary { merge, .. } => {
-                let r = stack.pop().unwrap_or_default();
-                let l = stack.pop().unwrap_or_default();
-                match merge {
-                    Merge::Intersect => l.into_iter().chain(r).collect(),
-                    Merge::Union => l.into_iter().filter(|k| r.contains(k)).collect(),
-                    Merge::Right => r,
-                    Merge::All => Vec::new(),
-                }
-            }
-        };
-        stack.push(guard);
+        let d = combine(c.expr(node), &mut || stack.pop(), carried);
+        stack.push(d);
     }
-    stack.pop().unwrap_or_default()
+    stack.pop().unwrap_or_else(|| D::all_of(Vec::new()))
 }
 
-fn access_guard(a: &Access, carried: &Carried) -> Vec<Compare> {
-    let mut g: Vec<Compare> = a.filters.iter().flat_map(|f| f.conds.clone()).collect();
-    if let Some(t) = &carried[a.tensor.index()] {
-        g.extend(t.conds.iter().map(|k| substitute(k, &t.vars, &a.indices)));
+/// [`expr_domain`] of every node of the expression rooted at `root`, in post-order.
+fn node_domains<D: Domain>(c: &Cascade, root: ExprId, carried: &[Option<Carried<D>>]) -> Vec<D> {
+    let mut out: Vec<D> = Vec::new();
+    // Positions in `out` of the operands not yet taken by their parent.
+    let mut stack: Vec<usize> = Vec::new();
+    for node in c.post_order(root) {
+        let d = combine(
+            c.expr(node),
+            &mut || stack.pop().map(|i| out[i].clone()),
+            carried,
+        );
+        stack.push(out.len());
+        out.push(d);
     }
-    g
+    out
+}
+
+/// The domain of one node from its operands' (taken from `pop`, the right one first): an
+/// access is present where its filters and what its tensor carries hold, a function where its
+/// operand is, and a merge by its rule (`∩` both, `∪` either, `→` the right, `*` everywhere).
+fn combine<D: Domain>(
+    node: &Expr,
+    pop: &mut dyn FnMut() -> Option<D>,
+    carried: &[Option<Carried<D>>],
+) -> D {
+    let mut operand = || pop().unwrap_or_else(|| D::all_of(Vec::new()));
+    match node {
+        Expr::Access(a) => {
+            let own = D::all_of(a.filters.iter().flat_map(|f| f.conds.clone()).collect());
+            match &carried[a.tensor.index()] {
+                Some(t) => own.and(t.domain.each_conj(&|conj| {
+                    conj.iter()
+                        .map(|k| substitute(k, &t.vars, &a.indices))
+                        .collect()
+                })),
+                None => own,
+            }
+        }
+        Expr::Const(_) => D::all_of(Vec::new()),
+        Expr::Unary(..) => operand(),
+        Expr::Binary { merge, .. } => {
+            let r = operand();
+            let l = operand();
+            match merge {
+                Merge::Intersect => l.and(r),
+                Merge::Union => l.or(r),
+                Merge::Right => r,
+                Merge::All => D::all_of(Vec::new()),
+            }
+        }
+    }
 }
 
 /// Whether a condition is small enough to carry on to a tensor's readers.

@@ -25,10 +25,10 @@
 //! states are equal before and after.
 
 use crate::ast::{
-    Access, BinaryOp, Cascade, Compare, Constant, EinsumId, Expr, ExprId, IndexExpr, Merge, RankId,
-    ReduceOp, Section, TensorId, UnaryOp,
+    Access, BinaryOp, Cascade, Compare, Constant, EinsumId, Expr, ExprId, Merge, RankId, ReduceOp,
+    Section, TensorId, UnaryOp,
 };
-use crate::plan::{LoopPlan, Phase};
+use crate::plan::{Domain, LoopPlan, Phase, propagate};
 
 /// A disjunction of conjunctions of conditions: present only where some conjunction holds. An
 /// empty conjunction holds everywhere; an empty disjunction nowhere.
@@ -37,92 +37,33 @@ pub type Dnf = Vec<Vec<Compare>>;
 /// Disjuncts kept before a union is widened to the loop plan's single guard.
 const MAX_DISJUNCTS: usize = 8;
 
-/// The presence of every Einsum over its iteration space, indexed by [`EinsumId`].
+/// The presence of every Einsum over its iteration space, indexed by [`EinsumId`]: the loop
+/// plan's propagation ([`crate::plan::propagate`]) in the domain of disjunctions, each widened
+/// to the plan's guard past [`MAX_DISJUNCTS`].
 pub fn presence(c: &Cascade, plan: &LoopPlan) -> Vec<Dnf> {
-    let mut writers = vec![0usize; c.tensors.len()];
-    for e in &c.einsums {
-        writers[e.output.tensor.index()] += 1;
-    }
-    // What a tensor's single writer guarantees, in the writer's output variables.
-    let mut carried: Vec<Option<(Dnf, Vec<RankId>)>> = vec![None; c.tensors.len()];
-    let mut out = Vec::with_capacity(c.einsums.len());
-    for id in c.einsum_ids() {
-        let e = c.einsum(id);
-        let mut dnf = expr_presence(c, e.value, &carried);
-        let filters: Vec<Compare> = e
-            .output
-            .filters
-            .iter()
-            .flat_map(|f| f.conds.iter().cloned())
-            .collect();
-        dnf = and(&dnf, &vec![filters]);
+    let widen = |id: EinsumId, dnf: Dnf| {
         if dnf.len() > MAX_DISJUNCTS {
-            dnf = vec![plan.placement(id).space.guard.clone()];
+            vec![plan.placement(id).space.guard.clone()]
+        } else {
+            dnf
         }
-        let vars: Option<Vec<RankId>> = e
-            .output
-            .indices
-            .iter()
-            .map(|i| match i {
-                IndexExpr::Var(v) => Some(*v),
-                _ => None,
-            })
-            .collect();
-        let t = e.output.tensor.index();
-        if writers[t] == 1
-            && let Some(vars) = vars
-        {
-            let kept: Dnf = dnf
-                .iter()
-                .map(|conj| {
-                    conj.iter()
-                        .filter(|k| uses_only(k, &vars))
-                        .cloned()
-                        .collect()
-                })
-                .collect();
-            carried[t] = Some((simplify(kept), vars));
-        }
-        out.push(dnf);
-    }
-    out
+    };
+    propagate::<Dnf>(c, &widen).0
 }
 
-fn expr_presence(c: &Cascade, id: ExprId, carried: &[Option<(Dnf, Vec<RankId>)>]) -> Dnf {
-    match c.expr(id) {
-        Expr::Access(a) => {
-            let own: Vec<Compare> = a.filters.iter().flat_map(|f| f.conds.clone()).collect();
-            match &carried[a.tensor.index()] {
-                Some((dnf, vars)) => {
-                    let moved: Dnf = dnf
-                        .iter()
-                        .map(|conj| {
-                            conj.iter()
-                                .map(|k| substitute(k, vars, &a.indices))
-                                .collect()
-                        })
-                        .collect();
-                    and(&vec![own], &moved)
-                }
-                None => vec![own],
-            }
-        }
-        Expr::Const(_) => vec![Vec::new()],
-        Expr::Unary(_, arg) => expr_presence(c, *arg, carried),
-        Expr::Binary {
-            merge, lhs, rhs, ..
-        } => {
-            let (l, r) = (
-                expr_presence(c, *lhs, carried),
-                expr_presence(c, *rhs, carried),
-            );
-            match merge {
-                Merge::Intersect => and(&l, &r),
-                Merge::Union => simplify(l.into_iter().chain(r).collect()),
-                Merge::Right => r,
-                Merge::All => vec![Vec::new()],
-            }
-        }
+/// A union kept as a union: `∩` distributes, `∪` concatenates, both simplified.
+impl Domain for Dnf {
+    fn all_of(conds: Vec<Compare>) -> Self {
+        vec![conds]
+    }
+    fn and(self, other: Self) -> Self {
+        and(&self, &other)
+    }
+    fn or(self, other: Self) -> Self {
+        simplify(self.into_iter().chain(other).collect())
+    }
+    fn each_conj(&self, f: &dyn Fn(&[Compare]) -> Vec<Compare>) -> Self {
+        simplify(self.iter().map(|conj| f(conj)).collect())
     }
 }
 
@@ -172,34 +113,6 @@ fn simplify(dnf: Dnf) -> Dnf {
     let mut k = keep.into_iter();
     conjs.retain(|_| k.next().unwrap_or(false));
     conjs
-}
-
-fn uses_only(cond: &Compare, vars: &[RankId]) -> bool {
-    let mut used = Vec::new();
-    cond.lhs.collect_vars(&mut used);
-    cond.rhs.collect_vars(&mut used);
-    used.iter().all(|v| vars.contains(v))
-}
-
-fn substitute(cond: &Compare, vars: &[RankId], indices: &[IndexExpr]) -> Compare {
-    fn sub(e: &IndexExpr, vars: &[RankId], indices: &[IndexExpr]) -> IndexExpr {
-        let rec = |x: &IndexExpr| Box::new(sub(x, vars, indices));
-        match e {
-            IndexExpr::Var(v) => match vars.iter().position(|w| w == v) {
-                Some(d) if d < indices.len() => indices[d].clone(),
-                _ => e.clone(),
-            },
-            IndexExpr::Size(_) | IndexExpr::Lit(_) => e.clone(),
-            IndexExpr::Add(a, b) => IndexExpr::Add(rec(a), rec(b)),
-            IndexExpr::Sub(a, b) => IndexExpr::Sub(rec(a), rec(b)),
-            IndexExpr::Mul(a, b) => IndexExpr::Mul(rec(a), rec(b)),
-        }
-    }
-    Compare {
-        lhs: sub(&cond.lhs, vars, indices),
-        op: cond.op,
-        rhs: sub(&cond.rhs, vars, indices),
-    }
 }
 
 /// What the caller calls a tile: the ranks whose variables index the tile's key and query

@@ -312,3 +312,41 @@ output X Y
         assert_eq!(y.get(&[p]), Some(want), "Y[{p}]");
     }
 }
+
+/// A chain of Einsums that each read the one before one step further along `m` and add a
+/// filter: every tensor carries its writer's conditions on, shifted. The loop plan's guard and
+/// `presence` (the same propagation in two domains) keep what a tensor carries to a bounded
+/// number of small conditions, so the chain costs linear time and memory instead of growing
+/// each Einsum's conditions with its position.
+#[test]
+fn carried_conditions_stay_bounded_along_a_long_shifting_chain() {
+    let n = 3000;
+    let mut src =
+        String::from("cascade shift_chain\nranks M P\ninput A[M,P]\n\nT0[m,p : m <= p] = A[m,p]\n");
+    for i in 1..n {
+        src.push_str(&format!(
+            "T{i}[m,p : m + {} <= p + 5] = T{}[m+1,p] *{{&}} A[m,p]\n",
+            i % 3,
+            i - 1
+        ));
+    }
+    src.push_str(&format!("\noutput T{}\n", n - 1));
+    let c = dsl::check(&src, "chain").expect("verifies").cascade;
+    let plan = LoopPlan::new(&c);
+    let dnfs = cascade_ir::presence::presence(&c, &plan);
+    assert_eq!(dnfs.len(), n);
+    // A tensor carries at most 32 conditions; an Einsum adds its own filter and its operands'.
+    let most_guard = c
+        .einsum_ids()
+        .map(|id| plan.placement(id).space.guard.len())
+        .max()
+        .unwrap();
+    let most_conj = dnfs.iter().flatten().map(Vec::len).max().unwrap();
+    assert!(most_guard <= 40, "{most_guard} conditions in one guard");
+    assert!(most_conj <= 40, "{most_conj} conditions in one conjunction");
+    // Late in the chain the first filter, shifted 2,999 times, is no longer carried, but every
+    // Einsum still knows its own filter.
+    let last = c.einsum_ids().last().unwrap();
+    assert!(!plan.placement(last).space.guard.is_empty());
+    assert!(dnfs[last.index()].iter().all(|conj| !conj.is_empty()));
+}
