@@ -939,13 +939,6 @@ impl<T: Element> Kernel<T> {
                 self.strides[n - 1].clone(),
             ),
         };
-        let point = |idx: &[i64], i: usize| -> Vec<i64> {
-            let mut p = idx.to_vec();
-            if n_levels > 0 {
-                p.push(i as i64);
-            }
-            p
-        };
         let mut idx = vec![0i64; outer.len()];
         let mut cur = bases.to_vec();
         let n_nodes = self.nodes.len();
@@ -965,6 +958,15 @@ impl<T: Element> Kernel<T> {
             .map(|n| matches!(n, Node::Const(_)))
             .collect();
         loop {
+            let at = Position {
+                cur: &cur,
+                inner_step: &inner_step,
+                idx: &idx,
+                r,
+                all_levels: &all_levels,
+                row,
+                levels: n_levels,
+            };
             for (k, node) in self.nodes.iter().enumerate() {
                 if !matches!(node, Node::Const(_)) {
                     dense[k] = false;
@@ -973,70 +975,9 @@ impl<T: Element> Kernel<T> {
                 let (done_p, rest_p) = pres.split_at_mut(k * row);
                 let (v, p) = (&mut rest_v[..row], &mut rest_p[..row]);
                 match node {
-                    Node::Load {
-                        tensor,
-                        offset,
-                        all_present,
-                        filters,
-                        checks,
-                    } => {
-                        let (src_v, src_p) = (&store.values[*tensor], &store.present[*tensor]);
-                        let (base, step) = (cur[*offset], inner_step[*offset]);
-                        if *all_present && filters.is_empty() && load_checks[k].is_empty() {
-                            for (i, x) in v.iter_mut().enumerate() {
-                                *x = src_v[(base + step * i as i64) as usize];
-                            }
-                            p.fill(true);
-                            dense[k] = true;
-                            continue;
-                        }
-                        if filters.is_empty() && load_checks[k].is_empty() && step == 0 {
-                            // A broadcast along the innermost loop: one point for the whole row.
-                            let o = base as usize;
-                            v.fill(src_v[o]);
-                            p.fill(*all_present || src_p[o]);
-                            dense[k] = *all_present || src_p[o];
-                            continue;
-                        }
-                        if filters.is_empty() && load_checks[k].is_empty() {
-                            let mut all = true;
-                            for (i, (x, q)) in v.iter_mut().zip(p.iter_mut()).enumerate() {
-                                let o = (base + step * i as i64) as usize;
-                                (*x, *q) = (src_v[o], src_p[o]);
-                                all &= src_p[o];
-                            }
-                            dense[k] = all;
-                            continue;
-                        }
-                        for i in 0..row {
-                            let at = |c: usize| cur[c] + inner_step[c] * i as i64;
-                            if !filters.iter().all(|&(c, op)| compare(at(c), op)) {
-                                (v[i], p[i]) = (T::zero(), false);
-                                continue;
-                            }
-                            for &ch in &load_checks[k] {
-                                let check = &checks[ch];
-                                let index = at(check.counter);
-                                if index < 0 || index >= check.extent as i64 {
-                                    let at = point(&idx, i);
-                                    return Err(self.out_of_bounds(
-                                        cascade,
-                                        *tensor,
-                                        check,
-                                        index,
-                                        r,
-                                        &all_levels,
-                                        &at,
-                                    ));
-                                }
-                            }
-                            let o = at(*offset) as usize;
-                            if *all_present || src_p[o] {
-                                (v[i], p[i]) = (src_v[o], true);
-                            } else {
-                                (v[i], p[i]) = (T::zero(), false);
-                            }
-                        }
+                    Node::Load { .. } => {
+                        dense[k] =
+                            self.load_row(cascade, store, node, &at, &load_checks[k], (v, p))?;
                     }
                     Node::Const(_) | Node::Absent => {}
                     Node::Unary(op, a) => {
@@ -1084,73 +1025,196 @@ impl<T: Element> Kernel<T> {
                 }
             }
             let (root_v, root_p) = (&vals[(n_nodes - 1) * row..], &pres[(n_nodes - 1) * row..]);
-            let (base, step) = (cur[self.out_offset], inner_step[self.out_offset]);
-            let kept = |i: usize| {
-                self.out_filters
-                    .iter()
-                    .all(|&(c, op)| compare(cur[c] + inner_step[c] * i as i64, op))
-            };
-            if dense[n_nodes - 1]
-                && out_checks.is_empty()
-                && self.out_filters.is_empty()
-                && self.reduce == Some(ReduceOp::Sum)
-            {
-                // The common case of a sum whose row is fully present.
-                for (i, x) in root_v[..row].iter().enumerate() {
-                    let o = (base + step * i as i64) as usize;
-                    let acc = if out_present[o] {
-                        out_values[o]
-                    } else {
-                        T::zero()
-                    };
-                    out_values[o] = acc + *x;
-                    out_present[o] = true;
-                }
-                if !advance(&outer, &mut idx, &mut cur, &self.sizes, &self.strides) {
-                    return Ok(());
-                }
-                continue;
-            }
-            for i in 0..row {
-                for &ch in out_checks {
-                    let check = &self.out_checks[ch];
-                    let index = cur[check.counter] + inner_step[check.counter] * i as i64;
-                    if index < 0 || index >= check.extent as i64 {
-                        let at = point(&idx, i);
-                        let tensor = self.out_tensor;
-                        return Err(self.out_of_bounds(
-                            cascade,
-                            tensor,
-                            check,
-                            index,
-                            r,
-                            &all_levels,
-                            &at,
-                        ));
-                    }
-                }
-                let o = (base + step * i as i64) as usize;
-                let (x, present) = (root_v[i], root_p[i] && kept(i));
-                match self.reduce {
-                    None => {
-                        out_values[o] = if present { x } else { T::zero() };
-                        out_present[o] = present;
-                    }
-                    Some(op) if present => {
-                        if out_present[o] {
-                            out_values[o] = reduce(op, out_values[o], x);
-                        } else {
-                            out_values[o] = x;
-                            out_present[o] = true;
-                        }
-                    }
-                    Some(_) => {}
-                }
-            }
+            self.write_row(
+                cascade,
+                &at,
+                (root_v, root_p, dense[n_nodes - 1]),
+                out_checks,
+                out_values,
+                out_present,
+            )?;
             if !advance(&outer, &mut idx, &mut cur, &self.sizes, &self.strides) {
                 return Ok(());
             }
         }
+    }
+
+    /// One row of a load: the source's values and presence at the row's points, absent where a
+    /// filter fails; an index out of bounds is an error naming the point. Returns whether the
+    /// row is present at every point.
+    fn load_row(
+        &self,
+        cascade: &Cascade,
+        store: &Store<T>,
+        node: &Node<T>,
+        at: &Position<'_>,
+        load_checks: &[usize],
+        (v, p): (&mut [T], &mut [bool]),
+    ) -> Result<bool, EvalError> {
+        let Node::Load {
+            tensor,
+            offset,
+            all_present,
+            filters,
+            checks,
+        } = node
+        else {
+            return Ok(false);
+        };
+        let (src_v, src_p) = (&store.values[*tensor], &store.present[*tensor]);
+        let (base, step) = (at.cur[*offset], at.inner_step[*offset]);
+        if *all_present && filters.is_empty() && load_checks.is_empty() {
+            for (i, x) in v.iter_mut().enumerate() {
+                *x = src_v[(base + step * i as i64) as usize];
+            }
+            p.fill(true);
+            return Ok(true);
+        }
+        if filters.is_empty() && load_checks.is_empty() && step == 0 {
+            // A broadcast along the innermost loop: one point for the whole row.
+            let o = base as usize;
+            v.fill(src_v[o]);
+            p.fill(*all_present || src_p[o]);
+            return Ok(*all_present || src_p[o]);
+        }
+        if filters.is_empty() && load_checks.is_empty() {
+            let mut all = true;
+            for (i, (x, q)) in v.iter_mut().zip(p.iter_mut()).enumerate() {
+                let o = (base + step * i as i64) as usize;
+                (*x, *q) = (src_v[o], src_p[o]);
+                all &= src_p[o];
+            }
+            return Ok(all);
+        }
+        for i in 0..at.row {
+            if !filters.iter().all(|&(c, op)| compare(at.at(c, i), op)) {
+                (v[i], p[i]) = (T::zero(), false);
+                continue;
+            }
+            for &ch in load_checks {
+                let check = &checks[ch];
+                let index = at.at(check.counter, i);
+                if index < 0 || index >= check.extent as i64 {
+                    return Err(self.out_of_bounds(
+                        cascade,
+                        *tensor,
+                        check,
+                        index,
+                        at.r,
+                        at.all_levels,
+                        &at.point(i),
+                    ));
+                }
+            }
+            let o = at.at(*offset, i) as usize;
+            if *all_present || src_p[o] {
+                (v[i], p[i]) = (src_v[o], true);
+            } else {
+                (v[i], p[i]) = (T::zero(), false);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Writes (or reduces) the root's row into the output, where it is present and the output
+    /// filters hold; an output index out of bounds is an error naming the point.
+    fn write_row(
+        &self,
+        cascade: &Cascade,
+        at: &Position<'_>,
+        (root_v, root_p, dense): (&[T], &[bool], bool),
+        out_checks: &[usize],
+        out_values: &mut [T],
+        out_present: &mut [bool],
+    ) -> Result<(), EvalError> {
+        let (base, step) = (at.cur[self.out_offset], at.inner_step[self.out_offset]);
+        let kept = |i: usize| {
+            self.out_filters
+                .iter()
+                .all(|&(c, op)| compare(at.at(c, i), op))
+        };
+        if dense
+            && out_checks.is_empty()
+            && self.out_filters.is_empty()
+            && self.reduce == Some(ReduceOp::Sum)
+        {
+            // The common case of a sum whose row is fully present.
+            for (i, x) in root_v[..at.row].iter().enumerate() {
+                let o = (base + step * i as i64) as usize;
+                let acc = if out_present[o] {
+                    out_values[o]
+                } else {
+                    T::zero()
+                };
+                out_values[o] = acc + *x;
+                out_present[o] = true;
+            }
+            return Ok(());
+        }
+        for i in 0..at.row {
+            for &ch in out_checks {
+                let check = &self.out_checks[ch];
+                let index = at.at(check.counter, i);
+                if index < 0 || index >= check.extent as i64 {
+                    return Err(self.out_of_bounds(
+                        cascade,
+                        self.out_tensor,
+                        check,
+                        index,
+                        at.r,
+                        at.all_levels,
+                        &at.point(i),
+                    ));
+                }
+            }
+            let o = (base + step * i as i64) as usize;
+            let (x, present) = (root_v[i], root_p[i] && kept(i));
+            match self.reduce {
+                None => {
+                    out_values[o] = if present { x } else { T::zero() };
+                    out_present[o] = present;
+                }
+                Some(op) if present => {
+                    if out_present[o] {
+                        out_values[o] = reduce(op, out_values[o], x);
+                    } else {
+                        out_values[o] = x;
+                        out_present[o] = true;
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a kernel's sweep stands: the counters at the start of the current row, how far each
+/// moves per point of the row, the outer loop indices, the step of the enclosing loop and the
+/// row's length.
+struct Position<'a> {
+    cur: &'a [i64],
+    inner_step: &'a [i64],
+    idx: &'a [i64],
+    r: i64,
+    all_levels: &'a [usize],
+    row: usize,
+    levels: usize,
+}
+
+impl Position<'_> {
+    /// Counter `c` at point `i` of the row.
+    fn at(&self, c: usize, i: usize) -> i64 {
+        self.cur[c] + self.inner_step[c] * i as i64
+    }
+
+    /// The loop indices of point `i` of the row, outermost first.
+    fn point(&self, i: usize) -> Vec<i64> {
+        let mut p = self.idx.to_vec();
+        if self.levels > 0 {
+            p.push(i as i64);
+        }
+        p
     }
 }
 
