@@ -25,8 +25,8 @@ use ndarray::{ArrayD, IxDyn};
 use num_traits::Float;
 
 use crate::ast::{
-    BinaryOp, Cascade, CompareOp, Constant, EinsumId, Expr, ExprId, IndexExpr, Merge, RankId,
-    ReduceOp, Section, TensorId, TensorKind, UnaryOp,
+    Access, BinaryOp, Cascade, CompareOp, Constant, EinsumId, Expr, ExprId, IndexExpr, Merge,
+    RankId, ReduceOp, Section, TensorId, TensorKind, UnaryOp,
 };
 use crate::ops::Element;
 use crate::plan::{Ambiguity, LoopPlan, Step};
@@ -567,6 +567,9 @@ struct Kernel<T> {
 }
 
 impl<T: Element> Kernel<T> {
+    /// Compiles Einsum `id` for `shape`: its output and every operand as counters over the
+    /// iteration space, the expression as row nodes, the loops ordered for memory, and a proof
+    /// that no counter leaves the 64-bit range anywhere in the space.
     fn compile(
         cascade: &Cascade,
         shape: &Shape,
@@ -575,7 +578,6 @@ impl<T: Element> Kernel<T> {
         loop_rank: Option<RankId>,
     ) -> Result<Kernel<T>, EvalError> {
         let einsum = cascade.einsum(id);
-        let n = cascade.ranks.len();
         let space = cascade.iteration_space(id);
         let fixed = loop_rank.filter(|r| space.contains(r));
         let mut kernel = Kernel {
@@ -593,65 +595,45 @@ impl<T: Element> Kernel<T> {
             reduce: cascade.reduce_op(id),
             reads_output: false,
         };
-        let label = || einsum_label(cascade, id);
-        let overflow = |what: String| EvalError::IndexOverflow {
-            einsum: label(),
-            what,
+        let ix = Indexing {
+            cascade,
+            shape,
+            store,
+            id,
         };
-        let affine_of = |idx: &IndexExpr, tensor: TensorId, position: usize| {
-            let name = &cascade.tensor(tensor).name;
-            linearize(idx, shape, n).map_err(|e| match e {
-                NotAffine::Product => EvalError::NonAffineIndex {
-                    einsum: label(),
-                    tensor: name.clone(),
-                    position,
-                },
-                NotAffine::Overflow => overflow(format!("index {position} of {name}")),
-            })
-        };
-        // `offset + index · stride`, or the overflow error naming the access.
-        let add_scaled = |offset: Affine, index: &Affine, stride: i64, tensor: TensorId| {
-            index
-                .clone()
-                .scale(stride)
-                .and_then(|scaled| offset.combine(&scaled, 1))
-                .ok_or_else(|| overflow(format!("the offset into {}", cascade.tensor(tensor).name)))
-        };
-        let difference = |lhs: Affine, rhs: &Affine| {
-            lhs.combine(rhs, -1)
-                .ok_or_else(|| overflow("a filter".to_string()))
-        };
+        kernel.compile_output(&ix)?;
+        kernel.compile_nodes(&ix)?;
+        kernel.order_loops(shape, space);
+        kernel.check_ranges(&ix)?;
+        Ok(kernel)
+    }
 
-        // Output offset and per-position indices (checked at run time if needed).
-        let out = &einsum.output;
-        let mut offset = Affine::constant(n, 0);
-        let mut position_counters = Vec::new();
-        for (d, idx) in out.indices.iter().enumerate() {
-            let a = affine_of(idx, out.tensor, d)?;
-            let stride = store.strides[out.tensor.index()][d];
-            offset = add_scaled(offset, &a, stride, out.tensor)?;
-            position_counters.push(a);
-        }
-        kernel.out_offset = kernel.push_counter(offset);
+    /// The output's offset, its per-position indices (checked at run time if needed) and its
+    /// filters as counters.
+    fn compile_output(&mut self, ix: &Indexing<'_, T>) -> Result<(), EvalError> {
+        let out = &ix.cascade.einsum(ix.id).output;
+        let (offset, position_counters) = ix.offset(out)?;
+        self.out_offset = self.push_counter(offset);
         for (d, a) in position_counters.into_iter().enumerate() {
-            let counter = kernel.push_counter(a);
-            let extent = store.extents[out.tensor.index()][d];
-            kernel.out_checks.push(Check {
+            let counter = self.push_counter(a);
+            let extent = ix.store.extents[out.tensor.index()][d];
+            self.out_checks.push(Check {
                 counter,
                 extent,
                 position: d,
             });
         }
-        for f in &out.filters {
-            for c in &f.conds {
-                let lhs = affine_of(&c.lhs, out.tensor, f.position)?;
-                let rhs = affine_of(&c.rhs, out.tensor, f.position)?;
-                let counter = kernel.push_counter(difference(lhs, &rhs)?);
-                kernel.out_filters.push((counter, c.op));
-            }
+        for (lhs_minus_rhs, op) in ix.filters(out)? {
+            let counter = self.push_counter(lhs_minus_rhs);
+            self.out_filters.push((counter, op));
         }
+        Ok(())
+    }
 
-        // Right-hand side, children before parents (the arena order).
+    /// The right-hand side as row nodes, children before parents (the arena order).
+    fn compile_nodes(&mut self, ix: &Indexing<'_, T>) -> Result<(), EvalError> {
+        let cascade = ix.cascade;
+        let einsum = cascade.einsum(ix.id);
         let mut ids = cascade.post_order(einsum.value);
         ids.sort();
         ids.dedup();
@@ -660,40 +642,9 @@ impl<T: Element> Kernel<T> {
             matches!(cascade.expr(einsum.value), Expr::Const(Constant::Num(x)) if *x == 0.0);
         for &e in &ids {
             let node = match cascade.expr(e) {
-                Expr::Access(a) => {
-                    let t = a.tensor.index();
-                    kernel.reads_output |= a.tensor == out.tensor;
-                    let mut offset = Affine::constant(n, 0);
-                    let mut checks = Vec::new();
-                    for (d, idx) in a.indices.iter().enumerate() {
-                        let aff = affine_of(idx, a.tensor, d)?;
-                        offset = add_scaled(offset, &aff, store.strides[t][d], a.tensor)?;
-                        let counter = kernel.push_counter(aff);
-                        checks.push(Check {
-                            counter,
-                            extent: store.extents[t][d],
-                            position: d,
-                        });
-                    }
-                    let offset = kernel.push_counter(offset);
-                    let mut filters = Vec::new();
-                    for f in &a.filters {
-                        for c in &f.conds {
-                            let lhs = affine_of(&c.lhs, a.tensor, f.position)?;
-                            let rhs = affine_of(&c.rhs, a.tensor, f.position)?;
-                            filters.push((kernel.push_counter(difference(lhs, &rhs)?), c.op));
-                        }
-                    }
-                    Node::Load {
-                        tensor: t,
-                        offset,
-                        all_present: store.all_present[t],
-                        filters,
-                        checks,
-                    }
-                }
+                Expr::Access(a) => self.load(ix, a)?,
                 Expr::Const(_) if bare_zero => Node::Absent,
-                Expr::Const(c) => Node::Const(constant(*c, shape)),
+                Expr::Const(c) => Node::Const(constant(*c, ix.shape)),
                 Expr::Unary(UnaryOp::Exp, arg) => match cascade.expr(*arg) {
                     Expr::Binary {
                         op: BinaryOp::Sub,
@@ -710,10 +661,43 @@ impl<T: Element> Kernel<T> {
                     rhs,
                 } => Node::Binary(*op, *merge, slot(*lhs, &ids), slot(*rhs, &ids)),
             };
-            kernel.nodes.push(node);
+            self.nodes.push(node);
         }
+        Ok(())
+    }
 
-        // Loop order: larger total stride outside, so the innermost loop walks memory densely.
+    /// A load of access `a`: its offset, a bounds check per position and its filters.
+    fn load(&mut self, ix: &Indexing<'_, T>, a: &Access) -> Result<Node<T>, EvalError> {
+        let t = a.tensor.index();
+        self.reads_output |= a.tensor == ix.cascade.einsum(ix.id).output.tensor;
+        let (offset, positions) = ix.offset(a)?;
+        let checks = positions
+            .into_iter()
+            .enumerate()
+            .map(|(d, aff)| Check {
+                counter: self.push_counter(aff),
+                extent: ix.store.extents[t][d],
+                position: d,
+            })
+            .collect();
+        let offset = self.push_counter(offset);
+        let filters = ix
+            .filters(a)?
+            .into_iter()
+            .map(|(diff, op)| (self.push_counter(diff), op))
+            .collect();
+        Ok(Node::Load {
+            tensor: t,
+            offset,
+            all_present: ix.store.all_present[t],
+            filters,
+            checks,
+        })
+    }
+
+    /// Loop order: larger total stride outside, so the innermost loop walks memory densely.
+    fn order_loops(&mut self, shape: &Shape, space: Vec<RankId>) {
+        let fixed = self.fixed;
         let mut loop_ranks: Vec<RankId> = space.into_iter().filter(|r| Some(*r) != fixed).collect();
         let weight = |r: RankId, k: &Kernel<T>| -> u128 {
             k.counters
@@ -721,39 +705,42 @@ impl<T: Element> Kernel<T> {
                 .map(|c| u128::from(c.affine.coeffs[r.index()].unsigned_abs()))
                 .sum()
         };
-        loop_ranks.sort_by_key(|&r| (std::cmp::Reverse(weight(r, &kernel)), r));
-        kernel.sizes = loop_ranks.iter().map(|&r| shape.size(r)).collect();
-        kernel.strides = loop_ranks
+        loop_ranks.sort_by_key(|&r| (std::cmp::Reverse(weight(r, self)), r));
+        self.sizes = loop_ranks.iter().map(|&r| shape.size(r)).collect();
+        self.strides = loop_ranks
             .iter()
             .map(|r| {
-                kernel
-                    .counters
+                self.counters
                     .iter()
                     .map(|c| c.affine.coeffs[r.index()])
                     .collect()
             })
             .collect();
-        kernel.ranks = loop_ranks;
-        // Every counter's value over the whole iteration space (the fixed rank over all its
-        // steps) fits in i64, so the run-time arithmetic below cannot overflow and no bounds
-        // check is skipped by a wrapped value.
-        let box_sizes: Vec<i64> = (0..n)
+        self.ranks = loop_ranks;
+    }
+
+    /// Every counter's value over the whole iteration space (the fixed rank over all its
+    /// steps) fits in i64, so the run-time arithmetic cannot overflow and no bounds check is
+    /// skipped by a wrapped value.
+    fn check_ranges(&self, ix: &Indexing<'_, T>) -> Result<(), EvalError> {
+        let box_sizes: Vec<i64> = (0..ix.cascade.ranks.len())
             .map(|r| {
                 let rank = RankId(r as u32);
-                let in_space = kernel.ranks.contains(&rank) || kernel.fixed == Some(rank);
-                if in_space { shape.size(rank) } else { 1 }
+                let in_space = self.ranks.contains(&rank) || self.fixed == Some(rank);
+                if in_space { ix.shape.size(rank) } else { 1 }
             })
             .collect();
         let fits =
             |(lo, hi): (i128, i128)| lo >= i128::from(i64::MIN) && hi <= i128::from(i64::MAX);
-        if !kernel
+        if self
             .counters
             .iter()
             .all(|c| fits(c.affine.range(&box_sizes)))
         {
-            return Err(overflow("an index, offset or filter".to_string()));
+            Ok(())
+        } else {
+            Err(ix.overflow("an index, offset or filter".to_string()))
         }
-        Ok(kernel)
     }
 
     fn push_counter(&mut self, affine: Affine) -> usize {
@@ -1215,6 +1202,82 @@ impl Position<'_> {
             p.push(i as i64);
         }
         p
+    }
+}
+
+/// What compiling one Einsum's accesses needs: index expressions as affine counters over the
+/// shape, with every overflow and non-affine index an error naming the Einsum and the access.
+struct Indexing<'a, T> {
+    cascade: &'a Cascade,
+    shape: &'a Shape,
+    store: &'a Store<T>,
+    id: EinsumId,
+}
+
+impl<T> Indexing<'_, T> {
+    fn overflow(&self, what: String) -> EvalError {
+        EvalError::IndexOverflow {
+            einsum: einsum_label(self.cascade, self.id),
+            what,
+        }
+    }
+
+    /// Index expression `idx` at `position` of `tensor` as an affine counter.
+    fn affine(
+        &self,
+        idx: &IndexExpr,
+        tensor: TensorId,
+        position: usize,
+    ) -> Result<Affine, EvalError> {
+        let name = &self.cascade.tensor(tensor).name;
+        linearize(idx, self.shape, self.cascade.ranks.len()).map_err(|e| match e {
+            NotAffine::Product => EvalError::NonAffineIndex {
+                einsum: einsum_label(self.cascade, self.id),
+                tensor: name.clone(),
+                position,
+            },
+            NotAffine::Overflow => self.overflow(format!("index {position} of {name}")),
+        })
+    }
+
+    /// The flat offset of access `a` into its tensor's storage, and each position's index.
+    fn offset(&self, a: &Access) -> Result<(Affine, Vec<Affine>), EvalError> {
+        let n = self.cascade.ranks.len();
+        let mut offset = Affine::constant(n, 0);
+        let mut positions = Vec::with_capacity(a.indices.len());
+        for (d, idx) in a.indices.iter().enumerate() {
+            let index = self.affine(idx, a.tensor, d)?;
+            let stride = self.store.strides[a.tensor.index()][d];
+            // `offset + index · stride`, or the overflow error naming the access.
+            offset = index
+                .clone()
+                .scale(stride)
+                .and_then(|scaled| offset.combine(&scaled, 1))
+                .ok_or_else(|| {
+                    self.overflow(format!(
+                        "the offset into {}",
+                        self.cascade.tensor(a.tensor).name
+                    ))
+                })?;
+            positions.push(index);
+        }
+        Ok((offset, positions))
+    }
+
+    /// Each condition of the access's filters as `(lhs - rhs, op)`.
+    fn filters(&self, a: &Access) -> Result<Vec<(Affine, CompareOp)>, EvalError> {
+        let mut out = Vec::new();
+        for f in &a.filters {
+            for c in &f.conds {
+                let lhs = self.affine(&c.lhs, a.tensor, f.position)?;
+                let rhs = self.affine(&c.rhs, a.tensor, f.position)?;
+                let diff = lhs
+                    .combine(&rhs, -1)
+                    .ok_or_else(|| self.overflow("a filter".to_string()))?;
+                out.push((diff, c.op));
+            }
+        }
+        Ok(out)
     }
 }
 
