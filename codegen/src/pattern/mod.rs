@@ -451,12 +451,17 @@ impl Ctx<'_> {
 
     /// Works out the ranks and every tensor's layout, and checks that each expression uses
     /// only the variables the kernel has where it evaluates it.
-    fn assemble(&mut self, parts: Parts) -> M<Attention> {
+    /// The query rank of the scores: a row variable Q reads plainly and K and V do not (keys do
+    /// not depend on the query position), the one a mask uses if several, else the first
+    /// declared; or the parts of a split that read Q together (`Q[e, pb*P0+p0]`), with the
+    /// split.
+    fn query_rank(
+        &self,
+        parts: &Parts,
+        first: &node::Product,
+        mask: &[Compare],
+    ) -> M<(RankId, Option<(RankId, RankId)>)> {
         let c = self.c;
-        let Some(first) = parts.products.first().cloned() else {
-            return Err("the scores are not a product Q·K".into());
-        };
-        let e = first.e;
         let vars_of = |a: &Access| {
             let mut vars = Vec::new();
             for i in &a.indices {
@@ -465,14 +470,8 @@ impl Ctx<'_> {
             vars
         };
         let (k_vars, v_vars) = (vars_of(&first.k), vars_of(&parts.v));
-        let mut mask: Vec<Compare> = parts
-            .products
-            .iter()
-            .flat_map(|p| p.conds.clone())
-            .collect();
-        mask.extend(parts.score.guards());
         let mut mask_vars = Vec::new();
-        for k in &mask {
+        for k in mask {
             k.lhs.collect_vars(&mut mask_vars);
             k.rhs.collect_vars(&mut mask_vars);
         }
@@ -495,7 +494,7 @@ impl Ctx<'_> {
             (both && first.q.indices.contains(&IndexExpr::tiled(outer, inner)))
                 .then_some((RankId(i as u32), (outer, inner)))
         });
-        let (p, query_split) = match candidates
+        let found = match candidates
             .iter()
             .copied()
             .find(|r| mask_vars.contains(r))
@@ -512,6 +511,65 @@ impl Ctx<'_> {
                 }
             },
         };
+        Ok(found)
+    }
+
+    /// Each output in the query form (`pb*P0+p0` written `p`), its value checked to use only
+    /// the row, head and (for a per-feature output) feature variables.
+    fn outputs(
+        &self,
+        outputs: Vec<(TensorId, Vec<IndexExpr>, Node)>,
+        query: &KeyRanks,
+        f: RankId,
+        p: RankId,
+        row_vars: &[RankId],
+        heads: &[RankId],
+    ) -> M<Vec<Output>> {
+        let c = self.c;
+        let q_norm = |i: &IndexExpr| query.normalise(i);
+        let c_norm = |k: &Compare| query.normalise_cond(k);
+        let mut out = Vec::new();
+        for (t, idx, value) in outputs {
+            let idx: Vec<IndexExpr> = idx.iter().map(|i| q_norm(&self.key.normalise(i))).collect();
+            let value = value.map(&q_norm, &c_norm);
+            let per_row = !idx.contains(&IndexExpr::Var(f));
+            if per_row && value.any(&|n| matches!(n, Node::Numerator)) {
+                return Err(format!(
+                    "{} reads the numerator without its feature index",
+                    c.tensor(t).name
+                ));
+            }
+            let feature = (!per_row).then_some(f);
+            let used = TensorUse::new(c, t, idx.clone(), feature, Some(p), heads)?;
+            used.covers(c, heads)?;
+            let mut allowed: Vec<RankId> = row_vars.iter().chain(heads).copied().collect();
+            if !per_row {
+                allowed.push(f);
+            }
+            self.check_node(&value, &allowed, &value.guards(), "output")?;
+            out.push(Output {
+                tensor: t,
+                indices: idx,
+                per_row,
+                value,
+            });
+        }
+        Ok(out)
+    }
+
+    fn assemble(&mut self, parts: Parts) -> M<Attention> {
+        let c = self.c;
+        let Some(first) = parts.products.first().cloned() else {
+            return Err("the scores are not a product Q·K".into());
+        };
+        let e = first.e;
+        let mut mask: Vec<Compare> = parts
+            .products
+            .iter()
+            .flat_map(|p| p.conds.clone())
+            .collect();
+        mask.extend(parts.score.guards());
+        let (p, query_split) = self.query_rank(&parts, &first, &mask)?;
         let query_vars: Vec<RankId> = match query_split {
             Some((outer, inner)) => vec![outer, inner],
             None => vec![p],
@@ -584,32 +642,7 @@ impl Ctx<'_> {
             .collect();
         let mask: Vec<Compare> = mask.iter().map(c_norm).collect();
         self.check_node(&score, &score_vars, &mask, "score")?;
-        let mut outputs = Vec::new();
-        for (t, idx, value) in parts.outputs {
-            let idx: Vec<IndexExpr> = idx.iter().map(|i| q_norm(&self.key.normalise(i))).collect();
-            let value = value.map(&q_norm, &c_norm);
-            let per_row = !idx.contains(&IndexExpr::Var(f));
-            if per_row && value.any(&|n| matches!(n, Node::Numerator)) {
-                return Err(format!(
-                    "{} reads the numerator without its feature index",
-                    c.tensor(t).name
-                ));
-            }
-            let feature = (!per_row).then_some(f);
-            let used = TensorUse::new(c, t, idx.clone(), feature, Some(p), &heads)?;
-            used.covers(c, &heads)?;
-            let mut allowed: Vec<RankId> = row_vars.iter().chain(&heads).copied().collect();
-            if !per_row {
-                allowed.push(f);
-            }
-            self.check_node(&value, &allowed, &value.guards(), "output")?;
-            outputs.push(Output {
-                tensor: t,
-                indices: idx,
-                per_row,
-                value,
-            });
-        }
+        let outputs = self.outputs(parts.outputs, &query, f, p, &row_vars, &heads)?;
         let mut roles = std::mem::take(&mut self.roles);
         roles.sort_by_key(|r| r.einsum);
         Ok(Attention {
