@@ -84,51 +84,62 @@ impl EnergyBreakdown {
         e
     }
 
-    /// Per phase, component and action (`array2d mac`, `global buffer read`, `DRAM write`).
+    /// Per phase, component and action (`array2d mac`, `global buffer read`, `DRAM write`),
+    /// compute first, then registers, buffer and DRAM.
     pub fn by_component(&self) -> Vec<EnergyPart> {
-        self.group(|_| true, |it| format!("{} {}", it.component, it.action))
+        let mut items: Vec<&EnergyItem> = self.items.iter().collect();
+        items.sort_by(|a, b| {
+            (a.phase, a.kind, &a.component, &a.action).cmp(&(
+                b.phase,
+                b.kind,
+                &b.component,
+                &b.action,
+            ))
+        });
+        group(items, |it| format!("{} {}", it.component, it.action))
     }
 
     /// Per phase and Einsum: its compute and PE-register energy.
     pub fn by_einsum(&self) -> Vec<EnergyPart> {
-        self.group(
-            |it| matches!(it.kind, EnergyKind::Compute | EnergyKind::Register),
+        let items = self.items.iter();
+        group(
+            items.filter(|it| matches!(it.kind, EnergyKind::Compute | EnergyKind::Register)),
             |it| it.owner.clone(),
         )
     }
 
     /// Per phase and tensor: its global-buffer and DRAM energy.
     pub fn by_tensor(&self) -> Vec<EnergyPart> {
-        self.group(
-            |it| matches!(it.kind, EnergyKind::Buffer | EnergyKind::Dram),
+        let items = self.items.iter();
+        group(
+            items.filter(|it| matches!(it.kind, EnergyKind::Buffer | EnergyKind::Dram)),
             |it| it.owner.clone(),
         )
     }
+}
 
-    /// Sums the items `keep` selects by phase and `name`, in the order each first appears.
-    fn group(
-        &self,
-        keep: impl Fn(&EnergyItem) -> bool,
-        name: impl Fn(&EnergyItem) -> String,
-    ) -> Vec<EnergyPart> {
-        let mut parts: Vec<EnergyPart> = Vec::new();
-        let mut index: BTreeMap<(usize, String), usize> = BTreeMap::new();
-        for it in self.items.iter().filter(|it| keep(it)) {
-            let key = (it.phase, name(it));
-            let k = *index.entry(key.clone()).or_insert_with(|| {
-                parts.push(EnergyPart {
-                    phase: key.0,
-                    name: key.1,
-                    count: 0.0,
-                    pj: 0.0,
-                });
-                parts.len() - 1
+/// Sums items by phase and `name`, in the order each first appears.
+fn group<'a>(
+    items: impl IntoIterator<Item = &'a EnergyItem>,
+    name: impl Fn(&EnergyItem) -> String,
+) -> Vec<EnergyPart> {
+    let mut parts: Vec<EnergyPart> = Vec::new();
+    let mut index: BTreeMap<(usize, String), usize> = BTreeMap::new();
+    for it in items {
+        let key = (it.phase, name(it));
+        let k = *index.entry(key.clone()).or_insert_with(|| {
+            parts.push(EnergyPart {
+                phase: key.0,
+                name: key.1,
+                count: 0.0,
+                pj: 0.0,
             });
-            parts[k].count += it.count;
-            parts[k].pj += it.pj;
-        }
-        parts
+            parts.len() - 1
+        });
+        parts[k].count += it.count;
+        parts[k].pj += it.pj;
     }
+    parts
 }
 
 /// Prices every action count of the schedule: each Einsum's compute actions and PE-register
