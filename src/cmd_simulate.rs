@@ -484,7 +484,118 @@ fn print_detail(
         en.buffer_pj * 1e-12,
         en.dram_pj * 1e-12
     );
+    print_breakdown(r);
     println!("\nmapping (a file for --mapping):\n{}", s.mapping);
+}
+
+/// Where every pJ and byte of a point comes from: energy per component and action, per Einsum
+/// (compute and PE registers) and per tensor (global buffer and DRAM), and each tensor's DRAM
+/// traffic, per phase (numbered from 1). Each energy table sums to the report's total.
+fn print_breakdown(r: &SimReport) {
+    let total = r.energy.total_pj();
+    let share = |pj: f64| {
+        if total > 0.0 {
+            format!("{:.2}%", pj / total * 100.0)
+        } else {
+            "-".to_string()
+        }
+    };
+    let mut table = Table::new();
+    table.load_style(presets::ASCII_MARKDOWN).set_header([
+        "phase",
+        "component and action",
+        "count",
+        "pJ each",
+        "energy_j",
+        "share",
+    ]);
+    let b = &r.breakdown;
+    for part in b.by_component() {
+        table.add_row(vec![
+            (part.phase + 1).to_string(),
+            part.name,
+            format!("{:.4e}", part.count),
+            format!("{:.4}", part.pj / part.count),
+            format!("{:.4e}", part.pj * 1e-12),
+            share(part.pj),
+        ]);
+    }
+    println!("\nenergy by component (counts are actions; words for registers, buffer and DRAM):");
+    println!("{table}");
+    let mut table = Table::new();
+    table.load_style(presets::ASCII_MARKDOWN).set_header([
+        "phase",
+        "einsum or tensor",
+        "spent on",
+        "energy_j",
+        "share",
+    ]);
+    for (parts, what) in [
+        (b.by_einsum(), "compute and PE registers"),
+        (b.by_tensor(), "global buffer and DRAM"),
+    ] {
+        for part in parts {
+            table.add_row(vec![
+                (part.phase + 1).to_string(),
+                part.name,
+                what.to_string(),
+                format!("{:.4e}", part.pj * 1e-12),
+                share(part.pj),
+            ]);
+        }
+    }
+    println!("energy by Einsum and tensor:\n{table}");
+    let mut table = Table::new();
+    table.load_style(presets::ASCII_MARKDOWN).set_header([
+        "phase",
+        "tensor",
+        "dram_read_gb",
+        "dram_write_gb",
+        "buffer_read_words",
+        "buffer_write_words",
+    ]);
+    for t in &r.traffic_by_tensor {
+        table.add_row(vec![
+            (t.phase + 1).to_string(),
+            t.tensor.clone(),
+            format!("{:.4}", t.dram_read_bytes / 1e9),
+            format!("{:.4}", t.dram_write_bytes / 1e9),
+            format!("{:.4e}", t.buffer_read_words),
+            format!("{:.4e}", t.buffer_write_words),
+        ]);
+    }
+    println!(
+        "traffic by tensor (DRAM {:.4} GB in all):\n{table}",
+        r.dram_bytes / 1e9
+    );
+}
+
+/// The breakdown as JSON: every priced item, the three groupings, and traffic per tensor;
+/// phases are numbered from 1 as `--detail` prints them.
+fn breakdown_json(r: &SimReport) -> (Value, Value) {
+    let b = &r.breakdown;
+    let parts = |parts: Vec<cascade_sim::EnergyPart>| -> Vec<Value> {
+        parts
+            .into_iter()
+            .map(|p| json!({"phase": p.phase + 1, "name": p.name, "count": p.count, "pj": p.pj}))
+            .collect()
+    };
+    let energy = json!({
+        "items": b.items.iter().map(|it| json!({
+            "phase": it.phase + 1, "kind": format!("{:?}", it.kind).to_lowercase(),
+            "component": it.component, "action": it.action, "owner": it.owner,
+            "count": it.count, "pj_per_action": it.pj_per_action, "pj": it.pj,
+        })).collect::<Vec<_>>(),
+        "by_component": parts(b.by_component()),
+        "by_einsum": parts(b.by_einsum()),
+        "by_tensor": parts(b.by_tensor()),
+    });
+    let traffic = json!(r.traffic_by_tensor.iter().map(|t| json!({
+        "phase": t.phase + 1, "tensor": t.tensor,
+        "dram_read_bytes": t.dram_read_bytes, "dram_write_bytes": t.dram_write_bytes,
+        "buffer_read_words": t.buffer_read_words, "buffer_write_words": t.buffer_write_words,
+    })).collect::<Vec<_>>());
+    (energy, traffic)
 }
 
 fn report_json(
@@ -492,6 +603,7 @@ fn report_json(
     s: &cascade_scheduler::Schedule,
     arch: &cascade_scheduler::ArchSpec,
 ) -> Value {
+    let (energy_breakdown, traffic_by_tensor) = breakdown_json(r);
     json!({
         "workload": r.workload,
         "cascade": r.cascade,
@@ -531,6 +643,8 @@ fn report_json(
             "compute": r.energy.compute_pj, "register": r.energy.register_pj,
             "buffer": r.energy.buffer_pj, "dram": r.energy.dram_pj, "total": r.energy.total_pj(),
         },
+        "energy_breakdown": energy_breakdown,
+        "traffic_by_tensor": traffic_by_tensor,
         "tile_mac_energy_share": r.tile_mac_energy_share,
         "area_mm2": r.area_mm2,
         "spill": r.spill,

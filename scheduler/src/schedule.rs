@@ -269,6 +269,9 @@ pub struct Phase {
     pub passes: u32,
     pub placements: Vec<(String, Residency)>,
     pub traffic: Traffic,
+    /// Each tensor's part of `traffic` (every word is counted in both), in the order the
+    /// phase first touches the tensors.
+    pub traffic_by_tensor: Vec<(String, Traffic)>,
     /// Buffer words the resident queries and streamed tiles need.
     pub buffer_words: u64,
     /// Fraction of the pass-crossing state that does not fit and goes to DRAM.
@@ -365,6 +368,7 @@ pub fn schedule_with(
             passes: placed.passes,
             placements: placed.placements,
             traffic: placed.traffic,
+            traffic_by_tensor: placed.traffic_by_tensor,
             buffer_words: placed.buffer_words,
             spill: placed.spill,
             stall_per_tile: laid.stall_per_tile,

@@ -7,6 +7,7 @@
 //! counts × the cost table; area is PEs × component areas plus the buffer. [`end_to_end`] adds the
 //! linear layers of a transformer layer on the tile unit at full utilisation.
 
+pub mod breakdown;
 pub mod compare;
 pub mod cycle;
 pub mod sweep;
@@ -14,6 +15,8 @@ pub mod sweep;
 use std::collections::BTreeMap;
 
 use cascade_scheduler::{ArchSpec, Schedule, UnitId};
+
+pub use breakdown::{EnergyBreakdown, EnergyItem, EnergyKind, EnergyPart, TensorTraffic};
 
 /// One unit's activity over the whole attention layer.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,7 +95,12 @@ pub struct SimReport {
     pub einsums: Vec<EinsumShare>,
     pub dram_bytes: f64,
     pub memory_cycles: f64,
+    /// The four totals: [`SimReport::breakdown`]'s items summed.
     pub energy: Energy,
+    /// Every priced action count, per phase, component and Einsum or tensor.
+    pub breakdown: EnergyBreakdown,
+    /// DRAM bytes and buffer words of each tensor, per phase; they sum to `dram_bytes`.
+    pub traffic_by_tensor: Vec<TensorTraffic>,
     /// Energy by (unit, action) of the compute, in pJ.
     pub compute_by_action: BTreeMap<(String, String), f64>,
     /// Share of the total energy spent on MACs of the tile unit.
@@ -206,32 +214,16 @@ pub fn simulate(schedule: &Schedule, arch: &ArchSpec) -> SimReport {
         })
         .collect();
 
-    // Energy.
-    let table = arch.costs();
-    let mut energy = Energy::default();
+    // Energy: the priced action counts, summed.
+    let breakdown = breakdown::energy_breakdown(schedule, arch);
+    let energy = breakdown.totals();
     let mut compute_by_action: BTreeMap<(String, String), f64> = BTreeMap::new();
-    let (reg_r, reg_w) = (
-        table.energy_pj("register_read").unwrap_or(0.0),
-        table.energy_pj("register_write").unwrap_or(0.0),
-    );
-    for e in &schedule.einsums {
-        let unit = arch.unit(e.unit).name().to_string();
-        for (action, &count) in &e.actions {
-            let pj = count as f64 * n * table.energy_pj(action).unwrap_or(0.0);
-            energy.compute_pj += pj;
+    for it in &breakdown.items {
+        if it.kind == EnergyKind::Compute {
             *compute_by_action
-                .entry((unit.clone(), action.clone()))
-                .or_default() += pj;
+                .entry((it.component.clone(), it.action.clone()))
+                .or_default() += it.pj;
         }
-        energy.register_pj +=
-            (e.register_reads as f64 * reg_r + e.register_writes as f64 * reg_w) * n;
-    }
-    let (buf_r, buf_w) = table.buffer_word_pj(arch.buffer_bytes(), arch.word_bits());
-    let dram_word = table.dram_word_pj(arch.word_bits());
-    for phase in &schedule.phases {
-        let t = &phase.traffic;
-        energy.buffer_pj += (t.buffer_read * buf_r + t.buffer_write * buf_w) * n;
-        energy.dram_pj += (t.dram_read + t.dram_write) * dram_word * n;
     }
     let tile_name = arch.unit(tile_unit).name().to_string();
     let tile_mac = compute_by_action
@@ -253,6 +245,8 @@ pub fn simulate(schedule: &Schedule, arch: &ArchSpec) -> SimReport {
         dram_bytes: dram_words * word_bytes,
         memory_cycles: memory_total,
         energy,
+        traffic_by_tensor: breakdown::traffic_by_tensor(schedule, arch),
+        breakdown,
         compute_by_action,
         tile_mac_energy_share: if total > 0.0 { tile_mac / total } else { 0.0 },
         area_mm2: area_mm2(arch),

@@ -628,3 +628,70 @@ fn simulate_engine_both_reports_both_latencies_and_their_ratio() {
         Some(12288)
     );
 }
+
+#[test]
+fn simulate_breaks_energy_and_traffic_down() {
+    // JSON: the breakdown's groupings each sum to the total, and the tensors' bytes to the
+    // point's DRAM bytes; the text `--detail` prints the three tables before the mapping.
+    let out = cascade(&[
+        "simulate",
+        "--arch",
+        "unfused",
+        "--workload",
+        "bert",
+        "--seq",
+        "4k",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let p = &json["points"][0];
+    let total = p["energy_pj"]["total"].as_f64().unwrap();
+    let sum = |v: &Value, key: &str| -> f64 {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x[key].as_f64().unwrap())
+            .sum()
+    };
+    let b = &p["energy_breakdown"];
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs();
+    assert!(close(sum(&b["by_component"], "pj"), total));
+    assert!(close(sum(&b["items"], "pj"), total));
+    assert!(close(
+        sum(&b["by_einsum"], "pj") + sum(&b["by_tensor"], "pj"),
+        total
+    ));
+    let t = &p["traffic_by_tensor"];
+    let bytes = sum(t, "dram_read_bytes") + sum(t, "dram_write_bytes");
+    assert!(close(bytes, p["dram_bytes"].as_f64().unwrap()));
+    // Unfused writes the scores QK in phase 1 and reads them back in phase 2.
+    let qk = |phase: u64, key: &str| {
+        t.as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["tensor"] == "QK" && x["phase"] == phase)
+            .map(|x| x[key].as_f64().unwrap())
+    };
+    assert!(qk(1, "dram_write_bytes").unwrap() > 0.0);
+    assert!(qk(2, "dram_read_bytes").unwrap() > 0.0);
+    let detail = cascade(&[
+        "simulate",
+        "--arch",
+        "fusemax",
+        "--workload",
+        "bert",
+        "--seq",
+        "1k",
+        "--detail",
+    ]);
+    let text = stdout(&detail);
+    let at = |s: &str| {
+        text.find(s)
+            .unwrap_or_else(|| panic!("no {s:?} in\n{text}"))
+    };
+    assert!(at("energy by component") < at("energy by Einsum and tensor"));
+    assert!(at("traffic by tensor") < at("mapping (a file for --mapping)"));
+    assert!(text.contains("| 1     | array2d mac "), "{text}");
+}

@@ -45,11 +45,36 @@ pub(crate) struct Placed {
     pub passes: u32,
     pub placements: Vec<(String, Residency)>,
     pub traffic: Traffic,
+    /// Each tensor's part of `traffic`, in the order the phase first touches them.
+    pub traffic_by_tensor: Vec<(String, Traffic)>,
     pub buffer_words: u64,
     pub spill: f64,
     /// Whether each query tile streams every key tile itself (the query loop outside the key
     /// loop) rather than sharing each key tile among the P1 resident query tiles.
     pub query_outer: bool,
+}
+
+/// A phase's traffic and each tensor's part of it: every word is added to both, so the parts
+/// sum to the total by construction.
+#[derive(Default)]
+struct Ledger {
+    total: Traffic,
+    by_tensor: Vec<(String, Traffic)>,
+}
+
+impl Ledger {
+    /// Applies `add` to the total and to `tensor`'s part.
+    fn add(&mut self, tensor: &str, add: impl Fn(&mut Traffic)) {
+        add(&mut self.total);
+        match self.by_tensor.iter_mut().find(|(n, _)| n == tensor) {
+            Some((_, t)) => add(t),
+            None => {
+                let mut t = Traffic::default();
+                add(&mut t);
+                self.by_tensor.push((tensor.to_string(), t));
+            }
+        }
+    }
 }
 
 struct Sizes<'a> {
@@ -185,7 +210,8 @@ pub(crate) fn place(
         partition,
         passes,
         placements,
-        traffic,
+        traffic: traffic.total,
+        traffic_by_tensor: traffic.by_tensor,
         buffer_words: sized.used,
         spill: sized.spill,
         query_outer,
@@ -468,11 +494,11 @@ impl Ctx<'_> {
     }
 
     /// DRAM and buffer traffic of each tensor the phase touches, and where it lives.
-    fn tensor_traffic(&self, plans: &[EinsumPlan]) -> (Traffic, Vec<(String, Residency)>) {
+    fn tensor_traffic(&self, plans: &[EinsumPlan]) -> (Ledger, Vec<(String, Residency)>) {
         let (a, sz) = (self.a, self.sz);
         let part = self.partition;
         let spill = self.spill;
-        let mut traffic = Traffic::default();
+        let mut traffic = Ledger::default();
         let mut placements = Vec::new();
         for (&t, role) in self.roles_of {
             let words = sz.words(t) as f64;
@@ -482,16 +508,20 @@ impl Ctx<'_> {
             let residency = match role {
                 Role::QueryInput if passes > 1.0 && sz.has_barrier(t) => {
                     let read = words + spill * words * (passes - 1.0);
-                    traffic.dram_read += read;
-                    traffic.buffer_write += read;
+                    traffic.add(&name, |t| {
+                        t.dram_read += read;
+                        t.buffer_write += read;
+                    });
                     Residency::PassState {
                         words_per_query: sz.per_query(t),
                         spill,
                     }
                 }
                 Role::QueryInput => {
-                    traffic.dram_read += words;
-                    traffic.buffer_write += words;
+                    traffic.add(&name, |t| {
+                        t.dram_read += words;
+                        t.buffer_write += words;
+                    });
                     Residency::Buffer {
                         words_per_query: sz.per_query(t),
                     }
@@ -513,8 +543,10 @@ impl Ctx<'_> {
                             (words * times as f64, times)
                         }
                     };
-                    traffic.dram_read += read;
-                    traffic.buffer_write += read;
+                    traffic.add(&name, |t| {
+                        t.dram_read += read;
+                        t.buffer_write += read;
+                    });
                     let tile_words = if sz.has_key(t) {
                         sz.words(t) / part.m1.max(1)
                     } else {
@@ -525,13 +557,15 @@ impl Ctx<'_> {
                 Role::State => {
                     // Swapped between the buffer and the row unit once per key tile it runs on.
                     let per_iter = sz.per_iteration(t) as f64 * part.m1 as f64 * writer_share;
-                    traffic.buffer_write += per_iter;
+                    traffic.add(&name, |t| t.buffer_write += per_iter);
                     Residency::Buffer {
                         words_per_query: sz.per_iteration(t) / a.roles.p.max(1),
                     }
                 }
                 Role::Accumulator => {
-                    traffic.buffer_write += words * part.m1 as f64 * writer_share;
+                    traffic.add(&name, |t| {
+                        t.buffer_write += words * part.m1 as f64 * writer_share
+                    });
                     Residency::Buffer {
                         words_per_query: sz.per_query(t),
                     }
@@ -542,9 +576,11 @@ impl Ctx<'_> {
                         .filter(|&&p| p > a.pass[a.writer[&t]])
                         .count() as f64;
                     let live = words * writer_share;
-                    traffic.dram_write += spill * live;
-                    traffic.dram_read += spill * live * later;
-                    traffic.buffer_write += live;
+                    traffic.add(&name, |t| {
+                        t.dram_write += spill * live;
+                        t.dram_read += spill * live * later;
+                        t.buffer_write += live;
+                    });
                     Residency::PassState {
                         words_per_query: sz.per_query(t),
                         spill,
@@ -552,8 +588,10 @@ impl Ctx<'_> {
                 }
                 Role::TileInput => {
                     let share = self.readers(t).map(|x| self.share(x)).fold(0.0, f64::max);
-                    traffic.dram_read += words * share;
-                    traffic.buffer_write += words * share;
+                    traffic.add(&name, |t| {
+                        t.dram_read += words * share;
+                        t.buffer_write += words * share;
+                    });
                     Residency::Streamed {
                         tile_words: sz.words(t) / (part.m1 * part.query_tiles()).max(1),
                         times: 1,
@@ -575,7 +613,7 @@ impl Ctx<'_> {
     }
 
     /// Each Einsum's reads: registers for same-unit producers, the buffer for the rest.
-    fn einsum_reads(&self, plans: &mut [EinsumPlan], traffic: &mut Traffic) {
+    fn einsum_reads(&self, plans: &mut [EinsumPlan], traffic: &mut Ledger) {
         let (a, sz) = (self.a, self.sz);
         let r = a.roles;
         let part = self.partition;
@@ -604,6 +642,7 @@ impl Ctx<'_> {
             let mut reg_reads = 0u64;
             for (accessed, _) in &a.reads[x] {
                 let t = a.src(*accessed);
+                let name = &a.cascade.tensor(t).name;
                 match self.roles_of.get(&t) {
                     // Same unit: a register read; another unit: passed over the array link.
                     Some(Role::Local) if plans[a.writer[&t]].unit == plans[x].unit => {
@@ -612,14 +651,16 @@ impl Ctx<'_> {
                     Some(Role::Local) => {}
                     Some(Role::State) => {
                         let per_iter = sz.per_iteration(t) as f64;
-                        traffic.buffer_read += if plans[x].per_key_tile {
+                        let words = if plans[x].per_key_tile {
                             per_iter * part.m1 as f64 * share
                         } else {
                             per_iter
                         };
+                        traffic.add(name, |t| t.buffer_read += words);
                     }
                     Some(_) => {
-                        traffic.buffer_read += sz.words(t) as f64 * reread(x, *accessed) * share
+                        let words = sz.words(t) as f64 * reread(x, *accessed) * share;
+                        traffic.add(name, |t| t.buffer_read += words);
                     }
                     None => {}
                 }
@@ -629,7 +670,7 @@ impl Ctx<'_> {
     }
 
     /// Outputs of the phase: read by another phase or by the caller, written to DRAM once.
-    fn outputs(&self, traffic: &mut Traffic, placements: &mut Vec<(String, Residency)>) {
+    fn outputs(&self, traffic: &mut Ledger, placements: &mut Vec<(String, Residency)>) {
         let (a, sz) = (self.a, self.sz);
         for &w in self.members {
             let t = a.cascade.einsum(a.body[w]).output.tensor;
@@ -644,9 +685,12 @@ impl Ctx<'_> {
                 } else {
                     sz.words(t)
                 } as f64;
-                traffic.dram_write += words;
-                traffic.buffer_write += words;
-                placements.push((a.cascade.tensor(t).name.clone(), Residency::Dram));
+                let name = a.cascade.tensor(t).name.clone();
+                traffic.add(&name, |t| {
+                    t.dram_write += words;
+                    t.buffer_write += words;
+                });
+                placements.push((name, Residency::Dram));
             }
         }
     }
