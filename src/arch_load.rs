@@ -149,17 +149,19 @@ pub fn arch_with_cascade(arg: &str, cascade: Option<&str>) -> anyhow::Result<Loa
 
 /// The cascade an architecture file names (`cascade = …`), confined as its cost table is.
 fn arch_cascade(arg: &str, name: &str, dir: Option<&Path>) -> anyhow::Result<load::Loaded> {
-    if let Some(loaded) = load::library(name) {
+    if let Some(loaded) = load::named(name) {
         return loaded;
     }
     let Some(path) = dir.and_then(|d| confined(d, Path::new(name))) else {
-        let names: Vec<&str> = cascade_ir::library::names().collect();
+        let names: Vec<&str> = cascade_ir::library::names()
+            .chain(cascade_ir::library::variant_names())
+            .collect();
         let beside = match dir {
             Some(d) => format!(" nor a file under {}", d.display()),
             None => String::new(),
         };
         return Err(UserError::message(format!(
-            "{arg}: `cascade = \"{name}\"` is neither a library cascade{beside}; name one of {} or a .cascade file in the architecture file's directory",
+            "{arg}: `cascade = \"{name}\"` is neither a library cascade or variant{beside}; name one of {} or a .cascade file in the architecture file's directory",
             names.join(", ")
         ))
         .into());
@@ -230,6 +232,11 @@ pub fn points(
             .into());
         }
     };
+    // Checked even where no decode point uses them, so a bad value is never silently ignored.
+    let given_batches = match &points.batch {
+        Some(b) => Some(values::batch_list(b).map_err(|e| UserError::message(e.0))?),
+        None => None,
+    };
     let models = models(workloads, workload)?;
     let mut out = Vec::new();
     if prefill {
@@ -249,10 +256,7 @@ pub fn points(
                 Some(s) => seq_list(s)?,
                 None => d.kv.clone(),
             };
-            let batches = match &points.batch {
-                Some(b) => seq_list(b)?,
-                None => d.batch.clone(),
-            };
+            let batches = given_batches.unwrap_or_else(|| d.batch.clone());
             for m in &models {
                 for &kv in &kvs {
                     for &b in &batches {
@@ -310,27 +314,76 @@ pub fn problems(
     points(workloads, workload, seq, &scenario)
 }
 
+/// The directory of a file argument (`None` for a shipped name): where the references inside
+/// that file may point.
+fn file_dir(arg: &str) -> Option<PathBuf> {
+    let path = Path::new(arg);
+    if !path.is_file() {
+        return None;
+    }
+    Some(match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    })
+}
+
+/// The cascade a workload file names for a model (`cascade = …`, `decode_cascade = …`): a
+/// library cascade or model variant, else a file under the workload file's directory, confined
+/// as an architecture's references are.
+fn workload_cascade(what: &str, name: &str, dir: Option<&Path>) -> anyhow::Result<load::Loaded> {
+    if let Some(loaded) = load::named(name) {
+        return loaded;
+    }
+    let Some(path) = dir.and_then(|d| confined(d, Path::new(name))) else {
+        let names: Vec<&str> = cascade_ir::library::names()
+            .chain(cascade_ir::library::variant_names())
+            .collect();
+        let beside = match dir {
+            Some(d) => format!(" nor a file under {}", d.display()),
+            None => String::new(),
+        };
+        return Err(UserError::message(format!(
+            "{what}: `cascade = \"{name}\"` is neither a library cascade or variant{beside}; name one of {} or a .cascade file in the workload file's directory",
+            names.join(", ")
+        ))
+        .into());
+    };
+    load::load(&path.display().to_string())
+}
+
 /// The cascade each problem runs: `chosen` (`--cascade`) for all, else the one the workload
-/// names for the model, else the architecture's own; each loaded once and checked against the
+/// names for the model (confined to the workload file's directory), else the architecture's own
+/// (confined to the architecture file's); each loaded once and checked against the
 /// architecture's explicit bindings.
 pub fn cascades_for(
     arch_arg: &str,
     arch: &ArchSpec,
     chosen: Option<&str>,
+    workloads_arg: Option<&str>,
     problems: &[Problem],
 ) -> anyhow::Result<Vec<Cascade>> {
+    let workloads_dir = workloads_arg.and_then(file_dir);
+    let workloads_label = workloads_arg.unwrap_or("transformers");
     let mut loaded: Vec<(String, Cascade)> = Vec::new();
     let mut out = Vec::with_capacity(problems.len());
     for p in problems {
-        let name = chosen
-            .or(p.cascade.as_deref())
-            .unwrap_or(arch.cascade())
-            .to_string();
-        if let Some((_, c)) = loaded.iter().find(|(n, _)| *n == name) {
+        // The key says where the name came from: the same name resolves differently from the
+        // command line, a workload file and an architecture file.
+        let (key, source) = match (chosen, p.cascade.as_deref()) {
+            (Some(c), _) => (format!("arg:{c}"), 0),
+            (None, Some(w)) => (format!("workload:{w}"), 1),
+            (None, None) => (format!("arch:{}", arch.cascade()), 2),
+        };
+        if let Some((_, c)) = loaded.iter().find(|(n, _)| *n == key) {
             out.push(c.clone());
             continue;
         }
-        let cascade = load::load(&name)?.parsed.cascade;
+        let found = match (source, chosen, p.cascade.as_deref()) {
+            (0, Some(c), _) => load::load(c)?,
+            (1, _, Some(w)) => workload_cascade(workloads_label, w, workloads_dir.as_deref())?,
+            _ => arch_cascade(arch_arg, arch.cascade(), file_dir(arch_arg).as_deref())?,
+        };
+        let cascade = found.parsed.cascade;
         let errs = arch.check_binding(&cascade);
         if !errs.is_empty() {
             return Err(config_error(
@@ -342,7 +395,7 @@ pub fn cascades_for(
                 &errs,
             ));
         }
-        loaded.push((name, cascade.clone()));
+        loaded.push((key, cascade.clone()));
         out.push(cascade);
     }
     Ok(out)

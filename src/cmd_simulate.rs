@@ -96,7 +96,13 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
     };
     let mut problems = arch_load::points(&workloads, &args.workload, args.seq.as_deref(), &points)?;
     arch_load::add_shape(&mut problems, args.shape.as_deref())?;
-    let cascades = arch_load::cascades_for(&args.arch, &arch, args.cascade.as_deref(), &problems)?;
+    let cascades = arch_load::cascades_for(
+        &args.arch,
+        &arch,
+        args.cascade.as_deref(),
+        args.workloads.as_deref(),
+        &problems,
+    )?;
     let running = if cascades.iter().all(|c| c.name == cascades[0].name) {
         cascades
             .first()

@@ -321,6 +321,15 @@ fn check_model(name: &str, m: RawModel, errs: &mut Vec<ConfigError>) -> Option<M
                 .collect::<Vec<_>>()
         })
     };
+    for (field, cascade) in [("cascade", &m.cascade), ("decode_cascade", &m.decode_cascade)] {
+        if cascade.as_deref().is_some_and(|c| c.trim().is_empty()) {
+            errs.push(ConfigError::Field {
+                field: at(field),
+                problem: "is empty; name a library cascade or variant, or leave the field out"
+                    .into(),
+            });
+        }
+    }
     let linear = pairs(m.linear, "linear", errs);
     let decode_linear = pairs(m.decode_linear, "decode_linear", errs);
     if errs.len() != before {

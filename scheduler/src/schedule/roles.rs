@@ -421,6 +421,11 @@ fn column_ranks(
                 allowed.join(", ")
             ))));
         }
+        if picked.contains(&r) {
+            return Ok(Err(Infeasible::new(format!(
+                "the mapping puts `{name}` on the columns twice; list each rank once"
+            ))));
+        }
         picked.push(r);
     }
     if !picked.iter().any(|&r| b(r) == p) {
