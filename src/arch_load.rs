@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use cascade_ir::Cascade;
 use cascade_scheduler::{
-    ArchSpec, BlockMask, ConfigError, MappingOverrides, Problem, RawArch, RawCosts, Workloads,
-    shipped,
+    ArchSpec, BlockMask, ConfigError, MAX_MASK_BLOCKS, MappingOverrides, Problem, RawArch,
+    RawCosts, Workloads, shipped,
 };
 
 use cascade_cli::values;
@@ -444,12 +444,17 @@ pub fn mapping(path: Option<&str>) -> anyhow::Result<MappingOverrides> {
     MappingOverrides::from_toml(&text).map_err(|errs| config_error(path, &errs))
 }
 
+/// The largest block-mask file read (`--block-mask`): room for [`MAX_MASK_BLOCKS`] blocks as
+/// 8-byte floats or as text with a separator after each, and a header; checked before reading.
+const MAX_MASK_FILE_BYTES: u64 = 8 * MAX_MASK_BLOCKS + (1 << 16);
+
 /// Reads `--block-mask NAME=FILE` arguments: which blocks of the mask input NAME attend. A
-/// `.npy` file holds a 2-D array (key blocks × query blocks) where non-zero attends; any other
-/// file is text, one line per key block of `0`/`1` (or `.`/`#`) per query block, with `//`
-/// lines as comments.
+/// `.npy` file holds a 2-D array (key blocks × query blocks) of 1 (attends) and 0 (masked);
+/// any other file is text, one line per key block of `0`/`1` (or `.`/`#`) per query block,
+/// with `//` lines as comments. A mask holds at most [`MAX_MASK_BLOCKS`] blocks; the size is
+/// checked (from the file's length and the NPY header) before anything is allocated.
 pub fn block_masks(args: &[String]) -> anyhow::Result<Vec<(String, BlockMask)>> {
-    let mut out = Vec::new();
+    let mut out: Vec<(String, BlockMask)> = Vec::new();
     for arg in args {
         let Some((name, path)) = arg.split_once('=') else {
             return Err(UserError::message(format!(
@@ -457,12 +462,46 @@ pub fn block_masks(args: &[String]) -> anyhow::Result<Vec<(String, BlockMask)>> 
             ))
             .into());
         };
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(UserError::message(format!(
+                "--block-mask `{arg}` names no input; write NAME=FILE, e.g. BM=layout.npy"
+            ))
+            .into());
+        }
+        if out.iter().any(|(n, _)| n == name) {
+            return Err(UserError::message(format!(
+                "--block-mask gives `{name}` twice; give each mask input once"
+            ))
+            .into());
+        }
+        let bad = |why: String| UserError::message(format!("block mask {path}: {why}"));
+        // What a mask of `blocks` would take in memory, and the limit.
+        let too_many = |what: String, blocks: Option<u64>| {
+            let need = blocks
+                .and_then(|n| n.checked_mul(BlockMask::BYTES_PER_BLOCK))
+                .map_or_else(|| "more than 2^64".to_string(), |b| b.to_string());
+            bad(format!(
+                "{what}, which would take about {need} bytes in memory; a block mask holds at most {MAX_MASK_BLOCKS} blocks (2^24, about {} bytes): use larger blocks (the split's inner ranks, e.g. --shape M0=1024,P0=1024)",
+                MAX_MASK_BLOCKS * BlockMask::BYTES_PER_BLOCK
+            ))
+        };
+        let len = fs::metadata(path)
+            .map_err(|e| UserError::message(format!("cannot read {path}: {e}")))?
+            .len();
+        if len > MAX_MASK_FILE_BYTES {
+            return Err(too_many(
+                format!(
+                    "the file is {len} bytes, more than a mask of {MAX_MASK_BLOCKS} blocks takes; it may hold up to {len} blocks"
+                ),
+                Some(len),
+            )
+            .into());
+        }
         let bytes =
             fs::read(path).map_err(|e| UserError::message(format!("cannot read {path}: {e}")))?;
-        let bad = |why: String| UserError::message(format!("block mask {path}: {why}"));
         let (rows, cols, bits) = if path.ends_with(".npy") {
             let header = crate::npy::read_header(&bytes).map_err(|e| bad(e.to_string()))?;
-            let data = crate::npy::read_data(&bytes, &header).map_err(|e| bad(e.to_string()))?;
             let [rows, cols] = header.shape[..] else {
                 return Err(bad(format!(
                     "a block mask is 2-D (key blocks × query blocks), not of shape {:?}",
@@ -470,7 +509,29 @@ pub fn block_masks(args: &[String]) -> anyhow::Result<Vec<(String, BlockMask)>> 
                 ))
                 .into());
             };
-            let bits = data.iter().map(|&x| x != 0.0).collect();
+            let blocks = (rows as u64).checked_mul(cols as u64);
+            if blocks.is_none_or(|n| n > MAX_MASK_BLOCKS) {
+                return Err(too_many(
+                    format!(
+                        "its header says {rows} × {cols} = {} blocks",
+                        blocks.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string())
+                    ),
+                    blocks,
+                )
+                .into());
+            }
+            let data = crate::npy::read_data(&bytes, &header).map_err(|e| bad(e.to_string()))?;
+            let mut bits = Vec::with_capacity(data.len());
+            for (at, &x) in data.indexed_iter() {
+                if x != 0.0 && x != 1.0 {
+                    return Err(bad(format!(
+                        "entry [{}, {}] is {x}; write 1 (attends) or 0 (masked)",
+                        at[0], at[1]
+                    ))
+                    .into());
+                }
+                bits.push(x == 1.0);
+            }
             (rows, cols, bits)
         } else {
             let text = String::from_utf8(bytes).map_err(|_| bad("not text".into()))?;
@@ -491,6 +552,12 @@ pub fn block_masks(args: &[String]) -> anyhow::Result<Vec<(String, BlockMask)>> 
                         .collect::<Result<Vec<bool>, UserError>>()
                 })
                 .collect::<Result<_, _>>()?;
+            if lines.is_empty() {
+                return Err(bad(
+                    "holds no block; write one line per key block, with 1 or # (attends) and 0 or . (masked) per query block".into(),
+                )
+                .into());
+            }
             let cols = lines.first().map_or(0, Vec::len);
             if lines.iter().any(|l| l.len() != cols) {
                 return Err(bad("every line needs one entry per query block".into()).into());
@@ -498,7 +565,7 @@ pub fn block_masks(args: &[String]) -> anyhow::Result<Vec<(String, BlockMask)>> 
             (lines.len(), cols, lines.into_iter().flatten().collect())
         };
         let mask = BlockMask::new(rows as u64, cols as u64, bits).map_err(bad)?;
-        out.push((name.trim().to_string(), mask));
+        out.push((name.to_string(), mask));
     }
     Ok(out)
 }

@@ -11,6 +11,10 @@ use serde_json::{Value, json};
 use crate::arch_load::{self, seq_label};
 use crate::output::{OutputFormat, UserError, check_finite, print_csv, print_json};
 
+/// The most slots the cycle engine may execute in one phase: a run beyond it would take
+/// minutes to hours, so it is refused before it starts.
+const MAX_CYCLE_SLOTS: u64 = 1 << 18;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Architecture: a shipped name (fusemax, flat, unfused, …) or a TOML path.
@@ -120,14 +124,25 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
     for (p, cascade) in problems.iter().zip(&cascades) {
         match schedule_with(cascade, &arch, p, &overrides) {
             Ok(Outcome::Scheduled(s)) => {
-                let cy = matches!(args.engine, Some(Engine::Cycle | Engine::Both)).then(|| {
+                let cy = if matches!(args.engine, Some(Engine::Cycle | Engine::Both)) {
                     let config = CycleConfig {
                         max_slots: (args.max_slots > 0).then_some(args.max_slots),
                         tile_buffers: 2,
                         log_events: 0,
                     };
-                    Box::new(cycle::run(&s, &arch, &config))
-                });
+                    let slots = cycle::executed_slots(&s, &config);
+                    if slots > MAX_CYCLE_SLOTS {
+                        return Err(crate::output::UserError::message(format!(
+                            "{} at {}: the cycle engine would execute {slots} slots of a phase (at least two whole query tiles, each with every key tile), more than the limit of {MAX_CYCLE_SLOTS} (2^18); use --engine analytical, a smaller --max-slots or a shorter --seq",
+                            p.label,
+                            arch_load::seq_label(p.seq)
+                        ))
+                        .into());
+                    }
+                    Some(Box::new(cycle::run(&s, &arch, &config)))
+                } else {
+                    None
+                };
                 let report = simulate(&s, &arch);
                 rows.push(Row::Ok(Box::new(report), s, cy))
             }
