@@ -195,7 +195,23 @@ pub fn workloads(arg: Option<&str>) -> anyhow::Result<Workloads> {
     };
     let raw =
         cascade_scheduler::RawWorkloads::from_toml(&text).map_err(|e| config_error(&what, &[e]))?;
-    Workloads::new(raw).map_err(|errs| config_error(&what, &errs))
+    let set = Workloads::new(raw).map_err(|errs| config_error(&what, &errs))?;
+    // Every cascade a model names resolves, whether or not this command runs it, so a wrong
+    // reference is never silently passed over (compare and zoo run other cascades).
+    let dir = file_dir(arg);
+    for m in set.models() {
+        for name in [m.cascade(), m.decode_cascade()].into_iter().flatten() {
+            let named = cascade_ir::library::source(name).is_some()
+                || cascade_ir::library::variant_source(name).is_some();
+            let in_dir = dir
+                .as_deref()
+                .is_some_and(|d| confined(d, Path::new(name)).is_some());
+            if !named && !in_dir {
+                workload_cascade(&what, name, dir.as_deref())?;
+            }
+        }
+    }
+    Ok(set)
 }
 
 /// Parses `1k,4k,64k` (k = 1024, M = 1024²) into sequence lengths (see [`values::seq_list`]).
@@ -210,6 +226,8 @@ pub struct Points {
     pub scenario: Option<String>,
     /// Decode batches (`1,16`), instead of the file's.
     pub batch: Option<String>,
+    /// The workload set as given (`--workloads`), for messages.
+    pub set: Option<String>,
 }
 
 /// The problems for `--workload NAME|all`, `--seq LIST` (prefill lengths and decode cache
@@ -266,9 +284,10 @@ pub fn points(
             }
         }
         (true, None) if scenario == "decode" => {
-            return Err(UserError::message(
-                "this workload set has no decode points; use --workloads llm or add a [decode] table",
-            )
+            return Err(UserError::message(format!(
+                "workload set {} has no decode points; use --workloads llm or add a [decode] table",
+                points.set.as_deref().unwrap_or("transformers")
+            ))
             .into());
         }
         _ => {}
@@ -310,6 +329,7 @@ pub fn problems(
     let scenario = Points {
         scenario: Some("prefill".into()),
         batch: None,
+        set: None,
     };
     points(workloads, workload, seq, &scenario)
 }

@@ -97,6 +97,7 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
     let points = arch_load::Points {
         scenario: args.scenario.clone(),
         batch: args.batch.clone(),
+        set: args.workloads.clone(),
     };
     let mut problems = arch_load::points(&workloads, &args.workload, args.seq.as_deref(), &points)?;
     arch_load::add_shape(&mut problems, args.shape.as_deref())?;

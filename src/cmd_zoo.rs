@@ -74,6 +74,7 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
     let points = arch_load::Points {
         scenario: Some(args.scenario.clone()),
         batch: Some(args.batch.clone()),
+        set: Some(args.workloads.clone()),
     };
     let mut problems = arch_load::points(&workloads, &args.workload, Some(&args.seq), &points)?;
     for p in &mut problems {
