@@ -222,7 +222,15 @@ fn add_masks(
             return Err(format!(
                 "the default layout of block mask `{}` would have {nk} × {nq} blocks, more than the {MAX_MASK_BLOCKS} a block mask may hold; give larger blocks (--shape {}=…) or a shorter --seq",
                 t.name,
-                cascade.rank(cascade.rank(cascade.rank_by_name(&kw).expect("declared")).split.expect("split").1).name
+                cascade
+                    .rank(
+                        cascade
+                            .rank(cascade.rank_by_name(&kw).expect("declared"))
+                            .split
+                            .expect("split")
+                            .1
+                    )
+                    .name
             ));
         }
         let bits = (0..nk)

@@ -842,7 +842,11 @@ mod tests {
             };
             let mut conj = Vec::new();
             for _ in 0..1 + next(2) {
-                let a = Affine { m: next(7) - 3, p: next(7) - 3, c: next(41) - 20 };
+                let a = Affine {
+                    m: next(7) - 3,
+                    p: next(7) - 3,
+                    c: next(41) - 20,
+                };
                 conj.push((a, ops[next(6) as usize]));
             }
             let region = Region {
@@ -870,7 +874,10 @@ mod tests {
             if conj.len() == 1 && inequality {
                 assert_eq!(got, want, "{conj:?} on {grid:?}");
             } else {
-                assert!(got.empty <= want.empty && got.full <= want.full, "{conj:?} on {grid:?}");
+                assert!(
+                    got.empty <= want.empty && got.full <= want.full,
+                    "{conj:?} on {grid:?}"
+                );
                 assert_eq!(got.total(), want.total());
             }
             let points = present_points(&region, grid.keys, grid.columns);

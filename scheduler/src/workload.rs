@@ -321,7 +321,10 @@ fn check_model(name: &str, m: RawModel, errs: &mut Vec<ConfigError>) -> Option<M
                 .collect::<Vec<_>>()
         })
     };
-    for (field, cascade) in [("cascade", &m.cascade), ("decode_cascade", &m.decode_cascade)] {
+    for (field, cascade) in [
+        ("cascade", &m.cascade),
+        ("decode_cascade", &m.decode_cascade),
+    ] {
         if cascade.as_deref().is_some_and(|c| c.trim().is_empty()) {
             errs.push(ConfigError::Field {
                 field: at(field),

@@ -560,7 +560,11 @@ fn workload_values_are_checked_where_they_enter() {
             1,
         )
         .replacen("seq = [2048,", "seq = [0,", 1)
-        .replacen("S = 14336\nffn = \"gated\"", "S = 14336\nffn = \"swish\"", 1);
+        .replacen(
+            "S = 14336\nffn = \"gated\"",
+            "S = 14336\nffn = \"swish\"",
+            1,
+        );
     let raw = cascade_scheduler::RawWorkloads::from_toml(&text).expect("parses");
     let errs: Vec<String> = cascade_scheduler::Workloads::new(raw)
         .unwrap_err()

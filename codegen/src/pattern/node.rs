@@ -55,14 +55,23 @@ impl Node {
     }
 
     /// The same tree with every load index and guard condition rewritten.
-    pub fn map(&self, idx: &dyn Fn(&IndexExpr) -> IndexExpr, cond: &dyn Fn(&Compare) -> Compare) -> Node {
+    pub fn map(
+        &self,
+        idx: &dyn Fn(&IndexExpr) -> IndexExpr,
+        cond: &dyn Fn(&Compare) -> Compare,
+    ) -> Node {
         match self {
             Node::Load(t, i) => Node::Load(*t, i.iter().map(idx).collect()),
             Node::Unary(op, a) => Node::Unary(*op, Box::new(a.map(idx, cond))),
-            Node::Binary(op, m, a, b) => {
-                Node::Binary(*op, *m, Box::new(a.map(idx, cond)), Box::new(b.map(idx, cond)))
+            Node::Binary(op, m, a, b) => Node::Binary(
+                *op,
+                *m,
+                Box::new(a.map(idx, cond)),
+                Box::new(b.map(idx, cond)),
+            ),
+            Node::Guard(k, a) => {
+                Node::Guard(k.iter().map(cond).collect(), Box::new(a.map(idx, cond)))
             }
-            Node::Guard(k, a) => Node::Guard(k.iter().map(cond).collect(), Box::new(a.map(idx, cond))),
             other => other.clone(),
         }
     }

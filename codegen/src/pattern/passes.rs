@@ -408,7 +408,9 @@ fn key_ranks(c: &Cascade, keys: &[RankId]) -> M<KeyRanks> {
                 }
                 _ => None,
             })
-            .ok_or_else(|| "the output reduces two ranks that are not the parts of one split".into()),
+            .ok_or_else(|| {
+                "the output reduces two ranks that are not the parts of one split".into()
+            }),
         _ => Err("the output does not sum over one key rank".into()),
     }
 }
