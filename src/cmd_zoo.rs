@@ -205,16 +205,14 @@ fn add_masks(
         }
         let size = |n: &str| problem.sizes.get(n).copied().unwrap_or(1);
         let (m, p) = (size(&kw), size(&qw));
-        // The schedule's block sizes: the array's rows unless the problem gives them.
-        let block = |whole: &str| -> u64 {
+        // The inner part of a split rank: the block size.
+        let inner = |whole: &str| -> &str {
             let w = cascade.rank_by_name(whole).expect("declared");
-            let inner = cascade.rank(w).split.expect("split").1;
-            problem
-                .sizes
-                .get(&cascade.rank(inner).name)
-                .copied()
-                .unwrap_or(rows)
+            &cascade.rank(cascade.rank(w).split.expect("split").1).name
         };
+        // The schedule's block sizes: the array's rows unless the problem gives them.
+        let block =
+            |whole: &str| -> u64 { problem.sizes.get(inner(whole)).copied().unwrap_or(rows) };
         let (kb, qb) = (block(&kw).min(m).max(1), block(&qw).min(p).max(1));
         let (nk, nq) = (m.div_ceil(kb), p.div_ceil(qb));
         // The layout is made only when it fits a block mask; else the row says why.
@@ -222,15 +220,7 @@ fn add_masks(
             return Err(format!(
                 "the default layout of block mask `{}` would have {nk} × {nq} blocks, more than the {MAX_MASK_BLOCKS} a block mask may hold; give larger blocks (--shape {}=…) or a shorter --seq",
                 t.name,
-                cascade
-                    .rank(
-                        cascade
-                            .rank(cascade.rank_by_name(&kw).expect("declared"))
-                            .split
-                            .expect("split")
-                            .1
-                    )
-                    .name
+                inner(&kw)
             ));
         }
         let bits = (0..nk)
