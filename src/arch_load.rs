@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use cascade_ir::Cascade;
 use cascade_scheduler::{
-    ArchSpec, BlockMask, ConfigError, MappingOverrides, Problem, RawArch, RawCosts, Workloads,
-    shipped,
+    ArchSpec, BlockMask, ConfigError, MAX_MASK_BLOCKS, MappingOverrides, Problem, RawArch,
+    RawCosts, Workloads, shipped,
 };
 
 use cascade_cli::values;
@@ -44,7 +44,7 @@ fn arch_file(arg: &str) -> anyhow::Result<(ArchSpec, Option<PathBuf>)> {
     let path = Path::new(arg);
     let (what, text, dir) = if path.is_file() {
         let text = fs::read_to_string(path).map_err(|e| files::error("read", path, &e))?;
-        (arg.to_string(), text, arch_dir(arg))
+        (arg.to_string(), text, file_dir(arg))
     } else if let Some(text) = shipped::arch(arg) {
         (format!("arch-configs/{arg}.toml"), text.to_string(), None)
     } else {
@@ -104,16 +104,6 @@ fn cost_table(what: &str, name: &str, dir: Option<&Path>) -> anyhow::Result<Stri
     Ok(text)
 }
 
-/// The directory an architecture file's references resolve in: its own, for a file; none for
-/// a shipped name.
-fn arch_dir(arg: &str) -> Option<PathBuf> {
-    let path = Path::new(arg);
-    path.is_file().then(|| match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    })
-}
-
 /// `relative` under `dir`, when it exists and its real path (links resolved) stays inside
 /// `dir`'s; `None` otherwise.
 fn confined(dir: &Path, relative: &Path) -> Option<PathBuf> {
@@ -155,17 +145,19 @@ pub fn arch_with_cascade(arg: &str, cascade: Option<&str>) -> anyhow::Result<Loa
 
 /// The cascade an architecture file names (`cascade = …`), confined as its cost table is.
 fn arch_cascade(arg: &str, name: &str, dir: Option<&Path>) -> anyhow::Result<load::Loaded> {
-    if let Some(loaded) = load::library(name) {
+    if let Some(loaded) = load::named(name) {
         return loaded;
     }
     let Some(path) = dir.and_then(|d| confined(d, Path::new(name))) else {
-        let names: Vec<&str> = cascade_ir::library::names().collect();
+        let names: Vec<&str> = cascade_ir::library::names()
+            .chain(cascade_ir::library::variant_names())
+            .collect();
         let beside = match dir {
             Some(d) => format!(" nor a file under {}", d.display()),
             None => String::new(),
         };
         return Err(UserError::message(format!(
-            "{arg}: `cascade = \"{name}\"` is neither a library cascade{beside}; name one of {} or a .cascade file in the architecture file's directory",
+            "{arg}: `cascade = \"{name}\"` is neither a library cascade or variant{beside}; name one of {} or a .cascade file in the architecture file's directory",
             names.join(", ")
         ))
         .into());
@@ -199,7 +191,23 @@ pub fn workloads(arg: Option<&str>) -> anyhow::Result<Workloads> {
     };
     let raw =
         cascade_scheduler::RawWorkloads::from_toml(&text).map_err(|e| config_error(&what, &[e]))?;
-    Workloads::new(raw).map_err(|errs| config_error(&what, &errs))
+    let set = Workloads::new(raw).map_err(|errs| config_error(&what, &errs))?;
+    // Every cascade a model names resolves, whether or not this command runs it, so a wrong
+    // reference is never silently passed over (compare and zoo run other cascades).
+    let dir = file_dir(arg);
+    for m in set.models() {
+        for name in [m.cascade(), m.decode_cascade()].into_iter().flatten() {
+            let named = cascade_ir::library::source(name).is_some()
+                || cascade_ir::library::variant_source(name).is_some();
+            let in_dir = dir
+                .as_deref()
+                .is_some_and(|d| confined(d, Path::new(name)).is_some());
+            if !named && !in_dir {
+                workload_cascade(&what, name, dir.as_deref())?;
+            }
+        }
+    }
+    Ok(set)
 }
 
 /// Parses `1k,4k,64k` (k = 1024, M = 1024²) into sequence lengths (see [`values::seq_list`]).
@@ -214,6 +222,8 @@ pub struct Points {
     pub scenario: Option<String>,
     /// Decode batches (`1,16`), instead of the file's.
     pub batch: Option<String>,
+    /// The workload set as given (`--workloads`), for messages.
+    pub set: Option<String>,
 }
 
 /// The problems for `--workload NAME|all`, `--seq LIST` (prefill lengths and decode cache
@@ -236,6 +246,11 @@ pub fn points(
             .into());
         }
     };
+    // Checked even where no decode point uses them, so a bad value is never silently ignored.
+    let given_batches = match &points.batch {
+        Some(b) => Some(values::batch_list(b).map_err(|e| UserError::message(e.0))?),
+        None => None,
+    };
     let models = models(workloads, workload)?;
     let mut out = Vec::new();
     if prefill {
@@ -255,10 +270,7 @@ pub fn points(
                 Some(s) => seq_list(s)?,
                 None => d.kv.clone(),
             };
-            let batches = match &points.batch {
-                Some(b) => seq_list(b)?,
-                None => d.batch.clone(),
-            };
+            let batches = given_batches.unwrap_or_else(|| d.batch.clone());
             for m in &models {
                 for &kv in &kvs {
                     for &b in &batches {
@@ -268,9 +280,10 @@ pub fn points(
             }
         }
         (true, None) if scenario == "decode" => {
-            return Err(UserError::message(
-                "this workload set has no decode points; use --workloads llm or add a [decode] table",
-            )
+            return Err(UserError::message(format!(
+                "workload set {} has no decode points; use --workloads llm or add a [decode] table",
+                points.set.as_deref().unwrap_or("transformers")
+            ))
             .into());
         }
         _ => {}
@@ -312,37 +325,81 @@ pub fn problems(
     let scenario = Points {
         scenario: Some("prefill".into()),
         batch: None,
+        set: None,
     };
     points(workloads, workload, seq, &scenario)
 }
 
+/// The directory of a file argument (`None` for a shipped name): where the references inside
+/// that file may point.
+fn file_dir(arg: &str) -> Option<PathBuf> {
+    let path = Path::new(arg);
+    if !path.is_file() {
+        return None;
+    }
+    Some(match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    })
+}
+
+/// The cascade a workload file names for a model (`cascade = …`, `decode_cascade = …`): a
+/// library cascade or model variant, else a file under the workload file's directory, confined
+/// as an architecture's references are.
+fn workload_cascade(what: &str, name: &str, dir: Option<&Path>) -> anyhow::Result<load::Loaded> {
+    if let Some(loaded) = load::named(name) {
+        return loaded;
+    }
+    let Some(path) = dir.and_then(|d| confined(d, Path::new(name))) else {
+        let names: Vec<&str> = cascade_ir::library::names()
+            .chain(cascade_ir::library::variant_names())
+            .collect();
+        let beside = match dir {
+            Some(d) => format!(" nor a file under {}", d.display()),
+            None => String::new(),
+        };
+        return Err(UserError::message(format!(
+            "{what}: `cascade = \"{name}\"` is neither a library cascade or variant{beside}; name one of {} or a .cascade file in the workload file's directory",
+            names.join(", ")
+        ))
+        .into());
+    };
+    load::load(&path.display().to_string())
+}
+
 /// The cascade each problem runs: `chosen` (`--cascade`) for all, else the one the workload
-/// names for the model, else the architecture's own; each loaded once and checked against the
+/// names for the model (confined to the workload file's directory), else the architecture's own
+/// (confined to the architecture file's); each loaded once and checked against the
 /// architecture's explicit bindings.
 pub fn cascades_for(
     arch_arg: &str,
     arch: &ArchSpec,
     chosen: Option<&str>,
+    workloads_arg: Option<&str>,
     problems: &[Problem],
 ) -> anyhow::Result<Vec<Cascade>> {
+    let workloads_dir = workloads_arg.and_then(file_dir);
+    let workloads_label = workloads_arg.unwrap_or("transformers");
     let mut loaded: Vec<(String, Cascade)> = Vec::new();
     let mut out = Vec::with_capacity(problems.len());
     for p in problems {
-        let name = chosen
-            .or(p.cascade.as_deref())
-            .unwrap_or(arch.cascade())
-            .to_string();
-        if let Some((_, c)) = loaded.iter().find(|(n, _)| *n == name) {
+        // The key says where the name came from: the same name resolves differently from the
+        // command line, a workload file and an architecture file.
+        let (key, source) = match (chosen, p.cascade.as_deref()) {
+            (Some(c), _) => (format!("arg:{c}"), 0),
+            (None, Some(w)) => (format!("workload:{w}"), 1),
+            (None, None) => (format!("arch:{}", arch.cascade()), 2),
+        };
+        if let Some((_, c)) = loaded.iter().find(|(n, _)| *n == key) {
             out.push(c.clone());
             continue;
         }
-        let cascade = match chosen.or(p.cascade.as_deref()) {
-            Some(c) => load::load(c)?,
-            // The architecture's own, confined to its directory.
-            None => arch_cascade(arch_arg, &name, arch_dir(arch_arg).as_deref())?,
-        }
-        .parsed
-        .cascade;
+        let found = match (source, chosen, p.cascade.as_deref()) {
+            (0, Some(c), _) => load::load(c)?,
+            (1, _, Some(w)) => workload_cascade(workloads_label, w, workloads_dir.as_deref())?,
+            _ => arch_cascade(arch_arg, arch.cascade(), file_dir(arch_arg).as_deref())?,
+        };
+        let cascade = found.parsed.cascade;
         let errs = arch.check_binding(&cascade);
         if !errs.is_empty() {
             return Err(config_error(
@@ -354,7 +411,7 @@ pub fn cascades_for(
                 &errs,
             ));
         }
-        loaded.push((name, cascade.clone()));
+        loaded.push((key, cascade.clone()));
         out.push(cascade);
     }
     Ok(out)
@@ -403,12 +460,17 @@ pub fn mapping(path: Option<&str>) -> anyhow::Result<MappingOverrides> {
     MappingOverrides::from_toml(&text).map_err(|errs| config_error(path, &errs))
 }
 
+/// The largest block-mask file read (`--block-mask`): room for [`MAX_MASK_BLOCKS`] blocks as
+/// 8-byte floats or as text with a separator after each, and a header; checked before reading.
+const MAX_MASK_FILE_BYTES: u64 = 8 * MAX_MASK_BLOCKS + (1 << 16);
+
 /// Reads `--block-mask NAME=FILE` arguments: which blocks of the mask input NAME attend. A
-/// `.npy` file holds a 2-D array (key blocks × query blocks) where non-zero attends; any other
-/// file is text, one line per key block of `0`/`1` (or `.`/`#`) per query block, with `//`
-/// lines as comments.
+/// `.npy` file holds a 2-D array (key blocks × query blocks) of 1 (attends) and 0 (masked);
+/// any other file is text, one line per key block of `0`/`1` (or `.`/`#`) per query block,
+/// with `//` lines as comments. A mask holds at most [`MAX_MASK_BLOCKS`] blocks; the size is
+/// checked (from the file's length and the NPY header) before anything is allocated.
 pub fn block_masks(args: &[String]) -> anyhow::Result<Vec<(String, BlockMask)>> {
-    let mut out = Vec::new();
+    let mut out: Vec<(String, BlockMask)> = Vec::new();
     for arg in args {
         let Some((name, path)) = arg.split_once('=') else {
             return Err(UserError::message(format!(
@@ -416,12 +478,46 @@ pub fn block_masks(args: &[String]) -> anyhow::Result<Vec<(String, BlockMask)>> 
             ))
             .into());
         };
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(UserError::message(format!(
+                "--block-mask `{arg}` names no input; write NAME=FILE, e.g. BM=layout.npy"
+            ))
+            .into());
+        }
+        if out.iter().any(|(n, _)| n == name) {
+            return Err(UserError::message(format!(
+                "--block-mask gives `{name}` twice; give each mask input once"
+            ))
+            .into());
+        }
+        let bad = |why: String| UserError::message(format!("block mask {path}: {why}"));
+        // What a mask of `blocks` would take in memory, and the limit.
+        let too_many = |what: String, blocks: Option<u64>| {
+            let need = blocks
+                .and_then(|n| n.checked_mul(BlockMask::BYTES_PER_BLOCK))
+                .map_or_else(|| "more than 2^64".to_string(), |b| b.to_string());
+            bad(format!(
+                "{what}, which would take about {need} bytes in memory; a block mask holds at most {MAX_MASK_BLOCKS} blocks (2^24, about {} bytes): use larger blocks (the split's inner ranks, e.g. --shape M0=1024,P0=1024)",
+                MAX_MASK_BLOCKS * BlockMask::BYTES_PER_BLOCK
+            ))
+        };
+        let len = fs::metadata(path)
+            .map_err(|e| UserError::message(format!("cannot read {path}: {e}")))?
+            .len();
+        if len > MAX_MASK_FILE_BYTES {
+            return Err(too_many(
+                format!(
+                    "the file is {len} bytes, more than a mask of {MAX_MASK_BLOCKS} blocks takes; it may hold up to {len} blocks"
+                ),
+                Some(len),
+            )
+            .into());
+        }
         let bytes =
             fs::read(path).map_err(|e| UserError::message(format!("cannot read {path}: {e}")))?;
-        let bad = |why: String| UserError::message(format!("block mask {path}: {why}"));
         let (rows, cols, bits) = if path.ends_with(".npy") {
             let header = crate::npy::read_header(&bytes).map_err(|e| bad(e.to_string()))?;
-            let data = crate::npy::read_data(&bytes, &header).map_err(|e| bad(e.to_string()))?;
             let [rows, cols] = header.shape[..] else {
                 return Err(bad(format!(
                     "a block mask is 2-D (key blocks × query blocks), not of shape {:?}",
@@ -429,7 +525,29 @@ pub fn block_masks(args: &[String]) -> anyhow::Result<Vec<(String, BlockMask)>> 
                 ))
                 .into());
             };
-            let bits = data.iter().map(|&x| x != 0.0).collect();
+            let blocks = (rows as u64).checked_mul(cols as u64);
+            if blocks.is_none_or(|n| n > MAX_MASK_BLOCKS) {
+                return Err(too_many(
+                    format!(
+                        "its header says {rows} × {cols} = {} blocks",
+                        blocks.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string())
+                    ),
+                    blocks,
+                )
+                .into());
+            }
+            let data = crate::npy::read_data(&bytes, &header).map_err(|e| bad(e.to_string()))?;
+            let mut bits = Vec::with_capacity(data.len());
+            for (at, &x) in data.indexed_iter() {
+                if x != 0.0 && x != 1.0 {
+                    return Err(bad(format!(
+                        "entry [{}, {}] is {x}; write 1 (attends) or 0 (masked)",
+                        at[0], at[1]
+                    ))
+                    .into());
+                }
+                bits.push(x == 1.0);
+            }
             (rows, cols, bits)
         } else {
             let text = String::from_utf8(bytes).map_err(|_| bad("not text".into()))?;
@@ -450,6 +568,12 @@ pub fn block_masks(args: &[String]) -> anyhow::Result<Vec<(String, BlockMask)>> 
                         .collect::<Result<Vec<bool>, UserError>>()
                 })
                 .collect::<Result<_, _>>()?;
+            if lines.is_empty() {
+                return Err(bad(
+                    "holds no block; write one line per key block, with 1 or # (attends) and 0 or . (masked) per query block".into(),
+                )
+                .into());
+            }
             let cols = lines.first().map_or(0, Vec::len);
             if lines.iter().any(|l| l.len() != cols) {
                 return Err(bad("every line needs one entry per query block".into()).into());
@@ -457,7 +581,7 @@ pub fn block_masks(args: &[String]) -> anyhow::Result<Vec<(String, BlockMask)>> 
             (lines.len(), cols, lines.into_iter().flatten().collect())
         };
         let mask = BlockMask::new(rows as u64, cols as u64, bits).map_err(bad)?;
-        out.push((name.trim().to_string(), mask));
+        out.push((name.to_string(), mask));
     }
     Ok(out)
 }

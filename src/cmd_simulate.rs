@@ -11,6 +11,10 @@ use serde_json::{Value, json};
 use crate::arch_load::{self, seq_label};
 use crate::output::{OutputFormat, UserError, check_finite, print_csv, print_json};
 
+/// The most slots the cycle engine may execute in one phase: a run beyond it would take
+/// minutes to hours, so it is refused before it starts.
+const MAX_CYCLE_SLOTS: u64 = 1 << 18;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Architecture: a shipped name (fusemax, flat, unfused, …) or a TOML path.
@@ -93,10 +97,17 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
     let points = arch_load::Points {
         scenario: args.scenario.clone(),
         batch: args.batch.clone(),
+        set: args.workloads.clone(),
     };
     let mut problems = arch_load::points(&workloads, &args.workload, args.seq.as_deref(), &points)?;
     arch_load::add_shape(&mut problems, args.shape.as_deref())?;
-    let cascades = arch_load::cascades_for(&args.arch, &arch, args.cascade.as_deref(), &problems)?;
+    let cascades = arch_load::cascades_for(
+        &args.arch,
+        &arch,
+        args.cascade.as_deref(),
+        args.workloads.as_deref(),
+        &problems,
+    )?;
     let running = if cascades.iter().all(|c| c.name == cascades[0].name) {
         cascades
             .first()
@@ -114,14 +125,25 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
     for (p, cascade) in problems.iter().zip(&cascades) {
         match schedule_with(cascade, &arch, p, &overrides) {
             Ok(Outcome::Scheduled(s)) => {
-                let cy = matches!(args.engine, Some(Engine::Cycle | Engine::Both)).then(|| {
+                let cy = if matches!(args.engine, Some(Engine::Cycle | Engine::Both)) {
                     let config = CycleConfig {
                         max_slots: (args.max_slots > 0).then_some(args.max_slots),
                         tile_buffers: 2,
                         log_events: 0,
                     };
-                    Box::new(cycle::run(&s, &arch, &config))
-                });
+                    let slots = cycle::executed_slots(&s, &config);
+                    if slots > MAX_CYCLE_SLOTS {
+                        return Err(crate::output::UserError::message(format!(
+                            "{} at {}: the cycle engine would execute {slots} slots of a phase (at least two whole query tiles, each with every key tile), more than the limit of {MAX_CYCLE_SLOTS} (2^18); use --engine analytical, a smaller --max-slots or a shorter --seq",
+                            p.label,
+                            arch_load::seq_label(p.seq)
+                        ))
+                        .into());
+                    }
+                    Some(Box::new(cycle::run(&s, &arch, &config)))
+                } else {
+                    None
+                };
                 let report = simulate(&s, &arch);
                 rows.push(Row::Ok(Box::new(report), s, cy))
             }

@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 
 use cascade_codegen::{DType, GpuSchedule, Lowering, Target};
 use cascade_ir::{Cascade, library};
-use cascade_scheduler::{ArchSpec, BlockMask, Outcome, Problem, Schedule, schedule};
+use cascade_scheduler::{
+    ArchSpec, BlockMask, MAX_MASK_BLOCKS, Outcome, Problem, Schedule, schedule,
+};
 use cascade_sim::{SimReport, simulate};
 use comfy_table::{Table, presets};
 use rayon::prelude::*;
@@ -72,6 +74,7 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
     let points = arch_load::Points {
         scenario: Some(args.scenario.clone()),
         batch: Some(args.batch.clone()),
+        set: Some(args.workloads.clone()),
     };
     let mut problems = arch_load::points(&workloads, &args.workload, Some(&args.seq), &points)?;
     for p in &mut problems {
@@ -85,6 +88,14 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
     if cascades.is_empty() {
         return Err(UserError::message("no cascade matches --only").into());
     }
+    for (name, _) in &masks {
+        if !cascades.iter().any(|c| c.tensor_by_name(name).is_some()) {
+            return Err(UserError::message(format!(
+                "--block-mask `{name}`: no cascade here has an input `{name}`; name a mask input such as block_sparse_2pass's BM"
+            ))
+            .into());
+        }
+    }
     let fused: Vec<bool> = cascades.iter().map(fuses).collect();
     let jobs: Vec<(usize, usize)> = (0..cascades.len())
         .flat_map(|c| (0..problems.len()).map(move |p| (c, p)))
@@ -94,8 +105,17 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
         .map(|&(c, p)| {
             let cascade = &cascades[c];
             let mut problem = problems[p].clone();
-            add_masks(cascade, &mut problem, &masks, &arch);
-            evaluate(cascade, &arch, &problem, fused[c])
+            match add_masks(cascade, &mut problem, &masks, &arch) {
+                Ok(()) => evaluate(cascade, &arch, &problem, fused[c]),
+                Err(why) => Row {
+                    cascade: cascade.name.clone(),
+                    point: problem.label.clone(),
+                    seq: problem.seq,
+                    passes: None,
+                    fused: fused[c],
+                    result: Err(why),
+                },
+            }
         })
         .collect();
     for row in &rows {
@@ -157,7 +177,7 @@ fn add_masks(
     problem: &mut Problem,
     given: &[(String, BlockMask)],
     arch: &ArchSpec,
-) {
+) -> Result<(), String> {
     for (name, mask) in given {
         if cascade.tensor_by_name(name).is_some() {
             problem.block_masks.insert(name.clone(), mask.clone());
@@ -185,18 +205,24 @@ fn add_masks(
         }
         let size = |n: &str| problem.sizes.get(n).copied().unwrap_or(1);
         let (m, p) = (size(&kw), size(&qw));
-        // The schedule's block sizes: the array's rows unless the problem gives them.
-        let block = |whole: &str| -> u64 {
+        // The inner part of a split rank: the block size.
+        let inner = |whole: &str| -> &str {
             let w = cascade.rank_by_name(whole).expect("declared");
-            let inner = cascade.rank(w).split.expect("split").1;
-            problem
-                .sizes
-                .get(&cascade.rank(inner).name)
-                .copied()
-                .unwrap_or(rows)
+            &cascade.rank(cascade.rank(w).split.expect("split").1).name
         };
+        // The schedule's block sizes: the array's rows unless the problem gives them.
+        let block =
+            |whole: &str| -> u64 { problem.sizes.get(inner(whole)).copied().unwrap_or(rows) };
         let (kb, qb) = (block(&kw).min(m).max(1), block(&qw).min(p).max(1));
         let (nk, nq) = (m.div_ceil(kb), p.div_ceil(qb));
+        // The layout is made only when it fits a block mask; else the row says why.
+        if nk.checked_mul(nq).is_none_or(|n| n > MAX_MASK_BLOCKS) {
+            return Err(format!(
+                "the default layout of block mask `{}` would have {nk} × {nq} blocks, more than the {MAX_MASK_BLOCKS} a block mask may hold; give larger blocks (--shape {}=…) or a shorter --seq",
+                t.name,
+                inner(&kw)
+            ));
+        }
         let bits = (0..nk)
             .flat_map(|i| {
                 (0..nq).map(move |j| {
@@ -210,6 +236,7 @@ fn add_masks(
             problem.block_masks.insert(t.name.clone(), mask);
         }
     }
+    Ok(())
 }
 
 fn evaluate(cascade: &Cascade, arch: &ArchSpec, problem: &Problem, fused: bool) -> Row {

@@ -57,6 +57,19 @@ pub fn library(name: &str) -> Option<anyhow::Result<Loaded>> {
     ))
 }
 
+/// The library cascade or model variant `name`, parsed and verified, if there is one (never a
+/// file).
+pub fn named(name: &str) -> Option<anyhow::Result<Loaded>> {
+    if let Some(loaded) = library(name) {
+        return Some(loaded);
+    }
+    let text = library::variant_source(name)?;
+    Some(checked(
+        format!("ir/cascades/variants/{name}.cascade"),
+        text.to_string(),
+    ))
+}
+
 fn checked(path: String, source: String) -> anyhow::Result<Loaded> {
     let parsed =
         dsl::check(&source, &path).map_err(|d| UserError::diagnostics(&d, &source, &path))?;

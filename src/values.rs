@@ -77,6 +77,42 @@ pub fn seq_list(arg: &str) -> Result<Vec<u64>, ValueError> {
         .collect()
 }
 
+/// The largest decode batch (`--batch`): 2^20 requests, as in workload files.
+pub const MAX_BATCH: u64 = 1 << 20;
+
+/// Parses `1,16,256` (k = 1024 allowed) into decode batches, each in `1..=MAX_BATCH`.
+pub fn batch_list(arg: &str) -> Result<Vec<u64>, ValueError> {
+    let items: Vec<&str> = arg
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if items.is_empty() {
+        return err(format!(
+            "--batch `{arg}` lists no batch; write request counts from 1 to {MAX_BATCH}, e.g. 1,16,256"
+        ));
+    }
+    if items.len() > MAX_SEQ_ENTRIES {
+        return err(format!(
+            "--batch lists {} batches, more than the limit of {MAX_SEQ_ENTRIES}; run several commands",
+            items.len()
+        ));
+    }
+    items
+        .into_iter()
+        .map(|s| match parse_size(s) {
+            Some(v) if v >= 1 && v as u64 <= MAX_BATCH => Ok(v as u64),
+            Some(v) if v >= 1 => err(format!(
+                "--batch `{s}` is {v}, more than the largest batch, {MAX_BATCH} (1M)"
+            )),
+            Some(v) => err(format!("--batch `{s}` is {v}; a batch is at least 1 request")),
+            None => err(format!(
+                "cannot read --batch `{s}`; write request counts from 1 to {MAX_BATCH}, e.g. 1,16,256"
+            )),
+        })
+        .collect()
+}
+
 /// Parses `A..B` (powers of two from A to B) or `A..B:S` (A, A+S, … ≤ B) into array sizes, each
 /// in `1..=MAX_PE_DIM`, at most [`MAX_PE_DIMS`] of them; the count is known before any is made.
 pub fn pe_dims(arg: &str) -> Result<Vec<u64>, ValueError> {
@@ -195,6 +231,16 @@ mod tests {
         assert!(e.0.contains("more than the limit"), "{e}");
         assert!(bytes("0", "--x", 10).is_err() && bytes("-1", "--x", 10).is_err());
         assert!(bytes("1é", "--x", 10).is_err() && bytes("", "--x", 10).is_err());
+    }
+
+    #[test]
+    fn batches_are_named_as_batches_and_bounded() {
+        assert_eq!(batch_list("1, 16,1k").unwrap(), [1, 16, 1024]);
+        let e = batch_list("0").unwrap_err();
+        assert!(e.0.starts_with("--batch `0`"), "{e}");
+        let e = batch_list("1048577").unwrap_err();
+        assert!(e.0.contains("more than the largest batch, 1048576"), "{e}");
+        assert!(batch_list("").is_err() && batch_list("-1").is_err() && batch_list("x").is_err());
     }
 
     #[test]

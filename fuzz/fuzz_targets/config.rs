@@ -1,12 +1,16 @@
 //! Fuzzes the configuration loaders: any text as an architecture file (with the shipped cost
-//! table, then as its own cost table), as a cost table and as a workload file, each parsed and
-//! validated; an architecture that validates is also checked against every library cascade's
-//! bindings. Invalid files must be errors, never panics.
+//! table, then as its own cost table), as a cost table, as a workload file and as a mapping
+//! file, each parsed and validated; an architecture that validates is also checked against
+//! every library cascade's bindings, a workload set's prefill and decode problems are formed,
+//! and a mapping that validates schedules a 1-pass and a 3-pass cascade (feasible or not).
+//! Invalid files must be errors, never panics.
 
 #![no_main]
 
 use cascade_ir::{dsl, library};
-use cascade_scheduler::{RawCosts, RawWorkloads, Workloads, shipped};
+use cascade_scheduler::{
+    MappingOverrides, RawCosts, RawWorkloads, Workloads, schedule_with, shipped,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
@@ -31,6 +35,24 @@ fuzz_target!(|bytes: &[u8]| {
             for &seq in workloads.seq() {
                 let _ = workloads.problem(model, seq);
             }
+            if let Some(d) = workloads.decode() {
+                for (&kv, &b) in d.kv.iter().zip(&d.batch) {
+                    let _ = workloads.decode_problem(model, kv, b);
+                }
+            }
+        }
+    }
+    if let Ok(overrides) = MappingOverrides::from_toml(&text) {
+        let arch = shipped::parse_arch(shipped::arch("fusemax").expect("shipped"), shipped_costs)
+            .expect("fusemax validates");
+        let set = shipped::workload_set("transformers").expect("shipped");
+        let workloads =
+            Workloads::new(RawWorkloads::from_toml(set).expect("parses")).expect("validates");
+        let problem = workloads.problem(&workloads.models()[0], 1024);
+        for name in ["attention_1pass", "attention_3pass"] {
+            let source = library::source(name).expect("library cascade");
+            let c = dsl::parse(source, name).expect("library parses").cascade;
+            let _ = schedule_with(&c, &arch, &problem, &overrides);
         }
     }
 });

@@ -1,11 +1,11 @@
 //! Fuzzes the command line's value parsers (`cascade_cli::values` and the shape syntax): any
-//! text as a sequence list, an array-size range, a byte count and a shape, the shape also bound
-//! to every library cascade. A parser must refuse what it cannot use, and what it accepts must
+//! text as a sequence list, a batch list, an array-size range, a byte count and a shape, the
+//! shape also bound to every library cascade. A parser must refuse what it cannot use, and what it accepts must
 //! be within its stated limits.
 
 #![no_main]
 
-use cascade_cli::values::{self, MAX_BUFFER_BYTES, MAX_PE_DIM, MAX_PE_DIMS, MAX_SEQ};
+use cascade_cli::values::{self, MAX_BATCH, MAX_BUFFER_BYTES, MAX_PE_DIM, MAX_PE_DIMS, MAX_SEQ};
 use cascade_ir::shape::MAX_SIZE;
 use cascade_ir::{Shape, ShapeSpec, dsl, library};
 use libfuzzer_sys::fuzz_target;
@@ -14,6 +14,9 @@ fuzz_target!(|bytes: &[u8]| {
     let text = String::from_utf8_lossy(bytes);
     if let Ok(seqs) = values::seq_list(&text) {
         assert!(!seqs.is_empty() && seqs.iter().all(|s| (1..=MAX_SEQ).contains(s)));
+    }
+    if let Ok(batches) = values::batch_list(&text) {
+        assert!(!batches.is_empty() && batches.iter().all(|b| (1..=MAX_BATCH).contains(b)));
     }
     if let Ok(dims) = values::pe_dims(&text) {
         assert!(!dims.is_empty() && dims.len() as u64 <= MAX_PE_DIMS);

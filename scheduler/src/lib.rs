@@ -24,4 +24,4 @@ pub use schedule::{
     Phase, Residency, RowGroup, Schedule, ScheduleError, Traffic, schedule, schedule_with,
 };
 pub use search::{Search, StopReason};
-pub use workload::{BlockMask, Model, Problem, RawWorkloads, Scenario, Workloads};
+pub use workload::{BlockMask, MAX_MASK_BLOCKS, Model, Problem, RawWorkloads, Scenario, Workloads};

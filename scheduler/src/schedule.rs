@@ -380,6 +380,9 @@ pub fn schedule_with(
     }
     let columns = roles.columns.iter().map(|&r| analysis.var(r)).collect();
     let mapping = Mapping::of(arch, columns, &plans, &phases);
+    if let Some(why) = unused_choice(cascade, overrides, &mapping) {
+        return Ok(Outcome::Infeasible(why));
+    }
     Ok(Outcome::Scheduled(Box::new(Schedule {
         cascade: cascade.name.clone(),
         arch: arch.name().to_string(),
@@ -389,6 +392,50 @@ pub fn schedule_with(
         phases,
         mapping,
     })))
+}
+
+/// A choice of the user's mapping that names nothing the schedule has (an Einsum that is not
+/// in the body, a tensor that crosses no pass, a phase beyond the last): it would be ignored, so
+/// the mapping is refused with the reason instead.
+fn unused_choice(
+    cascade: &Cascade,
+    overrides: &MappingOverrides,
+    mapping: &Mapping,
+) -> Option<Infeasible> {
+    let list = |names: Vec<&str>| {
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    };
+    for einsum in overrides.binding.keys() {
+        if !mapping.binding.iter().any(|(e, _)| e == einsum) {
+            return Some(Infeasible::new(format!(
+                "the mapping binds `{einsum}`, which is not an Einsum cascade `{}` schedules; its Einsums: {}",
+                cascade.name,
+                list(mapping.binding.iter().map(|(e, _)| e.as_str()).collect())
+            )));
+        }
+    }
+    for tensor in overrides.residency.keys() {
+        if !mapping.residency.iter().any(|(t, _)| t == tensor) {
+            return Some(Infeasible::new(format!(
+                "the mapping places `{tensor}`, which is not a tensor that crosses passes in cascade `{}`; those that do: {}",
+                cascade.name,
+                list(mapping.residency.iter().map(|(t, _)| t.as_str()).collect())
+            )));
+        }
+    }
+    if overrides.phases.len() > mapping.phases.len() {
+        return Some(Infeasible::new(format!(
+            "the mapping has {} [[phases]], but the schedule of cascade `{}` has {}",
+            overrides.phases.len(),
+            cascade.name,
+            mapping.phases.len()
+        )));
+    }
+    None
 }
 
 /// Phases: one fused phase, or runs of consecutive Einsums on one unit.

@@ -321,6 +321,18 @@ fn check_model(name: &str, m: RawModel, errs: &mut Vec<ConfigError>) -> Option<M
                 .collect::<Vec<_>>()
         })
     };
+    for (field, cascade) in [
+        ("cascade", &m.cascade),
+        ("decode_cascade", &m.decode_cascade),
+    ] {
+        if cascade.as_deref().is_some_and(|c| c.trim().is_empty()) {
+            errs.push(ConfigError::Field {
+                field: at(field),
+                problem: "is empty; name a library cascade or variant, or leave the field out"
+                    .into(),
+            });
+        }
+    }
     let linear = pairs(m.linear, "linear", errs);
     let decode_linear = pairs(m.decode_linear, "decode_linear", errs);
     if errs.len() != before {
@@ -470,10 +482,28 @@ pub struct BlockMask {
     bits: Vec<bool>,
 }
 
+/// The most blocks a block mask may hold (2^24): scheduling keeps a prefix sum of 8 bytes per
+/// block, so a mask takes at most about [`BlockMask::BYTES_PER_BLOCK`] × this in memory.
+pub const MAX_MASK_BLOCKS: u64 = 1 << 24;
+
 impl BlockMask {
-    /// A bitmap of `key_blocks × query_blocks` entries, key-block major.
+    /// Memory per block: the bit and the scheduler's prefix sum.
+    pub const BYTES_PER_BLOCK: u64 = 9;
+
+    /// A bitmap of `key_blocks × query_blocks` entries, key-block major, at most
+    /// [`MAX_MASK_BLOCKS`] of them.
     pub fn new(key_blocks: u64, query_blocks: u64, bits: Vec<bool>) -> Result<BlockMask, String> {
+        if key_blocks == 0 || query_blocks == 0 {
+            return Err(format!(
+                "a block mask needs at least one key block and one query block, not {key_blocks} × {query_blocks}"
+            ));
+        }
         let n = key_blocks.checked_mul(query_blocks);
+        if n.is_none_or(|n| n > MAX_MASK_BLOCKS) {
+            return Err(format!(
+                "a {key_blocks} × {query_blocks} block mask has more than {MAX_MASK_BLOCKS} blocks (2^24), the most a block mask may hold; use larger blocks"
+            ));
+        }
         if n != Some(bits.len() as u64) || bits.is_empty() {
             return Err(format!(
                 "a {key_blocks} × {query_blocks} block mask needs {} entries, not {}",

@@ -198,6 +198,26 @@ impl<'a> Layout<'a> {
         slots
     }
 
+    /// The slots a run under `config` executes: every slot, or whole query tiles, at least two,
+    /// up to the limit. The fewest tiles whose slots reach the limit is found by bisection
+    /// (the slots grow with the tiles), so a huge limit over many tiles costs no time.
+    fn executed(&self, config: &CycleConfig) -> u64 {
+        let Some(limit) = config.max_slots else {
+            return self.slots;
+        };
+        let (mut lo, mut hi) = (2u64, self.query_tiles.max(2));
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.slots_of_query_tiles(mid) < limit {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        self.slots_of_query_tiles(lo.min(self.query_tiles))
+            .clamp(1, self.slots.max(1))
+    }
+
     /// The slots in order, one [`SlotInfo`] each.
     fn cursor(&self) -> impl Iterator<Item = SlotInfo> + '_ {
         let instances = self.slots / self.per_instance.max(1);
@@ -224,6 +244,15 @@ impl<'a> Layout<'a> {
     }
 }
 
+/// The most slots [`run`] executes in one phase of `schedule` under `config` (it runs them up
+/// to twice when it extrapolates), so that a caller can refuse a run too long to wait for.
+pub fn executed_slots(schedule: &Schedule, config: &CycleConfig) -> u64 {
+    (0..schedule.phases.len())
+        .map(|k| Layout::of(schedule, k).executed(config))
+        .max()
+        .unwrap_or(0)
+}
+
 /// Executes `schedule` on `arch`.
 pub fn run(schedule: &Schedule, arch: &ArchSpec, config: &CycleConfig) -> CycleReport {
     let n = schedule.instances() as f64;
@@ -241,19 +270,7 @@ pub fn run(schedule: &Schedule, arch: &ArchSpec, config: &CycleConfig) -> CycleR
         let phase = &schedule.phases[k];
         let layout = Layout::of(schedule, k);
         let slots = layout.slots;
-        // Whole query tiles, at least two, up to the limit.
-        let executed = match config.max_slots {
-            None => slots,
-            Some(limit) => {
-                let mut tiles = 2;
-                while tiles < layout.query_tiles && layout.slots_of_query_tiles(tiles) < limit {
-                    tiles += 1;
-                }
-                layout
-                    .slots_of_query_tiles(tiles.min(layout.query_tiles))
-                    .clamp(1, slots)
-            }
-        };
+        let executed = layout.executed(config);
         let budget = config.log_events.saturating_sub(events.len());
         let full = exec_phase(schedule, arch, k, &layout, executed, config, budget);
         events.extend(full.events.iter().cloned());

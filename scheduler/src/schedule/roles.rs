@@ -308,8 +308,9 @@ pub(crate) fn resolve(
     if instances > 1 << 48 {
         return Err(too_large());
     }
+    // A parameter (a window `W`) is a value in conditions, not a loop: it multiplies no count.
     let total = (0..cascade.ranks.len())
-        .filter(|&i| !is_part(RankId(i as u32)))
+        .filter(|&i| !is_part(RankId(i as u32)) && !cascade.ranks[i].is_param)
         .try_fold(1u64, |acc, i| acc.checked_mul(sizes[i]))
         .filter(|&t| t <= 1 << 56);
     if total.is_none() {
@@ -419,6 +420,11 @@ fn column_ranks(
             return Ok(Err(Infeasible::new(format!(
                 "the mapping puts `{name}` on the columns, but only ranks whose queries share the same keys can share them: {}",
                 allowed.join(", ")
+            ))));
+        }
+        if picked.contains(&r) {
+            return Ok(Err(Infeasible::new(format!(
+                "the mapping puts `{name}` on the columns twice; list each rank once"
             ))));
         }
         picked.push(r);
