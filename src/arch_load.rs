@@ -145,6 +145,18 @@ pub fn arch_with_cascade(arg: &str, cascade: Option<&str>) -> anyhow::Result<Loa
 
 /// The cascade an architecture file names (`cascade = …`), confined as its cost table is.
 fn arch_cascade(arg: &str, name: &str, dir: Option<&Path>) -> anyhow::Result<load::Loaded> {
+    confined_cascade(arg, name, dir, "architecture")
+}
+
+/// The cascade a file of `kind` (`architecture`, `workload`) names: a library cascade or model
+/// variant, else a `.cascade` file under that file's directory (`dir`; none for a shipped file),
+/// refused without reading anything when it would leave it.
+fn confined_cascade(
+    what: &str,
+    name: &str,
+    dir: Option<&Path>,
+    kind: &str,
+) -> anyhow::Result<load::Loaded> {
     if let Some(loaded) = load::named(name) {
         return loaded;
     }
@@ -157,7 +169,7 @@ fn arch_cascade(arg: &str, name: &str, dir: Option<&Path>) -> anyhow::Result<loa
             None => String::new(),
         };
         return Err(UserError::message(format!(
-            "{arg}: `cascade = \"{name}\"` is neither a library cascade or variant{beside}; name one of {} or a .cascade file in the architecture file's directory",
+            "{what}: `cascade = \"{name}\"` is neither a library cascade or variant{beside}; name one of {} or a .cascade file in the {kind} file's directory",
             names.join(", ")
         ))
         .into());
@@ -347,24 +359,7 @@ fn file_dir(arg: &str) -> Option<PathBuf> {
 /// library cascade or model variant, else a file under the workload file's directory, confined
 /// as an architecture's references are.
 fn workload_cascade(what: &str, name: &str, dir: Option<&Path>) -> anyhow::Result<load::Loaded> {
-    if let Some(loaded) = load::named(name) {
-        return loaded;
-    }
-    let Some(path) = dir.and_then(|d| confined(d, Path::new(name))) else {
-        let names: Vec<&str> = cascade_ir::library::names()
-            .chain(cascade_ir::library::variant_names())
-            .collect();
-        let beside = match dir {
-            Some(d) => format!(" nor a file under {}", d.display()),
-            None => String::new(),
-        };
-        return Err(UserError::message(format!(
-            "{what}: `cascade = \"{name}\"` is neither a library cascade or variant{beside}; name one of {} or a .cascade file in the workload file's directory",
-            names.join(", ")
-        ))
-        .into());
-    };
-    load::load(&path.display().to_string())
+    confined_cascade(what, name, dir, "workload")
 }
 
 /// The cascade each problem runs: `chosen` (`--cascade`) for all, else the one the workload

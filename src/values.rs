@@ -42,26 +42,40 @@ pub const MAX_BUFFER_BYTES: u64 = 1 << 40;
 /// The largest `--max-memory`: 1 PiB.
 pub const MAX_MEMORY_BYTES: u64 = 1 << 50;
 
-/// Parses `1k,4k,64k` (k = 1024, M = 1024²) into sequence lengths, each in `1..=MAX_SEQ`.
-pub fn seq_list(arg: &str) -> Result<Vec<u64>, ValueError> {
+/// The non-empty entries of a comma-separated `flag` value, refused when there are none (`none`
+/// says what to write instead) or more than [`MAX_SEQ_ENTRIES`] (`plural` names them).
+fn entries<'a>(
+    arg: &'a str,
+    flag: &str,
+    plural: &str,
+    none: &str,
+) -> Result<Vec<&'a str>, ValueError> {
     let items: Vec<&str> = arg
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect();
     if items.is_empty() {
-        return err(format!(
-            "--seq `{arg}` lists no sequence length; write numbers with optional k/M suffixes, e.g. 1k,4k,64k"
-        ));
+        return err(format!("{flag} `{arg}` lists {none}"));
     }
     if items.len() > MAX_SEQ_ENTRIES {
         return err(format!(
-            "--seq lists {} lengths, more than the limit of {MAX_SEQ_ENTRIES}; run several commands",
+            "{flag} lists {} {plural}, more than the limit of {MAX_SEQ_ENTRIES}; run several commands",
             items.len()
         ));
     }
-    items
-        .into_iter()
+    Ok(items)
+}
+
+/// Parses `1k,4k,64k` (k = 1024, M = 1024²) into sequence lengths, each in `1..=MAX_SEQ`.
+pub fn seq_list(arg: &str) -> Result<Vec<u64>, ValueError> {
+    entries(
+        arg,
+        "--seq",
+        "lengths",
+        "no sequence length; write numbers with optional k/M suffixes, e.g. 1k,4k,64k",
+    )?
+    .into_iter()
         .map(|s| match parse_size(s) {
             Some(v) if v >= 1 && v as u64 <= MAX_SEQ => Ok(v as u64),
             Some(v) if v >= 1 => err(format!(
@@ -82,23 +96,8 @@ pub const MAX_BATCH: u64 = 1 << 20;
 
 /// Parses `1,16,256` (k = 1024 allowed) into decode batches, each in `1..=MAX_BATCH`.
 pub fn batch_list(arg: &str) -> Result<Vec<u64>, ValueError> {
-    let items: Vec<&str> = arg
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    if items.is_empty() {
-        return err(format!(
-            "--batch `{arg}` lists no batch; write request counts from 1 to {MAX_BATCH}, e.g. 1,16,256"
-        ));
-    }
-    if items.len() > MAX_SEQ_ENTRIES {
-        return err(format!(
-            "--batch lists {} batches, more than the limit of {MAX_SEQ_ENTRIES}; run several commands",
-            items.len()
-        ));
-    }
-    items
+    let none = format!("no batch; write request counts from 1 to {MAX_BATCH}, e.g. 1,16,256");
+    entries(arg, "--batch", "batches", &none)?
         .into_iter()
         .map(|s| match parse_size(s) {
             Some(v) if v >= 1 && v as u64 <= MAX_BATCH => Ok(v as u64),
