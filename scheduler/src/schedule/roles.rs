@@ -107,34 +107,26 @@ impl Roles {
     }
 }
 
-/// Resolves the roles, or says why the problem cannot map onto the array.
-pub(crate) fn resolve(
-    cascade: &Cascade,
-    arch: &ArchSpec,
-    problem: &Problem,
-    overrides: &MappingOverrides,
-) -> Result<Result<Roles, Infeasible>, ScheduleError> {
-    let tile_unit = arch.unit(arch.tile_unit());
-    let (rows, cols) = (tile_unit.rows(), tile_unit.cols());
-    let given = problem
-        .sizes
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let too_large = || ScheduleError::TooLarge {
-        given: given.clone(),
-    };
-    let base: Vec<RankId> = {
-        let mut b: Vec<RankId> = (0..cascade.ranks.len()).map(|i| RankId(i as u32)).collect();
-        for (i, r) in cascade.ranks.iter().enumerate() {
-            if let Some((outer, inner)) = r.split {
-                b[outer.index()] = RankId(i as u32);
-                b[inner.index()] = RankId(i as u32);
-            }
+/// Each rank's whole: itself, or for the parts of a split the rank they split.
+fn base_ranks(cascade: &Cascade) -> Vec<RankId> {
+    let mut b: Vec<RankId> = (0..cascade.ranks.len()).map(|i| RankId(i as u32)).collect();
+    for (i, r) in cascade.ranks.iter().enumerate() {
+        if let Some((outer, inner)) = r.split {
+            b[outer.index()] = RankId(i as u32);
+            b[inner.index()] = RankId(i as u32);
         }
-        b
-    };
+    }
+    b
+}
+
+/// The size of every whole rank from the problem (a parameter no filter uses may be left out,
+/// as 1); the parts of splits are sized later.
+fn whole_sizes(
+    cascade: &Cascade,
+    problem: &Problem,
+    base: &[RankId],
+    given: &str,
+) -> Result<Vec<u64>, ScheduleError> {
     let is_part = |r: RankId| base[r.index()] != r;
     let mut sizes = vec![0u64; cascade.ranks.len()];
     for (i, rank) in cascade.ranks.iter().enumerate() {
@@ -148,12 +140,22 @@ pub(crate) fn resolve(
             None if needed => {
                 return Err(ScheduleError::MissingSize {
                     rank: rank.name.clone(),
-                    given: given.clone(),
+                    given: given.to_string(),
                 });
             }
             None => sizes[i] = 1,
         }
     }
+    Ok(sizes)
+}
+
+/// The key rank (the largest iterated rank that is no output's and no parameter) and the
+/// primary query rank.
+fn key_and_query(
+    cascade: &Cascade,
+    base: &[RankId],
+    sizes: &[u64],
+) -> (Option<RankId>, Option<RankId>) {
     let out_ranks: BTreeSet<RankId> = cascade
         .outputs
         .iter()
@@ -212,6 +214,18 @@ pub(crate) fn resolve(
             std::cmp::Reverse(r),
         )
     });
+    (key, primary)
+}
+
+/// Sizes the parts of every split.
+fn size_splits(
+    cascade: &Cascade,
+    problem: &Problem,
+    overrides: &MappingOverrides,
+    key: Option<RankId>,
+    rows: u64,
+    sizes: &mut [u64],
+) {
     // Splits: the inner part from the problem (for the key, the mapping's key tile first),
     // else from the outer part, else the array's rows; the outer part covers the whole.
     for (i, rank) in cascade.ranks.iter().enumerate() {
@@ -234,6 +248,31 @@ pub(crate) fn resolve(
         sizes[inner.index()] = inner_size;
         sizes[outer.index()] = whole.div_ceil(inner_size);
     }
+}
+
+/// Resolves the roles, or says why the problem cannot map onto the array.
+pub(crate) fn resolve(
+    cascade: &Cascade,
+    arch: &ArchSpec,
+    problem: &Problem,
+    overrides: &MappingOverrides,
+) -> Result<Result<Roles, Infeasible>, ScheduleError> {
+    let tile_unit = arch.unit(arch.tile_unit());
+    let (rows, cols) = (tile_unit.rows(), tile_unit.cols());
+    let given = problem
+        .sizes
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let too_large = || ScheduleError::TooLarge {
+        given: given.clone(),
+    };
+    let base = base_ranks(cascade);
+    let is_part = |r: RankId| base[r.index()] != r;
+    let mut sizes = whole_sizes(cascade, problem, &base, &given)?;
+    let (key, primary) = key_and_query(cascade, &base, &sizes);
+    size_splits(cascade, problem, overrides, key, rows, &mut sizes);
     // A split of the key rank is the array tile; any other split's parts are plain ranks.
     let (split, key_temporal, key_spatial) = match key {
         Some(k) => match cascade.rank(k).split {
