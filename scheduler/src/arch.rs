@@ -451,143 +451,12 @@ impl ArchSpec {
                 format!("is {bits}; use a whole number of bytes (8, 16, 32)"),
             ));
         }
-        let mut units = Vec::new();
-        let declared: Vec<String> = raw.units.iter().flat_map(|u| u.keys().cloned()).collect();
-        match raw.units {
-            None => errs.push(ConfigError::field(
-                "units",
-                "is missing; describe at least one unit under `[units.NAME]`",
-            )),
-            Some(raw_units) if raw_units.is_empty() => errs.push(ConfigError::field(
-                "units",
-                "is empty; describe at least one unit under `[units.NAME]`",
-            )),
-            Some(raw_units) => {
-                for (unit_name, unit) in raw_units {
-                    if let Some(u) = check_unit(&unit_name, unit, costs.as_ref(), &mut errs) {
-                        units.push(u);
-                    }
-                }
-            }
-        }
-        let buffer_bytes = match raw.buffer {
-            None => {
-                errs.push(ConfigError::field(
-                    "buffer",
-                    "is missing; add `[buffer]` with `capacity_bytes`",
-                ));
-                None
-            }
-            Some(b) => positive_int(
-                b.capacity_bytes,
-                "buffer.capacity_bytes",
-                "e.g. 16777216 for 16 MiB",
-                &mut errs,
-            ),
-        };
-        let bandwidth = match raw.dram {
-            None => {
-                errs.push(ConfigError::field(
-                    "dram",
-                    "is missing; add `[dram]` with `bandwidth_gib_s`",
-                ));
-                None
-            }
-            Some(d) => {
-                let bw = positive_f64(
-                    d.bandwidth_gib_s,
-                    "dram.bandwidth_gib_s",
-                    "e.g. `bandwidth_gib_s = 400.0`",
-                    &mut errs,
-                );
-                at_most_f64(
-                    bw,
-                    MAX_BANDWIDTH_GIB_S,
-                    "dram.bandwidth_gib_s",
-                    "GiB/s",
-                    &mut errs,
-                )
-            }
-        };
-        let find_unit = |field: &str, unit: &str, errs: &mut Vec<ConfigError>| -> Option<UnitId> {
-            let found = units.iter().position(|u| u.name == unit).map(UnitId);
-            // A declared unit with errors of its own has been reported already.
-            if found.is_none() && !declared.iter().any(|d| d == unit) {
-                let known: Vec<&str> = declared.iter().map(String::as_str).collect();
-                errs.push(ConfigError::field(
-                    field,
-                    format!(
-                        "names unit `{unit}`, which is not declared; declared units: {}",
-                        known.join(", ")
-                    ),
-                ));
-            }
-            found
-        };
-        let (mut tile_unit, mut row_unit, mut explicit) = (None, None, BTreeMap::new());
-        match raw.binding {
-            None => errs.push(ConfigError::field(
-                "binding",
-                "is missing; add `[binding]` with `tile = \"UNIT\"` and `row = \"UNIT\"`",
-            )),
-            Some(b) => {
-                match b.tile {
-                    Some(t) => tile_unit = find_unit("binding.tile", &t, &mut errs),
-                    None => errs.push(ConfigError::field(
-                        "binding.tile",
-                        "is missing; name the unit for tile Einsums",
-                    )),
-                }
-                match b.row {
-                    Some(r) => row_unit = find_unit("binding.row", &r, &mut errs),
-                    None => errs.push(ConfigError::field(
-                        "binding.row",
-                        "is missing; name the unit for per-query Einsums",
-                    )),
-                }
-                for (einsum, unit) in b.einsums.unwrap_or_default() {
-                    if let Some(id) =
-                        find_unit(&format!("binding.einsums.{einsum}"), &unit, &mut errs)
-                    {
-                        explicit.insert(einsum, id);
-                    }
-                }
-            }
-        }
-        let (mut fusion, mut interleave) = (None, None);
-        match raw.pipeline {
-            None => errs.push(ConfigError::field(
-                "pipeline",
-                "is missing; add `[pipeline]` with `fusion` and `interleave`",
-            )),
-            Some(p) => {
-                fusion = match p.fusion.as_deref() {
-                    Some("fused") => Some(Fusion::Fused),
-                    Some("none") => Some(Fusion::None),
-                    Some(other) => {
-                        errs.push(ConfigError::field(
-                            "pipeline.fusion",
-                            format!("is `{other}`; use `fused` or `none`"),
-                        ));
-                        None
-                    }
-                    None => {
-                        errs.push(ConfigError::field(
-                            "pipeline.fusion",
-                            "is missing; use `fused` or `none`",
-                        ));
-                        None
-                    }
-                };
-                interleave = p.interleave;
-                if interleave.is_none() {
-                    errs.push(ConfigError::field(
-                        "pipeline.interleave",
-                        "is missing; use `true` or `false`",
-                    ));
-                }
-            }
-        }
+        let (units, declared) = check_units(raw.units, costs.as_ref(), &mut errs);
+        let buffer_bytes = check_buffer(raw.buffer, &mut errs);
+        let bandwidth = check_dram(raw.dram, &mut errs);
+        let (tile_unit, row_unit, explicit) =
+            check_bindings(raw.binding, &units, &declared, &mut errs);
+        let (fusion, interleave) = check_pipeline(raw.pipeline, &mut errs);
         match (
             name,
             cascade,
@@ -942,6 +811,178 @@ fn non_negative_f64(value: f64, max: f64, field: &str, errs: &mut Vec<ConfigErro
         ));
     }
     ok
+}
+
+/// Every unit under `[units.NAME]` that validates, and the names declared (a declared unit
+/// with errors of its own is not reported again where a binding names it).
+fn check_units(
+    raw_units: Option<BTreeMap<String, RawUnit>>,
+    costs: Option<&CostTable>,
+    errs: &mut Vec<ConfigError>,
+) -> (Vec<Unit>, Vec<String>) {
+    let mut units = Vec::new();
+    let declared: Vec<String> = raw_units.iter().flat_map(|u| u.keys().cloned()).collect();
+    match raw_units {
+        None => errs.push(ConfigError::field(
+            "units",
+            "is missing; describe at least one unit under `[units.NAME]`",
+        )),
+        Some(raw_units) if raw_units.is_empty() => errs.push(ConfigError::field(
+            "units",
+            "is empty; describe at least one unit under `[units.NAME]`",
+        )),
+        Some(raw_units) => {
+            for (unit_name, unit) in raw_units {
+                if let Some(u) = check_unit(&unit_name, unit, costs, errs) {
+                    units.push(u);
+                }
+            }
+        }
+    }
+    (units, declared)
+}
+
+/// `[buffer] capacity_bytes`.
+fn check_buffer(raw: Option<RawBuffer>, errs: &mut Vec<ConfigError>) -> Option<u64> {
+    match raw {
+        None => {
+            errs.push(ConfigError::field(
+                "buffer",
+                "is missing; add `[buffer]` with `capacity_bytes`",
+            ));
+            None
+        }
+        Some(b) => positive_int(
+            b.capacity_bytes,
+            "buffer.capacity_bytes",
+            "e.g. 16777216 for 16 MiB",
+            errs,
+        ),
+    }
+}
+
+/// `[dram] bandwidth_gib_s`, finite, positive and physical.
+fn check_dram(raw: Option<RawDram>, errs: &mut Vec<ConfigError>) -> Option<f64> {
+    match raw {
+        None => {
+            errs.push(ConfigError::field(
+                "dram",
+                "is missing; add `[dram]` with `bandwidth_gib_s`",
+            ));
+            None
+        }
+        Some(d) => {
+            let bw = positive_f64(
+                d.bandwidth_gib_s,
+                "dram.bandwidth_gib_s",
+                "e.g. `bandwidth_gib_s = 400.0`",
+                errs,
+            );
+            at_most_f64(
+                bw,
+                MAX_BANDWIDTH_GIB_S,
+                "dram.bandwidth_gib_s",
+                "GiB/s",
+                errs,
+            )
+        }
+    }
+}
+
+/// `[binding]`: the tile and row units and the explicit bindings by Einsum, each naming a
+/// declared unit.
+fn check_bindings(
+    raw: Option<RawBinding>,
+    units: &[Unit],
+    declared: &[String],
+    errs: &mut Vec<ConfigError>,
+) -> (Option<UnitId>, Option<UnitId>, BTreeMap<String, UnitId>) {
+    let find_unit = |field: &str, unit: &str, errs: &mut Vec<ConfigError>| -> Option<UnitId> {
+        let found = units.iter().position(|u| u.name == unit).map(UnitId);
+        // A declared unit with errors of its own has been reported already.
+        if found.is_none() && !declared.iter().any(|d| d == unit) {
+            let known: Vec<&str> = declared.iter().map(String::as_str).collect();
+            errs.push(ConfigError::field(
+                field,
+                format!(
+                    "names unit `{unit}`, which is not declared; declared units: {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+        found
+    };
+    let (mut tile_unit, mut row_unit, mut explicit) = (None, None, BTreeMap::new());
+    match raw {
+        None => errs.push(ConfigError::field(
+            "binding",
+            "is missing; add `[binding]` with `tile = \"UNIT\"` and `row = \"UNIT\"`",
+        )),
+        Some(b) => {
+            match b.tile {
+                Some(t) => tile_unit = find_unit("binding.tile", &t, errs),
+                None => errs.push(ConfigError::field(
+                    "binding.tile",
+                    "is missing; name the unit for tile Einsums",
+                )),
+            }
+            match b.row {
+                Some(r) => row_unit = find_unit("binding.row", &r, errs),
+                None => errs.push(ConfigError::field(
+                    "binding.row",
+                    "is missing; name the unit for per-query Einsums",
+                )),
+            }
+            for (einsum, unit) in b.einsums.unwrap_or_default() {
+                if let Some(id) = find_unit(&format!("binding.einsums.{einsum}"), &unit, errs) {
+                    explicit.insert(einsum, id);
+                }
+            }
+        }
+    }
+    (tile_unit, row_unit, explicit)
+}
+
+/// `[pipeline]`: fusion (`fused` or `none`) and interleaving.
+fn check_pipeline(
+    raw: Option<RawPipeline>,
+    errs: &mut Vec<ConfigError>,
+) -> (Option<Fusion>, Option<bool>) {
+    let (mut fusion, mut interleave) = (None, None);
+    match raw {
+        None => errs.push(ConfigError::field(
+            "pipeline",
+            "is missing; add `[pipeline]` with `fusion` and `interleave`",
+        )),
+        Some(p) => {
+            fusion = match p.fusion.as_deref() {
+                Some("fused") => Some(Fusion::Fused),
+                Some("none") => Some(Fusion::None),
+                Some(other) => {
+                    errs.push(ConfigError::field(
+                        "pipeline.fusion",
+                        format!("is `{other}`; use `fused` or `none`"),
+                    ));
+                    None
+                }
+                None => {
+                    errs.push(ConfigError::field(
+                        "pipeline.fusion",
+                        "is missing; use `fused` or `none`",
+                    ));
+                    None
+                }
+            };
+            interleave = p.interleave;
+            if interleave.is_none() {
+                errs.push(ConfigError::field(
+                    "pipeline.interleave",
+                    "is missing; use `true` or `false`",
+                ));
+            }
+        }
+    }
+    (fusion, interleave)
 }
 
 fn check_unit(
