@@ -236,6 +236,36 @@ fn split_k_decode_moves_the_combine_off_the_key_loop() {
 }
 
 #[test]
+fn key_splits_cannot_take_the_columns_of_an_edge_fed_array() {
+    // Why no mapping raises FuseMax's 2D utilisation at batch 1: for one query, q·k uses each
+    // key value once. The array takes one key value per row per cycle at its edge (256 values
+    // a cycle), so at most 256 of its 65,536 PEs can do useful multiplies each cycle, whatever
+    // the form: utilisation over PEs is bounded by 256 / 65,536 = 1/256 while keys stream.
+    // Putting the splits on the columns would need 65,536 distinct key values a cycle, so the
+    // scheduler refuses that mapping and names the key rank and the reason; the rows keep
+    // the key tile, and split-K's saving is the 1D array's (the test above).
+    let a = arch("fusemax");
+    let p = decode("llama3-8b", 1 << 16, 1);
+    let mapping = cascade_scheduler::MappingOverrides::from_toml(
+        "[tiles]\nkey_tile = 256\ncolumns = [\"p\", \"m1\"]\n",
+    )
+    .expect("mapping");
+    let c = cascade("attention_2pass_localmax");
+    match cascade_scheduler::schedule_with(&c, &a, &p, &mapping).expect("sizes") {
+        Outcome::Infeasible(why) => {
+            let why = why.to_string();
+            assert!(why.contains("`m1`, a part of the key rank M"), "{why}");
+            assert!(why.contains("its own key value every cycle"), "{why}");
+        }
+        Outcome::Scheduled(_) => panic!("key splits on the columns were accepted"),
+    }
+    // And the plain form's useful-PE share is the one column's: occupancy 1/256 of the array.
+    let (_, plain) = run(&a, "causal_kv_1pass", &p);
+    let occ = unit(&plain, "array2d").occupancy;
+    assert!((occ * 256.0 - 1.0).abs() < 0.01, "{occ}");
+}
+
+#[test]
 fn pointwise_functions_run_on_the_shipped_arrays() {
     // Soft-capping, sigmoid, ReLU, softplus and linear attention schedule on FuseMax and FLAT
     // (they were infeasible: "no unit executes `other`"). Gemma 2's soft-capped score

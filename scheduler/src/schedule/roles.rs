@@ -451,6 +451,17 @@ fn column_ranks(
             ))));
         };
         let ok = proposal.contains(&r) || proposal.iter().any(|&x| b(x) == r);
+        if let Some(k) = key.filter(|&k| !ok && b(r) == k) {
+            // Split-K at batch 1 is the case users try: a column per key split. An edge-fed
+            // array takes one key value per row per cycle along its rows, shared by every
+            // column; keys on the columns would need a value per PE per cycle, and a key value
+            // is used once per query, so no mapping of a matrix-vector product fills more than
+            // one column's worth of PEs per edge.
+            return Ok(Err(Infeasible::new(format!(
+                "the mapping puts `{name}`, a part of the key rank {}, on the columns: the array's columns share the key tile that streams along its rows, so each column would need its own key value every cycle (rows × columns values a cycle against the rows' one each); keep the key's parts on the rows and in time (split-K's saving is the combine, off the key loop)",
+                cascade.rank(k).name
+            ))));
+        }
         if !ok {
             let allowed: Vec<String> = proposal
                 .iter()
