@@ -500,11 +500,12 @@ fn print_detail(
     println!("{table}");
     let en = &r.energy;
     println!(
-        "energy: compute {:.3e} J, registers {:.3e} J, buffer {:.3e} J, DRAM {:.3e} J",
+        "energy: compute {:.3e} J, registers {:.3e} J, buffer {:.3e} J, DRAM {:.3e} J, leakage {:.3e} J",
         en.compute_pj * 1e-12,
         en.register_pj * 1e-12,
         en.buffer_pj * 1e-12,
-        en.dram_pj * 1e-12
+        en.dram_pj * 1e-12,
+        en.leakage_pj * 1e-12
     );
     print_breakdown(r);
     println!("\nmapping (a file for --mapping):\n{}", s.mapping);
@@ -542,7 +543,9 @@ fn print_breakdown(r: &SimReport) {
             share(part.pj),
         ]);
     }
-    println!("\nenergy by component (counts are actions; words for registers, buffer and DRAM):");
+    println!(
+        "\nenergy by component (counts are actions; words for registers, buffer and DRAM; cycles for leakage):"
+    );
     println!("{table}");
     let mut table = Table::new();
     table.load_style(presets::ASCII_MARKDOWN).set_header([
@@ -555,6 +558,7 @@ fn print_breakdown(r: &SimReport) {
     for (parts, what) in [
         (b.by_einsum(), "compute and PE registers"),
         (b.by_tensor(), "global buffer and DRAM"),
+        (b.leakage(), "leakage over the phase"),
     ] {
         for part in parts {
             table.add_row(vec![
@@ -566,7 +570,7 @@ fn print_breakdown(r: &SimReport) {
             ]);
         }
     }
-    println!("energy by Einsum and tensor:\n{table}");
+    println!("energy by Einsum, tensor and leaking component:\n{table}");
     let mut table = Table::new();
     table.load_style(presets::ASCII_MARKDOWN).set_header([
         "phase",
@@ -663,7 +667,8 @@ fn report_json(
         })).collect::<Vec<_>>(),
         "energy_pj": {
             "compute": r.energy.compute_pj, "register": r.energy.register_pj,
-            "buffer": r.energy.buffer_pj, "dram": r.energy.dram_pj, "total": r.energy.total_pj(),
+            "buffer": r.energy.buffer_pj, "dram": r.energy.dram_pj,
+            "leakage": r.energy.leakage_pj, "total": r.energy.total_pj(),
         },
         "energy_breakdown": energy_breakdown,
         "traffic_by_tensor": traffic_by_tensor,

@@ -64,6 +64,9 @@ pub struct RawUnit {
     pub rows: Option<i64>,
     pub cols: Option<i64>,
     pub register_words: Option<i64>,
+    /// The PE register file, by the cost table's `register_files` name; without one, the
+    /// table's `register_read`/`register_write` energies and `register_word` area apply.
+    pub register_file: Option<String>,
     /// Hardware blocks in each PE, by area-table name, for the area estimate.
     pub components: Option<BTreeMap<String, i64>>,
     /// The ops the PE executes: op kinds (`mac`, `other`, …) or unary functions by name
@@ -127,6 +130,20 @@ pub struct RawCosts {
     pub buffer: Option<RawBufferCost>,
     pub dram: Option<RawDramCost>,
     pub area_um2: Option<BTreeMap<String, f64>>,
+    /// Named PE register files (a design's own, e.g. FLAT's 4 × 64-bit one).
+    pub register_files: Option<BTreeMap<String, RawRegisterFile>>,
+    /// Static energy per cycle of one instance of a component (`mac`, `exp`, … as in
+    /// `area_um2`) or of the whole global buffer (`buffer`), spent whether busy or not.
+    pub leakage_pj_per_cycle: Option<BTreeMap<String, f64>>,
+}
+
+/// One PE register file: energy per value read or written, and its area.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegisterFile {
+    pub read_pj: Option<f64>,
+    pub write_pj: Option<f64>,
+    pub area_um2: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -273,6 +290,7 @@ pub struct Unit {
     rows: u64,
     cols: u64,
     register_words: u64,
+    register_file: Option<String>,
     components: BTreeMap<String, u64>,
     ops: BTreeMap<PointOp, OpImpl>,
     gates_masked: bool,
@@ -298,6 +316,10 @@ impl Unit {
     }
     pub fn register_words(&self) -> u64 {
         self.register_words
+    }
+    /// The cost table's register file this unit's PEs use, if it names one.
+    pub fn register_file(&self) -> Option<&str> {
+        self.register_file.as_deref()
     }
     pub fn components(&self) -> &BTreeMap<String, u64> {
         &self.components
@@ -356,6 +378,16 @@ pub struct CostTable {
     dram_access_bits: u64,
     dram_access_pj: f64,
     area_um2: BTreeMap<String, f64>,
+    register_files: BTreeMap<String, RegisterFile>,
+    leakage_pj_per_cycle: BTreeMap<String, f64>,
+}
+
+/// A validated PE register file.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RegisterFile {
+    pub read_pj: f64,
+    pub write_pj: f64,
+    pub area_um2: f64,
 }
 
 impl CostTable {
@@ -386,6 +418,18 @@ impl CostTable {
     }
     pub fn dram_word_pj(&self, word_bits: u64) -> f64 {
         self.dram_access_pj / (self.dram_access_bits / word_bits).max(1) as f64
+    }
+    /// A named register file; validation guarantees every unit's exists.
+    pub fn register_file(&self, name: &str) -> Option<RegisterFile> {
+        self.register_files.get(name).copied()
+    }
+    /// Static energy per cycle of one `component` (or of the global buffer, `buffer`); 0 when
+    /// the table gives none.
+    pub fn leakage_pj_per_cycle(&self, component: &str) -> f64 {
+        self.leakage_pj_per_cycle
+            .get(component)
+            .copied()
+            .unwrap_or(0.0)
     }
 }
 
@@ -619,6 +663,52 @@ impl ArchSpec {
     }
     pub fn costs(&self) -> &CostTable {
         &self.costs
+    }
+    /// Energy per value read and written in a PE register of `unit`: its register file's, or
+    /// the table's `register_read`/`register_write`.
+    pub fn register_pj(&self, unit: UnitId) -> (f64, f64) {
+        let t = &self.costs;
+        match self
+            .unit(unit)
+            .register_file()
+            .and_then(|f| t.register_file(f))
+        {
+            Some(f) => (f.read_pj, f.write_pj),
+            None => (
+                t.energy_pj("register_read").unwrap_or(0.0),
+                t.energy_pj("register_write").unwrap_or(0.0),
+            ),
+        }
+    }
+    /// Area of one PE's register file in µm²: the named file's, or words × `register_word`.
+    pub fn register_area_um2(&self, unit: UnitId) -> f64 {
+        let t = &self.costs;
+        let u = self.unit(unit);
+        match u.register_file().and_then(|f| t.register_file(f)) {
+            Some(f) => f.area_um2,
+            None => u.register_words() as f64 * t.area_um2("register_word").unwrap_or(0.0),
+        }
+    }
+    /// Static energy per cycle, by component: each unit's PEs × their components' leakage
+    /// (`array2d`), then the global buffer's (`global buffer`); components the table gives no
+    /// leakage for are left out.
+    pub fn leakage_pj_per_cycle(&self) -> Vec<(String, f64)> {
+        let t = &self.costs;
+        let mut out: Vec<(String, f64)> = self
+            .unit_ids()
+            .map(|id| {
+                let u = self.unit(id);
+                let per_pe: f64 = u
+                    .components()
+                    .iter()
+                    .map(|(c, &k)| k as f64 * t.leakage_pj_per_cycle(c))
+                    .sum();
+                (u.name().to_string(), per_pe * u.pes() as f64)
+            })
+            .collect();
+        out.push(("global buffer".into(), t.leakage_pj_per_cycle("buffer")));
+        out.retain(|&(_, pj)| pj > 0.0);
+        out
     }
 }
 
@@ -1099,11 +1189,29 @@ fn check_unit(
             );
         }
     }
+    if let (Some(file), Some(t)) = (&raw.register_file, costs)
+        && t.register_file(file).is_none()
+    {
+        let known: Vec<&str> = t.register_files.keys().map(String::as_str).collect();
+        errs.push(ConfigError::field(
+            at("register_file"),
+            format!(
+                "`{file}` is not a register file of cost table `{}`; known: {}",
+                t.name,
+                if known.is_empty() {
+                    "none (add `[register_files.{file}]` to the table, or drop the field for the table's `register_read`/`register_write`)".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        ));
+    }
     (errs.len() == before).then(|| Unit {
         name: name.to_string(),
         rows: rows.unwrap_or(1),
         cols: cols.unwrap_or(1),
         register_words,
+        register_file: raw.register_file,
         components,
         ops,
         gates_masked: raw.gates_masked.unwrap_or(false),
@@ -1181,6 +1289,26 @@ fn check_costs(raw: RawCosts, errs: &mut Vec<ConfigError>) -> Option<CostTable> 
     );
     let dram_access_bits = bits(d.access_bits, "costs: dram.access_bits", errs);
     let dram_access_pj = energy(d.access_pj, "costs: dram.access_pj", errs);
+    let register_files = check_register_files(raw.register_files.unwrap_or_default(), errs);
+    let leakage_pj_per_cycle = raw.leakage_pj_per_cycle.unwrap_or_default();
+    for (k, &v) in &leakage_pj_per_cycle {
+        let field = format!("costs: leakage_pj_per_cycle.{k}");
+        non_negative_f64(v, MAX_ENERGY_PJ, &field, errs);
+        if k != "buffer" && (k == "register_word" || !area_um2.contains_key(k)) {
+            let known: Vec<&str> = area_um2
+                .keys()
+                .map(String::as_str)
+                .filter(|&c| c != "register_word")
+                .collect();
+            errs.push(ConfigError::field(
+                field,
+                format!(
+                    "`{k}` is neither a component of `area_um2` ({}) nor `buffer`",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
     if errs.len() != before {
         return None;
     }
@@ -1195,5 +1323,36 @@ fn check_costs(raw: RawCosts, errs: &mut Vec<ConfigError>) -> Option<CostTable> 
         dram_access_bits: dram_access_bits?,
         dram_access_pj: dram_access_pj?,
         area_um2,
+        register_files,
+        leakage_pj_per_cycle,
     })
+}
+
+fn check_register_files(
+    raw: BTreeMap<String, RawRegisterFile>,
+    errs: &mut Vec<ConfigError>,
+) -> BTreeMap<String, RegisterFile> {
+    let mut files = BTreeMap::new();
+    for (name, f) in raw {
+        let at = |x: &str| format!("costs: register_files.{name}.{x}");
+        let pj = |v: Option<f64>, x: &str, errs: &mut Vec<ConfigError>| {
+            let v = positive_f64(v, &at(x), "pJ per value", errs);
+            at_most_f64(v, MAX_ENERGY_PJ, &at(x), "pJ", errs)
+        };
+        let read_pj = pj(f.read_pj, "read_pj", errs);
+        let write_pj = pj(f.write_pj, "write_pj", errs);
+        let area = positive_f64(f.area_um2, &at("area_um2"), "the whole file's µm²", errs);
+        let area = at_most_f64(area, MAX_AREA_UM2, &at("area_um2"), "µm²", errs);
+        if let (Some(read_pj), Some(write_pj), Some(area_um2)) = (read_pj, write_pj, area) {
+            files.insert(
+                name,
+                RegisterFile {
+                    read_pj,
+                    write_pj,
+                    area_um2,
+                },
+            );
+        }
+    }
+    files
 }

@@ -2,9 +2,11 @@
 //!
 //! The report's energy totals are these items summed, so the parts add up by construction.
 //! Compute and PE-register energy belong to the Einsum that spends it; global-buffer and DRAM
-//! energy belong to the tensor moved (a buffer fill from DRAM is no one Einsum's). So the items
-//! of [`EnergyBreakdown::by_einsum`] and [`EnergyBreakdown::by_tensor`] together, and those of
-//! [`EnergyBreakdown::by_component`] alone, each sum to [`Energy::total_pj`].
+//! energy belong to the tensor moved (a buffer fill from DRAM is no one Einsum's); leakage
+//! belongs to the component that leaks, over the phase's time (owner `leakage`). So the items
+//! of [`EnergyBreakdown::by_einsum`], [`EnergyBreakdown::by_tensor`] and
+//! [`EnergyBreakdown::leakage`] together, and those of [`EnergyBreakdown::by_component`]
+//! alone, each sum to [`Energy::total_pj`].
 
 use std::collections::BTreeMap;
 
@@ -19,6 +21,8 @@ pub enum EnergyKind {
     Register,
     Buffer,
     Dram,
+    /// Static energy: a component's leakage per cycle × the cycles it is powered.
+    Leakage,
 }
 
 /// One priced action count: `count` actions of `action` on `component`, for `owner`.
@@ -28,13 +32,13 @@ pub struct EnergyItem {
     pub phase: usize,
     pub kind: EnergyKind,
     /// A unit (`array2d`), a unit's PE registers (`array2d registers`), `global buffer` or
-    /// `DRAM`.
+    /// `DRAM`; for leakage, a unit or `global buffer`.
     pub component: String,
-    /// An energy-table action (`mac`, `exp`, …) or `read` / `write`.
+    /// An energy-table action (`mac`, `exp`, …), `read` / `write`, or `leak` (per cycle).
     pub action: String,
-    /// The Einsum (compute, registers) or the tensor (buffer, DRAM).
+    /// The Einsum (compute, registers), the tensor (buffer, DRAM) or `leakage`.
     pub owner: String,
-    /// Actions over the whole layer; words for registers, buffer and DRAM.
+    /// Actions over the whole layer; words for registers, buffer and DRAM; cycles for leakage.
     pub count: f64,
     /// Energy per action (per word for registers, buffer and DRAM), from the cost table.
     pub pj_per_action: f64,
@@ -79,13 +83,14 @@ impl EnergyBreakdown {
                 EnergyKind::Register => &mut e.register_pj,
                 EnergyKind::Buffer => &mut e.buffer_pj,
                 EnergyKind::Dram => &mut e.dram_pj,
+                EnergyKind::Leakage => &mut e.leakage_pj,
             } += it.pj;
         }
         e
     }
 
     /// Per phase, component and action (`array2d mac`, `global buffer read`, `DRAM write`),
-    /// compute first, then registers, buffer and DRAM.
+    /// compute first, then registers, buffer, DRAM and leakage.
     pub fn by_component(&self) -> Vec<EnergyPart> {
         let mut items: Vec<&EnergyItem> = self.items.iter().collect();
         items.sort_by(|a, b| {
@@ -106,6 +111,14 @@ impl EnergyBreakdown {
             items.filter(|it| matches!(it.kind, EnergyKind::Compute | EnergyKind::Register)),
             |it| it.owner.clone(),
         )
+    }
+
+    /// Per phase and leaking component: its static energy.
+    pub fn leakage(&self) -> Vec<EnergyPart> {
+        let items = self.items.iter();
+        group(items.filter(|it| it.kind == EnergyKind::Leakage), |it| {
+            it.component.clone()
+        })
     }
 
     /// Per phase and tensor: its global-buffer and DRAM energy.
@@ -144,13 +157,10 @@ fn group<'a>(
 
 /// Prices every action count of the schedule: each Einsum's compute actions and PE-register
 /// accesses, and each tensor's buffer and DRAM words, per phase.
+/// Leakage is not among them: it needs the phases' latencies ([`add_leakage`]).
 pub fn energy_breakdown(schedule: &Schedule, arch: &ArchSpec) -> EnergyBreakdown {
     let n = schedule.instances() as f64;
     let table = arch.costs();
-    let (reg_r, reg_w) = (
-        table.energy_pj("register_read").unwrap_or(0.0),
-        table.energy_pj("register_write").unwrap_or(0.0),
-    );
     let mut items = Vec::new();
     let mut push = |phase, kind, component: &str, action: &str, owner: &str, count: f64, per| {
         if count != 0.0 {
@@ -173,6 +183,7 @@ pub fn energy_breakdown(schedule: &Schedule, arch: &ArchSpec) -> EnergyBreakdown
             let c = count as f64 * n;
             push(e.phase, EnergyKind::Compute, unit, action, &e.name, c, per);
         }
+        let (reg_r, reg_w) = arch.register_pj(e.unit);
         let regs = format!("{unit} registers");
         let (r, w) = (e.register_reads as f64 * n, e.register_writes as f64 * n);
         push(
@@ -238,6 +249,34 @@ pub fn energy_breakdown(schedule: &Schedule, arch: &ArchSpec) -> EnergyBreakdown
         }
     }
     EnergyBreakdown { items }
+}
+
+/// Adds each component's leakage over each phase's `latency_cycles` (whole layer): static
+/// energy per cycle from the cost table × the cycles the phase lasts, busy or not.
+pub fn add_leakage(breakdown: &mut EnergyBreakdown, arch: &ArchSpec, latency_cycles: &[f64]) {
+    breakdown.items.retain(|it| it.kind != EnergyKind::Leakage);
+    let rates = arch.leakage_pj_per_cycle();
+    for (phase, &cycles) in latency_cycles.iter().enumerate() {
+        for (component, rate) in &rates {
+            if cycles > 0.0 {
+                breakdown.items.push(EnergyItem {
+                    phase,
+                    kind: EnergyKind::Leakage,
+                    component: component.clone(),
+                    action: "leak".into(),
+                    owner: "leakage".into(),
+                    count: cycles,
+                    pj_per_action: *rate,
+                    pj: cycles * rate,
+                });
+            }
+        }
+    }
+}
+
+/// The whole chip's static energy per cycle: every leaking component's, summed.
+pub fn leakage_rate_pj(arch: &ArchSpec) -> f64 {
+    arch.leakage_pj_per_cycle().iter().map(|(_, pj)| pj).sum()
 }
 
 /// Each tensor's DRAM bytes and buffer words per phase, over the whole layer.

@@ -31,7 +31,8 @@
 //! two end times over the busiest resource's work in the window is the steady-state time per
 //! unit of work, which prices the work not executed at the busiest resource's share of it.
 //!
-//! Energy is not simulated: it is the analytical model's action counts × table.
+//! Energy is not simulated: it is the analytical model's action counts × table, plus the
+//! chip's leakage over this run's latency.
 
 use std::collections::BTreeMap;
 
@@ -383,7 +384,12 @@ pub fn run(schedule: &Schedule, arch: &ArchSpec, config: &CycleConfig) -> CycleR
         dram_busy_cycles: dram_busy_total,
         dram_stall_cycles: dram_stall,
         extrapolated,
-        energy: simulate(schedule, arch).energy,
+        energy: {
+            // Dynamic energy is the model's action counts; the chip leaks for this run's time.
+            let mut e = simulate(schedule, arch).energy;
+            e.leakage_pj = latency * crate::breakdown::leakage_rate_pj(arch);
+            e
+        },
         events,
     }
 }

@@ -64,11 +64,13 @@ pub struct Energy {
     pub register_pj: f64,
     pub buffer_pj: f64,
     pub dram_pj: f64,
+    /// Static energy over the latency.
+    pub leakage_pj: f64,
 }
 
 impl Energy {
     pub fn total_pj(&self) -> f64 {
-        self.compute_pj + self.register_pj + self.buffer_pj + self.dram_pj
+        self.compute_pj + self.register_pj + self.buffer_pj + self.dram_pj + self.leakage_pj
     }
 }
 
@@ -214,8 +216,10 @@ pub fn simulate(schedule: &Schedule, arch: &ArchSpec) -> SimReport {
         })
         .collect();
 
-    // Energy: the priced action counts, summed.
-    let breakdown = breakdown::energy_breakdown(schedule, arch);
+    // Energy: the priced action counts and the leakage over each phase's time, summed.
+    let mut breakdown = breakdown::energy_breakdown(schedule, arch);
+    let phase_cycles: Vec<f64> = phases.iter().map(|p| p.latency_cycles).collect();
+    breakdown::add_leakage(&mut breakdown, arch, &phase_cycles);
     let energy = breakdown.totals();
     let mut compute_by_action: BTreeMap<(String, String), f64> = BTreeMap::new();
     for it in &breakdown.items {
@@ -279,6 +283,7 @@ impl SimReport {
         check("energy.register_pj".into(), self.energy.register_pj);
         check("energy.buffer_pj".into(), self.energy.buffer_pj);
         check("energy.dram_pj".into(), self.energy.dram_pj);
+        check("energy.leakage_pj".into(), self.energy.leakage_pj);
         check("area_mm2".into(), self.area_mm2);
         check("spill".into(), self.spill);
         check("tile_mac_energy_share".into(), self.tile_mac_energy_share);
@@ -302,20 +307,19 @@ impl SimReport {
     }
 }
 
-/// Chip area: every unit's PEs (components and register words) plus the global buffer.
+/// Chip area: every unit's PEs (components and register file) plus the global buffer.
 pub fn area_mm2(arch: &ArchSpec) -> f64 {
     let table = arch.costs();
-    let reg = table.area_um2("register_word").unwrap_or(0.0);
     let pes: f64 = arch
-        .units()
-        .iter()
-        .map(|u| {
+        .unit_ids()
+        .map(|id| {
+            let u = arch.unit(id);
             let pe: f64 = u
                 .components()
                 .iter()
                 .map(|(c, &k)| k as f64 * table.area_um2(c).unwrap_or(0.0))
                 .sum::<f64>()
-                + u.register_words() as f64 * reg;
+                + arch.register_area_um2(id);
             pe * u.pes() as f64
         })
         .sum();
@@ -352,5 +356,7 @@ fn linear_layers(schedule: &Schedule, arch: &ArchSpec) -> (f64, f64) {
         cycles += (macs / pes).max(dram * word_bytes / bytes_per_cycle);
         energy += macs * mac + dram * dram_word + buffer_reads * buf_r + dram * buf_w;
     }
+    // The chip leaks while the linear layers run as it does during attention.
+    energy += cycles * breakdown::leakage_rate_pj(arch);
     (cycles, energy)
 }

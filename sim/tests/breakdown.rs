@@ -38,14 +38,24 @@ fn parts_sum_to_the_totals_on_every_shipped_configuration() {
             let sum = |parts: &[cascade_sim::EnergyPart]| parts.iter().map(|x| x.pj).sum::<f64>();
             let b = &r.breakdown;
             assert!(close(sum(&b.by_component()), total), "{at}: by component");
-            let owners = sum(&b.by_einsum()) + sum(&b.by_tensor());
-            assert!(close(owners, total), "{at}: by Einsum and tensor");
-            // Each of the four totals is its kind's items.
+            let owners = sum(&b.by_einsum()) + sum(&b.by_tensor()) + sum(&b.leakage());
+            assert!(close(owners, total), "{at}: by Einsum, tensor and leakage");
+            // Leakage is the chip's static power over each phase's latency.
+            let rate: f64 = arch.leakage_pj_per_cycle().iter().map(|x| x.1).sum();
+            assert!(rate > 0.0, "{at}: the shipped table leaks");
+            assert!(
+                close(r.energy.leakage_pj, rate * r.latency_cycles),
+                "{at}: leakage {} vs {rate} × {}",
+                r.energy.leakage_pj,
+                r.latency_cycles
+            );
+            // Each of the five totals is its kind's items.
             for (kind, want) in [
                 (EnergyKind::Compute, r.energy.compute_pj),
                 (EnergyKind::Register, r.energy.register_pj),
                 (EnergyKind::Buffer, r.energy.buffer_pj),
                 (EnergyKind::Dram, r.energy.dram_pj),
+                (EnergyKind::Leakage, r.energy.leakage_pj),
             ] {
                 let got: f64 = b
                     .items

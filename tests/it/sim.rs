@@ -691,7 +691,7 @@ fn simulate_breaks_energy_and_traffic_down() {
         text.find(s)
             .unwrap_or_else(|| panic!("no {s:?} in\n{text}"))
     };
-    assert!(at("energy by component") < at("energy by Einsum and tensor"));
+    assert!(at("energy by component") < at("energy by Einsum, tensor and leaking component"));
     assert!(at("traffic by tensor") < at("mapping (a file for --mapping)"));
     assert!(text.contains("| 1     | array2d mac "), "{text}");
 }
