@@ -22,12 +22,12 @@ pub enum OutputFormat {
     #[value(alias = "table")]
     Text,
     Json,
-    /// One CSV record per point (simulate, compare, sweep, zoo).
+    /// One CSV record per point (simulate, compare, sweep, merge-sweep, zoo).
     Csv,
 }
 
 /// The commands that print `--format csv`.
-pub const CSV_COMMANDS: [&str; 4] = ["simulate", "compare", "sweep", "zoo"];
+pub const CSV_COMMANDS: [&str; 5] = ["simulate", "compare", "sweep", "merge-sweep", "zoo"];
 
 impl OutputFormat {
     /// The format for a command that prints text or JSON only; `--format csv` is a user error.
