@@ -233,7 +233,7 @@ fn check_ratios(cmp: &Comparison) -> anyhow::Result<()> {
         ratios
             .iter()
             .flatten()
-            .flat_map(|r| [("speedup", r.speedup), ("energy ratio", r.energy)])
+            .flat_map(|r| [("speedup", r.speedup), ("energy_ratio", r.energy)])
             .collect()
     };
     for r in &cmp.rows {
