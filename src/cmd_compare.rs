@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::arch_load::{self, LoadedArch, seq_label};
 use crate::files;
-use crate::output::{OutputFormat, check_finite, print_csv, print_json};
+use crate::output::{OutputFormat, check_finite, csv_bytes, print_csv, print_json};
 use crate::schema::{self, Cell, Column, Records, Style, col};
 
 #[derive(Debug, clap::Args)]
@@ -68,7 +68,7 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
     let records = records(&cmp, args.end_to_end);
     let summary = summary(&cmp, args.end_to_end);
     if let Some(path) = &args.summary {
-        files::write_atomic(path, &csv_bytes(&summary.csv())?)?;
+        files::write_atomic(path, &csv_bytes(summary.csv())?)?;
     }
     match format {
         OutputFormat::Csv => print_csv(records.csv())?,
@@ -215,16 +215,6 @@ fn summary(cmp: &Comparison, end_to_end: bool) -> Records {
     ));
     records.push(cells);
     records
-}
-
-/// CSV records as the bytes of a file.
-fn csv_bytes(records: &[Vec<String>]) -> anyhow::Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    for r in records {
-        w.write_record(r)?;
-    }
-    w.into_inner()
-        .map_err(|e| anyhow::anyhow!("CSV buffer: {e}"))
 }
 
 /// Every ratio the comparison reports is finite, or it is an error (see `check_finite`).

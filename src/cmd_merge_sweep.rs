@@ -128,7 +128,11 @@ fn parse_record(cells: &BTreeMap<&str, &str>, place: String) -> anyhow::Result<R
         cell(name).parse::<u64>().map_err(|_| {
             at(
                 &place,
-                format!("`{name}` is `{}`, not a whole number", cell(name)),
+                format!(
+                    "`{name}` is `{}`, not a whole number from 0 to {}",
+                    cell(name),
+                    u64::MAX
+                ),
             )
         })
     };

@@ -10,10 +10,7 @@ use serde_json::{Map, Value, json};
 
 use crate::arch_load::{self, seq_label};
 use crate::output::{OutputFormat, UserError, check_finite, print_csv, print_json};
-use crate::schema::{self, Cell, Records, Style, col};
-
-/// Joules per picojoule: the model counts pJ, every output is in J.
-const PJ: f64 = 1e-12;
+use crate::schema::{self, Cell, PJ, Records, Style, col};
 
 /// The most slots the cycle engine may execute in one phase: a run beyond it would take
 /// minutes to hours, so it is refused before it starts.
@@ -193,59 +190,8 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
             ));
         }
         OutputFormat::Text => {
-            let units: Vec<String> = arch.units().iter().map(|u| u.name().to_string()).collect();
-            let util = |prefix: &str| -> Vec<String> {
-                units.iter().map(|u| format!("{prefix}util_{u}")).collect()
-            };
-            let mut analytical: Vec<String> =
-                ["model", "seq", "latency_s", "latency_cycles", "bound"]
-                    .map(String::from)
-                    .into();
-            analytical.extend(util(""));
-            analytical.extend(
-                [
-                    "dram_bytes",
-                    "energy_j",
-                    "tile_mac_energy_share",
-                    "spill",
-                    "area_mm2",
-                    "e2e_latency_s",
-                    "e2e_energy_j",
-                ]
-                .map(String::from),
-            );
-            if mixed {
-                analytical.push("cascade".into());
-            }
-            let mut cycle_cols: Vec<String> = ["model", "seq"].map(String::from).into();
-            if args.engine == Some(Engine::Both) {
-                cycle_cols.extend(
-                    [
-                        "latency_cycles",
-                        "cycle_latency_cycles",
-                        "cycle_over_analytical",
-                    ]
-                    .map(String::from),
-                );
-            } else {
-                cycle_cols.extend(["cycle_latency_s", "cycle_latency_cycles"].map(String::from));
-            }
-            cycle_cols.extend(util("cycle_"));
-            cycle_cols.extend(
-                [
-                    "cycle_dram_busy_cycles",
-                    "cycle_dram_stall_cycles",
-                    "cycle_executed_slots",
-                    "cycle_slots",
-                    "cycle_extrapolated",
-                ]
-                .map(String::from),
-            );
-            for shown in [&mut analytical, &mut cycle_cols] {
-                if records.any("infeasible") {
-                    shown.push("infeasible".into());
-                }
-            }
+            let (analytical, cycle_cols) =
+                text_columns(&arch, args.engine, mixed, records.any("infeasible"));
             if args.engine == Some(Engine::Cycle) {
                 println!("{} running {running} (cycle-level engine)", arch.name());
                 println!("{}", records.text(&cycle_cols));
@@ -267,6 +213,61 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The columns of the text tables: the analytical model's, and the cycle engine's (beside
+/// the analytical latency with `--engine both`); with `mixed` cascades the cascade, and the
+/// reasons when a point is infeasible.
+fn text_columns(
+    arch: &cascade_scheduler::ArchSpec,
+    engine: Option<Engine>,
+    mixed: bool,
+    infeasible: bool,
+) -> (Vec<String>, Vec<String>) {
+    let names = |names: &[&str]| -> Vec<String> { names.iter().map(|n| n.to_string()).collect() };
+    let util = |prefix: &str| -> Vec<String> {
+        arch.units()
+            .iter()
+            .map(|u| format!("{prefix}util_{}", u.name()))
+            .collect()
+    };
+    let mut analytical = names(&["model", "seq", "latency_s", "latency_cycles", "bound"]);
+    analytical.extend(util(""));
+    analytical.extend(names(&[
+        "dram_bytes",
+        "energy_j",
+        "tile_mac_energy_share",
+        "spill",
+        "area_mm2",
+        "e2e_latency_s",
+        "e2e_energy_j",
+    ]));
+    if mixed {
+        analytical.push("cascade".into());
+    }
+    let mut cycle = names(&["model", "seq"]);
+    cycle.extend(if engine == Some(Engine::Both) {
+        names(&[
+            "latency_cycles",
+            "cycle_latency_cycles",
+            "cycle_over_analytical",
+        ])
+    } else {
+        names(&["cycle_latency_s", "cycle_latency_cycles"])
+    });
+    cycle.extend(util("cycle_"));
+    cycle.extend(names(&[
+        "cycle_dram_busy_cycles",
+        "cycle_dram_stall_cycles",
+        "cycle_executed_slots",
+        "cycle_slots",
+        "cycle_extrapolated",
+    ]));
+    if infeasible {
+        analytical.push("infeasible".into());
+        cycle.push("infeasible".into());
+    }
+    (analytical, cycle)
 }
 
 /// The schema's record of every point (see `docs/output.md`): the analytical model's numbers,

@@ -16,7 +16,7 @@ use cascade_cli::values;
 
 use crate::arch_load::{self, seq_label};
 use crate::files;
-use crate::output::{OutputFormat, UserError, check_finite, print_csv, print_json};
+use crate::output::{OutputFormat, UserError, check_finite, csv_bytes, print_csv, print_json};
 use crate::schema::{self, Cell, Records, Style, col};
 
 #[derive(Debug, clap::Args)]
@@ -219,7 +219,7 @@ pub fn write(
         None => None,
     };
     if let Some(path) = out {
-        files::write_atomic(path, &csv_bytes(&records.csv())?)?;
+        files::write_atomic(path, &csv_bytes(records.csv())?)?;
     }
     if let (Some(path), Some(text)) = (plot_path, plot_text) {
         files::write_atomic(path, text.as_bytes())?;
@@ -322,16 +322,6 @@ fn records(sweep: &Sweep) -> Records {
         records.push(cells);
     }
     records
-}
-
-/// CSV records as the bytes of a file.
-pub fn csv_bytes(records: &[Vec<String>]) -> anyhow::Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    for r in records {
-        w.write_record(r)?;
-    }
-    w.into_inner()
-        .map_err(|e| anyhow::anyhow!("CSV buffer: {e}"))
 }
 
 /// The SVG text of the latency-against-area plot: one series per workload point, `labels[k]`

@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 use crate::arch_load;
 use crate::output::{OutputFormat, UserError, print_csv, print_json};
-use crate::schema::{self, Cell, Records, Style, col};
+use crate::schema::{self, Cell, PJ, Records, Style, col};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -343,7 +343,7 @@ fn records(rows: &[Row], arch: &ArchSpec) -> Records {
                     ("latency_cycles".to_string(), Cell::Number(r.latency_cycles)),
                     (
                         "energy_j".to_string(),
-                        Cell::Number(r.energy.total_pj() * 1e-12),
+                        Cell::Number(r.energy.total_pj() * PJ),
                     ),
                     ("dram_bytes".to_string(), Cell::Number(r.dram_bytes)),
                     ("bound".to_string(), Cell::Text(bound(r))),

@@ -19,6 +19,9 @@ use crate::output::num;
 /// misread; adding a field keeps it.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// Joules per picojoule: the model counts pJ, every output is in J.
+pub const PJ: f64 = 1e-12;
+
 /// How the text table prints a column's numbers; CSV and JSON always carry them unrounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Style {
