@@ -235,6 +235,14 @@ fn simulate_prints_one_schema() {
         // Seconds are cycles over FuseMax's 940 MHz clock.
         assert!((x("latency_s") - x("latency_cycles") / 940e6).abs() <= 1e-12 * x("latency_s"));
     }
+    // Bytes, not GB: BERT at 1K reads Q, K and V and writes AV once, 4 tensors of 64 × 1024
+    // words of 2 bytes, in each of its 768 instances (12 heads × a batch of 64).
+    let bert_1k = &f.csv_rows[0];
+    assert_eq!(bert_1k[col("model")], "BERT");
+    assert_eq!(
+        bert_1k[col("dram_bytes")].parse::<f64>().unwrap(),
+        (768 * 4 * 64 * 1024 * 2) as f64
+    );
     // The hidden `--csv` of older scripts prints the same CSV.
     assert_eq!(
         run_ok(&[
@@ -583,4 +591,61 @@ fn shards_and_merges_that_cannot_be_right_are_refused() {
         &["merge-sweep", &path("absent.csv")],
         &["cannot read", "absent.csv"],
     );
+}
+
+#[test]
+fn one_point_has_the_same_fields_in_simulate_and_zoo() {
+    // Llama-3-8B prefill at 8K running attention_1pass, once through each command.
+    let point = [
+        "--arch",
+        "fusemax",
+        "--workloads",
+        "llm",
+        "--workload",
+        "llama3-8b",
+        "--scenario",
+        "prefill",
+        "--seq",
+        "8k",
+        "--format",
+        "json",
+    ];
+    let simulate: Value = serde_json::from_str(&run_ok(
+        &[&["simulate", "--cascade", "attention_1pass"][..], &point].concat(),
+    ))
+    .unwrap();
+    let zoo: Value = serde_json::from_str(&run_ok(
+        &[&["zoo", "--only", "attention_1pass"][..], &point].concat(),
+    ))
+    .unwrap();
+    let a = &simulate["points"][0];
+    let b = zoo["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["cascade"] == "attention_1pass")
+        .expect("attention_1pass in the zoo");
+    let shared: Vec<&String> = a
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| b.get(k.as_str()).is_some() && !["units"].contains(&k.as_str()))
+        .collect();
+    for key in [
+        "model",
+        "cascade",
+        "seq",
+        "latency_s",
+        "latency_cycles",
+        "energy_j",
+        "dram_bytes",
+        "util_array2d",
+        "occupancy_array2d",
+        "bound",
+    ] {
+        assert!(shared.iter().any(|k| *k == key), "{key} in both");
+    }
+    for key in shared {
+        assert_eq!(a[key], b[key], "{key}");
+    }
 }
