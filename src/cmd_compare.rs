@@ -1,13 +1,17 @@
 //! `cascade compare`: the paper's comparison — per workload point, how many times faster the
 //! subject architecture is than each baseline and what fraction of its energy it spends, for
-//! attention alone and (with `--end-to-end`) for the whole layer, and the arithmetic means.
+//! attention alone and (with `--end-to-end`) for the whole layer, one record per point; the
+//! arithmetic means are the summary (the text table's last row, JSON's `summary`, `--summary`).
 
-use cascade_sim::compare::{Comparison, Config, Evaluation, Ratio, compare};
-use comfy_table::{Table, presets};
-use serde_json::json;
+use std::path::PathBuf;
+
+use cascade_sim::compare::{Comparison, Config, Evaluation, PointRow, Ratio, compare};
+use serde_json::{Value, json};
 
 use crate::arch_load::{self, LoadedArch, seq_label};
-use crate::output::{OutputFormat, check_finite, print_csv, print_json};
+use crate::files;
+use crate::output::{OutputFormat, check_finite, csv_bytes, print_csv, print_json};
+use crate::schema::{self, Cell, Column, Records, Style, col};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -29,6 +33,10 @@ pub struct Args {
     /// Also compare whole layers (attention plus the linear layers).
     #[arg(long)]
     end_to_end: bool,
+    /// Also write the summary (the means over the points, and their count) as a one-record
+    /// CSV here; the points' CSV holds one record per point and no mean.
+    #[arg(long)]
+    summary: Option<PathBuf>,
     /// Same as `--format csv` (kept for old scripts).
     #[arg(long, hide = true)]
     csv: bool,
@@ -57,11 +65,23 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
         &problems,
     );
     check_ratios(&cmp)?;
+    let records = records(&cmp, args.end_to_end);
+    let summary = summary(&cmp, args.end_to_end);
+    if let Some(path) = &args.summary {
+        files::write_atomic(path, &csv_bytes(summary.csv())?)?;
+    }
     match format {
-        OutputFormat::Csv => print_csv(csv_records(&cmp, args.end_to_end))?,
-        OutputFormat::Json => print_json(&comparison_json(&cmp)),
+        OutputFormat::Csv => print_csv(records.csv())?,
+        OutputFormat::Json => {
+            let mut mean = summary.json();
+            let context = schema::context([
+                ("subject", json!(cmp.subject)),
+                ("baselines", json!(cmp.baselines)),
+                ("summary", mean.pop().map_or(Value::Null, Value::Object)),
+            ]);
+            print_json(&schema::document("compare", context, &records, None));
+        }
         OutputFormat::Text => {
-            let (header, rows) = table_rows(&cmp, args.end_to_end);
             println!(
                 "{} ({}) against {}",
                 cmp.subject,
@@ -69,50 +89,132 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
                 cmp.baselines.join(", ")
             );
             println!(
-                "speedup = baseline latency / {} latency; energy = {} energy / baseline energy",
+                "speedup = baseline latency / {} latency; energy_ratio = {} energy / baseline energy; the last row is the mean over the points",
                 cmp.subject, cmp.subject
             );
-            let mut table = Table::new();
-            table.load_style(presets::ASCII_MARKDOWN).set_header(header);
-            for r in rows {
-                table.add_row(r);
-            }
-            println!("{table}");
-            for (k, b) in cmp
-                .rows
-                .first()
-                .map(|r| r.baselines.as_slice())
-                .unwrap_or_default()
+            let shown: Vec<&str> = records
+                .columns
                 .iter()
-                .enumerate()
-            {
-                let _ = b;
-                let infeasible: Vec<String> = cmp
-                    .rows
-                    .iter()
-                    .filter_map(|r| match (&r.subject, &r.baselines[k]) {
-                        (Evaluation::Infeasible(why), _) => Some(format!(
-                            "{} {}: {} infeasible: {why}",
-                            r.workload,
-                            seq_label(r.seq),
-                            cmp.subject
-                        )),
-                        (_, Evaluation::Infeasible(why)) => Some(format!(
-                            "{} {}: {} infeasible: {why}",
-                            r.workload,
-                            seq_label(r.seq),
-                            cmp.baselines[k]
-                        )),
-                        _ => None,
-                    })
-                    .collect();
-                for line in infeasible {
-                    println!("{line}");
+                .map(|c| c.name.as_str())
+                .filter(|&n| n != "infeasible")
+                .collect();
+            let mut table = records.text(&shown);
+            // The summary's means, under the points' columns.
+            let mut mean = summary.text_cells(0, &shown);
+            mean[0] = "mean".into();
+            mean[1] = format!("{} pts", cmp.rows.len());
+            table.add_row(mean);
+            println!("{table}");
+            for r in &cmp.rows {
+                if let Cell::Text(why) = &records_infeasible(r, &cmp) {
+                    println!("{} {}: {why}", r.workload, seq_label(r.seq));
                 }
             }
         }
     }
     Ok(())
+}
+
+/// The reasons a point has no ratio: which side is infeasible, and why.
+fn records_infeasible(r: &PointRow, cmp: &Comparison) -> Cell {
+    let names = std::iter::once(&cmp.subject).chain(&cmp.baselines);
+    let reasons: Vec<String> = std::iter::once(&r.subject)
+        .chain(&r.baselines)
+        .zip(names)
+        .filter_map(|(e, name)| match e {
+            Evaluation::Infeasible(why) => Some(format!("{name} infeasible: {why}")),
+            Evaluation::Ok(_) => None,
+        })
+        .collect();
+    if reasons.is_empty() {
+        Cell::Missing
+    } else {
+        Cell::Text(reasons.join("; "))
+    }
+}
+
+/// The ratio columns: per baseline its speedup and energy ratio, then with `end_to_end` the
+/// same for the whole layer.
+fn ratio_columns(cmp: &Comparison, end_to_end: bool) -> Vec<Column> {
+    let kinds: &[&str] = if end_to_end { &["", "e2e_"] } else { &[""] };
+    let mut columns = Vec::new();
+    for kind in kinds {
+        for b in &cmp.baselines {
+            columns.push(col(format!("{kind}speedup_vs_{b}"), Style::Fixed(2)));
+            columns.push(col(format!("{kind}energy_ratio_vs_{b}"), Style::Fixed(3)));
+        }
+    }
+    columns
+}
+
+/// A ratio's two cells, named for its kind and baseline; missing where a side is infeasible.
+fn ratio_cells(kind: &str, baseline: &str, r: Option<Ratio>) -> [(String, Cell); 2] {
+    let cell = |x: Option<f64>| x.map_or(Cell::Missing, Cell::Number);
+    [
+        (
+            format!("{kind}speedup_vs_{baseline}"),
+            cell(r.map(|r| r.speedup)),
+        ),
+        (
+            format!("{kind}energy_ratio_vs_{baseline}"),
+            cell(r.map(|r| r.energy)),
+        ),
+    ]
+}
+
+/// The ratio cells of one row of ratios (attention, and end to end if asked).
+fn ratios(
+    cmp: &Comparison,
+    attention: &[Option<Ratio>],
+    e2e: Option<&[Option<Ratio>]>,
+) -> Vec<(String, Cell)> {
+    let mut cells = Vec::new();
+    for (b, &r) in cmp.baselines.iter().zip(attention) {
+        cells.extend(ratio_cells("", b, r));
+    }
+    for (b, &r) in cmp.baselines.iter().zip(e2e.unwrap_or_default()) {
+        cells.extend(ratio_cells("e2e_", b, r));
+    }
+    cells
+}
+
+/// The schema's record of every point (see `docs/output.md`): one record per workload point,
+/// with the reasons in `infeasible` where a side could not be scheduled.
+fn records(cmp: &Comparison, end_to_end: bool) -> Records {
+    let mut columns = vec![col("model", Style::Plain), col("seq", Style::Seq)];
+    columns.extend(ratio_columns(cmp, end_to_end));
+    columns.push(col("infeasible", Style::Plain));
+    let mut records = Records::new(columns);
+    for r in &cmp.rows {
+        let mut cells = vec![
+            ("model".to_string(), Cell::Text(r.workload.clone())),
+            ("seq".to_string(), Cell::Count(r.seq)),
+            ("infeasible".to_string(), records_infeasible(r, cmp)),
+        ];
+        cells.extend(ratios(
+            cmp,
+            &r.attention,
+            end_to_end.then_some(r.end_to_end.as_slice()),
+        ));
+        records.push(cells);
+    }
+    records
+}
+
+/// The summary: the arithmetic means of each ratio over the points where both sides are
+/// feasible, and how many points there are; one record, under the points' ratio names.
+fn summary(cmp: &Comparison, end_to_end: bool) -> Records {
+    let mut columns = vec![col("n_points", Style::Plain)];
+    columns.extend(ratio_columns(cmp, end_to_end));
+    let mut records = Records::new(columns);
+    let mut cells = vec![("n_points".to_string(), Cell::Count(cmp.rows.len() as u64))];
+    cells.extend(ratios(
+        cmp,
+        &cmp.mean_attention,
+        end_to_end.then_some(cmp.mean_end_to_end.as_slice()),
+    ));
+    records.push(cells);
+    records
 }
 
 /// Every ratio the comparison reports is finite, or it is an error (see `check_finite`).
@@ -121,7 +223,7 @@ fn check_ratios(cmp: &Comparison) -> anyhow::Result<()> {
         ratios
             .iter()
             .flatten()
-            .flat_map(|r| [("speedup", r.speedup), ("energy ratio", r.energy)])
+            .flat_map(|r| [("speedup", r.speedup), ("energy_ratio", r.energy)])
             .collect()
     };
     for r in &cmp.rows {
@@ -150,104 +252,4 @@ fn check_ratios(cmp: &Comparison) -> anyhow::Result<()> {
     check_finite(&what, &fields(&cmp.mean_attention))?;
     check_finite(&what, &fields(&cmp.mean_end_to_end))?;
     Ok(())
-}
-
-fn fmt_ratio(r: Option<Ratio>) -> [String; 2] {
-    match r {
-        Some(r) => [
-            format!("{:.2}x", r.speedup),
-            format!("{:.1}%", r.energy * 100.0),
-        ],
-        None => ["-".into(), "-".into()],
-    }
-}
-
-/// Header and rows of the comparison table (the last row holds the means).
-pub fn table_rows(cmp: &Comparison, end_to_end: bool) -> (Vec<String>, Vec<Vec<String>>) {
-    let mut header = vec!["model".to_string(), "seq".to_string()];
-    for b in &cmp.baselines {
-        header.push(format!("speedup vs {b}"));
-        header.push(format!("energy vs {b}"));
-    }
-    if end_to_end {
-        for b in &cmp.baselines {
-            header.push(format!("e2e speedup vs {b}"));
-            header.push(format!("e2e energy vs {b}"));
-        }
-    }
-    let mut rows = Vec::new();
-    for r in &cmp.rows {
-        let mut row = vec![r.workload.clone(), seq_label(r.seq)];
-        row.extend(r.attention.iter().flat_map(|&a| fmt_ratio(a)));
-        if end_to_end {
-            row.extend(r.end_to_end.iter().flat_map(|&a| fmt_ratio(a)));
-        }
-        rows.push(row);
-    }
-    let mut mean = vec!["mean".to_string(), format!("{} pts", cmp.rows.len())];
-    mean.extend(cmp.mean_attention.iter().flat_map(|&a| fmt_ratio(a)));
-    if end_to_end {
-        mean.extend(cmp.mean_end_to_end.iter().flat_map(|&a| fmt_ratio(a)));
-    }
-    rows.push(mean);
-    (header, rows)
-}
-
-/// CSV: the table's columns with unrounded numbers — speedup as a factor, energy as a fraction
-/// of the baseline's — and empty cells where a side is infeasible; the last record holds the
-/// means (seq empty).
-fn csv_records(cmp: &Comparison, end_to_end: bool) -> Vec<Vec<String>> {
-    let mut header = vec!["model".to_string(), "seq".to_string()];
-    let kinds: &[&str] = if end_to_end { &["", "e2e_"] } else { &[""] };
-    for kind in kinds {
-        for b in &cmp.baselines {
-            header.push(format!("{kind}speedup_vs_{b}"));
-            header.push(format!("{kind}energy_vs_{b}"));
-        }
-    }
-    let cells = |ratios: &[Option<Ratio>]| -> Vec<String> {
-        ratios
-            .iter()
-            .flat_map(|r| match r {
-                Some(r) => [r.speedup.to_string(), r.energy.to_string()],
-                None => [String::new(), String::new()],
-            })
-            .collect()
-    };
-    let mut records = vec![header];
-    for r in &cmp.rows {
-        let mut rec = vec![r.workload.clone(), r.seq.to_string()];
-        rec.extend(cells(&r.attention));
-        if end_to_end {
-            rec.extend(cells(&r.end_to_end));
-        }
-        records.push(rec);
-    }
-    let mut mean = vec!["mean".to_string(), String::new()];
-    mean.extend(cells(&cmp.mean_attention));
-    if end_to_end {
-        mean.extend(cells(&cmp.mean_end_to_end));
-    }
-    records.push(mean);
-    records
-}
-
-fn comparison_json(cmp: &Comparison) -> serde_json::Value {
-    let ratio = |r: &Option<Ratio>| r.map(|r| json!({"speedup": r.speedup, "energy": r.energy}));
-    json!({
-        "subject": cmp.subject,
-        "baselines": cmp.baselines,
-        "points": cmp.rows.iter().map(|r| json!({
-            "workload": r.workload,
-            "seq": r.seq,
-            "attention": r.attention.iter().map(ratio).collect::<Vec<_>>(),
-            "end_to_end": r.end_to_end.iter().map(ratio).collect::<Vec<_>>(),
-            "infeasible": std::iter::once(&r.subject).chain(&r.baselines).filter_map(|e| match e {
-                Evaluation::Infeasible(why) => Some(why.clone()),
-                Evaluation::Ok(_) => None,
-            }).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "mean_attention": cmp.mean_attention.iter().map(ratio).collect::<Vec<_>>(),
-        "mean_end_to_end": cmp.mean_end_to_end.iter().map(ratio).collect::<Vec<_>>(),
-    })
 }

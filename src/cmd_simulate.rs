@@ -6,10 +6,11 @@ use cascade_scheduler::{Outcome, schedule_with};
 use cascade_sim::cycle::{self, CycleConfig, CycleReport};
 use cascade_sim::{SimReport, simulate};
 use comfy_table::{Table, presets};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::arch_load::{self, seq_label};
 use crate::output::{OutputFormat, UserError, check_finite, print_csv, print_json};
+use crate::schema::{self, Cell, PJ, Records, Style, col};
 
 /// The most slots the cycle engine may execute in one phase: a run beyond it would take
 /// minutes to hours, so it is refused before it starts.
@@ -167,103 +168,40 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
         }
     }
     let mixed = running == "each model's cascade";
-    let mut header = vec![
-        "model",
-        "seq",
-        "latency_s",
-        "cycles",
-        "bound",
-        "util",
-        "dram_gb",
-        "energy_j",
-        "tile_mac_share",
-        "spill",
-        "area_mm2",
-        "e2e_latency_s",
-        "e2e_energy_j",
-    ];
-    if mixed {
-        header.push("cascade");
-    }
-    let cells = |r: &SimReport| -> Vec<String> {
-        let util: Vec<String> = r
-            .units
-            .iter()
-            .map(|u| format!("{}={:.3}", u.name, u.utilisation))
-            .collect();
-        let bound = r
-            .phases
-            .iter()
-            .map(|p| p.bound.clone())
-            .collect::<Vec<_>>()
-            .join("+");
-        vec![
-            r.workload.clone(),
-            seq_label(r.seq),
-            format!("{:.4e}", r.latency_s),
-            format!("{:.4e}", r.latency_cycles),
-            bound,
-            util.join(" "),
-            format!("{:.3}", r.dram_bytes / 1e9),
-            format!("{:.4e}", r.energy.total_pj() * 1e-12),
-            format!("{:.3}", r.tile_mac_energy_share),
-            format!("{:.3}", r.spill),
-            format!("{:.1}", r.area_mm2),
-            format!("{:.4e}", r.end_to_end.latency_cycles / arch.clock_hz()),
-            format!("{:.4e}", r.end_to_end.energy_pj * 1e-12),
-        ]
-    };
+    let cycle = matches!(args.engine, Some(Engine::Cycle | Engine::Both));
+    let records = records(&rows, &arch, cycle);
     match format {
-        OutputFormat::Csv => print_csv(csv_records(&rows, &arch, args.engine))?,
-        OutputFormat::Json => print_json(&json!({
-            "arch": arch.name(),
-            "cascade": running,
-            "points": rows.iter().map(|row| match row {
-                Row::Ok(r, s, cy) => {
-                    let mut v = report_json(r, s, &arch);
-                    if let Some(cy) = cy {
-                        v["cycle"] = cycle_json(cy);
-                        if args.engine == Some(Engine::Both) {
-                            v["cycle_over_analytical"] = json!(cy.latency_cycles / r.latency_cycles);
-                        }
-                    }
-                    v
-                }
-                Row::Infeasible { workload, seq, reason } => json!({
-                    "workload": workload, "seq": seq, "infeasible": reason,
-                }),
-            }).collect::<Vec<_>>(),
-        })),
-        OutputFormat::Text if args.engine == Some(Engine::Cycle) => {
-            println!("{} running {running} (cycle-level engine)", arch.name());
-            println!("{}", cycle_table(&rows, false));
+        OutputFormat::Csv => print_csv(records.csv())?,
+        OutputFormat::Json => {
+            let detail = rows
+                .iter()
+                .map(|row| match row {
+                    Row::Ok(r, s, cy) => detail_json(r, s, cy.as_deref(), &arch),
+                    Row::Infeasible { .. } => Map::new(),
+                })
+                .collect();
+            let context =
+                schema::context([("arch", json!(arch.name())), ("cascade", json!(running))]);
+            print_json(&schema::document(
+                "simulate",
+                context,
+                &records,
+                Some(detail),
+            ));
         }
         OutputFormat::Text => {
-            println!("{} running {running}", arch.name());
-            let mut table = Table::new();
-            table.load_style(presets::ASCII_MARKDOWN).set_header(header);
-            for row in &rows {
-                match row {
-                    Row::Ok(r, _, _) => {
-                        let mut row = cells(r);
-                        if mixed {
-                            row.push(r.cascade.clone());
-                        }
-                        table.add_row(row);
-                    }
-                    Row::Infeasible {
-                        workload,
-                        seq,
-                        reason,
-                    } => {
-                        table.add_row(infeasible_cells(workload, *seq, reason));
-                    }
-                }
+            let (analytical, cycle_cols) =
+                text_columns(&arch, args.engine, mixed, records.any("infeasible"));
+            if args.engine == Some(Engine::Cycle) {
+                println!("{} running {running} (cycle-level engine)", arch.name());
+                println!("{}", records.text(&cycle_cols));
+                return Ok(());
             }
-            println!("{table}");
+            println!("{} running {running}", arch.name());
+            println!("{}", records.text(&analytical));
             if args.engine == Some(Engine::Both) {
                 println!("\ncycle-level engine against the analytical model:");
-                println!("{}", cycle_table(&rows, true));
+                println!("{}", records.text(&cycle_cols));
             }
             if args.detail {
                 for row in &rows {
@@ -275,6 +213,212 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The columns of the text tables: the analytical model's, and the cycle engine's (beside
+/// the analytical latency with `--engine both`); with `mixed` cascades the cascade, and the
+/// reasons when a point is infeasible.
+fn text_columns(
+    arch: &cascade_scheduler::ArchSpec,
+    engine: Option<Engine>,
+    mixed: bool,
+    infeasible: bool,
+) -> (Vec<String>, Vec<String>) {
+    let names = |names: &[&str]| -> Vec<String> { names.iter().map(|n| n.to_string()).collect() };
+    let util = |prefix: &str| -> Vec<String> {
+        arch.units()
+            .iter()
+            .map(|u| format!("{prefix}util_{}", u.name()))
+            .collect()
+    };
+    let mut analytical = names(&["model", "seq", "latency_s", "latency_cycles", "bound"]);
+    analytical.extend(util(""));
+    analytical.extend(names(&[
+        "dram_bytes",
+        "energy_j",
+        "tile_mac_energy_share",
+        "spill",
+        "area_mm2",
+        "e2e_latency_s",
+        "e2e_energy_j",
+    ]));
+    if mixed {
+        analytical.push("cascade".into());
+    }
+    let mut cycle = names(&["model", "seq"]);
+    cycle.extend(if engine == Some(Engine::Both) {
+        names(&[
+            "latency_cycles",
+            "cycle_latency_cycles",
+            "cycle_over_analytical",
+        ])
+    } else {
+        names(&["cycle_latency_s", "cycle_latency_cycles"])
+    });
+    cycle.extend(util("cycle_"));
+    cycle.extend(names(&[
+        "cycle_dram_busy_cycles",
+        "cycle_dram_stall_cycles",
+        "cycle_executed_slots",
+        "cycle_slots",
+        "cycle_extrapolated",
+    ]));
+    if infeasible {
+        analytical.push("infeasible".into());
+        cycle.push("infeasible".into());
+    }
+    (analytical, cycle)
+}
+
+/// The schema's record of every point (see `docs/output.md`): the analytical model's numbers,
+/// one `util_` and `occupancy_` column per unit, with `cycle` the cycle engine's, and the
+/// reason in `infeasible` for a point that could not be scheduled.
+fn records(rows: &[Row], arch: &cascade_scheduler::ArchSpec, cycle: bool) -> Records {
+    let units: Vec<&str> = arch.units().iter().map(|u| u.name()).collect();
+    let mut columns = vec![
+        col("model", Style::Plain),
+        col("cascade", Style::Plain),
+        col("seq", Style::Seq),
+        col("latency_s", Style::Sci),
+        col("latency_cycles", Style::Sci),
+        col("memory_cycles", Style::Sci),
+        col("bound", Style::Plain),
+    ];
+    columns.extend(
+        units
+            .iter()
+            .map(|u| col(format!("util_{u}"), Style::Fixed(3))),
+    );
+    columns.extend(
+        units
+            .iter()
+            .map(|u| col(format!("occupancy_{u}"), Style::Fixed(3))),
+    );
+    for name in [
+        "dram_bytes",
+        "energy_j",
+        "energy_compute_j",
+        "energy_register_j",
+        "energy_buffer_j",
+        "energy_dram_j",
+        "energy_leakage_j",
+    ] {
+        columns.push(col(name, Style::Sci));
+    }
+    columns.extend([
+        col("tile_mac_energy_share", Style::Fixed(3)),
+        col("spill", Style::Fixed(3)),
+        col("area_mm2", Style::Fixed(1)),
+        col("e2e_latency_s", Style::Sci),
+        col("e2e_energy_j", Style::Sci),
+    ]);
+    if cycle {
+        columns.extend([
+            col("cycle_latency_s", Style::Sci),
+            col("cycle_latency_cycles", Style::Sci),
+            col("cycle_over_analytical", Style::Fixed(4)),
+        ]);
+        columns.extend(
+            units
+                .iter()
+                .map(|u| col(format!("cycle_util_{u}"), Style::Fixed(3))),
+        );
+        columns.extend([
+            col("cycle_dram_busy_cycles", Style::Sci),
+            col("cycle_dram_stall_cycles", Style::Sci),
+            col("cycle_executed_slots", Style::Plain),
+            col("cycle_slots", Style::Plain),
+            col("cycle_extrapolated", Style::Plain),
+        ]);
+    }
+    columns.push(col("infeasible", Style::Plain));
+    let mut records = Records::new(columns);
+    for row in rows {
+        match row {
+            Row::Ok(r, _, cy) => records.push(point_cells(r, arch, cy.as_deref())),
+            Row::Infeasible {
+                workload,
+                seq,
+                reason,
+            } => records.push([
+                ("model".to_string(), Cell::Text(workload.clone())),
+                ("seq".to_string(), Cell::Count(*seq)),
+                ("infeasible".to_string(), Cell::Text(reason.clone())),
+            ]),
+        }
+    }
+    records
+}
+
+/// One scheduled point's cells.
+fn point_cells(
+    r: &SimReport,
+    arch: &cascade_scheduler::ArchSpec,
+    cy: Option<&CycleReport>,
+) -> Vec<(String, Cell)> {
+    let n = |name: &str, x: f64| (name.to_string(), Cell::Number(x));
+    let bound = r
+        .phases
+        .iter()
+        .map(|p| p.bound.clone())
+        .collect::<Vec<_>>()
+        .join("+");
+    let mut cells = vec![
+        ("model".to_string(), Cell::Text(r.workload.clone())),
+        ("cascade".to_string(), Cell::Text(r.cascade.clone())),
+        ("seq".to_string(), Cell::Count(r.seq)),
+        n("latency_s", r.latency_s),
+        n("latency_cycles", r.latency_cycles),
+        n("memory_cycles", r.memory_cycles),
+        ("bound".to_string(), Cell::Text(bound)),
+        n("dram_bytes", r.dram_bytes),
+        n("energy_j", r.energy.total_pj() * PJ),
+        n("energy_compute_j", r.energy.compute_pj * PJ),
+        n("energy_register_j", r.energy.register_pj * PJ),
+        n("energy_buffer_j", r.energy.buffer_pj * PJ),
+        n("energy_dram_j", r.energy.dram_pj * PJ),
+        n("energy_leakage_j", r.energy.leakage_pj * PJ),
+        n("tile_mac_energy_share", r.tile_mac_energy_share),
+        n("spill", r.spill),
+        n("area_mm2", r.area_mm2),
+        n(
+            "e2e_latency_s",
+            r.end_to_end.latency_cycles / arch.clock_hz(),
+        ),
+        n("e2e_energy_j", r.end_to_end.energy_pj * PJ),
+    ];
+    for u in &r.units {
+        cells.push(n(&format!("util_{}", u.name), u.utilisation));
+        cells.push(n(&format!("occupancy_{}", u.name), u.occupancy));
+    }
+    if let Some(cy) = cy {
+        cells.extend([
+            n("cycle_latency_s", cy.latency_s),
+            n("cycle_latency_cycles", cy.latency_cycles),
+            n(
+                "cycle_over_analytical",
+                cy.latency_cycles / r.latency_cycles,
+            ),
+            n("cycle_dram_busy_cycles", cy.dram_busy_cycles),
+            n("cycle_dram_stall_cycles", cy.dram_stall_cycles),
+            (
+                "cycle_executed_slots".to_string(),
+                Cell::Count(cy.phases.iter().map(|p| p.executed_slots).sum()),
+            ),
+            (
+                "cycle_slots".to_string(),
+                Cell::Count(cy.phases.iter().map(|p| p.slots).sum()),
+            ),
+            (
+                "cycle_extrapolated".to_string(),
+                Cell::Flag(cy.extrapolated),
+            ),
+        ]);
+        for u in &cy.units {
+            cells.push(n(&format!("cycle_util_{}", u.name), u.utilisation));
+        }
+    }
+    cells
 }
 
 /// Every number a point reports is finite, or the point is an error (see `check_finite`).
@@ -290,8 +434,8 @@ pub fn check_point(r: &SimReport, cy: Option<&CycleReport>) -> anyhow::Result<()
     let mut fields = report_fields(r);
     if let Some(cy) = cy {
         fields.extend([
-            ("cycle.latency_cycles", cy.latency_cycles),
-            ("cycle.latency_s", cy.latency_s),
+            ("cycle_latency_cycles", cy.latency_cycles),
+            ("cycle_latency_s", cy.latency_s),
         ]);
     }
     Ok(check_finite(&report_label(r), &fields)?)
@@ -310,113 +454,15 @@ pub fn report_fields(r: &SimReport) -> Vec<(&'static str, f64)> {
         ("latency_cycles", r.latency_cycles),
         ("memory_cycles", r.memory_cycles),
         ("dram_bytes", r.dram_bytes),
-        ("energy_pj", r.energy.total_pj()),
+        ("energy_j", r.energy.total_pj() * PJ),
         ("tile_mac_energy_share", r.tile_mac_energy_share),
         ("area_mm2", r.area_mm2),
         ("spill", r.spill),
-        ("end_to_end.latency_cycles", r.end_to_end.latency_cycles),
-        ("end_to_end.energy_pj", r.end_to_end.energy_pj),
+        ("e2e_latency_cycles", r.end_to_end.latency_cycles),
+        ("e2e_energy_j", r.end_to_end.energy_pj * PJ),
     ];
-    fields.extend(r.units.iter().map(|u| ("utilisation", u.utilisation)));
+    fields.extend(r.units.iter().map(|u| ("util", u.utilisation)));
     fields
-}
-
-/// CSV: one record per point with every number unrounded (as JSON has it), one utilisation
-/// column per unit, and the reason in `infeasible` for a point that could not be scheduled.
-fn csv_records(
-    rows: &[Row],
-    arch: &cascade_scheduler::ArchSpec,
-    engine: Option<Engine>,
-) -> Vec<Vec<String>> {
-    let mut header: Vec<String> = ["model", "seq", "latency_s", "cycles", "bound"]
-        .map(String::from)
-        .into();
-    header.extend(arch.units().iter().map(|u| format!("util_{}", u.name())));
-    header.extend(
-        [
-            "dram_gb",
-            "energy_j",
-            "tile_mac_share",
-            "spill",
-            "area_mm2",
-            "e2e_latency_s",
-            "e2e_energy_j",
-            "infeasible",
-        ]
-        .map(String::from),
-    );
-    let cycle_cols = matches!(engine, Some(Engine::Cycle | Engine::Both));
-    if cycle_cols {
-        header.extend(
-            [
-                "cycle_cycles",
-                "cycle_latency_s",
-                "cycle_over_analytical",
-                "cycle_dram_stall_cycles",
-                "cycle_extrapolated",
-            ]
-            .map(String::from),
-        );
-    }
-    let width = header.len();
-    let mut records = vec![header];
-    for row in rows {
-        let mut rec = match row {
-            Row::Ok(r, _, cy) => {
-                let mut rec = vec![
-                    r.workload.clone(),
-                    r.seq.to_string(),
-                    r.latency_s.to_string(),
-                    r.latency_cycles.to_string(),
-                    r.phases
-                        .iter()
-                        .map(|p| p.bound.clone())
-                        .collect::<Vec<_>>()
-                        .join("+"),
-                ];
-                rec.extend(arch.units().iter().map(|u| {
-                    r.units
-                        .iter()
-                        .find(|x| x.name == u.name())
-                        .map_or_else(String::new, |x| x.utilisation.to_string())
-                }));
-                rec.extend([
-                    (r.dram_bytes / 1e9).to_string(),
-                    (r.energy.total_pj() * 1e-12).to_string(),
-                    r.tile_mac_energy_share.to_string(),
-                    r.spill.to_string(),
-                    r.area_mm2.to_string(),
-                    (r.end_to_end.latency_cycles / arch.clock_hz()).to_string(),
-                    (r.end_to_end.energy_pj * 1e-12).to_string(),
-                    String::new(),
-                ]);
-                if let Some(cy) = cy {
-                    rec.extend([
-                        cy.latency_cycles.to_string(),
-                        cy.latency_s.to_string(),
-                        (cy.latency_cycles / r.latency_cycles).to_string(),
-                        cy.dram_stall_cycles.to_string(),
-                        cy.extrapolated.to_string(),
-                    ]);
-                }
-                rec
-            }
-            Row::Infeasible {
-                workload,
-                seq,
-                reason,
-            } => {
-                let mut rec = vec![workload.clone(), seq.to_string()];
-                let before = if cycle_cols { width - 6 } else { width - 1 };
-                rec.resize(before, String::new());
-                rec.push(reason.clone());
-                rec
-            }
-        };
-        rec.resize(width, String::new());
-        records.push(rec);
-    }
-    records
 }
 
 fn print_detail(
@@ -501,11 +547,11 @@ fn print_detail(
     let en = &r.energy;
     println!(
         "energy: compute {:.3e} J, registers {:.3e} J, buffer {:.3e} J, DRAM {:.3e} J, leakage {:.3e} J",
-        en.compute_pj * 1e-12,
-        en.register_pj * 1e-12,
-        en.buffer_pj * 1e-12,
-        en.dram_pj * 1e-12,
-        en.leakage_pj * 1e-12
+        en.compute_pj * PJ,
+        en.register_pj * PJ,
+        en.buffer_pj * PJ,
+        en.dram_pj * PJ,
+        en.leakage_pj * PJ
     );
     print_breakdown(r);
     println!("\nmapping (a file for --mapping):\n{}", s.mapping);
@@ -528,7 +574,7 @@ fn print_breakdown(r: &SimReport) {
         "phase",
         "component and action",
         "count",
-        "pJ each",
+        "energy_per_action_j",
         "energy_j",
         "share",
     ]);
@@ -538,8 +584,8 @@ fn print_breakdown(r: &SimReport) {
             (part.phase + 1).to_string(),
             part.name,
             format!("{:.4e}", part.count),
-            format!("{:.4}", part.pj / part.count),
-            format!("{:.4e}", part.pj * 1e-12),
+            format!("{:.4e}", part.pj / part.count * PJ),
+            format!("{:.4e}", part.pj * PJ),
             share(part.pj),
         ]);
     }
@@ -565,7 +611,7 @@ fn print_breakdown(r: &SimReport) {
                 (part.phase + 1).to_string(),
                 part.name,
                 what.to_string(),
-                format!("{:.4e}", part.pj * 1e-12),
+                format!("{:.4e}", part.pj * PJ),
                 share(part.pj),
             ]);
         }
@@ -575,8 +621,8 @@ fn print_breakdown(r: &SimReport) {
     table.load_style(presets::ASCII_MARKDOWN).set_header([
         "phase",
         "tensor",
-        "dram_read_gb",
-        "dram_write_gb",
+        "dram_read_bytes",
+        "dram_write_bytes",
         "buffer_read_words",
         "buffer_write_words",
     ]);
@@ -584,15 +630,15 @@ fn print_breakdown(r: &SimReport) {
         table.add_row(vec![
             (t.phase + 1).to_string(),
             t.tensor.clone(),
-            format!("{:.4}", t.dram_read_bytes / 1e9),
-            format!("{:.4}", t.dram_write_bytes / 1e9),
+            format!("{:.4e}", t.dram_read_bytes),
+            format!("{:.4e}", t.dram_write_bytes),
             format!("{:.4e}", t.buffer_read_words),
             format!("{:.4e}", t.buffer_write_words),
         ]);
     }
     println!(
-        "traffic by tensor (DRAM {:.4} GB in all):\n{table}",
-        r.dram_bytes / 1e9
+        "traffic by tensor (dram_bytes {:.4e} in all):\n{table}",
+        r.dram_bytes
     );
 }
 
@@ -603,18 +649,19 @@ fn breakdown_json(r: &SimReport) -> (Value, Value) {
     let parts = |parts: Vec<cascade_sim::EnergyPart>| -> Vec<Value> {
         parts
             .into_iter()
-            .map(|p| json!({"phase": p.phase + 1, "name": p.name, "count": p.count, "pj": p.pj}))
+            .map(|p| json!({"phase": p.phase + 1, "name": p.name, "count": p.count, "energy_j": p.pj * PJ}))
             .collect()
     };
     let energy = json!({
         "items": b.items.iter().map(|it| json!({
             "phase": it.phase + 1, "kind": format!("{:?}", it.kind).to_lowercase(),
             "component": it.component, "action": it.action, "owner": it.owner,
-            "count": it.count, "pj_per_action": it.pj_per_action, "pj": it.pj,
+            "count": it.count, "energy_per_action_j": it.pj_per_action * PJ, "energy_j": it.pj * PJ,
         })).collect::<Vec<_>>(),
         "by_component": parts(b.by_component()),
         "by_einsum": parts(b.by_einsum()),
         "by_tensor": parts(b.by_tensor()),
+        "leakage": parts(b.leakage()),
     });
     let traffic = json!(r.traffic_by_tensor.iter().map(|t| json!({
         "phase": t.phase + 1, "tensor": t.tensor,
@@ -624,31 +671,29 @@ fn breakdown_json(r: &SimReport) -> (Value, Value) {
     (energy, traffic)
 }
 
-fn report_json(
+/// A point's nested detail for JSON, beside its record's flat fields: the units, phases and
+/// Einsums, the mapping, the energy breakdown and traffic, the linear layers, and with the
+/// cycle engine its per-unit and per-phase numbers. Same names and units as the record.
+fn detail_json(
     r: &SimReport,
     s: &cascade_scheduler::Schedule,
+    cy: Option<&CycleReport>,
     arch: &cascade_scheduler::ArchSpec,
-) -> Value {
+) -> Map<String, Value> {
     let (energy_breakdown, traffic_by_tensor) = breakdown_json(r);
-    json!({
-        "workload": r.workload,
-        "cascade": r.cascade,
-        "seq": r.seq,
-        "latency_s": r.latency_s,
-        "latency_cycles": r.latency_cycles,
-        "memory_cycles": r.memory_cycles,
-        "dram_bytes": r.dram_bytes,
-        "units": r.units.iter().map(|u| json!({
-            "name": u.name, "pes": u.pes, "busy_cycles": u.busy_cycles,
-            "stall_cycles": u.stall_cycles, "utilisation": u.utilisation,
+    let mut detail = schema::context([
+        ("units", json!(r.units.iter().map(|u| json!({
+            "unit": u.name, "pes": u.pes, "busy_cycles": u.busy_cycles,
+            "stall_cycles": u.stall_cycles, "util": u.utilisation,
             "occupancy": u.occupancy,
-        })).collect::<Vec<_>>(),
-        "mapping": s.mapping.to_string(),
-        "phases": r.phases.iter().zip(&s.phases).map(|(p, sp)| json!({
+        })).collect::<Vec<_>>())),
+        ("mapping", json!(s.mapping.to_string())),
+        ("phases", json!(r.phases.iter().zip(&s.phases).map(|(p, sp)| json!({
             "einsums": p.einsums, "compute_cycles": p.compute_cycles, "memory_cycles": p.memory_cycles,
-            "latency_cycles": p.latency_cycles, "bound": p.bound, "spill": p.spill,
-            "passes": sp.passes, "m0": sp.partition.m0, "m1": sp.partition.m1,
+            "fill_cycles": p.fill_cycles, "latency_cycles": p.latency_cycles, "bound": p.bound,
+            "spill": p.spill, "passes": sp.passes, "m0": sp.partition.m0, "m1": sp.partition.m1,
             "p0": sp.partition.p0, "p1": sp.partition.p1, "p2": sp.partition.p2,
+            "buffer_words": sp.buffer_words,
             "loop_order": sp.loops.lines(),
             "epochs": sp.epochs.iter().map(|e| json!({
                 "unit": arch.unit(e.unit).name(),
@@ -661,117 +706,35 @@ fn report_json(
                 "empty": sp.occupancy.empty, "partial": sp.occupancy.partial,
                 "full": sp.occupancy.full, "slots_run": sp.occupancy.slots(),
             },
-        })).collect::<Vec<_>>(),
-        "einsums": r.einsums.iter().map(|e| json!({
-            "name": e.name, "unit": e.unit, "cycles": e.cycles, "share": e.share,
-        })).collect::<Vec<_>>(),
-        "energy_pj": {
-            "compute": r.energy.compute_pj, "register": r.energy.register_pj,
-            "buffer": r.energy.buffer_pj, "dram": r.energy.dram_pj,
-            "leakage": r.energy.leakage_pj, "total": r.energy.total_pj(),
-        },
-        "energy_breakdown": energy_breakdown,
-        "traffic_by_tensor": traffic_by_tensor,
-        "tile_mac_energy_share": r.tile_mac_energy_share,
-        "area_mm2": r.area_mm2,
-        "spill": r.spill,
-        "end_to_end": {
+        })).collect::<Vec<_>>())),
+        ("einsums", json!(r.einsums.iter().map(|e| json!({
+            "einsum": e.name, "unit": e.unit, "busy_cycles": e.cycles, "share": e.share,
+        })).collect::<Vec<_>>())),
+        ("energy_breakdown", energy_breakdown),
+        ("traffic_by_tensor", traffic_by_tensor),
+        ("end_to_end", json!({
             "latency_cycles": r.end_to_end.latency_cycles,
-            "energy_pj": r.end_to_end.energy_pj,
             "linear_cycles": r.end_to_end.linear_cycles,
-            "linear_energy_pj": r.end_to_end.linear_energy_pj,
-        },
-    })
-}
-
-/// The cycle engine's numbers per point; with `compare`, beside the analytical latency.
-fn cycle_table(rows: &[Row], compare: bool) -> Table {
-    let mut header = vec!["model", "seq"];
-    if compare {
-        header.extend(["analytical_cycles", "cycle_cycles", "cycle/analytical"]);
-    } else {
-        header.extend(["latency_s", "cycles"]);
+            "linear_energy_j": r.end_to_end.linear_energy_pj * PJ,
+        })),
+    ]);
+    if let Some(cy) = cy {
+        detail.insert("cycle".into(), json!({
+            "units": cy.units.iter().map(|u| json!({
+                "unit": u.name, "busy_cycles": u.busy_cycles,
+                "drain_stall_cycles": u.drain_stall_cycles, "dram_stall_cycles": u.dram_stall_cycles,
+                "idle_cycles": u.idle_cycles, "util": u.utilisation,
+            })).collect::<Vec<_>>(),
+            "phases": cy.phases.iter().map(|p| json!({
+                "slots": p.slots, "executed_slots": p.executed_slots,
+                "period_cycles": p.period_cycles, "latency_cycles": p.latency_cycles,
+                "dram_busy_cycles": p.dram_busy_cycles,
+            })).collect::<Vec<_>>(),
+            "einsums": cy.einsums.iter().map(|(name, busy)| json!({
+                "einsum": name, "busy_cycles": busy,
+            })).collect::<Vec<_>>(),
+            "energy": "the analytical model's action counts",
+        }));
     }
-    header.extend(["util", "dram_busy", "dram_stall", "slots run"]);
-    let mut table = Table::new();
-    table.load_style(presets::ASCII_MARKDOWN).set_header(header);
-    for row in rows {
-        match row {
-            Row::Ok(r, _, Some(cy)) => {
-                let mut cells = vec![r.workload.clone(), seq_label(r.seq)];
-                if compare {
-                    cells.extend([
-                        format!("{:.4e}", r.latency_cycles),
-                        format!("{:.4e}", cy.latency_cycles),
-                        format!("{:.4}", cy.latency_cycles / r.latency_cycles),
-                    ]);
-                } else {
-                    cells.extend([
-                        format!("{:.4e}", cy.latency_s),
-                        format!("{:.4e}", cy.latency_cycles),
-                    ]);
-                }
-                let util: Vec<String> = cy
-                    .units
-                    .iter()
-                    .map(|u| format!("{}={:.3}", u.name, u.utilisation))
-                    .collect();
-                let run: u64 = cy.phases.iter().map(|p| p.executed_slots).sum();
-                let all: u64 = cy.phases.iter().map(|p| p.slots).sum();
-                cells.extend([
-                    util.join(" "),
-                    format!("{:.4e}", cy.dram_busy_cycles),
-                    format!("{:.4e}", cy.dram_stall_cycles),
-                    if cy.extrapolated {
-                        format!("{run} of {all}, extrapolated")
-                    } else {
-                        format!("all {all}")
-                    },
-                ]);
-                table.add_row(cells);
-            }
-            Row::Ok(..) => {}
-            Row::Infeasible {
-                workload,
-                seq,
-                reason,
-            } => {
-                table.add_row(infeasible_cells(workload, *seq, reason));
-            }
-        }
-    }
-    table
-}
-
-fn cycle_json(cy: &CycleReport) -> Value {
-    json!({
-        "latency_cycles": cy.latency_cycles,
-        "latency_s": cy.latency_s,
-        "extrapolated": cy.extrapolated,
-        "dram_busy_cycles": cy.dram_busy_cycles,
-        "dram_stall_cycles": cy.dram_stall_cycles,
-        "units": cy.units.iter().map(|u| json!({
-            "name": u.name, "busy_cycles": u.busy_cycles,
-            "drain_stall_cycles": u.drain_stall_cycles, "dram_stall_cycles": u.dram_stall_cycles,
-            "idle_cycles": u.idle_cycles, "utilisation": u.utilisation,
-        })).collect::<Vec<_>>(),
-        "phases": cy.phases.iter().map(|p| json!({
-            "slots": p.slots, "executed_slots": p.executed_slots,
-            "period_cycles": p.period_cycles, "latency_cycles": p.latency_cycles,
-            "dram_busy_cycles": p.dram_busy_cycles,
-        })).collect::<Vec<_>>(),
-        "einsums": cy.einsums.iter().map(|(name, busy)| json!({
-            "name": name, "busy_cycles": busy,
-        })).collect::<Vec<_>>(),
-        "energy": "the analytical model's action counts",
-    })
-}
-
-/// The table cells of a point the scheduler could not map, with its reason.
-fn infeasible_cells(workload: &str, seq: u64, reason: impl std::fmt::Display) -> Vec<String> {
-    vec![
-        workload.to_string(),
-        seq_label(seq),
-        format!("infeasible: {reason}"),
-    ]
+    detail
 }

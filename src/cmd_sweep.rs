@@ -1,11 +1,13 @@
 //! `cascade sweep`: the Pareto study — latency against area as the array grows, with the buffer
 //! sized per design by doubling while memory time exceeds the row unit's compute time. Points
-//! run in parallel (rayon) behind a progress bar; results go to CSV and an SVG plot.
+//! run in parallel (rayon) behind a progress bar; results go to CSV and an SVG plot. With
+//! `--shard K/N` it evaluates one of N disjoint slices, and `merge-sweep` joins the slices'
+//! files through the same records, front and plot.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use cascade_scheduler::StopReason;
 use cascade_sim::sweep::{DesignPoint, design_point, mark_pareto};
-use comfy_table::{Table, presets};
 use indicatif::{ParallelProgressIterator, ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::json;
@@ -14,7 +16,8 @@ use cascade_cli::values;
 
 use crate::arch_load::{self, seq_label};
 use crate::files;
-use crate::output::{OutputFormat, UserError, check_finite, print_csv, print_json};
+use crate::output::{OutputFormat, UserError, check_finite, csv_bytes, print_csv, print_json};
+use crate::schema::{self, Cell, Records, Style, col};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -45,6 +48,10 @@ pub struct Args {
     /// Draw latency against area (SVG) here.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Evaluate only shard K of N (`3/8`): the design points whose position in the whole sweep
+    /// is K−1 modulo N. Merge the shards' CSV files with `cascade merge-sweep`.
+    #[arg(long)]
+    shard: Option<String>,
 }
 
 /// The most design points one sweep evaluates (array sizes × models × lengths).
@@ -59,6 +66,14 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
     let workloads = arch_load::workloads(None)?;
     let problems = arch_load::problems(&workloads, &args.workload, Some(&args.seq))?;
     let dims = user(values::pe_dims(&args.pe_dim))?;
+    let shard = args.shard.as_deref().map(values::shard).transpose();
+    let shard = user(shard)?;
+    if shard.is_some() && args.plot.is_some() {
+        return Err(UserError::message(
+            "--plot draws the Pareto front, which one shard cannot know; plot the merged shards with `cascade merge-sweep FILES… --plot FILE`",
+        )
+        .into());
+    }
     let (min_buffer, max_buffer) = (
         user(values::bytes(
             &args.min_buffer,
@@ -87,17 +102,21 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let jobs: Vec<(usize, u64)> = (0..problems.len())
+    // Every design point of the whole sweep, in order; a shard keeps its slice of them.
+    let jobs: Vec<(u64, usize, u64)> = (0..problems.len())
         .flat_map(|p| dims.iter().map(move |&d| (p, d)))
+        .zip(0u64..)
+        .map(|((p, d), position)| (position, p, d))
+        .filter(|&(position, _, _)| shard.is_none_or(|s| s.holds(position)))
         .collect();
     let bar = ProgressBar::new(jobs.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} design points").expect("valid template"),
     );
-    let mut points: Vec<(usize, DesignPoint)> = jobs
+    let points: Vec<(usize, DesignPoint)> = jobs
         .par_iter()
         .progress_with(bar)
-        .map(|&(p, d)| {
+        .map(|&(_, p, d)| {
             (
                 p,
                 design_point(
@@ -111,17 +130,6 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
             )
         })
         .collect();
-    for (k, _) in problems.iter().enumerate() {
-        let mut group: Vec<DesignPoint> = points
-            .iter()
-            .filter(|(p, _)| *p == k)
-            .map(|(_, d)| d.clone())
-            .collect();
-        mark_pareto(&mut group);
-        for (slot, marked) in points.iter_mut().filter(|(p, _)| *p == k).zip(group) {
-            slot.1 = marked;
-        }
-    }
     for (p, d) in points.iter().filter(|(_, d)| d.infeasible.is_none()) {
         let what = format!(
             "{} at {} {} with a {}×{} array",
@@ -133,129 +141,203 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
         );
         let fields = [
             ("latency_s", d.latency_s),
-            ("energy_pj", d.energy_pj),
+            ("energy_j", d.energy_j),
             ("area_mm2", d.area_mm2),
         ];
         check_finite(&what, &fields)?;
     }
-    let records = csv_records(&problems, &points);
-    // Both files are made in memory first, so a failure leaves neither half-written.
-    let plot_text = match &args.plot {
+    let mut sweep = Sweep {
+        arch: loaded.arch.name().to_string(),
+        cascade: loaded.cascade.name.clone(),
+        groups: problems.iter().map(|p| (p.label.clone(), p.seq)).collect(),
+        points,
+        positions: jobs.iter().map(|&(position, _, _)| position).collect(),
+        total: count as u64,
+        front_known: shard.is_none(),
+    };
+    if sweep.front_known {
+        mark_fronts(&mut sweep.points);
+    }
+    let files = (args.out.as_deref(), args.plot.as_deref());
+    write("sweep", &sweep, format, files)
+}
+
+/// A sweep's design points, whole or one shard's: what `sweep` computes and `merge-sweep`
+/// reads back from the shards' CSV files.
+#[derive(Debug)]
+pub struct Sweep {
+    pub arch: String,
+    pub cascade: String,
+    /// Each workload point: its model and sequence length.
+    pub groups: Vec<(String, u64)>,
+    /// The design points, each with the index of its workload point in `groups`.
+    pub points: Vec<(usize, DesignPoint)>,
+    /// Each point's position in the whole sweep (`sweep_index`), ascending.
+    pub positions: Vec<u64>,
+    /// The design points of the whole sweep (`sweep_points`).
+    pub total: u64,
+    /// Whether `pareto` says something: not for one shard, whose points are not the front's
+    /// competitors.
+    pub front_known: bool,
+}
+
+/// Marks each workload point's Pareto front among its design points.
+pub fn mark_fronts(points: &mut [(usize, DesignPoint)]) {
+    let groups: std::collections::BTreeSet<usize> = points.iter().map(|(g, _)| *g).collect();
+    for k in groups {
+        let mut group: Vec<DesignPoint> = points
+            .iter()
+            .filter(|(g, _)| *g == k)
+            .map(|(_, d)| d.clone())
+            .collect();
+        mark_pareto(&mut group);
+        for (slot, marked) in points.iter_mut().filter(|(g, _)| *g == k).zip(group) {
+            slot.1 = marked;
+        }
+    }
+}
+
+/// Writes `files`, the CSV (`--out`) and the plot (`--plot`), both made in memory first so a
+/// failure leaves neither half-written, and prints the sweep in `format` as `command`'s output.
+pub fn write(
+    command: &str,
+    sweep: &Sweep,
+    format: OutputFormat,
+    (out, plot_path): (Option<&Path>, Option<&Path>),
+) -> anyhow::Result<()> {
+    let records = records(sweep);
+    let labels: Vec<String> = sweep
+        .groups
+        .iter()
+        .map(|(model, seq)| format!("{model} {}", seq_label(*seq)))
+        .collect();
+    let plot_text = match plot_path {
         Some(path) => Some(
-            plot(&problems, &points)
+            plot(&labels, &sweep.points)
                 .map_err(|e| UserError::message(format!("cannot draw {}: {e}", path.display())))?,
         ),
         None => None,
     };
-    if let Some(path) = &args.out {
-        files::write_atomic(path, &csv_bytes(&records)?)?;
+    if let Some(path) = out {
+        files::write_atomic(path, &csv_bytes(records.csv())?)?;
     }
-    if let (Some(path), Some(text)) = (&args.plot, plot_text) {
+    if let (Some(path), Some(text)) = (plot_path, plot_text) {
         files::write_atomic(path, text.as_bytes())?;
     }
     match format {
-        OutputFormat::Csv => print_csv(&records)?,
-        OutputFormat::Json => print_json(&json!(points.iter().map(|(p, d)| json!({
-            "model": problems[*p].label, "seq": problems[*p].seq, "pe_dim": d.dim,
-            "buffer_bytes": d.buffer_bytes, "latency_s": d.latency_s, "energy_pj": d.energy_pj,
-            "area_mm2": d.area_mm2, "memory_bound": d.memory_bound, "pareto": d.pareto,
-            "infeasible": d.infeasible,
-        })).collect::<Vec<_>>())),
+        OutputFormat::Csv => print_csv(records.csv())?,
+        OutputFormat::Json => {
+            let context = schema::context([
+                ("arch", json!(sweep.arch)),
+                ("cascade", json!(sweep.cascade)),
+                ("sweep_points", json!(sweep.total)),
+            ]);
+            print_json(&schema::document(command, context, &records, None));
+        }
         OutputFormat::Text => {
-            let mut table = Table::new();
-            table.load_style(presets::ASCII_MARKDOWN).set_header([
+            let mut shown = vec![
                 "model",
                 "seq",
                 "pe_dim",
-                "buffer",
+                "buffer_bytes",
                 "latency_s",
+                "energy_j",
                 "area_mm2",
                 "memory_bound",
                 "pareto",
-            ]);
-            for (p, d) in &points {
-                let pr = &problems[*p];
-                let buffer = match &d.infeasible {
-                    Some(why) => format!("infeasible: {why}"),
-                    None => format!("{} KiB", d.buffer_bytes / 1024),
-                };
-                table.add_row(vec![
-                    pr.label.clone(),
-                    seq_label(pr.seq),
-                    d.dim.to_string(),
-                    buffer,
-                    format!("{:.4e}", d.latency_s),
-                    format!("{:.1}", d.area_mm2),
-                    d.memory_bound.to_string(),
-                    if d.pareto { "*".into() } else { String::new() },
-                ]);
+            ];
+            if records.any("infeasible") {
+                shown.push("infeasible");
             }
-            println!("{table}");
+            println!("{}", records.text(&shown));
         }
     }
     Ok(())
 }
 
-/// The sweep as CSV (for `--out` and `--format csv`): one record per design point, numbers
-/// unrounded; `energy_j` is the JSON's `energy_pj` × 1e-12.
-fn csv_records(
-    problems: &[cascade_scheduler::Problem],
-    points: &[(usize, DesignPoint)],
-) -> Vec<Vec<String>> {
-    let header = [
-        "model",
-        "seq",
-        "pe_dim",
-        "buffer_bytes",
-        "latency_s",
-        "energy_j",
-        "area_mm2",
-        "memory_bound",
-        "pareto",
-        "infeasible",
-    ];
-    let mut records = vec![header.map(String::from).to_vec()];
-    for (p, d) in points {
-        let pr = &problems[*p];
-        records.push(vec![
-            pr.label.clone(),
-            pr.seq.to_string(),
-            d.dim.to_string(),
-            d.buffer_bytes.to_string(),
-            d.latency_s.to_string(),
-            (d.energy_pj * 1e-12).to_string(),
-            d.area_mm2.to_string(),
-            d.memory_bound.to_string(),
-            d.pareto.to_string(),
-            d.infeasible.clone().unwrap_or_default(),
-        ]);
+/// The column names of a sweep's records, in order: `merge-sweep` refuses a file whose header
+/// is not `schema_version` and these.
+pub const COLUMNS: [&str; 15] = [
+    "arch",
+    "cascade",
+    "model",
+    "seq",
+    "sweep_index",
+    "sweep_points",
+    "pe_dim",
+    "buffer_bytes",
+    "buffer_stop",
+    "latency_s",
+    "energy_j",
+    "area_mm2",
+    "memory_bound",
+    "pareto",
+    "infeasible",
+];
+
+/// How the buffer search ended, as `buffer_stop` prints it.
+pub fn stop_name(stop: StopReason) -> &'static str {
+    match stop {
+        StopReason::Converged => "converged",
+        StopReason::Budget => "budget",
+        StopReason::Exhausted => "exhausted",
+    }
+}
+
+/// The schema's record of every design point (see `docs/output.md`); an infeasible point has
+/// no latency, energy, area or memory bound, and `pareto` is missing in one shard's records.
+fn records(sweep: &Sweep) -> Records {
+    let style = |name: &str| match name {
+        "seq" => Style::Seq,
+        "latency_s" | "energy_j" => Style::Sci,
+        "area_mm2" => Style::Fixed(1),
+        _ => Style::Plain,
+    };
+    let mut records = Records::new(COLUMNS.iter().map(|&n| col(n, style(n))).collect());
+    for ((g, d), &position) in sweep.points.iter().zip(&sweep.positions) {
+        let (model, seq) = &sweep.groups[*g];
+        let mut cells = vec![
+            ("arch", Cell::Text(sweep.arch.clone())),
+            ("cascade", Cell::Text(sweep.cascade.clone())),
+            ("model", Cell::Text(model.clone())),
+            ("seq", Cell::Count(*seq)),
+            ("sweep_index", Cell::Count(position)),
+            ("sweep_points", Cell::Count(sweep.total)),
+            ("pe_dim", Cell::Count(d.dim)),
+            ("buffer_bytes", Cell::Count(d.buffer_bytes)),
+            ("buffer_stop", Cell::Text(stop_name(d.stop).into())),
+        ];
+        if sweep.front_known {
+            cells.push(("pareto", Cell::Flag(d.pareto)));
+        }
+        match &d.infeasible {
+            None => cells.extend([
+                ("latency_s", Cell::Number(d.latency_s)),
+                ("energy_j", Cell::Number(d.energy_j)),
+                ("area_mm2", Cell::Number(d.area_mm2)),
+                ("memory_bound", Cell::Flag(d.memory_bound)),
+            ]),
+            Some(why) => cells.push(("infeasible", Cell::Text(why.clone()))),
+        }
+        records.push(cells);
     }
     records
 }
 
-/// CSV records as the bytes of a file.
-fn csv_bytes(records: &[Vec<String>]) -> anyhow::Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    for r in records {
-        w.write_record(r)?;
-    }
-    w.into_inner()
-        .map_err(|e| anyhow::anyhow!("CSV buffer: {e}"))
-}
-
-/// The SVG text of the latency-against-area plot.
+/// The SVG text of the latency-against-area plot: one series per workload point, `labels[k]`
+/// the legend of the points of group `k`.
 fn plot(
-    problems: &[cascade_scheduler::Problem],
+    labels: &[String],
     points: &[(usize, DesignPoint)],
 ) -> Result<String, Box<dyn std::error::Error>> {
     let mut svg = String::new();
-    draw(&mut svg, problems, points)?;
+    draw(&mut svg, labels, points)?;
     Ok(svg)
 }
 
 fn draw(
     svg: &mut String,
-    problems: &[cascade_scheduler::Problem],
+    labels: &[String],
     points: &[(usize, DesignPoint)],
 ) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
@@ -288,7 +370,7 @@ fn draw(
         .x_desc("area (mm²)")
         .y_desc("latency (s)")
         .draw()?;
-    for (k, problem) in problems.iter().enumerate() {
+    for (k, label) in labels.iter().enumerate() {
         let color = Palette99::pick(k).to_rgba();
         let mut group: Vec<&DesignPoint> = feasible
             .iter()
@@ -302,7 +384,7 @@ fn draw(
                     .iter()
                     .map(|d| Circle::new((d.area_mm2, d.latency_s), 3, color.filled())),
             )?
-            .label(format!("{} {}", problem.label, seq_label(problem.seq)))
+            .label(label.clone())
             .legend(move |(x, y)| Circle::new((x, y), 3, color.filled()));
         chart.draw_series(LineSeries::new(
             group

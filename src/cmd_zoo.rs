@@ -9,20 +9,18 @@
 //! first key block global, a causal band of three blocks). A point that cannot be scheduled is
 //! a row with its reason.
 
-use std::collections::BTreeMap;
-
 use cascade_codegen::{DType, GpuSchedule, Lowering, Target};
 use cascade_ir::{Cascade, library};
 use cascade_scheduler::{
     ArchSpec, BlockMask, MAX_MASK_BLOCKS, Outcome, Problem, Schedule, schedule,
 };
 use cascade_sim::{SimReport, simulate};
-use comfy_table::{Table, presets};
 use rayon::prelude::*;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use crate::arch_load::{self, seq_label};
+use crate::arch_load;
 use crate::output::{OutputFormat, UserError, print_csv, print_json};
+use crate::schema::{self, Cell, PJ, Records, Style, col};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -123,13 +121,17 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
             crate::cmd_simulate::check_point(r, None)?;
         }
     }
+    let records = records(&rows, &arch);
     match format {
-        OutputFormat::Json => print_json(&json!({
-            "arch": arch.name(),
-            "workloads": args.workloads,
-            "rows": rows.iter().map(|r| row_json(r, &arch)).collect::<Vec<_>>(),
-        })),
-        OutputFormat::Csv => print_csv(csv_records(&rows, &arch))?,
+        OutputFormat::Json => {
+            let detail = rows.iter().map(detail_json).collect();
+            let context = schema::context([
+                ("arch", json!(arch.name())),
+                ("workloads", json!(args.workloads)),
+            ]);
+            print_json(&schema::document("zoo", context, &records, Some(detail)));
+        }
+        OutputFormat::Csv => print_csv(records.csv())?,
         OutputFormat::Text => {
             println!(
                 "{} over {} cascades × {} points ({})",
@@ -139,9 +141,29 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
                 args.workloads
             );
             println!(
-                "passes = over the key rank; Gops = operations; buffer = on-chip words in use; util = busy / latency; occ = PEs holding a present point while busy; fused = one generated kernel"
+                "passes = over the key rank; ops = operations; buffer_bytes = on-chip state in use; util = busy / latency; occupancy = PEs holding a present point while busy; fused_kernel = one generated kernel"
             );
-            println!("{}", text_table(&rows, &arch));
+            let mut shown: Vec<String> = [
+                "cascade",
+                "model",
+                "seq",
+                "passes",
+                "ops",
+                "buffer_bytes",
+                "latency_s",
+                "energy_j",
+            ]
+            .map(String::from)
+            .into();
+            for u in arch.units() {
+                shown.push(format!("util_{}", u.name()));
+                shown.push(format!("occupancy_{}", u.name()));
+            }
+            shown.extend(["dram_bytes", "bound", "fused_kernel"].map(String::from));
+            if records.any("infeasible") {
+                shown.push("infeasible".into());
+            }
+            println!("{}", records.text(&shown));
         }
     }
     Ok(())
@@ -272,171 +294,96 @@ fn bound(r: &SimReport) -> String {
     b.join("+")
 }
 
-fn text_table(rows: &[Row], arch: &ArchSpec) -> Table {
-    let mut header: Vec<String> = [
-        "cascade",
-        "point",
-        "seq",
-        "passes",
-        "Gops",
-        "buffer",
-        "latency_s",
-        "energy_j",
-    ]
-    .map(String::from)
-    .into();
+/// The schema's record of every row (see `docs/output.md`): one per cascade and point, one
+/// `util_` and `occupancy_` column per unit, the reason in `infeasible` for a row that could
+/// not be scheduled.
+fn records(rows: &[Row], arch: &ArchSpec) -> Records {
+    let mut columns = vec![
+        col("cascade", Style::Plain),
+        col("model", Style::Plain),
+        col("seq", Style::Seq),
+        col("passes", Style::Plain),
+        col("ops", Style::Sci),
+        col("buffer_bytes", Style::Plain),
+        col("latency_s", Style::Sci),
+        col("latency_cycles", Style::Sci),
+        col("energy_j", Style::Sci),
+    ];
     for u in arch.units() {
-        header.push(format!("util/occ {}", u.name()));
+        columns.push(col(format!("util_{}", u.name()), Style::Fixed(2)));
+        columns.push(col(format!("occupancy_{}", u.name()), Style::Fixed(3)));
     }
-    header.extend(["dram_gb", "bound", "fused", "note"].map(String::from));
-    let width = header.len();
-    let mut table = Table::new();
-    table.load_style(presets::ASCII_MARKDOWN).set_header(header);
+    columns.extend([
+        col("dram_bytes", Style::Sci),
+        col("bound", Style::Plain),
+        col("fused_kernel", Style::Plain),
+        col("infeasible", Style::Plain),
+    ]);
+    let mut records = Records::new(columns);
     for row in rows {
         let mut cells = vec![
-            row.cascade.clone(),
-            row.point.clone(),
-            seq_label(row.seq),
-            row.passes.map_or_else(String::new, |p| p.to_string()),
+            ("cascade".to_string(), Cell::Text(row.cascade.clone())),
+            ("model".to_string(), Cell::Text(row.point.clone())),
+            ("seq".to_string(), Cell::Count(row.seq)),
+            (
+                "passes".to_string(),
+                row.passes.map_or(Cell::Missing, |p| Cell::Count(p.into())),
+            ),
+            ("fused_kernel".to_string(), Cell::Flag(row.fused)),
         ];
         match &row.result {
             Ok((r, s)) => {
+                let words = s.phases.iter().map(|p| p.buffer_words).max().unwrap_or(0);
+                // At most the buffer's capacity, which the architecture bounds in bytes.
+                let bytes = words.saturating_mul(arch.word_bytes());
                 cells.extend([
-                    format!("{:.3}", ops(s) / 1e9),
-                    words(s.phases.iter().map(|p| p.buffer_words).max().unwrap_or(0)),
-                    format!("{:.3e}", r.latency_s),
-                    format!("{:.3e}", r.energy.total_pj() * 1e-12),
-                ]);
-                for u in &r.units {
-                    cells.push(format!("{:.2}/{:.3}", u.utilisation, u.occupancy));
-                }
-                cells.extend([
-                    format!("{:.3}", r.dram_bytes / 1e9),
-                    bound(r),
-                    yes(row.fused),
-                    String::new(),
-                ]);
-            }
-            Err(why) => {
-                cells.resize(width - 2, String::new());
-                cells.push(yes(row.fused));
-                cells.push(format!("infeasible: {why}"));
-            }
-        }
-        table.add_row(cells);
-    }
-    table
-}
-
-fn yes(b: bool) -> String {
-    if b { "yes" } else { "no" }.to_string()
-}
-
-/// `8.39M` words.
-fn words(w: u64) -> String {
-    match w {
-        w if w >= 1 << 20 => format!("{:.2}Mi", w as f64 / f64::from(1u32 << 20)),
-        w if w >= 1 << 10 => format!("{:.1}Ki", w as f64 / 1024.0),
-        w => w.to_string(),
-    }
-}
-
-fn row_json(row: &Row, arch: &ArchSpec) -> Value {
-    let mut v = json!({
-        "cascade": row.cascade,
-        "point": row.point,
-        "seq": row.seq,
-        "passes": row.passes,
-        "fused_kernel": row.fused,
-    });
-    match &row.result {
-        Ok((r, s)) => {
-            let units: BTreeMap<String, Value> = r
-                .units
-                .iter()
-                .map(|u| {
+                    ("ops".to_string(), Cell::Number(ops(s))),
+                    ("buffer_bytes".to_string(), Cell::Count(bytes)),
+                    ("latency_s".to_string(), Cell::Number(r.latency_s)),
+                    ("latency_cycles".to_string(), Cell::Number(r.latency_cycles)),
                     (
-                        u.name.clone(),
-                        json!({"utilisation": u.utilisation, "occupancy": u.occupancy, "busy_cycles": u.busy_cycles}),
-                    )
-                })
-                .collect();
-            v["ops"] = json!(ops(s));
-            v["buffer_words"] = json!(s.phases.iter().map(|p| p.buffer_words).max().unwrap_or(0));
-            v["buffer_bytes"] = json!(
-                s.phases.iter().map(|p| p.buffer_words).max().unwrap_or(0) * arch.word_bytes()
-            );
-            v["latency_s"] = json!(r.latency_s);
-            v["latency_cycles"] = json!(r.latency_cycles);
-            v["energy_j"] = json!(r.energy.total_pj() * 1e-12);
-            v["units"] = json!(units);
-            v["dram_bytes"] = json!(r.dram_bytes);
-            v["bound"] = json!(bound(r));
-            v["tiles"] = json!(s.phases.iter().map(|p| json!({
-                "empty": p.occupancy.empty, "partial": p.occupancy.partial, "full": p.occupancy.full,
-            })).collect::<Vec<_>>());
-        }
-        Err(why) => v["infeasible"] = json!(why),
-    }
-    v
-}
-
-fn csv_records(rows: &[Row], arch: &ArchSpec) -> Vec<Vec<String>> {
-    let mut header: Vec<String> = [
-        "cascade",
-        "point",
-        "seq",
-        "passes",
-        "ops",
-        "buffer_bytes",
-        "latency_s",
-        "energy_j",
-    ]
-    .map(String::from)
-    .into();
-    for u in arch.units() {
-        header.push(format!("util_{}", u.name()));
-        header.push(format!("occupancy_{}", u.name()));
-    }
-    header.extend(["dram_bytes", "bound", "fused_kernel", "infeasible"].map(String::from));
-    let width = header.len();
-    let mut out = vec![header];
-    for row in rows {
-        let mut rec = vec![
-            row.cascade.clone(),
-            row.point.clone(),
-            row.seq.to_string(),
-            row.passes.map_or_else(String::new, |p| p.to_string()),
-        ];
-        match &row.result {
-            Ok((r, s)) => {
-                rec.extend([
-                    ops(s).to_string(),
-                    (s.phases.iter().map(|p| p.buffer_words).max().unwrap_or(0)
-                        * arch.word_bytes())
-                    .to_string(),
-                    r.latency_s.to_string(),
-                    (r.energy.total_pj() * 1e-12).to_string(),
+                        "energy_j".to_string(),
+                        Cell::Number(r.energy.total_pj() * PJ),
+                    ),
+                    ("dram_bytes".to_string(), Cell::Number(r.dram_bytes)),
+                    ("bound".to_string(), Cell::Text(bound(r))),
                 ]);
                 for u in &r.units {
-                    rec.push(u.utilisation.to_string());
-                    rec.push(u.occupancy.to_string());
+                    cells.push((format!("util_{}", u.name), Cell::Number(u.utilisation)));
+                    cells.push((format!("occupancy_{}", u.name), Cell::Number(u.occupancy)));
                 }
-                rec.extend([
-                    r.dram_bytes.to_string(),
-                    bound(r),
-                    row.fused.to_string(),
-                    String::new(),
-                ]);
             }
-            Err(why) => {
-                rec.resize(width - 1, String::new());
-                rec[width - 2] = row.fused.to_string();
-                rec.push(why.clone());
-            }
+            Err(why) => cells.push(("infeasible".to_string(), Cell::Text(why.clone()))),
         }
-        rec.resize(width, String::new());
-        out.push(rec);
+        records.push(cells);
     }
-    out
+    records
+}
+
+/// A row's nested detail for JSON: each unit's busy cycles and each phase's tiles by the
+/// filters.
+fn detail_json(row: &Row) -> Map<String, Value> {
+    let Ok((r, s)) = &row.result else {
+        return Map::new();
+    };
+    schema::context([
+        (
+            "units",
+            json!(
+                r.units
+                    .iter()
+                    .map(|u| json!({
+                        "unit": u.name, "util": u.utilisation, "occupancy": u.occupancy,
+                        "busy_cycles": u.busy_cycles,
+                    }))
+                    .collect::<Vec<_>>()
+            ),
+        ),
+        (
+            "tiles",
+            json!(s.phases.iter().map(|p| json!({
+            "empty": p.occupancy.empty, "partial": p.occupancy.partial, "full": p.occupancy.full,
+        })).collect::<Vec<_>>()),
+        ),
+    ])
 }

@@ -16,6 +16,7 @@ mod cmd_codegen;
 mod cmd_compare;
 mod cmd_eval;
 mod cmd_list;
+mod cmd_merge_sweep;
 mod cmd_passes;
 mod cmd_rewrite;
 mod cmd_show;
@@ -27,6 +28,7 @@ mod files;
 mod load;
 mod npy;
 mod output;
+mod schema;
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -42,7 +44,7 @@ use crate::output::{Format, OutputFormat, UserError};
 #[derive(Debug, Parser)]
 #[command(name = "cascade", version)]
 struct Cli {
-    /// Output format of results and errors (`csv`: simulate, compare, sweep and zoo only).
+    /// Output format of results and errors (`csv`: simulate, compare, sweep, merge-sweep and zoo only).
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
     #[command(subcommand)]
@@ -69,6 +71,8 @@ enum Command {
     Compare(cmd_compare::Args),
     /// Sweep the array size: latency against area, buffer sized per design.
     Sweep(cmd_sweep::Args),
+    /// Merge the CSV files of a sweep's shards (`sweep --shard K/N`) and recompute the Pareto fronts.
+    MergeSweep(cmd_merge_sweep::Args),
     /// Generate a CUDA, HIP or C++ kernel for a cascade.
     Codegen(cmd_codegen::Args),
     /// Every library cascade and model variant at workload points on one architecture: one table.
@@ -89,6 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => cmd_simulate::run(args, format),
         Command::Compare(args) => cmd_compare::run(args, format),
         Command::Sweep(args) => cmd_sweep::run(args, format),
+        Command::MergeSweep(args) => cmd_merge_sweep::run(args, format),
         Command::Codegen(args) => cmd_codegen::run(args, plain("codegen")?),
         Command::Zoo(args) => cmd_zoo::run(args, format),
     }

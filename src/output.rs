@@ -22,12 +22,12 @@ pub enum OutputFormat {
     #[value(alias = "table")]
     Text,
     Json,
-    /// One CSV record per point (simulate, compare, sweep, zoo).
+    /// One CSV record per point (simulate, compare, sweep, merge-sweep, zoo).
     Csv,
 }
 
 /// The commands that print `--format csv`.
-pub const CSV_COMMANDS: [&str; 4] = ["simulate", "compare", "sweep", "zoo"];
+pub const CSV_COMMANDS: [&str; 5] = ["simulate", "compare", "sweep", "merge-sweep", "zoo"];
 
 impl OutputFormat {
     /// The format for a command that prints text or JSON only; `--format csv` is a user error.
@@ -180,9 +180,8 @@ pub fn print_json(value: &Value) {
     );
 }
 
-/// Prints CSV records (the first is the header) on stdout. A closed pipe (`| head`) ends the
-/// output quietly: that is the reader's choice, not an error.
-pub fn print_csv<I, R>(records: I) -> anyhow::Result<()>
+/// CSV records (the first is the header) as the bytes of a file.
+pub fn csv_bytes<I, R>(records: I) -> anyhow::Result<Vec<u8>>
 where
     I: IntoIterator<Item = R>,
     R: IntoIterator,
@@ -192,8 +191,17 @@ where
     for r in records {
         w.write_record(r)?;
     }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| anyhow::anyhow!("CSV buffer: {e}"))?;
-    write_stdout(&bytes)
+    w.into_inner()
+        .map_err(|e| anyhow::anyhow!("CSV buffer: {e}"))
+}
+
+/// Prints CSV records (the first is the header) on stdout. A closed pipe (`| head`) ends the
+/// output quietly: that is the reader's choice, not an error.
+pub fn print_csv<I, R>(records: I) -> anyhow::Result<()>
+where
+    I: IntoIterator<Item = R>,
+    R: IntoIterator,
+    R::Item: AsRef<[u8]>,
+{
+    write_stdout(&csv_bytes(records)?)
 }

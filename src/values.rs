@@ -187,6 +187,59 @@ pub fn bytes(arg: &str, flag: &str, max: u64) -> Result<u64, ValueError> {
     }
 }
 
+/// The most shards a sweep may be cut into (`--shard K/N`): one per design point of the
+/// largest sweep.
+pub const MAX_SHARDS: u64 = 1 << 20;
+
+/// One of `count` disjoint slices of a sweep (`--shard K/N`, `index` = K − 1): the design points
+/// whose position in the whole sweep leaves remainder `index` when divided by `count`. Dealt
+/// round-robin, so every shard gets small and large arrays alike and the slices together are
+/// the whole sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Shard {
+    /// Whether the design point at `position` of the whole sweep is this shard's.
+    pub fn holds(self, position: u64) -> bool {
+        position % self.count == self.index
+    }
+}
+
+/// Parses `--shard K/N`: 1 ≤ K ≤ N ≤ [`MAX_SHARDS`]. N may exceed the sweep's design points;
+/// a shard without points writes only the header, so a job array of fixed size works for any
+/// sweep.
+pub fn shard(arg: &str) -> Result<Shard, ValueError> {
+    let usage = "write K/N with 1 ≤ K ≤ N, e.g. --shard 3/8 for the third of eight shards";
+    let Some((k, n)) = arg.split_once('/') else {
+        return err(format!("--shard `{arg}` is not K/N; {usage}"));
+    };
+    let number = |s: &str, what: &str| -> Result<u64, ValueError> {
+        s.trim().parse::<u64>().map_err(|_| {
+            ValueError(format!(
+                "--shard `{arg}`: {what} `{s}` is not a whole number; {usage}"
+            ))
+        })
+    };
+    let (k, n) = (number(k, "K")?, number(n, "N")?);
+    if n == 0 || n > MAX_SHARDS {
+        return err(format!(
+            "--shard `{arg}`: N = {n} shards; N must be between 1 and {MAX_SHARDS} (2^20)"
+        ));
+    }
+    if k == 0 || k > n {
+        return err(format!(
+            "--shard `{arg}`: K = {k} is not one of the {n} shards; {usage}"
+        ));
+    }
+    Ok(Shard {
+        index: k - 1,
+        count: n,
+    })
+}
+
 /// `4294967296` → `4 GiB`, rounded down to the largest unit that divides nothing away when
 /// possible, else with one decimal.
 pub fn human_bytes(n: u64) -> String {

@@ -1,11 +1,13 @@
 //! Fuzzes the command line's value parsers (`cascade_cli::values` and the shape syntax): any
-//! text as a sequence list, a batch list, an array-size range, a byte count and a shape, the
+//! text as a sequence list, a batch list, an array-size range, a byte count, a sweep shard and a shape, the
 //! shape also bound to every library cascade. A parser must refuse what it cannot use, and what it accepts must
 //! be within its stated limits.
 
 #![no_main]
 
-use cascade_cli::values::{self, MAX_BATCH, MAX_BUFFER_BYTES, MAX_PE_DIM, MAX_PE_DIMS, MAX_SEQ};
+use cascade_cli::values::{
+    self, MAX_BATCH, MAX_BUFFER_BYTES, MAX_PE_DIM, MAX_PE_DIMS, MAX_SEQ, MAX_SHARDS,
+};
 use cascade_ir::shape::MAX_SIZE;
 use cascade_ir::{Shape, ShapeSpec, dsl, library};
 use libfuzzer_sys::fuzz_target;
@@ -25,6 +27,9 @@ fuzz_target!(|bytes: &[u8]| {
     }
     if let Ok(n) = values::bytes(&text, "--max-buffer", MAX_BUFFER_BYTES) {
         assert!((1..=MAX_BUFFER_BYTES).contains(&n));
+    }
+    if let Ok(shard) = values::shard(&text) {
+        assert!(shard.index < shard.count && shard.count <= MAX_SHARDS);
     }
     if let Ok(spec) = text.parse::<ShapeSpec>() {
         for name in library::names() {

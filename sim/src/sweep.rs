@@ -16,7 +16,8 @@ pub struct DesignPoint {
     pub dim: u64,
     pub buffer_bytes: u64,
     pub latency_s: f64,
-    pub energy_pj: f64,
+    /// The design's energy in joules (the report's pJ × 1e-12), as every output prints it.
+    pub energy_j: f64,
     pub area_mm2: f64,
     pub memory_bound: bool,
     /// `None` when feasible, else why not.
@@ -69,7 +70,7 @@ pub fn design_point(
                     dim,
                     buffer_bytes: bytes,
                     latency_s: report.latency_s,
-                    energy_pj: report.energy.total_pj(),
+                    energy_j: report.energy.total_pj() * 1e-12,
                     area_mm2: report.area_mm2,
                     memory_bound: grow,
                     infeasible: None,
@@ -95,7 +96,7 @@ pub fn design_point(
             dim,
             buffer_bytes: max_buffer,
             latency_s: f64::INFINITY,
-            energy_pj: f64::INFINITY,
+            energy_j: f64::INFINITY,
             area_mm2: f64::INFINITY,
             memory_bound: false,
             infeasible: Some(reason.unwrap_or_else(|| "no buffer size was tried".into())),
@@ -105,7 +106,8 @@ pub fn design_point(
     }
 }
 
-/// Marks the points no other point beats in both latency and area.
+/// Marks the points no other point beats in both latency and area (`sweep` per workload point,
+/// `merge-sweep` again over the merged shards).
 pub fn mark_pareto(points: &mut [DesignPoint]) {
     let snapshot: Vec<(f64, f64)> = points.iter().map(|p| (p.area_mm2, p.latency_s)).collect();
     for (i, p) in points.iter_mut().enumerate() {

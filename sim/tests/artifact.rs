@@ -118,7 +118,10 @@ fn run(arch: &ArchSpec, p: &Problem, mapping: &MappingOverrides) -> (Schedule, S
 fn divisor_mapping(s: &Schedule) -> MappingOverrides {
     let part = &s.phases[0].partition;
     let tiles = part.p.div_ceil(part.p0);
-    let p1 = (1..=part.p1).rev().find(|&d| tiles.is_multiple_of(d)).unwrap_or(1);
+    let p1 = (1..=part.p1)
+        .rev()
+        .find(|&d| tiles.is_multiple_of(d))
+        .unwrap_or(1);
     MappingOverrides::from_toml(&format!("[[phases]]\nresident_query_tiles = {p1}\n"))
         .expect("a mapping")
 }

@@ -9,6 +9,7 @@ mod parse;
 mod passes;
 mod pipeline;
 mod rewrite;
+mod schema;
 mod sim;
 mod support;
 mod tidy;

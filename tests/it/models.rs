@@ -39,7 +39,7 @@ fn zoo_covers_the_variants_in_every_format() {
         "--batch",
         "1",
     ]);
-    let rows = v["rows"].as_array().expect("rows");
+    let rows = v["points"].as_array().expect("points");
     let names: Vec<&str> = rows
         .iter()
         .map(|r| r["cascade"].as_str().unwrap())
@@ -69,10 +69,10 @@ fn zoo_covers_the_variants_in_every_format() {
     distinct.dedup();
     assert_eq!(rows.len(), 2 * distinct.len());
     for r in rows {
-        assert!(r.get("infeasible").is_none(), "{r}");
+        assert!(r["infeasible"].is_null(), "{r}");
         let latency = r["latency_s"].as_f64().unwrap();
         assert!(latency.is_finite() && latency > 0.0, "{r}");
-        assert!(r["units"]["array2d"]["occupancy"].as_f64().unwrap() <= 1.0);
+        assert!(r["occupancy_array2d"].as_f64().unwrap() <= 1.0);
     }
     // The fused kernel column is the code generator's verdict: softmax attention fuses in its
     // 1-pass and 3-pass forms and with GQA; a running linear state takes the generic lowering.
@@ -84,7 +84,7 @@ fn zoo_covers_the_variants_in_every_format() {
     // Decode is memory-bound; the latent MLA decode keeps the array busy.
     let decode = |c: &str| {
         rows.iter()
-            .find(|r| r["cascade"] == c && r["point"].as_str().unwrap().contains("decode"))
+            .find(|r| r["cascade"] == c && r["model"].as_str().unwrap().contains("decode"))
             .unwrap()
             .clone()
     };
@@ -102,10 +102,12 @@ fn zoo_covers_the_variants_in_every_format() {
         "csv",
     ]);
     assert_eq!(csv.lines().count(), rows.len() + 1);
-    assert!(csv.starts_with("cascade,point,seq,passes,ops,buffer_bytes,latency_s,energy_j,"));
+    assert!(csv.starts_with(
+        "schema_version,cascade,model,seq,passes,ops,buffer_bytes,latency_s,latency_cycles,energy_j,"
+    ));
     let text = run_ok(&["zoo", "--only", "gqa", "--seq", "8k", "--batch", "1"]);
     assert!(
-        text.contains("| cascade") && text.contains("util/occ array2d"),
+        text.contains("| cascade") && text.contains("| util_array2d | occupancy_array2d |"),
         "{text}"
     );
 }
@@ -130,7 +132,7 @@ fn llm_workloads_simulate_in_prefill_and_decode() {
     // Each point runs the cascade the workload names for it.
     assert_eq!(points[0]["cascade"], "causal_kv_1pass");
     assert_eq!(points[1]["cascade"], "mla_latent_causal_kv_1pass");
-    assert_eq!(points[1]["workload"], "DeepSeek-V3 decode b4");
+    assert_eq!(points[1]["model"], "DeepSeek-V3 decode b4");
     assert_eq!(v["cascade"], "each model's cascade");
     // A set without decode points says so.
     let out = cascade(&[
@@ -192,8 +194,8 @@ fn a_printed_mapping_reproduces_its_schedule_and_edits_are_checked() {
         again["points"][0]["latency_cycles"]
     );
     assert_eq!(
-        base["points"][0]["energy_pj"],
-        again["points"][0]["energy_pj"]
+        base["points"][0]["energy_j"],
+        again["points"][0]["energy_j"]
     );
     // Each query tile streaming the key tiles it needs itself: with the causal mask query tile
     // j reads key tiles 0..=j, Σ (j+1) = 256·257/2 = 32,896 K and V tiles per head, where the

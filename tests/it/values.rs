@@ -11,6 +11,18 @@ use proptest::prelude::*;
 
 proptest! {
     #[test]
+    fn shards_are_disjoint_and_cover_the_sweep(count in 1..=64u64, points in 0..500u64) {
+        let shards: Vec<values::Shard> = (1..=count)
+            .map(|k| values::shard(&format!("{k}/{count}")).unwrap())
+            .collect();
+        for position in 0..points {
+            // Exactly one shard holds each design point.
+            let holders = shards.iter().filter(|s| s.holds(position)).count();
+            prop_assert_eq!(holders, 1, "point {}", position);
+        }
+    }
+
+    #[test]
     fn sequence_lists_in_range_read_back(seqs in prop::collection::vec(1..=MAX_SEQ, 1..20)) {
         let text = seqs.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
         prop_assert_eq!(values::seq_list(&text), Ok(seqs));
