@@ -27,6 +27,7 @@ mod files;
 mod load;
 mod npy;
 mod output;
+mod perfetto;
 
 use std::ffi::OsString;
 use std::io::Write as _;

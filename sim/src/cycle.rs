@@ -37,6 +37,9 @@ use std::collections::BTreeMap;
 
 use cascade_scheduler::{ArchSpec, RowGroup, Schedule, UnitId};
 
+use crate::trace::{
+    BufferSpan, DramDirection, DramSlice, ItemKind, ItemSlice, PhaseSpan, TileIndex, Trace,
+};
 use crate::{Energy, simulate};
 
 /// How much to execute. No `Default`: the limit decides how long a run takes.
@@ -146,6 +149,9 @@ struct SlotInfo {
     pass: u64,
     key: u64,
     group: usize,
+    /// The attention instance and the query tile within it (for the trace's tile indices).
+    instance: u64,
+    query: u64,
 }
 
 impl SlotInfo {
@@ -224,9 +230,12 @@ impl<'a> Layout<'a> {
         let passes = self.passes;
         (0..instances).flat_map(move |i| {
             let mut start = i * self.per_instance;
+            let mut query_base = 0;
             self.rows.iter().enumerate().flat_map(move |(g, r)| {
                 let first = start;
+                let first_query = query_base;
                 start += r.count * r.slots * passes;
+                query_base += r.count;
                 (0..r.count).flat_map(move |q| {
                     let row_start = first + q * r.slots * passes;
                     (0..passes).flat_map(move |pass| {
@@ -236,6 +245,8 @@ impl<'a> Layout<'a> {
                             pass,
                             key,
                             group: g,
+                            instance: i,
+                            query: first_query + q,
                         })
                     })
                 })
@@ -253,8 +264,69 @@ pub fn executed_slots(schedule: &Schedule, config: &CycleConfig) -> u64 {
         .unwrap_or(0)
 }
 
+/// An upper bound on the events a traced run of `schedule` under `config` records: per
+/// executed slot, one slice per member Einsum and a stall beside each, its read, its writes
+/// (in up to two pieces) and its tile buffer; plus each phase's span.
+pub fn trace_events_bound(schedule: &Schedule, config: &CycleConfig) -> u64 {
+    (0..schedule.phases.len())
+        .map(|k| {
+            let members = schedule.phases[k].einsums.len() as u64;
+            let executed = Layout::of(schedule, k).executed(config);
+            executed.saturating_mul(2 * members + 4).saturating_add(1)
+        })
+        .fold(0u64, u64::saturating_add)
+}
+
+/// What a caller watches of a run.
+pub struct Observer<'a> {
+    /// Where to record the run's timeline (`None`: record nothing).
+    pub trace: Option<&'a mut Trace>,
+    /// Called now and then with (slots executed so far, slots the run executes in all).
+    pub progress: &'a mut dyn FnMut(u64, u64),
+}
+
+impl std::fmt::Debug for Observer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer")
+            .field("trace", &self.trace.as_ref().map(|t| t.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one phase's execution reports to the observer: its start on the layer's timeline and
+/// the slots executed before it.
+struct Sink<'s, 'a> {
+    observer: &'s mut Observer<'a>,
+    offset: f64,
+    done: u64,
+    total: u64,
+}
+
 /// Executes `schedule` on `arch`.
 pub fn run(schedule: &Schedule, arch: &ArchSpec, config: &CycleConfig) -> CycleReport {
+    let mut quiet = |_: u64, _: u64| {};
+    run_observed(
+        schedule,
+        arch,
+        config,
+        &mut Observer {
+            trace: None,
+            progress: &mut quiet,
+        },
+    )
+}
+
+/// Executes `schedule` on `arch`, recording into `observer.trace` and reporting progress.
+pub fn run_observed(
+    schedule: &Schedule,
+    arch: &ArchSpec,
+    config: &CycleConfig,
+    observer: &mut Observer<'_>,
+) -> CycleReport {
+    let total_slots: u64 = (0..schedule.phases.len())
+        .map(|k| Layout::of(schedule, k).executed(config))
+        .sum();
+    let mut done_slots = 0u64;
     let n = schedule.instances() as f64;
     let mut totals: BTreeMap<UnitId, Counters> = BTreeMap::new();
     let mut einsum_busy = vec![0.0; schedule.einsums.len()];
@@ -272,7 +344,23 @@ pub fn run(schedule: &Schedule, arch: &ArchSpec, config: &CycleConfig) -> CycleR
         let slots = layout.slots;
         let executed = layout.executed(config);
         let budget = config.log_events.saturating_sub(events.len());
-        let full = exec_phase(schedule, arch, k, &layout, executed, config, budget);
+        let mut sink = Sink {
+            observer: &mut *observer,
+            offset: latency,
+            done: done_slots,
+            total: total_slots,
+        };
+        let full = exec_phase(
+            schedule,
+            arch,
+            k,
+            &layout,
+            executed,
+            config,
+            budget,
+            Some(&mut sink),
+        );
+        done_slots += executed;
         events.extend(full.events.iter().cloned());
         // The work of the whole phase per resource: each unit's Einsums, and DRAM.
         let mut total_work: BTreeMap<UnitId, f64> = BTreeMap::new();
@@ -290,7 +378,7 @@ pub fn run(schedule: &Schedule, arch: &ArchSpec, config: &CycleConfig) -> CycleR
                 .unwrap_or(layout.query_tiles);
             let window_tiles = (executed_tiles / 2).max(1);
             let shorter_slots = layout.slots_of_query_tiles(executed_tiles - window_tiles);
-            let shorter = exec_phase(schedule, arch, k, &layout, shorter_slots, config, 0);
+            let shorter = exec_phase(schedule, arch, k, &layout, shorter_slots, config, 0, None);
             let elapsed = full.cycles - shorter.cycles;
             // Work per resource in the window, and what is left after the executed slots.
             let done = |run: &PhaseRun, u: UnitId| run.units.get(&u).map_or(0.0, |c| c.busy);
@@ -344,6 +432,16 @@ pub fn run(schedule: &Schedule, arch: &ArchSpec, config: &CycleConfig) -> CycleR
             }
             (full.cycles, full.cycles / executed.max(1) as f64)
         };
+        if let Some(trace) = observer.trace.as_deref_mut() {
+            trace.phases.push(PhaseSpan {
+                phase: k,
+                start: latency,
+                executed_end: latency + full.cycles,
+                end: latency + cycles,
+                slots,
+                executed_slots: executed,
+            });
+        }
         latency += cycles;
         phases.push(CyclePhase {
             slots,
@@ -392,9 +490,11 @@ pub fn run(schedule: &Schedule, arch: &ArchSpec, config: &CycleConfig) -> CycleR
 struct Dram {
     /// When the channel finishes the work it has started.
     free: f64,
-    /// Writes not yet served: (ready time, cycles left).
-    writes: std::collections::VecDeque<(f64, f64)>,
+    /// Writes not yet served: (ready time, cycles left, slot).
+    writes: std::collections::VecDeque<(f64, f64, u64)>,
     busy: f64,
+    /// The channel's intervals, kept only for a trace: (slot, direction, start, end).
+    log: Option<Vec<(u64, DramDirection, f64, f64)>>,
 }
 
 impl Dram {
@@ -408,6 +508,9 @@ impl Dram {
             let amount = w.1.min(until - start);
             self.free = start + amount;
             self.busy += amount;
+            if let Some(log) = &mut self.log {
+                log.push((w.2, DramDirection::Write, start, start + amount));
+            }
             w.1 -= amount;
             if w.1 <= 0.0 {
                 self.writes.pop_front();
@@ -416,11 +519,14 @@ impl Dram {
     }
 
     /// A read requested at `at` taking `cycles`; returns its arrival.
-    fn read(&mut self, at: f64, cycles: f64) -> f64 {
+    fn read(&mut self, at: f64, cycles: f64, slot: u64) -> f64 {
         self.fill(at);
         let start = self.free.max(at);
         self.free = start + cycles;
         self.busy += cycles;
+        if let Some(log) = &mut self.log {
+            log.push((slot, DramDirection::Read, start, self.free));
+        }
         self.free
     }
 
@@ -532,7 +638,9 @@ impl Order {
     }
 }
 
-/// Executes the first `executed` slots of phase `k`, starting at cycle 0.
+/// Executes the first `executed` slots of phase `k`, starting at cycle 0; records into the
+/// sink's trace, if any, at the sink's offset.
+#[allow(clippy::too_many_arguments)] // The phase's context, each read once; no struct earns its keep.
 fn exec_phase(
     schedule: &Schedule,
     arch: &ArchSpec,
@@ -541,6 +649,7 @@ fn exec_phase(
     executed: u64,
     config: &CycleConfig,
     log: usize,
+    mut sink: Option<&mut Sink<'_, '_>>,
 ) -> PhaseRun {
     let phase = &schedule.phases[k];
     let n = schedule.instances() as f64;
@@ -578,11 +687,15 @@ fn exec_phase(
     let mut cursor = layout.cursor();
     let mut units: BTreeMap<UnitId, Counters> = BTreeMap::new();
     let mut einsum_busy: BTreeMap<usize, f64> = BTreeMap::new();
+    let tracing = sink.as_ref().is_some_and(|s| s.observer.trace.is_some());
     let mut dram = Dram {
         free: 0.0,
         writes: std::collections::VecDeque::new(),
         busy: 0.0,
+        log: tracing.then(Vec::new),
     };
+    // When each slot's tile started arriving in its buffer, for the trace.
+    let mut claimed = vec![0.0; ring];
     let mut issued = 0u64;
     let mut events = Vec::new();
     // Finish times are kept for about two query tiles of the longest row.
@@ -600,7 +713,9 @@ fn exec_phase(
             consumed[s] = 0.0;
             complete[s] = 0.0;
             info[s] = cursor.next().expect("the layout has every slot");
-            arrived[s] = dram.read(free, read_cycles);
+            arrived[s] = dram.read(free, read_cycles, issued);
+            // The tile starts landing in its buffer when the channel starts the read.
+            claimed[s] = arrived[s] - read_cycles;
             issued += 1;
         }
         for (&u, items) in &order.units {
@@ -629,6 +744,7 @@ fn exec_phase(
                 let si = info[at(s)];
                 let dur = e.tile_cycles;
                 let mut ready = 0.0f64;
+                let mut waited = Vec::new();
                 for &d in e.deps.iter().filter(|&&d| member(d)) {
                     let p = &schedule.einsums[d];
                     if !p.per_key_tile {
@@ -646,10 +762,14 @@ fn exec_phase(
                     // outside its occupancy) has nothing to wait for.
                     if let Some(&f) = finish.get(&(d, ds)) {
                         ready = ready.max(f + if p.drains { rows } else { 0.0 });
+                        if tracing {
+                            waited.push((d, ds));
+                        }
                     }
                 }
                 let free = unit_free.get(&u).copied().unwrap_or(0.0);
                 let mut start = free.max(ready);
+                let waiting_from = start;
                 let c = units.entry(u).or_default();
                 if e.per_key_tile && order.lag[&x] == 0 && arrived[at(s)] > start {
                     c.dram += arrived[at(s)] - start;
@@ -669,6 +789,36 @@ fn exec_phase(
                     consumed[at(s)] = consumed[at(s)].max(end);
                 }
                 complete[at(s)] = complete[at(s)].max(held);
+                if let Some((trace, offset)) = room(&mut sink) {
+                    let tile = TileIndex {
+                        instance: si.instance,
+                        query_tile: si.query,
+                        pass: si.pass,
+                        key_slot: si.key,
+                    };
+                    let slice = |kind, from: f64, to: f64, waited_for| ItemSlice {
+                        kind,
+                        phase: k,
+                        unit: u,
+                        einsum: x,
+                        slot: s,
+                        tile,
+                        start: offset + from,
+                        end: offset + to,
+                        waited_for,
+                    };
+                    if start > waiting_from {
+                        trace
+                            .items
+                            .push(slice(ItemKind::DramStall, waiting_from, start, vec![]));
+                    }
+                    trace.items.push(slice(ItemKind::Work, start, end, waited));
+                    if held > end && trace.room() {
+                        trace
+                            .items
+                            .push(slice(ItemKind::DrainStall, end, held, vec![]));
+                    }
+                }
                 if events.len() < log {
                     events.push(Event {
                         phase: k,
@@ -680,9 +830,27 @@ fn exec_phase(
                 }
             }
         }
+        // The slot whose first stage has just run hands its tile buffer on.
+        if epoch < executed
+            && let Some((trace, offset)) = room(&mut sink)
+        {
+            let b = at(epoch);
+            trace.buffers.push(BufferSpan {
+                phase: k,
+                slot: epoch,
+                claimed: offset + claimed[b],
+                released: offset + consumed[b].max(claimed[b]),
+                bytes: read_cycles * bytes_per_cycle,
+            });
+        }
+        if epoch % 1024 == 0
+            && let Some(sk) = sink.as_deref_mut()
+        {
+            (sk.observer.progress)(sk.done + epoch.min(executed), sk.total);
+        }
         // A slot whose last stage has run writes its results back.
         if let Some(s) = epoch.checked_sub(order.max_stage).filter(|&s| s < executed) {
-            dram.writes.push_back((complete[at(s)], write_cycles));
+            dram.writes.push_back((complete[at(s)], write_cycles, s));
         }
         // Forget finish times no later item can ask for.
         let keep = 2 * longest + order.max_stage + 2;
@@ -692,6 +860,21 @@ fn exec_phase(
     }
     let units_end = unit_free.values().copied().fold(0.0, f64::max);
     let end = units_end.max(dram.finish());
+    for (slot, direction, start, finish) in dram.log.take().unwrap_or_default() {
+        if let Some((trace, offset)) = room(&mut sink) {
+            trace.dram.push(DramSlice {
+                phase: k,
+                slot,
+                direction,
+                start: offset + start,
+                end: offset + finish,
+                bytes: (finish - start) * bytes_per_cycle,
+            });
+        }
+    }
+    if let Some(sk) = sink {
+        (sk.observer.progress)(sk.done + executed, sk.total);
+    }
     PhaseRun {
         cycles: end,
         units,
@@ -699,6 +882,14 @@ fn exec_phase(
         dram_busy: dram.busy,
         events,
     }
+}
+
+/// The trace to record into and the phase's offset, when there is one with room for an event.
+fn room<'x>(sink: &'x mut Option<&mut Sink<'_, '_>>) -> Option<(&'x mut Trace, f64)> {
+    let sink = sink.as_deref_mut()?;
+    let offset = sink.offset;
+    let trace = sink.observer.trace.as_deref_mut()?;
+    trace.room().then_some((trace, offset))
 }
 
 /// Whether `y` depends on `x` through same-phase producers.

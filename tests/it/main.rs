@@ -12,5 +12,6 @@ mod rewrite;
 mod sim;
 mod support;
 mod tidy;
+mod trace;
 mod values;
 mod zoo;
