@@ -116,7 +116,7 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
 }
 
 /// Every ratio the comparison reports is finite, or it is an error (see `check_finite`).
-fn check_ratios(cmp: &Comparison) -> anyhow::Result<()> {
+pub fn check_ratios(cmp: &Comparison) -> anyhow::Result<()> {
     let fields = |ratios: &[Option<Ratio>]| -> Vec<(&'static str, f64)> {
         ratios
             .iter()

@@ -17,6 +17,7 @@ mod cmd_compare;
 mod cmd_eval;
 mod cmd_list;
 mod cmd_passes;
+mod cmd_report;
 mod cmd_rewrite;
 mod cmd_show;
 mod cmd_simulate;
@@ -28,6 +29,7 @@ mod load;
 mod npy;
 mod output;
 mod perfetto;
+mod plot;
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -72,6 +74,9 @@ enum Command {
     Sweep(cmd_sweep::Args),
     /// Generate a CUDA, HIP or C++ kernel for a cascade.
     Codegen(cmd_codegen::Args),
+    /// Write one self-contained HTML page: the comparison, breakdowns, utilisation, roofline
+    /// and Pareto front.
+    Report(cmd_report::Args),
     /// Every library cascade and model variant at workload points on one architecture: one table.
     Zoo(cmd_zoo::Args),
 }
@@ -91,6 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare(args) => cmd_compare::run(args, format),
         Command::Sweep(args) => cmd_sweep::run(args, format),
         Command::Codegen(args) => cmd_codegen::run(args, plain("codegen")?),
+        Command::Report(args) => cmd_report::run(args, plain("report")?),
         Command::Zoo(args) => cmd_zoo::run(args, format),
     }
 }
