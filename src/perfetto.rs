@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 use crate::files;
 use crate::output::UserError;
 
-/// The most events one trace file holds (about 80 MB of JSON, which the Perfetto UI loads in
-/// seconds); a run whose bound exceeds it is refused before it starts.
+/// The most events one trace file holds: about 160 MB of JSON at some 310 bytes an event, which
+/// the Perfetto UI still opens; a run whose bound exceeds it is refused before it starts.
 pub const MAX_TRACE_EVENTS: u64 = 1 << 19;
 
 /// A run executing at least this many slots shows a progress bar.
@@ -74,7 +74,7 @@ impl TraceFile {
             let total = self.count.saturating_add(bound);
             if total > MAX_TRACE_EVENTS {
                 return Err(UserError::message(format!(
-                    "{label}: the trace would hold up to {total} events, more than the limit of {MAX_TRACE_EVENTS} (2^19, about 80 MB of JSON); it records executed slots only, so trace fewer with a smaller --max-slots, or fewer points (--workload, --seq)"
+                    "{label}: the trace would hold up to {total} events, more than the limit of {MAX_TRACE_EVENTS} (2^19, about 160 MB of JSON); it records executed slots only, so trace fewer with a smaller --max-slots, or fewer points (--workload, --seq)"
                 )));
             }
             // The bound is the most the engine records, so this is all it allocates.

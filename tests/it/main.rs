@@ -8,6 +8,7 @@ mod models;
 mod parse;
 mod passes;
 mod pipeline;
+mod report;
 mod rewrite;
 mod sim;
 mod support;
