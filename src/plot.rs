@@ -552,6 +552,124 @@ mod tests {
         assert_eq!(si(999.96, Some("J")), "1 kJ");
     }
 
+    /// The text elements of an SVG: (x, y, font size, content).
+    fn texts(svg: &str) -> Vec<(f64, f64, f64, String)> {
+        let attr = |tag: &str, name: &str| -> f64 {
+            let key = format!(" {name}=\"");
+            let start = tag.find(&key).map(|i| i + key.len()).expect("attribute");
+            tag[start..].split('"').next().unwrap().parse().unwrap()
+        };
+        svg.split("<text")
+            .skip(1)
+            .map(|chunk| {
+                let (tag, rest) = chunk.split_once('>').unwrap();
+                let content = rest.split("</text>").next().unwrap().trim().to_string();
+                (
+                    attr(tag, "x"),
+                    attr(tag, "y"),
+                    attr(tag, "font-size"),
+                    content,
+                )
+            })
+            .collect()
+    }
+
+    /// Whether labels centred at these x positions overlap, at 0.6 em a character (a generous
+    /// width for sans-serif digits).
+    fn overlap(labels: &[(f64, f64, f64, String)]) -> bool {
+        let mut spans: Vec<(f64, f64)> = labels
+            .iter()
+            .map(|(x, _, size, text)| {
+                let half = text.chars().count() as f64 * size * 0.6 / 2.0;
+                (x - half, x + half)
+            })
+            .collect();
+        spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+        spans.windows(2).any(|w| w[0].1 > w[1].0)
+    }
+
+    #[test]
+    fn scatter_ticks_are_few_whole_decades_that_do_not_overlap_and_the_legend_is_outside() {
+        // Latency over six decades (1 µs to 1 s) against energy over 0.2 to 0.9 J.
+        let chart = Scatter {
+            title: "t".into(),
+            x: Axis::new("latency (s)", Some("s")),
+            y: Axis::new("energy (J)", Some("J")),
+            series: (0..3)
+                .map(|k| Series {
+                    label: format!("a rather long series name number {k}"),
+                    points: (0..7)
+                        .map(|i| (10f64.powi(i - 6), 0.2 + 0.1 * f64::from(i)))
+                        .collect(),
+                    mark: Mark::Points,
+                    colour: k as usize,
+                })
+                .collect(),
+        };
+        let svg = scatter(&chart).unwrap();
+        let all = texts(&svg);
+        let x_ticks: Vec<_> = all
+            .iter()
+            .filter(|t| t.3.ends_with('s') && !t.3.contains('('))
+            .cloned()
+            .collect();
+        let y_ticks: Vec<_> = all
+            .iter()
+            .filter(|t| t.3.ends_with(" J") || t.3.ends_with("mJ"))
+            .cloned()
+            .collect();
+        assert!((2..=MAX_TICKS).contains(&x_ticks.len()), "{x_ticks:?}");
+        assert!((2..=MAX_TICKS).contains(&y_ticks.len()), "{y_ticks:?}");
+        assert!(!overlap(&x_ticks), "x ticks overlap: {x_ticks:?}");
+        // A log axis is ticked at whole decades: 1, 10 or 100 of a prefix.
+        for t in &x_ticks {
+            let number = t.3.split(' ').next().unwrap();
+            assert!(["1", "10", "100"].contains(&number), "{}", t.3);
+        }
+        // The axes say what and in which unit; the x axis says it is logarithmic.
+        assert!(all.iter().any(|t| t.3 == "latency (s) — log scale"));
+        assert!(all.iter().any(|t| t.3 == "energy (J)"));
+        // Legend entries sit right of the plot area, whose width is 900 - LEGEND_WIDTH.
+        let legend: Vec<_> = all
+            .iter()
+            .filter(|t| t.3.starts_with("a rather long"))
+            .collect();
+        assert_eq!(legend.len(), 3);
+        assert!(
+            legend.iter().all(|t| t.0 >= f64::from(900 - LEGEND_WIDTH)),
+            "{legend:?}"
+        );
+    }
+
+    #[test]
+    fn bar_labels_each_get_their_own_row() {
+        let chart = Bars {
+            title: "t".into(),
+            value: Axis::new("energy (J)", Some("J")),
+            series: vec!["compute".into(), "registers".into()],
+            categories: (0..12)
+                .map(|i| (format!("E{i}"), vec![(0, f64::from(i + 1)), (1, 0.5)]))
+                .collect(),
+        };
+        let svg = bars(&chart).unwrap();
+        let all = texts(&svg);
+        let mut rows: Vec<f64> = all
+            .iter()
+            .filter(|t| t.3.starts_with('E') && t.3.len() <= 3)
+            .map(|t| t.1)
+            .collect();
+        assert_eq!(rows.len(), 12, "one label per category");
+        rows.sort_by(f64::total_cmp);
+        let size = all[0].2.min(13.0);
+        assert!(
+            rows.windows(2).all(|w| w[1] - w[0] >= size),
+            "rows apart: {rows:?}"
+        );
+        // 1 to 12.5 J stacked stay linear, from zero.
+        assert!(all.iter().any(|t| t.3 == "energy (J)"));
+        assert!(all.iter().any(|t| t.3 == "0 J"));
+    }
+
     #[test]
     fn log_axes_only_where_the_data_span_decades() {
         // 10^1.5 ≈ 31.6: a span of 30× stays linear, 40× goes log.
