@@ -4,9 +4,9 @@
 //!
 //! One process per workload point; in it a `phases` track, a track per unit with a slice per
 //! Einsum tile (tile indices, the producers it waited for and its Einsum's same-phase
-//! producers in `args`) and the stalls between them, a `DRAM channel` track with each slot's
-//! reads and writes, and two counters: bytes held in the K/V tile buffers and the DRAM
-//! channel's read and write throughput. Times are µs of the architecture's clock
+//! producers in `args`, and a flow arrow from each producer tile it waited for) and the stalls
+//! between them, a `DRAM channel` track with each slot's reads and writes, and two counters:
+//! bytes held in the K/V tile buffers and the DRAM channel's read and write throughput. Times are µs of the architecture's clock
 //! (`ts = cycle / clock_hz × 1e6`). Long runs show a progress bar on stderr when it is a
 //! terminal.
 
@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 use crate::files;
 use crate::output::UserError;
 
-/// The most events one trace file holds: about 160 MB of JSON at some 310 bytes an event, which
-/// the Perfetto UI still opens; a run whose bound exceeds it is refused before it starts.
+/// The most events one trace file holds: 100 to 160 MB of JSON at 180 to 310 bytes an event,
+/// which the Perfetto UI still opens; a run whose bound exceeds it is refused before it starts.
 pub const MAX_TRACE_EVENTS: u64 = 1 << 19;
 
 /// A run executing at least this many slots shows a progress bar.
@@ -41,6 +41,8 @@ pub struct TraceFile {
     /// Events written so far, counted against [`MAX_TRACE_EVENTS`].
     count: u64,
     points: u64,
+    /// Flow (dependency arrow) ids so far; unique over the file.
+    flows: u64,
 }
 
 impl TraceFile {
@@ -57,6 +59,7 @@ impl TraceFile {
             events: Vec::new(),
             count: 0,
             points: 0,
+            flows: 0,
         })
     }
 
@@ -69,14 +72,18 @@ impl TraceFile {
         label: &str,
     ) -> Result<CycleReport, UserError> {
         let mut trace = None;
+        let mut most = 0;
         if self.path.is_some() {
             let bound = cycle::trace_events_bound(schedule, config);
-            let total = self.count.saturating_add(bound);
+            // Besides the engine's events: the throughput counter and the track names.
+            let fixed = THROUGHPUT_BINS as u64 + 2 * (arch.units().len() as u64 + 3);
+            let total = self.count.saturating_add(bound).saturating_add(fixed);
             if total > MAX_TRACE_EVENTS {
                 return Err(UserError::message(format!(
-                    "{label}: the trace would hold up to {total} events, more than the limit of {MAX_TRACE_EVENTS} (2^19, about 160 MB of JSON); it records executed slots only, so trace fewer with a smaller --max-slots, or fewer points (--workload, --seq)"
+                    "{label}: the trace would hold up to {total} events, more than the limit of {MAX_TRACE_EVENTS} (2^19, 100 to 160 MB of JSON); it records executed slots only, so trace fewer with a smaller --max-slots, or fewer points (--workload, --seq)"
                 )));
             }
+            most = total;
             // The bound is the most the engine records, so this is all it allocates.
             trace = Some(Trace::new(usize::try_from(bound).unwrap_or(usize::MAX)));
         }
@@ -112,6 +119,11 @@ impl TraceFile {
         if let Some(trace) = trace {
             self.points += 1;
             self.add(&trace, schedule, arch, label);
+            debug_assert!(
+                self.count <= most,
+                "{} events over the bound {most}",
+                self.count
+            );
         }
         Ok(report)
     }
@@ -123,6 +135,19 @@ impl TraceFile {
         let phases_tid = 1u64;
         let unit_tid = |u: usize| 2 + u as u64;
         let dram_tid = 2 + arch.units().len() as u64;
+        // Where each work slice is, so that a consumer's arrow can start in its producer.
+        let at: std::collections::HashMap<(usize, usize, u64), (f64, u64)> = trace
+            .items
+            .iter()
+            .filter(|it| it.kind == ItemKind::Work)
+            .map(|it| {
+                (
+                    (it.phase, it.einsum, it.slot),
+                    (it.start, unit_tid(it.unit.0)),
+                )
+            })
+            .collect();
+        let mut flows = self.flows;
         let mut push = |event: Value| {
             // Serialising a `Value` cannot fail.
             serde_json::to_writer(&mut self.events, &event).expect("JSON in memory");
@@ -206,6 +231,22 @@ impl TraceFile {
                 "dur": (it.end - it.start) * us, "pid": pid, "tid": unit_tid(it.unit.0),
                 "args": args,
             }));
+            // An arrow from each producer tile it waited for (Perfetto draws flow events
+            // between the slices that enclose their ends).
+            for &(d, slot) in &it.waited_for {
+                let Some(&(start, tid)) = at.get(&(it.phase, d, slot)) else {
+                    continue;
+                };
+                flows += 1;
+                push(json!({
+                    "name": "waits for", "cat": "dependency", "ph": "s", "id": flows,
+                    "ts": start * us, "pid": pid, "tid": tid,
+                }));
+                push(json!({
+                    "name": "waits for", "cat": "dependency", "ph": "f", "bp": "e", "id": flows,
+                    "ts": it.start * us, "pid": pid, "tid": unit_tid(it.unit.0),
+                }));
+            }
         }
         for d in &trace.dram {
             let name = match d.direction {
@@ -231,6 +272,7 @@ impl TraceFile {
                 "args": {"read_bytes_per_s": read * per_s, "write_bytes_per_s": write * per_s},
             }));
         }
+        self.flows = flows;
     }
 
     /// Writes the trace file (atomically), when one was asked for.

@@ -264,15 +264,31 @@ pub fn executed_slots(schedule: &Schedule, config: &CycleConfig) -> u64 {
         .unwrap_or(0)
 }
 
-/// An upper bound on the events a traced run of `schedule` under `config` records: per
-/// executed slot, one slice per member Einsum and a stall beside each, its read, its writes
-/// (in up to two pieces) and its tile buffer; plus each phase's span.
+/// An upper bound on the events a traced run of `schedule` under `config` records, and on
+/// the two flow events (start, end) a viewer draws per producer an item waited for: per
+/// executed slot, per member Einsum a slice, a stall and two per same-phase producer; the
+/// slot's read, its writes (a write is cut at most once per read, so two pieces a slot over
+/// the run), its tile buffer and the second point of that buffer's counter; plus two spans a
+/// phase (executed and extrapolated).
 pub fn trace_events_bound(schedule: &Schedule, config: &CycleConfig) -> u64 {
     (0..schedule.phases.len())
         .map(|k| {
-            let members = schedule.phases[k].einsums.len() as u64;
+            let phase = &schedule.phases[k];
+            let per_slot: u64 = phase
+                .einsums
+                .iter()
+                .map(|&x| {
+                    let producers = schedule.einsums[x]
+                        .deps
+                        .iter()
+                        .filter(|d| phase.einsums.contains(d))
+                        .count() as u64;
+                    2 + 2 * producers
+                })
+                .sum::<u64>()
+                + 5;
             let executed = Layout::of(schedule, k).executed(config);
-            executed.saturating_mul(2 * members + 4).saturating_add(1)
+            executed.saturating_mul(per_slot).saturating_add(2)
         })
         .fold(0u64, u64::saturating_add)
 }

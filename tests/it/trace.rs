@@ -41,8 +41,8 @@ fn tempdir() -> std::path::PathBuf {
     dir
 }
 
-/// The trace-event format's rules for the three kinds of event the file uses; returns the
-/// complete ("X") events.
+/// The trace-event format's rules for the kinds of event the file uses (metadata, complete,
+/// counter and flow start and end); returns the complete ("X") events.
 fn check_format<'t>(what: &str, trace: &'t Value) -> Vec<&'t Value> {
     let events = trace["traceEvents"]
         .as_array()
@@ -52,6 +52,7 @@ fn check_format<'t>(what: &str, trace: &'t Value) -> Vec<&'t Value> {
         "{what}: displayTimeUnit is ns or ms"
     );
     let mut slices = Vec::new();
+    let mut flows: BTreeMap<u64, (Option<f64>, Option<f64>)> = BTreeMap::new();
     for e in events {
         let ph = e["ph"].as_str().expect("ph is a string");
         assert!(e["name"].is_string(), "{what}: a name: {e}");
@@ -90,7 +91,26 @@ fn check_format<'t>(what: &str, trace: &'t Value) -> Vec<&'t Value> {
                     "{what}: a counter's series are numbers: {e}"
                 );
             }
+            "s" | "f" => {
+                assert!(e["id"].is_u64(), "{what}: a flow event has an id: {e}");
+                assert!(e["ts"].as_f64().is_some_and(|t| t >= 0.0), "{what}: {e}");
+                assert!(e["tid"].is_u64(), "{what}: {e}");
+                let id = e["id"].as_u64().unwrap();
+                let ts = e["ts"].as_f64().unwrap();
+                let ends = flows.entry(id).or_insert((None, None));
+                let end = if ph == "s" { &mut ends.0 } else { &mut ends.1 };
+                assert!(end.is_none(), "{what}: flow {id} has one {ph}");
+                *end = Some(ts);
+            }
             other => panic!("{what}: unexpected phase {other}: {e}"),
+        }
+    }
+    // Every arrow starts (in the producer) no later than it ends (at the consumer's start).
+    assert!(!flows.is_empty(), "{what}: dependency arrows");
+    for (id, ends) in &flows {
+        match ends {
+            (Some(s), Some(f)) => assert!(s <= f, "{what}: flow {id} runs backwards"),
+            _ => panic!("{what}: flow {id} lacks an end"),
         }
     }
     // Every track a slice is on is named.
