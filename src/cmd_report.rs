@@ -273,6 +273,7 @@ fn page(
     body.push_str("<h2>Comparison</h2>\n");
     let (header, table_rows) = crate::cmd_compare::table_rows(cmp, false);
     body.push_str(&table("comparison", &header, &table_rows));
+    body.push_str("<h3>Latency and energy per point</h3>\n");
     body.push_str(&absolute_table(cmp, &rows));
     for line in infeasible_lines(cmp) {
         let _ = writeln!(body, "<p class=\"infeasible\">{}</p>", escape(&line));

@@ -298,6 +298,45 @@ fn check_buffers(what: &str, trace: &Value) {
 }
 
 #[test]
+fn every_point_is_a_process_of_its_own() {
+    // FuseMax's four models at 1K: four processes in the order the points run (by model name:
+    // bert, t5, trxl, xlm), each with its units, phases and DRAM.
+    let trace = traced(&["--arch", "fusemax", "--seq", "1k", "--max-slots", "64"]);
+    let slices = check_format("four points", &trace);
+    assert!(check_dependencies("four points", &slices) > 0);
+    let events = trace["traceEvents"].as_array().unwrap();
+    let mut processes: Vec<(u64, &str)> = events
+        .iter()
+        .filter(|e| e["name"] == "process_name")
+        .map(|e| {
+            (
+                e["pid"].as_u64().unwrap(),
+                e["args"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    processes.sort();
+    let names: Vec<&str> = processes.iter().map(|p| p.1).collect();
+    assert_eq!(
+        names,
+        [
+            "fusemax running attention_1pass at BERT 1K",
+            "fusemax running attention_1pass at T5 1K",
+            "fusemax running attention_1pass at TrXL 1K",
+            "fusemax running attention_1pass at XLM 1K",
+        ]
+    );
+    for (pid, name) in &processes {
+        let tracks = events
+            .iter()
+            .filter(|e| e["name"] == "thread_name" && e["pid"].as_u64() == Some(*pid))
+            .count();
+        // phases, array2d, array1d and the DRAM channel.
+        assert_eq!(tracks, 4, "{name}");
+    }
+}
+
+#[test]
 fn a_trace_needs_the_cycle_engine_and_a_bounded_run() {
     let (code, _, err) = run(&[
         "simulate",
