@@ -52,6 +52,10 @@ pub struct Args {
     /// The sweep's largest buffer, in bytes.
     #[arg(long, default_value = "32M")]
     max_buffer: String,
+    /// The point whose per-Einsum breakdowns the page shows, as its table row reads
+    /// (`"BERT 16K"`); default: the first point every architecture runs.
+    #[arg(long)]
+    breakdown_at: Option<String>,
     /// The HTML file to write (replaced atomically if it exists).
     #[arg(long)]
     out: PathBuf,
@@ -91,7 +95,8 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
         None => None,
     };
     let archs: Vec<&LoadedArch> = std::iter::once(&subject).chain(&baselines).collect();
-    let page = page(&cmp, &archs, sweep.as_ref())
+    let detail = breakdown_point(&cmp, args.breakdown_at.as_deref())?;
+    let page = page(&cmp, &archs, detail, sweep.as_ref())
         .map_err(|e| UserError::message(format!("cannot draw {}: {e}", args.out.display())))?;
     files::write_atomic(&args.out, page.as_bytes())?;
     match format {
@@ -248,10 +253,43 @@ fn reports(cmp: &Comparison) -> Vec<(String, Vec<Option<&SimReport>>)> {
         .collect()
 }
 
-/// The whole page.
+/// The row whose breakdowns the page shows: the one `--breakdown-at` names (every
+/// architecture must run it), else the first that every architecture runs; `None` if none does.
+fn breakdown_point(cmp: &Comparison, wanted: Option<&str>) -> anyhow::Result<Option<usize>> {
+    let feasible = |r: &cascade_sim::compare::PointRow| {
+        std::iter::once(&r.subject)
+            .chain(&r.baselines)
+            .all(|e| e.report().is_some())
+    };
+    let label = |r: &cascade_sim::compare::PointRow| format!("{} {}", r.workload, seq_label(r.seq));
+    let Some(wanted) = wanted else {
+        return Ok(cmp.rows.iter().position(feasible));
+    };
+    let normal = |s: &str| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    match cmp.rows.iter().position(|r| normal(&label(r)) == normal(wanted)) {
+        Some(k) if feasible(&cmp.rows[k]) => Ok(Some(k)),
+        Some(_) => Err(UserError::message(format!(
+            "--breakdown-at {wanted}: not every architecture can run that point; choose one where none is infeasible"
+        ))
+        .into()),
+        None => Err(UserError::message(format!(
+            "--breakdown-at {wanted} is none of the report's points; write one as its row reads: {}",
+            cmp.rows.iter().map(label).collect::<Vec<_>>().join(", ")
+        ))
+        .into()),
+    }
+}
+
+/// The whole page; `detail` is the row whose breakdowns it shows.
 fn page(
     cmp: &Comparison,
     archs: &[&LoadedArch],
+    detail: Option<usize>,
     sweep: Option<&Sweep>,
 ) -> Result<String, plot::PlotError> {
     let names: Vec<String> = archs
@@ -278,18 +316,10 @@ fn page(
     for line in infeasible_lines(cmp) {
         let _ = writeln!(body, "<p class=\"infeasible\">{}</p>", escape(&line));
     }
-    // The breakdowns are of the first point every architecture can run.
-    let detail = rows
-        .iter()
-        .find(|(_, each)| each.iter().all(Option::is_some));
     body.push_str("<h2>Where the time and energy go</h2>\n");
-    match detail {
+    match detail.map(|k| &rows[k]) {
         Some((label, each)) => {
-            let _ = writeln!(
-                body,
-                "<p>At {} (the first point every architecture runs).</p>",
-                escape(label)
-            );
+            let _ = writeln!(body, "<p>At {}.</p>", escape(label));
             for (k, (arch, report)) in archs.iter().zip(each).enumerate() {
                 let report = report.expect("every architecture runs this point");
                 body.push_str(&breakdown_figures(k, arch, report)?);

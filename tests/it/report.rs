@@ -108,11 +108,17 @@ fn the_report_is_one_self_contained_page_that_a_browser_loads() {
         "1k,4k",
         "--sweep-pe-dim",
         "64..256",
+        "--breakdown-at",
+        "bert  4k",
         "--out",
         &page_arg,
     ]);
     assert_eq!(code, 0, "{err}");
     let html = std::fs::read_to_string(&page).expect("the page was written");
+    assert!(
+        html.contains("<p>At BERT 4K.</p>"),
+        "the breakdowns are at the point asked for"
+    );
 
     // Self-contained: no script, stylesheet link, image source or font; the only URL is the
     // SVG namespace, which names and fetches nothing.
@@ -261,6 +267,27 @@ fn a_report_names_what_it_cannot_draw() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("512..16"), "{err}");
+    // A breakdown point that is not in the table is named with the ones that are.
+    let (code, _, err) = run(&[
+        "report",
+        "--arch",
+        "fusemax",
+        "--vs",
+        "flat",
+        "--workload",
+        "bert",
+        "--seq",
+        "1k,4k",
+        "--breakdown-at",
+        "BERT 2K",
+        "--out",
+        "/nonexistent/report.html",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("BERT 2K") && err.contains("BERT 1K, BERT 4K"),
+        "{err}"
+    );
     let (code, _, err) = run(&[
         "report",
         "--arch",
