@@ -151,9 +151,13 @@ impl Trace {
             held = (held + delta).max(0.0);
             match out.last_mut() {
                 Some(last) if last.0 == t => last.1 = held,
-                // An unchanged level adds nothing to a step function.
-                Some(last) if last.1 == held => {}
                 _ => out.push((t, held)),
+            }
+            // An unchanged level adds nothing to a step function (a release and a claim at
+            // one cycle cancel).
+            let n = out.len();
+            if n >= 2 && out[n - 2].1 == out[n - 1].1 {
+                out.pop();
             }
         }
         out
