@@ -187,11 +187,14 @@ impl Scale {
         if log {
             let (a, b) = (lo.log10(), hi.log10());
             let pad = ((b - a) * 0.05).max(0.05);
-            Scale {
-                log,
-                lo: a - pad,
-                hi: b + pad,
-            }
+            // Under two decades the axis runs from decade to decade, so that it has at least
+            // two whole-decade ticks and nothing between them to label.
+            let (lo, hi) = if b - a + 2.0 * pad < 2.0 {
+                (a.floor(), b.ceil().max(a.floor() + 1.0))
+            } else {
+                (a - pad, b + pad)
+            };
+            Scale { log, lo, hi }
         } else {
             let lo = if from_zero { lo.min(0.0) } else { lo };
             let span = if hi > lo { hi - lo } else { hi.abs().max(1.0) };
@@ -214,6 +217,15 @@ impl Scale {
 
     fn value(&self, t: f64) -> f64 {
         if self.log { 10f64.powf(t) } else { t }
+    }
+
+    /// A tick's label: on a log axis only whole decades are labelled.
+    fn label(&self, t: f64, unit: Option<&str>) -> String {
+        if self.log && (t - t.round()).abs() > 1e-6 {
+            String::new()
+        } else {
+            si(self.value(t), unit)
+        }
     }
 
     /// Tick labels to ask plotters for: on a log axis, few enough that its nice steps are
@@ -312,8 +324,8 @@ pub fn scatter(chart: &Scatter) -> Result<String, PlotError> {
         c.configure_mesh()
             .x_labels(sx.ticks())
             .y_labels(sy.ticks())
-            .x_label_formatter(&|t| si(sx.value(*t), xu))
-            .y_label_formatter(&|t| si(sy.value(*t), yu))
+            .x_label_formatter(&|t| sx.label(*t, xu))
+            .y_label_formatter(&|t| sy.label(*t, yu))
             .x_desc(sx.describe(&chart.x))
             .y_desc(sy.describe(&chart.y))
             .label_style(("sans-serif", 13))
@@ -436,7 +448,7 @@ pub fn bars(chart: &Bars) -> Result<String, PlotError> {
             .disable_y_mesh()
             .x_labels(scale.ticks())
             .y_labels(rows)
-            .x_label_formatter(&|t| si(scale.value(*t), unit))
+            .x_label_formatter(&|t| scale.label(*t, unit))
             .y_label_formatter(&|v| match v {
                 SegmentValue::CenterOf(r) if *r < rows && flip(*r) % per == 0 => {
                     names[flip(*r) / per].clone()
@@ -639,6 +651,36 @@ mod tests {
             legend.iter().all(|t| t.0 >= f64::from(900 - LEGEND_WIDTH)),
             "{legend:?}"
         );
+    }
+
+    #[test]
+    fn a_narrow_log_axis_is_ticked_at_whole_decades_only() {
+        // A roofline's throughput over 5 T to 60 T actions/s: about one decade, forced log.
+        let chart = Scatter {
+            title: "t".into(),
+            x: Axis::new("intensity", None).log(),
+            y: Axis::new("throughput (actions/s)", Some("op/s")).log(),
+            series: vec![Series {
+                label: "p".into(),
+                points: vec![(20.0, 5e12), (300.0, 6e13)],
+                mark: Mark::Points,
+                colour: 0,
+            }],
+        };
+        let svg = scatter(&chart).unwrap();
+        let ticks: Vec<String> = texts(&svg)
+            .into_iter()
+            .map(|t| t.3)
+            .filter(|t| t.ends_with("op/s"))
+            .collect();
+        // 10^12.7 to 10^13.8 widens to 10^12..10^14: 1, 10 and 100 T.
+        assert_eq!(ticks.len(), 3, "{ticks:?}");
+        for t in &ticks {
+            assert!(
+                ["1 Top/s", "10 Top/s", "100 Top/s"].contains(&t.as_str()),
+                "{t}"
+            );
+        }
     }
 
     #[test]
