@@ -155,6 +155,16 @@ struct SlotInfo {
 }
 
 impl SlotInfo {
+    /// Where the slot sits, for the trace.
+    fn tile(&self) -> TileIndex {
+        TileIndex {
+            instance: self.instance,
+            query_tile: self.query,
+            pass: self.pass,
+            key_slot: self.key,
+        }
+    }
+
     /// The slot of the same query tile at `pass` and key slot `key`.
     fn at(&self, pass: u64, key: u64) -> u64 {
         self.row_start + pass * self.row_slots + key
@@ -316,6 +326,75 @@ struct Sink<'s, 'a> {
     offset: f64,
     done: u64,
     total: u64,
+}
+
+impl Sink<'_, '_> {
+    /// The trace, when there is one with room for an event.
+    fn trace(&mut self) -> Option<&mut Trace> {
+        let trace = self.observer.trace.as_deref_mut()?;
+        trace.room().then_some(trace)
+    }
+
+    /// Records a work item (times from the phase's start), with the DRAM stall before it
+    /// (from `waiting_from`) and the drain that holds its unit after it (until `held`).
+    fn item(&mut self, work: ItemSlice, waiting_from: f64, held: f64) {
+        let offset = self.offset;
+        let Some(trace) = self.trace() else { return };
+        let stall = |kind, start: f64, end: f64| ItemSlice {
+            kind,
+            start: offset + start,
+            end: offset + end,
+            waited_for: Vec::new(),
+            ..work.clone()
+        };
+        if work.start > waiting_from {
+            trace
+                .items
+                .push(stall(ItemKind::DramStall, waiting_from, work.start));
+        }
+        if held > work.end {
+            trace
+                .items
+                .push(stall(ItemKind::DrainStall, work.end, held));
+        }
+        trace.items.push(ItemSlice {
+            start: offset + work.start,
+            end: offset + work.end,
+            ..work
+        });
+    }
+
+    fn buffer(&mut self, span: BufferSpan) {
+        let offset = self.offset;
+        if let Some(trace) = self.trace() {
+            trace.buffers.push(BufferSpan {
+                claimed: offset + span.claimed,
+                released: offset + span.released,
+                ..span
+            });
+        }
+    }
+
+    /// Records the channel's intervals of phase `k`: (slot, direction, start, end).
+    fn dram(&mut self, k: usize, log: Vec<(u64, DramDirection, f64, f64)>, bytes_per_cycle: f64) {
+        let offset = self.offset;
+        for (slot, direction, start, end) in log {
+            let Some(trace) = self.trace() else { return };
+            trace.dram.push(DramSlice {
+                phase: k,
+                slot,
+                direction,
+                start: offset + start,
+                end: offset + end,
+                bytes: (end - start) * bytes_per_cycle,
+            });
+        }
+    }
+
+    /// Reports `done` slots of this phase executed.
+    fn progress(&mut self, done: u64) {
+        (self.observer.progress)(self.done + done, self.total);
+    }
 }
 
 /// Executes `schedule` on `arch`.
@@ -805,35 +884,19 @@ fn exec_phase(
                     consumed[at(s)] = consumed[at(s)].max(end);
                 }
                 complete[at(s)] = complete[at(s)].max(held);
-                if let Some((trace, offset)) = room(&mut sink) {
-                    let tile = TileIndex {
-                        instance: si.instance,
-                        query_tile: si.query,
-                        pass: si.pass,
-                        key_slot: si.key,
-                    };
-                    let slice = |kind, from: f64, to: f64, waited_for| ItemSlice {
-                        kind,
+                if let Some(sk) = sink.as_deref_mut() {
+                    let work = ItemSlice {
+                        kind: ItemKind::Work,
                         phase: k,
                         unit: u,
                         einsum: x,
                         slot: s,
-                        tile,
-                        start: offset + from,
-                        end: offset + to,
-                        waited_for,
+                        tile: si.tile(),
+                        start,
+                        end,
+                        waited_for: waited,
                     };
-                    if start > waiting_from {
-                        trace
-                            .items
-                            .push(slice(ItemKind::DramStall, waiting_from, start, vec![]));
-                    }
-                    trace.items.push(slice(ItemKind::Work, start, end, waited));
-                    if held > end && trace.room() {
-                        trace
-                            .items
-                            .push(slice(ItemKind::DrainStall, end, held, vec![]));
-                    }
+                    sk.item(work, waiting_from, held);
                 }
                 if events.len() < log {
                     events.push(Event {
@@ -847,22 +910,20 @@ fn exec_phase(
             }
         }
         // The slot whose first stage has just run hands its tile buffer on.
-        if epoch < executed
-            && let Some((trace, offset)) = room(&mut sink)
-        {
-            let b = at(epoch);
-            trace.buffers.push(BufferSpan {
-                phase: k,
-                slot: epoch,
-                claimed: offset + claimed[b],
-                released: offset + consumed[b].max(claimed[b]),
-                bytes: read_cycles * bytes_per_cycle,
-            });
-        }
-        if epoch % 1024 == 0
-            && let Some(sk) = sink.as_deref_mut()
-        {
-            (sk.observer.progress)(sk.done + epoch.min(executed), sk.total);
+        if let Some(sk) = sink.as_deref_mut() {
+            if epoch < executed {
+                let b = at(epoch);
+                sk.buffer(BufferSpan {
+                    phase: k,
+                    slot: epoch,
+                    claimed: claimed[b],
+                    released: consumed[b].max(claimed[b]),
+                    bytes: read_cycles * bytes_per_cycle,
+                });
+            }
+            if epoch % 1024 == 0 {
+                sk.progress(epoch.min(executed));
+            }
         }
         // A slot whose last stage has run writes its results back.
         if let Some(s) = epoch.checked_sub(order.max_stage).filter(|&s| s < executed) {
@@ -876,20 +937,9 @@ fn exec_phase(
     }
     let units_end = unit_free.values().copied().fold(0.0, f64::max);
     let end = units_end.max(dram.finish());
-    for (slot, direction, start, finish) in dram.log.take().unwrap_or_default() {
-        if let Some((trace, offset)) = room(&mut sink) {
-            trace.dram.push(DramSlice {
-                phase: k,
-                slot,
-                direction,
-                start: offset + start,
-                end: offset + finish,
-                bytes: (finish - start) * bytes_per_cycle,
-            });
-        }
-    }
     if let Some(sk) = sink {
-        (sk.observer.progress)(sk.done + executed, sk.total);
+        sk.dram(k, dram.log.take().unwrap_or_default(), bytes_per_cycle);
+        sk.progress(executed);
     }
     PhaseRun {
         cycles: end,
@@ -898,14 +948,6 @@ fn exec_phase(
         dram_busy: dram.busy,
         events,
     }
-}
-
-/// The trace to record into and the phase's offset, when there is one with room for an event.
-fn room<'x>(sink: &'x mut Option<&mut Sink<'_, '_>>) -> Option<(&'x mut Trace, f64)> {
-    let sink = sink.as_deref_mut()?;
-    let offset = sink.offset;
-    let trace = sink.observer.trace.as_deref_mut()?;
-    trace.room().then_some((trace, offset))
 }
 
 /// Whether `y` depends on `x` through same-phase producers.
