@@ -92,18 +92,14 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
                 "speedup = baseline latency / {} latency; energy_ratio = {} energy / baseline energy; the last row is the mean over the points",
                 cmp.subject, cmp.subject
             );
-            let shown: Vec<&str> = records
-                .columns
-                .iter()
-                .map(|c| c.name.as_str())
-                .filter(|&n| n != "infeasible")
-                .collect();
-            let mut table = records.text(&shown);
-            // The summary's means, under the points' columns.
-            let mut mean = summary.text_cells(0, &shown);
-            mean[0] = "mean".into();
-            mean[1] = format!("{} pts", cmp.rows.len());
-            table.add_row(mean);
+            let (header, rows) = text_rows(&records, &summary, cmp.rows.len());
+            let mut table = comfy_table::Table::new();
+            table
+                .load_style(comfy_table::presets::ASCII_MARKDOWN)
+                .set_header(header);
+            for row in rows {
+                table.add_row(row);
+            }
             println!("{table}");
             for r in &cmp.rows {
                 if let Cell::Text(why) = &records_infeasible(r, &cmp) {
@@ -113,6 +109,38 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The text table's header and rows: one row per point, then the summary's means under the
+/// points' columns (`cascade compare`'s text and `cascade report`'s comparison table).
+fn text_rows(
+    records: &Records,
+    summary: &Records,
+    points: usize,
+) -> (Vec<String>, Vec<Vec<String>>) {
+    let shown: Vec<&str> = records
+        .columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|&n| n != "infeasible")
+        .collect();
+    let mut rows: Vec<Vec<String>> = (0..records.rows.len())
+        .map(|k| records.text_cells(k, &shown))
+        .collect();
+    let mut mean = summary.text_cells(0, &shown);
+    mean[0] = "mean".into();
+    mean[1] = format!("{points} pts");
+    rows.push(mean);
+    (shown.iter().map(|s| s.to_string()).collect(), rows)
+}
+
+/// The comparison as text: the header and rows `cascade compare` prints.
+pub fn table_rows(cmp: &Comparison, end_to_end: bool) -> (Vec<String>, Vec<Vec<String>>) {
+    text_rows(
+        &records(cmp, end_to_end),
+        &summary(cmp, end_to_end),
+        cmp.rows.len(),
+    )
 }
 
 /// The reasons a point has no ratio: which side is infeasible, and why.
@@ -218,7 +246,7 @@ fn summary(cmp: &Comparison, end_to_end: bool) -> Records {
 }
 
 /// Every ratio the comparison reports is finite, or it is an error (see `check_finite`).
-fn check_ratios(cmp: &Comparison) -> anyhow::Result<()> {
+pub fn check_ratios(cmp: &Comparison) -> anyhow::Result<()> {
     let fields = |ratios: &[Option<Ratio>]| -> Vec<(&'static str, f64)> {
         ratios
             .iter()

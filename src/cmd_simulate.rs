@@ -68,6 +68,10 @@ pub struct Args {
     /// key blocks × query blocks); masked blocks are skipped. Repeatable.
     #[arg(long = "block-mask")]
     block_mask: Vec<String>,
+    /// Cycle engine: write its timeline as Chrome trace-event JSON here (open it in
+    /// ui.perfetto.dev); README's "Timelines" says what each track shows.
+    #[arg(long)]
+    trace: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -122,6 +126,8 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
             p.block_masks.insert(name.clone(), mask.clone());
         }
     }
+    let cycle_engine = matches!(args.engine, Some(Engine::Cycle | Engine::Both));
+    let mut traces = crate::perfetto::TraceFile::new(args.trace.as_deref(), cycle_engine)?;
     let mut rows = Vec::new();
     for (p, cascade) in problems.iter().zip(&cascades) {
         match schedule_with(cascade, &arch, p, &overrides) {
@@ -141,7 +147,8 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
                         ))
                         .into());
                     }
-                    Some(Box::new(cycle::run(&s, &arch, &config)))
+                    let label = format!("{} {}", p.label, arch_load::seq_label(p.seq));
+                    Some(Box::new(traces.run(&s, &arch, &config, &label)?))
                 } else {
                     None
                 };
@@ -167,6 +174,7 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
             check_point(r, cy.as_deref())?;
         }
     }
+    traces.write(&arch)?;
     let mixed = running == "each model's cascade";
     let cycle = matches!(args.engine, Some(Engine::Cycle | Engine::Both));
     let records = records(&rows, &arch, cycle);

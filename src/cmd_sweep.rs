@@ -324,81 +324,11 @@ fn records(sweep: &Sweep) -> Records {
     records
 }
 
-/// The SVG text of the latency-against-area plot: one series per workload point, `labels[k]`
-/// the legend of the points of group `k`.
+/// The SVG text of the latency-against-area plot (`plot::pareto`, drawn by `plot::scatter`):
+/// one series per workload point, `labels[k]` the legend of the points of group `k`.
 fn plot(
     labels: &[String],
     points: &[(usize, DesignPoint)],
 ) -> Result<String, Box<dyn std::error::Error>> {
-    let mut svg = String::new();
-    draw(&mut svg, labels, points)?;
-    Ok(svg)
-}
-
-fn draw(
-    svg: &mut String,
-    labels: &[String],
-    points: &[(usize, DesignPoint)],
-) -> Result<(), Box<dyn std::error::Error>> {
-    use plotters::prelude::*;
-    let feasible: Vec<&(usize, DesignPoint)> = points
-        .iter()
-        .filter(|(_, d)| d.infeasible.is_none())
-        .collect();
-    if feasible.is_empty() {
-        return Err("no feasible design point to plot".into());
-    }
-    let (mut a0, mut a1, mut l0, mut l1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for (_, d) in &feasible {
-        a0 = a0.min(d.area_mm2);
-        a1 = a1.max(d.area_mm2);
-        l0 = l0.min(d.latency_s);
-        l1 = l1.max(d.latency_s);
-    }
-    let root = SVGBackend::with_string(svg, (800, 600)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .margin(20)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d(
-            (a0 * 0.8..a1 * 1.25).log_scale(),
-            (l0 * 0.8..l1 * 1.25).log_scale(),
-        )?;
-    chart
-        .configure_mesh()
-        .x_desc("area (mm²)")
-        .y_desc("latency (s)")
-        .draw()?;
-    for (k, label) in labels.iter().enumerate() {
-        let color = Palette99::pick(k).to_rgba();
-        let mut group: Vec<&DesignPoint> = feasible
-            .iter()
-            .filter(|(p, _)| *p == k)
-            .map(|(_, d)| d)
-            .collect();
-        group.sort_by(|a, b| a.area_mm2.total_cmp(&b.area_mm2));
-        chart
-            .draw_series(
-                group
-                    .iter()
-                    .map(|d| Circle::new((d.area_mm2, d.latency_s), 3, color.filled())),
-            )?
-            .label(label.clone())
-            .legend(move |(x, y)| Circle::new((x, y), 3, color.filled()));
-        chart.draw_series(LineSeries::new(
-            group
-                .iter()
-                .filter(|d| d.pareto)
-                .map(|d| (d.area_mm2, d.latency_s)),
-            color,
-        ))?;
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE)
-        .border_style(BLACK)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    Ok(crate::plot::scatter(&crate::plot::pareto(labels, points)?)?)
 }

@@ -18,6 +18,7 @@ mod cmd_eval;
 mod cmd_list;
 mod cmd_merge_sweep;
 mod cmd_passes;
+mod cmd_report;
 mod cmd_rewrite;
 mod cmd_show;
 mod cmd_simulate;
@@ -28,6 +29,8 @@ mod files;
 mod load;
 mod npy;
 mod output;
+mod perfetto;
+mod plot;
 mod schema;
 
 use std::ffi::OsString;
@@ -75,6 +78,9 @@ enum Command {
     MergeSweep(cmd_merge_sweep::Args),
     /// Generate a CUDA, HIP or C++ kernel for a cascade.
     Codegen(cmd_codegen::Args),
+    /// Write one self-contained HTML page: the comparison, breakdowns, utilisation, roofline
+    /// and Pareto front.
+    Report(cmd_report::Args),
     /// Every library cascade and model variant at workload points on one architecture: one table.
     Zoo(cmd_zoo::Args),
 }
@@ -95,6 +101,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sweep(args) => cmd_sweep::run(args, format),
         Command::MergeSweep(args) => cmd_merge_sweep::run(args, format),
         Command::Codegen(args) => cmd_codegen::run(args, plain("codegen")?),
+        Command::Report(args) => cmd_report::run(args, plain("report")?),
         Command::Zoo(args) => cmd_zoo::run(args, format),
     }
 }

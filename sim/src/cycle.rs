@@ -38,6 +38,9 @@ use std::collections::BTreeMap;
 
 use cascade_scheduler::{ArchSpec, RowGroup, Schedule, UnitId};
 
+use crate::trace::{
+    BufferSpan, DramDirection, DramSlice, ItemKind, ItemSlice, PhaseSpan, TileIndex, Trace,
+};
 use crate::{Energy, simulate};
 
 /// How much to execute. No `Default`: the limit decides how long a run takes.
@@ -147,9 +150,22 @@ struct SlotInfo {
     pass: u64,
     key: u64,
     group: usize,
+    /// The attention instance and the query tile within it (for the trace's tile indices).
+    instance: u64,
+    query: u64,
 }
 
 impl SlotInfo {
+    /// Where the slot sits, for the trace.
+    fn tile(&self) -> TileIndex {
+        TileIndex {
+            instance: self.instance,
+            query_tile: self.query,
+            pass: self.pass,
+            key_slot: self.key,
+        }
+    }
+
     /// The slot of the same query tile at `pass` and key slot `key`.
     fn at(&self, pass: u64, key: u64) -> u64 {
         self.row_start + pass * self.row_slots + key
@@ -225,9 +241,12 @@ impl<'a> Layout<'a> {
         let passes = self.passes;
         (0..instances).flat_map(move |i| {
             let mut start = i * self.per_instance;
+            let mut query_base = 0;
             self.rows.iter().enumerate().flat_map(move |(g, r)| {
                 let first = start;
+                let first_query = query_base;
                 start += r.count * r.slots * passes;
+                query_base += r.count;
                 (0..r.count).flat_map(move |q| {
                     let row_start = first + q * r.slots * passes;
                     (0..passes).flat_map(move |pass| {
@@ -237,6 +256,8 @@ impl<'a> Layout<'a> {
                             pass,
                             key,
                             group: g,
+                            instance: i,
+                            query: first_query + q,
                         })
                     })
                 })
@@ -254,8 +275,154 @@ pub fn executed_slots(schedule: &Schedule, config: &CycleConfig) -> u64 {
         .unwrap_or(0)
 }
 
+/// An upper bound on the events a traced run of `schedule` under `config` records, and on
+/// the two flow events (start, end) a viewer draws per producer an item waited for: per
+/// executed slot, per member Einsum a slice, a stall and two per same-phase producer; the
+/// slot's read, its writes (a write is cut at most once per read, so two pieces a slot over
+/// the run), its tile buffer and the second point of that buffer's counter; plus two spans a
+/// phase (executed and extrapolated).
+pub fn trace_events_bound(schedule: &Schedule, config: &CycleConfig) -> u64 {
+    (0..schedule.phases.len())
+        .map(|k| {
+            let phase = &schedule.phases[k];
+            let per_slot: u64 = phase
+                .einsums
+                .iter()
+                .map(|&x| {
+                    let producers = schedule.einsums[x]
+                        .deps
+                        .iter()
+                        .filter(|d| phase.einsums.contains(d))
+                        .count() as u64;
+                    2 + 2 * producers
+                })
+                .sum::<u64>()
+                + 5;
+            let executed = Layout::of(schedule, k).executed(config);
+            executed.saturating_mul(per_slot).saturating_add(2)
+        })
+        .fold(0u64, u64::saturating_add)
+}
+
+/// What a caller watches of a run.
+pub struct Observer<'a> {
+    /// Where to record the run's timeline (`None`: record nothing).
+    pub trace: Option<&'a mut Trace>,
+    /// Called now and then with (slots executed so far, slots the run executes in all).
+    pub progress: &'a mut dyn FnMut(u64, u64),
+}
+
+impl std::fmt::Debug for Observer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer")
+            .field("trace", &self.trace.as_ref().map(|t| t.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one phase's execution reports to the observer: its start on the layer's timeline and
+/// the slots executed before it.
+struct Sink<'s, 'a> {
+    observer: &'s mut Observer<'a>,
+    offset: f64,
+    done: u64,
+    total: u64,
+}
+
+impl Sink<'_, '_> {
+    /// The trace, when there is one with room for an event.
+    fn trace(&mut self) -> Option<&mut Trace> {
+        let trace = self.observer.trace.as_deref_mut()?;
+        trace.room().then_some(trace)
+    }
+
+    /// Records a work item (times from the phase's start), with the DRAM stall before it
+    /// (from `waiting_from`) and the drain that holds its unit after it (until `held`).
+    fn item(&mut self, work: ItemSlice, waiting_from: f64, held: f64) {
+        let offset = self.offset;
+        let Some(trace) = self.trace() else { return };
+        let stall = |kind, start: f64, end: f64| ItemSlice {
+            kind,
+            start: offset + start,
+            end: offset + end,
+            waited_for: Vec::new(),
+            ..work.clone()
+        };
+        if work.start > waiting_from {
+            trace
+                .items
+                .push(stall(ItemKind::DramStall, waiting_from, work.start));
+        }
+        if held > work.end {
+            trace
+                .items
+                .push(stall(ItemKind::DrainStall, work.end, held));
+        }
+        trace.items.push(ItemSlice {
+            start: offset + work.start,
+            end: offset + work.end,
+            ..work
+        });
+    }
+
+    fn buffer(&mut self, span: BufferSpan) {
+        let offset = self.offset;
+        if let Some(trace) = self.trace() {
+            trace.buffers.push(BufferSpan {
+                claimed: offset + span.claimed,
+                released: offset + span.released,
+                ..span
+            });
+        }
+    }
+
+    /// Records the channel's intervals of phase `k`: (slot, direction, start, end).
+    fn dram(&mut self, k: usize, log: Vec<(u64, DramDirection, f64, f64)>, bytes_per_cycle: f64) {
+        let offset = self.offset;
+        for (slot, direction, start, end) in log {
+            let Some(trace) = self.trace() else { return };
+            trace.dram.push(DramSlice {
+                phase: k,
+                slot,
+                direction,
+                start: offset + start,
+                end: offset + end,
+                bytes: (end - start) * bytes_per_cycle,
+            });
+        }
+    }
+
+    /// Reports `done` slots of this phase executed.
+    fn progress(&mut self, done: u64) {
+        (self.observer.progress)(self.done + done, self.total);
+    }
+}
+
 /// Executes `schedule` on `arch`.
 pub fn run(schedule: &Schedule, arch: &ArchSpec, config: &CycleConfig) -> CycleReport {
+    let mut quiet = |_: u64, _: u64| {};
+    run_observed(
+        schedule,
+        arch,
+        config,
+        &mut Observer {
+            trace: None,
+            progress: &mut quiet,
+        },
+    )
+}
+
+/// Executes `schedule` on `arch`, recording into `observer.trace` and reporting progress.
+pub fn run_observed(
+    schedule: &Schedule,
+    arch: &ArchSpec,
+    config: &CycleConfig,
+    observer: &mut Observer<'_>,
+) -> CycleReport {
+    let total_slots: u64 = (0..schedule.phases.len())
+        .map(|k| Layout::of(schedule, k).executed(config))
+        .sum();
+    let mut done_slots = 0u64;
     let n = schedule.instances() as f64;
     let mut totals: BTreeMap<UnitId, Counters> = BTreeMap::new();
     let mut einsum_busy = vec![0.0; schedule.einsums.len()];
@@ -273,7 +440,23 @@ pub fn run(schedule: &Schedule, arch: &ArchSpec, config: &CycleConfig) -> CycleR
         let slots = layout.slots;
         let executed = layout.executed(config);
         let budget = config.log_events.saturating_sub(events.len());
-        let full = exec_phase(schedule, arch, k, &layout, executed, config, budget);
+        let mut sink = Sink {
+            observer: &mut *observer,
+            offset: latency,
+            done: done_slots,
+            total: total_slots,
+        };
+        let full = exec_phase(
+            schedule,
+            arch,
+            k,
+            &layout,
+            executed,
+            config,
+            budget,
+            Some(&mut sink),
+        );
+        done_slots += executed;
         events.extend(full.events.iter().cloned());
         // The work of the whole phase per resource: each unit's Einsums, and DRAM.
         let mut total_work: BTreeMap<UnitId, f64> = BTreeMap::new();
@@ -291,7 +474,7 @@ pub fn run(schedule: &Schedule, arch: &ArchSpec, config: &CycleConfig) -> CycleR
                 .unwrap_or(layout.query_tiles);
             let window_tiles = (executed_tiles / 2).max(1);
             let shorter_slots = layout.slots_of_query_tiles(executed_tiles - window_tiles);
-            let shorter = exec_phase(schedule, arch, k, &layout, shorter_slots, config, 0);
+            let shorter = exec_phase(schedule, arch, k, &layout, shorter_slots, config, 0, None);
             let elapsed = full.cycles - shorter.cycles;
             // Work per resource in the window, and what is left after the executed slots.
             let done = |run: &PhaseRun, u: UnitId| run.units.get(&u).map_or(0.0, |c| c.busy);
@@ -345,6 +528,16 @@ pub fn run(schedule: &Schedule, arch: &ArchSpec, config: &CycleConfig) -> CycleR
             }
             (full.cycles, full.cycles / executed.max(1) as f64)
         };
+        if let Some(trace) = observer.trace.as_deref_mut() {
+            trace.phases.push(PhaseSpan {
+                phase: k,
+                start: latency,
+                executed_end: latency + full.cycles,
+                end: latency + cycles,
+                slots,
+                executed_slots: executed,
+            });
+        }
         latency += cycles;
         phases.push(CyclePhase {
             slots,
@@ -398,9 +591,11 @@ pub fn run(schedule: &Schedule, arch: &ArchSpec, config: &CycleConfig) -> CycleR
 struct Dram {
     /// When the channel finishes the work it has started.
     free: f64,
-    /// Writes not yet served: (ready time, cycles left).
-    writes: std::collections::VecDeque<(f64, f64)>,
+    /// Writes not yet served: (ready time, cycles left, slot).
+    writes: std::collections::VecDeque<(f64, f64, u64)>,
     busy: f64,
+    /// The channel's intervals, kept only for a trace: (slot, direction, start, end).
+    log: Option<Vec<(u64, DramDirection, f64, f64)>>,
 }
 
 impl Dram {
@@ -414,6 +609,9 @@ impl Dram {
             let amount = w.1.min(until - start);
             self.free = start + amount;
             self.busy += amount;
+            if let Some(log) = &mut self.log {
+                log.push((w.2, DramDirection::Write, start, start + amount));
+            }
             w.1 -= amount;
             if w.1 <= 0.0 {
                 self.writes.pop_front();
@@ -422,11 +620,14 @@ impl Dram {
     }
 
     /// A read requested at `at` taking `cycles`; returns its arrival.
-    fn read(&mut self, at: f64, cycles: f64) -> f64 {
+    fn read(&mut self, at: f64, cycles: f64, slot: u64) -> f64 {
         self.fill(at);
         let start = self.free.max(at);
         self.free = start + cycles;
         self.busy += cycles;
+        if let Some(log) = &mut self.log {
+            log.push((slot, DramDirection::Read, start, self.free));
+        }
         self.free
     }
 
@@ -538,7 +739,9 @@ impl Order {
     }
 }
 
-/// Executes the first `executed` slots of phase `k`, starting at cycle 0.
+/// Executes the first `executed` slots of phase `k`, starting at cycle 0; records into the
+/// sink's trace, if any, at the sink's offset.
+#[allow(clippy::too_many_arguments)] // The phase's context, each read once; no struct earns its keep.
 fn exec_phase(
     schedule: &Schedule,
     arch: &ArchSpec,
@@ -547,6 +750,7 @@ fn exec_phase(
     executed: u64,
     config: &CycleConfig,
     log: usize,
+    mut sink: Option<&mut Sink<'_, '_>>,
 ) -> PhaseRun {
     let phase = &schedule.phases[k];
     let n = schedule.instances() as f64;
@@ -584,11 +788,15 @@ fn exec_phase(
     let mut cursor = layout.cursor();
     let mut units: BTreeMap<UnitId, Counters> = BTreeMap::new();
     let mut einsum_busy: BTreeMap<usize, f64> = BTreeMap::new();
+    let tracing = sink.as_ref().is_some_and(|s| s.observer.trace.is_some());
     let mut dram = Dram {
         free: 0.0,
         writes: std::collections::VecDeque::new(),
         busy: 0.0,
+        log: tracing.then(Vec::new),
     };
+    // When each slot's tile started arriving in its buffer, for the trace.
+    let mut claimed = vec![0.0; ring];
     let mut issued = 0u64;
     let mut events = Vec::new();
     // Finish times are kept for about two query tiles of the longest row.
@@ -606,7 +814,9 @@ fn exec_phase(
             consumed[s] = 0.0;
             complete[s] = 0.0;
             info[s] = cursor.next().expect("the layout has every slot");
-            arrived[s] = dram.read(free, read_cycles);
+            arrived[s] = dram.read(free, read_cycles, issued);
+            // The tile starts landing in its buffer when the channel starts the read.
+            claimed[s] = arrived[s] - read_cycles;
             issued += 1;
         }
         for (&u, items) in &order.units {
@@ -635,6 +845,7 @@ fn exec_phase(
                 let si = info[at(s)];
                 let dur = e.tile_cycles;
                 let mut ready = 0.0f64;
+                let mut waited = Vec::new();
                 for &d in e.deps.iter().filter(|&&d| member(d)) {
                     let p = &schedule.einsums[d];
                     if !p.per_key_tile {
@@ -652,10 +863,14 @@ fn exec_phase(
                     // outside its occupancy) has nothing to wait for.
                     if let Some(&f) = finish.get(&(d, ds)) {
                         ready = ready.max(f + if p.drains { rows } else { 0.0 });
+                        if tracing {
+                            waited.push((d, ds));
+                        }
                     }
                 }
                 let free = unit_free.get(&u).copied().unwrap_or(0.0);
                 let mut start = free.max(ready);
+                let waiting_from = start;
                 let c = units.entry(u).or_default();
                 if e.per_key_tile && order.lag[&x] == 0 && arrived[at(s)] > start {
                     c.dram += arrived[at(s)] - start;
@@ -675,6 +890,20 @@ fn exec_phase(
                     consumed[at(s)] = consumed[at(s)].max(end);
                 }
                 complete[at(s)] = complete[at(s)].max(held);
+                if let Some(sk) = sink.as_deref_mut() {
+                    let work = ItemSlice {
+                        kind: ItemKind::Work,
+                        phase: k,
+                        unit: u,
+                        einsum: x,
+                        slot: s,
+                        tile: si.tile(),
+                        start,
+                        end,
+                        waited_for: waited,
+                    };
+                    sk.item(work, waiting_from, held);
+                }
                 if events.len() < log {
                     events.push(Event {
                         phase: k,
@@ -686,9 +915,25 @@ fn exec_phase(
                 }
             }
         }
+        // The slot whose first stage has just run hands its tile buffer on.
+        if let Some(sk) = sink.as_deref_mut() {
+            if epoch < executed {
+                let b = at(epoch);
+                sk.buffer(BufferSpan {
+                    phase: k,
+                    slot: epoch,
+                    claimed: claimed[b],
+                    released: consumed[b].max(claimed[b]),
+                    bytes: read_cycles * bytes_per_cycle,
+                });
+            }
+            if epoch % 1024 == 0 {
+                sk.progress(epoch.min(executed));
+            }
+        }
         // A slot whose last stage has run writes its results back.
         if let Some(s) = epoch.checked_sub(order.max_stage).filter(|&s| s < executed) {
-            dram.writes.push_back((complete[at(s)], write_cycles));
+            dram.writes.push_back((complete[at(s)], write_cycles, s));
         }
         // Forget finish times no later item can ask for.
         let keep = 2 * longest + order.max_stage + 2;
@@ -698,6 +943,10 @@ fn exec_phase(
     }
     let units_end = unit_free.values().copied().fold(0.0, f64::max);
     let end = units_end.max(dram.finish());
+    if let Some(sk) = sink {
+        sk.dram(k, dram.log.take().unwrap_or_default(), bytes_per_cycle);
+        sk.progress(executed);
+    }
     PhaseRun {
         cycles: end,
         units,
