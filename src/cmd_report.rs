@@ -9,15 +9,14 @@ use std::path::PathBuf;
 
 use cascade_scheduler::ArchSpec;
 use cascade_sim::compare::{Comparison, Config, Evaluation, compare};
-use cascade_sim::sweep::{DesignPoint, design_point, mark_pareto};
+use cascade_sim::sweep::DesignPoint;
 use cascade_sim::{EnergyKind, SimReport};
-use rayon::prelude::*;
 
 use cascade_cli::values;
 
 use crate::arch_load::{self, LoadedArch, seq_label};
 use crate::files;
-use crate::output::{Format, UserError, check_finite};
+use crate::output::{Format, UserError};
 use crate::plot::{self, Axis, Bars, Mark, Scatter, Series};
 
 #[derive(Debug, clap::Args)]
@@ -121,23 +120,7 @@ fn sweep(args: &Args, subject: &LoadedArch, dims: &str) -> anyhow::Result<Sweep>
     let workloads = arch_load::workloads(None)?;
     let problems = arch_load::problems(&workloads, &args.sweep_workload, Some(&args.sweep_seq))?;
     let dims = user(values::pe_dims(dims))?;
-    let min_buffer = user(values::bytes(
-        &args.min_buffer,
-        "--min-buffer",
-        values::MAX_BUFFER_BYTES,
-    ))?;
-    let max_buffer = user(values::bytes(
-        &args.max_buffer,
-        "--max-buffer",
-        values::MAX_BUFFER_BYTES,
-    ))?;
-    if min_buffer > max_buffer {
-        return Err(UserError::message(format!(
-            "--min-buffer {} is larger than --max-buffer {}; give a range from small to large",
-            args.min_buffer, args.max_buffer
-        ))
-        .into());
-    }
+    let buffers = crate::cmd_sweep::buffer_range(&args.min_buffer, &args.max_buffer)?;
     let count = problems.len().saturating_mul(dims.len());
     if count > MAX_SWEEP_POINTS {
         return Err(UserError::message(format!(
@@ -150,49 +133,8 @@ fn sweep(args: &Args, subject: &LoadedArch, dims: &str) -> anyhow::Result<Sweep>
     let jobs: Vec<(usize, u64)> = (0..problems.len())
         .flat_map(|p| dims.iter().map(move |&d| (p, d)))
         .collect();
-    let mut points: Vec<(usize, DesignPoint)> = jobs
-        .par_iter()
-        .map(|&(p, d)| {
-            let point = design_point(
-                &subject.arch,
-                &subject.cascade,
-                &problems[p],
-                d,
-                min_buffer,
-                max_buffer,
-            );
-            (p, point)
-        })
-        .collect();
-    for k in 0..problems.len() {
-        let mut group: Vec<DesignPoint> = points
-            .iter()
-            .filter(|(p, _)| *p == k)
-            .map(|(_, d)| d.clone())
-            .collect();
-        mark_pareto(&mut group);
-        for (slot, marked) in points.iter_mut().filter(|(p, _)| *p == k).zip(group) {
-            slot.1 = marked;
-        }
-    }
-    for (p, d) in points.iter().filter(|(_, d)| d.infeasible.is_none()) {
-        let what = format!(
-            "{} at {} {} with a {}×{} array",
-            subject.arch.name(),
-            problems[*p].label,
-            seq_label(problems[*p].seq),
-            d.dim,
-            d.dim
-        );
-        check_finite(
-            &what,
-            &[
-                ("latency_s", d.latency_s),
-                ("energy_j", d.energy_j),
-                ("area_mm2", d.area_mm2),
-            ],
-        )?;
-    }
+    let mut points = crate::cmd_sweep::evaluate(subject, &problems, &jobs, buffers, false)?;
+    crate::cmd_sweep::mark_fronts(&mut points);
     Ok(Sweep { problems, points })
 }
 

@@ -74,25 +74,7 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
         )
         .into());
     }
-    let (min_buffer, max_buffer) = (
-        user(values::bytes(
-            &args.min_buffer,
-            "--min-buffer",
-            values::MAX_BUFFER_BYTES,
-        ))?,
-        user(values::bytes(
-            &args.max_buffer,
-            "--max-buffer",
-            values::MAX_BUFFER_BYTES,
-        ))?,
-    );
-    if min_buffer > max_buffer {
-        return Err(UserError::message(format!(
-            "--min-buffer {} is larger than --max-buffer {}; give a range from small to large",
-            args.min_buffer, args.max_buffer
-        ))
-        .into());
-    }
+    let buffers = buffer_range(&args.min_buffer, &args.max_buffer)?;
     let count = problems.len().saturating_mul(dims.len());
     if count > MAX_DESIGN_POINTS {
         return Err(UserError::message(format!(
@@ -109,43 +91,8 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
         .map(|((p, d), position)| (position, p, d))
         .filter(|&(position, _, _)| shard.is_none_or(|s| s.holds(position)))
         .collect();
-    let bar = ProgressBar::new(jobs.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} design points").expect("valid template"),
-    );
-    let points: Vec<(usize, DesignPoint)> = jobs
-        .par_iter()
-        .progress_with(bar)
-        .map(|&(_, p, d)| {
-            (
-                p,
-                design_point(
-                    &loaded.arch,
-                    &loaded.cascade,
-                    &problems[p],
-                    d,
-                    min_buffer,
-                    max_buffer,
-                ),
-            )
-        })
-        .collect();
-    for (p, d) in points.iter().filter(|(_, d)| d.infeasible.is_none()) {
-        let what = format!(
-            "{} at {} {} with a {}×{} array",
-            loaded.arch.name(),
-            problems[*p].label,
-            seq_label(problems[*p].seq),
-            d.dim,
-            d.dim
-        );
-        let fields = [
-            ("latency_s", d.latency_s),
-            ("energy_j", d.energy_j),
-            ("area_mm2", d.area_mm2),
-        ];
-        check_finite(&what, &fields)?;
-    }
+    let pairs: Vec<(usize, u64)> = jobs.iter().map(|&(_, p, d)| (p, d)).collect();
+    let points = evaluate(&loaded, &problems, &pairs, buffers, true)?;
     let mut sweep = Sweep {
         arch: loaded.arch.name().to_string(),
         cascade: loaded.cascade.name.clone(),
@@ -182,6 +129,70 @@ pub struct Sweep {
 }
 
 /// Marks each workload point's Pareto front among its design points.
+/// `--min-buffer` and `--max-buffer`, validated: each a size, the range from small to large.
+pub fn buffer_range(min: &str, max: &str) -> anyhow::Result<(u64, u64)> {
+    let min_buffer = user(values::bytes(min, "--min-buffer", values::MAX_BUFFER_BYTES))?;
+    let max_buffer = user(values::bytes(max, "--max-buffer", values::MAX_BUFFER_BYTES))?;
+    if min_buffer > max_buffer {
+        return Err(UserError::message(format!(
+            "--min-buffer {min} is larger than --max-buffer {max}; give a range from small to large"
+        ))
+        .into());
+    }
+    Ok((min_buffer, max_buffer))
+}
+
+/// Evaluates the design points `jobs` ((workload point, array size) pairs) in parallel, with a
+/// progress bar on stderr when `progress`; every feasible point's numbers must be finite.
+pub fn evaluate(
+    loaded: &arch_load::LoadedArch,
+    problems: &[cascade_scheduler::Problem],
+    jobs: &[(usize, u64)],
+    (min_buffer, max_buffer): (u64, u64),
+    progress: bool,
+) -> anyhow::Result<Vec<(usize, DesignPoint)>> {
+    let bar = if progress {
+        ProgressBar::new(jobs.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} design points").expect("valid template"),
+    );
+    let points: Vec<(usize, DesignPoint)> = jobs
+        .par_iter()
+        .progress_with(bar)
+        .map(|&(p, d)| {
+            let point = design_point(
+                &loaded.arch,
+                &loaded.cascade,
+                &problems[p],
+                d,
+                min_buffer,
+                max_buffer,
+            );
+            (p, point)
+        })
+        .collect();
+    for (p, d) in points.iter().filter(|(_, d)| d.infeasible.is_none()) {
+        let what = format!(
+            "{} at {} {} with a {}×{} array",
+            loaded.arch.name(),
+            problems[*p].label,
+            seq_label(problems[*p].seq),
+            d.dim,
+            d.dim
+        );
+        let fields = [
+            ("latency_s", d.latency_s),
+            ("energy_j", d.energy_j),
+            ("area_mm2", d.area_mm2),
+        ];
+        check_finite(&what, &fields)?;
+    }
+    Ok(points)
+}
+
 pub fn mark_fronts(points: &mut [(usize, DesignPoint)]) {
     let groups: std::collections::BTreeSet<usize> = points.iter().map(|(g, _)| *g).collect();
     for k in groups {

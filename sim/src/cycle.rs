@@ -393,6 +393,17 @@ impl Sink<'_, '_> {
     }
 
     /// Reports `done` slots of this phase executed.
+    /// The end of `epoch`: the buffer span of the slot that just handed its tile buffer on (when
+    /// it is one the phase executes), and progress every 1,024 epochs.
+    fn epoch_done(&mut self, epoch: u64, executed: u64, span: BufferSpan) {
+        if epoch < executed {
+            self.buffer(span);
+        }
+        if epoch.is_multiple_of(1024) {
+            self.progress(epoch.min(executed));
+        }
+    }
+
     fn progress(&mut self, done: u64) {
         (self.observer.progress)(self.done + done, self.total);
     }
@@ -741,6 +752,90 @@ impl Order {
 
 /// Executes the first `executed` slots of phase `k`, starting at cycle 0; records into the
 /// sink's trace, if any, at the sink's offset.
+/// Which items each unit takes in one epoch: per-key-tile Einsums on the slot `lag` epochs
+/// back (when it is their pass and inside their occupancy), and once-per-query Einsums on a
+/// query tile's last slot.
+struct Due<'a> {
+    schedule: &'a Schedule,
+    order: &'a Order,
+    epoch: u64,
+    executed: u64,
+    passes: u64,
+    pass_of: &'a dyn Fn(usize) -> u64,
+    runs_at: &'a dyn Fn(usize, &SlotInfo) -> bool,
+}
+
+impl Due<'_> {
+    fn items<'s>(
+        &self,
+        unit: UnitId,
+        items: &[usize],
+        info: &dyn Fn(u64) -> &'s SlotInfo,
+    ) -> Vec<(usize, u64)> {
+        let back = |stage: u64| self.epoch.checked_sub(stage).filter(|&s| s < self.executed);
+        let mut list: Vec<(usize, u64)> = items
+            .iter()
+            .filter_map(|&x| {
+                let s = back(self.order.lag[&x])?;
+                let si = info(s);
+                (si.pass == (self.pass_of)(x) && (self.runs_at)(x, si)).then_some((x, s))
+            })
+            .collect();
+        for &x in &self.order.once {
+            if self.schedule.einsums[x].unit != unit {
+                continue;
+            }
+            if let Some(s) = back(self.order.once_stage[&x])
+                && info(s).last_of_row(self.passes)
+            {
+                list.push((x, s));
+            }
+        }
+        list
+    }
+}
+
+/// When Einsum `x` on slot `si` may start as far as its same-phase producers go (a draining
+/// producer adds the array's rows), and, when tracing, the producer tiles it waited for.
+#[allow(clippy::too_many_arguments)] // The item and the phase's state it waits on.
+fn ready_at(
+    schedule: &Schedule,
+    x: usize,
+    si: &SlotInfo,
+    finish: &BTreeMap<(usize, u64), f64>,
+    member: &dyn Fn(usize) -> bool,
+    pass_of: &dyn Fn(usize) -> u64,
+    rows: f64,
+    tracing: bool,
+) -> (f64, Vec<(usize, u64)>) {
+    let e = &schedule.einsums[x];
+    let mut ready = 0.0f64;
+    let mut waited = Vec::new();
+    for &d in e.deps.iter().filter(|&&d| member(d)) {
+        let p = &schedule.einsums[d];
+        if !p.per_key_tile {
+            continue;
+        }
+        // A producer of an earlier pass, or one feeding once-per-query work, reduced the whole
+        // key rank: wait for the query tile's last key slot.
+        let ds = if pass_of(d) < pass_of(x) || !e.per_key_tile {
+            si.at(pass_of(d), si.row_slots - 1)
+        } else {
+            si.at(pass_of(d), si.key)
+        };
+        // The lags put every producer in an earlier epoch or earlier on this unit's list; a
+        // producer that does not run on that slot (the tile is outside its occupancy) has
+        // nothing to wait for.
+        if let Some(&f) = finish.get(&(d, ds)) {
+            ready = ready.max(f + if p.drains { rows } else { 0.0 });
+            if tracing {
+                waited.push((d, ds));
+            }
+        }
+    }
+    (ready, waited)
+}
+
 #[allow(clippy::too_many_arguments)] // The phase's context, each read once; no struct earns its keep.
 fn exec_phase(
     schedule: &Schedule,
@@ -820,54 +915,22 @@ fn exec_phase(
             issued += 1;
         }
         for (&u, items) in &order.units {
-            let mut list: Vec<(usize, u64)> = items
-                .iter()
-                .filter_map(|&x| {
-                    let s = epoch.checked_sub(order.lag[&x]).filter(|&s| s < executed)?;
-                    let si = &info[at(s)];
-                    (si.pass == pass_of(x) && runs_at(x, si)).then_some((x, s))
-                })
-                .collect();
-            for &x in &order.once {
-                if schedule.einsums[x].unit != u {
-                    continue;
-                }
-                if let Some(s) = epoch
-                    .checked_sub(order.once_stage[&x])
-                    .filter(|&s| s < executed)
-                    && info[at(s)].last_of_row(layout.passes)
-                {
-                    list.push((x, s));
-                }
-            }
-            for (x, s) in list {
+            let slot_info = |s: u64| &info[at(s)];
+            let due = Due {
+                schedule,
+                order: &order,
+                epoch,
+                executed,
+                passes: layout.passes,
+                pass_of: &pass_of,
+                runs_at: &runs_at,
+            };
+            for (x, s) in due.items(u, items, &slot_info) {
                 let e = &schedule.einsums[x];
                 let si = info[at(s)];
                 let dur = e.tile_cycles;
-                let mut ready = 0.0f64;
-                let mut waited = Vec::new();
-                for &d in e.deps.iter().filter(|&&d| member(d)) {
-                    let p = &schedule.einsums[d];
-                    if !p.per_key_tile {
-                        continue;
-                    }
-                    // A producer of an earlier pass, or one feeding once-per-query work,
-                    // reduced the whole key rank: wait for the query tile's last key slot.
-                    let ds = if pass_of(d) < pass_of(x) || !e.per_key_tile {
-                        si.at(pass_of(d), si.row_slots - 1)
-                    } else {
-                        si.at(pass_of(d), si.key)
-                    };
-                    // The lags put every producer in an earlier epoch or earlier on this
-                    // unit's list; a producer that does not run on that slot (the tile is
-                    // outside its occupancy) has nothing to wait for.
-                    if let Some(&f) = finish.get(&(d, ds)) {
-                        ready = ready.max(f + if p.drains { rows } else { 0.0 });
-                        if tracing {
-                            waited.push((d, ds));
-                        }
-                    }
-                }
+                let (ready, waited) =
+                    ready_at(schedule, x, &si, &finish, &member, &pass_of, rows, tracing);
                 let free = unit_free.get(&u).copied().unwrap_or(0.0);
                 let mut start = free.max(ready);
                 let waiting_from = start;
@@ -917,19 +980,15 @@ fn exec_phase(
         }
         // The slot whose first stage has just run hands its tile buffer on.
         if let Some(sk) = sink.as_deref_mut() {
-            if epoch < executed {
-                let b = at(epoch);
-                sk.buffer(BufferSpan {
-                    phase: k,
-                    slot: epoch,
-                    claimed: claimed[b],
-                    released: consumed[b].max(claimed[b]),
-                    bytes: read_cycles * bytes_per_cycle,
-                });
-            }
-            if epoch % 1024 == 0 {
-                sk.progress(epoch.min(executed));
-            }
+            let b = at(epoch);
+            let span = BufferSpan {
+                phase: k,
+                slot: epoch,
+                claimed: claimed[b],
+                released: consumed[b].max(claimed[b]),
+                bytes: read_cycles * bytes_per_cycle,
+            };
+            sk.epoch_done(epoch, executed, span);
         }
         // A slot whose last stage has run writes its results back.
         if let Some(s) = epoch.checked_sub(order.max_stage).filter(|&s| s < executed) {
