@@ -250,22 +250,42 @@ impl TileCounts {
 
 /// The key tiles of every query tile of the grid, one entry per query tile.
 pub fn rows(region: &Region, grid: &Grid) -> Vec<TileCounts> {
+    let mut band = Band::default();
     (0..grid.query_tiles())
-        .map(|j| {
-            let (lo, hi) = grid.queries_of(j, j);
-            classify(region, grid, lo, hi)
-        })
+        .map(|j| band.classify(region, grid, j))
         .collect()
 }
 
 /// Totals over the whole grid.
 pub fn total(region: &Region, grid: &Grid) -> TileCounts {
     let mut t = TileCounts::default();
+    let mut band = Band::default();
     for j in 0..grid.query_tiles() {
-        let (lo, hi) = grid.queries_of(j, j);
-        t.add(classify(region, grid, lo, hi));
+        t.add(band.classify(region, grid, j));
     }
     t
+}
+
+/// The last band of queries classified and its verdict: with many columns per query (a GQA
+/// group's heads, many query heads on the columns) consecutive query tiles hold the same
+/// queries, and their key tiles are the same.
+#[derive(Default)]
+struct Band {
+    last: Option<((i64, i64), TileCounts)>,
+}
+
+impl Band {
+    fn classify(&mut self, region: &Region, grid: &Grid, tile: u64) -> TileCounts {
+        let queries = grid.queries_of(tile, tile);
+        match self.last {
+            Some((q, counts)) if q == queries => counts,
+            _ => {
+                let counts = classify(region, grid, queries.0, queries.1);
+                self.last = Some((queries, counts));
+                counts
+            }
+        }
+    }
 }
 
 /// The key tiles of one band of queries `p_lo..=p_hi` (a query tile, or a group of them: a
