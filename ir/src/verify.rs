@@ -3,8 +3,8 @@
 use crate::ast::*;
 
 /// The rank an index expression walks along a tensor dimension, when it names one: `m`, `M`,
-/// `m+1` give `M`; `m1*M0+m0` gives the parent of the split `(M1, M0)`. Literals and other
-/// arithmetic name none.
+/// `m+1` give `M`; `m1*M0+m0` gives the parent of the split `(M1, M0)`, and so does `m1*M0+n0`
+/// for its second inner variable `N0`. Literals and other arithmetic name none.
 pub fn index_rank(c: &Cascade, idx: &IndexExpr) -> Option<RankId> {
     if let Some(r) = idx.shifted_var() {
         return Some(r);
@@ -13,11 +13,14 @@ pub fn index_rank(c: &Cascade, idx: &IndexExpr) -> Option<RankId> {
         IndexExpr::Var(r) | IndexExpr::Size(r) => Some(*r),
         IndexExpr::Add(a, b) => match (&**a, &**b) {
             (IndexExpr::Mul(o, s), IndexExpr::Var(i)) => match (&**o, &**s) {
-                (IndexExpr::Var(o), IndexExpr::Size(s)) if s == i => c
-                    .ranks
-                    .iter()
-                    .position(|r| r.split == Some((*o, *i)))
-                    .map(|p| RankId(p as u32)),
+                (IndexExpr::Var(o), IndexExpr::Size(s))
+                    if s == i || c.ranks.get(i.index()).and_then(|r| r.range_of) == Some(*s) =>
+                {
+                    c.ranks
+                        .iter()
+                        .position(|r| r.split == Some((*o, *s)))
+                        .map(|p| RankId(p as u32))
+                }
                 _ => None,
             },
             _ => None,
@@ -514,6 +517,7 @@ fn bad_ids(c: &Cascade) -> Vec<VerifyError> {
     let mut tensors: Vec<TensorId> = c.outputs.clone();
     for r in &c.ranks {
         ranks.extend(r.split.iter().flat_map(|(o, i)| [*o, *i]));
+        ranks.extend(r.range_of);
     }
     for t in &c.tensors {
         ranks.extend(&t.ranks);
@@ -829,7 +833,15 @@ fn unused_ranks(c: &Cascade, errors: &mut Vec<VerifyError>) {
     for r in named {
         used[r.index()] = true;
     }
-    // A split parent is used when either of its parts is.
+    // An inner rank is used when its second variable is (its range is), and a split parent
+    // when either of its parts is.
+    for (t, r) in c.ranks.iter().enumerate() {
+        if let Some(inner) = r.range_of
+            && used[t]
+        {
+            used[inner.index()] = true;
+        }
+    }
     for (p, r) in c.ranks.iter().enumerate() {
         if let Some((o, i)) = r.split
             && (used[o.index()] || used[i.index()])
