@@ -50,6 +50,7 @@ fn summary(c: &Cascade) -> Value {
             "name": r.name,
             "param": r.is_param,
             "split": r.split.map(|(o, i)| [c.rank(o).name.clone(), c.rank(i).name.clone()]),
+            "range_of": r.range_of.map(|i| c.rank(i).name.clone()),
         })).collect::<Vec<_>>(),
         "tensors": c.tensors.iter().map(|t| json!({
             "name": t.name,

@@ -200,12 +200,13 @@ pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
     let rank = rank(&args, cascade)?;
     let name = derived_name(&args, &cascade.name)?;
     let limits = limits(&args)?;
-    // Default sizes for op counts; the parts of the cascade's own splits follow from them.
+    // Default sizes for op counts; the parts of the cascade's own splits (and a second
+    // variable over an inner part) follow from them.
     let parts: Vec<_> = cascade
         .ranks
         .iter()
         .filter_map(|r| r.split)
-        .flat_map(|(o, i)| [o, i])
+        .flat_map(|(o, i)| std::iter::once(o).chain(cascade.inner_parts(i)))
         .collect();
     let mut sizes = ShapeSpec::default();
     for (i, r) in cascade.ranks.iter().enumerate() {

@@ -100,8 +100,12 @@ impl Poly {
         }
     }
 
-    /// `|r|`, a split parent as the product of its parts.
+    /// `|r|`, a split parent as the product of its parts and a second variable over a split's
+    /// inner rank as that rank (`|N0| = |M0|`, which the launcher binds).
     pub fn of_size(c: &Cascade, r: RankId) -> Poly {
+        if let Some(inner) = c.rank(r).range_of {
+            return Poly::of_size(c, inner);
+        }
         match c.rank(r).split {
             Some((outer, inner)) => Poly::of_size(c, outer)
                 .mul(&Poly::of_size(c, inner))
@@ -355,6 +359,24 @@ mod tests {
             in_range(&c, &ix(&c, "p-m"), &ext_m, &[]),
             Err(Escape::Below)
         );
+    }
+
+    #[test]
+    fn a_second_inner_variable_reads_inside_its_tile() {
+        let src = "cascade u\nranks M\nsplit M -> M1 M0 N0\ninput A[M]\nY[m1,m0,n0] = A[m1*M0+m0] * A[m1*M0+n0]\noutput Y\n";
+        let c = cascade_ir::dsl::parse(src, "u").expect("parses").cascade;
+        let cascade_ir::Expr::Binary { rhs, .. } = c.expr(c.einsums[0].value) else {
+            panic!("binary");
+        };
+        let cascade_ir::Expr::Access(a) = c.expr(*rhs) else {
+            panic!("access");
+        };
+        // n0 <= |N0| - 1 = |M0| - 1, so m1*M0 + n0 <= (M1-1)*M0 + M0 - 1 = M - 1.
+        let ext_m = Poly::of_size(&c, c.rank_by_name("M").expect("M"));
+        assert_eq!(in_range(&c, &a.indices[0], &ext_m, &[]), Ok(()));
+        let n0 = c.rank_by_name("N0").expect("N0");
+        let m0 = c.rank_by_name("M0").expect("M0");
+        assert_eq!(Poly::of_size(&c, n0), Poly::of_size(&c, m0));
     }
 
     #[test]

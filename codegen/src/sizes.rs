@@ -14,7 +14,9 @@ use crate::TargetDialect;
 /// Sizes the launcher takes, in order: every rank that is not the outer part of a split (plain
 /// ranks, params and the inner rank of each split), in declaration order.
 pub fn abi_sizes(c: &Cascade) -> Vec<RankId> {
-    rank_ids(c).filter(|&r| !is_split_outer(c, r)).collect()
+    rank_ids(c)
+        .filter(|&r| !is_split_outer(c, r) && c.rank(r).range_of.is_none())
+        .collect()
 }
 
 /// Sizes the fused kernel takes besides the head dimension and the key and query counts: the
@@ -56,6 +58,15 @@ pub fn size_setup(c: &Cascade, name: &dyn Fn(RankId) -> String, declare: &str) -
             "if ({n} < 1 || {parent} % {n} != 0) return CASCADE_ERR_SHAPE;"
         ));
         lines.push(format!("{declare}{o} = {parent} / {n};"));
+        // A second variable over the inner rank has its size (`split M -> M1 M0 N0`).
+        if let Some(second) = c.second_variable(inner) {
+            lines.push(format!(
+                "{declare}{} = {n};  // {} ranges over {}",
+                name(second),
+                c.rank(second).name,
+                c.rank(inner).name
+            ));
+        }
     }
     lines
 }
@@ -81,6 +92,9 @@ pub fn abi_note(c: &Cascade) -> String {
                 " {i} is the inner size of `split {} -> {o} {i}`: it must divide {}, and 0 picks gcd({}, {DEFAULT_TILE}) as the interpreter does; {o} = {} / {i}.",
                 rank.name, rank.name, rank.name, rank.name
             ));
+            if let Some(second) = c.second_variable(inner) {
+                note.push_str(&format!(" {} = {i}.", c.rank(second).name));
+            }
         }
     }
     note

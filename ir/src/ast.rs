@@ -9,6 +9,10 @@
 //!
 //! * Index variables are the lowercase names of ranks: rank `M1` is iterated by `m1`.
 //!   A rank may be split (`split M -> M1 M0`): `m = m1*M0 + m0`, `|M| = |M1|·|M0|`.
+//!   A split may name a second variable over its inner rank (`split M -> M1 M0 N0`): `N0` has
+//!   the size of `M0`, so `m1*M0+n0` is another element of the same tile as `m1*M0+m0` (the
+//!   keys of a query's chunk in chunked linear attention); it is a rank of its own everywhere
+//!   else, and only its size is tied.
 //! * An Einsum's iteration space is every rank whose variable appears in its output or operands.
 //!   Ranks that appear in operands but not in the output are reduced: by the explicit
 //!   [`Reduction`] if present, else by `+` (Einstein convention).
@@ -90,6 +94,10 @@ pub struct Rank {
     pub name: String,
     /// `Some((outer, inner))` when this rank is split: `r = outer*|inner| + inner`.
     pub split: Option<(RankId, RankId)>,
+    /// `Some(inner)` when this rank is the second variable of a split (`N0` of
+    /// `split M -> M1 M0 N0`): it ranges over the values of `inner` (`|N0| = |M0|`), so
+    /// `m1*M0+n0` indexes the same tile of `M` as `m1*M0+m0`.
+    pub range_of: Option<RankId>,
     /// A parameter (`param W`) has a size but is never iterated.
     pub is_param: bool,
 }
@@ -283,6 +291,33 @@ impl Cascade {
 
     pub fn einsum(&self, id: EinsumId) -> &Einsum {
         &self.einsums[id.index()]
+    }
+
+    /// The second variable over the range of split part `inner` (`N0` for `M0` in
+    /// `split M -> M1 M0 N0`), if the cascade declares one.
+    pub fn second_variable(&self, inner: RankId) -> Option<RankId> {
+        self.ranks
+            .iter()
+            .position(|r| r.range_of == Some(inner))
+            .map(|i| RankId(i as u32))
+    }
+
+    /// The parts of a split rank that index it with its outer part: the inner rank and its
+    /// second variable, if any (`M0`, `N0`).
+    pub fn inner_parts(&self, inner: RankId) -> Vec<RankId> {
+        let mut parts = vec![inner];
+        parts.extend(self.second_variable(inner));
+        parts
+    }
+
+    /// The first second inner variable of a split with the first Einsum that iterates it
+    /// (`None` when none does), for a stage that does not model one to name in its refusal.
+    pub fn second_variable_use(&self) -> Option<(RankId, Option<EinsumId>)> {
+        let second = RankId(self.ranks.iter().position(|r| r.range_of.is_some())? as u32);
+        let user = self
+            .einsum_ids()
+            .find(|&id| self.iteration_space(id).contains(&second));
+        Some((second, user))
     }
 
     pub fn rank_by_name(&self, name: &str) -> Option<RankId> {

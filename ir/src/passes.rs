@@ -292,6 +292,7 @@ pub enum RankChoice {
 pub fn rank_choice(cascade: &Cascade) -> RankChoice {
     let c = cascade;
     let top = |mut r: RankId| {
+        r = c.rank(r).range_of.unwrap_or(r);
         while let Some(p) = c
             .ranks
             .iter()
@@ -366,6 +367,7 @@ pub fn top_level_ranks(cascade: &Cascade) -> Vec<RankId> {
             .ranks
             .iter()
             .any(|r| r.split.is_some_and(|(a, b)| a == id || b == id))
+            || cascade.rank(id).range_of.is_some()
     };
     (0..cascade.ranks.len())
         .map(|i| RankId(i as u32))
@@ -373,13 +375,13 @@ pub fn top_level_ranks(cascade: &Cascade) -> Vec<RankId> {
         .collect()
 }
 
-/// The rank and everything split from it, in id order.
+/// The rank and everything split from it (second inner variables included), in id order.
 fn family(cascade: &Cascade, rank: RankId) -> Vec<RankId> {
     let mut out = vec![rank];
     let mut i = 0;
     while i < out.len() {
         if let Some((a, b)) = cascade.rank(out[i]).split {
-            for r in [a, b] {
+            for r in std::iter::once(a).chain(cascade.inner_parts(b)) {
                 if !out.contains(&r) {
                     out.push(r);
                 }

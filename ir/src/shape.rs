@@ -1,7 +1,8 @@
 //! Shape environments: the size of every rank, bound after parsing (`E=64,M=4096`).
 //!
 //! A split `M -> M1 M0` is resolved from any two of `M`, `M1`, `M0`; when only `M` is given,
-//! `M0` defaults to `gcd(M, 64)` (a tile of at most 64 that divides `M`).
+//! `M0` defaults to `gcd(M, 64)` (a tile of at most 64 that divides `M`). A second variable over
+//! the inner rank (`N0` of `split M -> M1 M0 N0`) always has the size of `M0`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -50,6 +51,15 @@ pub enum ShapeError {
         rank: String,
         first: i64,
         second: i64,
+    },
+    #[error(
+        "rank {second} is the second variable over {inner} (`split … {inner} {second}`), so its size is {inner}={inner_size}, not {second_size}: leave {second} out of the shape"
+    )]
+    SecondVariableMismatch {
+        inner: String,
+        second: String,
+        inner_size: i64,
+        second_size: i64,
     },
     #[error("rank {rank} has no size: add {rank}=N to the shape")]
     Missing { rank: String },
@@ -180,6 +190,23 @@ impl Shape {
             }
             if !changed {
                 break;
+            }
+        }
+        // A second variable over a split's inner rank has that rank's size, whatever else.
+        for (i, rank) in cascade.ranks.iter().enumerate() {
+            let Some(inner) = rank.range_of else { continue };
+            match (sizes[i], sizes[inner.index()]) {
+                (Some(given), Some(size)) if given != size => {
+                    errors.push(ShapeError::SecondVariableMismatch {
+                        inner: cascade.rank(inner).name.clone(),
+                        second: rank.name.clone(),
+                        inner_size: size,
+                        second_size: given,
+                    });
+                    return Err(errors);
+                }
+                (_, Some(size)) => sizes[i] = Some(size),
+                (_, None) => {}
             }
         }
         for (rank, size) in cascade.ranks.iter().zip(&sizes) {
@@ -348,6 +375,27 @@ mod tests {
         let errs = resolve("M=10,M0=4").unwrap_err();
         assert_eq!(errs, ["split M -> M1 M0: M=10 is not divisible by M0=4"]);
         assert_eq!(resolve("M=100").unwrap(), [100, 25, 4]);
+    }
+
+    #[test]
+    fn a_second_inner_variable_has_the_size_of_the_inner_rank() {
+        let src = "cascade s\nranks M\nsplit M -> M1 M0 N0\ninput A[M]\nB[m1,m0,n0] = A[m1*M0+m0] * A[m1*M0+n0]\noutput B\n";
+        let c = dsl::parse(src, "s").expect("parses").cascade;
+        let sizes = |spec: &str| {
+            Shape::resolve(&c, &spec.parse().expect("spec"))
+                .map(|s| s.sizes().to_vec())
+                .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>())
+        };
+        // M=12 with M0=4 gives M1 = 12/4 = 3, and N0 ranges over M0: 4.
+        assert_eq!(sizes("M=12,M0=4"), Ok(vec![12, 3, 4, 4]));
+        assert_eq!(sizes("M=12,M0=4,N0=4"), Ok(vec![12, 3, 4, 4]));
+        // A different N0 would drop keys of a chunk (smaller) or read past it (larger).
+        assert_eq!(
+            sizes("M=12,M0=4,N0=3").unwrap_err(),
+            [
+                "rank N0 is the second variable over M0 (`split … M0 N0`), so its size is M0=4, not 3: leave N0 out of the shape"
+            ]
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 use crate::ast::*;
 
 /// The rank an index expression walks along a tensor dimension, when it names one: `m`, `M`,
-/// `m+1` give `M`; `m1*M0+m0` gives the parent of the split `(M1, M0)`. Literals and other
-/// arithmetic name none.
+/// `m+1` give `M`; `m1*M0+m0` gives the parent of the split `(M1, M0)`, and so does `m1*M0+n0`
+/// for its second inner variable `N0`. Literals and other arithmetic name none.
 pub fn index_rank(c: &Cascade, idx: &IndexExpr) -> Option<RankId> {
     if let Some(r) = idx.shifted_var() {
         return Some(r);
@@ -13,11 +13,14 @@ pub fn index_rank(c: &Cascade, idx: &IndexExpr) -> Option<RankId> {
         IndexExpr::Var(r) | IndexExpr::Size(r) => Some(*r),
         IndexExpr::Add(a, b) => match (&**a, &**b) {
             (IndexExpr::Mul(o, s), IndexExpr::Var(i)) => match (&**o, &**s) {
-                (IndexExpr::Var(o), IndexExpr::Size(s)) if s == i => c
-                    .ranks
-                    .iter()
-                    .position(|r| r.split == Some((*o, *i)))
-                    .map(|p| RankId(p as u32)),
+                (IndexExpr::Var(o), IndexExpr::Size(s))
+                    if s == i || c.ranks.get(i.index()).and_then(|r| r.range_of) == Some(*s) =>
+                {
+                    c.ranks
+                        .iter()
+                        .position(|r| r.split == Some((*o, *s)))
+                        .map(|p| RankId(p as u32))
+                }
                 _ => None,
             },
             _ => None,
@@ -54,6 +57,14 @@ pub enum VerifyError {
     },
     #[error("rank `{name}` is declared but never used")]
     UnusedRank { rank: RankId, name: String },
+    #[error(
+        "rank `{name}` is a second variable over `{range}`, which is not the inner part of a split whose only second variable it is"
+    )]
+    StraySecondVariable {
+        rank: RankId,
+        name: String,
+        range: String,
+    },
     #[error("`{tensor_name}` has {expected} dimensions but is accessed with {found} indices")]
     ArityMismatch {
         at: Location,
@@ -175,9 +186,9 @@ impl VerifyError {
             VerifyError::BadId { .. }
             | VerifyError::NoOutputs
             | VerifyError::SeveralIterativeRanks { .. } => Location::Cascade,
-            VerifyError::UnusedRank { rank, .. } | VerifyError::MissingStop { rank, .. } => {
-                Location::Rank(*rank)
-            }
+            VerifyError::UnusedRank { rank, .. }
+            | VerifyError::MissingStop { rank, .. }
+            | VerifyError::StraySecondVariable { rank, .. } => Location::Rank(*rank),
             VerifyError::ArityMismatch { at, .. }
             | VerifyError::RankMismatch { at, .. }
             | VerifyError::ReadBeforeWrite { at, .. }
@@ -202,6 +213,7 @@ impl VerifyError {
         match self {
             VerifyError::BadId { .. } => "malformed cascade",
             VerifyError::UnusedRank { .. } => "unused rank",
+            VerifyError::StraySecondVariable { .. } => "second variable",
             VerifyError::ArityMismatch { .. } => "wrong number of indices",
             VerifyError::RankMismatch { .. } => "rank mismatch",
             VerifyError::ReadBeforeWrite { .. } => "read before written",
@@ -230,6 +242,9 @@ impl VerifyError {
             VerifyError::UnusedRank { name, .. } => {
                 format!("remove `{name}` from its declaration, or index a tensor by it")
             }
+            VerifyError::StraySecondVariable { name, .. } => format!(
+                "declare `{name}` as the third name of one split (`split M -> M1 M0 {name}`), where it ranges over the split's inner rank"
+            ),
             VerifyError::ArityMismatch {
                 tensor_name,
                 expected,
@@ -323,6 +338,7 @@ pub fn verify(c: &Cascade) -> Vec<VerifyError> {
         return deep;
     }
     let mut errors = Vec::new();
+    second_variables(c, &mut errors);
     accesses_match_tensors(c, &mut errors);
     read_before_write(c, &mut errors);
     iterative_state(c, &mut errors);
@@ -335,6 +351,28 @@ pub fn verify(c: &Cascade) -> Vec<VerifyError> {
         ambiguities(c, &mut errors);
     }
     errors
+}
+
+/// A second variable ranges over the inner part of one split, as the only one of that split,
+/// and is a plain rank itself: the printer writes it as that split's third name, and every
+/// stage reads `m1*M0+n0` as an index of the split's parent.
+fn second_variables(c: &Cascade, errors: &mut Vec<VerifyError>) {
+    for (t, r) in c.ranks.iter().enumerate() {
+        let Some(inner) = r.range_of else { continue };
+        let rank = RankId(t as u32);
+        let is_inner = c
+            .ranks
+            .iter()
+            .any(|p| p.split.is_some_and(|(_, i)| i == inner));
+        let plain = r.split.is_none() && !r.is_param && c.rank(inner).range_of.is_none();
+        if !is_inner || !plain || c.second_variable(inner) != Some(rank) {
+            errors.push(VerifyError::StraySecondVariable {
+                rank,
+                name: r.name.clone(),
+                range: c.rank(inner).name.clone(),
+            });
+        }
+    }
 }
 
 /// Constructs whose meaning would depend on who runs them (see [`crate::plan`]).
@@ -514,6 +552,7 @@ fn bad_ids(c: &Cascade) -> Vec<VerifyError> {
     let mut tensors: Vec<TensorId> = c.outputs.clone();
     for r in &c.ranks {
         ranks.extend(r.split.iter().flat_map(|(o, i)| [*o, *i]));
+        ranks.extend(r.range_of);
     }
     for t in &c.tensors {
         ranks.extend(&t.ranks);
@@ -829,7 +868,15 @@ fn unused_ranks(c: &Cascade, errors: &mut Vec<VerifyError>) {
     for r in named {
         used[r.index()] = true;
     }
-    // A split parent is used when either of its parts is.
+    // An inner rank is used when its second variable is (its range is), and a split parent
+    // when either of its parts is.
+    for (t, r) in c.ranks.iter().enumerate() {
+        if let Some(inner) = r.range_of
+            && used[t]
+        {
+            used[inner.index()] = true;
+        }
+    }
     for (p, r) in c.ranks.iter().enumerate() {
         if let Some((o, i)) = r.split
             && (used[o.index()] || used[i.index()])
@@ -1012,6 +1059,34 @@ mod tests {
         let errs = verify(&c);
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs.iter().all(|e| matches!(e, VerifyError::BadId { .. })));
+    }
+
+    #[test]
+    fn a_second_variable_built_in_code_must_belong_to_one_split() {
+        let src = "cascade t\nranks E M\nsplit M -> M1 M0 N0\ninput A[E,M]\n\
+                   S[e,m1,m0,n0] = A[e, m1*M0+m0] * A[e, m1*M0+n0]\noutput S\n";
+        let c = dsl::check(src, "t").expect("verifies").cascade;
+        let id = |n: &str| c.rank_by_name(n).unwrap();
+        let stray = |c: &Cascade| -> Vec<String> {
+            verify(c)
+                .iter()
+                .filter(|e| matches!(e, VerifyError::StraySecondVariable { .. }))
+                .map(|e| e.to_string())
+                .collect()
+        };
+        // Over a rank that is no split's inner part.
+        let mut over_e = c.clone();
+        over_e.ranks[id("N0").index()].range_of = Some(id("E"));
+        assert_eq!(
+            stray(&over_e),
+            [
+                "rank `N0` is a second variable over `E`, which is not the inner part of a split whose only second variable it is"
+            ]
+        );
+        // Two over the same inner rank: the printer could write only one of them.
+        let mut two = c.clone();
+        two.ranks[id("E").index()].range_of = Some(id("M0"));
+        assert_eq!(stray(&two).len(), 1, "{:?}", stray(&two));
     }
 
     #[test]

@@ -155,3 +155,28 @@ output OUT
         "{barrier}"
     );
 }
+
+/// A split's second variable is part of its rank's family and of its size: the chunk's keys
+/// `n0` beside its queries `m0` are one pass over M, and `M1·N0` reads as `M`.
+#[test]
+fn a_second_inner_variable_counts_in_the_rank_it_splits() {
+    let src = "cascade chunks\nranks E M\nsplit M -> M1 M0 N0\ninput Q[E,M] K[E,M]\n\
+               KT[e,m1,n0] = exp(K[e, m1*M0+n0])\n\
+               SC[m1,m0,n0] = Q[e, m1*M0+m0] * KT[e,m1,n0 : n0 <= m0]\noutput SC\n";
+    let c = dsl::check(src, "chunks").expect("verifies").cascade;
+    let report = passes(&c, c.rank_by_name("M").expect("M"));
+    assert_eq!(report.passes, 1);
+    let totals: Vec<String> = report
+        .totals
+        .iter()
+        .map(|(k, p)| format!("{k}: {}", p.display(&c)))
+        .collect();
+    // SC multiplies per (e, m1, m0, n0): E·M1·M0·N0 = E·M·N0; KT exponentiates per
+    // (e, m1, n0): E·M1·N0 = E·M, since |N0| = |M0|.
+    assert_eq!(totals, ["mac: E·M·N0", "exp: E·M"]);
+    // At M=12, M0=4 (so N0=4, M1=3) with E=2: 2·12·4 = 96 multiply-adds.
+    let shape =
+        cascade_ir::Shape::resolve(&c, &"E=2,M=12,M0=4".parse().expect("spec")).expect("shape");
+    let mac = &report.totals[&cascade_ir::ops::OpKind::Mac];
+    assert_eq!(mac.eval(&shape), 96);
+}

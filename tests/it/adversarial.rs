@@ -207,15 +207,22 @@ fn s(args: &[&str]) -> Vec<String> {
 }
 
 /// `check --format json` of a cascade that verifies gives its ranks; each plain rank and
-/// parameter gets size 3 (a split is left to its default tile).
+/// parameter gets size 3 (a split is left to its default tile, and a second variable over its
+/// inner rank, which `range_of` names, to that rank's size).
 fn tiny_shape(summary: &Value) -> Option<String> {
     let ranks = summary["summary"]["ranks"].as_array()?;
-    let parts: Vec<&str> = ranks
+    let mut parts: Vec<&str> = ranks
         .iter()
         .filter_map(|r| r["split"].as_array())
         .flatten()
         .filter_map(Value::as_str)
         .collect();
+    parts.extend(
+        ranks
+            .iter()
+            .filter(|r| r["range_of"].is_string())
+            .filter_map(|r| r["name"].as_str()),
+    );
     let sizes: Vec<String> = ranks
         .iter()
         .filter_map(|r| r["name"].as_str())

@@ -279,3 +279,31 @@ fn check_warns_about_the_masking_trap_and_the_fix_is_silent() {
     assert!(out.status.success());
     assert_eq!(stderr(&out), "", "the {{&}} spelling is silent");
 }
+
+/// `check --format json` names a split's second variable and the rank it ranges over, and a
+/// shape that gives it another size is refused naming both.
+#[test]
+fn check_json_names_a_splits_second_variable() {
+    let path = "tests/data/zoo/linear_causal_chunked.cascade";
+    let out = cascade(&["check", path, "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let ranks = json["summary"]["ranks"].as_array().expect("ranks");
+    let rank = |name: &str| {
+        ranks
+            .iter()
+            .find(|r| r["name"] == name)
+            .expect(name)
+            .clone()
+    };
+    assert_eq!(rank("M")["split"], serde_json::json!(["M1", "M0"]));
+    assert_eq!(rank("N0")["range_of"], "M0");
+    assert!(rank("M0")["range_of"].is_null());
+    let out = cascade(&["eval", path, "--shape", "E=6,F=5,M=16,M0=4,N0=3"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("its size is M0=4, not 3: leave N0 out of the shape"),
+        "{err}"
+    );
+}

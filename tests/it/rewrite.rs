@@ -426,7 +426,7 @@ fn iterative_library_cascades_rewrite_soundly() {
 /// What still cannot be lifted is refused, naming the Einsum and what to write instead.
 #[test]
 fn what_cannot_be_lifted_is_refused_naming_the_einsum_and_the_fix() {
-    let cases: [(&str, &[&str]); 3] = [
+    let cases: [(&str, &[&str]); 4] = [
         (
             "cascade mutual\nranks E M\ninput A[E,M]\ninit\nX[e,0] = 0\nY[e,0] = 1.0\neinsums\n\
              X[e,m+1] = X[e,m] + Y[e,m] * A[e,m]\nY[e,m+1] = Y[e,m] * X[e,m]\nOUT[e] = X[e,M]\n\
@@ -448,6 +448,16 @@ fn what_cannot_be_lifted_is_refused_naming_the_einsum_and_the_fix() {
         (
             "cascade two\nranks M\ninput A[M]\nB[m] = A[m] * 2.0\nC[m] = A[m] + 1.0\noutput B C\n",
             &["2 outputs (B, C)", "one output at a time"],
+        ),
+        (
+            // The chunked form's intra-chunk scores: a chunk's keys n0 beside its queries m0.
+            "cascade chunk\nranks E M\nsplit M -> M1 M0 N0\ninput A[E,M]\n\
+             S[m1,m0,n0] = A[e, m1*M0+m0] * A[e, m1*M0+n0 : n0 <= m0]\noutput S\n",
+            &[
+                "the second variable n0 over M0 of a split",
+                "in `S[m1,m0,n0] = A[e,m1*M0+m0] * A[e,m1*M0+n0 : n0 <= m0]`",
+                "the running-state form",
+            ],
         ),
     ];
     let cfg = config(by_ops(), ALL, &[("E", 4), ("M", 8)], "M");

@@ -173,6 +173,17 @@ pub struct Attention {
 /// Recognises `c` as one of the attention forms; `Err` says, for the form the cascade comes
 /// closest to, what does not match.
 pub fn recognise(c: &Cascade) -> M<Attention> {
+    // The fused kernel tiles one key variable; a chunk's keys beside its queries (a split's
+    // second variable) are for the generic lowering, whose bounds proof knows `|N0| = |M0|`.
+    if let Some((second, user)) = c.second_variable_use() {
+        let at = user.map_or(String::new(), |id| {
+            format!(" in `{}`", cascade_ir::dsl::print_einsum(c, id))
+        });
+        return Err(format!(
+            "the fused kernel tiles one key variable, and {} is a second variable over a split's inner rank{at}",
+            c.var_name(second)
+        ));
+    }
     let found = if c.iterative_ranks().is_empty() {
         passes::recognise(c)
     } else {

@@ -6,7 +6,9 @@
 //! file      := header decl* section* footer*
 //! header    := "cascade" NAME
 //! decl      := "ranks" RANK+                       # uppercase names: E F M P
-//!            | "split" RANK "->" RANK RANK         # M -> M1 M0 declares M1, M0; m = m1*M0 + m0
+//!            | "split" RANK "->" RANK RANK RANK?   # M -> M1 M0 declares M1, M0; m = m1*M0 + m0
+//!                                                 # M -> M1 M0 N0 also N0, a second variable
+//!                                                 # over M0 (|N0| = |M0|): m1*M0+n0 is in m1's tile
 //!            | "param" RANK+                      # sizes that are never iterated (W)
 //!            | "input" TENSOR "[" RANK,* "]" ...  # input Q[E,P] K[E,M]; Q[] or Q for scalars
 //! section   := ("init" | "einsums")? einsum*      # without a header, Einsums go to `einsums`
@@ -38,8 +40,8 @@
 //!
 //! Order: the header first, declarations before any Einsum, `init` before `einsums`, `stop`
 //! and `output` after the last Einsum. Intermediate tensors are declared by use; their ranks
-//! come from their writes (`RM[m1+1,p]` gives `[M1, P]`, `K[e, m1*M0+m0]` gives the split's
-//! parent `M`), else from their reads. A statement holds at most 400 tokens and nests at most
+//! come from their writes (`RM[m1+1,p]` gives `[M1, P]`, `K[e, m1*M0+m0]` and `K[e, m1*M0+n0]`
+//! give the split's parent `M`), else from their reads. A statement holds at most 400 tokens and nests at most
 //! 32 levels, so parsing, printing and evaluation never recurse deeply.
 //!
 //! The printer writes the normalised form: declarations (consecutive ranks on one line),

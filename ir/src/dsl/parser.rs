@@ -446,6 +446,7 @@ impl Parser {
         self.c.ranks.push(Rank {
             name,
             split: None,
+            range_of: None,
             is_param,
         });
         self.map.ranks.push(span);
@@ -469,7 +470,7 @@ impl Parser {
     }
 
     fn split_decl(&mut self) -> PResult<()> {
-        let hint = "write `split M -> M1 M0` (m = m1*M0 + m0)";
+        let hint = "write `split M -> M1 M0` (m = m1*M0 + m0), or `split M -> M1 M0 N0` for a second variable n0 over M0";
         let (parent, pspan) = self.ident("the rank to split", hint)?;
         let Some(pid) = self.rank_id(&parent) else {
             return Err(self.unknown_rank(&parent, pspan));
@@ -493,6 +494,11 @@ impl Parser {
         self.expect(Tok::Arrow, hint)?;
         let (outer, ospan) = self.ident("the outer rank's name", hint)?;
         let (inner, ispan) = self.ident("the inner rank's name", hint)?;
+        // An optional third name: a second variable over the inner rank's range.
+        let second = match self.peek() {
+            Some(_) => Some(self.ident("the second inner variable's name", hint)?),
+            None => None,
+        };
         self.expect_end(hint)?;
         self.check_rank_name(&outer, &ospan)?;
         self.check_rank_name(&inner, &ispan)?;
@@ -504,9 +510,24 @@ impl Parser {
                 hint,
             ));
         }
+        if let Some((name, span)) = &second {
+            self.check_rank_name(name, span)?;
+            if *name == outer || *name == inner {
+                return Err(Diagnostic::new(
+                    "the second inner variable needs a rank name of its own",
+                    span.clone(),
+                    "same name as a part of the split",
+                    hint,
+                ));
+            }
+        }
         let o = self.push_rank(outer, ospan, false);
         let i = self.push_rank(inner, ispan, false);
         self.c.ranks[pid.index()].split = Some((o, i));
+        if let Some((name, span)) = second {
+            let n = self.push_rank(name, span, false);
+            self.c.ranks[n.index()].range_of = Some(i);
+        }
         Ok(())
     }
 

@@ -57,9 +57,10 @@ fn declarations(c: &Cascade, out: &mut String) {
     // Ranks print in arena order; consecutive plain ranks (or params) share a line, and a split
     // prints where its outer rank sits (its inner rank follows it).
     let parent_of = |r: RankId| {
+        let part = c.rank(r).range_of.unwrap_or(r);
         c.ranks
             .iter()
-            .position(|p| p.split.is_some_and(|(o, i)| o == r || i == r))
+            .position(|p| p.split.is_some_and(|(o, i)| o == part || i == part))
             .map(|p| RankId(p as u32))
     };
     let mut lines: Vec<(&str, String)> = Vec::new();
@@ -68,12 +69,16 @@ fn declarations(c: &Cascade, out: &mut String) {
         if let Some(parent) = parent_of(id) {
             let (outer, inner) = c.rank(parent).split.expect("parent is split");
             if outer == id {
-                let text = format!(
+                let mut text = format!(
                     "split {} -> {} {}",
                     c.rank(parent).name,
                     c.rank(outer).name,
                     c.rank(inner).name
                 );
+                if let Some(second) = c.second_variable(inner) {
+                    text.push(' ');
+                    text.push_str(&c.rank(second).name);
+                }
                 lines.push(("split", text));
             }
             continue;

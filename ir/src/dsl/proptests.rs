@@ -75,6 +75,7 @@ impl Gen {
         self.c.ranks.push(Rank {
             name: name.to_string(),
             split: None,
+            range_of: None,
             is_param,
         });
         RankId(self.c.ranks.len() as u32 - 1)
@@ -100,6 +101,11 @@ impl Gen {
             let o = self.add_rank(&format!("{name}1"), false);
             let i = self.add_rank(&format!("{name}0"), false);
             self.c.ranks[parent.index()].split = Some((o, i));
+            if self.chance(0.5) {
+                // A second variable over the inner rank (`split M -> M1 M0 M2`).
+                let second = self.add_rank(&format!("{name}2"), false);
+                self.c.ranks[second.index()].range_of = Some(i);
+            }
         }
         if self.chance(0.3) {
             self.add_rank("W", true);
@@ -175,13 +181,18 @@ impl Gen {
                 Box::new(IndexExpr::Lit(self.rng.random_range(1..3))),
             ),
             3 => match self.c.rank(r).split {
-                Some((o, i)) => IndexExpr::Add(
-                    Box::new(IndexExpr::Mul(
-                        Box::new(IndexExpr::Var(o)),
-                        Box::new(IndexExpr::Size(i)),
-                    )),
-                    Box::new(IndexExpr::Var(i)),
-                ),
+                Some((o, i)) => {
+                    // The inner variable or, where the split has one, its second variable.
+                    let parts = self.c.inner_parts(i);
+                    let v = self.pick(&parts);
+                    IndexExpr::Add(
+                        Box::new(IndexExpr::Mul(
+                            Box::new(IndexExpr::Var(o)),
+                            Box::new(IndexExpr::Size(i)),
+                        )),
+                        Box::new(IndexExpr::Var(v)),
+                    )
+                }
                 None => IndexExpr::Var(r),
             },
             _ => IndexExpr::Var(r),
@@ -591,7 +602,7 @@ fn generator_covers_the_grammar() {
     for needle in [
         "split ", "param W", "init\n", "stop ", "exp(", "exp{", "max(", "{<-}", "{1}", " : ",
         " && ", "1/sqrt(", "-inf", "inf", "e-7", "e20", "+1", "*", "sum(", "prod(", "elu1(", "-(",
-        "[0",
+        "[0", "0 M2\n",
     ] {
         assert!(
             all.contains(needle),

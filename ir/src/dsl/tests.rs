@@ -214,3 +214,34 @@ fn prints_pedagogical_3_normalised() {
     let expected = "cascade pedagogical_3\nranks K\ninput A[K] B[K]\n\ninit\nRY[0] = 0\nRZ[0] = 0\n\neinsums\nRY[k+1] = RY[k] + A[k] * B[k]\nRZ[k+1] = RZ[k] * RY[k+1] / RY[k] + RY[k+1] * A[k]\nZ       = RZ[K]\n\nstop k >= K\noutput Z\n";
     assert_eq!(print(&c), expected);
 }
+
+#[test]
+fn a_split_names_a_second_variable_over_its_inner_rank() {
+    let src = "cascade t\nranks E M\nsplit M -> M1 M0 N0\ninput A[E,M]\n\
+               S[m1,m0,n0] = A[e, m1*M0+m0] * A[e, m1*M0+n0 : n0 <= m0]\noutput S\n";
+    let c = parse_ok(src);
+    let id = |n: &str| c.rank_by_name(n).unwrap();
+    assert_eq!(c.rank(id("M")).split, Some((id("M1"), id("M0"))));
+    assert_eq!(c.rank(id("N0")).range_of, Some(id("M0")));
+    assert_eq!(c.second_variable(id("M0")), Some(id("N0")));
+    // `m1*M0+n0` walks M as `m1*M0+m0` does: the verifier accepts the read of A[E,M].
+    assert!(crate::verify::verify(&c).is_empty());
+    let printed = print(&c);
+    assert!(printed.contains("split M -> M1 M0 N0\n"), "{printed}");
+    assert_eq!(parse_ok(&printed), c, "round trip:\n{printed}");
+}
+
+#[test]
+fn a_second_inner_variable_needs_a_name_of_its_own() {
+    let base =
+        |split: &str| format!("cascade t\nranks M\n{split}\ninput A[M]\nB[m] = A[m]\noutput B\n");
+    assert_eq!(
+        parse_err(&base("split M -> M1 M0 M0")),
+        ["the second inner variable needs a rank name of its own"]
+    );
+    assert_eq!(
+        parse_err(&base("split M -> M1 M0 M")),
+        ["rank `M` is declared twice"]
+    );
+    assert_eq!(parse_err(&base("split M -> M1 M0 N0 K0")).len(), 1);
+}

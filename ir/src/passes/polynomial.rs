@@ -67,8 +67,9 @@ impl Polynomial {
             .fold(0i64, i64::saturating_add)
     }
 
-    /// Replaces each `outer·inner` pair of a split rank by the rank itself (`M1·M0` → `M`),
-    /// so counts read in the ranks the user gave.
+    /// Replaces each `outer·inner` pair of a split rank by the rank itself (`M1·M0` → `M`, and
+    /// `M1·N0` → `M` for a second inner variable `N0`), so counts read in the ranks the user
+    /// gave.
     pub fn merge_splits(&self, cascade: &Cascade) -> Polynomial {
         let mut out = Polynomial::zero();
         for (monomial, c) in &self.terms {
@@ -77,16 +78,20 @@ impl Polynomial {
             while changed {
                 changed = false;
                 for (i, rank) in cascade.ranks.iter().enumerate() {
-                    let Some((a, b)) = rank.split else { continue };
-                    if let (Some(pa), Some(_)) = (
-                        ranks.iter().position(|r| *r == a),
-                        ranks.iter().position(|r| *r == b),
-                    ) {
-                        ranks.remove(pa);
-                        let pb = ranks.iter().position(|r| *r == b).expect("still there");
-                        ranks.remove(pb);
-                        ranks.push(RankId(i as u32));
-                        changed = true;
+                    let Some((a, inner)) = rank.split else {
+                        continue;
+                    };
+                    for b in cascade.inner_parts(inner) {
+                        if let (Some(pa), Some(_)) = (
+                            ranks.iter().position(|r| *r == a),
+                            ranks.iter().position(|r| *r == b),
+                        ) {
+                            ranks.remove(pa);
+                            let pb = ranks.iter().position(|r| *r == b).expect("still there");
+                            ranks.remove(pb);
+                            ranks.push(RankId(i as u32));
+                            changed = true;
+                        }
                     }
                 }
             }

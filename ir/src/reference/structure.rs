@@ -59,10 +59,9 @@ pub fn same_structure(a: &Cascade, b: &Cascade) -> Option<Vec<TensorId>> {
 /// The parts compared position by position: ranks, counts, inputs' existence, stop condition.
 fn same_frame(a: &Cascade, b: &Cascade) -> bool {
     let ranks = a.ranks.len() == b.ranks.len()
-        && a.ranks
-            .iter()
-            .zip(&b.ranks)
-            .all(|(x, y)| x.split == y.split && x.is_param == y.is_param);
+        && a.ranks.iter().zip(&b.ranks).all(|(x, y)| {
+            x.split == y.split && x.range_of == y.range_of && x.is_param == y.is_param
+        });
     ranks
         && a.tensors.len() == b.tensors.len()
         && a.einsums.len() == b.einsums.len()

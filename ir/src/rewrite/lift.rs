@@ -18,8 +18,9 @@
 //!
 //! What still cannot be lifted is refused as [`RewriteError::Unsupported`], naming the Einsum
 //! and what to write instead: several outputs, two states whose updates read each other, a
-//! stop condition other than `r >= R`, nested splits, and index arithmetic other than plain
-//! variables, a split's `o*I+i` and a state's `r`, `r+1`, `R` and `0`.
+//! stop condition other than `r >= R`, nested splits, a split's second inner variable
+//! (`split M -> M1 M0 N0`, which the language has no node for), and index arithmetic other than
+//! plain variables, a split's `o*I+i` and a state's `r`, `r+1`, `R` and `0`.
 //!
 //! Nothing here recurses with the size of the cascade: tensors are lifted in dependency order
 //! from an explicit work stack, expressions in arena order (children first), and renaming walks
@@ -273,6 +274,20 @@ impl<'a> Lifter<'a> {
                     "split each rank once (`split M -> M1 M0`); the rewriter tiles further itself",
                 ));
             }
+        }
+        if let Some((second, user)) = c.second_variable_use() {
+            let inner = c
+                .rank(second)
+                .range_of
+                .map_or(String::new(), |i| c.rank(i).name.clone());
+            return Err(l.refuse(
+                user,
+                format!(
+                    "the second variable {} over {inner} of a split (a chunk's keys beside its queries)",
+                    c.var_name(second)
+                ),
+                "give the rewriter the running-state form (a state over the rank updated once per element), which it reads",
+            ));
         }
         // `verify` has rejected ambiguous loop phases; one iterative rank is what is left.
         let iterative = c.iterative_ranks();

@@ -203,6 +203,7 @@ impl<'a> Lower<'a> {
             .map(|(n, p)| Rank {
                 name: n.clone(),
                 split: None,
+                range_of: None,
                 is_param: *p,
             })
             .collect();
@@ -333,6 +334,7 @@ impl<'a> Lower<'a> {
             self.cascade.ranks.push(Rank {
                 name,
                 split: None,
+                range_of: None,
                 is_param: false,
             });
         }

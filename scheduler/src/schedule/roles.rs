@@ -250,6 +250,22 @@ fn size_splits(
     }
 }
 
+/// Why a cascade with a second variable over a split's inner rank (`split M -> M1 M0 N0`)
+/// cannot be scheduled: the key tile is one variable on the array's rows, and a second one
+/// (a chunk's keys beside its queries) would need a mapping of its own that is not modelled.
+fn second_variable_refusal(cascade: &Cascade) -> Option<Infeasible> {
+    let (second, user) = cascade.second_variable_use()?;
+    let inner = cascade.rank(second).range_of?;
+    let at = user.map_or(String::new(), |id| {
+        format!("`{}` iterates ", cascade_ir::dsl::print_einsum(cascade, id))
+    });
+    Some(Infeasible::new(format!(
+        "{at}{}, the second variable over {} of a split, which the scheduler does not map (it maps one key tile onto the array's rows): schedule the running-state form of the cascade instead",
+        cascade.var_name(second),
+        cascade.rank(inner).name
+    )))
+}
+
 /// Resolves the roles, or says why the problem cannot map onto the array.
 pub(crate) fn resolve(
     cascade: &Cascade,
@@ -257,6 +273,9 @@ pub(crate) fn resolve(
     problem: &Problem,
     overrides: &MappingOverrides,
 ) -> Result<Result<Roles, Infeasible>, ScheduleError> {
+    if let Some(refusal) = second_variable_refusal(cascade) {
+        return Ok(Err(refusal));
+    }
     let tile_unit = arch.unit(arch.tile_unit());
     let (rows, cols) = (tile_unit.rows(), tile_unit.cols());
     let given = problem

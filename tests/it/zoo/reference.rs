@@ -156,7 +156,7 @@ fn direct(case: &Case) -> Option<ArrayD<f64>> {
             )
         }
         "gqa_3pass" | "gqa_1pass" => gqa(case),
-        "linear_causal_rnn" => linear_causal(case),
+        "linear_causal_rnn" | "linear_causal_chunked" => linear_causal(case),
         "causal_2pass_deferred" => plain(case, |m, p| m <= p),
         "window_2pass_localmax" => {
             let w = param(case, "W");

@@ -30,8 +30,8 @@
 //! * Rule sets compose by concatenation ([`all`]); callers switch topics off (deferral,
 //!   iterative rescaling) to ask for cascades without those transformations.
 //! * A rule states its domain when it is narrower than "all values": the exp rules hold for
-//!   `-inf` scores and fully masked rows (the interpreter's `e^(-inf - c) = 0`); deferral and
-//!   associativity are tested on finite values; `rescale-fold-lin` divides by running sums and
+//!   `-inf` scores and fully masked rows (the interpreter's `e^(-inf - c) = 0`); deferral,
+//!   associativity and distributivity are tested on finite values; `rescale-fold-lin` divides by running sums and
 //!   is exact only where none of them is 0 (tested on positive values, as FuseMax's Cascade 3).
 //! * Absent points are part of every rule's domain: the soundness tests read every input over
 //!   two or more ranks through a filter in half the cases. Where a rule is exact only on values
@@ -49,7 +49,8 @@
 //! Topics: [`reduction`] (rank splits and the index let-binding `split`), [`deferral`]
 //! (division and multiplication past a reduction), [`exp`] (local maxima of exp-shifted
 //! sums), [`rescale`] (iterative rescaling: a reduction that needs a global ⊕ becomes a fold
-//! with a running ⊕ and a correction factor) and [`assoc`] (associativity of ×-reductions).
+//! with a running ⊕ and a correction factor) and [`assoc`] (associativity of ×-reductions and
+//! distributivity of a contraction over `+`).
 
 pub mod assoc;
 pub mod deferral;

@@ -93,6 +93,12 @@ fn bindings(rule: &str) -> Option<Vec<(&'static str, Bind)>> {
                 ("?v", Input("V", &["f", "m"], Finite)),
             ]
         }
+        "contract-distribute" => vec![
+            ("?e", Rank("e")),
+            ("?a", Input("A", &["e", "m"], Finite)),
+            ("?b", Input("B", &["e", "m", "p"], Finite)),
+            ("?c", Input("C", &["e", "p"], Finite)),
+        ],
         "assoc-contract" => vec![
             m,
             ("?e", Rank("e")),
