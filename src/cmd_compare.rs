@@ -15,6 +15,23 @@ use crate::schema::{self, Cell, Column, Records, Style, col};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    #[command(flatten)]
+    set: Set,
+    /// Also compare whole layers (attention plus the linear layers).
+    #[arg(long)]
+    end_to_end: bool,
+    /// Also write the summary (the means over the points, and their count) as a one-record
+    /// CSV here; the points' CSV holds one record per point and no mean.
+    #[arg(long)]
+    summary: Option<PathBuf>,
+    /// Same as `--format csv` (kept for old scripts).
+    #[arg(long, hide = true)]
+    csv: bool,
+}
+
+/// The architectures and workload points of a comparison (`compare` and `report`).
+#[derive(Debug, clap::Args)]
+pub struct Set {
     /// The subject architecture (shipped name or TOML path).
     #[arg(long)]
     arch: String,
@@ -30,40 +47,45 @@ pub struct Args {
     /// Workloads file instead of the shipped one.
     #[arg(long)]
     workloads: Option<String>,
-    /// Also compare whole layers (attention plus the linear layers).
-    #[arg(long)]
-    end_to_end: bool,
-    /// Also write the summary (the means over the points, and their count) as a one-record
-    /// CSV here; the points' CSV holds one record per point and no mean.
-    #[arg(long)]
-    summary: Option<PathBuf>,
-    /// Same as `--format csv` (kept for old scripts).
-    #[arg(long, hide = true)]
-    csv: bool,
 }
 
-fn config(l: &LoadedArch) -> Config<'_> {
-    Config {
-        arch: &l.arch,
-        cascade: &l.cascade,
+impl Set {
+    /// The subject, the baselines and the workload points, loaded and validated.
+    pub fn load(
+        &self,
+    ) -> anyhow::Result<(LoadedArch, Vec<LoadedArch>, Vec<cascade_scheduler::Problem>)> {
+        let subject = arch_load::arch_with_cascade(&self.arch, None)?;
+        let baselines: Vec<LoadedArch> = self
+            .vs
+            .iter()
+            .map(|v| arch_load::arch_with_cascade(v, None))
+            .collect::<anyhow::Result<_>>()?;
+        let workloads = arch_load::workloads(self.workloads.as_deref())?;
+        let problems = arch_load::problems(&workloads, &self.workload, self.seq.as_deref())?;
+        Ok((subject, baselines, problems))
     }
+}
+
+/// The subject against each baseline at every point.
+pub fn comparison(
+    subject: &LoadedArch,
+    baselines: &[LoadedArch],
+    problems: &[cascade_scheduler::Problem],
+) -> Comparison {
+    fn config(l: &LoadedArch) -> Config<'_> {
+        Config {
+            arch: &l.arch,
+            cascade: &l.cascade,
+        }
+    }
+    let bases: Vec<Config<'_>> = baselines.iter().map(config).collect();
+    compare(config(subject), &bases, problems)
 }
 
 pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
     let format = if args.csv { OutputFormat::Csv } else { format };
-    let subject = arch_load::arch_with_cascade(&args.arch, None)?;
-    let baselines: Vec<LoadedArch> = args
-        .vs
-        .iter()
-        .map(|v| arch_load::arch_with_cascade(v, None))
-        .collect::<anyhow::Result<_>>()?;
-    let workloads = arch_load::workloads(args.workloads.as_deref())?;
-    let problems = arch_load::problems(&workloads, &args.workload, args.seq.as_deref())?;
-    let cmp = compare(
-        config(&subject),
-        &baselines.iter().map(config).collect::<Vec<_>>(),
-        &problems,
-    );
+    let (subject, baselines, problems) = args.set.load()?;
+    let cmp = comparison(&subject, &baselines, &problems);
     check_ratios(&cmp)?;
     let records = records(&cmp, args.end_to_end);
     let summary = summary(&cmp, args.end_to_end);

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use cascade_scheduler::ArchSpec;
-use cascade_sim::compare::{Comparison, Config, Evaluation, compare};
+use cascade_sim::compare::{Comparison, Evaluation};
 use cascade_sim::sweep::DesignPoint;
 use cascade_sim::{EnergyKind, SimReport};
 
@@ -21,21 +21,8 @@ use crate::plot::{self, Axis, Bars, Mark, Scatter, Series};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The subject architecture (shipped name or TOML path).
-    #[arg(long)]
-    arch: String,
-    /// A baseline architecture; repeat for several.
-    #[arg(long = "vs", required = true)]
-    vs: Vec<String>,
-    /// Model name(s), comma-separated, or `all`.
-    #[arg(long, default_value = "all")]
-    workload: String,
-    /// Sequence lengths, e.g. `1k,4k`; default: the workloads file's list.
-    #[arg(long)]
-    seq: Option<String>,
-    /// Workloads file instead of the shipped one.
-    #[arg(long)]
-    workloads: Option<String>,
+    #[command(flatten)]
+    set: crate::cmd_compare::Set,
     /// Add a sweep section: the subject's array sizes, e.g. `16..512` (as `sweep --pe-dim`).
     #[arg(long)]
     sweep_pe_dim: Option<String>,
@@ -63,31 +50,13 @@ pub struct Args {
 /// The most design points the report's sweep evaluates (as `sweep`'s limit).
 const MAX_SWEEP_POINTS: usize = 1 << 12;
 
-fn config(l: &LoadedArch) -> Config<'_> {
-    Config {
-        arch: &l.arch,
-        cascade: &l.cascade,
-    }
-}
-
 fn user<T>(r: Result<T, values::ValueError>) -> anyhow::Result<T> {
     r.map_err(|e| UserError::message(e.0).into())
 }
 
 pub fn run(args: Args, format: Format) -> anyhow::Result<()> {
-    let subject = arch_load::arch_with_cascade(&args.arch, None)?;
-    let baselines: Vec<LoadedArch> = args
-        .vs
-        .iter()
-        .map(|v| arch_load::arch_with_cascade(v, None))
-        .collect::<anyhow::Result<_>>()?;
-    let workloads = arch_load::workloads(args.workloads.as_deref())?;
-    let problems = arch_load::problems(&workloads, &args.workload, args.seq.as_deref())?;
-    let cmp = compare(
-        config(&subject),
-        &baselines.iter().map(config).collect::<Vec<_>>(),
-        &problems,
-    );
+    let (subject, baselines, problems) = args.set.load()?;
+    let cmp = crate::cmd_compare::comparison(&subject, &baselines, &problems);
     crate::cmd_compare::check_ratios(&cmp)?;
     let sweep = match &args.sweep_pe_dim {
         Some(dims) => Some(sweep(&args, &subject, dims)?),
