@@ -288,6 +288,11 @@ impl TileWork {
         self.present[x]
     }
 
+    /// The grid and the region of the tile's filters (`None` when no filter restricts it).
+    pub fn grid_and_region(self) -> (Grid, Option<Region>) {
+        (self.grid, self.live_region)
+    }
+
     /// Key tiles that are not dead for the query tiles `first..=last` together: the key tiles
     /// a stream of key-side inputs must bring in for them when every reader skips dead tiles.
     pub fn live_key_tiles(&self, first: u64, last: u64) -> u64 {
