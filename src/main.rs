@@ -18,6 +18,7 @@ mod cmd_eval;
 mod cmd_list;
 mod cmd_passes;
 mod cmd_rewrite;
+mod cmd_scale;
 mod cmd_show;
 mod cmd_simulate;
 mod cmd_sweep;
@@ -42,7 +43,7 @@ use crate::output::{Format, OutputFormat, UserError};
 #[derive(Debug, Parser)]
 #[command(name = "cascade", version)]
 struct Cli {
-    /// Output format of results and errors (`csv`: simulate, compare, sweep and zoo only).
+    /// Output format of results and errors (`csv`: simulate, compare, sweep, scale and zoo only).
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
     #[command(subcommand)]
@@ -69,6 +70,8 @@ enum Command {
     Compare(cmd_compare::Args),
     /// Sweep the array size: latency against area, buffer sized per design.
     Sweep(cmd_sweep::Args),
+    /// Scale attention over a system of chips: strong and weak scaling, exposed communication.
+    Scale(cmd_scale::Args),
     /// Generate a CUDA, HIP or C++ kernel for a cascade.
     Codegen(cmd_codegen::Args),
     /// Every library cascade and model variant at workload points on one architecture: one table.
@@ -89,6 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => cmd_simulate::run(args, format),
         Command::Compare(args) => cmd_compare::run(args, format),
         Command::Sweep(args) => cmd_sweep::run(args, format),
+        Command::Scale(args) => cmd_scale::run(args, format),
         Command::Codegen(args) => cmd_codegen::run(args, plain("codegen")?),
         Command::Zoo(args) => cmd_zoo::run(args, format),
     }

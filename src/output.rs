@@ -27,7 +27,7 @@ pub enum OutputFormat {
 }
 
 /// The commands that print `--format csv`.
-pub const CSV_COMMANDS: [&str; 4] = ["simulate", "compare", "sweep", "zoo"];
+pub const CSV_COMMANDS: [&str; 5] = ["simulate", "compare", "sweep", "scale", "zoo"];
 
 impl OutputFormat {
     /// The format for a command that prints text or JSON only; `--format csv` is a user error.

@@ -416,16 +416,17 @@ pub fn tile_grid(
             "block mask `{name}` is data over the whole grid and is not partitioned over chips; run it on one chip with `simulate`"
         ))));
     }
-    let roles = match roles::resolve(cascade, arch, problem, &MappingOverrides::default())? {
+    // The grid of a problem too large to count point by point is still a grid: the limit on
+    // the product of the sizes is the counting's, which the chips' shares meet.
+    let overrides = MappingOverrides::default();
+    let roles = match roles::resolve_counted(cascade, arch, problem, &overrides, false)? {
         Ok(roles) => roles,
         Err(why) => return Ok(Err(why)),
     };
     let plan = LoopPlan::new(cascade);
     let analysis = roles::Analysis::new(cascade, &plan, &roles);
-    Ok(work::TileWork::new(&analysis, problem).map(|w| {
-        let (grid, region) = w.grid_and_region();
-        TileGrid { grid, region }
-    }))
+    let (grid, region) = work::filter_region(&analysis);
+    Ok(Ok(TileGrid { grid, region }))
 }
 
 /// A choice of the user's mapping that names nothing the schedule has (an Einsum that is not

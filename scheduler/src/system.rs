@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 
 use cascade_ir::Cascade;
-use cascade_ir::occupancy::{self, Grid, Region, TileCounts};
+use cascade_ir::occupancy::{self, Affine, Cond, Grid, Region, TileCounts};
 use cascade_ir::ops::OpKind;
 use serde::Deserialize;
 
@@ -624,19 +624,12 @@ fn chip_schedule(
             ))));
         }
     };
-    let tiles = match schedule::tile_grid(cascade, arch, sub)? {
-        Ok(t) => live_tiles_of(&t.grid, t.region.as_ref()),
-        Err(why) => return Ok(Err(why)),
-    };
+    // Live tiles: those the tile's filters leave, as the schedule's phases count them.
+    let tiles = schedule
+        .phases
+        .first()
+        .map_or(0, |p| p.occupancy.partial + p.occupancy.full);
     Ok(Ok((schedule, tiles)))
-}
-
-/// Live tiles of a whole grid.
-fn live_tiles_of(grid: &Grid, region: Option<&Region>) -> u64 {
-    match region {
-        None => grid.key_tiles() * grid.query_tiles(),
-        Some(r) => occupancy::total(r, grid).live(),
-    }
 }
 
 /// Ulysses: each chip runs the whole sequence for `heads / chips` heads, after an all-to-all
@@ -839,17 +832,50 @@ fn pair_work(
                 stack.push((mid, j1));
                 continue;
             }
+            // The key chunk as a grid of its own: the region moved so its first key is 0, one
+            // classification per row.
+            let Some((moved, chunk)) = key_window(region, grid, k0, k1) else {
+                // A shift that does not fit 64 bits: every tile of the pair counts as live.
+                row[keys.owner[j0] as usize] += (q1 - q0) * (k1 - k0);
+                continue;
+            };
             let live: u64 = (q0..q1)
                 .map(|t| {
                     let (lo, hi) = grid.queries_of(t, t);
-                    let at = |k: u64| classify_prefix(region, grid, k, lo, hi).live();
-                    at(k1) - at(k0)
+                    occupancy::classify(&moved, &chunk, lo, hi).live()
                 })
                 .sum();
             row[keys.owner[j0] as usize] += live;
         }
     }
     pairs
+}
+
+/// Key tiles `k0..k1` as a grid of their own: the region with key `m` read as `m + k0·tile`
+/// (each condition's constant moved by its key coefficient), or `None` when a constant would
+/// leave 64 bits.
+fn key_window(region: &Region, grid: &Grid, k0: u64, k1: u64) -> Option<(Region, Grid)> {
+    let first = i64::try_from(k0.checked_mul(grid.key_tile)?).ok()?;
+    let disjuncts = region
+        .disjuncts
+        .iter()
+        .map(|conj| {
+            conj.iter()
+                .map(|cond| match *cond {
+                    Cond::Affine(a, op) => Some(Cond::Affine(
+                        Affine {
+                            c: a.c.checked_add(a.m.checked_mul(first)?)?,
+                            ..a
+                        },
+                        op,
+                    )),
+                    Cond::Unknown => Some(Cond::Unknown),
+                })
+                .collect::<Option<Vec<Cond>>>()
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let keys = (k1 * grid.key_tile).min(grid.keys) - k0 * grid.key_tile;
+    Some((Region { disjuncts }, Grid { keys, ..*grid }))
 }
 
 /// Key tiles `0..k_tiles` of a band by verdict.
@@ -941,7 +967,7 @@ fn sequence_split(
     let keys = Chunks::new(n_keys, n, system.assignment);
     let queries = Chunks::new(n_cols, n, system.assignment);
     let pairs = pair_work(&grid, tiles.region.as_ref(), &queries, &keys, n);
-    let total_tiles = live_tiles_of(&grid, tiles.region.as_ref());
+    let total_tiles = pairs.iter().sum();
     let wb = arch.word_bytes();
     // Tokens each chip holds on each axis.
     let mut key_tokens = vec![0u64; n as usize];

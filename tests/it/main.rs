@@ -9,6 +9,7 @@ mod parse;
 mod passes;
 mod pipeline;
 mod rewrite;
+mod scale;
 mod sim;
 mod support;
 mod tidy;
