@@ -343,6 +343,7 @@ fn json_points(label: &str, points: &[Point], seqs: &[u64]) -> serde_json::Value
                 "energy_per_token_pj": num(r.energy_per_token_pj), "balance": num(r.balance),
                 "utilisation": num(r.utilisation), "block_compute_s": num(r.block_compute_s),
                 "block_transfer_s": num(r.block_transfer_s),
+                "step_compute_s": num(r.step_compute_s),
                 "crossover_gb_s": r.crossover_gb_s.map(num),
             }),
         })

@@ -801,6 +801,7 @@ fn pair_work(
 ) -> Vec<u64> {
     let n = chips as usize;
     let mut pairs = vec![0u64; n * n];
+    let mut mixed = region.map(MixedPairs::new);
     for i in 0..queries.count() {
         let (q0, q1) = (queries.bounds[i], queries.bounds[i + 1]);
         let row = &mut pairs[queries.owner[i] as usize * n..(queries.owner[i] as usize + 1) * n];
@@ -808,6 +809,7 @@ fn pair_work(
             keys.add_range(row, 0, keys.count(), q1 - q0);
             continue;
         };
+        let mixed = mixed.as_mut().expect("made with the region");
         let (p_lo, p_hi) = grid.queries_of(q0, q1 - 1);
         let mut band = BandCounts::new(region, grid, p_lo, p_hi);
         // Ranges of key chunks, split until each is empty for the band, full for it, or one
@@ -832,23 +834,73 @@ fn pair_work(
                 stack.push((mid, j1));
                 continue;
             }
-            // The key chunk as a grid of its own: the region moved so its first key is 0, one
-            // classification per row.
-            let Some((moved, chunk)) = key_window(region, grid, k0, k1) else {
-                // A shift that does not fit 64 bits: every tile of the pair counts as live.
-                row[keys.owner[j0] as usize] += (q1 - q0) * (k1 - k0);
-                continue;
-            };
-            let live: u64 = (q0..q1)
-                .map(|t| {
-                    let (lo, hi) = grid.queries_of(t, t);
-                    occupancy::classify(&moved, &chunk, lo, hi).live()
-                })
-                .sum();
+            let live = mixed.live(grid, q0, q1, k0, k1);
             row[keys.owner[j0] as usize] += live;
         }
     }
     pairs
+}
+
+/// The live tiles of chunk pairs that are neither empty nor full for their band, counted row
+/// by row. A region whose every condition is unchanged when keys and queries move together
+/// (`a_m + a_p = 0`: causal, sliding windows) gives every pair at the same place relative to
+/// the diagonal the same count, so each is counted once.
+struct MixedPairs<'a> {
+    region: &'a Region,
+    along_diagonal: bool,
+    seen: std::collections::HashMap<[i64; 5], u64>,
+}
+
+impl<'a> MixedPairs<'a> {
+    fn new(region: &'a Region) -> MixedPairs<'a> {
+        let along_diagonal = region.disjuncts.iter().flatten().all(|c| match c {
+            Cond::Affine(a, _) => a.m.checked_add(a.p) == Some(0),
+            Cond::Unknown => false,
+        });
+        MixedPairs {
+            region,
+            along_diagonal,
+            seen: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Live tiles of query tiles `q0..q1` × key tiles `k0..k1`.
+    fn live(&mut self, grid: &Grid, q0: u64, q1: u64, k0: u64, k1: u64) -> u64 {
+        let (first, _) = grid.queries_of(q0, q0);
+        let (_, last) = grid.queries_of(q1 - 1, q1 - 1);
+        let key_first = (k0 * grid.key_tile) as i64;
+        let key_count = ((k1 * grid.key_tile).min(grid.keys) - k0 * grid.key_tile) as i64;
+        // Where a tile's queries start within a query repeats every `stride / tile` tiles.
+        let phase = q0 % (grid.stride.max(1) / grid.query_tile.max(1)).max(1);
+        let key = [
+            key_first - first,
+            key_count,
+            (q1 - q0) as i64,
+            last - first,
+            phase as i64,
+        ];
+        if self.along_diagonal
+            && let Some(&n) = self.seen.get(&key)
+        {
+            return n;
+        }
+        // The key chunk as a grid of its own: the region moved so its first key is 0, one
+        // classification per row.
+        let n = match key_window(self.region, grid, k0, k1) {
+            Some((moved, chunk)) => (q0..q1)
+                .map(|t| {
+                    let (lo, hi) = grid.queries_of(t, t);
+                    occupancy::classify(&moved, &chunk, lo, hi).live()
+                })
+                .sum(),
+            // A shift that does not fit 64 bits: every tile of the pair counts as live.
+            None => (q1 - q0) * (k1 - k0),
+        };
+        if self.along_diagonal {
+            self.seen.insert(key, n);
+        }
+        n
+    }
 }
 
 /// Key tiles `k0..k1` as a grid of their own: the region with key `m` read as `m + k0·tile`

@@ -65,9 +65,13 @@ pub struct SystemReport {
     pub block_compute_s: f64,
     /// One block over one link: `α + B/β` (zero when no block travels).
     pub block_transfer_s: f64,
-    /// The link bandwidth (GB/s) at which a step's block transfer equals its dense compute:
-    /// `B / (blocks_per_step · block_compute − α)`; `None` without block transfers, infinite
-    /// when the latency alone exceeds the compute.
+    /// The median compute of a step that receives blocks (over chips and steps): a dense
+    /// step computes `blocks_per_step` dense blocks, a causal one about half as much.
+    pub step_compute_s: f64,
+    /// The link bandwidth (GB/s) at which the largest block's transfer equals the median
+    /// step's compute: `B / (step_compute − α)`, so `B / (blocks_per_step · block_compute − α)`
+    /// when every step is dense; `None` without block transfers, infinite when the latency
+    /// alone exceeds the compute.
     pub crossover_gb_s: Option<f64>,
 }
 
@@ -239,8 +243,9 @@ fn report(
     let busiest = works.iter().copied().max().unwrap_or(0) as f64;
     let block_compute_s = schedule.block_tiles as f64 * per_tile_s;
     let block_transfer_s = transfer_s(system, schedule.block_bytes);
+    let step_compute_s = median_step(schedule) * per_tile_s;
     let crossover_gb_s = (schedule.block_bytes > 0).then(|| {
-        let budget = schedule.blocks_per_step as f64 * block_compute_s - system.link_latency_s();
+        let budget = step_compute_s - system.link_latency_s();
         if budget > 0.0 {
             schedule.block_bytes as f64 / budget / 1e9
         } else {
@@ -267,8 +272,24 @@ fn report(
         chip_reports,
         block_compute_s,
         block_transfer_s,
+        step_compute_s,
         crossover_gb_s,
     }
+}
+
+/// The median live tiles of the steps that receive a block (0 when none does).
+fn median_step(schedule: &SystemSchedule) -> f64 {
+    let s = schedule.steps as usize;
+    let mut works: Vec<u64> = (0..schedule.work.len())
+        .filter(|&cell| cell % s > 0)
+        .map(|cell| schedule.work[cell])
+        .collect();
+    if works.is_empty() {
+        return 0.0;
+    }
+    let mid = works.len() / 2;
+    let (_, &mut m, _) = works.select_nth_unstable(mid);
+    m as f64
 }
 
 /// How [`run`] executes a system.

@@ -182,6 +182,12 @@ fn zigzag_balances_a_causal_mask_and_contiguous_does_not() {
     // (and striped) within 5%.
     assert!(check("contiguous", 7_696, 7_696.0 / 4_112.0) > 1.8);
     assert!(check("zigzag", 4_112, 1.0) < 1.05);
+    // A zig-zag pair of different chips holds two full chunk pairs of 16 × 16 tiles and two
+    // empty ones: 512 live tiles of the 32 × 32 dense block, so the median receiving step
+    // computes half a block and the causal crossover bandwidth is twice the dense one.
+    let s = with_assignment("ring-fusemax", 8, "zigzag");
+    let r = priced(&c, &s, &p);
+    assert!((r.step_compute_s / r.block_compute_s - 0.5).abs() < 1e-12);
     assert!(check("striped", 4_224, 4_224.0 / 4_112.0) < 1.05);
 }
 
