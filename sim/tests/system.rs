@@ -210,6 +210,21 @@ fn ulysses_needs_the_heads_divisible_by_the_chips() {
         }
         SystemOutcome::Scheduled(_) => panic!("12 heads over 8 chips must be refused"),
     }
+    // Llama-3-8B's 32 query and 8 key/value heads over 8 chips (its cascade declares the head
+    // rank): 4 query heads and one key/value head each.
+    let w = shipped::load_workload_set("llm")
+        .expect("shipped")
+        .expect("valid");
+    let llama = w.problem(w.model("llama3-8b").expect("model"), 1 << 14);
+    let gqa = {
+        let src = cascade_ir::library::variant_source("gqa_causal_kv_1pass").expect("variant");
+        cascade_ir::dsl::parse(src, "variant")
+            .expect("parses")
+            .cascade
+    };
+    let sched = scheduled(&gqa, &system("ulysses-fusemax", 8), &llama);
+    assert_eq!(sched.chip_schedule.problem.sizes["H"], 4);
+    assert_eq!(sched.chip_schedule.problem.sizes["G"], 1);
     let s = system("ulysses-fusemax", 4);
     let sched = scheduled(&c, &s, &p);
     assert_eq!(sched.chip_schedule.instances(), 64 * 3);
@@ -244,6 +259,18 @@ fn a_key_split_pays_the_split_k_combine() {
         r.combine_s
     );
     assert!(r.combine_energy_pj > 0.0);
+    // The collectives on the 4 × 4 torus: every chip one piece to every other, routed row then
+    // column; a ring of 4 carries ⌊4²/4⌋ / 2 = 2 pieces per directed link from each of the 4
+    // chips of the other dimension, 8 pieces, after 2 + 2 hops of latency. The all-gather's
+    // piece is a chip's 256 queries of Q: 256 × 64 × 12 × 64 × 2 = 25,165,824 bytes; the
+    // reduce-scatter's its 196,608 rows of (64 + 2) words: 25,952,256 bytes.
+    let (alpha, beta) = (s.link_latency_s(), s.link_bytes_per_s());
+    let expected = 2.0 * 4.0 * alpha + 8.0 * (25_165_824.0 + 25_952_256.0) / beta;
+    assert!(
+        (r.collectives_s - expected).abs() / expected < 1e-9,
+        "{} vs {expected}",
+        r.collectives_s
+    );
 }
 
 /// One chip is the single-chip model: no transfers, the same latency.
