@@ -332,7 +332,18 @@ fn json_points(label: &str, points: &[Point], seqs: &[u64]) -> serde_json::Value
         .iter()
         .map(|p| match &p.result {
             Err(why) => json!({"seq": p.seq, "chips": p.chips, "infeasible": why}),
-            Ok(r) => json!({
+            Ok(r) => point_json(p, r),
+        })
+        .collect();
+    let crossings: Vec<serde_json::Value> = crossovers(points, seqs)
+        .into_iter()
+        .map(|(seq, chips)| json!({"seq": seq, "chips": chips}))
+        .collect();
+    json!({"study": label, "points": rows, "exposed_from": crossings})
+}
+
+fn point_json(p: &Point, r: &SystemReport) -> serde_json::Value {
+    let mut v = json!({
                 "seq": p.seq, "chips": p.chips, "latency_s": num(r.latency_s),
                 "base_chips": p.base.map(|b| b.0), "base_s": p.base.map(|b| num(b.1)),
                 "efficiency": p.efficiency().map(num),
@@ -345,14 +356,14 @@ fn json_points(label: &str, points: &[Point], seqs: &[u64]) -> serde_json::Value
                 "block_transfer_s": num(r.block_transfer_s),
                 "step_compute_s": num(r.step_compute_s),
                 "crossover_gb_s": r.crossover_gb_s.map(num),
-            }),
-        })
-        .collect();
-    let crossings: Vec<serde_json::Value> = crossovers(points, seqs)
-        .into_iter()
-        .map(|(seq, chips)| json!({"seq": seq, "chips": chips}))
-        .collect();
-    json!({"study": label, "points": rows, "exposed_from": crossings})
+    });
+    // No link, no link energy: the field is absent rather than a zero.
+    if r.link_byte_hops == 0.0
+        && let Some(map) = v.as_object_mut()
+    {
+        map.remove("link_energy_pj");
+    }
+    v
 }
 
 fn csv_records(points: &[Point]) -> Vec<Vec<String>> {

@@ -741,6 +741,8 @@ impl Chunks {
     fn new(tiles: u64, chips: u64, assignment: Assignment) -> Chunks {
         let count = match assignment {
             Assignment::Contiguous => chips,
+            // One chip holds the whole sequence: one chunk.
+            Assignment::ZigZag if chips == 1 => 1,
             Assignment::ZigZag => 2 * chips,
             Assignment::Striped => tiles,
         };
@@ -804,6 +806,9 @@ fn pair_work(
     let mut mixed = region.map(MixedPairs::new);
     for i in 0..queries.count() {
         let (q0, q1) = (queries.bounds[i], queries.bounds[i + 1]);
+        if q0 == q1 {
+            continue;
+        }
         let row = &mut pairs[queries.owner[i] as usize * n..(queries.owner[i] as usize + 1) * n];
         let Some(region) = region else {
             keys.add_range(row, 0, keys.count(), q1 - q0);
@@ -991,8 +996,8 @@ fn sequence_split(
     let (n_keys, n_cols) = (grid.key_tiles(), grid.query_tiles());
     let chunks_wanted = match system.assignment {
         Assignment::Contiguous => n,
-        Assignment::ZigZag => 2 * n,
-        Assignment::Striped => n,
+        Assignment::ZigZag if n > 1 => 2 * n,
+        _ => n,
     };
     if n_keys < chunks_wanted || n_cols < chunks_wanted {
         let how = match system.assignment {
