@@ -434,6 +434,8 @@ pub struct Panel {
     pub x_label: String,
     pub y_label: String,
     pub log_y: bool,
+    /// Whether this panel carries the legend (panels of one figure share their colours).
+    pub legend: bool,
     pub series: Vec<Series>,
 }
 
@@ -480,7 +482,8 @@ fn plot(label: &str, points: &[Point], seqs: &[u64]) -> Result<String, Box<dyn s
     let weak = weak_points(points, seqs);
     let panels: Vec<Panel> = metrics
         .iter()
-        .map(|&(title, y_label, log_y, y)| {
+        .enumerate()
+        .map(|(k, &(title, y_label, log_y, y))| {
             let mut series: Vec<Series> = seqs
                 .iter()
                 .map(|&seq| Series {
@@ -507,6 +510,7 @@ fn plot(label: &str, points: &[Point], seqs: &[u64]) -> Result<String, Box<dyn s
                 x_label: "chips".into(),
                 y_label: y_label.into(),
                 log_y,
+                legend: k == 0,
                 series,
             }
         })
@@ -518,7 +522,7 @@ fn plot(label: &str, points: &[Point], seqs: &[u64]) -> Result<String, Box<dyn s
 }
 
 /// Draws panels side by side as one SVG: each series a line with its points, its marks as
-/// crosses, one legend per panel.
+/// crosses, and the legend on the panels that ask for it.
 pub fn scaling_chart(title: &str, panels: &[Panel]) -> Result<String, Box<dyn std::error::Error>> {
     use plotters::prelude::*;
     let mut svg = String::new();
@@ -580,13 +584,15 @@ pub fn scaling_chart(title: &str, panels: &[Panel]) -> Result<String, Box<dyn st
                                 .map(|&p| Cross::new(p, 8, RED.stroke_width(3))),
                         )?;
                     }
-                    chart
-                        .configure_series_labels()
-                        .position(SeriesLabelPosition::LowerLeft)
-                        .background_style(WHITE.mix(0.85))
-                        .border_style(BLACK)
-                        .label_font(("sans-serif", 11))
-                        .draw()?;
+                    if panel.legend {
+                        chart
+                            .configure_series_labels()
+                            .position(SeriesLabelPosition::LowerLeft)
+                            .background_style(WHITE.mix(0.85))
+                            .border_style(BLACK)
+                            .label_font(("sans-serif", 11))
+                            .draw()?;
+                    }
                 }};
             }
             if panel.log_y {
