@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use cascade_ir::Cascade;
 use cascade_scheduler::system::{MAX_CHIPS, SystemOutcome, SystemSpec, partition};
 use cascade_scheduler::{Problem, ScheduleError};
-use cascade_sim::system::{SystemReport, simulate_system};
+use cascade_sim::cycle::CycleConfig;
+use cascade_sim::system::{self as system_model, SystemCycleConfig, SystemReport, simulate_system};
 use comfy_table::{Table, presets};
 use rayon::prelude::*;
 use serde_json::json;
@@ -47,6 +48,10 @@ pub struct Args {
     /// Link bandwidth in GB/s per direction, instead of the system file's.
     #[arg(long)]
     link_gb_s: Option<f64>,
+    /// `model` (the analytical system model) or `events` (each step executed as events, at the
+    /// cycle engine's time per tile of a chip's share).
+    #[arg(long, default_value = "model")]
+    engine: String,
     /// Write every point as CSV here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -125,13 +130,24 @@ pub fn run(args: Args, format: OutputFormat) -> anyhow::Result<()> {
         args.workloads.as_deref(),
         &problems,
     )?;
-    let points = evaluate(&system, &problems, &cascades, &chips)?;
+    let events = match args.engine.as_str() {
+        "model" => false,
+        "events" => true,
+        other => {
+            return Err(UserError::message(format!(
+                "--engine `{other}`: use model (the analytical system model) or events (steps as events with the cycle engine)"
+            ))
+            .into());
+        }
+    };
+    let points = evaluate(&system, &problems, &cascades, &chips, events)?;
     let label = format!(
-        "{} {} on {} ({})",
+        "{} {} on {} ({}){}",
         problems[0].label,
         cascades[0].name,
         system.name(),
-        system.chip().name()
+        system.chip().name(),
+        if events { ", steps as events" } else { "" }
     );
     let plot_text = match &args.plot {
         Some(path) => Some(
@@ -163,12 +179,24 @@ fn evaluate(
     problems: &[Problem],
     cascades: &[Cascade],
     chips: &[u64],
+    events: bool,
 ) -> anyhow::Result<Vec<Point>> {
+    let config = SystemCycleConfig {
+        chip: CycleConfig {
+            max_slots: Some(4096),
+            tile_buffers: 2,
+            log_events: 0,
+        },
+        buffers: 2,
+    };
     let price = |k: usize, n: u64| -> anyhow::Result<Result<SystemReport, String>> {
         let s = system
             .with_chips(n)
             .map_err(|e| UserError::message(e.to_string()))?;
         Ok(match partition(&cascades[k], &s, &problems[k]) {
+            Ok(SystemOutcome::Scheduled(sched)) if events => {
+                Ok(system_model::run(&sched, &s, &config))
+            }
             Ok(SystemOutcome::Scheduled(sched)) => Ok(simulate_system(&sched, &s)),
             Ok(SystemOutcome::Infeasible(why)) => Err(why.reason),
             Err(e @ ScheduleError::TooLarge { .. }) => Err(e.to_string()),

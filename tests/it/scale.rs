@@ -153,3 +153,37 @@ fn scale_reports_an_infeasible_point_with_its_reason() {
     let why = points[1]["infeasible"].as_str().expect("refused");
     assert!(why.contains("12 heads do not split over 8 chips"), "{why}");
 }
+
+/// `--engine events` executes the steps of 1 to 16 chips and lands within 5% of the model
+/// (`sim/tests/system.rs` holds the engines to that on each system).
+#[test]
+fn scale_events_agree_with_the_model_on_small_systems() {
+    let args = [
+        "--arch",
+        "tokenring-fusemax",
+        "--seq",
+        "64k",
+        "--chips",
+        "1..16",
+    ];
+    let model = json(&args);
+    let mut with = args.to_vec();
+    with.extend(["--engine", "events"]);
+    let events = json(&with);
+    let latency = |v: &serde_json::Value| -> Vec<f64> {
+        v["points"]
+            .as_array()
+            .expect("points")
+            .iter()
+            .map(|p| p["latency_s"].as_f64().expect("feasible"))
+            .collect()
+    };
+    let (m, e) = (latency(&model), latency(&events));
+    assert_eq!(m.len(), 5);
+    for (a, b) in m.iter().zip(&e) {
+        assert!((a - b).abs() / a < 0.05, "model {a} s, events {b} s");
+    }
+    let (code, _, err) = run(&["scale", "--arch", "ring-fusemax", "--engine", "cycles"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--engine `cycles`"), "{err}");
+}
