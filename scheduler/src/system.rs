@@ -768,6 +768,18 @@ impl Chunks {
         self.owner.len()
     }
 
+    /// The items (keys, or query columns) each of `chips` holds, for tiles of `tile` items
+    /// over `limit` in all.
+    fn held(&self, tile: u64, limit: u64, chips: u64) -> Vec<u64> {
+        let mut held = vec![0u64; chips as usize];
+        for k in 0..self.count() {
+            let lo = self.bounds[k] * tile;
+            let hi = (self.bounds[k + 1] * tile).min(limit);
+            held[self.owner[k] as usize] += hi - lo;
+        }
+        held
+    }
+
     fn tiles(&self, k: usize) -> u64 {
         self.bounds[k + 1] - self.bounds[k]
     }
@@ -1026,19 +1038,9 @@ fn sequence_split(
     let pairs = pair_work(&grid, tiles.region.as_ref(), &queries, &keys, n);
     let total_tiles = pairs.iter().sum();
     let wb = arch.word_bytes();
-    // Tokens each chip holds on each axis.
-    let mut key_tokens = vec![0u64; n as usize];
-    for j in 0..keys.count() {
-        let lo = keys.bounds[j] * grid.key_tile;
-        let hi = (keys.bounds[j + 1] * grid.key_tile).min(grid.keys);
-        key_tokens[keys.owner[j] as usize] += hi - lo;
-    }
-    let mut query_cols = vec![0u64; n as usize];
-    for i in 0..queries.count() {
-        let lo = queries.bounds[i] * grid.query_tile;
-        let hi = (queries.bounds[i + 1] * grid.query_tile).min(grid.columns);
-        query_cols[queries.owner[i] as usize] += hi - lo;
-    }
+    // Tokens each chip holds on each axis (query columns, `stride` per query).
+    let key_tokens = keys.held(grid.key_tile, grid.keys, n);
+    let query_cols = queries.held(grid.query_tile, grid.columns, n);
     let max_keys = key_tokens.iter().copied().max().unwrap_or(0);
     let max_queries = query_cols
         .iter()
@@ -1068,121 +1070,159 @@ fn sequence_split(
     };
     let nu = n as usize;
     if !key_split {
-        {
-            let (steps, per_step) = match system.exchange {
-                Exchange::BidirectionalRing => (n / 2 + 1, 2),
-                _ => (n, 1),
-            };
-            let s = steps as usize;
-            let mut work = vec![0u64; nu * s];
-            let mut receive = vec![0u64; nu * s];
-            let mut received = vec![0u64; nu * s];
-            let mut source = vec![0u64; nu * s];
-            let mut block_bytes = 0;
-            for c in 0..nu {
-                for step in 0..s {
-                    // Blocks of the chips `step` behind and (bidirectional) `step` ahead.
-                    let behind = (c + nu - step % nu) % nu;
-                    let ahead = (c + step) % nu;
-                    let mut from = vec![behind];
-                    if per_step == 2 && ahead != behind {
-                        from.push(ahead);
+        let ring = ring_steps(
+            &pairs,
+            n,
+            system.exchange == Exchange::BidirectionalRing,
+            &kv_bytes,
+        )
+        .ok_or_else(too_large)?;
+        Ok(SystemOutcome::Scheduled(Box::new(SystemSchedule {
+            system: system.name.clone(),
+            chips: n,
+            problem: problem.clone(),
+            chip_schedule: chip,
+            chip_tiles,
+            total_tiles,
+            block_tiles,
+            block_bytes: ring.block_bytes,
+            blocks_per_step: ring.per_step,
+            steps: ring.steps,
+            work: ring.work,
+            receive: ring.receive,
+            received: ring.received,
+            source: ring.source,
+            collectives: Vec::new(),
+            combine: None,
+        })))
+    } else {
+        // Every chip runs every query against its keys; column sums of the pair counts.
+        let work: Vec<u64> = (0..nu)
+            .map(|k| (0..nu).map(|c| pairs[c * nu + k]).sum())
+            .collect();
+        let (collectives, combine) =
+            key_split_exchanges(problem, words, n, max_queries, wb).ok_or_else(too_large)?;
+        Ok(SystemOutcome::Scheduled(Box::new(SystemSchedule {
+            system: system.name.clone(),
+            chips: n,
+            problem: problem.clone(),
+            chip_schedule: chip,
+            chip_tiles,
+            total_tiles,
+            block_tiles,
+            block_bytes: 0,
+            blocks_per_step: 1,
+            steps: 1,
+            work,
+            receive: vec![0; nu],
+            received: vec![0; nu],
+            source: (0..n).collect(),
+            collectives,
+            combine,
+        })))
+    }
+}
+
+/// A key split's exchanges: the all-gather of Q (a chip's `queries` of every head) before, the
+/// reduce-scatter of partial states after, and the combine of the `n` partials of each of a
+/// chip's rows; `None` when a size does not fit 64 bits.
+fn key_split_exchanges(
+    problem: &Problem,
+    words: &TokenWords,
+    n: u64,
+    queries: u64,
+    word_bytes: u64,
+) -> Option<(Vec<Collective>, Option<Combine>)> {
+    if n == 1 {
+        return Some((Vec::new(), None));
+    }
+    let q_piece = queries.checked_mul(words.q)?.checked_mul(word_bytes)?;
+    let rows = problem
+        .queries()
+        .div_ceil(n)
+        .checked_mul(words.heads.checked_mul(problem.batch)?)?;
+    let state_piece = rows.checked_mul(words.f + 2)?.checked_mul(word_bytes)?;
+    let collectives = vec![
+        Collective {
+            name: "all-gather Q",
+            when: When::Before,
+            piece_bytes: q_piece,
+        },
+        Collective {
+            name: "reduce-scatter partial states (max, normaliser, numerator)",
+            when: When::After,
+            piece_bytes: state_piece,
+        },
+    ];
+    let combine = Combine {
+        rows,
+        partials: n,
+        ops: merge_ops(words.f),
+    };
+    Some((collectives, Some(combine)))
+}
+
+/// The steps of a ring: what each chip computes and receives at each step.
+struct RingSteps {
+    steps: u64,
+    per_step: u64,
+    work: Vec<u64>,
+    receive: Vec<u64>,
+    received: Vec<u64>,
+    source: Vec<u64>,
+    block_bytes: u64,
+}
+
+/// At step `s` chip `c` computes against the block of chip `c − s` (and `c + s` on a
+/// bidirectional ring, until the two meet), received before the step; `None` when a block's
+/// bytes do not fit 64 bits.
+fn ring_steps(
+    pairs: &[u64],
+    n: u64,
+    bidirectional: bool,
+    kv_bytes: &dyn Fn(usize) -> Option<u64>,
+) -> Option<RingSteps> {
+    let nu = n as usize;
+    let (steps, per_step) = if bidirectional {
+        (n / 2 + 1, 2)
+    } else {
+        (n, 1)
+    };
+    let s = steps as usize;
+    let mut ring = RingSteps {
+        steps,
+        per_step,
+        work: vec![0u64; nu * s],
+        receive: vec![0u64; nu * s],
+        received: vec![0u64; nu * s],
+        source: vec![0u64; nu * s],
+        block_bytes: 0,
+    };
+    for c in 0..nu {
+        for step in 0..s {
+            let behind = (c + nu - step % nu) % nu;
+            let ahead = (c + step) % nu;
+            let mut from = vec![behind];
+            if per_step == 2 && ahead != behind {
+                from.push(ahead);
+            }
+            let cell = c * s + step;
+            ring.work[cell] = from.iter().map(|&k| pairs[c * nu + k]).sum();
+            ring.source[cell] = behind as u64;
+            if step > 0 {
+                for &k in &from {
+                    let bytes = kv_bytes(k)?;
+                    ring.received[cell] += bytes;
+                    if bytes > ring.receive[cell] {
+                        ring.receive[cell] = bytes;
+                        ring.source[cell] = k as u64;
                     }
-                    let cell = c * s + step;
-                    work[cell] = from.iter().map(|&k| pairs[c * nu + k]).sum();
-                    source[cell] = behind as u64;
-                    if step > 0 {
-                        for &k in &from {
-                            let bytes = kv_bytes(k).ok_or_else(too_large)?;
-                            received[cell] += bytes;
-                            if bytes > receive[cell] {
-                                receive[cell] = bytes;
-                                source[cell] = k as u64;
-                            }
-                            block_bytes = block_bytes.max(bytes);
-                        }
-                    }
+                    ring.block_bytes = ring.block_bytes.max(bytes);
                 }
             }
-            Ok(SystemOutcome::Scheduled(Box::new(SystemSchedule {
-                system: system.name.clone(),
-                chips: n,
-                problem: problem.clone(),
-                chip_schedule: chip,
-                chip_tiles,
-                total_tiles,
-                block_tiles,
-                block_bytes,
-                blocks_per_step: per_step,
-                steps,
-                work,
-                receive,
-                received,
-                source,
-                collectives: Vec::new(),
-                combine: None,
-            })))
-        }
-    } else {
-        {
-            // Every chip runs every query against its keys; column sums of the pair counts.
-            let work: Vec<u64> = (0..nu)
-                .map(|k| (0..nu).map(|c| pairs[c * nu + k]).sum())
-                .collect();
-            let q_piece = max_queries
-                .checked_mul(words.q)
-                .and_then(|w| w.checked_mul(wb))
-                .ok_or_else(too_large)?;
-            let rows_per_chip = problem
-                .queries()
-                .div_ceil(n)
-                .checked_mul(words.heads * problem.batch)
-                .ok_or_else(too_large)?;
-            let state_piece = rows_per_chip
-                .checked_mul(words.f + 2)
-                .and_then(|w| w.checked_mul(wb))
-                .ok_or_else(too_large)?;
-            let collectives = if n > 1 {
-                vec![
-                    Collective {
-                        name: "all-gather Q",
-                        when: When::Before,
-                        piece_bytes: q_piece,
-                    },
-                    Collective {
-                        name: "reduce-scatter partial states (max, normaliser, numerator)",
-                        when: When::After,
-                        piece_bytes: state_piece,
-                    },
-                ]
-            } else {
-                Vec::new()
-            };
-            let combine = (n > 1).then(|| Combine {
-                rows: rows_per_chip,
-                partials: n,
-                ops: merge_ops(words.f),
-            });
-            Ok(SystemOutcome::Scheduled(Box::new(SystemSchedule {
-                system: system.name.clone(),
-                chips: n,
-                problem: problem.clone(),
-                chip_schedule: chip,
-                chip_tiles,
-                total_tiles,
-                block_tiles,
-                block_bytes: 0,
-                blocks_per_step: 1,
-                steps: 1,
-                work,
-                receive: vec![0; nu],
-                received: vec![0; nu],
-                source: (0..n).collect(),
-                collectives,
-                combine,
-            })))
         }
     }
+    Some(ring)
 }
 
 /// The ops of merging two partial states of one row, as the split-K combine of the library's
