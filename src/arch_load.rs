@@ -11,6 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use cascade_ir::Cascade;
+use cascade_scheduler::system::{RawSystem, SystemSpec};
 use cascade_scheduler::{
     ArchSpec, BlockMask, ConfigError, MAX_MASK_BLOCKS, MappingOverrides, Problem, RawArch,
     RawCosts, Workloads, shipped,
@@ -175,6 +176,55 @@ fn confined_cascade(
         .into());
     };
     load::load(&path.display().to_string())
+}
+
+/// A system of chips (a shipped name or a TOML path) and the argument that names its chip as
+/// [`arch_with_cascade`] and [`cascades_for`] take it: a shipped architecture's name, else the
+/// path of an architecture file under the system file's directory (confined as a cost table
+/// is).
+pub fn system(arg: &str) -> anyhow::Result<(SystemSpec, String)> {
+    let path = Path::new(arg);
+    let (what, text, dir) = if path.is_file() {
+        let text = fs::read_to_string(path).map_err(|e| files::error("read", path, &e))?;
+        (arg.to_string(), text, file_dir(arg))
+    } else if let Some(text) = shipped::system(arg) {
+        (
+            format!("arch-configs/systems/{arg}.toml"),
+            text.to_string(),
+            None,
+        )
+    } else {
+        let names: Vec<&str> = shipped::SYSTEMS.iter().map(|s| s.0).collect();
+        return Err(UserError::message(format!(
+            "`{arg}` is neither a file nor a shipped system; give a path to a system .toml file or one of: {}",
+            names.join(", ")
+        ))
+        .into());
+    };
+    let raw = RawSystem::from_toml(&text).map_err(|e| config_error(&what, &[e]))?;
+    // The chip's argument: shipped first, then a file beside the system file.
+    let chip_arg = raw.chip.as_deref().map(|name| {
+        if shipped::arch(name).is_some() {
+            name.to_string()
+        } else {
+            dir.as_deref()
+                .and_then(|d| confined(d, Path::new(name)))
+                .map_or_else(|| name.to_string(), |p| p.display().to_string())
+        }
+    });
+    let resolve = |name: &str| -> Result<ArchSpec, String> {
+        let chip = chip_arg.as_deref().unwrap_or(name);
+        if shipped::arch(chip).is_none() && !Path::new(chip).is_file() {
+            let names: Vec<&str> = shipped::ARCHS.iter().map(|a| a.0).collect();
+            return Err(format!(
+                "is neither a shipped architecture nor an architecture file in the system file's directory; use one of {} or a .toml file beside it",
+                names.join(", ")
+            ));
+        }
+        arch(chip).map_err(|e| e.to_string().replace('\n', " "))
+    };
+    let spec = SystemSpec::new(raw, &resolve).map_err(|errs| config_error(&what, &errs))?;
+    Ok((spec, chip_arg.unwrap_or_default()))
 }
 
 /// The workload set: a shipped one by name (`transformers`, the default, or `llm`), or a TOML

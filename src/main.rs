@@ -20,6 +20,7 @@ mod cmd_merge_sweep;
 mod cmd_passes;
 mod cmd_report;
 mod cmd_rewrite;
+mod cmd_scale;
 mod cmd_show;
 mod cmd_simulate;
 mod cmd_sweep;
@@ -47,7 +48,7 @@ use crate::output::{Format, OutputFormat, UserError};
 #[derive(Debug, Parser)]
 #[command(name = "cascade", version)]
 struct Cli {
-    /// Output format of results and errors (`csv`: simulate, compare, sweep, merge-sweep and zoo only).
+    /// Output format of results and errors (`csv`: simulate, compare, sweep, merge-sweep, scale and zoo only).
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
     #[command(subcommand)]
@@ -76,6 +77,8 @@ enum Command {
     Sweep(cmd_sweep::Args),
     /// Merge the CSV files of a sweep's shards (`sweep --shard K/N`) and recompute the Pareto fronts.
     MergeSweep(cmd_merge_sweep::Args),
+    /// Scale attention over a system of chips: strong and weak scaling, exposed communication.
+    Scale(cmd_scale::Args),
     /// Generate a CUDA, HIP or C++ kernel for a cascade.
     Codegen(cmd_codegen::Args),
     /// Write one self-contained HTML page: the comparison, breakdowns, utilisation, roofline
@@ -100,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare(args) => cmd_compare::run(args, format),
         Command::Sweep(args) => cmd_sweep::run(args, format),
         Command::MergeSweep(args) => cmd_merge_sweep::run(args, format),
+        Command::Scale(args) => cmd_scale::run(args, format),
         Command::Codegen(args) => cmd_codegen::run(args, plain("codegen")?),
         Command::Report(args) => cmd_report::run(args, plain("report")?),
         Command::Zoo(args) => cmd_zoo::run(args, format),

@@ -27,7 +27,14 @@ pub enum OutputFormat {
 }
 
 /// The commands that print `--format csv`.
-pub const CSV_COMMANDS: [&str; 5] = ["simulate", "compare", "sweep", "merge-sweep", "zoo"];
+pub const CSV_COMMANDS: [&str; 6] = [
+    "simulate",
+    "compare",
+    "sweep",
+    "merge-sweep",
+    "scale",
+    "zoo",
+];
 
 impl OutputFormat {
     /// The format for a command that prints text or JSON only; `--format csv` is a user error.

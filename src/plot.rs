@@ -76,6 +76,8 @@ pub enum Mark {
     Dashed,
     /// A filled bar (legends of bar charts only).
     Bar,
+    /// A cross at each point: a marked event on a curve (where communication stops hiding).
+    Cross,
 }
 
 /// One labelled set of (x, y) points.
@@ -276,6 +278,9 @@ fn legend(
             Mark::Bar => area
                 .draw(&Rectangle::new([(6, y - 6), (22, y + 6)], c.filled()))
                 .map_err(drawing)?,
+            Mark::Cross => area
+                .draw(&Cross::new((14, y), 5, c.stroke_width(2)))
+                .map_err(drawing)?,
             Mark::Dashed => {
                 for x in [4, 17] {
                     area.draw(&PathElement::new(
@@ -358,6 +363,10 @@ pub fn scatter(chart: &Scatter) -> Result<String, PlotError> {
                     c.draw_series(DashedLineSeries::new(pts, 8, 5, col.stroke_width(2)))
                         .map_err(drawing)?;
                 }
+                Mark::Cross => {
+                    c.draw_series(pts.iter().map(|&p| Cross::new(p, 6, col.stroke_width(3))))
+                        .map_err(drawing)?;
+                }
             }
         }
         let entries: Vec<(String, usize, Mark)> = chart
@@ -369,6 +378,49 @@ pub fn scatter(chart: &Scatter) -> Result<String, PlotError> {
         root.present().map_err(drawing)?;
     }
     Ok(svg)
+}
+
+/// Charts side by side in one SVG under a title: each chart's own SVG placed at its offset
+/// (`x`), so every panel keeps this module's rules.
+pub fn row(title: &str, charts: &[String]) -> String {
+    let size = |svg: &str, key: &str| -> u32 {
+        let at = svg
+            .find(&format!("{key}=\""))
+            .map_or(0, |k| k + key.len() + 2);
+        svg[at..]
+            .split('"')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let top = 36;
+    let width: u32 = charts.iter().map(|c| size(c, "width")).sum();
+    let height = charts.iter().map(|c| size(c, "height")).max().unwrap_or(0) + top;
+    let mut out = format!(
+        "<svg width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" xmlns=\"http://www.w3.org/2000/svg\">\n<rect width=\"{width}\" height=\"{height}\" fill=\"white\"/>\n<text x=\"12\" y=\"24\" font-family=\"sans-serif\" font-size=\"18\">{}</text>\n",
+        escape_xml(title)
+    );
+    let mut x = 0;
+    for c in charts {
+        let body = c.trim_start_matches(|ch| ch != '<');
+        let body = body.strip_prefix("<?xml").map_or(body, |rest| {
+            rest.split_once("?>")
+                .map_or(rest, |(_, after)| after.trim_start())
+        });
+        out.push_str(&body.replacen("<svg ", &format!("<svg x=\"{x}\" y=\"{top}\" "), 1));
+        out.push('\n');
+        x += size(c, "width");
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+/// `text` with XML's special characters escaped.
+fn escape_xml(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Draws a horizontal bar chart as SVG text; its height grows with the categories. Segments

@@ -154,6 +154,86 @@ pub fn pe_dims(arg: &str) -> Result<Vec<u64>, ValueError> {
     }
 }
 
+/// The most values one geometric range (`--seq 128k..10m`, `--chips 1..1024`) may produce.
+pub const MAX_RANGE_VALUES: u64 = 256;
+
+/// Parses `A..B` (A, 2A, 4A, … and B itself when the doublings miss it) or `A..B:N` (N values
+/// spaced evenly in log from A to B, rounded, repeats dropped) into values in `1..=max`, with
+/// k/M suffixes (k = 1024, M = 1024²); a single value `A` is the range of itself. `flag` and
+/// `what` name the option and its values in messages.
+pub fn geometric_range(
+    arg: &str,
+    flag: &str,
+    what: &str,
+    max: u64,
+) -> Result<Vec<u64>, ValueError> {
+    let bad = || {
+        ValueError(format!(
+            "cannot read {flag} `{arg}`; write A..B (doubling from A to B), A..B:N (N values, log-spaced) or one value, with {what} from 1 to {max} and optional k/M suffixes"
+        ))
+    };
+    let value = |s: &str| -> Result<u64, ValueError> {
+        match parse_size(s.trim()) {
+            Some(v) if v >= 1 && v as u64 <= max => Ok(v as u64),
+            Some(v) if v >= 1 => err(format!(
+                "{flag} `{arg}` goes up to {v}, more than the limit of {max} {what}"
+            )),
+            _ => Err(bad()),
+        }
+    };
+    let (range, steps) = match arg.split_once(':') {
+        Some((r, n)) => (r, Some(n.trim().parse::<u64>().map_err(|_| bad())?)),
+        None => (arg, None),
+    };
+    let (lo, hi) = match range.split_once("..") {
+        Some((a, b)) => (value(a)?, value(b)?),
+        None if steps.is_none() => {
+            let v = value(range)?;
+            (v, v)
+        }
+        None => return Err(bad()),
+    };
+    if hi < lo {
+        return err(format!(
+            "{flag} `{arg}` runs from {lo} down to {hi}; give the smaller value first"
+        ));
+    }
+    let values: Vec<u64> = match steps {
+        Some(0) => return Err(bad()),
+        Some(n) if n > MAX_RANGE_VALUES => {
+            return err(format!(
+                "{flag} `{arg}` asks for {n} values, more than the limit of {MAX_RANGE_VALUES}"
+            ));
+        }
+        Some(1) => vec![lo],
+        Some(n) => {
+            let ratio = (hi as f64 / lo as f64).ln() / (n - 1) as f64;
+            let mut v: Vec<u64> = (0..n)
+                .map(|k| ((lo as f64) * (ratio * k as f64).exp()).round() as u64)
+                .map(|x| x.clamp(lo, hi))
+                .collect();
+            v.dedup();
+            v
+        }
+        None => {
+            let mut v: Vec<u64> = std::iter::successors(Some(lo), |&x| x.checked_mul(2))
+                .take_while(|&x| x <= hi)
+                .collect();
+            if v.last() != Some(&hi) {
+                v.push(hi);
+            }
+            v
+        }
+    };
+    if values.len() as u64 > MAX_RANGE_VALUES {
+        return err(format!(
+            "{flag} `{arg}` makes {} values, more than the limit of {MAX_RANGE_VALUES}",
+            values.len()
+        ));
+    }
+    Ok(values)
+}
+
 /// Parses a byte count with optional binary suffixes (`64k`, `32M`, `4G`, `1T`, `1P`), in
 /// `1..=max`; `flag` names the option in messages.
 pub fn bytes(arg: &str, flag: &str, max: u64) -> Result<u64, ValueError> {

@@ -1,5 +1,6 @@
 //! Fuzzes the command line's value parsers (`cascade_cli::values` and the shape syntax): any
-//! text as a sequence list, a batch list, an array-size range, a byte count, a sweep shard and a shape, the
+//! text as a sequence list, a batch list, an array-size range, a geometric range (`--seq`,
+//! `--chips` of `scale`), a byte count, a sweep shard and a shape, the
 //! shape also bound to every library cascade. A parser must refuse what it cannot use, and what it accepts must
 //! be within its stated limits.
 
@@ -24,6 +25,11 @@ fuzz_target!(|bytes: &[u8]| {
         assert!(!dims.is_empty() && dims.len() as u64 <= MAX_PE_DIMS);
         assert!(dims.iter().all(|d| (1..=MAX_PE_DIM).contains(d)));
         assert!(dims.windows(2).all(|w| w[0] < w[1]), "sizes ascend");
+    }
+    if let Ok(v) = values::geometric_range(&text, "--chips", "chips", 1 << 16) {
+        assert!(!v.is_empty() && v.len() as u64 <= values::MAX_RANGE_VALUES);
+        assert!(v.iter().all(|n| (1..=1 << 16).contains(n)));
+        assert!(v.windows(2).all(|w| w[0] < w[1]), "values ascend");
     }
     if let Ok(n) = values::bytes(&text, "--max-buffer", MAX_BUFFER_BYTES) {
         assert!((1..=MAX_BUFFER_BYTES).contains(&n));

@@ -12,6 +12,7 @@ pub mod mapping;
 pub mod schedule;
 pub mod search;
 pub mod shipped;
+pub mod system;
 pub mod workload;
 
 pub use arch::{
@@ -21,7 +22,8 @@ pub use cost::{HardwareCost, KindPrice, Metric, OpCost, op_costs};
 pub use mapping::{Mapping, MappingOverrides, Placement, RawMapping};
 pub use schedule::{
     EinsumPlan, Epoch, EpochItem, Infeasible, Level, Loop, LoopNest, Occupancy, Outcome, Partition,
-    Phase, Residency, RowGroup, Schedule, ScheduleError, Traffic, schedule, schedule_with,
+    Phase, Residency, RowGroup, Schedule, ScheduleError, TileGrid, Traffic, schedule,
+    schedule_with, tile_grid,
 };
 pub use search::{Search, StopReason};
 pub use workload::{BlockMask, MAX_MASK_BLOCKS, Model, Problem, RawWorkloads, Scenario, Workloads};

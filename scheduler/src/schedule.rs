@@ -394,6 +394,41 @@ pub fn schedule_with(
     })))
 }
 
+/// The key tile × query tile grid a problem runs on and the region of the tile's filters
+/// (`None`: every tile is live), as [`schedule`] counts work on it: what a partition over
+/// chips needs to count the live tiles of each chip's share ([`crate::system`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileGrid {
+    pub grid: cascade_ir::occupancy::Grid,
+    pub region: Option<cascade_ir::occupancy::Region>,
+}
+
+/// The tile grid of `problem`: the roles and the tile work of [`schedule`], without binding or
+/// buffering. A problem with block masks given as data is refused: a partition would have to
+/// split the bitmap too.
+pub fn tile_grid(
+    cascade: &Cascade,
+    arch: &ArchSpec,
+    problem: &Problem,
+) -> Result<Result<TileGrid, Infeasible>, ScheduleError> {
+    if let Some(name) = problem.block_masks.keys().next() {
+        return Ok(Err(Infeasible::new(format!(
+            "block mask `{name}` is data over the whole grid and is not partitioned over chips; run it on one chip with `simulate`"
+        ))));
+    }
+    // The grid of a problem too large to count point by point is still a grid: the limit on
+    // the product of the sizes is the counting's, which the chips' shares meet.
+    let overrides = MappingOverrides::default();
+    let roles = match roles::resolve_counted(cascade, arch, problem, &overrides, false)? {
+        Ok(roles) => roles,
+        Err(why) => return Ok(Err(why)),
+    };
+    let plan = LoopPlan::new(cascade);
+    let analysis = roles::Analysis::new(cascade, &plan, &roles);
+    let (grid, region) = work::filter_region(&analysis);
+    Ok(Ok(TileGrid { grid, region }))
+}
+
 /// A choice of the user's mapping that names nothing the schedule has (an Einsum that is not
 /// in the body, a tensor that crosses no pass, a phase beyond the last): it would be ignored, so
 /// the mapping is refused with the reason instead.

@@ -32,6 +32,59 @@ pub const WORKLOAD_SETS: &[(&str, &str)] = &[
     ("transformers", WORKLOADS),
 ];
 
+/// Shipped systems of chips: (name, TOML text), sorted by name.
+pub const SYSTEMS: &[(&str, &str)] = &[
+    (
+        "ring-fusemax",
+        include_str!("../../arch-configs/systems/ring-fusemax.toml"),
+    ),
+    (
+        "splitk-fusemax",
+        include_str!("../../arch-configs/systems/splitk-fusemax.toml"),
+    ),
+    (
+        "tokenring-fusemax",
+        include_str!("../../arch-configs/systems/tokenring-fusemax.toml"),
+    ),
+    (
+        "ulysses-fusemax",
+        include_str!("../../arch-configs/systems/ulysses-fusemax.toml"),
+    ),
+];
+
+/// A shipped system's text by name.
+pub fn system(name: &str) -> Option<&'static str> {
+    SYSTEMS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+/// Parses and validates a shipped system; its chip must be a shipped architecture.
+pub fn load_system(
+    name: &str,
+) -> Option<Result<crate::system::SystemSpec, Vec<crate::ConfigError>>> {
+    let text = system(name)?;
+    let raw = match crate::system::RawSystem::from_toml(text) {
+        Ok(raw) => raw,
+        Err(e) => return Some(Err(vec![e])),
+    };
+    Some(crate::system::SystemSpec::new(raw, &shipped_chip))
+}
+
+/// A shipped architecture as a system's chip.
+pub fn shipped_chip(name: &str) -> Result<crate::ArchSpec, String> {
+    match load_arch(name) {
+        Some(Ok(arch)) => Ok(arch),
+        Some(Err(errs)) => Err(errs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")),
+        None => Err(format!(
+            "is not a shipped architecture; use one of {}",
+            ARCHS.iter().map(|a| a.0).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
 /// A shipped workload set's text by name.
 pub fn workload_set(name: &str) -> Option<&'static str> {
     WORKLOAD_SETS

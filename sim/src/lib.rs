@@ -11,6 +11,7 @@ pub mod breakdown;
 pub mod compare;
 pub mod cycle;
 pub mod sweep;
+pub mod system;
 pub mod trace;
 
 use std::collections::BTreeMap;

@@ -10,6 +10,7 @@ mod passes;
 mod pipeline;
 mod report;
 mod rewrite;
+mod scale;
 mod schema;
 mod sim;
 mod support;

@@ -404,7 +404,7 @@ fn compare_prints_one_record_per_point_and_the_means_apart() {
 }
 
 #[test]
-fn sweep_and_zoo_print_one_schema() {
+fn sweep_zoo_and_scale_print_one_schema() {
     let f = check(&[
         "sweep", "--arch", "fusemax", "--pe-dim", "16..128", "--seq", "1k",
     ]);
@@ -412,6 +412,17 @@ fn sweep_and_zoo_print_one_schema() {
     assert_eq!(f.json["sweep_points"], 4);
     let f = check(&["zoo", "--only", "gqa", "--seq", "8k", "--batch", "1"]);
     assert!(!f.csv_rows.is_empty());
+    // 4K over 1 to 16 chips: five points, the last infeasible (too few tiles for 32 chunks).
+    let f = check(&[
+        "scale",
+        "--arch",
+        "ring-fusemax",
+        "--seq",
+        "4k",
+        "--chips",
+        "1..16",
+    ]);
+    assert_eq!(f.csv_rows.len(), 5);
 }
 
 fn fresh_dir(name: &str) -> PathBuf {

@@ -10,6 +10,31 @@ use cascade_ir::{Shape, ShapeSpec, dsl, library};
 use proptest::prelude::*;
 
 proptest! {
+    /// A geometric range starts at its low end, ends at its high end, rises strictly and stays
+    /// within the limit; doubling ranges double until the last step.
+    #[test]
+    fn geometric_ranges_run_from_low_to_high(
+        lo in 1..=values::MAX_RANGE_VALUES * 1000,
+        factor in 1u64..1000,
+        steps in prop::option::of(1..=values::MAX_RANGE_VALUES),
+    ) {
+        let hi = lo * factor;
+        let arg = match steps {
+            Some(n) => format!("{lo}..{hi}:{n}"),
+            None => format!("{lo}..{hi}"),
+        };
+        let v = values::geometric_range(&arg, "--chips", "chips", u64::MAX >> 2).unwrap();
+        prop_assert_eq!(v[0], lo);
+        prop_assert!(v.windows(2).all(|w| w[0] < w[1]), "{:?}", v);
+        prop_assert!(v.len() as u64 <= values::MAX_RANGE_VALUES);
+        if steps != Some(1) {
+            prop_assert_eq!(*v.last().unwrap(), hi);
+        }
+        if steps.is_none() {
+            prop_assert!(v[..v.len() - 1].windows(2).all(|w| w[1] == 2 * w[0]));
+        }
+    }
+
     #[test]
     fn shards_are_disjoint_and_cover_the_sweep(count in 1..=64u64, points in 0..500u64) {
         let shards: Vec<values::Shard> = (1..=count)

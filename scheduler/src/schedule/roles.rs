@@ -273,6 +273,19 @@ pub(crate) fn resolve(
     problem: &Problem,
     overrides: &MappingOverrides,
 ) -> Result<Result<Roles, Infeasible>, ScheduleError> {
+    resolve_counted(cascade, arch, problem, overrides, true)
+}
+
+/// The roles without the limit on the product of the sizes (`counted` false): enough to lay
+/// out the tile grid of a problem too large to count point by point, which a partition over
+/// chips cuts into countable shares.
+pub(crate) fn resolve_counted(
+    cascade: &Cascade,
+    arch: &ArchSpec,
+    problem: &Problem,
+    overrides: &MappingOverrides,
+    counted: bool,
+) -> Result<Result<Roles, Infeasible>, ScheduleError> {
     if let Some(refusal) = second_variable_refusal(cascade) {
         return Ok(Err(refusal));
     }
@@ -371,7 +384,7 @@ pub(crate) fn resolve(
         .filter(|&i| !is_part(RankId(i as u32)) && !cascade.ranks[i].is_param)
         .try_fold(1u64, |acc, i| acc.checked_mul(sizes[i]))
         .filter(|&t| t <= 1 << 56);
-    if total.is_none() {
+    if counted && total.is_none() {
         return Err(too_large());
     }
     Ok(Ok(Roles {

@@ -18,7 +18,7 @@ use cascade_ir::presence::{self, TileRanks};
 use cascade_ir::{RankId, TensorId};
 
 use super::binding::Bound;
-use super::roles::Analysis;
+use super::roles::{Analysis, Roles};
 use super::{EinsumPlan, Infeasible, Occupancy, RowGroup};
 use crate::arch::ArchSpec;
 use crate::workload::Problem;
@@ -92,17 +92,66 @@ impl MaskGrid {
     }
 }
 
+/// The key tile × query tile grid of the roles.
+fn grid_of(r: &Roles) -> Grid {
+    Grid {
+        keys: r.m,
+        key_tile: r.m0,
+        columns: r.p,
+        query_tile: r.p0,
+        stride: r.stride,
+    }
+}
+
+/// The ranks of a tile: the key and its parts; the columns, the primary query rank and its
+/// parts.
+fn tile_ranks(r: &Roles, primary: RankId) -> (Vec<RankId>, Vec<RankId>) {
+    let key_ranks: Vec<RankId> = [r.key, r.key_temporal, r.key_spatial]
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut query_ranks: Vec<RankId> = r.columns.clone();
+    query_ranks.push(primary);
+    for (i, &b) in r.base.iter().enumerate() {
+        if b == primary {
+            query_ranks.push(RankId(i as u32));
+        }
+    }
+    (key_ranks, query_ranks)
+}
+
+/// The grid of the problem's tiles and the region of the tile's filters (`None` when no filter
+/// restricts it): the live tiles [`TileWork::new`] counts, without counting them.
+pub(crate) fn filter_region(a: &Analysis<'_>) -> (Grid, Option<Region>) {
+    let r = a.roles;
+    let c = a.cascade;
+    let grid = grid_of(r);
+    let (Some(key), Some(primary)) = (r.key, r.primary) else {
+        return (grid, None);
+    };
+    let (key_ranks, query_ranks) = tile_ranks(r, primary);
+    let tile = TileRanks {
+        key: &key_ranks,
+        query: &query_ranks,
+    };
+    let sizes = |x: RankId| i64::try_from(r.size(x)).unwrap_or(i64::MAX);
+    let axes = Axes {
+        key,
+        query: primary,
+        size: &sizes,
+    };
+    let live = presence::live_filters(c, a.plan, tile);
+    (
+        grid,
+        (!live.is_empty()).then(|| occupancy::region(c, &live, &axes)),
+    )
+}
+
 impl TileWork {
     pub fn new(a: &Analysis<'_>, problem: &Problem) -> Result<TileWork, Infeasible> {
         let r = a.roles;
         let c = a.cascade;
-        let grid = Grid {
-            keys: r.m,
-            key_tile: r.m0,
-            columns: r.p,
-            query_tile: r.p0,
-            stride: r.stride,
-        };
+        let grid = grid_of(r);
         let n = r.m_tiles;
         let mut work = TileWork {
             key_tiles: n,
@@ -130,17 +179,7 @@ impl TileWork {
         if !filtered && problem.block_masks.is_empty() {
             return Ok(work);
         }
-        let key_ranks: Vec<RankId> = [r.key, r.key_temporal, r.key_spatial]
-            .into_iter()
-            .flatten()
-            .collect();
-        let mut query_ranks: Vec<RankId> = r.columns.clone();
-        query_ranks.push(primary);
-        for (i, &b) in r.base.iter().enumerate() {
-            if b == primary {
-                query_ranks.push(RankId(i as u32));
-            }
-        }
+        let (key_ranks, query_ranks) = tile_ranks(r, primary);
         let tile = TileRanks {
             key: &key_ranks,
             query: &query_ranks,
