@@ -752,6 +752,52 @@ impl Order {
 
 /// Executes the first `executed` slots of phase `k`, starting at cycle 0; records into the
 /// sink's trace, if any, at the sink's offset.
+/// Per-slot state in a ring: a slot is forgotten once its last lag has run and its buffer has
+/// been handed on, so memory stays bounded however many slots execute.
+struct Ring {
+    len: u64,
+    /// When the slot's lag-0 items were done with its tile buffer.
+    consumed: Vec<f64>,
+    /// When the slot's reads arrived.
+    arrived: Vec<f64>,
+    /// When the slot's last item let its unit go.
+    complete: Vec<f64>,
+    info: Vec<SlotInfo>,
+    /// When the slot's tile started arriving in its buffer, for the trace.
+    claimed: Vec<f64>,
+}
+
+impl Ring {
+    fn new(len: u64) -> Ring {
+        let n = len as usize;
+        Ring {
+            len,
+            consumed: vec![0.0; n],
+            arrived: vec![0.0; n],
+            complete: vec![0.0; n],
+            info: vec![SlotInfo::default(); n],
+            claimed: vec![0.0; n],
+        }
+    }
+
+    /// Issues slot `s`'s reads: once the slot `buffers` back has given its tile buffer up.
+    fn issue(&mut self, s: u64, buffers: u64, info: SlotInfo, dram: &mut Dram, read_cycles: f64) {
+        let at = |s: u64| (s % self.len) as usize;
+        let free = if s >= buffers {
+            self.consumed[at(s - buffers)]
+        } else {
+            0.0
+        };
+        let k = at(s);
+        self.consumed[k] = 0.0;
+        self.complete[k] = 0.0;
+        self.info[k] = info;
+        self.arrived[k] = dram.read(free, read_cycles, s);
+        // The tile starts landing in its buffer when the channel starts the read.
+        self.claimed[k] = self.arrived[k] - read_cycles;
+    }
+}
+
 /// Which items each unit takes in one epoch: per-key-tile Einsums on the slot `lag` epochs
 /// back (when it is their pass and inside their occupancy), and once-per-query Einsums on a
 /// query tile's last slot.
@@ -872,14 +918,9 @@ fn exec_phase(
 
     let mut finish: BTreeMap<(usize, u64), f64> = BTreeMap::new();
     let mut unit_free: BTreeMap<UnitId, f64> = BTreeMap::new();
-    // Per-slot state lives in a ring: a slot is forgotten once its last lag has run and its
-    // buffer has been handed on, so memory stays bounded however many slots execute.
-    let ring = (buffers + order.max_stage + 2) as usize;
-    let at = |s: u64| (s % ring as u64) as usize;
-    let mut consumed = vec![0.0; ring];
-    let mut arrived = vec![0.0; ring];
-    let mut complete = vec![0.0f64; ring];
-    let mut info = vec![SlotInfo::default(); ring];
+    let mut ring = Ring::new(buffers + order.max_stage + 2);
+    let len = ring.len;
+    let at = move |s: u64| (s % len) as usize;
     let mut cursor = layout.cursor();
     let mut units: BTreeMap<UnitId, Counters> = BTreeMap::new();
     let mut einsum_busy: BTreeMap<usize, f64> = BTreeMap::new();
@@ -890,8 +931,6 @@ fn exec_phase(
         busy: 0.0,
         log: tracing.then(Vec::new),
     };
-    // When each slot's tile started arriving in its buffer, for the trace.
-    let mut claimed = vec![0.0; ring];
     let mut issued = 0u64;
     let mut events = Vec::new();
     // Finish times are kept for about two query tiles of the longest row.
@@ -900,21 +939,12 @@ fn exec_phase(
     for epoch in 0..executed + order.max_stage {
         // Reads as far ahead as the tile buffers allow.
         while issued < executed && issued <= epoch {
-            let free = if issued >= buffers {
-                consumed[at(issued - buffers)]
-            } else {
-                0.0
-            };
-            let s = at(issued);
-            consumed[s] = 0.0;
-            complete[s] = 0.0;
-            info[s] = cursor.next().expect("the layout has every slot");
-            arrived[s] = dram.read(free, read_cycles, issued);
-            // The tile starts landing in its buffer when the channel starts the read.
-            claimed[s] = arrived[s] - read_cycles;
+            let next = cursor.next().expect("the layout has every slot");
+            ring.issue(issued, buffers, next, &mut dram, read_cycles);
             issued += 1;
         }
         for (&u, items) in &order.units {
+            let info = &ring.info;
             let slot_info = |s: u64| &info[at(s)];
             let due = Due {
                 schedule,
@@ -927,7 +957,7 @@ fn exec_phase(
             };
             for (x, s) in due.items(u, items, &slot_info) {
                 let e = &schedule.einsums[x];
-                let si = info[at(s)];
+                let si = ring.info[at(s)];
                 let dur = e.tile_cycles;
                 let (ready, waited) =
                     ready_at(schedule, x, &si, &finish, &member, &pass_of, rows, tracing);
@@ -935,9 +965,10 @@ fn exec_phase(
                 let mut start = free.max(ready);
                 let waiting_from = start;
                 let c = units.entry(u).or_default();
-                if e.per_key_tile && order.lag[&x] == 0 && arrived[at(s)] > start {
-                    c.dram += arrived[at(s)] - start;
-                    start = arrived[at(s)];
+                let arrived = ring.arrived[at(s)];
+                if e.per_key_tile && order.lag[&x] == 0 && arrived > start {
+                    c.dram += arrived - start;
+                    start = arrived;
                 }
                 let end = start + dur;
                 c.busy += dur;
@@ -950,9 +981,9 @@ fn exec_phase(
                 unit_free.insert(u, held);
                 finish.insert((x, s), end);
                 if e.per_key_tile && order.lag[&x] == 0 {
-                    consumed[at(s)] = consumed[at(s)].max(end);
+                    ring.consumed[at(s)] = ring.consumed[at(s)].max(end);
                 }
-                complete[at(s)] = complete[at(s)].max(held);
+                ring.complete[at(s)] = ring.complete[at(s)].max(held);
                 if let Some(sk) = sink.as_deref_mut() {
                     let work = ItemSlice {
                         kind: ItemKind::Work,
@@ -984,15 +1015,16 @@ fn exec_phase(
             let span = BufferSpan {
                 phase: k,
                 slot: epoch,
-                claimed: claimed[b],
-                released: consumed[b].max(claimed[b]),
+                claimed: ring.claimed[b],
+                released: ring.consumed[b].max(ring.claimed[b]),
                 bytes: read_cycles * bytes_per_cycle,
             };
             sk.epoch_done(epoch, executed, span);
         }
         // A slot whose last stage has run writes its results back.
         if let Some(s) = epoch.checked_sub(order.max_stage).filter(|&s| s < executed) {
-            dram.writes.push_back((complete[at(s)], write_cycles, s));
+            dram.writes
+                .push_back((ring.complete[at(s)], write_cycles, s));
         }
         // Forget finish times no later item can ask for.
         let keep = 2 * longest + order.max_stage + 2;
