@@ -91,28 +91,36 @@ fn png_size(bytes: &[u8]) -> (u32, u32) {
     (be(&bytes[16..20]), be(&bytes[20..24]))
 }
 
+/// A report of FuseMax against FLAT at BERT 1K and 4K, before its own flags.
+const FUSEMAX_VS_FLAT: [&str; 9] = [
+    "report",
+    "--arch",
+    "fusemax",
+    "--vs",
+    "flat",
+    "--workload",
+    "bert",
+    "--seq",
+    "1k,4k",
+];
+
 #[test]
 fn the_report_is_one_self_contained_page_that_a_browser_loads() {
     let dir = scratch("page");
     let page = dir.join("report.html");
     let page_arg = page.to_string_lossy().into_owned();
     let (code, _, err) = run(&[
-        "report",
-        "--arch",
-        "fusemax",
-        "--vs",
-        "flat",
-        "--workload",
-        "bert",
-        "--seq",
-        "1k,4k",
-        "--sweep-pe-dim",
-        "64..256",
-        "--breakdown-at",
-        "bert  4k",
-        "--out",
-        &page_arg,
-    ]);
+        &FUSEMAX_VS_FLAT[..],
+        &[
+            "--sweep-pe-dim",
+            "64..256",
+            "--breakdown-at",
+            "bert  4k",
+            "--out",
+            &page_arg,
+        ],
+    ]
+    .concat());
     assert_eq!(code, 0, "{err}");
     let html = std::fs::read_to_string(&page).expect("the page was written");
     assert!(
@@ -269,20 +277,15 @@ fn a_report_names_what_it_cannot_draw() {
     assert!(err.contains("512..16"), "{err}");
     // A breakdown point that is not in the table is named with the ones that are.
     let (code, _, err) = run(&[
-        "report",
-        "--arch",
-        "fusemax",
-        "--vs",
-        "flat",
-        "--workload",
-        "bert",
-        "--seq",
-        "1k,4k",
-        "--breakdown-at",
-        "BERT 2K",
-        "--out",
-        "/nonexistent/report.html",
-    ]);
+        &FUSEMAX_VS_FLAT[..],
+        &[
+            "--breakdown-at",
+            "BERT 2K",
+            "--out",
+            "/nonexistent/report.html",
+        ],
+    ]
+    .concat());
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("BERT 2K") && err.contains("BERT 1K, BERT 4K"),

@@ -439,23 +439,32 @@ const SWEEP: [&str; 7] = [
     "sweep", "--arch", "fusemax", "--pe-dim", "16..128", "--seq", "1k,4k",
 ];
 
+/// Runs the sweep as shards `1/n` … `n/n`, each written to `dir/{name}{k}.csv`.
+fn write_shards(dir: &Path, name: &str, n: u64) -> Vec<PathBuf> {
+    (1..=n)
+        .map(|k| {
+            let file = dir.join(format!("{name}{k}.csv"));
+            let shard = format!("{k}/{n}");
+            run_ok(
+                &[
+                    &SWEEP[..],
+                    &["--shard", &shard, "--out", file.to_str().unwrap()],
+                ]
+                .concat(),
+            );
+            file
+        })
+        .collect()
+}
+
 #[test]
 fn sharded_and_merged_is_the_unsharded_sweep() {
     let dir = fresh_dir("shards");
     let whole = run_ok(&[&SWEEP[..], &["--format", "csv"]].concat());
     // Three shards deal the eight points round-robin: 0,3,6 / 1,4,7 / 2,5.
-    let mut files = Vec::new();
-    for k in 1..=3 {
-        let file = dir.join(format!("shard{k}.csv"));
-        let shard = format!("{k}/3");
-        run_ok(
-            &[
-                &SWEEP[..],
-                &["--shard", &shard, "--out", file.to_str().unwrap()],
-            ]
-            .concat(),
-        );
-        let (header, rows) = parse_csv(&fs::read_to_string(&file).unwrap());
+    let files = write_shards(&dir, "shard", 3);
+    for (file, k) in files.iter().zip(1u64..) {
+        let (header, rows) = parse_csv(&fs::read_to_string(file).unwrap());
         let index = header.iter().position(|h| h == "sweep_index").unwrap();
         let pareto = header.iter().position(|h| h == "pareto").unwrap();
         let got: Vec<u64> = rows.iter().map(|r| r[index].parse().unwrap()).collect();
@@ -463,7 +472,6 @@ fn sharded_and_merged_is_the_unsharded_sweep() {
         assert_eq!(got, want, "shard {k}");
         // One shard cannot know the front.
         assert!(rows.iter().all(|r| r[pareto].is_empty()), "shard {k}");
-        files.push(file);
     }
     // In any order, the merged files are the whole sweep, front included.
     let names: Vec<&str> = files.iter().rev().map(|f| f.to_str().unwrap()).collect();
@@ -482,21 +490,9 @@ fn sharded_and_merged_is_the_unsharded_sweep() {
     let f = check(&[&["merge-sweep"][..], &names].concat());
     assert_eq!(f.csv_rows.len(), 8);
     // More shards than points: the empty ones hold only the header, and merge with the rest.
-    let mut many = Vec::new();
-    for k in 1..=10 {
-        let file = dir.join(format!("of10_{k}.csv"));
-        let shard = format!("{k}/10");
-        run_ok(
-            &[
-                &SWEEP[..],
-                &["--shard", &shard, "--out", file.to_str().unwrap()],
-            ]
-            .concat(),
-        );
-        many.push(file.to_str().unwrap().to_string());
-    }
+    let many = write_shards(&dir, "of10_", 10);
     assert_eq!(fs::read_to_string(&many[9]).unwrap().lines().count(), 1);
-    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let many: Vec<&str> = many.iter().map(|f| f.to_str().unwrap()).collect();
     assert_eq!(
         run_ok(&[&["merge-sweep"][..], &many, &["--format", "csv"]].concat()),
         whole
