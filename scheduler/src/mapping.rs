@@ -5,7 +5,7 @@
 //! A mapping says which unit runs each Einsum (`[binding]`), how big a tile is and which ranks
 //! share the array's columns (`[tiles]`), per phase how many query tiles stay resident in the
 //! buffer and the loop order (`[[phases]]`), and whether each pass-crossing tensor stays in the
-//! buffer or goes to DRAM (`[residency]`). The scheduler proposes one ([`Mapping`], in every
+//! buffer or goes to DRAM and whether an input bypasses the buffer (`[residency]`). The scheduler proposes one ([`Mapping`], in every
 //! [`crate::Schedule`]); a file read into [`MappingOverrides`] overrides any part of it, and a
 //! choice that cannot work makes the schedule infeasible with the reason, never an error.
 //!
@@ -23,7 +23,8 @@
 //! order = ["p2", "m1", "p1"]
 //!
 //! [residency]
-//! QK = "buffer"         # or "dram"
+//! QK = "buffer"         # or "dram": spilled whole, written once and read in each later pass
+//! Q = "dram"            # an input: bypasses the buffer, read from DRAM by every tile that needs it
 //! ```
 
 use std::collections::BTreeMap;
@@ -190,7 +191,7 @@ pub struct Mapping {
     pub query_tile: u64,
     pub columns: Vec<String>,
     pub phases: Vec<PhaseMapping>,
-    /// Pass-crossing tensors and where they live.
+    /// Pass-crossing tensors and where they live, and the inputs that bypass the buffer.
     pub residency: Vec<(String, Placement)>,
 }
 
@@ -213,15 +214,14 @@ impl Mapping {
         let mut residency = Vec::new();
         for phase in phases {
             for (name, res) in &phase.placements {
-                if let Residency::PassState { spill, .. } = res {
-                    let place = if *spill >= 1.0 {
-                        Placement::Dram
-                    } else {
-                        Placement::Buffer
-                    };
-                    if !residency.iter().any(|(n, _)| n == name) {
-                        residency.push((name.clone(), place));
-                    }
+                let place = match res {
+                    Residency::PassState { spill, .. } if *spill >= 1.0 => Placement::Dram,
+                    Residency::PassState { .. } => Placement::Buffer,
+                    Residency::Bypass { .. } => Placement::Dram,
+                    _ => continue,
+                };
+                if !residency.iter().any(|(n, _)| n == name) {
+                    residency.push((name.clone(), place));
                 }
             }
         }

@@ -195,6 +195,9 @@ pub enum Residency {
     PassState { words_per_query: u64, spill: f64 },
     /// Read from or written to DRAM once (a phase boundary or an output).
     Dram,
+    /// An input the mapping keeps out of the buffer: read from DRAM by every tile that needs
+    /// it, `times` times over.
+    Bypass { times: u64 },
 }
 
 impl fmt::Display for Residency {
@@ -219,6 +222,9 @@ impl fmt::Display for Residency {
                 )
             }
             Residency::Dram => write!(f, "DRAM"),
+            Residency::Bypass { times } => {
+                write!(f, "bypasses the buffer (read from DRAM {times}x)")
+            }
         }
     }
 }
@@ -454,9 +460,12 @@ fn unused_choice(
         }
     }
     for tensor in overrides.residency.keys() {
-        if !mapping.residency.iter().any(|(t, _)| t == tensor) {
+        let input = cascade
+            .tensor_by_name(tensor)
+            .is_some_and(|t| cascade.tensor(t).kind == cascade_ir::TensorKind::Input);
+        if !input && !mapping.residency.iter().any(|(t, _)| t == tensor) {
             return Some(Infeasible::new(format!(
-                "the mapping places `{tensor}`, which is not a tensor that crosses passes in cascade `{}`; those that do: {}",
+                "the mapping places `{tensor}`, which is neither an input of cascade `{}` nor a tensor that crosses its passes; those that do: {}",
                 cascade.name,
                 list(mapping.residency.iter().map(|(t, _)| t.as_str()).collect())
             )));

@@ -252,6 +252,51 @@ fn a_printed_mapping_reproduces_its_schedule_and_edits_are_checked() {
     );
 }
 
+#[test]
+fn inputs_a_mapping_keeps_out_of_the_buffer_are_read_from_dram_per_tile() {
+    let dir = scratch("bypass");
+    let point = [
+        "simulate",
+        "--arch",
+        "flat",
+        "--workload",
+        "bert",
+        "--seq",
+        "1k",
+    ];
+    let file = dir.join("m.toml");
+    let path = file.to_string_lossy().to_string();
+    let with = |text: &str| {
+        fs::write(&file, text).unwrap();
+        json(&[&point[..], &["--mapping", &path]].concat())
+    };
+    let dram = |v: &Value| v["points"][0]["dram_bytes"].as_f64().unwrap();
+    let bypass = "[residency]\nQ = \"dram\"\nK = \"dram\"\nV = \"dram\"\n";
+    let v = with(bypass);
+    // BERT at 1K: 64 × 12 heads of 1,024 × 64 words each for Q, K, V and the output, in 256 ×
+    // 256 tiles. Q is read once per key tile (4), K and V once per query tile (4), the output
+    // written once: 13 head-sized transfers of 2-byte words.
+    let head = 1024.0 * 64.0 * 2.0;
+    let derived = 64.0 * 12.0 * head * (4.0 + 4.0 + 4.0 + 1.0);
+    assert!(
+        (dram(&v) / derived - 1.0).abs() < 1e-12,
+        "{} vs {derived}",
+        dram(&v)
+    );
+    // Kept in the buffer (the default), each input comes from DRAM once.
+    let base = json(&point);
+    assert!((dram(&base) / (64.0 * 12.0 * head * 4.0) - 1.0).abs() < 1e-12);
+    // The printed mapping says so and reproduces the schedule.
+    let mapping = detail_mapping(&[&point[..], &["--mapping", &path]].concat());
+    assert!(mapping.contains("Q = \"dram\""), "{mapping}");
+    let again = with(&mapping);
+    assert_eq!(dram(&again), dram(&v));
+    // Only inputs and pass-crossing tensors have a place to choose.
+    let v = with("[residency]\nGM = \"dram\"\n");
+    let why = v["points"][0]["infeasible"].as_str().unwrap_or_default();
+    assert!(why.contains("neither an input"), "{why}");
+}
+
 /// A 2-D `.npy` of float64, written by hand: the format's magic, version 1.0, a header and the
 /// data in C order.
 fn npy(shape: (usize, usize), values: &[f64]) -> Vec<u8> {

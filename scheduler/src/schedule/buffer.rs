@@ -152,6 +152,7 @@ pub(crate) fn place(
     }
     let member: BTreeSet<usize> = members.iter().copied().collect();
     let (roles_of, reader_passes) = classify(a, &sz, members, &member, plans);
+    let bypassed = bypassed_inputs(a, &roles_of, &overrides.residency);
     let max_pass = members.iter().map(|&x| a.pass[x]).max().unwrap_or(0);
     let min_pass = members.iter().map(|&x| a.pass[x]).min().unwrap_or(0);
     let passes = max_pass - min_pass + 1;
@@ -170,6 +171,7 @@ pub(crate) fn place(
         &reader_passes,
         (min_pass, max_pass),
         (chosen.resident_query_tiles, &overrides.residency),
+        &bypassed,
     )?;
     let r = a.roles;
     let partition = Partition {
@@ -202,6 +204,7 @@ pub(crate) fn place(
         partition: &partition,
         spill: sized.spill,
         query_outer,
+        bypassed: &bypassed,
     };
     let (mut traffic, mut placements) = ctx.tensor_traffic(plans);
     ctx.einsum_reads(plans, &mut traffic);
@@ -220,10 +223,8 @@ pub(crate) fn place(
 
 /// Whether a user's loop order keeps the query tile outside the key loop, if it is legal.
 fn query_outer(a: &Analysis<'_>, order: &[String], passes: u32) -> Result<bool, Infeasible> {
-    let key = a
-        .roles
-        .key_temporal
-        .map_or_else(|| "m1".to_string(), |k| a.var(k));
+    // The names the printed loop nest uses, so that a printed mapping reads back.
+    let (key, _) = super::epochs::key_tile_vars(a);
     let q = a
         .roles
         .primary
@@ -253,6 +254,21 @@ fn query_outer(a: &Analysis<'_>, order: &[String], passes: u32) -> Result<bool, 
 }
 
 type ReaderPasses = BTreeMap<TensorId, BTreeSet<u32>>;
+
+/// The phase's inputs from DRAM that a user's mapping places in `dram`: they bypass the buffer
+/// (Timeloop's `bypass`), so every tile that reads one reads it from DRAM.
+fn bypassed_inputs(
+    a: &Analysis<'_>,
+    roles_of: &BTreeMap<TensorId, Role>,
+    residency: &BTreeMap<String, Placement>,
+) -> BTreeSet<TensorId> {
+    roles_of
+        .iter()
+        .filter(|(_, role)| matches!(role, Role::QueryInput | Role::StreamInput | Role::TileInput))
+        .map(|(&t, _)| t)
+        .filter(|&t| residency.get(&a.cascade.tensor(t).name) == Some(&Placement::Dram))
+        .collect()
+}
 
 /// Classifies every tensor the phase touches.
 fn classify(
@@ -328,13 +344,15 @@ fn size_buffer(
     reader_passes: &ReaderPasses,
     (min_pass, max_pass): (u32, u32),
     (resident, residency): (Option<u64>, &BTreeMap<String, Placement>),
+    bypassed: &BTreeSet<TensorId>,
 ) -> Result<Sized, Infeasible> {
     let r = a.roles;
     let mut resident_per_query = 0u64;
     let mut stream_tile_words = 0u64;
     // Pass-crossing state: (tensor, words per query, first pass, last pass).
     let mut crossing: Vec<(TensorId, u64, u32, u32)> = Vec::new();
-    for (&t, role) in roles_of {
+    // A bypassed input takes no buffer space: it goes from DRAM straight to the array.
+    for (&t, role) in roles_of.iter().filter(|(t, _)| !bypassed.contains(t)) {
         let passes = reader_passes.get(&t).cloned().unwrap_or_default();
         let last = passes.last().copied().unwrap_or(0);
         match role {
@@ -449,6 +467,7 @@ struct Ctx<'a> {
     partition: &'a Partition,
     spill: f64,
     query_outer: bool,
+    bypassed: &'a BTreeSet<TensorId>,
 }
 
 impl Ctx<'_> {
@@ -505,6 +524,15 @@ impl Ctx<'_> {
             let passes = self.reader_passes.get(&t).map_or(1, BTreeSet::len) as f64;
             let name = a.cascade.tensor(t).name.clone();
             let writer_share = a.writer.get(&t).map_or(1.0, |&w| self.share(w));
+            if self.bypassed.contains(&t) {
+                // Its DRAM reads are its readers' reads (`einsum_reads`).
+                let times = self
+                    .readers(t)
+                    .map(|x| self.reread(x, t).ceil() as u64)
+                    .sum();
+                placements.push((name, Residency::Bypass { times }));
+                continue;
+            }
             let residency = match role {
                 Role::QueryInput if passes > 1.0 && sz.has_barrier(t) => {
                     let read = words + spill * words * (passes - 1.0);
@@ -612,31 +640,34 @@ impl Ctx<'_> {
         (traffic, placements)
     }
 
-    /// Each Einsum's reads: registers for same-unit producers, the buffer for the rest.
+    /// Times Einsum `x` reads accessed tensor `t` again: the tensor's own ranks are read once,
+    /// the query and temporal key ranks it lacks are walked once per tile.
+    fn reread(&self, x: usize, t: TensorId) -> f64 {
+        let (a, part) = (self.a, self.partition);
+        let r = a.roles;
+        let tdims = &a.cascade.tensor(t).ranks;
+        // A tensor over a whole rank has each of its parts (`Q[E,P,H]` has the heads `r`).
+        let lacks =
+            |k: &cascade_ir::RankId| !tdims.contains(k) && !tdims.contains(&r.base[k.index()]);
+        let space = &a.spaces[x];
+        let query = space.iter().any(|&k| r.is_column(k) && lacks(&k));
+        let key = r
+            .key_temporal
+            .is_some_and(|k| space.contains(&k) && lacks(&k));
+        let q = if query {
+            part.query_tiles() as f64
+        } else {
+            1.0
+        };
+        let m = if key { part.m1 as f64 } else { 1.0 };
+        q * m
+    }
+
+    /// Each Einsum's reads: registers for same-unit producers, the buffer for the rest, DRAM
+    /// for a bypassed input.
     fn einsum_reads(&self, plans: &mut [EinsumPlan], traffic: &mut Ledger) {
         let (a, sz) = (self.a, self.sz);
-        let r = a.roles;
         let part = self.partition;
-        // Times an access is read again: the accessed tensor's own ranks are read once, the
-        // query and temporal key ranks it lacks are walked once per tile.
-        let reread = |x: usize, t: TensorId| -> f64 {
-            let tdims = &a.cascade.tensor(t).ranks;
-            // A tensor over a whole rank has each of its parts (`Q[E,P,H]` has the heads `r`).
-            let lacks =
-                |k: &cascade_ir::RankId| !tdims.contains(k) && !tdims.contains(&r.base[k.index()]);
-            let space = &a.spaces[x];
-            let query = space.iter().any(|&k| r.is_column(k) && lacks(&k));
-            let key = r
-                .key_temporal
-                .is_some_and(|k| space.contains(&k) && lacks(&k));
-            let q = if query {
-                part.query_tiles() as f64
-            } else {
-                1.0
-            };
-            let m = if key { part.m1 as f64 } else { 1.0 };
-            q * m
-        };
         for &x in self.members {
             let share = self.share(x);
             let mut reg_reads = 0u64;
@@ -658,8 +689,12 @@ impl Ctx<'_> {
                         };
                         traffic.add(name, |t| t.buffer_read += words);
                     }
+                    Some(_) if self.bypassed.contains(&t) => {
+                        let words = sz.words(t) as f64 * self.reread(x, *accessed) * share;
+                        traffic.add(name, |t| t.dram_read += words);
+                    }
                     Some(_) => {
-                        let words = sz.words(t) as f64 * reread(x, *accessed) * share;
+                        let words = sz.words(t) as f64 * self.reread(x, *accessed) * share;
                         traffic.add(name, |t| t.buffer_read += words);
                     }
                     None => {}

@@ -256,6 +256,21 @@ fn epochs(
         .collect()
 }
 
+/// The loop variables of the key tiles and of the keys inside one, as loop nests and mapping
+/// files name them: a user's split (`m1`, `m0` of `split M -> M1 M0`), else the key rank's
+/// variable with `1` and `0` appended.
+pub(crate) fn key_tile_vars(a: &Analysis<'_>) -> (String, String) {
+    let r = a.roles;
+    let key = r.key.map_or_else(|| "m".to_string(), |k| a.var(k));
+    if r.split {
+        (
+            a.var(r.key_temporal.expect("split")),
+            a.var(r.key_spatial.expect("split")),
+        )
+    } else {
+        (format!("{key}1"), format!("{key}0"))
+    }
+}
 /// The loops around the phase: query-tile groups, resident query tiles, passes and key tiles,
 /// then the array's columns and rows.
 fn loop_nest(
@@ -267,15 +282,7 @@ fn loop_nest(
     let r = a.roles;
     let part = &placed.partition;
     let q = r.primary.map(|p| a.var(p));
-    let key = r.key.map_or_else(|| "m".to_string(), |k| a.var(k));
-    let (kt, ks) = if r.split {
-        (
-            a.var(r.key_temporal.expect("split")),
-            a.var(r.key_spatial.expect("split")),
-        )
-    } else {
-        (format!("{key}1"), format!("{key}0"))
-    };
+    let (kt, ks) = key_tile_vars(a);
     let time = |var: String, extent: u64| Loop {
         var,
         extent,
