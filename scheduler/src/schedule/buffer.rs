@@ -170,8 +170,7 @@ pub(crate) fn place(
         &roles_of,
         &reader_passes,
         (min_pass, max_pass),
-        (chosen.resident_query_tiles, &overrides.residency),
-        &bypassed,
+        (chosen.resident_query_tiles, &overrides.residency, &bypassed),
     )?;
     let r = a.roles;
     let partition = Partition {
@@ -343,8 +342,11 @@ fn size_buffer(
     roles_of: &BTreeMap<TensorId, Role>,
     reader_passes: &ReaderPasses,
     (min_pass, max_pass): (u32, u32),
-    (resident, residency): (Option<u64>, &BTreeMap<String, Placement>),
-    bypassed: &BTreeSet<TensorId>,
+    (resident, residency, bypassed): (
+        Option<u64>,
+        &BTreeMap<String, Placement>,
+        &BTreeSet<TensorId>,
+    ),
 ) -> Result<Sized, Infeasible> {
     let r = a.roles;
     let mut resident_per_query = 0u64;
