@@ -26,15 +26,37 @@ struct Published {
     util_2d: f64,
 }
 
+/// One of the artifact's CSV files: its header and its rows of fields.
+struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn read(file: &str) -> Table {
+        let path = format!(
+            "{}/../tests/data/fusemax-artifact/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).expect("the artifact's CSV");
+        let mut lines = text.lines().filter(|line| !line.trim().is_empty());
+        let split = |line: &str| line.split(',').map(str::to_string).collect::<Vec<_>>();
+        let header = split(lines.next().expect("header"));
+        Table {
+            header,
+            rows: lines.map(split).collect(),
+        }
+    }
+
+    /// The index of column `name`.
+    fn col(&self, name: &str) -> usize {
+        self.header.iter().position(|h| h == name).expect(name)
+    }
+}
+
 fn published(file: &str) -> Vec<Published> {
-    let path = format!(
-        "{}/../tests/data/fusemax-artifact/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).expect("the artifact's CSV");
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
-    let col = |name: &str| header.iter().position(|&h| h == name).expect(name);
+    let table = Table::read(file);
+    let col = |name: &str| table.col(name);
     let (m, s, t, l, e, u) = (
         col("model"),
         col("seq_len"),
@@ -43,12 +65,12 @@ fn published(file: &str) -> Vec<Published> {
         col("energy"),
         col("util_2d"),
     );
-    lines
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| {
-            let f: Vec<&str> = line.split(',').collect();
+    table
+        .rows
+        .iter()
+        .map(|f| {
             let num = |k: usize| f[k].parse::<f64>().expect("a number");
-            let seq = match f[s] {
+            let seq = match f[s].as_str() {
                 "1M" => 1 << 20,
                 k => k.trim_end_matches('K').parse::<u64>().expect("a length") << 10,
             };
@@ -127,25 +149,19 @@ fn divisor_mapping(s: &Schedule) -> MappingOverrides {
 }
 
 /// The artifact's FLAT mapping of one point (`flat_validation.csv`, cloud rows) as a cascade
-/// mapping file: an `offchip` input bypasses the buffer (K and V only when output-stationary), an `offchip` score row (QK, and so
-/// the numerators SN that replace it) goes to DRAM whole, and a row-granular fusion keeps
-/// `P1` query rows resident (traffic does not depend on it once every input bypasses the
-/// buffer). `resident` leaves P1 to the scheduler where `false`. `None` for a point the table
-/// does not have.
+/// mapping file: an `offchip` input bypasses the buffer (K and V only when
+/// output-stationary), an `offchip` score row (QK, and so the numerators SN that replace it)
+/// goes to DRAM whole, and a row-granular fusion keeps `P1` query rows resident (traffic does
+/// not depend on it once every input bypasses the buffer); `resident: false` leaves P1 to the
+/// scheduler. With the mapping, the proportion of its buffered data the artifact spills.
 fn artifact_flat_mapping(point: &Published, resident: bool) -> Option<(MappingOverrides, f64)> {
-    let path = format!(
-        "{}/../tests/data/fusemax-artifact/flat_validation.csv",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).expect("the artifact's FLAT mappings");
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
-    let col = |name: &str| header.iter().position(|&h| h == name).expect(name);
+    let table = Table::read("flat_validation.csv");
+    let col = |name: &str| table.col(name);
     let seq = match point.seq {
         s if s == 1 << 20 => "1M".to_string(),
         s => format!("{}K", s >> 10),
     };
-    let row: Vec<&str> = lines.map(|l| l.split(',').collect::<Vec<_>>()).find(|f| {
+    let row = table.rows.iter().find(|f| {
         f[col("platform")] == "cloud"
             && f[col("models")].eq_ignore_ascii_case(&point.model)
             && f[col("seq_len")] == seq
