@@ -5,9 +5,10 @@
 //! A mapping says which unit runs each Einsum (`[binding]`), how big a tile is and which ranks
 //! share the array's columns (`[tiles]`), per phase how many query tiles stay resident in the
 //! buffer and the loop order (`[[phases]]`), and whether each pass-crossing tensor stays in the
-//! buffer or goes to DRAM and whether an input bypasses the buffer (`[residency]`). The scheduler proposes one ([`Mapping`], in every
-//! [`crate::Schedule`]); a file read into [`MappingOverrides`] overrides any part of it, and a
-//! choice that cannot work makes the schedule infeasible with the reason, never an error.
+//! buffer or goes to DRAM and whether an input bypasses the buffer (`[residency]`). The
+//! scheduler proposes one ([`Mapping`], in every [`crate::Schedule`]); a file read into
+//! [`MappingOverrides`] overrides any part of it, and a choice that cannot work makes the
+//! schedule infeasible with the reason, never an error.
 //!
 //! ```toml
 //! [binding]
@@ -23,8 +24,8 @@
 //! order = ["p2", "m1", "p1"]
 //!
 //! [residency]
-//! QK = "buffer"         # or "dram": spilled whole, written once and read in each later pass
-//! Q = "dram"            # an input: bypasses the buffer, read from DRAM by every tile that needs it
+//! QK = "buffer"         # or "dram": written once, read in each later pass
+//! Q = "dram"            # an input: bypasses the buffer, read by every tile that needs it
 //! ```
 
 use std::collections::BTreeMap;
