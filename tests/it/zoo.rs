@@ -415,14 +415,9 @@ fn zoo_every_stage_agrees_with_the_interpreter_or_refuses() {
     insta::assert_snapshot!("zoo_summary", summary);
 }
 
-/// FIXME: zoo cascades the rewriter refuses to lift, with a part of the refusal. The test asserts
-/// they are still refused, so lifting one must remove its entry. The chunked form reads a
-/// chunk's keys through the second variable of its split (`FK[e, m1*M0+n0]`), which the
-/// e-graph language has no node for yet.
-const NOT_LIFTED: &[(&str, &str)] = &[(
-    "linear_causal_chunked",
-    "the second variable n0 over M0 of a split",
-)];
+/// Zoo cascades the rewriter refuses to lift, with a part of the refusal (none today). The test
+/// asserts they are still refused, so lifting one must remove its entry.
+const NOT_LIFTED: &[(&str, &str)] = &[];
 
 /// Every zoo cascade lifts to one term and lowers back to a valid cascade that evaluates like it
 /// (f64, 1e-9), and a second round trip changes nothing: the rewriter accepts the whole corpus
