@@ -119,6 +119,13 @@ fn bindings(rule: &str) -> Option<Vec<(&'static str, Bind)>> {
             ("?y", Input("Y", &["k", "p"], Positive)),
             ("?w", Input("W", &["k", "p"], Finite)),
         ],
+        "scan-chunk" => vec![
+            m,
+            ("?e", Rank("e")),
+            ("?q", Input("Q", &["e", "m"], Finite)),
+            ("?k", Input("K", &["e", "m"], Finite)),
+            ("?v", Input("V", &["f", "m"], Finite)),
+        ],
         _ => return None,
     })
 }
