@@ -441,8 +441,7 @@ impl Ctx<'_> {
 
     /// The mode child `c` of `node` (in `class`, `mode`) is lowered in.
     fn child_mode(&self, class: Id, mode: Mode, node: &Cx, c: Id) -> Mode {
-        let splits_parent =
-            matches!(node, Cx::Split([q, _]) | Cx::SplitKey([q, _]) if Some(self.rank(*q)) == self.run.parent);
+        let splits_parent = matches!(node, Cx::Split([q, _]) | Cx::SplitKey([q, _]) if Some(self.rank(*q)) == self.run.parent);
         let env = (mode.env || splits_parent) && self.under_env(c);
         let child = Mode { pre: false, env };
         let pre = mode.pre || (self.per_step(class, mode) && !self.per_step(c, child));

@@ -1019,7 +1019,8 @@ impl<'a> Lifter<'a> {
                 Some(m.iter().filter(|(k, _)| *k != v).cloned().collect())
             };
             match &node {
-                Cx::At(_) | Cx::Name(_) | Cx::Outer(_) | Cx::Inner(_) | Cx::Key(_) | Cx::Lit(_) => {}
+                Cx::At(_) | Cx::Name(_) | Cx::Outer(_) | Cx::Inner(_) | Cx::Key(_) | Cx::Lit(_) => {
+                }
                 Cx::Mask(_) => {}
                 Cx::State(_) => return None,
                 Cx::Sum([r, x]) | Cx::RMax([r, x]) | Cx::RMin([r, x]) | Cx::RProd([r, x]) => {

@@ -733,12 +733,7 @@ impl<'a> Lower<'a> {
         })
     }
 
-    fn lower(
-        &mut self,
-        id: Id,
-        env: Option<Env>,
-        ctx: Option<usize>,
-    ) -> Result<Val, RewriteError> {
+    fn lower(&mut self, id: Id, env: Option<Env>, ctx: Option<usize>) -> Result<Val, RewriteError> {
         let key = self.key(id, env, ctx);
         let (i, env, ctx) = key.clone();
         if let Some(v) = self.memo.get(&key) {

@@ -318,8 +318,7 @@ fn binder_contexts(ast: &PatternAst<Cx>) -> Vec<(String, BTreeSet<Binder>)> {
                 }
                 stack.push((*x, inner));
             }
-            Cx::Split([m, x]) | Cx::SplitKey([m, x])
-                if matches!(name(*m), Some(Binder::Rank(r)) if scope.contains(&Binder::Joined(r.clone()))) =>
+            Cx::Split([m, x]) | Cx::SplitKey([m, x]) if matches!(name(*m), Some(Binder::Rank(r)) if scope.contains(&Binder::Joined(r.clone()))) =>
             {
                 stack.push((*x, scope.clone()));
             }
