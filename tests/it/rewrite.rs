@@ -450,13 +450,13 @@ fn what_cannot_be_lifted_is_refused_naming_the_einsum_and_the_fix() {
             &["2 outputs (B, C)", "one output at a time"],
         ),
         (
-            // The chunked form's intra-chunk scores: a chunk's keys n0 beside its queries m0.
-            "cascade chunk\nranks E M\nsplit M -> M1 M0 N0\ninput A[E,M]\n\
-             S[m1,m0,n0] = A[e, m1*M0+m0] * A[e, m1*M0+n0 : n0 <= m0]\noutput S\n",
+            // A split's second variable is read (`(split-key …)`), never written.
+            "cascade chunk\nranks M\nsplit M -> M1 M0 N0\ninput A[M]\n\
+             B[m1*M0+n0] = A[m1*M0+n0] * 2.0\noutput B\n",
             &[
-                "the second variable n0 over M0 of a split",
-                "in `S[m1,m0,n0] = A[e,m1*M0+m0] * A[e,m1*M0+n0 : n0 <= m0]`",
-                "the running-state form",
+                "the output index `m1*M0+n0`",
+                "in `B[m1*M0+n0] = A[m1*M0+n0] * 2`",
+                "write outputs at plain index variables or at a split index",
             ],
         ),
     ];
