@@ -268,8 +268,9 @@ fn rewrite_stage(case: &Case, objective: &str) -> Outcome {
         return Outcome::Wrong(format!("the rewritten cascade is not valid: {e}"));
     }
     let mut spec = case.spec.clone();
+    // A split's second variable (`N0`) always has its inner part's size: it is never given.
     for r in &derived.ranks {
-        if r.name.ends_with('0') && !spec.sizes.contains_key(&r.name) {
+        if r.name.ends_with('0') && r.range_of.is_none() && !spec.sizes.contains_key(&r.name) {
             spec.sizes.insert(r.name.clone(), tile);
         }
     }
