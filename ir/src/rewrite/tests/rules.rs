@@ -449,13 +449,31 @@ fn scan_chunk_applies_only_to_running_sums() {
     };
     let kv = "(* (at K e m) (at V f m))";
     let read = |scan: &str| format!("(sum e (* (at Q e m) {scan}))");
-    assert!(chunks(&read(&format!("(scan m 0 (+ (state m) {kv}))")), &["m"]));
-    assert!(!chunks(&read(&format!("(scan m 0 (+ (state m) {kv}))")), &[]));
-    assert!(!chunks(&read(&format!("(scan m 1 (+ (state m) {kv}))")), &["m"]));
-    assert!(!chunks(&read(&format!("(scan m 0 (* (state m) {kv}))")), &["m"]));
-    assert!(!chunks(&read(&format!("(scan-prev m 0 (+ (state m) {kv}))")), &["m"]));
+    assert!(chunks(
+        &read(&format!("(scan m 0 (+ (state m) {kv}))")),
+        &["m"]
+    ));
+    assert!(!chunks(
+        &read(&format!("(scan m 0 (+ (state m) {kv}))")),
+        &[]
+    ));
+    assert!(!chunks(
+        &read(&format!("(scan m 1 (+ (state m) {kv}))")),
+        &["m"]
+    ));
+    assert!(!chunks(
+        &read(&format!("(scan m 0 (* (state m) {kv}))")),
+        &["m"]
+    ));
+    assert!(!chunks(
+        &read(&format!("(scan-prev m 0 (+ (state m) {kv}))")),
+        &["m"]
+    ));
     let ve = "(* (at K e m) (at V e m))";
-    assert!(!chunks(&read(&format!("(scan m 0 (+ (state m) {ve}))")), &["m"]));
+    assert!(!chunks(
+        &read(&format!("(scan m 0 (+ (state m) {ve}))")),
+        &["m"]
+    ));
 }
 
 // ---------------------------------------------------------------------------------------------
