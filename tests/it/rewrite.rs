@@ -450,13 +450,13 @@ fn what_cannot_be_lifted_is_refused_naming_the_einsum_and_the_fix() {
             &["2 outputs (B, C)", "one output at a time"],
         ),
         (
-            // The chunked form's intra-chunk scores: a chunk's keys n0 beside its queries m0.
-            "cascade chunk\nranks E M\nsplit M -> M1 M0 N0\ninput A[E,M]\n\
-             S[m1,m0,n0] = A[e, m1*M0+m0] * A[e, m1*M0+n0 : n0 <= m0]\noutput S\n",
+            // A split's second variable is read (`(split-key …)`), never written.
+            "cascade chunk\nranks M\nsplit M -> M1 M0 N0\ninput A[M]\n\
+             B[m1*M0+n0] = A[m1*M0+n0] * 2.0\noutput B\n",
             &[
-                "the second variable n0 over M0 of a split",
-                "in `S[m1,m0,n0] = A[e,m1*M0+m0] * A[e,m1*M0+n0 : n0 <= m0]`",
-                "the running-state form",
+                "the output index `m1*M0+n0`",
+                "in `B[m1*M0+n0] = A[m1*M0+n0] * 2`",
+                "write outputs at plain index variables or at a split index",
             ],
         ),
     ];
@@ -1526,4 +1526,64 @@ fn mla_weight_absorption_is_chosen_only_where_it_is_cheaper() {
         assert_eq!(want == absorbed(p), want_absorbed);
         check::equal(&input, &result, &trial).unwrap_or_else(|err| panic!("P={p}: {err}\n{text}"));
     }
+}
+
+/// Chunked causal linear attention (Lightning Attention-2) derived from its running-state form
+/// by `scan-chunk`: on FuseMax the recurrence's 4,096 sequential steps of E·F points leave the
+/// array idle, and the hardware objective picks a state per chunk `m1` plus a dense, causally
+/// masked product within each chunk. The result evaluates like the input (interpreter, f64,
+/// 1e-9), and the chunked zoo cascade itself is accepted and stays equal to its input.
+#[test]
+fn cli_rewrite_derives_chunked_causal_linear_attention_from_the_recurrence() {
+    let path = |f: &str| format!("{}/tests/data/zoo/{f}.cascade", env!("CARGO_MANIFEST_DIR"));
+    let parse = |f: &str| {
+        let text = std::fs::read_to_string(path(f)).expect("zoo file");
+        dsl::parse(&text, f).expect("parses").cascade
+    };
+    let run = |f: &str| -> Cascade {
+        let file = path(f);
+        let args = [
+            "--format",
+            "json",
+            "rewrite",
+            file.as_str(),
+            "--objective",
+            "hardware",
+            "--arch",
+            "fusemax",
+        ];
+        let out = cascade(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let text = v["cascade"].as_str().expect("cascade text");
+        let result = dsl::check(text, "stdout").expect("verifies").cascade;
+        check::valid(&result).unwrap_or_else(|e| panic!("{e}"));
+        check::equal(&parse(f), &result, &trial()).unwrap_or_else(|e| panic!("{f}: {e}\n{text}"));
+        assert!(v["explanation"].is_null() || v["explanation"].is_array());
+        result
+    };
+    let chunked = run("linear_causal_rnn");
+    let text = dsl::print(&chunked);
+    // The state runs over the chunks: one loop, over M1.
+    let loops: Vec<String> = chunked
+        .iterative_ranks()
+        .iter()
+        .map(|r| chunked.rank(*r).name.clone())
+        .collect();
+    assert_eq!(loops, ["M1"], "{text}");
+    // Within a chunk, keys n0 beside queries m0: a second variable over M0, read through the
+    // causal filter `n0 <= m0`.
+    let m = chunked.rank_by_name("M").expect("rank M");
+    let (_, m0) = chunked.rank(m).split.expect("M is split");
+    let n0 = chunked
+        .second_variable(m0)
+        .expect("a second variable over M0");
+    let causal = format!("{} <= {}", chunked.var_name(n0), chunked.var_name(m0));
+    assert!(text.contains(&causal), "no `{causal}` in\n{text}");
+    // The chunked form is accepted as input too, and rewrites to an equal cascade.
+    run("linear_causal_chunked");
 }

@@ -441,8 +441,7 @@ impl Ctx<'_> {
 
     /// The mode child `c` of `node` (in `class`, `mode`) is lowered in.
     fn child_mode(&self, class: Id, mode: Mode, node: &Cx, c: Id) -> Mode {
-        let splits_parent =
-            matches!(node, Cx::Split([q, _]) if Some(self.rank(*q)) == self.run.parent);
+        let splits_parent = matches!(node, Cx::Split([q, _]) | Cx::SplitKey([q, _]) if Some(self.rank(*q)) == self.run.parent);
         let env = (mode.env || splits_parent) && self.under_env(c);
         let child = Mode { pre: false, env };
         let pre = mode.pre || (self.per_step(class, mode) && !self.per_step(c, child));
@@ -465,7 +464,9 @@ impl Ctx<'_> {
                 Some(self.rank(*i)) == self.run.var && !(mode.pre && matches!(node, Cx::Fold(_)))
             }
             // Lowering splits one rank at a time, and never the rank it iterates.
-            Cx::Split([q, _]) => Some(self.rank(*q)) != self.run.var && !mode.env,
+            Cx::Split([q, _]) | Cx::SplitKey([q, _]) => {
+                Some(self.rank(*q)) != self.run.var && !mode.env
+            }
             // An Einsum reduces the ranks its operands read: `Σ_e x` with `x` independent of
             // `e` (that is `|E|·x`) has no Einsum. One that reduces the loop's own rank runs
             // once, before the loop or after it (the loop plan's rule), never per step.
@@ -543,10 +544,15 @@ impl Ctx<'_> {
             passes = passes.max(crate::passes::pass_after(me_dep, [(cb.passes, complete)]));
         }
         let leaf = match node {
-            Cx::At(_) | Cx::Lit(_) | Cx::Mask(_) | Cx::Name(_) | Cx::Outer(_) | Cx::Inner(_) => {
-                true
-            }
-            Cx::Where(_) | Cx::Split(_) => leaf_children,
+            Cx::At(_)
+            | Cx::Lit(_)
+            | Cx::Mask(_)
+            | Cx::Tri(_)
+            | Cx::Name(_)
+            | Cx::Outer(_)
+            | Cx::Inner(_)
+            | Cx::Key(_) => true,
+            Cx::Where(_) | Cx::Split(_) | Cx::SplitKey(_) => leaf_children,
             _ => false,
         };
         if self.run.checked {
@@ -684,11 +690,11 @@ impl Ctx<'_> {
             return Some(());
         };
         let bound = self.rank(r);
-        if let Cx::Split(_) = node {
+        if let Cx::Split(_) | Cx::SplitKey(_) = node {
             return (!captures.contains(&bound)).then_some(());
         }
         for v in &facts(self.egraph, class).vars {
-            if tiles.outer(v) == bound || tiles.inner(v) == bound {
+            if tiles.outer(v) == bound || tiles.inner(v) == bound || tiles.key(v) == bound {
                 captures.insert(v.clone());
             }
         }
@@ -726,7 +732,7 @@ impl Ctx<'_> {
                 own = if mul.is_finite() { mac - mul } else { mac };
             }
         }
-        if matches!(node, Cx::Split(_)) {
+        if matches!(node, Cx::Split(_) | Cx::SplitKey(_)) {
             // A split is free, but a direct form is preferred when one exists.
             own += 1e-6;
         }
@@ -737,8 +743,10 @@ impl Ctx<'_> {
 /// The positions of a node's children that are values (not rank or tensor names).
 fn value_children(node: &Cx) -> Vec<usize> {
     match node {
-        Cx::At(_) | Cx::Outer(_) | Cx::Inner(_) | Cx::State(_) => Vec::new(),
-        Cx::Where(_) | Cx::Split(_) | Cx::Join(_) => vec![1],
+        Cx::At(_) | Cx::Outer(_) | Cx::Inner(_) | Cx::Key(_) | Cx::Tri(_) | Cx::State(_) => {
+            Vec::new()
+        }
+        Cx::Where(_) | Cx::Split(_) | Cx::SplitKey(_) | Cx::Join(_) => vec![1],
         _ if binder(node).is_some() => (1..node.children().len()).collect(),
         _ => (0..node.children().len()).collect(),
     }

@@ -10,6 +10,9 @@
 //! * `(split m x)`: `x` with `m := m1·M0 + m0`. It binds `m` and introduces the sub-rank
 //!   variables `(outer m)` (`m1`) and `(inner m)` (`m0`): an index let-binding, pushed through
 //!   maps by rules instead of substituting eagerly.
+//! * `(split-key m x)`: `x` with `m := m1·M0 + n0`, where `(key m)` (`n0`) is a second variable
+//!   over the range of `(inner m)`: a chunk's keys beside its queries (`split M -> M1 M0 N0`).
+//!   `(tri m)` is the causal condition `n0 <= m0` within a chunk, used as `(where (tri m) x)`.
 //! * `(fold i init step)`: the state after the last step of a recurrence over rank `i`,
 //!   `S[0] = init`, `S[i+1] = step` where `step` reads `S[i]` as `(state i)`.
 //!   `(scan i init step)` is `S[i+1]` and `(scan-prev i init step)` is `S[i]`, read inside
@@ -53,6 +56,9 @@ define_language! {
         "join" = Join([Id; 2]),
         "outer" = Outer(Id),
         "inner" = Inner(Id),
+        "key" = Key(Id),
+        "split-key" = SplitKey([Id; 2]),
+        "tri" = Tri(Id),
         "fold" = Fold([Id; 3]),
         "scan" = Scan([Id; 3]),
         "scan-prev" = ScanPrev([Id; 3]),
@@ -296,6 +302,8 @@ pub struct Scope {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tiles {
     by_var: BTreeMap<String, (String, String)>,
+    /// The second variable over each rank's inner tile (`n0` beside `m0`).
+    keys: BTreeMap<String, String>,
 }
 
 impl Tiles {
@@ -312,21 +320,28 @@ impl Tiles {
         taken.extend(tensors.into_iter().map(str::to_lowercase));
         taken.extend(crate::dsl::RESERVED.iter().map(|w| w.to_string()));
         let mut by_var = BTreeMap::new();
+        let mut keys = BTreeMap::new();
         for rank in &ranks {
             let v = rank.to_lowercase();
             let mut pad = String::new();
-            let (outer, inner) = loop {
-                let (o, i) = (format!("{v}{pad}1"), format!("{v}{pad}0"));
-                if !taken.contains(&o) && !taken.contains(&i) {
-                    break (o, i);
+            let (outer, inner, key) = loop {
+                let (o, i, k) = (
+                    format!("{v}{pad}1"),
+                    format!("{v}{pad}0"),
+                    format!("{v}{pad}k"),
+                );
+                if !taken.contains(&o) && !taken.contains(&i) && !taken.contains(&k) {
+                    break (o, i, k);
                 }
                 pad.push('_');
             };
             taken.insert(outer.clone());
             taken.insert(inner.clone());
+            taken.insert(key.clone());
+            keys.insert(v.clone(), key);
             by_var.insert(v, (outer, inner));
         }
-        Tiles { by_var }
+        Tiles { by_var, keys }
     }
 
     /// Tile names for the ranks of `cascade`, avoiding every name it declares; a rank the
@@ -342,6 +357,11 @@ impl Tiles {
                     r.name.to_lowercase(),
                     (cascade.var_name(outer), cascade.var_name(inner)),
                 );
+                if let Some(second) = cascade.second_variable(inner) {
+                    tiles
+                        .keys
+                        .insert(r.name.to_lowercase(), cascade.var_name(second));
+                }
             }
         }
         tiles
@@ -359,6 +379,20 @@ impl Tiles {
         self.by_var
             .get(m)
             .map_or_else(|| inner_name(m), |(_, i)| i.clone())
+    }
+
+    /// The second variable over the inner tile of rank variable `m` (`n0` beside `m0`).
+    pub fn key(&self, m: &str) -> String {
+        self.keys.get(m).cloned().unwrap_or_else(|| format!("{m}k"))
+    }
+
+    /// The rank variable whose key variable (see [`Tiles::key`]) `var` is.
+    pub fn key_parent_of(&self, var: &str) -> Option<String> {
+        if let Some((m, _)) = self.keys.iter().find(|(_, k)| *k == var) {
+            return Some(m.clone());
+        }
+        let parent = var.strip_suffix('k')?;
+        (self.keys.is_empty() && !parent.is_empty()).then(|| parent.to_string())
     }
 
     /// The rank variable whose tile variable `var` is, and whether it is the outer one.
@@ -416,10 +450,12 @@ fn node_total(egraph: &CxGraph, enode: &Cx) -> bool {
         | Cx::Name(_)
         | Cx::Outer(_)
         | Cx::Inner(_)
+        | Cx::Key(_)
+        | Cx::Tri(_)
         | Cx::Mask(_) => false,
         // A reduction over a non-empty rank of a total body; a split or unary op of one.
         Cx::Sum([_, x]) | Cx::RMax([_, x]) | Cx::RMin([_, x]) | Cx::RProd([_, x]) => total(x),
-        Cx::Split([_, x]) | Cx::Join([_, x]) => total(x),
+        Cx::Split([_, x]) | Cx::SplitKey([_, x]) | Cx::Join([_, x]) => total(x),
         other => other.children().iter().all(total),
     }
 }
@@ -468,6 +504,27 @@ pub fn node_facts(egraph: &CxGraph, enode: &Cx) -> Facts {
                 name: true,
                 total: false,
             },
+            Cx::Key(m) => Facts {
+                rank: Some(egraph.analysis.tiles.key(&rank_of(m))),
+                vars: BTreeSet::new(),
+                state: false,
+                name: true,
+                total: false,
+            },
+            Cx::Tri(m) => {
+                let tiles = &egraph.analysis.tiles;
+                let m = rank_of(m);
+                value(BTreeSet::from([tiles.inner(&m), tiles.key(&m)]), false)
+            }
+            Cx::SplitKey([m, x]) => {
+                let (mut vars, state) = union(&[*x]);
+                let m = rank_of(m);
+                if vars.remove(&m) {
+                    vars.insert(egraph.analysis.tiles.outer(&m));
+                    vars.insert(egraph.analysis.tiles.key(&m));
+                }
+                value(vars, state)
+            }
             Cx::Lit(_) => value(BTreeSet::new(), false),
             Cx::Mask(k) => {
                 let vars = egraph
@@ -608,6 +665,7 @@ pub fn binder(node: &Cx) -> Option<Id> {
         | Cx::RMin([r, _])
         | Cx::RProd([r, _])
         | Cx::Split([r, _])
+        | Cx::SplitKey([r, _])
         | Cx::Fold([r, _, _])
         | Cx::Scan([r, _, _])
         | Cx::ScanPrev([r, _, _]) => Some(*r),

@@ -18,9 +18,9 @@
 //!
 //! What still cannot be lifted is refused as [`RewriteError::Unsupported`], naming the Einsum
 //! and what to write instead: several outputs, two states whose updates read each other, a
-//! stop condition other than `r >= R`, nested splits, a split's second inner variable
-//! (`split M -> M1 M0 N0`, which the language has no node for), and index arithmetic other than
-//! plain variables, a split's `o*I+i` and a state's `r`, `r+1`, `R` and `0`.
+//! stop condition other than `r >= R`, nested splits, and index arithmetic other than
+//! plain variables, a split's `o*I+i` (or `o*I+n` with its second variable `n`, as
+//! `(split-key …)`) and a state's `r`, `r+1`, `R` and `0`.
 //!
 //! Nothing here recurses with the size of the cascade: tensors are lifted in dependency order
 //! from an explicit work stack, expressions in arena order (children first), and renaming walks
@@ -275,20 +275,6 @@ impl<'a> Lifter<'a> {
                 ));
             }
         }
-        if let Some((second, user)) = c.second_variable_use() {
-            let inner = c
-                .rank(second)
-                .range_of
-                .map_or(String::new(), |i| c.rank(i).name.clone());
-            return Err(l.refuse(
-                user,
-                format!(
-                    "the second variable {} over {inner} of a split (a chunk's keys beside its queries)",
-                    c.var_name(second)
-                ),
-                "give the rewriter the running-state form (a state over the rank updated once per element), which it reads",
-            ));
-        }
         // `verify` has rejected ambiguous loop phases; one iterative rank is what is left.
         let iterative = c.iterative_ranks();
         if iterative.len() > 1 {
@@ -475,6 +461,7 @@ impl<'a> Lifter<'a> {
             Cx::Name(s) => s.as_str().to_string(),
             Cx::Outer(m) => self.tiles.outer(&self.var_of(*m)),
             Cx::Inner(m) => self.tiles.inner(&self.var_of(*m)),
+            Cx::Key(m) => self.tiles.key(&self.var_of(*m)),
             _ => String::new(),
         }
     }
@@ -483,7 +470,7 @@ impl<'a> Lifter<'a> {
     fn node_vars(&self, node: &Cx) -> BTreeSet<String> {
         let fv = |id: &Id| self.fv[usize::from(*id)].clone();
         match node {
-            Cx::Name(_) | Cx::Outer(_) | Cx::Inner(_) | Cx::Lit(_) => BTreeSet::new(),
+            Cx::Name(_) | Cx::Outer(_) | Cx::Inner(_) | Cx::Key(_) | Cx::Lit(_) => BTreeSet::new(),
             Cx::Mask(Mask(k)) => {
                 let mut ranks = Vec::new();
                 for cond in &self.b.masks[*k as usize] {
@@ -498,12 +485,15 @@ impl<'a> Lifter<'a> {
                 v.remove(&self.var_of(*r));
                 v
             }
-            Cx::Split([m, x]) => {
+            Cx::Split([m, x]) | Cx::SplitKey([m, x]) => {
                 let mut v = fv(x);
                 let m = self.var_of(*m);
                 if v.remove(&m) {
                     v.insert(self.tiles.outer(&m));
-                    v.insert(self.tiles.inner(&m));
+                    v.insert(match node {
+                        Cx::Split(_) => self.tiles.inner(&m),
+                        _ => self.tiles.key(&m),
+                    });
                 }
                 v
             }
@@ -660,11 +650,11 @@ impl<'a> Lifter<'a> {
             match idx {
                 IndexExpr::Var(v) => vars.push(Some(c.var_name(*v))),
                 _ => match self.split_parent(idx) {
-                    Some(p) => {
+                    Some((p, false)) => {
                         vars.push(Some(c.var_name(p)));
                         joins.push(p);
                     }
-                    None => {
+                    _ => {
                         return Err(self.refuse(
                             Some(id),
                             format!("the output index `{}`", dsl::print_index(c, idx)),
@@ -716,11 +706,31 @@ impl<'a> Lifter<'a> {
         Ok(Def { term, vars })
     }
 
-    /// The parent of a split whose index `idx` is (`m1*M0+m0` gives `M`).
-    fn split_parent(&self, idx: &IndexExpr) -> Option<RankId> {
+    /// The parent of a split whose index `idx` is (`m1*M0+m0` gives `M`), and whether the
+    /// index uses the split's second variable (`m1*M0+n0`).
+    fn split_parent(&self, idx: &IndexExpr) -> Option<(RankId, bool)> {
         self.c.ranks.iter().enumerate().find_map(|(i, r)| {
             let (o, inner) = r.split?;
-            (*idx == IndexExpr::tiled(o, inner)).then_some(RankId(i as u32))
+            let p = RankId(i as u32);
+            if *idx == IndexExpr::tiled(o, inner) {
+                return Some((p, false));
+            }
+            let second = self.c.second_variable(inner)?;
+            let mut keyed = IndexExpr::tiled(o, inner);
+            if let IndexExpr::Add(_, last) = &mut keyed {
+                **last = IndexExpr::Var(second);
+            }
+            (*idx == keyed).then_some((p, true))
+        })
+    }
+
+    /// `(split m term)`, or `(split-key m term)` for a split read at its second variable.
+    fn split_term(&mut self, p: RankId, key: bool, term: Id) -> Id {
+        let m = self.name(&self.c.var_name(p));
+        self.add(if key {
+            Cx::SplitKey([m, term])
+        } else {
+            Cx::Split([m, term])
         })
     }
 
@@ -793,7 +803,7 @@ impl<'a> Lifter<'a> {
                         _ => match self.split_parent(idx) {
                             Some(p) if split.is_none() => {
                                 split = Some(p);
-                                vars.push(c.var_name(p));
+                                vars.push(c.var_name(p.0));
                             }
                             _ => return Err(self.bad_index(a, reader)),
                         },
@@ -811,9 +821,8 @@ impl<'a> Lifter<'a> {
                     children.push(self.name(v));
                 }
                 let mut term = self.add(Cx::At(children.into_boxed_slice()));
-                if let Some(p) = split {
-                    let m = self.name(&c.var_name(p));
-                    term = self.add(Cx::Split([m, term]));
+                if let Some((p, key)) = split {
+                    term = self.split_term(p, key, term);
                 }
                 term
             }
@@ -926,7 +935,7 @@ impl<'a> Lifter<'a> {
     fn remap(&mut self, def: &Def, a: &Access, reader: EinsumId) -> Result<Id, RewriteError> {
         let c = self.c;
         let mut map: BTreeMap<String, String> = BTreeMap::new();
-        let mut split: Option<RankId> = None;
+        let mut split: Option<(RankId, bool)> = None;
         for (d, idx) in a.indices.iter().enumerate() {
             let Some(Some(dv)) = def.vars.get(d) else {
                 continue;
@@ -936,7 +945,7 @@ impl<'a> Lifter<'a> {
                 _ => match self.split_parent(idx) {
                     Some(p) if split.is_none() => {
                         split = Some(p);
-                        c.var_name(p)
+                        c.var_name(p.0)
                     }
                     _ => return Err(self.bad_index(a, reader)),
                 },
@@ -964,19 +973,19 @@ impl<'a> Lifter<'a> {
                 "read it with ranks its definition does not reduce",
             )
         })?;
-        let Some(p) = split else {
+        let Some((p, key)) = split else {
             return Ok(term);
         };
         let pv = c.var_name(p);
         // A split read of a joined write is the value itself.
         if let Cx::Join([h, x]) = self.b.expr[term].clone()
+            && !key
             && self.var_of(h) == pv
             && !self.fv[usize::from(x)].contains(&pv)
         {
             return Ok(x);
         }
-        let m = self.name(&pv);
-        Ok(self.add(Cx::Split([m, term])))
+        Ok(self.split_term(p, key, term))
     }
 
     /// `term` with free index variables renamed by `map`, walking with an explicit stack;
@@ -1010,7 +1019,8 @@ impl<'a> Lifter<'a> {
                 Some(m.iter().filter(|(k, _)| *k != v).cloned().collect())
             };
             match &node {
-                Cx::At(_) | Cx::Name(_) | Cx::Outer(_) | Cx::Inner(_) | Cx::Lit(_) => {}
+                Cx::At(_) | Cx::Name(_) | Cx::Outer(_) | Cx::Inner(_) | Cx::Key(_) | Cx::Lit(_) => {
+                }
                 Cx::Mask(_) => {}
                 Cx::State(_) => return None,
                 Cx::Sum([r, x]) | Cx::RMax([r, x]) | Cx::RMin([r, x]) | Cx::RProd([r, x]) => {
@@ -1026,9 +1036,12 @@ impl<'a> Lifter<'a> {
                     kids.push((*a, restrict(&self.fv[usize::from(*a)], &inner)));
                     kids.push((*s, restrict(&self.fv[usize::from(*s)], &inner)));
                 }
-                Cx::Split([v, x]) => {
+                Cx::Split([v, x]) | Cx::SplitKey([v, x]) => {
                     let mv = self.var_of(*v);
-                    let (o, i) = (self.tiles.outer(&mv), self.tiles.inner(&mv));
+                    let (o, i) = match node {
+                        Cx::Split(_) => (self.tiles.outer(&mv), self.tiles.inner(&mv)),
+                        _ => (self.tiles.outer(&mv), self.tiles.key(&mv)),
+                    };
                     if m.iter()
                         .any(|(k, to)| *k == o || *k == i || *to == o || *to == i)
                     {

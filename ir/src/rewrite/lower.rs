@@ -78,7 +78,15 @@ enum At {
     Final,
 }
 
-type Key = (usize, Option<String>, Option<usize>);
+type Key = (usize, Option<Env>, Option<usize>);
+
+/// The split a sub-term is lowered under: `var := var1·VAR0 + var0`, or with `key` the
+/// split's second variable in place of `var0` (`(split-key m x)`: `m := m1·M0 + n0`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Env {
+    var: String,
+    key: bool,
+}
 
 struct Lower<'a> {
     expr: &'a RecExpr<Cx>,
@@ -95,8 +103,8 @@ struct Lower<'a> {
     score: Vec<bool>,
     memo: HashMap<Key, Val>,
     folds: Vec<Fold>,
-    fold_keys: HashMap<(usize, usize, usize, Option<String>), usize>,
-    split_inputs: HashMap<(usize, String), Val>,
+    fold_keys: HashMap<(usize, usize, usize, Option<Env>), usize>,
+    split_inputs: HashMap<(usize, String, bool), Val>,
     /// Tensors written at a split index by a join: the parent rank of the split.
     joined: HashMap<TensorId, RankId>,
     used: HashSet<String>,
@@ -130,6 +138,21 @@ impl<'a> Lower<'a> {
                 Cx::Name(s) => (Some(s.as_str().to_string()), BTreeSet::new(), false),
                 Cx::Outer(m) => (Some(sig.tiles.outer(&rn(m))), BTreeSet::new(), false),
                 Cx::Inner(m) => (Some(sig.tiles.inner(&rn(m))), BTreeSet::new(), false),
+                Cx::Key(m) => (Some(sig.tiles.key(&rn(m))), BTreeSet::new(), false),
+                Cx::Tri(m) => {
+                    let m = rn(m);
+                    let v = BTreeSet::from([sig.tiles.inner(&m), sig.tiles.key(&m)]);
+                    (None, v, false)
+                }
+                Cx::SplitKey([m, x]) => {
+                    let (mut v, s) = un(&[*x]);
+                    let m = rn(m);
+                    if v.remove(&m) {
+                        v.insert(sig.tiles.outer(&m));
+                        v.insert(sig.tiles.key(&m));
+                    }
+                    (None, v, s)
+                }
                 Cx::Lit(_) => (None, BTreeSet::new(), false),
                 Cx::Mask(k) => (
                     None,
@@ -189,7 +212,9 @@ impl<'a> Lower<'a> {
                     ch.iter().for_each(|c| score[usize::from(*c)] = true)
                 }
                 Cx::RMax([_, x]) => score[usize::from(*x)] = true,
-                Cx::Split([_, x]) | Cx::Where([_, x]) if score[i] => score[usize::from(*x)] = true,
+                Cx::Split([_, x]) | Cx::SplitKey([_, x]) | Cx::Where([_, x]) if score[i] => {
+                    score[usize::from(*x)] = true
+                }
                 _ if score[i] && is_map(node) => node
                     .children()
                     .iter()
@@ -216,6 +241,11 @@ impl<'a> Lower<'a> {
                 position(&ranks, inner),
             ) {
                 ranks[p].split = Some((RankId(o as u32), RankId(i as u32)));
+                // Its second variable (`N0` over `M0`), if the cascade declares one.
+                let key = sig.tiles.key(&parent.to_lowercase()).to_uppercase();
+                if let Some(k) = position(&ranks, &key) {
+                    ranks[k].range_of = Some(RankId(i as u32));
+                }
             }
         }
         let tensors: Vec<Tensor> = Vec::new();
@@ -256,6 +286,8 @@ impl<'a> Lower<'a> {
             l.used.insert(sig.tiles.inner(&v).to_uppercase());
             l.used.insert(sig.tiles.outer(&v));
             l.used.insert(sig.tiles.inner(&v));
+            l.used.insert(sig.tiles.key(&v).to_uppercase());
+            l.used.insert(sig.tiles.key(&v));
             l.used.insert(v);
             l.used.insert(name.clone());
         }
@@ -312,9 +344,64 @@ impl<'a> Lower<'a> {
             self.ensure_split(RankId(p as u32))?;
             return self.rank_of_var(var);
         }
+        // The second variable `n0` of a split of a declared rank `M`.
+        if let Some(parent) = self.sig.tiles.key_parent_of(var)
+            && let Some(p) = self
+                .cascade
+                .ranks
+                .iter()
+                .position(|r| r.name.to_lowercase() == parent)
+        {
+            return self.ensure_key(RankId(p as u32));
+        }
         Err(self.err(format!(
             "the index variable {var}, which names no declared rank"
         )))
+    }
+
+    /// The inner variable of a split environment: `m0`, or the second variable `n0`.
+    fn env_inner(&self, e: &Env) -> String {
+        if e.key {
+            self.sig.tiles.key(&e.var)
+        } else {
+            self.sig.tiles.inner(&e.var)
+        }
+    }
+
+    /// The index a split environment substitutes for `parent`: `m1*M0+m0`, or `m1*M0+n0`.
+    fn env_index(&mut self, parent: RankId, e: &Env) -> Result<IndexExpr, RewriteError> {
+        let (outer, inner) = self.ensure_split(parent)?;
+        let mut idx = tiled_index(outer, inner);
+        if e.key
+            && let IndexExpr::Add(_, last) = &mut idx
+        {
+            **last = IndexExpr::Var(self.ensure_key(parent)?);
+        }
+        Ok(idx)
+    }
+
+    /// The second variable over the inner rank of `parent`'s split (`N0` beside `M0`),
+    /// declared on first use with the inner rank's range.
+    fn ensure_key(&mut self, parent: RankId) -> Result<RankId, RewriteError> {
+        let (_, inner) = self.ensure_split(parent)?;
+        if let Some(k) = self.cascade.second_variable(inner) {
+            return Ok(k);
+        }
+        let v = self.cascade.ranks[parent.index()].name.to_lowercase();
+        let name = self.sig.tiles.key(&v).to_uppercase();
+        if let Some(p) = self.cascade.ranks.iter().position(|r| r.name == name) {
+            // Declared by the input cascade (`split M -> M1 M0 N0`).
+            self.cascade.ranks[p].range_of = Some(inner);
+            return Ok(RankId(p as u32));
+        }
+        let id = RankId(self.cascade.ranks.len() as u32);
+        self.cascade.ranks.push(Rank {
+            name,
+            split: None,
+            range_of: Some(inner),
+            is_param: false,
+        });
+        Ok(id)
     }
 
     fn ensure_split(&mut self, parent: RankId) -> Result<(RankId, RankId), RewriteError> {
@@ -358,6 +445,11 @@ impl<'a> Lower<'a> {
                 if self.cascade.ranks[b.index()].name.to_lowercase() == var {
                     return (i, 2);
                 }
+                if let Some(k) = self.cascade.second_variable(b)
+                    && self.cascade.ranks[k.index()].name.to_lowercase() == var
+                {
+                    return (i, 3);
+                }
             }
         }
         (pos(var).unwrap_or(usize::MAX), 0)
@@ -383,14 +475,14 @@ impl<'a> Lower<'a> {
     fn dims(
         &mut self,
         vars: &BTreeSet<String>,
-        env: &Option<String>,
+        env: &Option<Env>,
     ) -> Result<Vec<String>, RewriteError> {
         let mut out: BTreeSet<String> = vars.clone();
-        if let Some(m) = env
-            && out.remove(m)
+        if let Some(e) = env
+            && out.remove(&e.var)
         {
-            out.insert(self.sig.tiles.outer(m));
-            out.insert(self.sig.tiles.inner(m));
+            out.insert(self.sig.tiles.outer(&e.var));
+            out.insert(self.env_inner(e));
         }
         self.sorted(out)
     }
@@ -400,7 +492,7 @@ impl<'a> Lower<'a> {
     fn node_dims(
         &mut self,
         i: usize,
-        env: &Option<String>,
+        env: &Option<Env>,
         ctx: Option<usize>,
     ) -> Result<Vec<String>, RewriteError> {
         let vars = self.fv[i].clone();
@@ -467,7 +559,7 @@ impl<'a> Lower<'a> {
     fn einsum(
         &mut self,
         id: Id,
-        env: &Option<String>,
+        env: &Option<Env>,
         prefix: &str,
         dims: Vec<String>,
         reduction: Option<Reduction>,
@@ -504,7 +596,7 @@ impl<'a> Lower<'a> {
     fn operand(
         &mut self,
         id: Id,
-        env: &Option<String>,
+        env: &Option<Env>,
         ctx: Option<usize>,
     ) -> Result<ExprId, RewriteError> {
         let val = self.lower(id, env.clone(), ctx)?;
@@ -515,7 +607,7 @@ impl<'a> Lower<'a> {
     fn map_expr(
         &mut self,
         id: Id,
-        env: &Option<String>,
+        env: &Option<Env>,
         ctx: Option<usize>,
     ) -> Result<ExprId, RewriteError> {
         let node = self.expr[id].clone();
@@ -540,11 +632,11 @@ impl<'a> Lower<'a> {
 
     /// The memo key of node `id` lowered under `env` and `ctx`: the split and the fold state
     /// matter only where the node reads them.
-    fn key(&self, id: Id, env: Option<String>, ctx: Option<usize>) -> Key {
+    fn key(&self, id: Id, env: Option<Env>, ctx: Option<usize>) -> Key {
         let i = usize::from(id);
         (
             i,
-            env.filter(|m| self.fv[i].contains(m)),
+            env.filter(|e| self.fv[i].contains(&e.var)),
             ctx.filter(|_| self.state[i]),
         )
     }
@@ -579,11 +671,11 @@ impl<'a> Lower<'a> {
     fn sub_keys(
         &mut self,
         id: Id,
-        env: &Option<String>,
+        env: &Option<Env>,
         ctx: Option<usize>,
     ) -> Result<Vec<Key>, RewriteError> {
         let node = self.expr[id].clone();
-        let operands = |l: &Self, x: Id, env: &Option<String>, ctx: Option<usize>| -> Vec<Key> {
+        let operands = |l: &Self, x: Id, env: &Option<Env>, ctx: Option<usize>| -> Vec<Key> {
             l.expr[x]
                 .children()
                 .iter()
@@ -597,10 +689,13 @@ impl<'a> Lower<'a> {
             | Cx::Name(_)
             | Cx::Outer(_)
             | Cx::Inner(_)
+            | Cx::Key(_)
+            | Cx::Tri(_)
             | Cx::State(_) => Vec::new(),
-            Cx::Split([m, x]) => {
-                let m = self.rank_name[usize::from(*m)].clone().unwrap_or_default();
-                vec![self.key(*x, Some(m), ctx)]
+            Cx::Split([m, x]) | Cx::SplitKey([m, x]) => {
+                let var = self.rank_name[usize::from(*m)].clone().unwrap_or_default();
+                let key = matches!(node, Cx::SplitKey(_));
+                vec![self.key(*x, Some(Env { var, key }), ctx)]
             }
             Cx::Fold([v, a, b]) | Cx::Scan([v, a, b]) | Cx::ScanPrev([v, a, b]) => {
                 let hint = self.names.get(usize::from(id)).cloned().flatten();
@@ -638,12 +733,7 @@ impl<'a> Lower<'a> {
         })
     }
 
-    fn lower(
-        &mut self,
-        id: Id,
-        env: Option<String>,
-        ctx: Option<usize>,
-    ) -> Result<Val, RewriteError> {
+    fn lower(&mut self, id: Id, env: Option<Env>, ctx: Option<usize>) -> Result<Val, RewriteError> {
         let key = self.key(id, env, ctx);
         let (i, env, ctx) = key.clone();
         if let Some(v) = self.memo.get(&key) {
@@ -652,11 +742,12 @@ impl<'a> Lower<'a> {
         let node = self.expr[id].clone();
         // `(split m x)` substitutes `m1·M0+m0` for `m` in `x`; a binder of `m1` or `m0` inside
         // `x` that encloses a use of `m` would capture it, and ranks cannot be renamed.
-        if let (Some(m), Some(r)) = (&env, binder(&node)) {
+        if let (Some(e), Some(r)) = (&env, binder(&node)) {
             let bound = self.rank_name[usize::from(r)].clone().unwrap_or_default();
-            if bound == self.sig.tiles.outer(m) || bound == self.sig.tiles.inner(m) {
+            if bound == self.sig.tiles.outer(&e.var) || bound == self.env_inner(e) {
                 return Err(RewriteError::Internal(format!(
-                    "{bound} is bound inside the split of {m}, where it would be captured"
+                    "{bound} is bound inside the split of {}, where it would be captured",
+                    e.var
                 )));
             }
         }
@@ -673,14 +764,18 @@ impl<'a> Lower<'a> {
                 }
             }),
             Cx::At(children) => self.access(children, &env)?,
-            Cx::Split([m, x]) => {
+            Cx::Split([m, x]) | Cx::SplitKey([m, x]) => {
                 if env.is_some() {
                     return Err(self.err("a split nested in another split"));
                 }
-                let m = self.rank_name[usize::from(*m)].clone().unwrap_or_default();
-                let parent = self.rank_of_var(&m)?;
+                let var = self.rank_name[usize::from(*m)].clone().unwrap_or_default();
+                let key = matches!(node, Cx::SplitKey(_));
+                let parent = self.rank_of_var(&var)?;
                 self.ensure_split(parent)?;
-                self.lower(*x, Some(m), ctx)?
+                if key {
+                    self.ensure_key(parent)?;
+                }
+                self.lower(*x, Some(Env { var, key }), ctx)?
             }
             Cx::State(_) => {
                 let Some(f) = ctx else {
@@ -709,8 +804,8 @@ impl<'a> Lower<'a> {
                 self.reduction(id, &node, *r, *x, &env, ctx)?
             }
             Cx::Where([c, x]) => self.filtered(*c, *x, &env, ctx)?,
-            Cx::Mask(_) => return Err(self.err("a filter condition used as a value")),
-            Cx::Name(_) | Cx::Outer(_) | Cx::Inner(_) => {
+            Cx::Mask(_) | Cx::Tri(_) => return Err(self.err("a filter condition used as a value")),
+            Cx::Name(_) | Cx::Outer(_) | Cx::Inner(_) | Cx::Key(_) => {
                 return Err(self.err("a rank variable used as a value"));
             }
             _ => {
@@ -729,11 +824,11 @@ impl<'a> Lower<'a> {
         id: Id,
         h: Id,
         x: Id,
-        env: &Option<String>,
+        env: &Option<Env>,
         ctx: Option<usize>,
     ) -> Result<Val, RewriteError> {
         let hv = self.rank_name[usize::from(h)].clone().unwrap_or_default();
-        if env.as_deref() == Some(hv.as_str()) {
+        if env.as_ref().is_some_and(|e| e.var == hv) {
             return Err(self.err("a join inside a split of the same rank"));
         }
         let parent = self.rank_of_var(&hv)?;
@@ -789,7 +884,7 @@ impl<'a> Lower<'a> {
         node: &Cx,
         r: Id,
         x: Id,
-        env: &Option<String>,
+        env: &Option<Env>,
         ctx: Option<usize>,
     ) -> Result<Val, RewriteError> {
         self.scaled_reduction(id, node, r, x, None, env, ctx)
@@ -804,7 +899,7 @@ impl<'a> Lower<'a> {
         r: Id,
         x: Id,
         scale: Option<Id>,
-        env: &Option<String>,
+        env: &Option<Env>,
         ctx: Option<usize>,
     ) -> Result<Val, RewriteError> {
         let op = match node {
@@ -858,20 +953,31 @@ impl<'a> Lower<'a> {
         &mut self,
         c: Id,
         x: Id,
-        env: &Option<String>,
+        env: &Option<Env>,
         ctx: Option<usize>,
     ) -> Result<Val, RewriteError> {
-        let Cx::Mask(Mask(k)) = self.expr[c] else {
-            return Err(self.err("a filter whose condition is not a mask"));
+        let mut conds = match self.expr[c] {
+            Cx::Mask(Mask(k)) => self.sig.masks.get(k as usize).cloned().unwrap_or_default(),
+            // `n0 <= m0` within a chunk of rank variable `m`.
+            Cx::Tri(m) => {
+                let m = self.rank_name[usize::from(m)].clone().unwrap_or_default();
+                let parent = self.rank_of_var(&m)?;
+                let (_, inner) = self.ensure_split(parent)?;
+                let key = self.ensure_key(parent)?;
+                vec![Compare {
+                    lhs: IndexExpr::Var(key),
+                    op: CompareOp::Le,
+                    rhs: IndexExpr::Var(inner),
+                }]
+            }
+            _ => return Err(self.err("a filter whose condition is not a mask")),
         };
         let Val::Access(t, idx, mut filters) = self.lower(x, env.clone(), ctx)? else {
             return Err(self.err("a filter on a constant"));
         };
-        let mut conds = self.sig.masks.get(k as usize).cloned().unwrap_or_default();
-        if let Some(m) = env {
-            let parent = self.rank_of_var(m)?;
-            let (outer, inner) = self.ensure_split(parent)?;
-            let tiled = tiled_index(outer, inner);
+        if let Some(e) = env {
+            let parent = self.rank_of_var(&e.var)?;
+            let tiled = self.env_index(parent, e)?;
             for c in &mut conds {
                 c.lhs = substitute(&c.lhs, parent, &tiled);
                 c.rhs = substitute(&c.rhs, parent, &tiled);
@@ -904,7 +1010,7 @@ impl<'a> Lower<'a> {
         Ok(Val::Access(t, idx, filters))
     }
 
-    fn access(&mut self, children: &[Id], env: &Option<String>) -> Result<Val, RewriteError> {
+    fn access(&mut self, children: &[Id], env: &Option<Env>) -> Result<Val, RewriteError> {
         let tname = self.rank_name[usize::from(children[0])]
             .clone()
             .unwrap_or_default();
@@ -924,23 +1030,24 @@ impl<'a> Lower<'a> {
         for v in &vars {
             indices.push(self.var_index(v)?);
         }
-        let Some(m) = env else {
+        let Some(e) = env else {
             return Ok(Val::Access(TensorId(t as u32), indices, Vec::new()));
         };
-        let key = (t, m.clone());
+        let m = &e.var;
+        let key = (t, m.clone(), e.key);
         if let Some(v) = self.split_inputs.get(&key) {
             return Ok(v.clone());
         }
         // BK[e,m1,m0] = K[e, m1*M0+m0] in the init section.
         let parent = self.rank_of_var(m)?;
-        let (outer, inner) = self.ensure_split(parent)?;
+        let tiled = self.env_index(parent, e)?;
         let mut src = Vec::new();
         let mut out_dims = Vec::new();
         for v in &vars {
             if v == m {
-                src.push(IndexExpr::tiled(outer, inner));
+                src.push(tiled.clone());
                 out_dims.push(self.sig.tiles.outer(m));
-                out_dims.push(self.sig.tiles.inner(m));
+                out_dims.push(self.env_inner(e));
             } else {
                 src.push(self.var_index(v)?);
                 out_dims.push(v.clone());
@@ -979,7 +1086,7 @@ impl<'a> Lower<'a> {
         v: Id,
         init: Id,
         step: Id,
-        env: &Option<String>,
+        env: &Option<Env>,
         hint: Option<String>,
     ) -> Result<usize, RewriteError> {
         let f = self.fold_alloc(v, init, step, env, hint)?;
@@ -1014,7 +1121,7 @@ impl<'a> Lower<'a> {
         v: Id,
         init: Id,
         step: Id,
-        env: &Option<String>,
+        env: &Option<Env>,
         hint: Option<String>,
     ) -> Result<usize, RewriteError> {
         let key = (

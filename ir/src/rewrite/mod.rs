@@ -422,6 +422,16 @@ impl Sizes {
                     changed = true;
                 }
             }
+            // A split's second variable (`N0`) has its inner part's size, always.
+            for (k, r) in cascade.ranks.iter().enumerate() {
+                if let Some(i) = r.range_of
+                    && sizes[k] != sizes[i.index()]
+                    && sizes[i.index()].is_some()
+                {
+                    sizes[k] = sizes[i.index()];
+                    changed = true;
+                }
+            }
             if !changed {
                 break;
             }
@@ -440,6 +450,7 @@ impl Sizes {
                     .entry(tiles.outer(&v))
                     .or_insert((n as f64 / tile as f64).ceil());
                 by_var.entry(tiles.inner(&v)).or_insert(tile as f64);
+                by_var.entry(tiles.key(&v)).or_insert(tile as f64);
             }
         }
         // Declared ranks last: a cascade's own split parts are its tiles.

@@ -50,13 +50,15 @@
 //! (division and multiplication past a reduction), [`exp`] (local maxima of exp-shifted
 //! sums), [`rescale`] (iterative rescaling: a reduction that needs a global ⊕ becomes a fold
 //! with a running ⊕ and a correction factor) and [`assoc`] (associativity of ×-reductions and
-//! distributivity of a contraction over `+`).
+//! distributivity of a contraction over `+`) and [`scan`] (a running sum as a state per chunk
+//! plus a causal product within each chunk).
 
 pub mod assoc;
 pub mod deferral;
 pub mod exp;
 pub mod reduction;
 pub mod rescale;
+pub mod scan;
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -77,7 +79,13 @@ pub struct RuleSets {
 
 /// Every table row of the enabled topics, in a fixed order.
 pub fn table(sets: RuleSets) -> Vec<Rule> {
-    let mut rules = [reduction::rules(), exp::rules(), assoc::rules()].concat();
+    let mut rules = [
+        reduction::rules(),
+        exp::rules(),
+        assoc::rules(),
+        scan::rules(),
+    ]
+    .concat();
     if sets.deferral {
         rules.extend(deferral::rules());
     }
@@ -99,7 +107,7 @@ pub enum Cond {
     Indep(&'static str, &'static str),
     /// The value bound to the first variable depends on the rank bound to the second.
     Dep(&'static str, &'static str),
-    /// The tile variables `(outer r)` and `(inner r)` of the rank `r` bound to the second
+    /// The tile variables `(outer r)`, `(inner r)` and `(key r)` of the rank `r` bound to the second
     /// variable are fresh for the value bound to the first: neither is free in it (and it reads
     /// no unbound fold state), so binding them around it captures nothing.
     Fresh(&'static str, &'static str),
@@ -135,7 +143,9 @@ impl egg::Condition<Cx, Scope> for Conds {
                 let m = rank(egraph, r);
                 let tiles = &egraph.analysis.tiles;
                 let x = facts(egraph, get(x));
-                x.independent_of(&tiles.outer(&m)) && x.independent_of(&tiles.inner(&m))
+                x.independent_of(&tiles.outer(&m))
+                    && x.independent_of(&tiles.inner(&m))
+                    && x.independent_of(&tiles.key(&m))
             }
             Cond::Splittable(r) => egraph.analysis.split.contains(&rank(egraph, r)),
             Cond::Foldable(r) => egraph.analysis.fold.contains(&rank(egraph, r)),
@@ -264,7 +274,10 @@ enum Binder {
     Rank(String),
     Outer(String),
     Inner(String),
+    Key(String),
     State(String),
+    /// Inside `(join h …)`: a split of `h` there substitutes the tiles back, binding nothing.
+    Joined(String),
 }
 
 /// The binders around each value occurrence of each pattern variable of `ast`.
@@ -279,6 +292,7 @@ fn binder_contexts(ast: &PatternAst<Cx>) -> Vec<(String, BTreeSet<Binder>)> {
         match &nodes[usize::from(id)] {
             ENodeOrVar::ENode(Cx::Outer(m)) => leaf(*m).map(Binder::Outer),
             ENodeOrVar::ENode(Cx::Inner(m)) => leaf(*m).map(Binder::Inner),
+            ENodeOrVar::ENode(Cx::Key(m)) => leaf(*m).map(Binder::Key),
             _ => leaf(id).map(Binder::Rank),
         }
     };
@@ -295,15 +309,37 @@ fn binder_contexts(ast: &PatternAst<Cx>) -> Vec<(String, BTreeSet<Binder>)> {
         let children = node.children();
         match node {
             // Names of ranks and tensors, not values.
-            Cx::Outer(_) | Cx::Inner(_) | Cx::State(_) | Cx::At(_) => {}
+            Cx::Outer(_) | Cx::Inner(_) | Cx::Key(_) | Cx::Tri(_) | Cx::State(_) | Cx::At(_) => {}
+            // `(join h x)` binds h's tiles in `x`, which a split of `h` inside substitutes for.
+            Cx::Join([h, x]) => {
+                let mut inner = scope.clone();
+                if let Some(Binder::Rank(r)) = name(*h) {
+                    inner.insert(Binder::Joined(r));
+                }
+                stack.push((*x, inner));
+            }
+            Cx::Split([m, x]) | Cx::SplitKey([m, x]) if matches!(name(*m), Some(Binder::Rank(r)) if scope.contains(&Binder::Joined(r.clone()))) =>
+            {
+                stack.push((*x, scope.clone()));
+            }
             Cx::Fold([i, init, step])
             | Cx::Scan([i, init, step])
             | Cx::ScanPrev([i, init, step]) => {
                 let mut inner = scope.clone();
-                inner.extend(name(*i));
+                // A scan's value at `i` is its step at `i` (the earlier steps are the state):
+                // the step's `i` is the scan's own index, not a bound copy; a fold binds it.
+                if matches!(node, Cx::Fold(_)) {
+                    inner.extend(name(*i));
+                }
                 stack.push((*init, inner.clone()));
-                if let Some(Binder::Rank(r)) = name(*i) {
-                    inner.insert(Binder::State(r));
+                match name(*i) {
+                    Some(Binder::Rank(r)) => {
+                        inner.insert(Binder::State(r));
+                    }
+                    Some(b) => {
+                        inner.insert(b);
+                    }
+                    None => {}
                 }
                 stack.push((*step, inner));
             }
@@ -324,7 +360,9 @@ fn binder_contexts(ast: &PatternAst<Cx>) -> Vec<(String, BTreeSet<Binder>)> {
 fn guarded(conds: &[Cond], x: &str, b: &Binder) -> bool {
     conds.iter().any(|c| match (*c, b) {
         (Cond::Indep(v, r), Binder::Rank(m) | Binder::State(m)) => v == x && r == m,
-        (Cond::Fresh(v, r), Binder::Outer(m) | Binder::Inner(m)) => v == x && r == m,
+        (Cond::Fresh(v, r), Binder::Outer(m) | Binder::Inner(m) | Binder::Key(m)) => {
+            v == x && r == m
+        }
         (Cond::Stateless(v), Binder::State(_)) => v == x,
         _ => false,
     })
@@ -343,7 +381,9 @@ pub fn missing_conditions(rule: &Rule) -> Vec<String> {
     let mut missing = Vec::new();
     for (x, right) in &rhs {
         for (_, left) in lhs.iter().filter(|(y, _)| y == x) {
-            let moved = right.symmetric_difference(left);
+            let moved = right
+                .symmetric_difference(left)
+                .filter(|b| !matches!(b, Binder::Joined(_)));
             for b in moved {
                 let what = format!("{x} crosses {b:?}");
                 if !guarded(&rule.conds, x, b) && !missing.contains(&what) {

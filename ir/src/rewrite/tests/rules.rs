@@ -119,6 +119,13 @@ fn bindings(rule: &str) -> Option<Vec<(&'static str, Bind)>> {
             ("?y", Input("Y", &["k", "p"], Positive)),
             ("?w", Input("W", &["k", "p"], Finite)),
         ],
+        "scan-chunk" => vec![
+            m,
+            ("?e", Rank("e")),
+            ("?q", Input("Q", &["e", "m"], Finite)),
+            ("?k", Input("K", &["e", "m"], Finite)),
+            ("?v", Input("V", &["f", "m"], Finite)),
+        ],
         _ => return None,
     })
 }
@@ -412,6 +419,61 @@ proptest! {
             }
         }
     }
+}
+
+/// `scan-chunk` chunks only a running sum with an absent initial state, read after its step by
+/// a query contraction, over a rank the caller lets it split: a constant initial state, a
+/// product update, a read of the state before the step and a value that reads the contracted
+/// rank are not prefix sums it can chunk, and stay as they are.
+#[test]
+fn scan_chunk_applies_only_to_running_sums() {
+    let chunk: Vec<_> = rules::table(ALL_RULES)
+        .into_iter()
+        .filter(|r| r.name == "scan-chunk")
+        .flat_map(|r| r.rewrites())
+        .collect();
+    assert!(!chunk.is_empty());
+    let chunks = |term: &str, split: &[&str]| {
+        let expr: egg::RecExpr<Cx> = term.parse().expect("term");
+        let scope = lang::Scope {
+            split: split.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let runner = egg::Runner::<Cx, lang::Scope>::new(scope)
+            .with_expr(&expr)
+            .run(&chunk);
+        runner
+            .egraph
+            .classes()
+            .any(|c| c.nodes.iter().any(|n| matches!(n, Cx::Join(_))))
+    };
+    let kv = "(* (at K e m) (at V f m))";
+    let read = |scan: &str| format!("(sum e (* (at Q e m) {scan}))");
+    assert!(chunks(
+        &read(&format!("(scan m 0 (+ (state m) {kv}))")),
+        &["m"]
+    ));
+    assert!(!chunks(
+        &read(&format!("(scan m 0 (+ (state m) {kv}))")),
+        &[]
+    ));
+    assert!(!chunks(
+        &read(&format!("(scan m 1 (+ (state m) {kv}))")),
+        &["m"]
+    ));
+    assert!(!chunks(
+        &read(&format!("(scan m 0 (* (state m) {kv}))")),
+        &["m"]
+    ));
+    assert!(!chunks(
+        &read(&format!("(scan-prev m 0 (+ (state m) {kv}))")),
+        &["m"]
+    ));
+    let ve = "(* (at K e m) (at V e m))";
+    assert!(!chunks(
+        &read(&format!("(scan m 0 (+ (state m) {ve}))")),
+        &["m"]
+    ));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,31 @@
+//! Chunked running states: a prefix sum over `m` is a running state over chunks `m1` plus a
+//! dense, causally masked sum within each chunk (Lightning Attention-2 from linear attention's
+//! recurrence).
+//!
+//! With `S[m+1] = S[m] + k[m]·v[m]` (`S[0]` absent) and `m = m1·M0 + m0`,
+//! `S[m1·M0+m0+1] = C[m1] + Σ_{n0 ≤ m0} k[m1·M0+n0]·v[m1·M0+n0]`, where `C[m1+1] = C[m1] +
+//! Σ_m0 k·v` is the exclusive prefix over chunks of the chunk totals. A query read
+//! `Σ_e q·S[m+1]` then distributes over the two terms, and the intra-chunk one reassociates:
+//! `Σ_e q[e,m0] Σ_{n0≤m0} k[e,n0]·v[n0] = Σ_{n0≤m0} (Σ_e q[e,m0]·k[e,n0])·v[n0]`, which is
+//! E·M0 + F·M0 per query instead of E·F. Only `+` updates with an absent initial state match
+//! (`(scan ?m 0 (+ (state ?m) …))`): a non-additive update, a constant initial state or a state
+//! read at another step is not a prefix sum and is left alone. Tested on finite values, with
+//! absent points (`+` merges with ∪, so an absent chunk's state is absent, as the prefix is).
+
+use super::Cond::{Fresh, Indep, Splittable, Stateless};
+use super::{Rule, rule};
+
+#[rustfmt::skip]
+pub fn rules() -> Vec<Rule> {
+    vec![
+        // Σ_e q·S[m+1], S[m+1] = S[m] + k·v  =  join_m (Σ_e q·C[m1] + Σ_{n0≤m0} (Σ_e q·k[n0])·v[n0]), C[m1+1] = C[m1] + Σ_m0 k·v
+        rule(
+            "scan-chunk",
+            "(sum ?e (* ?q (scan ?m 0 (+ (state ?m) (* ?k ?v)))))",
+            "(join ?m (+ (sum ?e (* (split ?m ?q) (scan-prev (outer ?m) 0 (+ (state (outer ?m)) (sum (inner ?m) (split ?m (* ?k ?v))))))) \
+                         (sum (key ?m) (* (where (tri ?m) (sum ?e (* (split ?m ?q) (split-key ?m ?k)))) (split-key ?m ?v)))))",
+            &[Splittable("?m"), Stateless("?q"), Stateless("?k"), Stateless("?v"), Indep("?v", "?e"),
+              Fresh("?q", "?m"), Fresh("?k", "?m"), Fresh("?v", "?m")],
+        ),
+    ]
+}
