@@ -840,6 +840,20 @@ fn cycles(c: &Cascade, errors: &mut Vec<VerifyError>) {
 }
 
 fn unused_ranks(c: &Cascade, errors: &mut Vec<VerifyError>) {
+    for (i, used) in used_ranks(c).into_iter().enumerate() {
+        if !used {
+            errors.push(VerifyError::UnusedRank {
+                rank: RankId(i as u32),
+                name: c.ranks[i].name.clone(),
+            });
+        }
+    }
+}
+
+/// Whether each declared rank is used: named by a tensor, an access, a reduction, a size
+/// constant or the stop condition, or the range of a used second variable, or the parent of
+/// a used split part.
+pub fn used_ranks(c: &Cascade) -> Vec<bool> {
     let mut named: Vec<RankId> = Vec::new();
     for t in &c.tensors {
         named.extend(&t.ranks);
@@ -884,14 +898,7 @@ fn unused_ranks(c: &Cascade, errors: &mut Vec<VerifyError>) {
             used[p] = true;
         }
     }
-    for (i, r) in c.ranks.iter().enumerate() {
-        if !used[i] {
-            errors.push(VerifyError::UnusedRank {
-                rank: RankId(i as u32),
-                name: r.name.clone(),
-            });
-        }
-    }
+    used
 }
 
 fn outputs(c: &Cascade, errors: &mut Vec<VerifyError>) {

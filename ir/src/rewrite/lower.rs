@@ -1316,7 +1316,41 @@ impl<'a> Lower<'a> {
         let mut einsums = std::mem::take(&mut self.init);
         einsums.append(&mut self.body);
         self.cascade.einsums = einsums;
+        drop_unused_splits(&mut self.cascade);
         Ok(self.cascade)
+    }
+}
+
+/// Drops a split the input declared whose parts the derived cascade no longer uses (the
+/// recurrence derived from a chunked cascade by `scan-chunk-rev` runs over `M` itself). Only
+/// trailing ranks are dropped, so no rank id changes; a split part declared before a used
+/// rank stays, and `verify` then names it.
+fn drop_unused_splits(c: &mut Cascade) {
+    let used = crate::verify::used_ranks(c);
+    let mut keep = c.ranks.len();
+    while keep > 0 && !used[keep - 1] {
+        let r = RankId(keep as u32 - 1);
+        // A part of a split both of whose parts are unused, or an unused second variable.
+        let part = c.ranks.iter().any(|p| {
+            p.split
+                .is_some_and(|(o, i)| (o == r || i == r) && !used[o.index()] && !used[i.index()])
+        });
+        if !part && c.ranks[r.index()].range_of.is_none() {
+            break;
+        }
+        keep -= 1;
+    }
+    if keep == c.ranks.len() {
+        return;
+    }
+    c.ranks.truncate(keep);
+    for r in &mut c.ranks {
+        if r.split.is_some_and(|(o, i)| o.index() >= keep || i.index() >= keep) {
+            r.split = None;
+        }
+        if r.range_of.is_some_and(|i| i.index() >= keep) {
+            r.range_of = None;
+        }
     }
 }
 

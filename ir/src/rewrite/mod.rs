@@ -232,7 +232,49 @@ fn saturate(lifted: &Lifted, config: &RewriteConfig) -> Runner<Cx, Scope> {
     if config.explain {
         runner = runner.with_explanations_enabled();
     }
-    runner.with_expr(&lifted.expr).run(&rules)
+    let mut runner = runner.with_expr(&lifted.expr);
+    canonical_tiles(&mut runner.egraph, &lifted.signature);
+    runner.run(&rules)
+}
+
+/// A cascade's own split tiles and causal chunk filter mean what the rules' canonical nodes
+/// mean: its `m1`, `m0` and second variable `n0` of `split M -> M1 M0 N0` are `(outer m)`,
+/// `(inner m)` and `(key m)`, and a filter `n0 <= m0` is `(tri m)`. Stated once, as e-graph
+/// equalities, so that a rule written over the canonical nodes (`scan-chunk-rev`) matches a
+/// cascade written in chunks; extraction picks either spelling, and both lower alike.
+fn canonical_tiles(egraph: &mut lang::CxGraph, sig: &Signature) {
+    let tiles = sig.tiles.clone();
+    let name = |egraph: &lang::CxGraph, s: &str| egraph.lookup(Cx::Name(s.into()));
+    for (parent, _, _) in &sig.splits {
+        let m = parent.to_lowercase();
+        let Some(m_id) = name(egraph, &m) else {
+            continue;
+        };
+        let canon = [
+            (tiles.outer(&m), Cx::Outer(m_id)),
+            (tiles.inner(&m), Cx::Inner(m_id)),
+            (tiles.key(&m), Cx::Key(m_id)),
+        ];
+        for (var, node) in canon {
+            if let Some(id) = name(egraph, &var) {
+                let c = egraph.add(node);
+                egraph.union_trusted(id, c, "cascade-tile");
+            }
+        }
+        let var_is = |e: &crate::ast::IndexExpr, v: &str| {
+            matches!(e, crate::ast::IndexExpr::Var(r)
+                if sig.ranks.get(r.index()).is_some_and(|(n, _)| n.to_lowercase() == v))
+        };
+        for (k, conds) in sig.masks.iter().enumerate() {
+            let tri = matches!(conds.as_slice(), [c] if c.op == crate::ast::CompareOp::Le
+                && var_is(&c.lhs, &tiles.key(&m)) && var_is(&c.rhs, &tiles.inner(&m)));
+            if let (true, Some(id)) = (tri, egraph.lookup(Cx::Mask(lang::Mask(k as u32)))) {
+                let c = egraph.add(Cx::Tri(m_id));
+                egraph.union_trusted(id, c, "cascade-tri");
+            }
+        }
+    }
+    egraph.rebuild();
 }
 
 /// An extracted term and a name for each of its nodes.

@@ -27,5 +27,14 @@ pub fn rules() -> Vec<Rule> {
             &[Splittable("?m"), Stateless("?q"), Stateless("?k"), Stateless("?v"), Indep("?v", "?e"),
               Fresh("?q", "?m"), Fresh("?k", "?m"), Fresh("?v", "?m")],
         ),
+        // join_m (Σ_e q·C[m1] + Σ_{n0} (Σ_e q·[n0≤m0]k[n0])·v[n0]), C[m1+1] = C[m1] + Σ_m0 k·v  =  Σ_e q·S[m+1], S[m+1] = S[m] + k·v
+        rule(
+            "scan-chunk-rev",
+            "(join ?m (+ (sum ?e (* (split ?m ?q) (scan-prev (outer ?m) 0 (+ (state (outer ?m)) (sum (inner ?m) (* (split ?m ?k) (split ?m ?v))))))) \
+                         (sum (key ?m) (* (sum ?e (* (split ?m ?q) (where (tri ?m) (split-key ?m ?k)))) (split-key ?m ?v)))))",
+            "(sum ?e (* ?q (scan ?m 0 (+ (state ?m) (* ?k ?v)))))",
+            &[Stateless("?q"), Stateless("?k"), Stateless("?v"), Indep("?v", "?e"),
+              Fresh("?q", "?m"), Fresh("?k", "?m"), Fresh("?v", "?m")],
+        ),
     ]
 }

@@ -119,7 +119,7 @@ fn bindings(rule: &str) -> Option<Vec<(&'static str, Bind)>> {
             ("?y", Input("Y", &["k", "p"], Positive)),
             ("?w", Input("W", &["k", "p"], Finite)),
         ],
-        "scan-chunk" => vec![
+        "scan-chunk" | "scan-chunk-rev" => vec![
             m,
             ("?e", Rank("e")),
             ("?q", Input("Q", &["e", "m"], Finite)),
