@@ -1587,3 +1587,67 @@ fn cli_rewrite_derives_chunked_causal_linear_attention_from_the_recurrence() {
     // The chunked form is accepted as input too, and rewrites to an equal cascade.
     run("linear_causal_chunked");
 }
+
+/// The way back: from chunked causal linear attention (Lightning Attention-2, written with the
+/// cascade's own `split M -> M1 M0 N0` and the causal filter `n0 <= m0`), `scan-chunk-rev`
+/// derives the recurrence, which the op objective prefers: E·F multiply-adds per step for the
+/// update and E·F for the query's read, against the chunked form's extra E·M0 + F·M0 per query.
+/// The result evaluates like the chunked input and like the hand-written recurrence
+/// `linear_causal_rnn` (interpreter, f64, 1e-9), runs one loop over M itself with no split
+/// left, and `--explain` names the rule.
+#[test]
+fn cli_rewrite_derives_the_recurrence_from_chunked_causal_linear_attention() {
+    let path = |f: &str| format!("{}/tests/data/zoo/{f}.cascade", env!("CARGO_MANIFEST_DIR"));
+    let parse = |f: &str| {
+        let text = std::fs::read_to_string(path(f)).expect("zoo file");
+        dsl::parse(&text, f).expect("parses").cascade
+    };
+    let file = path("linear_causal_chunked");
+    let args = [
+        "--format",
+        "json",
+        "rewrite",
+        file.as_str(),
+        "--objective",
+        "ops",
+        "--explain",
+    ];
+    let out = cascade(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let text = v["cascade"].as_str().expect("cascade text");
+    let result = dsl::check(text, "stdout").expect("verifies").cascade;
+    check::valid(&result).unwrap_or_else(|e| panic!("{e}"));
+    let chunked = parse("linear_causal_chunked");
+    check::equal(&chunked, &result, &trial()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    // The hand-written recurrence over M (a different M from the chunked file's shape line is
+    // fine: both are compared on the trial's own sizes).
+    let rnn = parse("linear_causal_rnn");
+    check::equal(&rnn, &result, &trial()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    // One loop, over M itself; the input's split is gone.
+    let loops: Vec<String> = result
+        .iterative_ranks()
+        .iter()
+        .map(|r| result.rank(*r).name.clone())
+        .collect();
+    assert_eq!(loops, ["M"], "{text}");
+    assert!(result.ranks.iter().all(|r| r.split.is_none()), "{text}");
+    assert!(!text.contains("<="), "a causal filter is left in\n{text}");
+    // Products after: E·F·M for the update and E·F·M for the query's read, at the default
+    // sizes (64 for E and F, 4096 for M).
+    let (e, f, m) = (64.0, 64.0, 4096.0);
+    let products = v["ops"]["after"]["mac"].as_f64().unwrap_or(0.0)
+        + v["ops"]["after"]["mul"].as_f64().unwrap_or(0.0);
+    assert_eq!(products, 2.0 * e * f * m, "{}", v["ops"]);
+    let rules: Vec<&str> = v["explanation"]
+        .as_array()
+        .expect("explanation")
+        .iter()
+        .filter_map(|s| s["rule"].as_str())
+        .collect();
+    assert!(rules.contains(&"scan-chunk-rev"), "{rules:?}");
+}

@@ -268,6 +268,10 @@ fn rewrite_stage(case: &Case, objective: &str) -> Outcome {
         return Outcome::Wrong(format!("the rewritten cascade is not valid: {e}"));
     }
     let mut spec = case.spec.clone();
+    // A split the rewriter took away (the chunked form's `M0` once `scan-chunk-rev` derives the
+    // recurrence) has no size in the derived cascade.
+    spec.sizes
+        .retain(|name, _| derived.rank_by_name(name).is_some());
     // A split's second variable (`N0`) always has its inner part's size: it is never given.
     for r in &derived.ranks {
         if r.name.ends_with('0') && r.range_of.is_none() && !spec.sizes.contains_key(&r.name) {

@@ -1345,7 +1345,9 @@ fn drop_unused_splits(c: &mut Cascade) {
     }
     c.ranks.truncate(keep);
     for r in &mut c.ranks {
-        if r.split.is_some_and(|(o, i)| o.index() >= keep || i.index() >= keep) {
+        if r.split
+            .is_some_and(|(o, i)| o.index() >= keep || i.index() >= keep)
+        {
             r.split = None;
         }
         if r.range_of.is_some_and(|i| i.index() >= keep) {

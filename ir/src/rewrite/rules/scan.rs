@@ -11,28 +11,41 @@
 //! (`(scan ?m 0 (+ (state ?m) …))`): a non-additive update, a constant initial state or a state
 //! read at another step is not a prefix sum and is left alone. Tested on finite values, with
 //! absent points (`+` merges with ∪, so an absent chunk's state is absent, as the prefix is).
+//!
+//! `scan-chunk-rev` is the same fact read backwards, from the chunked form to the recurrence;
+//! both rows share their two sides. It matches a cascade written in chunks (`split M -> M1 M0
+//! N0`, a filter `n0 <= m0` on the key read) because the rewriter states that a cascade's own
+//! tiles and that filter are `(outer m)`, `(inner m)`, `(key m)` and `(tri m)` (`canonical_tiles`
+//! in `rewrite`).
 
 use super::Cond::{Fresh, Indep, Splittable, Stateless};
 use super::{Rule, rule};
 
+/// `Σ_e q·S[m+1]` with `S[m+1] = S[m] + k·v`: the recurrence (RNN form).
+const RECURRENCE: &str = "(sum ?e (* ?q (scan ?m 0 (+ (state ?m) (* ?k ?v)))))";
+
+/// `join_m (Σ_e q·C[m1] + Σ_{n0} (Σ_e q·[n0≤m0]k[n0])·v[n0])` with `C[m1+1] = C[m1] + Σ_m0 k·v`:
+/// the chunked form, spelled as a cascade writes it (a filter on the key read), so that the
+/// way back matches a chunked cascade as lifted.
+const CHUNKED: &str = "(join ?m (+ (sum ?e (* (split ?m ?q) (scan-prev (outer ?m) 0 (+ (state (outer ?m)) (sum (inner ?m) (* (split ?m ?k) (split ?m ?v))))))) \
+                                 (sum (key ?m) (* (sum ?e (* (split ?m ?q) (where (tri ?m) (split-key ?m ?k)))) (split-key ?m ?v)))))";
+
 #[rustfmt::skip]
 pub fn rules() -> Vec<Rule> {
     vec![
-        // Σ_e q·S[m+1], S[m+1] = S[m] + k·v  =  join_m (Σ_e q·C[m1] + Σ_{n0≤m0} (Σ_e q·k[n0])·v[n0]), C[m1+1] = C[m1] + Σ_m0 k·v
+        // Σ_e q·S[m+1], S[m+1] = S[m] + k·v  =  join_m (Σ_e q·C[m1] + Σ_{n0} (Σ_e q·[n0≤m0]k[n0])·v[n0]), C[m1+1] = C[m1] + Σ_m0 k·v
         rule(
             "scan-chunk",
-            "(sum ?e (* ?q (scan ?m 0 (+ (state ?m) (* ?k ?v)))))",
-            "(join ?m (+ (sum ?e (* (split ?m ?q) (scan-prev (outer ?m) 0 (+ (state (outer ?m)) (sum (inner ?m) (split ?m (* ?k ?v))))))) \
-                         (sum (key ?m) (* (where (tri ?m) (sum ?e (* (split ?m ?q) (split-key ?m ?k)))) (split-key ?m ?v)))))",
+            RECURRENCE,
+            CHUNKED,
             &[Splittable("?m"), Stateless("?q"), Stateless("?k"), Stateless("?v"), Indep("?v", "?e"),
               Fresh("?q", "?m"), Fresh("?k", "?m"), Fresh("?v", "?m")],
         ),
-        // join_m (Σ_e q·C[m1] + Σ_{n0} (Σ_e q·[n0≤m0]k[n0])·v[n0]), C[m1+1] = C[m1] + Σ_m0 k·v  =  Σ_e q·S[m+1], S[m+1] = S[m] + k·v
+        // The same fact read backwards: the chunked form is the recurrence (fewer products per query).
         rule(
             "scan-chunk-rev",
-            "(join ?m (+ (sum ?e (* (split ?m ?q) (scan-prev (outer ?m) 0 (+ (state (outer ?m)) (sum (inner ?m) (* (split ?m ?k) (split ?m ?v))))))) \
-                         (sum (key ?m) (* (sum ?e (* (split ?m ?q) (where (tri ?m) (split-key ?m ?k)))) (split-key ?m ?v)))))",
-            "(sum ?e (* ?q (scan ?m 0 (+ (state ?m) (* ?k ?v)))))",
+            CHUNKED,
+            RECURRENCE,
             &[Stateless("?q"), Stateless("?k"), Stateless("?v"), Indep("?v", "?e"),
               Fresh("?q", "?m"), Fresh("?k", "?m"), Fresh("?v", "?m")],
         ),
