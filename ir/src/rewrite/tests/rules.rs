@@ -539,3 +539,39 @@ fn rule_names_are_unique_kebab_case() {
         );
     }
 }
+
+/// `scan-chunk-rev` takes a chunked cascade back to the recurrence only through the causal
+/// filter `n0 <= m0` (`cascade-tri`): with `n0 < m0` each query misses its own key, the
+/// within-chunk product is another sum, and the cascade keeps its chunks. Both rewrite to
+/// cascades that evaluate like their inputs.
+#[test]
+fn scan_chunk_rev_needs_the_causal_filter() {
+    use super::{BIG, SMALL, config, ops_objective, parse, sizes_for};
+    use crate::rewrite::check::{Trial, check};
+    let chunked = |filter: &str| {
+        format!(
+            "cascade chunked\nranks E F M\nsplit M -> M1 M0 N0\ninput Q[E,M] K[E,M] V[F,M]\n\n\
+             init\nST[e,f,0] = 0\n\neinsums\n\
+             FK[e,m] = elu1(K[e,m])\nFQ[e,m] = elu1(Q[e,m])\n\
+             KV[e,f,m1] = FK[e, m1*M0+m0] * V[f, m1*M0+m0]\n\
+             ST[e,f,m1+1] = ST[e,f,m1] + KV[e,f,m1]\n\
+             INTER[f,m1,m0] = FQ[e, m1*M0+m0] * ST[e,f,m1]\n\
+             SC[m1,m0,n0] = FQ[e, m1*M0+m0] * FK[e, m1*M0+n0 : {filter}]\n\
+             INTRA[f,m1,m0] = SC[m1,m0,n0] * V[f, m1*M0+n0]\n\
+             OUT[f,m1*M0+m0] = INTER[f,m1,m0] + INTRA[f,m1,m0]\n\n\
+             stop m1 >= M1\noutput OUT\n"
+        )
+    };
+    let loops = |filter: &str| -> Vec<String> {
+        let c = parse(&chunked(filter));
+        let cfg = config(ops_objective(), ALL_RULES, sizes_for(&c, BIG), &["M"]);
+        let r = check(&c, &cfg, &Trial::new(SMALL, 3)).unwrap_or_else(|e| panic!("{filter}: {e}"));
+        let out = &r.cascade;
+        out.iterative_ranks()
+            .iter()
+            .map(|r| out.rank(*r).name.clone())
+            .collect()
+    };
+    assert_eq!(loops("n0 <= m0"), ["M"]);
+    assert_eq!(loops("n0 < m0"), ["M1"]);
+}
