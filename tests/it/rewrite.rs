@@ -1041,6 +1041,21 @@ output OUT
 // ---------------------------------------------------------------------------------------------
 // Hardware cost: the scheduler prices op kinds on an architecture's units.
 
+/// Runs `cascade` with `args` (a `--format json rewrite …` command), which must succeed, and
+/// returns its JSON, the derived cascade's text and the cascade, verified.
+fn derived(args: &[&str]) -> (serde_json::Value, String, Cascade) {
+    let out = cascade(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let text = v["cascade"].as_str().expect("cascade text").to_string();
+    let result = dsl::check(&text, "stdout").expect("verifies").cascade;
+    (v, text, result)
+}
+
 fn shipped_arch(name: &str) -> cascade_scheduler::ArchSpec {
     cascade_scheduler::shipped::load_arch(name)
         .expect("shipped")
@@ -1238,15 +1253,7 @@ fn cli_rewrite_hardware_objective_picks_split_k_where_pes_would_idle() {
             "--shape",
             &shape,
         ];
-        let out = cascade(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-        let text = v["cascade"].as_str().expect("cascade text");
-        let result = dsl::check(text, "stdout").expect("verifies").cascade;
+        let (v, text, result) = derived(&args);
         check::valid(&result).unwrap_or_else(|e| panic!("{e}"));
         check::equal(&load("attention_1pass"), &result, &trial())
             .unwrap_or_else(|e| panic!("{arch} {shape}: {e}\n{text}"));
@@ -1552,15 +1559,7 @@ fn cli_rewrite_derives_chunked_causal_linear_attention_from_the_recurrence() {
             "--arch",
             "fusemax",
         ];
-        let out = cascade(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-        let text = v["cascade"].as_str().expect("cascade text");
-        let result = dsl::check(text, "stdout").expect("verifies").cascade;
+        let (v, text, result) = derived(&args);
         check::valid(&result).unwrap_or_else(|e| panic!("{e}"));
         check::equal(&parse(f), &result, &trial()).unwrap_or_else(|e| panic!("{f}: {e}\n{text}"));
         assert!(v["explanation"].is_null() || v["explanation"].is_array());
@@ -1612,15 +1611,7 @@ fn cli_rewrite_derives_the_recurrence_from_chunked_causal_linear_attention() {
         "ops",
         "--explain",
     ];
-    let out = cascade(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let text = v["cascade"].as_str().expect("cascade text");
-    let result = dsl::check(text, "stdout").expect("verifies").cascade;
+    let (v, text, result) = derived(&args);
     check::valid(&result).unwrap_or_else(|e| panic!("{e}"));
     let chunked = parse("linear_causal_chunked");
     check::equal(&chunked, &result, &trial()).unwrap_or_else(|e| panic!("{e}\n{text}"));
