@@ -1041,6 +1041,20 @@ output OUT
 // ---------------------------------------------------------------------------------------------
 // Hardware cost: the scheduler prices op kinds on an architecture's units.
 
+/// The path of a variant of the zoo (`tests/data/zoo/NAME.cascade`).
+fn zoo_path(name: &str) -> String {
+    format!(
+        "{}/tests/data/zoo/{name}.cascade",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// A variant of the zoo, parsed.
+fn zoo_cascade(name: &str) -> Cascade {
+    let text = std::fs::read_to_string(zoo_path(name)).expect("zoo file");
+    dsl::parse(&text, name).expect("parses").cascade
+}
+
 /// Runs `cascade` with `args` (a `--format json rewrite …` command), which must succeed, and
 /// returns its JSON, the derived cascade's text and the cascade, verified.
 fn derived(args: &[&str]) -> (serde_json::Value, String, Cascade) {
@@ -1542,13 +1556,8 @@ fn mla_weight_absorption_is_chosen_only_where_it_is_cheaper() {
 /// 1e-9), and the chunked zoo cascade itself is accepted and stays equal to its input.
 #[test]
 fn cli_rewrite_derives_chunked_causal_linear_attention_from_the_recurrence() {
-    let path = |f: &str| format!("{}/tests/data/zoo/{f}.cascade", env!("CARGO_MANIFEST_DIR"));
-    let parse = |f: &str| {
-        let text = std::fs::read_to_string(path(f)).expect("zoo file");
-        dsl::parse(&text, f).expect("parses").cascade
-    };
     let run = |f: &str| -> Cascade {
-        let file = path(f);
+        let file = zoo_path(f);
         let args = [
             "--format",
             "json",
@@ -1561,7 +1570,8 @@ fn cli_rewrite_derives_chunked_causal_linear_attention_from_the_recurrence() {
         ];
         let (v, text, result) = derived(&args);
         check::valid(&result).unwrap_or_else(|e| panic!("{e}"));
-        check::equal(&parse(f), &result, &trial()).unwrap_or_else(|e| panic!("{f}: {e}\n{text}"));
+        check::equal(&zoo_cascade(f), &result, &trial())
+            .unwrap_or_else(|e| panic!("{f}: {e}\n{text}"));
         assert!(v["explanation"].is_null() || v["explanation"].is_array());
         result
     };
@@ -1596,12 +1606,7 @@ fn cli_rewrite_derives_chunked_causal_linear_attention_from_the_recurrence() {
 /// left, and `--explain` names the rule.
 #[test]
 fn cli_rewrite_derives_the_recurrence_from_chunked_causal_linear_attention() {
-    let path = |f: &str| format!("{}/tests/data/zoo/{f}.cascade", env!("CARGO_MANIFEST_DIR"));
-    let parse = |f: &str| {
-        let text = std::fs::read_to_string(path(f)).expect("zoo file");
-        dsl::parse(&text, f).expect("parses").cascade
-    };
-    let file = path("linear_causal_chunked");
+    let file = zoo_path("linear_causal_chunked");
     let args = [
         "--format",
         "json",
@@ -1613,11 +1618,11 @@ fn cli_rewrite_derives_the_recurrence_from_chunked_causal_linear_attention() {
     ];
     let (v, text, result) = derived(&args);
     check::valid(&result).unwrap_or_else(|e| panic!("{e}"));
-    let chunked = parse("linear_causal_chunked");
+    let chunked = zoo_cascade("linear_causal_chunked");
     check::equal(&chunked, &result, &trial()).unwrap_or_else(|e| panic!("{e}\n{text}"));
     // The hand-written recurrence over M (a different M from the chunked file's shape line is
     // fine: both are compared on the trial's own sizes).
-    let rnn = parse("linear_causal_rnn");
+    let rnn = zoo_cascade("linear_causal_rnn");
     check::equal(&rnn, &result, &trial()).unwrap_or_else(|e| panic!("{e}\n{text}"));
     // One loop, over M itself; the input's split is gone.
     let loops: Vec<String> = result
