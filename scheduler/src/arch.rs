@@ -13,6 +13,9 @@ use cascade_ir::ops::{OpKind, UNARY, point_functions, point_ops};
 use cascade_ir::{Cascade, EinsumId, Section, UnaryOp};
 use serde::Deserialize;
 
+mod sram;
+pub use sram::{Sram, SramTable};
+
 /// A problem in an architecture, cost or workload file, naming the field and the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -133,7 +136,7 @@ pub struct RawCosts {
     /// Named PE register files (a design's own, e.g. FLAT's 4 × 64-bit one).
     pub register_files: Option<BTreeMap<String, RawRegisterFile>>,
     /// Static energy per cycle of one instance of a component (`mac`, `exp`, … as in
-    /// `area_um2`) or of the whole global buffer (`buffer`), spent whether busy or not.
+    /// `area_um2`), spent whether busy or not (the buffer's is in `buffer.sram`).
     pub leakage_pj_per_cycle: Option<BTreeMap<String, f64>>,
 }
 
@@ -150,10 +153,8 @@ pub struct RawRegisterFile {
 #[serde(deny_unknown_fields)]
 pub struct RawBufferCost {
     pub access_bits: Option<i64>,
-    pub read_pj: Option<f64>,
-    pub write_pj: Option<f64>,
-    pub reference_bytes: Option<i64>,
-    pub reference_area_mm2: Option<f64>,
+    /// The SRAM characterised at two or more capacities.
+    pub sram: Option<Vec<sram::RawSram>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -371,10 +372,7 @@ pub struct CostTable {
     name: String,
     energy_pj: BTreeMap<String, f64>,
     buffer_access_bits: u64,
-    buffer_read_pj: f64,
-    buffer_write_pj: f64,
-    buffer_reference_bytes: u64,
-    buffer_reference_area_mm2: f64,
+    buffer_sram: sram::SramTable,
     dram_access_bits: u64,
     dram_access_pj: f64,
     area_um2: BTreeMap<String, f64>,
@@ -401,20 +399,24 @@ impl CostTable {
     pub fn area_um2(&self, component: &str) -> Option<f64> {
         self.area_um2.get(component).copied()
     }
-    /// Read and write energy per word for a buffer of `capacity` bytes. Per-access energy of an
-    /// SRAM grows with the length of its wires, so it scales with the square root of capacity
-    /// from the characterised reference size.
+    /// Read and write energy per word for a buffer of `capacity` bytes: one row access of
+    /// `access_bits` moves that many words, so each word pays its share of the row.
     pub fn buffer_word_pj(&self, capacity_bytes: u64, word_bits: u64) -> (f64, f64) {
         let words_per_access = (self.buffer_access_bits / word_bits).max(1) as f64;
-        let scale = (capacity_bytes as f64 / self.buffer_reference_bytes as f64).sqrt();
-        (
-            self.buffer_read_pj / words_per_access * scale,
-            self.buffer_write_pj / words_per_access * scale,
-        )
+        let s = self.buffer_sram.at(capacity_bytes);
+        (s.read_pj / words_per_access, s.write_pj / words_per_access)
     }
-    /// Buffer area, linear in capacity.
+    /// Buffer area for `capacity` bytes.
     pub fn buffer_area_mm2(&self, capacity_bytes: u64) -> f64 {
-        self.buffer_reference_area_mm2 * capacity_bytes as f64 / self.buffer_reference_bytes as f64
+        self.buffer_sram.at(capacity_bytes).area_mm2
+    }
+    /// The buffer's static energy per cycle for `capacity` bytes.
+    pub fn buffer_leak_pj_per_cycle(&self, capacity_bytes: u64) -> f64 {
+        self.buffer_sram.at(capacity_bytes).leak_pj_per_cycle
+    }
+    /// The SRAM characterisations the buffer's costs come from.
+    pub fn buffer_sram(&self) -> &sram::SramTable {
+        &self.buffer_sram
     }
     pub fn dram_word_pj(&self, word_bits: u64) -> f64 {
         self.dram_access_pj / (self.dram_access_bits / word_bits).max(1) as f64
@@ -706,7 +708,10 @@ impl ArchSpec {
                 (u.name().to_string(), per_pe * u.pes() as f64)
             })
             .collect();
-        out.push(("global buffer".into(), t.leakage_pj_per_cycle("buffer")));
+        out.push((
+            "global buffer".into(),
+            t.buffer_leak_pj_per_cycle(self.buffer_bytes()),
+        ));
         out.retain(|&(_, pj)| pj > 0.0);
         out
     }
@@ -1266,27 +1271,7 @@ fn check_costs(raw: RawCosts, errs: &mut Vec<ConfigError>) -> Option<CostTable> 
         at_most_f64(v, MAX_ENERGY_PJ, field, "pJ", errs)
     };
     let buffer_access_bits = bits(b.access_bits, "costs: buffer.access_bits", errs);
-    let buffer_read_pj = energy(b.read_pj, "costs: buffer.read_pj", errs);
-    let buffer_write_pj = energy(b.write_pj, "costs: buffer.write_pj", errs);
-    let buffer_reference_bytes = positive_int(
-        b.reference_bytes,
-        "costs: buffer.reference_bytes",
-        "the SRAM size the energies were characterised for",
-        errs,
-    );
-    let buffer_reference_area_mm2 = positive_f64(
-        b.reference_area_mm2,
-        "costs: buffer.reference_area_mm2",
-        "the area of that SRAM",
-        errs,
-    );
-    let buffer_reference_area_mm2 = at_most_f64(
-        buffer_reference_area_mm2,
-        MAX_AREA_MM2,
-        "costs: buffer.reference_area_mm2",
-        "mm²",
-        errs,
-    );
+    let buffer_sram = sram::check_sram_table(b.sram, errs);
     let dram_access_bits = bits(d.access_bits, "costs: dram.access_bits", errs);
     let dram_access_pj = energy(d.access_pj, "costs: dram.access_pj", errs);
     let register_files = check_register_files(raw.register_files.unwrap_or_default(), errs);
@@ -1294,7 +1279,13 @@ fn check_costs(raw: RawCosts, errs: &mut Vec<ConfigError>) -> Option<CostTable> 
     for (k, &v) in &leakage_pj_per_cycle {
         let field = format!("costs: leakage_pj_per_cycle.{k}");
         non_negative_f64(v, MAX_ENERGY_PJ, &field, errs);
-        if k != "buffer" && (k == "register_word" || !area_um2.contains_key(k)) {
+        if k == "buffer" {
+            errs.push(ConfigError::field(
+                field,
+                "is the buffer's, which depends on its size: give `leak_pj_per_cycle` with each \
+                 size of `buffer.sram` instead",
+            ));
+        } else if k == "register_word" || !area_um2.contains_key(k) {
             let known: Vec<&str> = area_um2
                 .keys()
                 .map(String::as_str)
@@ -1303,7 +1294,7 @@ fn check_costs(raw: RawCosts, errs: &mut Vec<ConfigError>) -> Option<CostTable> 
             errs.push(ConfigError::field(
                 field,
                 format!(
-                    "`{k}` is neither a component of `area_um2` ({}) nor `buffer`",
+                    "`{k}` is not a component of `area_um2` ({})",
                     known.join(", ")
                 ),
             ));
@@ -1316,10 +1307,7 @@ fn check_costs(raw: RawCosts, errs: &mut Vec<ConfigError>) -> Option<CostTable> 
         name: name?,
         energy_pj,
         buffer_access_bits: buffer_access_bits?,
-        buffer_read_pj: buffer_read_pj?,
-        buffer_write_pj: buffer_write_pj?,
-        buffer_reference_bytes: buffer_reference_bytes?,
-        buffer_reference_area_mm2: buffer_reference_area_mm2?,
+        buffer_sram: buffer_sram?,
         dram_access_bits: dram_access_bits?,
         dram_access_pj: dram_access_pj?,
         area_um2,

@@ -101,20 +101,37 @@ fn arch_with_costs(name: &str, edit: impl Fn(&str) -> String) -> ArchSpec {
     shipped::parse_arch(text, |t| shipped::costs(t).map(&edit)).expect("valid")
 }
 
-/// The artifact's counting in cascade's cost table: a global-buffer access is a 256-value row
-/// (its driver divides the buffer's 64-bit-access counts by 256), and no leakage (its driver
-/// gives every `leak` action a count of 0).
+/// The artifact's counting in cascade's cost table: no leakage (its driver gives every `leak`
+/// action a count of 0), and the PE registers of one PE only (it charges Timeloop's
+/// per-instance register counts to a single instance, 1/65,536 of the 2D array's accesses).
 fn artifact_counting(costs: &str) -> String {
-    let buffer = "[buffer]\n# One access moves `access_bits`; the energies were characterised for `reference_bytes` of SRAM.\naccess_bits = 64\n";
-    assert!(costs.contains(buffer), "the table states its buffer access");
-    let costs = costs.replace(buffer, "[buffer]\naccess_bits = 4096\n");
-    let leak = costs
-        .find("[leakage_pj_per_cycle]")
-        .expect("a leakage table");
-    let end = costs[leak..]
-        .find("\n\n")
-        .map_or(costs.len(), |k| leak + k + 1);
-    format!("{}{}", &costs[..leak], &costs[end..])
+    assert!(costs.contains("leak_pj_per_cycle = "), "the buffer leaks");
+    assert!(costs.contains("[register_files."), "named register files");
+    let mut section = "";
+    let mut out = String::new();
+    for line in costs.lines() {
+        if line.starts_with('[') {
+            section = line;
+        }
+        let line = if section == "[leakage_pj_per_cycle]" && !line.starts_with('[') {
+            String::new()
+        } else if let Some(at) = line.find("leak_pj_per_cycle = ") {
+            let value = &line[at + "leak_pj_per_cycle = ".len()..];
+            let end = value.find(',').expect("a field after the leakage");
+            format!("{}leak_pj_per_cycle = 0.0{}", &line[..at], &value[end..])
+        } else if let Some((key, value)) = line.split_once(" = ")
+            && (section.starts_with("[register_files.") && matches!(key, "read_pj" | "write_pj")
+                || section == "[energy_pj]" && key.starts_with("register_"))
+        {
+            let v: f64 = value.parse().expect("an energy");
+            format!("{key} = {:e}", v / 65536.0)
+        } else {
+            line.to_string()
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }
 
 fn cascade_of(arch: &ArchSpec) -> Cascade {
