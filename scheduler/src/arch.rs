@@ -122,6 +122,10 @@ pub struct RawPipeline {
     pub fusion: Option<String>,
     /// Whether the tile unit interleaves independent Einsums of different tiles cycle by cycle.
     pub interleave: Option<bool>,
+    /// How a tile one unit writes reaches another unit that reads it in the same pass: `link`
+    /// (default; the arrays are wired edge to edge, as FuseMax's) or `buffer` (written to the
+    /// global buffer and read back from it, as FLAT's arrays share their data).
+    pub handoff: Option<String>,
 }
 
 /// The per-action energy and per-component area table (`arch-configs/costs/*.toml`).
@@ -450,7 +454,17 @@ pub struct ArchSpec {
     explicit: BTreeMap<String, UnitId>,
     fusion: Fusion,
     interleave: bool,
+    handoff: Handoff,
     costs: CostTable,
+}
+
+/// How a tile passes between units within a pass (`[pipeline] handoff`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoff {
+    /// Over a direct link between the arrays: no buffer access.
+    Link,
+    /// Through the global buffer: written once, read by each reader, and held there meanwhile.
+    Buffer,
 }
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
@@ -502,6 +516,7 @@ impl ArchSpec {
         let bandwidth = check_dram(raw.dram, &mut errs);
         let (tile_unit, row_unit, explicit) =
             check_bindings(raw.binding, &units, &declared, &mut errs);
+        let handoff = check_handoff(raw.pipeline.as_ref(), &mut errs);
         let (fusion, interleave) = check_pipeline(raw.pipeline, &mut errs);
         match (
             name,
@@ -541,6 +556,7 @@ impl ArchSpec {
                 explicit,
                 fusion,
                 interleave,
+                handoff,
                 costs,
             }),
             _ => Err(errs),
@@ -663,6 +679,9 @@ impl ArchSpec {
     pub fn interleave(&self) -> bool {
         self.interleave
     }
+    pub fn handoff(&self) -> Handoff {
+        self.handoff
+    }
     pub fn costs(&self) -> &CostTable {
         &self.costs
     }
@@ -763,12 +782,16 @@ impl fmt::Display for ArchSpec {
         }
         write!(
             f,
-            "  pipeline {}, interleave {}",
+            "  pipeline {}, interleave {}{}",
             match self.fusion {
                 Fusion::Fused => "fused",
                 Fusion::None => "none",
             },
-            self.interleave
+            self.interleave,
+            match self.handoff {
+                Handoff::Link => "",
+                Handoff::Buffer => ", handoff through the buffer",
+            }
         )
     }
 }
@@ -1036,6 +1059,23 @@ fn check_bindings(
         }
     }
     (tile_unit, row_unit, explicit)
+}
+
+/// `[pipeline] handoff`: `link` when absent.
+fn check_handoff(raw: Option<&RawPipeline>, errs: &mut Vec<ConfigError>) -> Handoff {
+    match raw.and_then(|p| p.handoff.as_deref()) {
+        None | Some("link") => Handoff::Link,
+        Some("buffer") => Handoff::Buffer,
+        Some(other) => {
+            errs.push(ConfigError::field(
+                "pipeline.handoff",
+                format!(
+                    "is `{other}`; use `link` (units wired to each other) or `buffer` (tiles pass through the global buffer)"
+                ),
+            ));
+            Handoff::Link
+        }
+    }
 }
 
 /// `[pipeline]`: fusion (`fused` or `none`) and interleaving.

@@ -16,7 +16,8 @@ pub mod system;
 pub mod workload;
 
 pub use arch::{
-    ArchSpec, ConfigError, CostTable, Fusion, PointOp, RawArch, RawCosts, Unit, UnitId, einsum_ops,
+    ArchSpec, ConfigError, CostTable, Fusion, Handoff, PointOp, RawArch, RawCosts, Unit, UnitId,
+    einsum_ops,
 };
 pub use cost::{HardwareCost, KindPrice, Metric, OpCost, op_costs};
 pub use mapping::{Mapping, MappingOverrides, Placement, RawMapping};

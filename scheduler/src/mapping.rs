@@ -26,6 +26,7 @@
 //! [residency]
 //! QK = "buffer"         # or "dram": written once, read in each later pass
 //! Q = "dram"            # an input: bypasses the buffer, read by every tile that needs it
+//! A = "dram"            # a phase's output: written to DRAM past the buffer, read from there
 //! ```
 
 use std::collections::BTreeMap;

@@ -187,6 +187,9 @@ pub enum Residency {
     Register,
     /// Passed from one unit to the next over the array edge.
     Link,
+    /// Passed from one unit to another through the global buffer (`[pipeline] handoff =
+    /// "buffer"`): written once, read by each reader, `words_per_query` held per resident query.
+    Handoff { words_per_query: u64 },
     /// Kept in the global buffer for the resident queries (`words_per_query` each).
     Buffer { words_per_query: u64 },
     /// Streamed from DRAM one tile at a time (`tile_words`), `times` times.
@@ -195,8 +198,8 @@ pub enum Residency {
     PassState { words_per_query: u64, spill: f64 },
     /// Read from or written to DRAM once (a phase boundary or an output).
     Dram,
-    /// An input the mapping keeps out of the buffer: read from DRAM by every tile that needs
-    /// it, `times` times over.
+    /// A tensor the mapping keeps out of the buffer: an input read from DRAM by every tile
+    /// that needs it, `times` times over, or (`times` 0) an output written straight to DRAM.
     Bypass { times: u64 },
 }
 
@@ -205,6 +208,9 @@ impl fmt::Display for Residency {
         match self {
             Residency::Register => write!(f, "registers"),
             Residency::Link => write!(f, "array link"),
+            Residency::Handoff { words_per_query } => {
+                write!(f, "buffer between units ({words_per_query} words/query)")
+            }
             Residency::Buffer { words_per_query } => {
                 write!(f, "buffer ({words_per_query} words/query)")
             }
@@ -222,6 +228,7 @@ impl fmt::Display for Residency {
                 )
             }
             Residency::Dram => write!(f, "DRAM"),
+            Residency::Bypass { times: 0 } => write!(f, "bypasses the buffer (written to DRAM)"),
             Residency::Bypass { times } => {
                 write!(f, "bypasses the buffer (read from DRAM {times}x)")
             }
@@ -465,7 +472,7 @@ fn unused_choice(
             .is_some_and(|t| cascade.tensor(t).kind == cascade_ir::TensorKind::Input);
         if !input && !mapping.residency.iter().any(|(t, _)| t == tensor) {
             return Some(Infeasible::new(format!(
-                "the mapping places `{tensor}`, which is neither an input of cascade `{}` nor a tensor that crosses its passes; those that do: {}",
+                "the mapping places `{tensor}`, which is neither an input of cascade `{}`, nor a tensor that crosses its passes, nor one a phase writes to DRAM; those that can be placed: {}",
                 cascade.name,
                 list(mapping.residency.iter().map(|(t, _)| t.as_str()).collect())
             )));

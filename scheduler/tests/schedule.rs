@@ -213,11 +213,12 @@ fn flat_spills_its_rows_at_long_sequences() {
             0.0
         );
     }
-    // At 256K a query tile needs 256 rows × (Q 64 + GM 1 + SD 1 + AV 64 + one QK row of 256K)
-    // words beside one K and one V tile, in 16 Mi words.
+    // At 256K a query tile needs 256 rows × (Q 64 + GM 1 + SD 1 + AV 64 + the 256-key row of A
+    // on its way from the 1D to the 2D array through the buffer + one QK row of 256K) words
+    // beside one K and one V tile, in 16 Mi words.
     let (s, _) = scheduled("flat", "attention_3pass", "bert", 1 << 18);
     let avail = (16u64 << 20) - 2 * 256 * 64;
-    let need = (130 + (1u64 << 18)) * 256;
+    let need = (130 + 256 + (1u64 << 18)) * 256;
     let expected = (need - avail) as f64 / ((1u64 << 18) * 256) as f64;
     assert!(
         (s.phases[0].spill - expected).abs() < 1e-9,
@@ -591,4 +592,108 @@ fn workload_values_are_checked_where_they_enter() {
     let d = llm.decode().expect("decode points");
     assert_eq!((d.kv.first(), d.kv.last()), (Some(&4096), Some(&(1 << 20))));
     assert_eq!((d.batch.first(), d.batch.last()), (Some(&1), Some(&256)));
+}
+
+/// Words each tensor of one phase moves: (buffer reads, buffer writes, DRAM reads, DRAM writes).
+fn moved(s: &Schedule, phase: usize, tensor: &str) -> (f64, f64, f64, f64) {
+    let (_, t) = s.phases[phase]
+        .traffic_by_tensor
+        .iter()
+        .find(|(n, _)| n == tensor)
+        .unwrap_or_else(|| panic!("phase {phase} moves no {tensor}"));
+    (t.buffer_read, t.buffer_write, t.dram_read, t.dram_write)
+}
+
+#[test]
+fn flat_passes_tiles_between_its_arrays_through_the_buffer() {
+    // BERT at 1K on FLAT (`handoff = "buffer"`): A, which the 1D array writes and the 2D array's
+    // AV reads in pass 3, is written to the buffer once and read from it once, M·P words per
+    // instance, and holds a 256-key row per resident query. SN, written in pass 2, is summed
+    // by SD in the same pass on the same unit from the PE's registers and read from the buffer
+    // only by A in pass 3; QK is read by GM (pass 1, the other unit: through the buffer) and SN.
+    let (s, _) = scheduled("flat", "attention_3pass", "bert", 1 << 10);
+    // The schedule's words are one instance's (a head of one batch element).
+    let scores = 1024.0 * 1024.0;
+    assert_eq!(moved(&s, 0, "A"), (scores, scores, 0.0, 0.0));
+    assert_eq!(moved(&s, 0, "SN"), (scores, scores, 0.0, 0.0));
+    assert_eq!(moved(&s, 0, "QK"), (2.0 * scores, scores, 0.0, 0.0));
+    let a = s.phases[0].placements.iter().find(|(n, _)| n == "A");
+    assert_eq!(
+        a.map(|(_, r)| r.clone()),
+        Some(Residency::Handoff {
+            words_per_query: 256
+        })
+    );
+    // On FuseMax the arrays are linked: nothing of the 2D-to-1D tiles goes through the buffer.
+    let (f, _) = scheduled("fusemax", "attention_1pass", "bert", 1 << 10);
+    for t in ["BQK", "SLN", "SLNV"] {
+        assert!(
+            f.phases[0].traffic_by_tensor.iter().all(|(n, _)| n != t),
+            "{t}"
+        );
+    }
+}
+
+#[test]
+fn a_phase_output_the_mapping_sends_to_dram_passes_the_buffer_by() {
+    // Unfused at BERT 1K: by default A is staged in the buffer on its way to DRAM (phase 2) and
+    // on its way back (phase 3); with `A = "dram"` it goes straight to DRAM and AV reads it
+    // from there, the same DRAM words either way (one instance's).
+    let a = arch("unfused");
+    let p = problem("bert", 1 << 10);
+    let scores = 1024.0 * 1024.0;
+    let (s, _) = scheduled("unfused", "attention_3pass", "bert", 1 << 10);
+    assert_eq!(moved(&s, 1, "A"), (0.0, scores, 0.0, scores));
+    assert_eq!(moved(&s, 2, "A"), (scores, scores, scores, 0.0));
+    let m = cascade_scheduler::MappingOverrides::from_toml("[residency]\nA = \"dram\"\n").unwrap();
+    let s = match cascade_scheduler::schedule_with(&library("attention_3pass"), &a, &p, &m) {
+        Ok(Outcome::Scheduled(s)) => s,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(moved(&s, 1, "A"), (0.0, 0.0, 0.0, scores));
+    assert_eq!(moved(&s, 2, "A"), (0.0, 0.0, scores, 0.0));
+    assert!(
+        s.mapping
+            .residency
+            .iter()
+            .any(|(t, p)| t == "A" && *p == cascade_scheduler::Placement::Dram),
+        "the printed mapping keeps the choice"
+    );
+}
+
+#[test]
+fn an_unknown_handoff_is_refused_with_the_choices() {
+    let text = shipped::arch("flat")
+        .unwrap()
+        .replace("handoff = \"buffer\"", "handoff = \"wire\"");
+    let errs = arch_errors(&text);
+    assert!(
+        errs.iter().any(|e| e.contains("pipeline.handoff")
+            && e.contains("`link`")
+            && e.contains("`buffer`")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn the_buffer_leakage_is_given_with_each_characterised_size() {
+    // The buffer's static energy depends on its size, so the cost table gives it per SRAM size;
+    // the old single `leakage_pj_per_cycle.buffer` is refused with where it went.
+    let costs = shipped::costs("accelergy-45nm").unwrap().replace(
+        "[leakage_pj_per_cycle]\n",
+        "[leakage_pj_per_cycle]\nbuffer = 0.844\n",
+    );
+    let errs = match parse_arch(shipped::arch("fusemax").unwrap(), |_| Some(costs.clone())) {
+        Ok(_) => panic!("accepted"),
+        Err(errs) => errs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    };
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("leakage_pj_per_cycle.buffer") && e.contains("buffer.sram")),
+        "{errs:?}"
+    );
+    // A shipped buffer at a characterised size costs CACTI's row over its 256 words.
+    let a = arch("flat");
+    let (read, write) = a.costs().buffer_word_pj(32 << 20, 16);
+    assert!((read - 23854.6 / 256.0).abs() < 1e-9 && (write - 27097.5 / 256.0).abs() < 1e-9);
 }

@@ -16,7 +16,7 @@ use cascade_ir::TensorId;
 use super::roles::Analysis;
 use super::work::TileWork;
 use super::{EinsumPlan, Infeasible, Partition, Residency, Traffic};
-use crate::arch::ArchSpec;
+use crate::arch::{ArchSpec, Handoff};
 use crate::mapping::{MappingOverrides, Placement};
 
 /// What a tensor is to one phase.
@@ -113,6 +113,15 @@ impl Sizes<'_> {
             .product()
     }
 
+    /// One key tile's worth of a tensor per query (all of it when it has no key rank).
+    fn tile_per_query(&self, t: TensorId) -> u64 {
+        if self.has_key(t) {
+            self.per_query(t) / self.a.roles.m_tiles.max(1)
+        } else {
+            self.per_query(t)
+        }
+    }
+
     fn ranks(&self, t: TensorId) -> &[cascade_ir::RankId] {
         &self.a.cascade.tensor(self.a.src(t)).ranks
     }
@@ -153,6 +162,7 @@ pub(crate) fn place(
     let member: BTreeSet<usize> = members.iter().copied().collect();
     let (roles_of, reader_passes) = classify(a, &sz, members, &member, plans);
     let bypassed = bypassed_inputs(a, &roles_of, &overrides.residency);
+    let handed_off = handed_off(a, arch, &roles_of, members, plans);
     let max_pass = members.iter().map(|&x| a.pass[x]).max().unwrap_or(0);
     let min_pass = members.iter().map(|&x| a.pass[x]).min().unwrap_or(0);
     let passes = max_pass - min_pass + 1;
@@ -167,7 +177,7 @@ pub(crate) fn place(
         a,
         (&sz, tiles),
         arch,
-        &roles_of,
+        (&roles_of, &handed_off),
         &reader_passes,
         (min_pass, max_pass),
         (chosen.resident_query_tiles, &overrides.residency, &bypassed),
@@ -204,6 +214,8 @@ pub(crate) fn place(
         spill: sized.spill,
         query_outer,
         bypassed: &bypassed,
+        handed_off: &handed_off,
+        residency: &overrides.residency,
     };
     let (mut traffic, mut placements) = ctx.tensor_traffic(plans);
     ctx.einsum_reads(plans, &mut traffic);
@@ -270,6 +282,36 @@ fn bypassed_inputs(
 }
 
 /// Classifies every tensor the phase touches.
+/// The tiles that pass between units through the buffer: on an architecture without links,
+/// each tensor one unit writes and another reads in the same pass.
+fn handed_off(
+    a: &Analysis<'_>,
+    arch: &ArchSpec,
+    roles_of: &BTreeMap<TensorId, Role>,
+    members: &[usize],
+    plans: &[EinsumPlan],
+) -> BTreeSet<TensorId> {
+    if arch.handoff() == Handoff::Link {
+        return BTreeSet::new();
+    }
+    roles_of
+        .iter()
+        .filter(|&(t, role)| {
+            let Some(&w) = a.writer.get(t) else {
+                return false;
+            };
+            let crosses = members.iter().any(|&x| {
+                x != w
+                    && a.pass[x] == a.pass[w]
+                    && plans[x].unit != plans[w].unit
+                    && a.reads[x].iter().any(|(r, _)| a.src(*r) == *t)
+            });
+            crosses && matches!(role, Role::Local | Role::PassState)
+        })
+        .map(|(&t, _)| t)
+        .collect()
+}
+
 fn classify(
     a: &Analysis<'_>,
     sz: &Sizes<'_>,
@@ -339,7 +381,7 @@ fn size_buffer(
     a: &Analysis<'_>,
     (sz, tiles): (&Sizes<'_>, &TileWork),
     arch: &ArchSpec,
-    roles_of: &BTreeMap<TensorId, Role>,
+    (roles_of, handed_off): (&BTreeMap<TensorId, Role>, &BTreeSet<TensorId>),
     reader_passes: &ReaderPasses,
     (min_pass, max_pass): (u32, u32),
     (resident, residency, bypassed): (
@@ -385,6 +427,8 @@ fn size_buffer(
             Role::TileInput => {
                 stream_tile_words += sz.words(t) / (r.m_tiles * r.p_tiles).max(1);
             }
+            // A tile passed between units through the buffer: each resident query's row of it.
+            Role::Local if handed_off.contains(&t) => resident_per_query += sz.tile_per_query(t),
             Role::Local => {}
         }
     }
@@ -470,6 +514,8 @@ struct Ctx<'a> {
     spill: f64,
     query_outer: bool,
     bypassed: &'a BTreeSet<TensorId>,
+    handed_off: &'a BTreeSet<TensorId>,
+    residency: &'a BTreeMap<String, Placement>,
 }
 
 impl Ctx<'_> {
@@ -627,6 +673,12 @@ impl Ctx<'_> {
                         times: 1,
                     }
                 }
+                Role::Local if self.handed_off.contains(&t) => {
+                    traffic.add(&name, |t| t.buffer_write += words * writer_share);
+                    Residency::Handoff {
+                        words_per_query: sz.tile_per_query(t),
+                    }
+                }
                 Role::Local => {
                     let w = a.writer[&t];
                     let same_unit = self.readers(t).all(|x| plans[x].unit == plans[w].unit);
@@ -676,12 +728,22 @@ impl Ctx<'_> {
             for (accessed, _) in &a.reads[x] {
                 let t = a.src(*accessed);
                 let name = &a.cascade.tensor(t).name;
+                // Produced in this pass: on the same unit it is still in the PE's registers;
+                // from another unit it comes over the link or through the buffer.
+                let local = match self.roles_of.get(&t) {
+                    Some(Role::Local) => true,
+                    Some(Role::PassState) => a.pass[a.writer[&t]] == a.pass[x],
+                    _ => false,
+                };
                 match self.roles_of.get(&t) {
-                    // Same unit: a register read; another unit: passed over the array link.
-                    Some(Role::Local) if plans[a.writer[&t]].unit == plans[x].unit => {
+                    Some(_) if local && plans[a.writer[&t]].unit == plans[x].unit => {
                         reg_reads = reg_reads.saturating_add(plans[x].points);
                     }
-                    Some(Role::Local) => {}
+                    Some(_) if local && self.handed_off.contains(&t) => {
+                        let words = sz.words(t) as f64 * self.reread(x, *accessed) * share;
+                        traffic.add(name, |t| t.buffer_read += words);
+                    }
+                    Some(_) if local => {}
                     Some(Role::State) => {
                         let per_iter = sz.per_iteration(t) as f64;
                         let words = if plans[x].per_key_tile {
@@ -723,11 +785,19 @@ impl Ctx<'_> {
                     sz.words(t)
                 } as f64;
                 let name = a.cascade.tensor(t).name.clone();
+                // Staged in the buffer on its way out, unless the mapping sends it past it.
+                let bypass = self.residency.get(&name) == Some(&Placement::Dram);
+                let staged = if bypass { 0.0 } else { words };
                 traffic.add(&name, |t| {
                     t.dram_write += words;
-                    t.buffer_write += words;
+                    t.buffer_write += staged;
                 });
-                placements.push((name, Residency::Dram));
+                let residency = if bypass {
+                    Residency::Bypass { times: 0 }
+                } else {
+                    Residency::Dram
+                };
+                placements.push((name, residency));
             }
         }
     }
