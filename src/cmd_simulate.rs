@@ -495,6 +495,12 @@ fn print_detail(
             phase.buffer_words,
             phase.spill * 100.0
         );
+        if let Some(q) = phase.row_queries {
+            println!(
+                "  one query row at a time, the PEs across its keys: {q} whole rows fit where a tile of {} queries would spill",
+                part.p0
+            );
+        }
         println!("  loops: {}", phase.loops.lines().join(" / "));
         for epoch in &phase.epochs {
             println!("  epoch on {}: {epoch}", arch.unit(epoch.unit).name());

@@ -289,6 +289,9 @@ pub struct Phase {
     pub buffer_words: u64,
     /// Fraction of the pass-crossing state that does not fit and goes to DRAM.
     pub spill: f64,
+    /// Set when the phase, on 1D units alone, takes one query row at a time (the PEs across
+    /// its keys) because a tile of queries would spill: the whole rows the buffer holds.
+    pub row_queries: Option<u64>,
     /// Cycles the tile unit stalls per tile waiting for a reduction to drain (no interleaving).
     pub stall_per_tile: u64,
     /// Pipeline depth in tiles (the largest stage).
@@ -384,6 +387,7 @@ pub fn schedule_with(
             traffic_by_tensor: placed.traffic_by_tensor,
             buffer_words: placed.buffer_words,
             spill: placed.spill,
+            row_queries: placed.row_queries,
             stall_per_tile: laid.stall_per_tile,
             stages: laid.stages,
             loops: laid.loops,

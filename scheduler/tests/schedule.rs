@@ -697,3 +697,27 @@ fn the_buffer_leakage_is_given_with_each_characterised_size() {
     let (read, write) = a.costs().buffer_word_pj(32 << 20, 16);
     assert!((read - 23854.6 / 256.0).abs() < 1e-9 && (write - 27097.5 / 256.0).abs() < 1e-9);
 }
+
+#[test]
+fn the_unfused_softmax_takes_one_query_row_at_a_time_when_a_tile_would_spill() {
+    // BERT at 256K on Unfused: the softmax phase runs on the 1D array alone. A tile of 256
+    // queries would hold 256 × (one 256K-key row of QK or SN across a pass barrier + GM + SD)
+    // words, 4× the 16 Mi-word buffer; one query's row fits, so the PEs take one query's keys
+    // at a time and the buffer holds 16 Mi / (2^18 + 2) = 63 whole rows: nothing spills, QK
+    // is read from DRAM once and SN never goes there.
+    let (s, _) = scheduled("unfused", "attention_3pass", "bert", 1 << 18);
+    let softmax = &s.phases[1];
+    assert_eq!(softmax.row_queries, Some((16u64 << 20) / ((1 << 18) + 2)));
+    assert_eq!(softmax.row_queries, Some(63));
+    assert_eq!(softmax.spill, 0.0);
+    let scores = (1u64 << 18) as f64 * (1u64 << 18) as f64;
+    assert_eq!(moved(&s, 1, "QK").2, scores);
+    assert_eq!(moved(&s, 1, "SN").2, 0.0);
+    // At 1K a tile of queries fits: the phase keeps its query tiles.
+    let (s, _) = scheduled("unfused", "attention_3pass", "bert", 1 << 10);
+    assert_eq!(s.phases[1].row_queries, None);
+    // FLAT fuses the softmax with the 2D array's Einsums, so it keeps its tiles (and spills).
+    let (s, _) = scheduled("flat", "attention_3pass", "bert", 1 << 18);
+    assert_eq!(s.phases[0].row_queries, None);
+    assert!(s.phases[0].spill > 0.0);
+}

@@ -406,9 +406,9 @@ fn every_published_point_against_cascade() {
     }
     // The same counting on FLAT hardware, with each configuration's other named choices made as
     // the artifact makes them: FLAT with its mapping, Unfused with A past the buffer, +Cascade
-    // without the exponentials its driver drops. Up to 64K they land within 2.2% (FLAT) and 3%
-    // (Unfused); beyond, the artifact's energy steps by one buffer row read per 256 scores as
-    // its Timeloop mappings change, and Unfused's traffic is off (its softmax's query tile).
+    // without the exponentials its driver drops. FLAT lands within 2.2% up to 64K, Unfused
+    // within 3.1% everywhere; beyond 64K the artifact's energy steps by one buffer row read per
+    // 256 scores as its Timeloop mappings change.
     let short = |name: &str, metric: &str, tol: f64| -> Vec<String> {
         all[name]
             .outside(metric, tol)
@@ -422,12 +422,15 @@ fn every_published_point_against_cascade() {
         0.022,
     );
     assert!(off.is_empty(), "flat: {off:?}");
-    let off = short(
-        "unfused",
-        "energy, artifact's counting, A past the buffer",
-        0.03,
-    );
+    let off = all["unfused"].outside("energy, artifact's counting, A past the buffer", 0.031);
     assert!(off.is_empty(), "unfused: {off:?}");
+    // Unfused as it is: its softmax phase takes one query row at a time where a tile of queries
+    // would spill, as the artifact's softmax mapping does, so latency, traffic and utilisation
+    // are the artifact's at every point.
+    for metric in ["latency", "traffic", "util_2d"] {
+        let off = all["unfused"].outside(metric, 0.005);
+        assert!(off.is_empty(), "unfused {metric}: {off:?}");
+    }
     let cascade = all["fusemax-cascade-on-flat"].get("energy, artifact's counting and +Cascade P1");
     let mean = cascade.iter().map(|(_, r)| r).sum::<f64>() / cascade.len() as f64;
     assert!(mean.abs() < 0.03, "+Cascade mean {mean}");

@@ -49,6 +49,8 @@ pub(crate) struct Placed {
     pub traffic_by_tensor: Vec<(String, Traffic)>,
     pub buffer_words: u64,
     pub spill: f64,
+    /// Queries resident when the phase takes one query row at a time (`row_queries`).
+    pub row_queries: Option<u64>,
     /// Whether each query tile streams every key tile itself (the query loop outside the key
     /// loop) rather than sharing each key tile among the P1 resident query tiles.
     pub query_outer: bool,
@@ -163,6 +165,9 @@ pub(crate) fn place(
     let (roles_of, reader_passes) = classify(a, &sz, members, &member, plans);
     let bypassed = bypassed_inputs(a, &roles_of, &overrides.residency);
     let handed_off = handed_off(a, arch, &roles_of, members, plans);
+    let one_row = members
+        .iter()
+        .all(|&x| arch.unit(plans[x].unit).rows() == 1);
     let max_pass = members.iter().map(|&x| a.pass[x]).max().unwrap_or(0);
     let min_pass = members.iter().map(|&x| a.pass[x]).min().unwrap_or(0);
     let passes = max_pass - min_pass + 1;
@@ -177,7 +182,7 @@ pub(crate) fn place(
         a,
         (&sz, tiles),
         arch,
-        (&roles_of, &handed_off),
+        (&roles_of, &handed_off, one_row),
         &reader_passes,
         (min_pass, max_pass),
         (chosen.resident_query_tiles, &overrides.residency, &bypassed),
@@ -228,6 +233,7 @@ pub(crate) fn place(
         traffic_by_tensor: traffic.by_tensor,
         buffer_words: sized.used,
         spill: sized.spill,
+        row_queries: sized.row_queries,
         query_outer,
     })
 }
@@ -374,6 +380,8 @@ struct Sized {
     p1: u64,
     spill: f64,
     used: u64,
+    /// Set when the phase takes one query row at a time: the queries resident.
+    row_queries: Option<u64>,
 }
 
 /// P1 and the spilled fraction from the buffer's capacity.
@@ -381,7 +389,7 @@ fn size_buffer(
     a: &Analysis<'_>,
     (sz, tiles): (&Sizes<'_>, &TileWork),
     arch: &ArchSpec,
-    (roles_of, handed_off): (&BTreeMap<TensorId, Role>, &BTreeSet<TensorId>),
+    (roles_of, handed_off, one_row): (&BTreeMap<TensorId, Role>, &BTreeSet<TensorId>, bool),
     reader_passes: &ReaderPasses,
     (min_pass, max_pass): (u32, u32),
     (resident, residency, bypassed): (
@@ -464,6 +472,14 @@ fn size_buffer(
     }
     let avail = buffer - stream_tile_words;
     let need_tile = (resident_per_query + crossing_per_query).saturating_mul(p0);
+    if let Some(sized) = row_at_a_time(
+        a,
+        (resident_per_query + crossing_per_query, need_tile),
+        (avail, stream_tile_words),
+        (one_row, resident, forced_dram > 0),
+    ) {
+        return Ok(sized);
+    }
     let (p1, spill) = if need_tile <= avail {
         let fit = avail
             .checked_div(need_tile)
@@ -498,7 +514,42 @@ fn size_buffer(
         spill
     };
     let used = (p1 * (resident_per_query + crossing_per_query) * p0).min(avail) + stream_tile_words;
-    Ok(Sized { p1, spill, used })
+    Ok(Sized {
+        p1,
+        spill,
+        used,
+        row_queries: None,
+    })
+}
+
+/// A phase on 1D units alone may take one query's row at a time, the unit's PEs across its
+/// keys, as the FuseMax artifact maps the unfused softmax: when the tile of `p0` queries' state
+/// would spill and one query's fits, the buffer holds as many whole rows as fit and nothing
+/// spills. Only without streamed inputs (whose re-reads count per block of query tiles) and
+/// without state a mapping sends to DRAM; a mapping that keeps one query tile resident, as the
+/// printed mapping of such a phase does, gets the same.
+fn row_at_a_time(
+    a: &Analysis<'_>,
+    (per_query, need_tile): (u64, u64),
+    (avail, stream_tile_words): (u64, u64),
+    (one_row, resident, forced_dram): (bool, Option<u64>, bool),
+) -> Option<Sized> {
+    let r = a.roles;
+    let applies = one_row
+        && stream_tile_words == 0
+        && !forced_dram
+        && matches!(resident, None | Some(1))
+        && need_tile > avail
+        && (1..=avail).contains(&per_query);
+    applies.then(|| {
+        let queries = (avail / per_query).min(r.p.max(1));
+        Sized {
+            p1: 1,
+            spill: 0.0,
+            used: queries * per_query,
+            row_queries: Some(queries),
+        }
+    })
 }
 
 /// What traffic and register reads are computed from.
