@@ -713,6 +713,19 @@ fn the_unfused_softmax_takes_one_query_row_at_a_time_when_a_tile_would_spill() {
     let scores = (1u64 << 18) as f64 * (1u64 << 18) as f64;
     assert_eq!(moved(&s, 1, "QK").2, scores);
     assert_eq!(moved(&s, 1, "SN").2, 0.0);
+    // The printed mapping (one resident query tile) schedules the same phase again.
+    let printed = cascade_scheduler::MappingOverrides::from_toml(&s.mapping.to_string()).unwrap();
+    let again = match cascade_scheduler::schedule_with(
+        &library("attention_3pass"),
+        &arch("unfused"),
+        &problem("bert", 1 << 18),
+        &printed,
+    ) {
+        Ok(Outcome::Scheduled(s)) => s,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(again.phases[1].row_queries, Some(63));
+    assert_eq!(again.phases[1].traffic, s.phases[1].traffic);
     // At 1K a tile of queries fits: the phase keeps its query tiles.
     let (s, _) = scheduled("unfused", "attention_3pass", "bert", 1 << 10);
     assert_eq!(s.phases[1].row_queries, None);

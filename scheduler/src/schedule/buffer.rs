@@ -287,7 +287,6 @@ fn bypassed_inputs(
         .collect()
 }
 
-/// Classifies every tensor the phase touches.
 /// The tiles that pass between units through the buffer: on an architecture without links,
 /// each tensor one unit writes and another reads in the same pass.
 fn handed_off(
@@ -318,6 +317,7 @@ fn handed_off(
         .collect()
 }
 
+/// Classifies every tensor the phase touches.
 fn classify(
     a: &Analysis<'_>,
     sz: &Sizes<'_>,
